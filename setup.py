@@ -1,0 +1,33 @@
+"""tf_ama: strategyproof multi-bidder auctions learned as lottery affine maximizers."""
+
+from setuptools import find_packages, setup
+
+# A set measured to work together (DESIGN §9): TFP 0.25 needs tf_keras, which depends on
+# `tensorflow`, so pin `tensorflow` (not `tensorflow-cpu`, which would add a second wheel).
+INSTALL_REQUIRES = [
+    "tensorflow==2.21.0",
+    "keras==3.15.1",
+    "tensorflow-probability==0.25.0",
+    "tf-keras==2.21.0",
+    "numpy==2.4.6",
+    "matplotlib==3.11.2",
+]
+
+EXTRAS = {
+    "serving": ["tensorflow-serving-api==2.21.0", "requests>=2.31,<3"],
+    "notebooks": ["nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
+}
+EXTRAS["test"] = ["pytest==9.2.0", *EXTRAS["serving"], *EXTRAS["notebooks"]]
+
+setup(
+    name="tf_ama",
+    version="0.1.0",
+    description="Differentiable economics for randomized affine maximizer auctions, in TensorFlow/Keras",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tf_ama", "tf_ama.*"]),
+    python_requires=">=3.10,<3.14",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["tf-ama=tf_ama.cli:main"]},
+)

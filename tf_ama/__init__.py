@@ -1,0 +1,12 @@
+"""tf_ama: strategyproof multi-bidder auctions learned as (lottery) affine maximizers.
+
+The public API; see the README and DESIGN for the maths.
+"""
+
+from tf_ama.distributions import list_distributions, register_distribution
+from tf_ama.mechanism import exact_outcome, regret_certificate, soft_payments
+from tf_ama.menus import deterministic_allocations
+from tf_ama.model import AffineMaximizerAuction, fresh_valuations, valuation_dataset
+from tf_ama.settings import Setting, get_setting, list_settings
+
+__version__ = "0.1.0"

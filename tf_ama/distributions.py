@@ -1,0 +1,165 @@
+"""Valuation distributions as tensorflow-probability distributions.
+
+Every distribution here has event shape `[num_bidders, num_items]`: one sample is one
+valuation profile (`valuations[i, j]` is bidder `i`'s value for item `j`). Sampling is
+stateless and reproducible: pass `seed` as an int32 tensor of shape `[2]` (or a tuple of
+two ints), e.g. `dist.sample(1024, seed=(0, 7))`.
+
+Built-in families (the `distribution` field of a `Setting`):
+
+* `uniform`: independent `U[low, high]`; `low` and `high` are scalars or arrays that
+  broadcast to `[num_bidders, num_items]` (per-bidder / per-item bounds).
+* `exponential`: independent exponentials with the given `mean` (scalar or broadcastable).
+* `spherical`: bidders i.i.d. on `P` discrete points in `num_items` dimensions, after the
+  construction of Briest et al. (2010) used in the paper's section 6.2: point `k` is
+  `base**k * directions[k]` with probability proportional to `base**-k`.
+
+Users add their own family with `register_distribution(name, factory)`, where
+`factory(num_bidders, num_items, **params)` returns any TFP distribution with event shape
+`[num_bidders, num_items]`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+# Directions of the five points of the spherical distribution (DESIGN section 4).
+SPHERICAL_DIRECTIONS = (
+    (0.78, 0.57, 0.10, 0.23),
+    (0.15, 0.60, 0.57, 0.53),
+    (0.60, 0.36, 0.64, 0.32),
+    (0.70, 0.61, 0.37, 0.05),
+    (0.73, 0.06, 0.34, 0.59),
+)
+
+
+def _profile_array(value, name, num_bidders, num_items):
+    """Broadcasts a scalar / per-bidder-per-item parameter to `[num_bidders, num_items]`."""
+    array = np.asarray(value, dtype=np.float64)
+    try:
+        return np.broadcast_to(array, (num_bidders, num_items)).copy()
+    except ValueError:
+        raise ValueError(
+            f"`{name}` must be a scalar or broadcast to [num_bidders, num_items] = "
+            f"[{num_bidders}, {num_items}]; got shape {list(array.shape)}. Give one value, "
+            f"one per item (shape [{num_items}]) or one per bidder and item."
+        ) from None
+
+
+def uniform(num_bidders, num_items, low=0.0, high=1.0, dtype=tf.float32):
+    """Independent `U[low, high]` values; bounds may differ per bidder and item."""
+    low = _profile_array(low, "low", num_bidders, num_items)
+    high = _profile_array(high, "high", num_bidders, num_items)
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise ValueError(f"`low` and `high` must be finite; got low={low}, high={high}.")
+    if np.any(low < 0):
+        raise ValueError(f"`low` must be >= 0 (values are non-negative); got {low}.")
+    if np.any(low >= high):
+        raise ValueError(f"`low` must be < `high` everywhere; got low={low}, high={high}.")
+    base = tfd.Uniform(low=tf.constant(low, dtype), high=tf.constant(high, dtype))
+    return tfd.Independent(base, reinterpreted_batch_ndims=2, name="UniformValuations")
+
+
+def exponential(num_bidders, num_items, mean=1.0, dtype=tf.float32):
+    """Independent exponential values with the given mean (rate = 1 / mean)."""
+    mean = _profile_array(mean, "mean", num_bidders, num_items)
+    if not np.all(np.isfinite(mean)) or np.any(mean <= 0):
+        raise ValueError(f"`mean` must be finite and > 0; got {mean}.")
+    base = tfd.Exponential(rate=tf.constant(1.0 / mean, dtype))
+    return tfd.Independent(base, reinterpreted_batch_ndims=2, name="ExponentialValuations")
+
+
+def spherical(num_bidders, num_items, base=2.0, directions=SPHERICAL_DIRECTIONS, dtype=tf.float32):
+    """Bidders i.i.d. on `P` points: point `k` = `base**k * directions[k]`, prob ∝ `base**-k`."""
+    directions = np.asarray(directions, dtype=np.float64)
+    if directions.ndim != 2 or directions.shape[1] != num_items:
+        raise ValueError(
+            f"`directions` must have shape [num_points, num_items={num_items}]; "
+            f"got {list(directions.shape)}."
+        )
+    if not np.all(np.isfinite(directions)) or np.any(directions < 0):
+        raise ValueError("`directions` must be finite and >= 0.")
+    if not np.isfinite(base) or base <= 0:
+        raise ValueError(f"`base` must be finite and > 0; got {base}.")
+    num_points = directions.shape[0]
+    scale = float(base) ** np.arange(num_points)
+    points = directions * scale[:, None]  # [P, n]
+    logits = -np.arange(num_points) * np.log(float(base))  # prob ∝ base^-k
+    points = np.broadcast_to(points, (num_bidders, num_points, num_items))
+    logits = np.broadcast_to(logits, (num_bidders, num_points))
+    components = tfd.Independent(
+        tfd.Deterministic(loc=tf.constant(points, dtype)), reinterpreted_batch_ndims=1
+    )
+    mixture = tfd.MixtureSameFamily(
+        mixture_distribution=tfd.Categorical(logits=tf.constant(logits, dtype)),
+        components_distribution=components,
+    )
+    return tfd.Independent(mixture, reinterpreted_batch_ndims=1, name="SphericalValuations")
+
+
+_FACTORIES: dict[str, Callable] = {
+    "uniform": uniform,
+    "exponential": exponential,
+    "spherical": spherical,
+}
+
+
+def register_distribution(name: str, factory: Callable) -> None:
+    """Makes `factory(num_bidders, num_items, **params)` available as `distribution=name`."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`name` must be a non-empty string; got {name!r}.")
+    if not callable(factory):
+        raise TypeError(f"`factory` must be callable; got {type(factory).__name__}.")
+    _FACTORIES[name] = factory
+
+
+def list_distributions() -> list[str]:
+    return sorted(_FACTORIES)
+
+
+def make_distribution(name, num_bidders, num_items, params=None, dtype=tf.float32):
+    """Builds the TFP distribution `name` with event shape `[num_bidders, num_items]`."""
+    if name not in _FACTORIES:
+        raise ValueError(
+            f"Unknown distribution {name!r}; known: {list_distributions()}. "
+            "Register your own with tf_ama.register_distribution(name, factory)."
+        )
+    params = dict(params or {})
+    try:
+        dist = _FACTORIES[name](num_bidders, num_items, dtype=dtype, **params)
+    except TypeError as error:
+        raise ValueError(f"Bad parameters {params} for distribution {name!r}: {error}") from None
+    check_event_shape(dist, num_bidders, num_items)
+    return dist
+
+
+def check_event_shape(dist, num_bidders, num_items):
+    if not isinstance(dist, tfd.Distribution):
+        raise TypeError(
+            f"A valuation distribution must be a tfp.distributions.Distribution; got "
+            f"{type(dist).__name__}."
+        )
+    event = tuple(dist.event_shape.as_list()) if dist.event_shape.rank is not None else None
+    if event != (num_bidders, num_items) or dist.batch_shape.rank != 0:
+        raise ValueError(
+            f"A valuation distribution must have event shape [num_bidders, num_items] = "
+            f"[{num_bidders}, {num_items}] and no batch shape; got event shape "
+            f"{dist.event_shape}, batch shape {dist.batch_shape}. Wrap independent values "
+            "in tfd.Independent(..., reinterpreted_batch_ndims=2)."
+        )
+
+
+def as_seed(seed) -> tf.Tensor:
+    """A stateless seed: an int32 tensor of shape [2] from an int, a pair or a tensor."""
+    if isinstance(seed, (int, np.integer)):
+        return tf.constant([0, int(seed)], tf.int32)
+    seed = tf.convert_to_tensor(seed)
+    if seed.dtype not in (tf.int32, tf.int64) or seed.shape.as_list() != [2]:
+        raise ValueError(f"`seed` must be an int or a pair of ints; got {seed!r}.")
+    return tf.cast(seed, tf.int32)

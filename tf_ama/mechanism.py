@@ -1,0 +1,236 @@
+r"""The affine maximizer auction (AMA): exact outcome, regret certificate, soft relaxation.
+
+An AMA over a menu of `K` allocations `a[k]` (`[K, num_bidders, num_items]`), boosts `b[k]`
+and positive bidder weights `w[i]`, given bids `v` (`[num_bidders, num_items]`):
+
+    u[i, k]   = sum_j a[k, i, j] * v[i, j]           value of entry k to bidder i
+    W[k]      = sum_i w[i] * u[i, k] + b[k]           boosted, weighted welfare
+    k*        = argmax_k W[k]                          ties -> lowest index
+    W_-i[k]   = W[k] - w[i] * u[i, k]
+    p[i]      = (max_k W_-i[k] - W_-i[k*]) / w[i]      payment, >= 0
+    outcome   = allocation a[k*], payments p
+
+Truthful bidding is a dominant strategy and `u[i, k*] - p[i] >= 0`. `exact_outcome` computes
+this in float64; it is the one function that evaluation, export and the model's `test_step`
+call. The regret certificate is exact too: by misreporting, bidder `i` can only select some
+entry `k`, at price `P_i(k) = (max W_-i - W_-i[k]) / w[i]`, so the best misreport earns
+`max_k (u[i, k] - P_i(k))` (with `u` from true values) and
+
+    regret[i] = max_k (u[i, k] - P_i(k)) - (u[i, k*] - p[i])
+
+is 0 up to rounding for every AMA. `soft_payments` is the training relaxation (DESIGN §2),
+where softmax with inverse temperature `lambda` stands in for every max / argmax.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+# Elements of one [chunk, num_bidders + 1, menu_size] float64 block: ~128 MB per tensor.
+_CHUNK_ELEMENTS = 1 << 24
+_FEASIBILITY_TOLERANCE = 1e-9
+
+
+def _validate_menu(allocations, boosts, bidder_weights):
+    """In-graph checks of the menu; returns the float64 tensors (raises on bad values)."""
+    allocations = _float64(allocations, "allocations")
+    boosts = _float64(boosts, "boosts")
+    bidder_weights = _float64(bidder_weights, "bidder_weights")
+    if allocations.shape.rank != 3:
+        raise ValueError(
+            f"`allocations` must have shape [menu_size, num_bidders, num_items]; got {allocations.shape}."
+        )
+    menu_size, num_bidders, _ = allocations.shape
+    if menu_size == 0:
+        raise ValueError("`allocations` is an empty menu; give at least the empty allocation.")
+    if boosts.shape != [menu_size]:
+        raise ValueError(f"`boosts` must have shape [menu_size={menu_size}]; got {boosts.shape}.")
+    if bidder_weights.shape != [num_bidders]:
+        raise ValueError(
+            f"`bidder_weights` must have shape [num_bidders={num_bidders}]; got {bidder_weights.shape}."
+        )
+    checks = [
+        tf.debugging.assert_all_finite(allocations, "`allocations` must be finite"),
+        tf.debugging.assert_non_negative(allocations, "`allocations` must be >= 0"),
+        tf.debugging.assert_less_equal(
+            tf.reduce_sum(allocations, axis=1),
+            tf.constant(1.0 + _FEASIBILITY_TOLERANCE, tf.float64),
+            "`allocations` is infeasible: an item is allocated more than once "
+            "(sum over bidders of allocations[k, :, j] must be <= 1)",
+        ),
+        tf.debugging.assert_all_finite(boosts, "`boosts` must be finite"),
+        tf.debugging.assert_all_finite(bidder_weights, "`bidder_weights` must be finite"),
+        tf.debugging.assert_positive(bidder_weights, "`bidder_weights` must be > 0"),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(allocations), tf.identity(boosts), tf.identity(bidder_weights)
+
+
+def validate_bids(bids, num_bidders, num_items, name="bids"):
+    """Checks bids `[batch, num_bidders, num_items]` (float64, finite, >= 0), in graph or eagerly."""
+    bids = _float64(bids, name)
+    if bids.shape.rank is not None and bids.shape.rank != 3:
+        raise ValueError(
+            f"`{name}` must have shape [batch, num_bidders={num_bidders}, num_items={num_items}]; "
+            f"got {bids.shape}. A single profile needs a leading batch axis: bids[None]."
+        )
+    static = bids.shape.as_list() if bids.shape.rank == 3 else [None, None, None]
+    if static[1] not in (None, num_bidders) or static[2] not in (None, num_items):
+        raise ValueError(
+            f"`{name}` must have shape [batch, num_bidders={num_bidders}, num_items={num_items}]; "
+            f"got {bids.shape}."
+        )
+    checks = [
+        # A loaded SavedModel signature does not enforce its TensorSpec shape: assert it.
+        tf.debugging.assert_equal(
+            tf.shape(bids)[1:], tf.constant([num_bidders, num_items]),
+            f"`{name}` has the wrong shape: expected [batch, num_bidders={num_bidders}, "
+            f"num_items={num_items}]",
+        ),
+        tf.debugging.assert_all_finite(bids, f"`{name}` must be finite (no NaN or inf)"),
+        tf.debugging.assert_non_negative(bids, f"`{name}` must be >= 0 (negative bid)"),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(bids)
+
+
+def _float64(value, name):
+    if isinstance(value, (tf.Tensor, tf.Variable)):
+        tensor = tf.convert_to_tensor(value)
+    else:
+        array = np.asarray(value)
+        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+            raise TypeError(f"`{name}` must be a numeric array; got dtype {array.dtype}.")
+        tensor = tf.convert_to_tensor(array)
+    if tensor.dtype != tf.float64:
+        raise TypeError(
+            f"`{name}` must be float64 (the exact outcome is computed in float64); got "
+            f"{tensor.dtype.name}. Cast it first, e.g. tf.cast({name}, tf.float64)."
+        )
+    return tensor
+
+
+def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate):
+    """Exact outcome of one block of profiles; all float64, shapes as in `exact_outcome`."""
+    menu_size = tf.shape(allocations)[0]
+    values = tf.einsum("bij,kij->bik", bids, allocations)  # u: [B, m, K]
+    weighted = bidder_weights[None, :, None] * values  # w_i u_ik
+    welfare = tf.reduce_sum(weighted, axis=1) + boosts[None, :]  # W: [B, K]
+    best = tf.reduce_max(welfare, axis=1, keepdims=True)
+    # Lowest index among the maximizers (tf.argmax does not promise it).
+    indices = tf.range(menu_size, dtype=tf.int64)
+    menu_index = tf.reduce_min(
+        tf.where(welfare == best, indices[None, :], tf.cast(menu_size, tf.int64)), axis=1
+    )
+    others = welfare[:, None, :] - weighted  # W_-i: [B, m, K]
+    best_others = tf.reduce_max(others, axis=2)  # [B, m]
+    chosen_others = tf.gather(others, menu_index, axis=2, batch_dims=1)  # W_-i[k*]
+    chosen_values = tf.gather(values, menu_index, axis=2, batch_dims=1)  # u_i[k*]
+    # max over k includes k*, so the difference is >= 0 exactly; clipping at the value
+    # received removes only rounding (mathematically max W_-i <= W[k*]).
+    payments = tf.minimum((best_others - chosen_others) / bidder_weights[None, :], chosen_values)
+    outcome = {
+        "allocation": tf.gather(allocations, menu_index),
+        "payments": payments,
+        "menu_index": menu_index,
+        "values": chosen_values,
+    }
+    if with_certificate:
+        prices = (best_others[:, :, None] - others) / bidder_weights[None, :, None]  # P_i(k)
+        best_utility = tf.reduce_max(values - prices, axis=2)
+        outcome["regret"] = best_utility - (chosen_values - payments)
+    return outcome
+
+
+def default_chunk_size(num_bidders, menu_size):
+    return max(1, _CHUNK_ELEMENTS // ((num_bidders + 1) * max(int(menu_size), 1)))
+
+
+def exact_outcome(bids, allocations, boosts, bidder_weights, *, chunk_size=None,
+                  with_certificate=False):
+    """The exact AMA outcome in float64 for a batch of bid profiles.
+
+    Args:
+      bids: float64 `[batch, num_bidders, num_items]`, finite and >= 0.
+      allocations: float64 `[menu_size, num_bidders, num_items]`, feasible (each item's
+        allocations sum to <= 1).
+      boosts: float64 `[menu_size]`.
+      bidder_weights: float64 `[num_bidders]`, > 0.
+      chunk_size: profiles per block (bounds memory to a few `[chunk, num_bidders + 1,
+        menu_size]` tensors); by default ~128 MB per tensor.
+      with_certificate: also return `regret`, the exact regret certificate `[batch, num_bidders]`.
+
+    Returns:
+      A dict: `allocation` float64 `[batch, num_bidders, num_items]`, `payments` float64
+      `[batch, num_bidders]`, `menu_index` int64 `[batch]` (ties to the lowest index),
+      `values` float64 `[batch, num_bidders]` (value of the allocation to each bidder at
+      the bids; utility = values - payments), and `regret` if requested.
+
+    Raises:
+      TypeError / ValueError (eagerly) or InvalidArgumentError (in a graph) naming the
+      bad argument: non-float64 input, NaN / inf, negative bids, wrong shapes, an empty
+      or infeasible menu, non-positive weights.
+    """
+    allocations, boosts, bidder_weights = _validate_menu(allocations, boosts, bidder_weights)
+    menu_size, num_bidders, num_items = allocations.shape
+    bids = validate_bids(bids, num_bidders, num_items)
+    chunk = int(chunk_size or default_chunk_size(num_bidders, menu_size))
+    if chunk < 1:
+        raise ValueError(f"`chunk_size` must be >= 1; got {chunk_size}.")
+
+    def block(chunk_bids):
+        return _outcome_block(chunk_bids, allocations, boosts, bidder_weights, with_certificate)
+
+    static_batch = bids.shape[0]
+    if static_batch is not None and static_batch <= chunk:
+        return block(bids)
+    # Pad to whole chunks, map over them (bounded memory), then drop the padding.
+    batch = tf.shape(bids)[0]
+    num_chunks = (batch + chunk - 1) // chunk
+    padded = tf.pad(bids, [[0, num_chunks * chunk - batch], [0, 0], [0, 0]])
+    chunks = tf.reshape(padded, [num_chunks, chunk, num_bidders, num_items])
+    signature = {
+        "allocation": tf.TensorSpec([chunk, num_bidders, num_items], tf.float64),
+        "payments": tf.TensorSpec([chunk, num_bidders], tf.float64),
+        "menu_index": tf.TensorSpec([chunk], tf.int64),
+        "values": tf.TensorSpec([chunk, num_bidders], tf.float64),
+    }
+    if with_certificate:
+        signature["regret"] = tf.TensorSpec([chunk, num_bidders], tf.float64)
+    mapped = tf.map_fn(block, chunks, fn_output_signature=signature, parallel_iterations=1)
+    return {
+        key: tf.reshape(value, tf.concat([[-1], tf.shape(value)[2:]], 0))[:batch]
+        for key, value in mapped.items()
+    }
+
+
+def regret_certificate(bids, allocations, boosts, bidder_weights, *, chunk_size=None):
+    """The exact regret certificate `[batch, num_bidders]` (0 up to rounding for an AMA)."""
+    return exact_outcome(
+        bids, allocations, boosts, bidder_weights, chunk_size=chunk_size, with_certificate=True
+    )["regret"]
+
+
+def soft_payments(valuations, allocations, boosts, bidder_weights, temperature):
+    """The softmax relaxation of the AMA payments (DESIGN §2), differentiable.
+
+    Args:
+      valuations: `[batch, num_bidders, num_items]`.
+      allocations: `[menu_size, num_bidders, num_items]`.
+      boosts: `[menu_size]`; bidder_weights: `[num_bidders]`.
+      temperature: `lambda`, the inverse softmax temperature (100 in the paper).
+
+    Returns:
+      `[batch, num_bidders]` soft payments
+      `(sum_k softmax(l W_-i)[k] W_-i[k] - sum_k softmax(l W)[k] W_-i[k]) / w_i`.
+    """
+    values = tf.einsum("bij,kij->bik", valuations, allocations)  # one contraction: [B, m, K]
+    weighted = bidder_weights[None, :, None] * values
+    welfare = tf.reduce_sum(weighted, axis=1) + boosts[None, :]  # [B, K]
+    others = welfare[:, None, :] - weighted  # [B, m, K]
+    chosen = tf.nn.softmax(temperature * welfare, axis=-1)  # [B, K]
+    counterfactual = tf.nn.softmax(temperature * others, axis=-1)  # [B, m, K]
+    expected_without = tf.reduce_sum(counterfactual * others, axis=-1)
+    expected_with = tf.einsum("bk,bik->bi", chosen, others)
+    return (expected_without - expected_with) / bidder_weights[None, :]

@@ -1,0 +1,257 @@
+"""`AffineMaximizerAuction`: a lottery AMA as a Keras model, trained with `fit`.
+
+    setting = tf_ama.get_setting("additive_2x2_uniform")
+    model = tf_ama.AffineMaximizerAuction(setting, menu="lottery", menu_size=1024, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    model.fit(tf_ama.fresh_valuations(batch_size=4096), epochs=20, steps_per_epoch=100,
+              validation_data=tf_ama.valuation_dataset(setting, 20_000, seed=1))
+
+`train_step` draws fresh valuations every step from the setting's TFP distribution with a
+stateless seed derived from (`seed`, optimizer step, replica): the same seed gives the same
+run, a run resumed from a checkpoint continues with the samples it would have drawn, and
+replicas of a `tf.distribute` strategy draw different samples. It minimizes minus the soft
+revenue of DESIGN §2, optionally accumulating gradients over micro-batches so that memory
+stays bounded. `test_step` reports the EXACT revenue (`tf_ama.exact_outcome`, float64).
+Calling the model on bids returns the exact outcome.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_ama import menus
+from tf_ama.mechanism import exact_outcome, soft_payments
+from tf_ama.settings import Setting, get_setting
+
+MENUS = ("lottery", "deterministic", "fixed")
+
+
+def fresh_valuations(batch_size):
+    """The `x` for `fit` when the model draws its own valuations: one empty
+    `[batch_size, 0]` tensor, repeated. Its batch axis sets the samples per step (split
+    across replicas under `tf.distribute`); it carries no data."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be an int >= 1; got {batch_size!r}.")
+    return tf.data.Dataset.from_tensors(tf.zeros([batch_size, 0])).repeat()
+
+
+def valuation_dataset(setting, num_samples, seed, batch_size=4096):
+    """A fixed `tf.data.Dataset` of `num_samples` valuation profiles (e.g. for validation)."""
+    setting = get_setting(setting)
+    return tf.data.Dataset.from_tensor_slices(setting.sample(num_samples, seed)).batch(batch_size)
+
+
+@keras.saving.register_keras_serializable(package="tf_ama")
+class AffineMaximizerAuction(keras.Model):
+    """A (lottery) affine maximizer auction whose menu, boosts and weights are learned.
+
+    Args:
+      setting: a `tf_ama.Setting` or the name of a built-in one.
+      menu: `"lottery"` (learned allocations), `"deterministic"` (every feasible 0/1
+        allocation, only boosts/weights learned) or `"fixed"` (see `from_menu`).
+      menu_size: number of menu entries `K` for a lottery menu, the empty entry included.
+      temperature: `lambda`, the inverse softmax temperature of the relaxation (paper: 100).
+      learn_bidder_weights: learn positive bidder weights; default: only for asymmetric
+        settings (weights fixed to 1 when bidders are i.i.d.).
+      seed: seeds the initial parameters and the valuations drawn during training.
+      micro_batch_size: split each step's batch into micro-batches of this size and
+        accumulate their gradients (same gradient, bounded memory); None = no split.
+      init_scale: standard deviation of the initial allocation logits.
+    """
+
+    def __init__(self, setting, menu="lottery", menu_size=2048, temperature=100.0,
+                 learn_bidder_weights=None, seed=0, micro_batch_size=None, init_scale=1.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        setting = Setting.from_dict(setting) if isinstance(setting, dict) else get_setting(setting)
+        if menu not in MENUS:
+            raise ValueError(f"`menu` must be one of {MENUS}; got {menu!r}.")
+        if menu == "deterministic":
+            menu_size = menus.deterministic_menu_size(
+                setting.num_bidders, setting.num_items, setting.demand)
+        if isinstance(menu_size, bool) or not isinstance(menu_size, int) or menu_size < 1:
+            raise ValueError(f"`menu_size` must be an int >= 1; got {menu_size!r}.")
+        if not np.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"`temperature` must be finite and > 0; got {temperature!r}.")
+        if micro_batch_size is not None and (
+                not isinstance(micro_batch_size, int) or micro_batch_size < 1):
+            raise ValueError(f"`micro_batch_size` must be None or an int >= 1; got {micro_batch_size!r}.")
+        if not isinstance(seed, int):
+            raise ValueError(f"`seed` must be an int; got {seed!r}.")
+        self.setting = setting
+        self.menu_type = menu
+        self.menu_size = menu_size
+        self.temperature = float(temperature)
+        self.learn_bidder_weights = (
+            (not setting.symmetric) if learn_bidder_weights is None else bool(learn_bidder_weights))
+        self.seed = seed
+        self.micro_batch_size = micro_batch_size
+        self.init_scale = float(init_scale)
+        self.valuation_distribution = setting.distribution_fn()
+        self._create_parameters()
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.revenue_tracker = keras.metrics.Mean(name="revenue")
+        # Bids stay float64: Keras would otherwise cast them to the compute dtype.
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+        self.built = True
+
+    # ----------------------------------------------------------------------------- parameters
+    def _create_parameters(self):
+        m, n, k = self.setting.num_bidders, self.setting.num_items, self.menu_size
+        learned = max(k - 1, 0)
+        fixed = self.menu_type == "fixed"
+        dtype = "float64" if fixed else "float32"
+        init = lambda offset: keras.initializers.RandomNormal(  # noqa: E731
+            stddev=self.init_scale, seed=self.seed * 1000 + offset)
+        if self.menu_type == "lottery":
+            if self.setting.demand == "additive":
+                self.allocation_logits = [self.add_weight(
+                    shape=(learned, m + 1, n), initializer=init(1), name="allocation_logits")]
+            else:
+                self.allocation_logits = [
+                    self.add_weight(shape=(learned, m, n), initializer=init(1), name="item_logits"),
+                    self.add_weight(shape=(learned, m, n), initializer=init(2), name="bidder_logits"),
+                ]
+        else:
+            table = (np.zeros((k, m, n)) if fixed else menus.deterministic_allocations(
+                m, n, self.setting.demand, max_size=max(k, 1)))
+            self.fixed_allocations = self.add_weight(
+                shape=(k, m, n), initializer=keras.initializers.Constant(table),
+                trainable=False, dtype=dtype, name="allocations")
+        self.learned_boosts = self.add_weight(
+            shape=(learned,), initializer="zeros", trainable=not fixed, dtype=dtype, name="boosts")
+        self.log_bidder_weights = self.add_weight(
+            shape=(m,), initializer="zeros", trainable=self.learn_bidder_weights and not fixed,
+            dtype=dtype, name="log_bidder_weights")
+
+    def menu(self, dtype=tf.float32):
+        """`(allocations [K, m, n], boosts [K], bidder_weights [m])` in `dtype`.
+
+        Parameters are cast to `dtype` before the softmax / normalization that builds the
+        allocations, so the float64 menu is exact, not a rounded float32 one.
+        """
+        cast = lambda value: tf.cast(value, dtype)  # noqa: E731
+        if self.menu_type == "lottery":
+            logits = [cast(v) for v in self.allocation_logits]
+            if self.setting.demand == "additive":
+                allocations = menus.additive_lottery(logits[0])
+            else:
+                allocations = menus.unit_demand_lottery(*logits)
+        else:
+            allocations = cast(self.fixed_allocations)
+        boosts = tf.concat([tf.zeros([1], dtype), cast(self.learned_boosts)], axis=0)
+        bidder_weights = tf.exp(cast(self.log_bidder_weights))
+        return allocations, boosts, bidder_weights
+
+    def exact_menu(self):
+        """The served menu as float64 numpy arrays `(allocations, boosts, bidder_weights)`."""
+        return tuple(np.asarray(t) for t in self.menu(tf.float64))
+
+    @classmethod
+    def from_menu(cls, setting, allocations, boosts, bidder_weights, **kwargs):
+        """A fixed AMA from a given menu (e.g. a published one), validated for feasibility."""
+        setting = get_setting(setting)
+        allocations, boosts, bidder_weights = menus.validate_fixed_menu(
+            allocations, boosts, bidder_weights, setting.num_bidders, setting.num_items,
+            setting.demand)
+        model = cls(setting, menu="fixed", menu_size=len(allocations), **kwargs)
+        model.fixed_allocations.assign(allocations)
+        model.learned_boosts.assign(boosts[1:])
+        model.log_bidder_weights.assign(np.log(bidder_weights))
+        return model
+
+    # ------------------------------------------------------------------------------- outcome
+    def call(self, bids):
+        """The exact outcome (dict of float64 `allocation`, `payments`, int64 `menu_index`)."""
+        return exact_outcome(bids, *self.menu(tf.float64))
+
+    def soft_revenue(self, valuations):
+        """Mean soft revenue (DESIGN §2) of valuations `[batch, m, n]` in the model's dtype."""
+        allocations, boosts, bidder_weights = self.menu(valuations.dtype)
+        payments = soft_payments(valuations, allocations, boosts, bidder_weights, self.temperature)
+        return tf.reduce_mean(tf.reduce_sum(payments, axis=1))
+
+    # ------------------------------------------------------------------------------ training
+    def _step_valuations(self, data):
+        """Valuations for this step: `data` itself, or fresh samples if it is `[batch, 0]`."""
+        if isinstance(data, (tuple, list)):
+            data = data[0]
+        if data.shape.rank == 2 and data.shape[-1] == 0:
+            context = tf.distribute.get_replica_context()
+            replica = context.replica_id_in_sync_group if context is not None else 0
+            seed = tf.random.experimental.stateless_fold_in(
+                tf.constant([self.seed, 0x5EED], tf.int32), self.optimizer.iterations)
+            seed = tf.random.experimental.stateless_fold_in(seed, replica)
+            return self.valuation_distribution.sample(tf.shape(data)[0], seed=seed)
+        return tf.cast(data, tf.float32)
+
+    def train_step(self, data):
+        valuations = self._step_valuations(data)
+        batch = tf.shape(valuations)[0]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        variables = self.trainable_variables
+        micro = self.micro_batch_size
+        if micro is None:
+            with tf.GradientTape() as tape:
+                revenue = self.soft_revenue(valuations)
+                loss = -revenue / replicas  # gradients are summed across replicas
+            gradients = tape.gradient(loss, variables)
+        else:
+            # Accumulate: sum over micro-batches of (size / batch) * grad(mean over the
+            # micro-batch) is exactly the gradient of the mean over the whole batch.
+            def accumulate(start, revenue_sum, gradients):
+                chunk = valuations[start:start + micro]
+                weight = tf.cast(tf.shape(chunk)[0], tf.float32) / tf.cast(batch, tf.float32)
+                with tf.GradientTape() as tape:
+                    partial = self.soft_revenue(chunk) * weight
+                    loss = -partial / replicas
+                partial_gradients = tape.gradient(loss, variables)
+                return (start + micro, revenue_sum + partial,
+                        [g + d for g, d in zip(gradients, partial_gradients)])
+
+            _, revenue, gradients = tf.while_loop(
+                lambda start, *_: start < batch, accumulate,
+                (tf.constant(0), tf.constant(0.0), [tf.zeros_like(v) for v in variables]),
+                parallel_iterations=1)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        self.loss_tracker.update_state(-revenue)
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, data):
+        valuations = self._step_valuations(data)
+        outcome = self(tf.cast(valuations, tf.float64))
+        self.revenue_tracker.update_state(tf.reduce_sum(outcome["payments"], axis=1))
+        return {"revenue": self.revenue_tracker.result()}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.revenue_tracker]
+
+    def compile(self, optimizer="adam", jit_compile=False, **kwargs):
+        """As `keras.Model.compile`; XLA is off by default (it changes the random stream
+        and measured slower on large settings), pass `jit_compile=True` to turn it on."""
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+
+    # ------------------------------------------------------------------------- serialization
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            setting=self.setting.to_dict(),
+            menu=self.menu_type,
+            menu_size=self.menu_size,
+            temperature=self.temperature,
+            learn_bidder_weights=self.learn_bidder_weights,
+            seed=self.seed,
+            micro_batch_size=self.micro_batch_size,
+            init_scale=self.init_scale,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["setting"] = Setting.from_dict(config["setting"])
+        return cls(**config)

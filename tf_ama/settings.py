@@ -1,0 +1,154 @@
+"""Auction settings: who bids, on what, with which valuation distribution.
+
+A `Setting` is a small frozen dataclass, validated on creation, that round-trips through
+`to_dict` / `from_dict` (and so through JSON): the same values flow from the command line to
+a model's `get_config` to the JSON written beside every exported model.
+
+    setting = tf_ama.get_setting("additive_2x2_uniform")
+    valuations = setting.distribution_fn().sample(1024, seed=(0, 1))   # [1024, 2, 2]
+
+A new setting needs no change to the library:
+
+    asym = tf_ama.Setting("additive_2x2_asym", num_bidders=2, num_items=2, demand="additive",
+                          distribution="uniform",
+                          distribution_params={"low": 0.0, "high": [[1.0, 2.0], [1.0, 2.0]]})
+
+or, from any TFP distribution with event shape `[num_bidders, num_items]`:
+
+    tf_ama.register_distribution("beta", lambda m, n, dtype: tfd.Independent(
+        tfd.Beta(tf.ones([m, n], dtype), 2 * tf.ones([m, n], dtype)), 2))
+    beta = tf_ama.Setting("additive_2x2_beta", 2, 2, "additive", "beta")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import tensorflow as tf
+
+from tf_ama import distributions
+
+DEMANDS = ("additive", "unit_demand")
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """A multi-bidder, multi-item auction setting.
+
+    Attributes:
+      name: identifier, e.g. `additive_2x2_uniform`.
+      num_bidders: `m >= 1`.
+      num_items: `n >= 1`.
+      demand: `"additive"` (a bundle is worth the sum of its items) or `"unit_demand"`
+        (each bidder receives at most one item in expectation).
+      distribution: a registered distribution family (see `tf_ama.distributions`).
+      distribution_params: keyword arguments of that family (JSON-serializable).
+      symmetric: bidders are i.i.d.; bidder weights are then fixed to 1 by default.
+    """
+
+    name: str
+    num_bidders: int
+    num_items: int
+    demand: str = "additive"
+    distribution: str = "uniform"
+    distribution_params: dict = dataclasses.field(default_factory=dict)
+    symmetric: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"`name` must be a non-empty string; got {self.name!r}.")
+        for field in ("num_bidders", "num_items"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{field}` must be an int >= 1; got {value!r}.")
+        if self.demand not in DEMANDS:
+            raise ValueError(f"`demand` must be one of {DEMANDS}; got {self.demand!r}.")
+        if not isinstance(self.distribution_params, dict):
+            raise ValueError(
+                f"`distribution_params` must be a dict; got {type(self.distribution_params).__name__}."
+            )
+        try:
+            json.dumps(self.distribution_params)
+        except TypeError as error:
+            raise ValueError(
+                f"`distribution_params` must be JSON-serializable (lists, not arrays): {error}"
+            ) from None
+        # Builds the distribution once, so that a bad setting fails here, not mid-training.
+        self.distribution_fn()
+
+    def distribution_fn(self, dtype=tf.float32):
+        """The TFP distribution of valuation profiles, event shape `[num_bidders, num_items]`."""
+        return distributions.make_distribution(
+            self.distribution, self.num_bidders, self.num_items, self.distribution_params, dtype
+        )
+
+    def sample(self, num_samples, seed, dtype=tf.float32):
+        """`num_samples` valuation profiles `[num_samples, num_bidders, num_items]` (stateless)."""
+        return self.distribution_fn(dtype).sample(num_samples, seed=distributions.as_seed(seed))
+
+    @property
+    def shape_name(self) -> str:
+        return f"{self.num_bidders}x{self.num_items}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> "Setting":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(config) - known
+        if unknown:
+            raise ValueError(f"Unknown setting fields {sorted(unknown)}; known: {sorted(known)}.")
+        return cls(**config)
+
+
+_SETTINGS = {
+    "additive_1x2_uniform": Setting("additive_1x2_uniform", 1, 2),
+    "additive_1x2_uniform_4_16_4_7": Setting(
+        "additive_1x2_uniform_4_16_4_7", 1, 2, "additive", "uniform",
+        {"low": 4.0, "high": [16.0, 7.0]}, symmetric=True,
+    ),
+    "unit_demand_1x2_uniform": Setting("unit_demand_1x2_uniform", 1, 2, "unit_demand"),
+    "additive_2x2_uniform": Setting("additive_2x2_uniform", 2, 2),
+    "unit_demand_2x2_uniform": Setting("unit_demand_2x2_uniform", 2, 2, "unit_demand"),
+    "additive_2x5_uniform": Setting("additive_2x5_uniform", 2, 5),
+    "additive_3x10_uniform": Setting("additive_3x10_uniform", 3, 10),
+    "additive_5x10_uniform": Setting("additive_5x10_uniform", 5, 10),
+    "additive_3x1_exponential": Setting(
+        "additive_3x1_exponential", 3, 1, "additive", "exponential", {"mean": 3.0}
+    ),
+    "unit_demand_2x4_spherical": Setting(
+        "unit_demand_2x4_spherical", 2, 4, "unit_demand", "spherical", {"base": 2.0}
+    ),
+}
+
+# Known optimal or reference revenues (DESIGN section 4), for reports.
+ANCHORS = {
+    "additive_1x2_uniform": ("optimum (Manelli-Vincent)", 0.5491),
+    "additive_1x2_uniform_4_16_4_7": ("optimum (Daskalakis et al.)", 9.778),
+    "unit_demand_1x2_uniform": ("optimum 2/(3*sqrt(3))", 0.3849),
+    "additive_3x1_exponential": ("Myerson optimum", 2.754),
+    "unit_demand_2x4_spherical": ("optimum of any DSIC mechanism", 2.349),
+    "additive_2x2_uniform": ("paper's lottery AMA", 0.868),
+    "additive_2x5_uniform": ("paper's lottery AMA", 2.2354),
+    "additive_3x10_uniform": ("paper's lottery AMA", 5.345),
+}
+
+
+def list_settings() -> list[str]:
+    """Names of the built-in settings."""
+    return list(_SETTINGS)
+
+
+def get_setting(name: str) -> Setting:
+    """The built-in setting `name` (see `list_settings()`)."""
+    if isinstance(name, Setting):
+        return name
+    if name not in _SETTINGS:
+        raise ValueError(
+            f"Unknown setting {name!r}. Known settings: {', '.join(_SETTINGS)}. "
+            "Define your own with tf_ama.Setting(...)."
+        )
+    return _SETTINGS[name]
