@@ -1,0 +1,82 @@
+"""The run directory written by `tf-ama train --out RUN_DIR`.
+
+    RUN_DIR/config.json          setting, model config and training config (JSON)
+    RUN_DIR/model.keras          the trained model (Keras format), written atomically at the end
+    RUN_DIR/backup/              BackupAndRestore checkpoints: re-running resumes from here
+    RUN_DIR/logs/                TensorBoard logs
+    RUN_DIR/history.csv          per-epoch metrics (CSVLogger)
+    RUN_DIR/evaluation.json      exact evaluation against the baselines
+    RUN_DIR/training_curves.png  soft and exact revenue over steps, baselines as lines
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import keras
+
+CONFIG = "config.json"
+MODEL = "model.keras"
+BACKUP = "backup"
+LOGS = "logs"
+HISTORY = "history.csv"
+EVALUATION = "evaluation.json"
+CURVES = "training_curves.png"
+
+
+def write_json_atomic(path, payload):
+    """Writes JSON to a temporary file beside `path`, then renames it over `path`."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(handle, "w") as file:
+            json.dump(payload, file, indent=2, sort_keys=True)
+            file.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def save_model_atomic(model, path):
+    """Saves a `.keras` file so that a reader never sees a half-written one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".keras")
+    os.close(handle)
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def read_config(run_dir):
+    path = os.path.join(run_dir, CONFIG)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"{run_dir!r} is not a tf_ama run directory (no {CONFIG}); create one with "
+            "`tf-ama train SETTING --out RUN_DIR`."
+        )
+    with open(path) as file:
+        return json.load(file)
+
+
+def load_run(run_dir):
+    """`(model, config)` of a finished run: the trained model and its config.json."""
+    config = read_config(run_dir)
+    path = os.path.join(run_dir, MODEL)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"{run_dir!r} has no trained model ({MODEL}): the run has not finished. Re-run "
+            "the same `tf-ama train ... --out RUN_DIR` command to resume it."
+        )
+    import tf_ama.model  # noqa: F401  (registers the class for deserialization)
+
+    return keras.saving.load_model(path), config
