@@ -3,10 +3,12 @@
 The public API; see the README and DESIGN for the maths.
 """
 
+from tf_ama.baselines import baseline_details, baselines
 from tf_ama.distributions import list_distributions, register_distribution
 from tf_ama.mechanism import exact_outcome, regret_certificate, soft_payments
 from tf_ama.menus import deterministic_allocations
 from tf_ama.model import AffineMaximizerAuction, fresh_valuations, valuation_dataset
 from tf_ama.settings import Setting, get_setting, list_settings
+from tf_ama.training import TrainingConfig, train_run
 
 __version__ = "0.1.0"

@@ -230,11 +230,6 @@ class AffineMaximizerAuction(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.revenue_tracker]
 
-    def compile(self, optimizer="adam", jit_compile=False, **kwargs):
-        """As `keras.Model.compile`; XLA is off by default (it changes the random stream
-        and measured slower on large settings), pass `jit_compile=True` to turn it on."""
-        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
-
     # ------------------------------------------------------------------------- serialization
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,229 @@
+"""Tests of the Keras model: training, determinism, save/load, resume, micro-batches, replicas."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_ama
+from tf_ama import menus
+from tf_ama.mechanism import exact_outcome, soft_payments
+
+SHAPES = [
+    ("additive_1x2_uniform", "lottery"),
+    ("additive_2x2_uniform", "lottery"),
+    ("unit_demand_2x4_spherical", "lottery"),
+    ("additive_3x1_exponential", "deterministic"),
+    ("unit_demand_2x2_uniform", "deterministic"),
+]
+
+
+def _model(setting="additive_2x2_uniform", **kwargs):
+    kwargs.setdefault("menu_size", 16)
+    model = tf_ama.AffineMaximizerAuction(setting, **kwargs)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    return model
+
+
+def _parameters(model):
+    return [v.numpy() for v in model.trainable_variables]
+
+
+def _bids(setting, num=64, seed=3):
+    return tf.cast(tf_ama.get_setting(setting).sample(num, seed), tf.float64)
+
+
+@pytest.mark.parametrize("setting,menu", SHAPES)
+def test_call_is_the_exact_outcome_of_the_float64_menu(setting, menu):
+    model = _model(setting, menu=menu)
+    bids = _bids(setting)
+    outcome = model(bids)
+    expected = exact_outcome(bids, *model.menu(tf.float64))
+    for key in ("allocation", "payments", "menu_index"):
+        np.testing.assert_array_equal(outcome[key], expected[key])
+    allocations = model.exact_menu()[0]
+    assert not allocations[0].any(), "entry 0 must be the empty allocation"
+    assert allocations.sum(axis=1).max() <= 1 + 1e-12
+
+
+def test_menu_is_built_in_float64_before_the_softmax():
+    model = _model(menu_size=8, init_scale=3.0)
+    allocations64 = model.menu(tf.float64)[0].numpy()
+    logits = model.allocation_logits[0].numpy().astype(np.float64)
+    shares = np.exp(logits - logits.max(axis=1, keepdims=True))
+    shares /= shares.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(allocations64[1:], shares[:, :-1], rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting,menu", [("additive_2x2_uniform", "lottery"),
+                                          ("unit_demand_2x4_spherical", "deterministic")])
+def test_revenue_rises_on_a_short_run(setting, menu):
+    model = _model(setting, menu=menu, menu_size=64, seed=1)
+    validation = tf_ama.valuation_dataset(setting, 4000, seed=9)
+    before = model.evaluate(validation, verbose=0, return_dict=True)["revenue"]
+    history = model.fit(tf_ama.fresh_valuations(512), epochs=2, steps_per_epoch=40,
+                        validation_data=validation, verbose=0)
+    assert history.history["val_revenue"][-1] > before + 0.02
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_same_seed_gives_the_same_run_and_another_seed_does_not():
+    runs = []
+    for seed in (5, 5, 6):
+        model = _model(seed=seed)
+        model.fit(tf_ama.fresh_valuations(128), epochs=1, steps_per_epoch=5, verbose=0)
+        runs.append(_parameters(model))
+    for a, b in zip(runs[0], runs[1]):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, c) for a, c in zip(runs[0], runs[2]))
+
+
+@pytest.mark.parametrize("setting,menu", SHAPES[:3] + SHAPES[4:])
+def test_keras_save_and_load_gives_bit_identical_outcomes(tmp_path, setting, menu):
+    model = _model(setting, menu=menu, seed=2)
+    model.fit(tf_ama.fresh_valuations(64), epochs=1, steps_per_epoch=3, verbose=0)
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.get_config() == model.get_config()
+    bids = _bids(setting, 200)
+    for key in ("allocation", "payments", "menu_index"):
+        np.testing.assert_array_equal(loaded(bids)[key], model(bids)[key])
+
+
+def test_from_menu_builds_a_fixed_ama_that_round_trips(tmp_path):
+    # VCG with a reserve of 0.3 per allocated item: boosts = -0.3 * number of items allocated.
+    allocations = menus.deterministic_allocations(2, 2, "additive")
+    boosts = -0.3 * allocations.sum(axis=(1, 2))
+    weights = np.array([1.0, 1.5])
+    model = tf_ama.AffineMaximizerAuction.from_menu("additive_2x2_uniform", allocations, boosts, weights)
+    assert model.trainable_variables == []
+    got = [np.asarray(t) for t in model.menu(tf.float64)]
+    np.testing.assert_array_equal(got[0], allocations)
+    np.testing.assert_array_equal(got[1], boosts)
+    np.testing.assert_allclose(got[2], weights, rtol=1e-15)
+    path = os.path.join(tmp_path, "fixed.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    bids = _bids("additive_2x2_uniform", 100)
+    np.testing.assert_array_equal(loaded(bids)["payments"], model(bids)["payments"])
+    # One bidder values item 0 at 1, the other nothing: weighted welfare 1 - 0.3 wins,
+    # the payment is the reserve 0.3.
+    outcome = model(np.array([[[1.0, 0.0], [0.0, 0.0]]]))
+    np.testing.assert_allclose(outcome["payments"], [[0.3, 0.0]], atol=1e-15)
+
+
+def test_from_menu_refuses_an_infeasible_menu():
+    allocations = np.zeros((2, 2, 2))
+    allocations[1, :, 0] = 0.7  # item 0 allocated 1.4 times
+    with pytest.raises(ValueError, match="infeasible"):
+        tf_ama.AffineMaximizerAuction.from_menu("additive_2x2_uniform", allocations,
+                                                 np.zeros(2), np.ones(2))
+
+
+@pytest.mark.parametrize("setting", ["additive_2x2_uniform", "unit_demand_2x4_spherical"])
+def test_micro_batch_gradient_equals_full_batch_gradient(setting):
+    valuations = tf_ama.get_setting(setting).sample(96, seed=4)
+    dataset = tf.data.Dataset.from_tensors(valuations)
+    updated = []
+    for micro in (None, 40):  # 96 = 40 + 40 + 16: unequal micro-batches
+        model = tf_ama.AffineMaximizerAuction(setting, menu_size=16, seed=3,
+                                              micro_batch_size=micro, learn_bidder_weights=True)
+        model.compile(optimizer=keras.optimizers.SGD(1.0))
+        before = _parameters(model)
+        model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
+        updated.append([b - a for a, b in zip(_parameters(model), before)])  # = gradient
+    for full, accumulated in zip(*updated):
+        np.testing.assert_allclose(accumulated, full, rtol=2e-4, atol=1e-6)
+    assert any(np.abs(g).max() > 1e-4 for g in updated[0])
+
+
+def test_soft_payments_match_the_formula_in_float64():
+    rng = np.random.RandomState(0)
+    m, n, k, b = 3, 2, 7, 5
+    values = rng.rand(b, m, n)
+    allocations = menus.additive_lottery(tf.constant(rng.randn(k - 1, m + 1, n))).numpy()
+    boosts = np.concatenate([[0.0], rng.randn(k - 1) * 0.1])
+    weights = rng.rand(m) + 0.5
+    lam = 50.0
+    got = soft_payments(values, allocations, boosts, weights, lam).numpy()
+    for s in range(b):
+        u = np.einsum("ij,kij->ik", values[s], allocations)
+        welfare = weights @ u + boosts
+        pi = np.exp(lam * (welfare - welfare.max()))
+        pi /= pi.sum()
+        for i in range(m):
+            others = welfare - weights[i] * u[i]
+            pi_i = np.exp(lam * (others - others.max()))
+            pi_i /= pi_i.sum()
+            assert got[s, i] == pytest.approx((pi_i @ others - pi @ others) / weights[i], abs=1e-12)
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def test_resume_after_interruption_ends_where_an_uninterrupted_run_does(tmp_path):
+    def fit(callbacks):
+        model = _model(seed=7)
+        model.fit(tf_ama.fresh_valuations(64), epochs=4, steps_per_epoch=3, verbose=0,
+                  callbacks=callbacks)
+        return model
+
+    straight = fit([])
+    backup = keras.callbacks.BackupAndRestore(os.path.join(tmp_path, "backup"))
+    with pytest.raises(KeyboardInterrupt):
+        fit([backup, _Interrupt(epoch=1)])  # stops after epoch 2 of 4 was backed up
+    resumed = fit([keras.callbacks.BackupAndRestore(os.path.join(tmp_path, "backup"))])
+    assert int(resumed.optimizer.iterations.numpy()) == 12
+    for a, b in zip(_parameters(straight), _parameters(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_mirrored_strategy_trains_and_replicas_draw_different_samples():
+    devices = tf.config.list_logical_devices("CPU")
+    assert len(devices) >= 2, "tests/conftest.py configures two logical CPU devices"
+    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    with strategy.scope():
+        model = _model(menu_size=16, seed=1, micro_batch_size=32)
+    history = model.fit(tf_ama.fresh_valuations(128), epochs=1, steps_per_epoch=3, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert int(model.optimizer.iterations.numpy()) == 3
+
+    per_replica = strategy.run(tf.function(lambda: model._step_valuations(tf.zeros([8, 0]))))
+    first, second = strategy.experimental_local_results(per_replica)
+    assert first.shape == second.shape == (8, 2, 2)
+    assert not np.array_equal(first.numpy(), second.numpy())
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"menu": "neural"}, "menu"),
+    ({"menu_size": 0}, "menu_size"),
+    ({"temperature": -1.0}, "temperature"),
+    ({"micro_batch_size": 0}, "micro_batch_size"),
+    ({"seed": "zero"}, "seed"),
+])
+def test_bad_arguments_are_refused_by_name(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tf_ama.AffineMaximizerAuction("additive_2x2_uniform", **kwargs)
+
+
+def test_unknown_setting_and_bad_bids_are_refused():
+    with pytest.raises(ValueError, match="Unknown setting"):
+        tf_ama.AffineMaximizerAuction("additive_9x9_uniform")
+    model = _model()
+    with pytest.raises(TypeError, match="float64"):
+        model(np.zeros((1, 2, 2), np.float32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=">= 0"):
+        model(-np.ones((1, 2, 2)))
+    with pytest.raises(ValueError, match="batch_size"):
+        tf_ama.fresh_valuations(0)

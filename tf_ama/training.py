@@ -1,0 +1,112 @@
+"""Training runs: a model trained with Keras `fit` into a resumable run directory.
+
+`train_run(setting, out, ...)` is what `tf-ama train` calls. It writes the run directory of
+`tf_ama.runs` (config, TensorBoard logs, CSV history, checkpoints, the final model) and, re-run
+with the same `out`, resumes from the last completed epoch: valuations are drawn from a
+stateless stream keyed by the optimizer step, so a resumed run ends where an uninterrupted
+run would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Optional
+
+import keras
+
+from tf_ama import runs
+from tf_ama.model import AffineMaximizerAuction, fresh_valuations, valuation_dataset
+from tf_ama.settings import get_setting
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """How a model is trained (the model's own arguments live in its `get_config`)."""
+
+    steps: int = 2000
+    batch_size: int = 4096
+    learning_rate: float = 0.01
+    steps_per_epoch: int = 100
+    validation_samples: int = 10_000
+    evaluation_samples: int = 100_000
+    jit_compile: object = "auto"  # Keras: XLA on accelerators, off on CPU-only machines
+
+    def __post_init__(self):
+        for field in ("steps", "batch_size", "steps_per_epoch", "validation_samples",
+                      "evaluation_samples"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{field}` must be an int >= 1; got {value!r}.")
+        if self.steps % self.steps_per_epoch:
+            raise ValueError(
+                f"`steps` ({self.steps}) must be a multiple of `steps_per_epoch` "
+                f"({self.steps_per_epoch}): checkpoints are taken at epoch ends."
+            )
+        if self.jit_compile not in ("auto", True, False):
+            raise ValueError(f"`jit_compile` must be 'auto', True or False; got {self.jit_compile!r}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be > 0; got {self.learning_rate!r}.")
+
+    @property
+    def epochs(self) -> int:
+        return self.steps // self.steps_per_epoch
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[int] = None,
+              callbacks=()):
+    """Trains (or resumes) a run in directory `out`; returns the trained model.
+
+    Args:
+      setting: a `Setting` or a built-in setting name.
+      out: the run directory (created; re-running with the same arguments resumes).
+      model_kwargs: keyword arguments of `AffineMaximizerAuction` (menu, menu_size, ...).
+      training: a `TrainingConfig`.
+      verbose: Keras verbosity (default: progress bar on a terminal, one line per epoch otherwise).
+      callbacks: extra Keras callbacks.
+    """
+    setting = get_setting(setting)
+    training = training or TrainingConfig()
+    model = AffineMaximizerAuction(setting, **(model_kwargs or {}))
+    config = {
+        "setting": setting.to_dict(),
+        "model": {k: v for k, v in model.get_config().items()
+                  if k not in ("setting", "name", "trainable", "dtype")},
+        "training": training.to_dict(),
+    }
+    config_path = os.path.join(out, runs.CONFIG)
+    if os.path.exists(config_path):
+        previous = runs.read_config(out)
+        if previous != config:
+            raise ValueError(
+                f"--out {out!r} already holds a run with a different configuration; resume it "
+                "with the same arguments or choose another --out directory.\n"
+                f"  existing: {previous}\n  requested: {config}"
+            )
+    else:
+        runs.write_json_atomic(config_path, config)
+
+    model.compile(optimizer=keras.optimizers.Adam(training.learning_rate),
+                  jit_compile=training.jit_compile)
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    model.fit(
+        fresh_valuations(training.batch_size),
+        epochs=training.epochs,
+        steps_per_epoch=training.steps_per_epoch,
+        validation_data=valuation_dataset(
+            setting, training.validation_samples, seed=model.seed + 1),
+        callbacks=[
+            keras.callbacks.BackupAndRestore(os.path.join(out, runs.BACKUP)),
+            keras.callbacks.CSVLogger(os.path.join(out, runs.HISTORY), append=True),
+            keras.callbacks.TensorBoard(os.path.join(out, runs.LOGS)),
+            *callbacks,
+        ],
+        verbose=verbose,
+    )
+    runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
+    return model
