@@ -15,8 +15,8 @@ Built-in families (the `distribution` field of a `Setting`):
   `base**k * directions[k]` with probability proportional to `base**-k`.
 
 Users add their own family with `register_distribution(name, factory)`, where
-`factory(num_bidders, num_items, **params)` returns any TFP distribution with event shape
-`[num_bidders, num_items]`.
+`factory(num_bidders, num_items, dtype=..., **params)` returns any TFP distribution with event
+shape `[num_bidders, num_items]` (`dtype` is always passed, as a keyword).
 """
 
 from __future__ import annotations
@@ -111,7 +111,11 @@ _FACTORIES: dict[str, Callable] = {
 
 
 def register_distribution(name: str, factory: Callable) -> None:
-    """Makes `factory(num_bidders, num_items, **params)` available as `distribution=name`."""
+    """Makes `factory(num_bidders, num_items, dtype=..., **params)` available as `distribution=name`.
+
+    `factory` must accept the keyword `dtype` (the dtype of the samples, tf.float32 by
+    default) and return a TFP distribution with event shape `[num_bidders, num_items]`.
+    """
     if not isinstance(name, str) or not name:
         raise ValueError(f"`name` must be a non-empty string; got {name!r}.")
     if not callable(factory):
@@ -157,6 +161,16 @@ def check_event_shape(dist, num_bidders, num_items):
 
 def as_seed(seed) -> tf.Tensor:
     """A stateless seed: an int32 tensor of shape [2] from an int, a pair or a tensor."""
+    if not isinstance(seed, (tf.Tensor, tf.Variable)):
+        # tf.constant silently wraps ints outside int32 (2**32 would equal 0): refuse them.
+        ints = [seed] if isinstance(seed, (int, np.integer)) else (
+            list(seed) if isinstance(seed, (tuple, list)) else [])
+        if any(isinstance(value, (int, np.integer)) and not -(2**31) <= int(value) < 2**31
+               for value in ints):
+            raise ValueError(
+                f"`seed` must fit in int32 ([-2**31, 2**31)); got {seed}. For more seeds "
+                "give a pair of int32 values, e.g. seed=(1, 2)."
+            )
     if isinstance(seed, (int, np.integer)):
         return tf.constant([0, int(seed)], tf.int32)
     seed = tf.convert_to_tensor(seed)

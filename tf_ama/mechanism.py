@@ -174,8 +174,10 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, *, chunk_size=None,
     """
     allocations, boosts, bidder_weights = _validate_menu(allocations, boosts, bidder_weights)
     menu_size, num_bidders, num_items = allocations.shape
-    bids = validate_bids(bids, num_bidders, num_items)
-    chunk = int(chunk_size or default_chunk_size(num_bidders, menu_size))
+    # Static shape from here on (validate_bids has asserted it, also for an unknown rank).
+    bids = tf.ensure_shape(validate_bids(bids, num_bidders, num_items),
+                           [None, num_bidders, num_items])
+    chunk = default_chunk_size(num_bidders, menu_size) if chunk_size is None else int(chunk_size)
     if chunk < 1:
         raise ValueError(f"`chunk_size` must be >= 1; got {chunk_size}.")
 
@@ -185,7 +187,18 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, *, chunk_size=None,
     static_batch = bids.shape[0]
     if static_batch is not None and static_batch <= chunk:
         return block(bids)
-    # Pad to whole chunks, map over them (bounded memory), then drop the padding.
+    if static_batch is None:
+        # An unknown batch (e.g. a serving signature): a small batch must not be padded to a
+        # whole default chunk (~10^5 profiles), so only a batch larger than a chunk is mapped.
+        batch = tf.shape(bids)[0]
+        return tf.cond(batch <= chunk, lambda: block(bids),
+                       lambda: _mapped(bids, chunk, block, with_certificate))
+    return _mapped(bids, chunk, block, with_certificate)
+
+
+def _mapped(bids, chunk, block, with_certificate):
+    """`block` over whole chunks of `bids` (padded, bounded memory), padding dropped."""
+    _, num_bidders, num_items = bids.shape
     batch = tf.shape(bids)[0]
     num_chunks = (batch + chunk - 1) // chunk
     padded = tf.pad(bids, [[0, num_chunks * chunk - batch], [0, 0], [0, 0]])
@@ -225,6 +238,7 @@ def soft_payments(valuations, allocations, boosts, bidder_weights, temperature):
       `[batch, num_bidders]` soft payments
       `(sum_k softmax(l W_-i)[k] W_-i[k] - sum_k softmax(l W)[k] W_-i[k]) / w_i`.
     """
+    _check_soft_shapes(valuations, allocations, boosts, bidder_weights, temperature)
     values = tf.einsum("bij,kij->bik", valuations, allocations)  # one contraction: [B, m, K]
     weighted = bidder_weights[None, :, None] * values
     welfare = tf.reduce_sum(weighted, axis=1) + boosts[None, :]  # [B, K]
@@ -234,3 +248,41 @@ def soft_payments(valuations, allocations, boosts, bidder_weights, temperature):
     expected_without = tf.reduce_sum(counterfactual * others, axis=-1)
     expected_with = tf.einsum("bk,bik->bi", chosen, others)
     return (expected_without - expected_with) / bidder_weights[None, :]
+
+
+def _check_soft_shapes(valuations, allocations, boosts, bidder_weights, temperature):
+    """Static (free, trace-time) checks of `soft_payments`' arguments, naming the bad one."""
+
+    def shape(value):
+        return tf.TensorShape(value.shape if hasattr(value, "shape") else np.shape(value))
+
+    valuations_shape, allocations_shape = shape(valuations), shape(allocations)
+    if valuations_shape.rank not in (None, 3):
+        raise ValueError(
+            f"`valuations` must have shape [batch, num_bidders, num_items]; got {valuations_shape}."
+        )
+    if allocations_shape.rank not in (None, 3):
+        raise ValueError(
+            f"`allocations` must have shape [menu_size, num_bidders, num_items]; got "
+            f"{allocations_shape}."
+        )
+    if valuations_shape.rank == 3 and allocations_shape.rank == 3 and not (
+        valuations_shape[1:].is_compatible_with(allocations_shape[1:])
+    ):
+        raise ValueError(
+            f"`valuations` {valuations_shape} and `allocations` {allocations_shape} disagree on "
+            "[num_bidders, num_items]."
+        )
+    menu_size = allocations_shape[0] if allocations_shape.rank == 3 else None
+    num_bidders = allocations_shape[1] if allocations_shape.rank == 3 else None
+    if not shape(boosts).is_compatible_with([menu_size]):
+        raise ValueError(f"`boosts` must have shape [menu_size={menu_size}]; got {shape(boosts)}.")
+    if not shape(bidder_weights).is_compatible_with([num_bidders]):
+        raise ValueError(
+            f"`bidder_weights` must have shape [num_bidders={num_bidders}]; got "
+            f"{shape(bidder_weights)}."
+        )
+    if isinstance(temperature, (int, float, np.number)) and not (
+        np.isfinite(temperature) and temperature > 0
+    ):
+        raise ValueError(f"`temperature` must be finite and > 0; got {temperature!r}.")

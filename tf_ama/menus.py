@@ -49,8 +49,20 @@ def unit_demand_lottery(item_logits, bidder_logits):
     return _with_empty_entry(tf.minimum(over_items, over_bidders))
 
 
+_DEMANDS = ("additive", "unit_demand")
+
+
+def _check_setting_shape(num_bidders, num_items, demand):
+    for name, value in (("num_bidders", num_bidders), ("num_items", num_items)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"`{name}` must be an int >= 1; got {value!r}.")
+    if demand not in _DEMANDS:
+        raise ValueError(f"`demand` must be one of {_DEMANDS}; got {demand!r}.")
+
+
 def deterministic_menu_size(num_bidders, num_items, demand):
     """Number of feasible 0/1 allocations, the empty one included."""
+    _check_setting_shape(num_bidders, num_items, demand)
     if demand == "additive":
         return (num_bidders + 1) ** num_items
     # Partial matchings: choose r bidders and r items and match them.
@@ -105,6 +117,7 @@ def validate_fixed_menu(allocations, boosts, bidder_weights, num_bidders, num_it
     allocations, a first entry that is not the empty allocation with boost 0, or
     non-positive bidder weights.
     """
+    _check_setting_shape(num_bidders, num_items, demand)
     arrays = {}
     for name, value in (("allocations", allocations), ("boosts", boosts),
                         ("bidder_weights", bidder_weights)):

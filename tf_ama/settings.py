@@ -53,7 +53,8 @@ class Setting:
     num_items: int
     demand: str = "additive"
     distribution: str = "uniform"
-    distribution_params: dict = dataclasses.field(default_factory=dict)
+    # hash=False: a dict is unhashable, and a frozen dataclass should be usable as a key.
+    distribution_params: dict = dataclasses.field(default_factory=dict, hash=False)
     symmetric: bool = True
 
     def __post_init__(self):

@@ -1,0 +1,173 @@
+"""Tests of tf_ama.settings: the named settings of DESIGN section 4, serialization, validation
+and sampling."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_ama
+from tf_ama import settings
+
+# DESIGN section 4: name -> (num_bidders, num_items, demand, distribution).
+DESIGN_SETTINGS = {
+    "additive_1x2_uniform": (1, 2, "additive", "uniform"),
+    "additive_1x2_uniform_4_16_4_7": (1, 2, "additive", "uniform"),
+    "unit_demand_1x2_uniform": (1, 2, "unit_demand", "uniform"),
+    "additive_2x2_uniform": (2, 2, "additive", "uniform"),
+    "unit_demand_2x2_uniform": (2, 2, "unit_demand", "uniform"),
+    "additive_2x5_uniform": (2, 5, "additive", "uniform"),
+    "additive_3x10_uniform": (3, 10, "additive", "uniform"),
+    "additive_5x10_uniform": (5, 10, "additive", "uniform"),
+    "additive_3x1_exponential": (3, 1, "additive", "exponential"),
+    "unit_demand_2x4_spherical": (2, 4, "unit_demand", "spherical"),
+}
+
+
+def test_every_design_setting_is_listed():
+    assert set(DESIGN_SETTINGS) <= set(tf_ama.list_settings())
+    assert tf_ama.list_settings() == settings.list_settings()
+
+
+@pytest.mark.parametrize("name", sorted(DESIGN_SETTINGS))
+def test_named_setting(name):
+    setting = tf_ama.get_setting(name)
+    num_bidders, num_items, demand, distribution = DESIGN_SETTINGS[name]
+    assert isinstance(setting, tf_ama.Setting)
+    assert setting.name == name
+    assert (setting.num_bidders, setting.num_items) == (num_bidders, num_items)
+    assert setting.demand == demand and setting.distribution == distribution
+    assert setting.shape_name == f"{num_bidders}x{num_items}"
+    assert tf_ama.get_setting(setting) is setting  # a Setting passes through
+    samples = setting.sample(16, seed=(3, 4))
+    assert samples.shape == (16, num_bidders, num_items)
+    assert samples.dtype == tf.float32
+    assert setting.sample(4, seed=1, dtype=tf.float64).dtype == tf.float64
+    assert np.all(samples.numpy() >= 0)
+
+
+def test_named_setting_parameters():
+    assert tf_ama.get_setting("additive_3x1_exponential").distribution_params == {"mean": 3.0}
+    assert tf_ama.get_setting("unit_demand_2x4_spherical").distribution_params == {"base": 2.0}
+    assert tf_ama.get_setting("additive_1x2_uniform_4_16_4_7").distribution_params == {
+        "low": 4.0, "high": [16.0, 7.0]}
+
+
+@pytest.mark.parametrize("name", sorted(DESIGN_SETTINGS))
+def test_round_trip_through_dict_and_json(name):
+    setting = tf_ama.get_setting(name)
+    config = setting.to_dict()
+    assert set(config) == {field.name for field in dataclasses.fields(tf_ama.Setting)}
+    assert tf_ama.Setting.from_dict(config) == setting
+    through_json = tf_ama.Setting.from_dict(json.loads(json.dumps(config)))
+    assert through_json == setting
+    assert hash(through_json) == hash(setting)  # frozen: usable as a dict key
+
+
+def test_to_dict_is_a_copy():
+    setting = tf_ama.get_setting("additive_3x1_exponential")
+    config = setting.to_dict()
+    config["distribution_params"]["mean"] = 100.0
+    assert setting.distribution_params == {"mean": 3.0}
+
+
+def test_setting_is_frozen():
+    setting = tf_ama.get_setting("additive_2x2_uniform")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setting.num_bidders = 3
+
+
+def test_custom_setting_with_per_bidder_bounds():
+    setting = tf_ama.Setting("additive_2x2_asym", num_bidders=2, num_items=2, demand="additive",
+                             distribution="uniform",
+                             distribution_params={"low": 0.0, "high": [[1.0, 2.0], [3.0, 4.0]]},
+                             symmetric=False)
+    samples = setting.sample(2000, seed=(0, 9)).numpy()
+    maxima = samples.max(axis=0)
+    assert np.all(maxima <= [[1.0, 2.0], [3.0, 4.0]])
+    assert np.all(maxima >= 0.97 * np.array([[1.0, 2.0], [3.0, 4.0]]))
+    assert tf_ama.Setting.from_dict(json.loads(json.dumps(setting.to_dict()))) == setting
+
+
+def test_same_seed_same_samples_different_seed_different_samples():
+    setting = tf_ama.get_setting("additive_2x2_uniform")
+    first = setting.sample(64, seed=(1, 2)).numpy()
+    np.testing.assert_array_equal(first, setting.sample(64, seed=(1, 2)).numpy())
+    np.testing.assert_array_equal(first, setting.sample(64, seed=tf.constant([1, 2])).numpy())
+    assert not np.array_equal(first, setting.sample(64, seed=(1, 3)).numpy())
+    assert not np.array_equal(first, setting.sample(64, seed=(2, 2)).numpy())
+    # An int seed is stateless too.
+    np.testing.assert_array_equal(setting.sample(8, seed=7).numpy(),
+                                  setting.sample(8, seed=7).numpy())
+
+
+def test_sampling_is_stateless_in_a_graph():
+    setting = tf_ama.get_setting("unit_demand_2x4_spherical")
+
+    @tf.function
+    def sample(seed):
+        return setting.sample(32, seed=seed)
+
+    seed = tf.constant([5, 6], tf.int32)
+    np.testing.assert_array_equal(sample(seed).numpy(), sample(seed).numpy())
+    np.testing.assert_array_equal(sample(seed).numpy(), setting.sample(32, seed=(5, 6)).numpy())
+    # Keras' SeedGenerator state is int64: accepted and cast.
+    np.testing.assert_array_equal(sample(tf.constant([5, 6], tf.int64)).numpy(),
+                                  sample(seed).numpy())
+
+
+def valid(**change):
+    fields = dict(name="x", num_bidders=2, num_items=2, demand="additive",
+                  distribution="uniform", distribution_params={}, symmetric=True)
+    fields.update(change)
+    return fields
+
+
+@pytest.mark.parametrize("fields,match", [
+    (valid(name=""), r"`name` must be a non-empty string"),
+    (valid(name=None), r"`name` must be a non-empty string"),
+    (valid(num_bidders=0), r"`num_bidders` must be an int >= 1; got 0"),
+    (valid(num_bidders="2"), r"`num_bidders` must be an int >= 1; got '2'"),
+    (valid(num_bidders=True), r"`num_bidders` must be an int >= 1; got True"),
+    (valid(num_items=2.0), r"`num_items` must be an int >= 1; got 2.0"),
+    (valid(num_items=-1), r"`num_items` must be an int >= 1"),
+    (valid(demand="multi_unit"), r"`demand` must be one of \('additive', 'unit_demand'\)"),
+    (valid(distribution_params=[1.0]), r"`distribution_params` must be a dict; got list"),
+    (valid(distribution_params={"high": np.ones(2)}), r"must be JSON-serializable"),
+    (valid(distribution="beta_unknown"), r"Unknown distribution 'beta_unknown'"),
+    (valid(distribution_params={"low": 2.0, "high": 1.0}), r"`low` must be < `high`"),
+    (valid(distribution_params={"scale": 2.0}), r"Bad parameters \{'scale': 2.0\} for distribution "
+                                                r"'uniform'.*scale"),
+    (valid(distribution="exponential", distribution_params={"mean": 0.0}),
+     r"`mean` must be finite and > 0"),
+    (valid(distribution="spherical"), r"`directions` must have shape \[num_points, num_items=2\]"),
+])
+def test_bad_settings_are_refused(fields, match):
+    with pytest.raises(ValueError, match=match):
+        tf_ama.Setting(**fields)
+
+
+def test_from_dict_refuses_unknown_fields():
+    config = tf_ama.get_setting("additive_2x2_uniform").to_dict()
+    config["num_agents"] = 2
+    with pytest.raises(ValueError, match=r"Unknown setting fields \['num_agents'\]"):
+        tf_ama.Setting.from_dict(config)
+    config = tf_ama.get_setting("additive_2x2_uniform").to_dict()
+    config["demand"] = "bogus"
+    with pytest.raises(ValueError, match=r"`demand` must be one of"):
+        tf_ama.Setting.from_dict(config)
+
+
+@pytest.mark.parametrize("name", ["additive_2x2", "", "Additive_2x2_uniform"])
+def test_unknown_setting_name(name):
+    with pytest.raises(ValueError, match=rf"Unknown setting {name!r}. Known settings: .*"
+                                         r"additive_2x2_uniform"):
+        tf_ama.get_setting(name)
+
+
+def test_bad_seed_is_refused():
+    setting = tf_ama.get_setting("additive_2x2_uniform")
+    with pytest.raises(ValueError, match=r"`seed` must be an int or a pair of ints"):
+        setting.sample(4, seed=(1, 2, 3))
