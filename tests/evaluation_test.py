@@ -1,0 +1,244 @@
+"""Tests of tf_ama.evaluation: exact reports against the loop-based NumPy oracle, the menu
+actually used, pruning, and bad input."""
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from oracle import numpy_ama
+
+import tf_ama
+from tf_ama import evaluation
+
+# Shapes of the house style: 1x1, 1x2, 2x2, 3x1 exponential, 2x4 unit-demand spherical.
+TINY_1X1 = tf_ama.Setting("tiny_1x1_uniform", num_bidders=1, num_items=1)
+SETTINGS = [TINY_1X1, "additive_1x2_uniform", "additive_2x2_uniform",
+            "additive_3x1_exponential", "unit_demand_2x4_spherical"]
+
+
+def random_model(setting, menu_size=24, seed=0, boost_scale=0.3, log_weights=None):
+    """An untrained lottery AMA with random (nonzero) boosts, so that many entries compete,
+    and optionally unequal bidder weights `exp(log_weights)`."""
+    model = tf_ama.AffineMaximizerAuction(setting, menu="lottery", menu_size=menu_size, seed=seed,
+                                          learn_bidder_weights=log_weights is not None)
+    boosts = np.random.default_rng(seed).normal(size=model.learned_boosts.shape) * boost_scale
+    model.learned_boosts.assign(boosts.astype("float32"))
+    if log_weights is not None:
+        model.log_bidder_weights.assign(np.asarray(log_weights, "float32"))
+    return model
+
+
+def make_model(setting):
+    """A model for the parametrized tests: the trained one, a weighted one or a random one."""
+    if setting == "weighted_2x2":
+        return random_model("additive_2x2_uniform", menu_size=40, log_weights=[0.37, -0.21])
+    return random_model(setting, menu_size=40)
+
+
+def samples(model, num_samples, seed):
+    """The profiles `evaluate` uses, drawn the same way."""
+    return np.asarray(tf.cast(model.setting.sample(num_samples, seed), tf.float64))
+
+
+def oracle_report(model, num_samples, seed):
+    """Everything `evaluate` reports, from the loop-based oracle on the same profiles."""
+    allocations, boosts, bidder_weights = model.exact_menu()
+    outcome = numpy_ama(samples(model, num_samples, seed), allocations, boosts, bidder_weights)
+    revenue = outcome["payments"].sum(axis=1)
+    used = np.unique(outcome["menu_index"])
+    lotteries = [k for k in used
+                 if np.any(np.minimum(allocations[k], 1 - allocations[k]) > 1e-9)]
+    return outcome, dict(
+        revenue=revenue.mean(),
+        revenue_stderr=revenue.std(ddof=1) / np.sqrt(num_samples),
+        revenue_per_bidder=outcome["payments"].mean(axis=0),
+        welfare=outcome["values"].sum(axis=1).mean(),
+        entries_used=len(used),
+        lottery_entries_used=len(lotteries),
+    )
+
+
+def assert_report_matches(report, expected):
+    for key in ("revenue", "revenue_stderr", "revenue_per_bidder", "welfare"):
+        np.testing.assert_allclose(getattr(report, key), expected[key], rtol=1e-9, atol=1e-12,
+                                   err_msg=key)
+    assert report.entries_used == expected["entries_used"]
+    assert report.lottery_entries_used == expected["lottery_entries_used"]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small lottery AMA trained for a few dozen steps on additive_2x2_uniform."""
+    model = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=48, seed=0)
+    model.compile(keras.optimizers.Adam(0.01))
+    model.fit(tf_ama.fresh_valuations(512), epochs=1, steps_per_epoch=30, verbose=0)
+    return model
+
+
+class TestEvaluate:
+    def test_trained_model_matches_oracle(self, trained):
+        # A chunk size that does not divide the samples: several chunks and a ragged last one.
+        report = evaluation.evaluate(trained, num_samples=1500, seed=5, baselines=False,
+                                     chunk_size=400)
+        _, expected = oracle_report(trained, 1500, 5)
+        assert_report_matches(report, expected)
+        assert report.ir_violations == 0
+        assert report.max_regret <= 1e-9
+        assert report.menu_size == 48 and report.num_samples == 1500 and report.seed == 5
+        assert report.baselines == {}
+        # Training found a few entries out of 48, as in the paper's Table 4.
+        assert 1 <= report.entries_used < 48
+
+    def test_chunk_size_does_not_change_the_report(self, trained):
+        whole = evaluation.evaluate(trained, num_samples=1500, seed=5, baselines=False)
+        chunked = evaluation.evaluate(trained, num_samples=1500, seed=5, baselines=False,
+                                      chunk_size=97)
+        assert whole.entries_used == chunked.entries_used
+        np.testing.assert_allclose(whole.revenue, chunked.revenue, rtol=1e-12)
+        np.testing.assert_allclose(whole.revenue_stderr, chunked.revenue_stderr, rtol=1e-9)
+
+    @pytest.mark.parametrize("setting", SETTINGS + ["weighted_2x2"],
+                             ids=lambda s: getattr(s, "name", s))
+    def test_ir_and_zero_regret_on_every_shape(self, setting):
+        model = make_model(setting)
+        report = evaluation.evaluate(model, num_samples=600, seed=2, baselines=False,
+                                     chunk_size=250)
+        assert report.ir_violations == 0
+        assert report.max_regret <= 1e-9
+        assert len(report.revenue_per_bidder) == model.setting.num_bidders
+        _, expected = oracle_report(model, 600, 2)
+        assert_report_matches(report, expected)
+
+    def test_ties_and_deterministic_menu(self):
+        # Entries 1 and 2 are identical (same allocation and boost): ties go to entry 1.
+        setting = tf_ama.get_setting("additive_1x2_uniform")
+        allocations = np.array([[[0.0, 0.0]], [[1.0, 1.0]], [[1.0, 1.0]], [[1.0, 0.0]]])
+        boosts = np.array([0.0, -0.8, -0.8, -0.45])
+        model = tf_ama.AffineMaximizerAuction.from_menu(setting, allocations, boosts, [1.0])
+        report = evaluation.evaluate(model, num_samples=2000, seed=3, baselines=False)
+        usage = evaluation.menu_usage(model, num_samples=2000, seed=3)
+        assert 2 not in [entry.index for entry in usage]
+        assert report.entries_used == len(usage) == 3
+        assert report.lottery_entries_used == 0
+        _, expected = oracle_report(model, 2000, 3)
+        assert_report_matches(report, expected)
+
+    def test_report_serializes_and_formats(self, trained):
+        report = evaluation.evaluate(trained, num_samples=500, seed=1, baselines=False)
+        payload = json.loads(json.dumps(report.to_dict()))
+        assert payload["revenue"] == report.revenue
+        assert payload["setting"] == "additive_2x2_uniform"
+        table = report.format_table()
+        assert f"{report.revenue:.4f}" in table and "IR violations" in table
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            report.revenue = 0.0
+
+    def test_baselines_are_reported(self, trained):
+        pytest.importorskip("tf_ama.baselines")
+        report = evaluation.evaluate(trained, num_samples=2000, seed=1, baselines=True)
+        assert {"vcg", "separate_myerson", "grand_bundle"} <= set(report.baselines)
+        assert all("revenue" in result for result in report.baselines.values())
+        json.dumps(report.to_dict())
+        assert "vcg" in report.format_table()
+
+
+class TestMenuUsage:
+    def test_counts_match_oracle(self, trained):
+        entries = evaluation.menu_usage(trained, num_samples=1500, seed=5, chunk_size=333)
+        outcome, _ = oracle_report(trained, 1500, 5)
+        counts = np.bincount(outcome["menu_index"], minlength=trained.menu_size)
+        assert {entry.index: entry.count for entry in entries} == {
+            int(k): int(counts[k]) for k in np.flatnonzero(counts)}
+        assert [entry.count for entry in entries] == sorted(
+            (entry.count for entry in entries), reverse=True)
+        assert sum(entry.share for entry in entries) == pytest.approx(1.0)
+        allocations, boosts, _ = trained.exact_menu()
+        for entry in entries:
+            np.testing.assert_array_equal(entry.allocation, allocations[entry.index])
+            assert entry.boost == boosts[entry.index]
+            assert entry.is_lottery == evaluation.is_lottery(allocations[entry.index])
+
+    def test_table_lists_the_entries_in_order(self, trained):
+        entries = evaluation.menu_usage(trained, num_samples=1000, seed=5)
+        table = evaluation.format_menu_table(entries)
+        rows = [line.split() for line in table.splitlines()[1:] if line.split()[0].isdigit()]
+        assert [int(row[1]) for row in rows] == [entry.index for entry in entries]
+        short = evaluation.format_menu_table(entries, max_entries=1)
+        assert "more entries" in short or len(entries) == 1
+
+
+class TestPrune:
+    @pytest.mark.parametrize("setting", SETTINGS + ["weighted_2x2", "trained"],
+                             ids=lambda s: getattr(s, "name", s))
+    def test_same_outcomes_on_the_pruning_samples(self, setting, trained):
+        model = trained if setting == "trained" else make_model(setting)
+        pruned = evaluation.prune(model, num_samples=1200, seed=4)
+        kept = pruned.kept_indices
+        assert kept[0] == 0 and np.all(np.diff(kept) > 0)
+        assert pruned.menu_size == len(kept) <= model.menu_size
+        used = {entry.index for entry in evaluation.menu_usage(model, 1200, seed=4)}
+        assert used <= set(kept.tolist())
+        allocations, boosts, bidder_weights = model.exact_menu()
+        pruned_allocations, pruned_boosts, pruned_weights = pruned.exact_menu()
+        np.testing.assert_array_equal(pruned_allocations, allocations[kept])
+        np.testing.assert_array_equal(pruned_boosts, boosts[kept])
+        np.testing.assert_array_equal(pruned_weights, bidder_weights)
+
+        bids = tf.constant(samples(model, 1200, 4))
+        full, small = model(bids), pruned(bids)
+        np.testing.assert_array_equal(kept[small["menu_index"].numpy()], full["menu_index"])
+        np.testing.assert_array_equal(small["allocation"], full["allocation"])
+        # Bit-identical where TF's einsum gives the same floats for a sub-menu (measured:
+        # up to 3 items); with 4+ items its GEMM kernel may differ in the last bit.
+        if model.setting.num_items <= 3:
+            np.testing.assert_array_equal(small["payments"], full["payments"])
+        else:
+            np.testing.assert_allclose(small["payments"], full["payments"], rtol=0, atol=1e-12)
+
+    def test_fresh_samples_revenue_ir_and_regret(self, trained):
+        pruned = evaluation.prune(trained, num_samples=3000, seed=4)
+        full = evaluation.evaluate(trained, num_samples=2000, seed=11, baselines=False)
+        small = evaluation.evaluate(pruned, num_samples=2000, seed=11, baselines=False)
+        assert abs(small.revenue - full.revenue) <= 3 * full.revenue_stderr
+        assert small.ir_violations == 0 and small.max_regret <= 1e-9
+        assert small.menu_size < full.menu_size
+
+    def test_counterfactual_entries_are_kept(self):
+        # Two unit-demand bidders on the spherical distribution: the entries that set
+        # payments (argmax of W_-i) are mostly never chosen; keeping only the chosen ones
+        # would change payments. `prune` keeps them, so payments stay the same.
+        model = random_model("unit_demand_2x4_spherical", menu_size=64, seed=3, boost_scale=0.0)
+        used = sorted({0} | {e.index for e in evaluation.menu_usage(model, 1000, seed=4)})
+        pruned = evaluation.prune(model, num_samples=1000, seed=4)
+        assert len(pruned.kept_indices) > len(used)
+        allocations, boosts, bidder_weights = model.exact_menu()
+        chosen_only = tf_ama.AffineMaximizerAuction.from_menu(
+            model.setting, allocations[used], boosts[used], bidder_weights)
+        bids = tf.constant(samples(model, 1000, 4))
+        full = model(bids)["payments"].numpy()
+        assert np.abs(chosen_only(bids)["payments"].numpy() - full).max() > 1e-3
+        np.testing.assert_allclose(pruned(bids)["payments"], full, rtol=0, atol=1e-12)
+
+
+class TestBadInput:
+    @pytest.mark.parametrize("function", [evaluation.evaluate, evaluation.menu_usage,
+                                          evaluation.prune])
+    @pytest.mark.parametrize("num_samples", [0, -3, 2.5, True])
+    def test_num_samples(self, function, num_samples):
+        model = random_model("additive_1x2_uniform", menu_size=4)
+        with pytest.raises(ValueError, match="num_samples"):
+            function(model, num_samples=num_samples)
+
+    @pytest.mark.parametrize("function", [evaluation.evaluate, evaluation.menu_usage,
+                                          evaluation.prune])
+    def test_not_a_model(self, function):
+        with pytest.raises(TypeError, match="`model` must be a tf_ama.AffineMaximizerAuction"):
+            function("additive_2x2_uniform", num_samples=10)
+
+    def test_chunk_size(self):
+        model = random_model("additive_1x2_uniform", menu_size=4)
+        with pytest.raises(ValueError, match="chunk_size"):
+            evaluation.evaluate(model, num_samples=10, chunk_size=0, baselines=False)

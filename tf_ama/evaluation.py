@@ -1,0 +1,354 @@
+r"""Exact evaluation of an AMA: revenue, IR, the regret certificate, the menu actually used.
+
+Every number here comes from `tf_ama.exact_outcome` (float64, ties to the lowest index) on
+`num_samples` fresh valuation profiles `setting.sample(num_samples, seed)` (cast to float64),
+processed in chunks of profiles so that memory stays bounded by a few
+`[chunk, num_bidders + 1, menu_size]` tensors whatever `num_samples` is:
+
+    report = tf_ama.evaluate(model, num_samples=100_000, seed=1)
+    print(report.format_table())               # revenue +- stderr, IR, regret, baselines
+    entries = tf_ama.menu_usage(model)         # the entries actually chosen, most used first
+    print(tf_ama.format_menu_table(entries))
+    small = tf_ama.prune(model)                # a fixed AMA with only the entries that matter
+
+Although a learned menu has thousands of entries, only a few are ever chosen (paper, section
+6.3 and Table 4: 7-10 of 4096 for 2x2 U[0,1]). `prune` keeps those, so that evaluation and
+serving get cheaper; the pruned menu is still an AMA, so still strategyproof and IR.
+
+Which entries `prune` must keep: the payment of bidder `i` is
+`(max_k W_-i[k] - W_-i[k*]) / w_i`, and the entry attaining `max_k W_-i[k]` is the one the AMA
+would choose if bidder `i` bid 0, and need not be chosen on any sampled profile. Dropping it
+changes payments (measured: on 90% of the profiles of a random 256-entry
+unit_demand_2x4_spherical menu), so `prune` keeps the chosen entries `k*`, for each profile
+and bidder the (lowest-index) maximizer of `W_-i`, and the empty entry 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from tf_ama.mechanism import exact_outcome
+from tf_ama.settings import ANCHORS
+
+# An allocation is a lottery if some probability is farther than this from both 0 and 1.
+LOTTERY_TOLERANCE = 1e-9
+# Default chunk: elements of one [chunk, num_bidders + 1, menu_size] float64 block (~8 MB).
+_CHUNK_ELEMENTS = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationReport:
+    """Exact evaluation of an AMA on `num_samples` profiles (see `evaluate`).
+
+    Attributes:
+      setting: name of the setting.
+      menu_type: `"lottery"`, `"deterministic"` or `"fixed"`.
+      num_samples, seed: the profiles evaluated, `setting.sample(num_samples, seed)`.
+      revenue: mean over profiles of the sum of payments.
+      revenue_stderr: standard error of `revenue` (sample std / sqrt(num_samples)).
+      revenue_per_bidder: `[num_bidders]` mean payment of each bidder.
+      welfare: mean over profiles of the sum of the bidders' values of the allocation.
+      ir_violations: number of (profile, bidder) pairs with utility < 0 (0 for an AMA).
+      max_regret: largest exact regret certificate (0 up to rounding for an AMA).
+      entries_used: number of distinct menu entries chosen on the profiles.
+      lottery_entries_used: how many of those are lotteries (not all 0/1).
+      menu_size: number of entries in the menu, the empty one included.
+      baselines: name -> `BaselineResult.to_dict()` on the same number of samples and seed.
+    """
+
+    setting: str
+    menu_type: str
+    num_samples: int
+    seed: object
+    revenue: float
+    revenue_stderr: float
+    revenue_per_bidder: list
+    welfare: float
+    ir_violations: int
+    max_regret: float
+    entries_used: int
+    lottery_entries_used: int
+    menu_size: int
+    baselines: dict = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """A JSON-serializable dict of every field."""
+        return dataclasses.asdict(self)
+
+    def format_table(self) -> str:
+        """The report as a plain-text table, baselines and known reference included."""
+        bidders = ", ".join(f"{p:.4f}" for p in self.revenue_per_bidder)
+        lines = [
+            f"Exact evaluation of {self.setting} ({self.menu_type} menu, {self.menu_size} "
+            f"entries) on {self.num_samples:,} profiles (seed {self.seed})",
+            f"  {'revenue':<22}{self.revenue:.4f} +- {self.revenue_stderr:.4f} (standard error)",
+            f"  {'revenue per bidder':<22}{bidders}",
+            f"  {'welfare':<22}{self.welfare:.4f}",
+            f"  {'IR violations':<22}{self.ir_violations} (must be 0)",
+            f"  {'max regret':<22}{self.max_regret:.2e} (exact certificate; must be <= 1e-9)",
+            f"  {'menu entries used':<22}{self.entries_used} of {self.menu_size} "
+            f"({self.lottery_entries_used} lotteries)",
+        ]
+        if self.baselines:
+            lines += ["", f"  {'mechanism':<22}{'revenue':>9}{'stderr':>9}{'AMA minus':>10}",
+                      f"  {'this AMA':<22}{self.revenue:>9.4f}{self.revenue_stderr:>9.4f}"]
+            for name, result in self.baselines.items():
+                stderr = result.get("stderr")
+                stderr = "" if stderr is None else f"{stderr:.4f}"
+                lines.append(f"  {name:<22}{result['revenue']:>9.4f}{stderr:>9}"
+                             f"{self.revenue - result['revenue']:>+10.4f}")
+        if self.setting in ANCHORS:
+            label, value = ANCHORS[self.setting]
+            lines.append(f"  reference: {label} {value}")
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class MenuEntry:
+    """One menu entry chosen on sampled profiles (see `menu_usage`).
+
+    Attributes:
+      index: position `k` in the model's menu.
+      allocation: `[num_bidders][num_items]` nested list, P(bidder i gets item j).
+      boost: `b_k`.
+      share: fraction of the profiles on which it was chosen.
+      count: number of profiles on which it was chosen.
+      is_lottery: some probability is not 0 or 1 (tolerance `LOTTERY_TOLERANCE`).
+    """
+
+    index: int
+    allocation: list
+    boost: float
+    share: float
+    count: int
+    is_lottery: bool
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def is_lottery(allocation, tolerance=LOTTERY_TOLERANCE) -> bool:
+    """Whether an allocation `[num_bidders, num_items]` is a lottery (not all 0/1)."""
+    allocation = np.asarray(allocation, np.float64)
+    return bool(np.any(np.abs(allocation - np.round(allocation)) > tolerance))
+
+
+def _check_arguments(model, num_samples, chunk_size):
+    from tf_ama.model import AffineMaximizerAuction
+
+    if not isinstance(model, AffineMaximizerAuction):
+        raise TypeError(
+            "`model` must be a tf_ama.AffineMaximizerAuction (trained, deterministic or built "
+            f"with from_menu); got {type(model).__name__}. Load a run with "
+            "tf_ama.runs.load_run(RUN_DIR)."
+        )
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) \
+            or num_samples < 1:
+        raise ValueError(f"`num_samples` must be an int >= 1; got {num_samples!r}.")
+    if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer))
+            or chunk_size < 1):
+        raise ValueError(f"`chunk_size` must be None or an int >= 1; got {chunk_size!r}.")
+
+
+def evaluation_chunk_size(num_bidders, menu_size):
+    """Default profiles per chunk: ~8 MB per `[chunk, num_bidders + 1, menu_size]` float64
+    tensor. Measured (benchmarks/evaluation_benchmark.py): chunks that stay in cache run
+    3-4x faster than `exact_outcome`'s default ~128 MB ones."""
+    return max(1, _CHUNK_ELEMENTS // ((num_bidders + 1) * max(int(menu_size), 1)))
+
+
+def _scan(model, num_samples, seed, chunk_size, menu, with_certificate=False,
+          with_counterfactual=False):
+    """Yields, per chunk of `setting.sample(num_samples, seed)` (cast to float64), the
+    `exact_outcome` of the chunk as numpy arrays, plus `counterfactual_index`
+    `[chunk, num_bidders]` (see `_counterfactual_maximizers`) if asked.
+
+    All chunks have the same shape, so one `tf.function` trace serves them all: the last
+    chunk is padded with zero bids to the full chunk size and the padding is dropped.
+    """
+    num_samples = int(num_samples)
+    bids = tf.cast(model.setting.sample(num_samples, seed), tf.float64)
+    chunk = min(num_samples, int(chunk_size or evaluation_chunk_size(
+        model.setting.num_bidders, model.menu_size)))
+
+    # One chunk: eagerly (no tracing cost); several: one traced graph (~2x faster), cached
+    # across calls by shapes and flags.
+    run = _chunk_outcome if chunk >= num_samples else _traced_chunk_outcome
+    for start in range(0, num_samples, chunk):
+        chunk_bids = bids[start:start + chunk]
+        size = int(chunk_bids.shape[0])
+        if size < chunk:
+            chunk_bids = tf.pad(chunk_bids, [[0, chunk - size], [0, 0], [0, 0]])
+        outcome = run(chunk_bids, *menu, chunk, with_certificate, with_counterfactual)
+        yield {key: value.numpy()[:size] for key, value in outcome.items()}
+
+
+def _chunk_outcome(bids, allocations, boosts, bidder_weights, chunk, with_certificate,
+                   with_counterfactual):
+    """`exact_outcome` of one chunk `[chunk, m, n]`, plus `counterfactual_index` if asked."""
+    outcome = exact_outcome(bids, allocations, boosts, bidder_weights, chunk_size=chunk,
+                            with_certificate=with_certificate)
+    if with_counterfactual:
+        outcome["counterfactual_index"] = _counterfactual_maximizers(
+            bids, allocations, boosts, bidder_weights)
+    return outcome
+
+
+_traced_chunk_outcome = tf.function(_chunk_outcome)
+
+
+def _seed_json(seed):
+    if isinstance(seed, (int, np.integer)):
+        return int(seed)
+    return [int(s) for s in np.asarray(seed).reshape(-1)]
+
+
+def evaluate(model, num_samples=100_000, seed=1, baselines=True, chunk_size=None):
+    """Exact evaluation of `model` on `num_samples` fresh profiles.
+
+    Args:
+      model: a `tf_ama.AffineMaximizerAuction`.
+      num_samples: profiles `setting.sample(num_samples, seed)`, `[num_samples, m, n]`.
+      seed: an int or a pair of ints (stateless sampling).
+      baselines: also compute `tf_ama.baselines` on the same number of samples and seed.
+      chunk_size: profiles per call of `exact_outcome` (default `evaluation_chunk_size`).
+
+    Returns:
+      An `EvaluationReport`.
+    """
+    _check_arguments(model, num_samples, chunk_size)
+    menu = model.menu(tf.float64)
+    total = mean = m2 = welfare = 0.0
+    count = 0
+    payments_sum = np.zeros(model.setting.num_bidders)
+    ir_violations = 0
+    max_regret = -math.inf
+    counts = np.zeros(model.menu_size, np.int64)
+    for outcome in _scan(model, num_samples, seed, chunk_size, menu, with_certificate=True):
+        revenue = outcome["payments"].sum(axis=1)  # [chunk]
+        # Chan et al.'s pairwise update of (count, mean, sum of squared deviations).
+        size, chunk_mean = len(revenue), float(revenue.mean())
+        delta = chunk_mean - mean
+        m2 += float(((revenue - chunk_mean) ** 2).sum())
+        m2 += delta ** 2 * count * size / (count + size)
+        mean += delta * size / (count + size)
+        count += size
+        total += float(revenue.sum())
+        payments_sum += outcome["payments"].sum(axis=0)
+        welfare += float(outcome["values"].sum())
+        ir_violations += int(np.count_nonzero(outcome["values"] - outcome["payments"] < 0))
+        max_regret = max(max_regret, float(outcome["regret"].max()))
+        counts += np.bincount(outcome["menu_index"], minlength=model.menu_size)
+    allocations = menu[0].numpy()
+    used = np.flatnonzero(counts)
+    details = {}
+    if baselines:
+        from tf_ama.baselines import baseline_details
+
+        details = {name: result.to_dict() for name, result in
+                   baseline_details(model.setting, num_samples=int(num_samples), seed=seed).items()}
+    return EvaluationReport(
+        setting=model.setting.name,
+        menu_type=model.menu_type,
+        num_samples=int(num_samples),
+        seed=_seed_json(seed),
+        revenue=total / count,
+        revenue_stderr=math.sqrt(m2 / (count - 1) / count) if count > 1 else math.nan,
+        revenue_per_bidder=[float(p) for p in payments_sum / count],
+        welfare=welfare / count,
+        ir_violations=ir_violations,
+        max_regret=max_regret,
+        entries_used=int(len(used)),
+        lottery_entries_used=int(sum(is_lottery(allocations[k]) for k in used)),
+        menu_size=int(model.menu_size),
+        baselines=details,
+    )
+
+
+def menu_usage(model, num_samples=100_000, seed=1, chunk_size=None):
+    """The menu entries chosen on `setting.sample(num_samples, seed)`, most used first.
+
+    Returns:
+      A list of `MenuEntry` (ties in use broken by index), one per entry chosen at least once.
+    """
+    _check_arguments(model, num_samples, chunk_size)
+    counts = np.zeros(model.menu_size, np.int64)
+    for outcome in _scan(model, num_samples, seed, chunk_size, model.menu(tf.float64)):
+        counts += np.bincount(outcome["menu_index"], minlength=model.menu_size)
+    allocations, boosts, _ = model.exact_menu()
+    used = sorted(np.flatnonzero(counts), key=lambda k: (-counts[k], k))
+    return [MenuEntry(index=int(k), allocation=allocations[k].tolist(), boost=float(boosts[k]),
+                      share=float(counts[k] / num_samples), count=int(counts[k]),
+                      is_lottery=is_lottery(allocations[k]))
+            for k in used]
+
+
+def format_menu_table(entries, max_entries=None) -> str:
+    """A text table of `menu_usage` entries (the first `max_entries` if given): one header
+    line per entry (rank, index, share, count, boost, lottery) and its allocation, one line
+    per bidder (P(bidder i gets item j), items left to right)."""
+    shown = list(entries)[:max_entries]
+    lines = [f"{'rank':>4} {'index':>6} {'share':>8} {'count':>8} {'boost':>10}  lottery"]
+    for rank, entry in enumerate(shown, start=1):
+        lines.append(f"{rank:>4} {entry.index:>6} {entry.share:>8.2%} {entry.count:>8} "
+                     f"{entry.boost:>10.4f}  {'yes' if entry.is_lottery else 'no'}")
+        for bidder, row in enumerate(entry.allocation):
+            lines.append(f"{'':>13}bidder {bidder + 1}: " + " ".join(f"{p:.3f}" for p in row))
+    hidden = len(entries) - len(shown)
+    if hidden > 0:
+        share = sum(entry.share for entry in list(entries)[len(shown):])
+        lines.append(f"... {hidden} more entries, chosen on {share:.2%} of the profiles")
+    return "\n".join(lines)
+
+
+def _counterfactual_maximizers(bids, allocations, boosts, bidder_weights):
+    """`[batch, num_bidders]` int64: for each profile and bidder `i`, the lowest index
+    attaining `max_k W_-i[k]` (the entry that sets bidder i's payment), computed with the
+    same float64 operations as `exact_outcome`. bids `[batch, m, n]`, menu as there."""
+    values = tf.einsum("bij,kij->bik", bids, allocations)  # [B, m, K]
+    weighted = bidder_weights[None, :, None] * values
+    welfare = tf.reduce_sum(weighted, axis=1) + boosts[None, :]  # [B, K]
+    others = welfare[:, None, :] - weighted  # W_-i: [B, m, K]
+    best = tf.reduce_max(others, axis=2, keepdims=True)
+    menu_size = tf.shape(allocations, out_type=tf.int64)[0]
+    indices = tf.range(menu_size, dtype=tf.int64)
+    return tf.reduce_min(tf.where(others == best, indices, menu_size), axis=2)
+
+
+def prune(model, num_samples=100_000, seed=1, chunk_size=None):
+    """A fixed AMA with only the menu entries that matter on `setting.sample(num_samples, seed)`.
+
+    Kept, in their original order (entry 0 stays first, ties resolve as before): the empty
+    entry 0, every entry chosen on some profile, and every counterfactual maximizer of
+    `W_-i` (the entry that sets bidder i's payment; see the module docstring). Boosts and
+    bidder weights are unchanged, so on those profiles the pruned model gives the same
+    allocations, payments and (mapped back) menu indices; on other profiles it is a
+    different, smaller AMA, still strategyproof and IR.
+
+    Returns:
+      An `AffineMaximizerAuction` (`menu="fixed"`) with attribute `kept_indices`, an int64
+      numpy array `[pruned_menu_size]`: entry `k` of the pruned menu is entry
+      `kept_indices[k]` of `model` (map menu indices back with `kept_indices[menu_index]`).
+      `kept_indices` is not serialized with the model.
+    """
+    _check_arguments(model, num_samples, chunk_size)
+    menu = model.menu(tf.float64)
+    keep = np.zeros(model.menu_size, bool)
+    for outcome in _scan(model, num_samples, seed, chunk_size, menu, with_counterfactual=True):
+        keep[outcome["menu_index"]] = True
+        keep[outcome["counterfactual_index"].reshape(-1)] = True
+    keep[0] = True
+    kept = np.flatnonzero(keep).astype(np.int64)
+    allocations, boosts, bidder_weights = model.exact_menu()
+    pruned = type(model).from_menu(
+        model.setting, allocations[kept], boosts[kept], bidder_weights,
+        temperature=model.temperature, seed=model.seed)
+    # The same float64 log-weights, so exp() gives bit-identical bidder weights.
+    pruned.log_bidder_weights.assign(tf.cast(model.log_bidder_weights, tf.float64))
+    pruned.kept_indices = kept
+    return pruned
