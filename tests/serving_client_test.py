@@ -1,0 +1,387 @@
+"""Tests of tf_ama.serving_client against STAND-IN servers, and against real TF Serving.
+
+`StandInRestServer` and `StandInGrpcServer` are tiny servers written for these tests: they
+answer TF Serving's REST / gRPC Predict and metadata requests by running the exported
+SavedModel with TensorFlow in this process. They are NOT TensorFlow Serving; they test the
+client's request building and response parsing with the real tensorflow-serving-api protos.
+`test_real_tensorflow_model_server` runs the real `tensorflow_model_server` whenever the
+binary is on PATH (it is not installable on the development machine: DESIGN section 8).
+"""
+
+import concurrent.futures
+import contextlib
+import http.server
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import json_format
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
+                                     prediction_service_pb2_grpc)
+
+import tf_ama
+from tf_ama.export import export_saved_model
+from tf_ama.mechanism import exact_outcome
+from tf_ama.serving_client import GrpcClient, RestClient, ServingError, main, validate_bids
+
+MODEL = "additive_2x2_uniform"
+OUTPUTS = ("allocation", "payments", "menu_index")
+
+
+def _signature_def_map(version_dir):
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(version_dir, "saved_model.pb"), "rb") as file:
+        saved_model.ParseFromString(file.read())
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    for name, signature in saved_model.meta_graphs[0].signature_def.items():
+        signatures.signature_def[name].CopyFrom(signature)
+    return signatures
+
+
+class _Served:
+    """One exported version folder loaded with TensorFlow (shared by both stand-ins)."""
+
+    def __init__(self, model_name, version_dir):
+        self.model_name = model_name
+        self.version = int(os.path.basename(version_dir))
+        self.loaded = tf.saved_model.load(version_dir)
+        self.signature_map = _signature_def_map(version_dir)
+        self.requests = []  # what the stand-in received, for request-building tests
+
+    def run(self, signature_name, inputs):
+        """inputs: name -> numpy array; returns name -> numpy array, or raises ValueError."""
+        signature_name = signature_name or "serving_default"
+        if signature_name not in self.loaded.signatures:
+            raise ValueError(
+                f"Serving signature name: \"{signature_name}\" not found in signature def")
+        try:
+            outputs = self.loaded.signatures[signature_name](
+                **{name: tf.constant(value) for name, value in inputs.items()})
+        except (tf.errors.InvalidArgumentError, TypeError, ValueError) as error:
+            raise ValueError(getattr(error, "message", str(error))) from None
+        return {name: value.numpy() for name, value in outputs.items()}
+
+
+class StandInRestServer:
+    """A STAND-IN for TF Serving's REST API (NOT TensorFlow Serving), on 127.0.0.1.
+
+    Answers `POST /v1/models/NAME[/versions/V]:predict` (columnar `inputs` -> `outputs`,
+    HTTP 400 `{"error": ...}` on a refusal), `GET /v1/models/NAME[/versions/V]/metadata` and
+    `GET /v1/models/NAME` by running the SavedModel with TensorFlow.
+    """
+
+    def __init__(self, served):
+        self.served = served
+        handler = self._handler_class()
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _handler_class(self):
+        served = self.served
+        path_re = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?(:predict|/metadata)?$")
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self):
+                match = path_re.match(self.path)
+                if not match or match.group(1) != served.model_name or (
+                        match.group(2) and int(match.group(2)) != served.version):
+                    self._reply(404, {"error": f"Servable not found for request: {self.path}"})
+                    return None
+                return match.group(3)
+
+            def do_GET(self):
+                action = self._route()
+                if action == "/metadata":
+                    self._reply(200, {
+                        "model_spec": {"name": served.model_name, "signature_name": "",
+                                       "version": str(served.version)},
+                        "metadata": {"signature_def": json_format.MessageToDict(
+                            served.signature_map, preserving_proto_field_name=True)}})
+                elif action is None and self.path.count("/") == 3:
+                    self._reply(200, {"model_version_status": [{
+                        "version": str(served.version), "state": "AVAILABLE",
+                        "status": {"error_code": "OK", "error_message": ""}}]})
+                elif action is not None:
+                    self._reply(404, {"error": "Malformed request"})
+
+            def do_POST(self):
+                if self._route() != ":predict":
+                    return
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                served.requests.append(("rest", self.path, body))
+                signature = body.get("signature_name", "serving_default")
+                try:
+                    spec = served.loaded.signatures[signature].structured_input_signature[1]
+                    inputs = {name: np.asarray(value, spec[name].dtype.as_numpy_dtype)
+                              for name, value in body["inputs"].items()}
+                    outputs = served.run(signature, inputs)
+                except (ValueError, KeyError) as error:
+                    self._reply(400, {"error": str(error)})
+                    return
+                self._reply(200, {"outputs": {k: v.tolist() for k, v in outputs.items()}})
+
+        return Handler
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class StandInGrpcServer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """A STAND-IN for TF Serving's gRPC PredictionService (NOT TensorFlow Serving), on
+    127.0.0.1: `Predict` and `GetModelMetadata`, answered by running the SavedModel."""
+
+    def __init__(self, served):
+        self.served = served
+        self._server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self, self._server)
+        self.target = f"127.0.0.1:{self._server.add_insecure_port('127.0.0.1:0')}"
+
+    def _check_spec(self, spec, context):
+        if spec.name != self.served.model_name or (
+                spec.HasField("version") and spec.version.value != self.served.version):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: {spec}")
+
+    def Predict(self, request, context):
+        self._check_spec(request.model_spec, context)
+        self.served.requests.append(("grpc", request))
+        inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+        try:
+            outputs = self.served.run(request.model_spec.signature_name, inputs)
+        except ValueError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = self.served.model_name
+        response.model_spec.version.value = self.served.version
+        for name, value in outputs.items():
+            response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+        return response
+
+    def GetModelMetadata(self, request, context):
+        self._check_spec(request.model_spec, context)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = self.served.model_name
+        response.model_spec.version.value = self.served.version
+        response.metadata["signature_def"].Pack(self.served.signature_map)
+        return response
+
+    def __enter__(self):
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.stop(grace=None)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    base = tmp_path_factory.mktemp("models") / MODEL
+    model = tf_ama.AffineMaximizerAuction(MODEL, menu_size=32, seed=0, init_scale=2.0)
+    version_dir = export_saved_model(model, base)
+    served = _Served(MODEL, version_dir)
+    with StandInRestServer(served) as rest, StandInGrpcServer(served) as grpc_server:
+        yield {"model": model, "base": base, "served": served, "rest": rest,
+               "grpc": grpc_server}
+
+
+@pytest.fixture(params=["rest", "grpc"])
+def client(request, deployment):
+    if request.param == "rest":
+        made = RestClient(deployment["rest"].url, MODEL, version=1)
+    else:
+        made = GrpcClient(deployment["grpc"].target, MODEL, version=1)
+    with made:
+        yield made
+
+
+def _bids(batch, seed):
+    return np.random.default_rng(seed).uniform(size=(batch, 2, 2))
+
+
+def test_predict_equals_exact_outcome_bit_for_bit(client, deployment):
+    bids = np.concatenate([_bids(100, seed=1), np.ones((2, 2, 2)), np.zeros((1, 2, 2))])
+    outcome = client.predict(bids)
+    expected = exact_outcome(bids, *deployment["model"].menu(tf.float64))
+    for key in OUTPUTS:
+        assert outcome[key].dtype == expected[key].dtype.as_numpy_dtype
+        assert np.array_equal(outcome[key], expected[key].numpy()), key
+    # Nested lists work too (converted to float64).
+    listed = client.predict(bids[:2].tolist())
+    assert np.array_equal(listed["payments"], expected["payments"].numpy()[:2])
+
+
+def test_menu_and_metadata(client, deployment):
+    menu = client.menu()
+    for key, value in zip(("allocations", "boosts", "bidder_weights"),
+                          deployment["model"].exact_menu()):
+        assert np.array_equal(menu[key], value), key
+    metadata = client.metadata()
+    assert metadata["serving_default"]["inputs"] == {"bids": ("DT_DOUBLE", [-1, 2, 2])}
+    assert metadata["serving_default"]["outputs"] == {
+        "allocation": ("DT_DOUBLE", [-1, 2, 2]), "payments": ("DT_DOUBLE", [-1, 2]),
+        "menu_index": ("DT_INT64", [-1])}
+    assert metadata["menu"]["inputs"] == {"dummy": ("DT_INT32", [])}
+    assert metadata["menu"]["outputs"]["allocations"] == ("DT_DOUBLE", [32, 2, 2])
+
+
+def test_request_building(deployment):
+    served = deployment["served"]
+    served.requests.clear()
+    bids = [[[0.5, 0.2], [0.3, 0.9]]]
+    with RestClient(deployment["rest"].url, MODEL, version=1) as client:
+        client.predict(bids)
+    with GrpcClient(deployment["grpc"].target, MODEL) as client:
+        client.predict(bids)
+    (_, path, body), (_, request) = served.requests
+    assert path == f"/v1/models/{MODEL}/versions/1:predict"
+    assert body == {"signature_name": "serving_default", "inputs": {"bids": bids}}
+    assert request.model_spec.name == MODEL and not request.model_spec.HasField("version")
+    assert request.model_spec.signature_name == "serving_default"
+    assert request.inputs["bids"].dtype == tf.float64.as_datatype_enum
+    assert np.array_equal(tf.make_ndarray(request.inputs["bids"]), bids)
+
+
+@pytest.mark.parametrize("bids, error, message", [
+    (np.full((1, 2, 2), np.nan), ValueError, "must be finite"),
+    (np.array([[[0.5, np.inf], [0.1, 0.2]]]), ValueError, "must be finite"),
+    (np.array([[[0.5, -0.1], [0.1, 0.2]]]), ValueError, "must be >= 0"),
+    (np.ones((2, 2)), ValueError, "leading batch axis"),
+    (np.ones((1, 2, 2), np.float32), TypeError, "must be float64"),
+    ([[["a", "b"]]], TypeError, "nested list of numbers"),
+], ids=["nan", "inf", "negative", "rank2", "float32", "strings"])
+def test_client_refuses_bad_bids(client, bids, error, message):
+    with pytest.raises(error, match=message):
+        client.predict(bids)
+    with pytest.raises(ValueError, match="num_bidders=3"):
+        validate_bids(np.ones((1, 2, 2)), num_bidders=3, num_items=2)
+
+
+@pytest.mark.parametrize("bids, message", [
+    (np.full((1, 2, 2), np.nan), "must be finite"),
+    (np.array([[[0.5, -0.1], [0.1, 0.2]]]), "must be >= 0"),
+    (np.ones((1, 3, 2)), "wrong shape"),
+    (np.ones((1, 2, 3)), "wrong shape"),
+], ids=["nan", "negative", "bidders", "items"])
+def test_server_refusals_surface_as_serving_error(client, bids, message):
+    with pytest.raises(ServingError, match=message) as raised:
+        client.predict(bids, validate=False)
+    assert raised.value.status in (400, "INVALID_ARGUMENT")
+
+
+def test_float32_refused_by_the_served_signature(deployment):
+    with GrpcClient(deployment["grpc"].target, MODEL) as client:
+        with pytest.raises(ServingError, match="double tensor but is a float tensor"):
+            client.predict(np.ones((1, 2, 2), np.float32), validate=False)
+
+
+def test_unknown_model_and_unreachable_server(deployment):
+    with RestClient(deployment["rest"].url, "nope") as client:
+        with pytest.raises(ServingError, match="Servable not found") as raised:
+            client.predict(_bids(1, 0))
+        assert raised.value.status == 404
+    with GrpcClient(deployment["grpc"].target, MODEL, version=9) as client:
+        with pytest.raises(ServingError, match="Servable not found"):
+            client.predict(_bids(1, 0))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here
+    with RestClient(f"http://127.0.0.1:{port}", MODEL, timeout=5) as client:
+        with pytest.raises(ServingError, match="cannot reach TF Serving"):
+            client.predict(_bids(1, 0))
+    with GrpcClient(f"127.0.0.1:{port}", MODEL, timeout=5) as client:
+        with pytest.raises(ServingError, match="UNAVAILABLE"):
+            client.predict(_bids(1, 0))
+
+
+def test_command_line(deployment, capsys):
+    bids = "[[[0.5,0.2],[0.3,0.9]]]"
+    assert main(["--rest", deployment["rest"].url, "--model", MODEL, "--bids", bids]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = exact_outcome(np.array(json.loads(bids)), *deployment["model"].menu(tf.float64))
+    assert printed["payments"] == expected["payments"].numpy().tolist()
+    assert main(["--grpc", deployment["grpc"].target, "--model", MODEL, "--metadata"]) == 0
+    assert "serving_default" in json.loads(capsys.readouterr().out)
+    assert main(["--rest", deployment["rest"].url, "--model", MODEL, "--bids", "[[[1, -1]]]"]) == 2
+    assert main(["--rest", deployment["rest"].url, "--model", MODEL, "--bids", "[[["]) == 2
+    err = capsys.readouterr().err
+    assert "must be >= 0" in err and "not valid JSON" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ real TensorFlow Serving
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("tensorflow_model_server") is None,
+                    reason="tensorflow_model_server is not on PATH (not installable on the "
+                           "development machine, DESIGN section 8); see serving/README.md")
+def test_real_tensorflow_model_server(deployment, tmp_path):
+    grpc_port, rest_port = _free_port(), _free_port()
+    log = open(tmp_path / "server.log", "w")
+    server = subprocess.Popen([
+        "tensorflow_model_server", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+        f"--model_name={MODEL}", f"--model_base_path={deployment['base']}"],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        rest = RestClient(f"http://127.0.0.1:{rest_port}", MODEL, timeout=10)
+        deadline = time.monotonic() + 120
+        while True:
+            with contextlib.suppress(ServingError, KeyError):
+                if any(s["state"] == "AVAILABLE" for s in rest.status()):
+                    break
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            assert time.monotonic() < deadline, "TF Serving not ready after 120 s"
+            time.sleep(0.5)
+        menu = deployment["model"].menu(tf.float64)
+        # gRPC carries float64 bits unchanged; REST bids with few digits parse exactly.
+        bids = _bids(300, seed=7)
+        with GrpcClient(f"127.0.0.1:{grpc_port}", MODEL) as client:
+            outcome = client.predict(bids)
+            expected = exact_outcome(bids, *menu)
+            for key in OUTPUTS:
+                assert np.array_equal(outcome[key], expected[key].numpy()), key
+            metadata = client.metadata()["serving_default"]
+            assert metadata["inputs"]["bids"] == ("DT_DOUBLE", [-1, 2, 2])
+            for key, value in zip(("allocations", "boosts", "bidder_weights"),
+                                  deployment["model"].exact_menu()):
+                assert np.array_equal(client.menu()[key], value)
+        rounded = np.round(bids, 6)
+        outcome = rest.predict(rounded)
+        expected = exact_outcome(rounded, *menu)
+        for key in OUTPUTS:
+            assert np.array_equal(outcome[key], expected[key].numpy()), key
+        with pytest.raises(ServingError, match="must be finite"):
+            rest.predict(np.full((1, 2, 2), np.nan), validate=False)
+        rest.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()

@@ -1,0 +1,424 @@
+"""Export an `AffineMaximizerAuction` as a versioned SavedModel for TensorFlow Serving.
+
+    path = tf_ama.export_saved_model(model, "models/additive_2x2_uniform")   # .../1, then .../2
+
+Layout (TF Serving watches `base_dir` and serves the highest numeric version):
+
+    <base_dir>/<version>/saved_model.pb
+    <base_dir>/<version>/variables/                      the float64 menu
+    <base_dir>/<version>/assets.extra/tf_serving_warmup_requests
+    <base_dir>/<version>/assets.extra/tf_ama_config.json  setting, model and training config
+
+Signatures (DESIGN section 7):
+
+* `serving_default`: input `bids` float64 `[batch, num_bidders, num_items]`; outputs
+  `allocation` float64 `[batch, num_bidders, num_items]`, `payments` float64
+  `[batch, num_bidders]`, `menu_index` int64 `[batch]`. Computed by
+  `tf_ama.exact_outcome` on the float64 menu stored as variables: exact argmax, ties to the
+  lowest index, float64 throughout. Bad bids are refused in the graph with a message naming
+  the problem (wrong shape, non-finite, negative); float32 tensors are refused by the
+  signature itself ("expected to be a double tensor but is a float tensor").
+* `menu`: input `dummy` int32 scalar (send 0; it is ignored, TF Serving needs one input);
+  outputs `allocations` float64 `[menu_size, num_bidders, num_items]`, `boosts` float64
+  `[menu_size]`, `bidder_weights` float64 `[num_bidders]`.
+
+Profiles are evaluated in blocks of exactly `chunk_size` profiles (the batch is zero-padded to
+whole blocks), so the outcome of a profile does not depend, bit for bit, on the size of its
+batch or on the other profiles in it (TF Serving's batching merges requests). Measured: without
+the padding, a batch of 1 takes other matmul kernels and differs in the last bit from the same
+profile in a larger batch (3x10 and 2x4 settings).
+
+The export is atomic: the SavedModel is written to `<base_dir>/.tmp-export-<pid>-<random>`
+(a name TF Serving ignores) and renamed to `<base_dir>/<version>` when complete, so a watching
+server never sees half a model and an export that dies midway leaves no version folder (a
+killed export leaves its `.tmp-export-*` folder; the next export removes it once its process is
+gone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+CONFIG_FILE = "tf_ama_config.json"
+WARMUP_FILE = "tf_serving_warmup_requests"
+ASSETS_EXTRA = "assets.extra"
+SERVING_SIGNATURE = "serving_default"
+MENU_SIGNATURE = "menu"
+# The exported graph evaluates profiles in blocks of ~2^17 [profile, bidder + 1, entry] elements
+# (see the module docstring): measured in benchmarks/serving_benchmark.py, latency at batch 1
+# grows with the block while throughput at batch 1024 is flat from 8 to 128 profiles for
+# 3x10 K=4096, and grows with the block for small menus.
+_BLOCK_ELEMENTS = 1 << 17
+_MIN_CHUNK, _MAX_CHUNK = 8, 1024
+_TMP_PREFIX = ".tmp-export-"
+_TMP_PATTERN = re.compile(r"^\.tmp-export-(\d+)-")
+
+
+class ExportError(ValueError):
+    """A bad argument to `export_saved_model` / `load_menu_model` (the message says the fix)."""
+
+
+def _existing_versions(base_dir):
+    return sorted(int(name) for name in os.listdir(base_dir) if name.isdigit())
+
+
+def default_chunk_size(num_bidders, menu_size) -> int:
+    """Profiles per block of the exported graph: a power of two in [8, 1024], about
+    2^17 / ((num_bidders + 1) * menu_size)."""
+    target = max(1, _BLOCK_ELEMENTS // ((num_bidders + 1) * max(int(menu_size), 1)))
+    return int(min(_MAX_CHUNK, max(_MIN_CHUNK, 1 << (target.bit_length() - 1))))
+
+
+def _check_arguments(model, base_dir, version, prune, prune_samples, chunk_size):
+    from tf_ama.model import AffineMaximizerAuction
+
+    if not isinstance(model, AffineMaximizerAuction):
+        raise ExportError(
+            f"`model` must be a tf_ama.AffineMaximizerAuction; got {type(model).__name__}. "
+            "Load a trained run with tf_ama.runs.load_run(RUN_DIR)[0], or build a fixed one "
+            "with AffineMaximizerAuction.from_menu(...).")
+    if not isinstance(base_dir, (str, os.PathLike)) or not str(base_dir):
+        raise ExportError(f"`base_dir` must be a directory path; got {base_dir!r}.")
+    if os.path.exists(base_dir) and not os.path.isdir(base_dir):
+        raise ExportError(
+            f"`base_dir`={str(base_dir)!r} is a file, not a directory. Give the model's folder "
+            "(e.g. models/additive_2x2_uniform); versions 1, 2, ... are created inside it.")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)
+                                or version < 1):
+        raise ExportError(
+            f"`version` must be None (next free version) or an int >= 1; got {version!r}.")
+    for name, value in (("prune_samples", prune_samples), ("chunk_size", chunk_size)):
+        if value is None and name == "chunk_size":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ExportError(f"`{name}` must be an int >= 1; got {value!r}.")
+    if not isinstance(prune, bool):
+        raise ExportError(f"`prune` must be True or False; got {prune!r}.")
+
+
+def _remove_stale_temporaries(base_dir):
+    """Removes `.tmp-export-<pid>-*` folders whose exporting process no longer exists."""
+    for name in os.listdir(base_dir):
+        match = _TMP_PATTERN.match(name)
+        if not match:
+            continue
+        pid = int(match.group(1))
+        try:
+            os.kill(pid, 0)
+            continue  # still running: another export in progress
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # exists, owned by someone else
+        shutil.rmtree(os.path.join(base_dir, name), ignore_errors=True)
+
+
+class _ServingModule(tf.Module):
+    """The float64 menu as variables plus the two serving functions (no Keras at load time)."""
+
+    def __init__(self, allocations, boosts, bidder_weights, chunk_size):
+        super().__init__(name="tf_ama_auction")
+        self.allocations = tf.Variable(allocations, dtype=tf.float64, trainable=False,
+                                       name="allocations")
+        self.boosts = tf.Variable(boosts, dtype=tf.float64, trainable=False, name="boosts")
+        self.bidder_weights = tf.Variable(bidder_weights, dtype=tf.float64, trainable=False,
+                                          name="bidder_weights")
+        self.menu_size, self.num_bidders, self.num_items = allocations.shape
+        self.chunk_size = chunk_size
+        self.parallel_iterations = 2
+
+    def serve(self, bids):
+        from tf_ama.mechanism import exact_outcome
+
+        m, n = self.num_bidders, self.num_items
+        expected = f"[batch, num_bidders={m}, num_items={n}]"
+        # Checked one after the other so that the message names the first problem (a NaN is
+        # reported as non-finite, not as negative); exact_outcome validates again. The rank is
+        # read from the runtime shape padded with -1s: TF folds tf.rank(bids) to the static 3.
+        padded_shape = tf.concat([tf.shape(bids), tf.constant([-1, -1, -1, -1])], axis=0)
+        shape_ok = tf.debugging.Assert(
+            tf.reduce_all(tf.equal(padded_shape[1:4], tf.constant([m, n, -1]))),
+            [f"`bids` has the wrong shape: expected {expected} (a single profile needs a "
+             "leading batch axis); got shape", tf.shape(bids)], summarize=8)
+        with tf.control_dependencies([shape_ok]):
+            finite_ok = tf.debugging.assert_all_finite(
+                bids, "`bids` must be finite (no NaN or inf)")
+        with tf.control_dependencies([finite_ok]):
+            bids = tf.identity(bids)
+        # Zero-pad to whole blocks of exactly chunk_size profiles and call exact_outcome on
+        # each block (static shape [chunk_size, m, n]): a profile's outcome then does not
+        # depend, bit for bit, on the size of its batch (a batch of 1 would otherwise take
+        # other kernels; TF Serving batches requests). Memory: a few [chunk, m + 1, K] tensors.
+        chunk = self.chunk_size
+        batch = tf.shape(bids)[0]
+        padded = tf.pad(bids, [[0, (-batch) % chunk], [0, 0], [0, 0]])
+        blocks = tf.reshape(padded, [-1, chunk, m, n])
+
+        def block(block_bids):
+            outcome = exact_outcome(block_bids, self.allocations, self.boosts,
+                                    self.bidder_weights, chunk_size=chunk)
+            return {key: outcome[key] for key in ("allocation", "payments", "menu_index")}
+
+        mapped = tf.map_fn(block, blocks, fn_output_signature={
+            "allocation": tf.TensorSpec([chunk, m, n], tf.float64),
+            "payments": tf.TensorSpec([chunk, m], tf.float64),
+            "menu_index": tf.TensorSpec([chunk], tf.int64),
+        }, parallel_iterations=self.parallel_iterations)
+        return {
+            "allocation": tf.reshape(mapped["allocation"], [-1, m, n])[:batch],
+            "payments": tf.reshape(mapped["payments"], [-1, m])[:batch],
+            "menu_index": tf.reshape(mapped["menu_index"], [-1])[:batch],
+        }
+
+    def menu(self, dummy):
+        del dummy  # TF Serving rejects a signature without inputs
+        return {
+            "allocations": tf.identity(self.allocations),
+            "boosts": tf.identity(self.boosts),
+            "bidder_weights": tf.identity(self.bidder_weights),
+        }
+
+
+def _json_config(model):
+    """`model.get_config()` without the entries that are not JSON (e.g. dtype policies)."""
+    config = {}
+    for key, value in model.get_config().items():
+        try:
+            json.dumps(value)
+        except TypeError:
+            continue
+        config[key] = value
+    return config
+
+
+def _warmup_bids(setting, seed):
+    """A few bid profiles for TF Serving's warm-up: batch sizes 1 and 8, values in [0, 1)."""
+    rng = np.random.default_rng(seed)
+    shape = (setting.num_bidders, setting.num_items)
+    return [rng.uniform(size=(1, *shape)), rng.uniform(size=(8, *shape))]
+
+
+def _write_warmup(path, bids_batches):
+    """TFRecord of `PredictionLog`s, each a `PredictRequest` for `serving_default`."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    with tf.io.TFRecordWriter(path) as writer:
+        for bids in bids_batches:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(signature_name=SERVING_SIGNATURE))
+            request.inputs["bids"].CopyFrom(tf.make_tensor_proto(bids, dtype=tf.float64))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def _write_saved_model(module, directory):
+    """Writes the SavedModel with Keras's `ExportArchive` (one endpoint per signature)."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(module)
+    m, n = module.num_bidders, module.num_items
+    archive.add_endpoint(SERVING_SIGNATURE, module.serve, input_signature=[
+        tf.TensorSpec([None, m, n], tf.float64, name="bids")])
+    archive.add_endpoint(MENU_SIGNATURE, module.menu, input_signature=[
+        tf.TensorSpec([], tf.int32, name="dummy")])
+    archive.add_variable_collection(
+        "menu_variables", [module.allocations, module.boosts, module.bidder_weights])
+    archive.write_out(directory, verbose=False)
+
+
+def _write_assets(model, directory, pruned, training_config, chunk_size, seed, kept_indices):
+    import tf_ama
+    from tf_ama.runs import write_json_atomic
+
+    assets = os.path.join(directory, ASSETS_EXTRA)
+    os.makedirs(assets, exist_ok=True)
+    _write_warmup(os.path.join(assets, WARMUP_FILE), _warmup_bids(model.setting, seed))
+    config = {
+        "setting": model.setting.to_dict(),
+        "model": _json_config(model),
+        "training": training_config,
+        "pruned": pruned,
+        "tf_ama_version": tf_ama.__version__,
+        "tensorflow_version": tf.__version__,
+        "menu_size": int(model.menu_size),
+        # float64 log-weights (JSON floats round-trip exactly), for load_menu_model.
+        "log_bidder_weights": tf.cast(model.log_bidder_weights, tf.float64).numpy().tolist(),
+        "serving": {"chunk_size": chunk_size, "signatures": [SERVING_SIGNATURE, MENU_SIGNATURE]},
+    }
+    if kept_indices is not None:
+        # Entry k of the exported menu is entry kept_indices[k] of the unpruned model.
+        config["kept_indices"] = [int(k) for k in kept_indices]
+    write_json_atomic(os.path.join(assets, CONFIG_FILE), config)
+
+
+def export_saved_model(model, base_dir, version=None, prune=False, prune_samples=100_000,
+                       seed=1, training_config=None, chunk_size=None) -> str:
+    """Exports `model` as `<base_dir>/<version>` (TF Serving layout); returns that path.
+
+    Args:
+      model: a `tf_ama.AffineMaximizerAuction` (learned or fixed).
+      base_dir: the model's folder, e.g. `models/additive_2x2_uniform` (created if missing).
+      version: an int >= 1 that does not exist yet, or None for the next free version (one
+        more than the highest existing one). An existing version is never overwritten.
+      prune: export `tf_ama.evaluation.prune(model, prune_samples, seed)` instead: only the
+        menu entries that matter on `prune_samples` profiles (cheaper to serve).
+      prune_samples, seed: the profiles `prune` uses (`seed` also draws the warm-up bids).
+      training_config: optional JSON-serializable dict stored in `tf_ama_config.json`.
+      chunk_size: profiles per block of the exported graph (see the module docstring);
+        default `default_chunk_size(num_bidders, menu_size)` of the exported menu.
+
+    Returns:
+      The path of the new version folder.
+
+    Raises:
+      ExportError (a ValueError) naming the bad argument: `model` not an
+      AffineMaximizerAuction, `base_dir` a file, `version` not an int >= 1 or already present,
+      `training_config` not JSON.
+    """
+    _check_arguments(model, base_dir, version, prune, prune_samples, chunk_size)
+    if training_config is not None:
+        try:
+            json.dumps(training_config)
+        except (TypeError, ValueError) as error:
+            raise ExportError(f"`training_config` must be JSON-serializable: {error}") from None
+    base_dir = os.fspath(base_dir)
+    os.makedirs(base_dir, exist_ok=True)
+    if version is not None and os.path.exists(os.path.join(base_dir, str(version))):
+        raise ExportError(
+            f"Version {version} already exists in {base_dir!r} and is never overwritten. Pass "
+            "version=None (--version omitted) to export the next free version, or delete it.")
+    _remove_stale_temporaries(base_dir)
+
+    kept_indices = None
+    if prune:
+        from tf_ama.evaluation import prune as prune_menu  # lazy: evaluation is heavier
+
+        model = prune_menu(model, num_samples=prune_samples, seed=seed)
+        kept_indices = getattr(model, "kept_indices", None)
+    allocations, boosts, bidder_weights = (t.numpy() for t in model.menu(tf.float64))
+    if chunk_size is None:
+        chunk_size = default_chunk_size(model.setting.num_bidders, len(allocations))
+    module = _ServingModule(allocations, boosts, bidder_weights, chunk_size)
+
+    temporary = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=base_dir)
+    try:
+        _write_saved_model(module, temporary)
+        _write_assets(model, temporary, prune, training_config, chunk_size, seed, kept_indices)
+        while True:
+            number = version if version is not None else max(
+                _existing_versions(base_dir), default=0) + 1
+            target = os.path.join(base_dir, str(number))
+            if os.path.exists(target):  # another export took it meanwhile
+                if version is not None:
+                    raise ExportError(f"Version {version} appeared in {base_dir!r} meanwhile.")
+                continue
+            try:
+                os.rename(temporary, target)  # atomic; fails on a non-empty target
+            except OSError:
+                if version is not None or not os.path.exists(target):
+                    raise
+                continue
+            return target
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+def resolve_version_dir(path) -> str:
+    """`path` if it is a version folder; for a model folder, its highest version."""
+    path = os.fspath(path)
+    if not os.path.exists(os.path.join(path, "saved_model.pb")) and os.path.isdir(path):
+        versions = _existing_versions(path)
+        if versions:
+            return os.path.join(path, str(versions[-1]))
+    return path
+
+
+def read_export_config(version_dir) -> dict:
+    """The `tf_ama_config.json` of an exported version folder."""
+    path = os.path.join(version_dir, ASSETS_EXTRA, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise ExportError(
+            f"{str(version_dir)!r} is not a tf_ama SavedModel version folder (no "
+            f"{ASSETS_EXTRA}/{CONFIG_FILE}). Give the numeric folder, e.g. "
+            "models/additive_2x2_uniform/1, written by tf_ama.export_saved_model.")
+    with open(path) as file:
+        return json.load(file)
+
+
+def load_menu_model(saved_model_version_dir):
+    """A fixed `AffineMaximizerAuction` rebuilt from an exported version folder.
+
+    Reads the `menu` signature (the exact float64 menu) and the setting from
+    `assets.extra/tf_ama_config.json`; used by `tf-ama evaluate SAVEDMODEL`. Given a model
+    folder (`models/additive_2x2_uniform`), uses its highest version.
+    """
+    from tf_ama.model import AffineMaximizerAuction
+    from tf_ama.settings import Setting
+
+    saved_model_version_dir = resolve_version_dir(saved_model_version_dir)
+    config = read_export_config(saved_model_version_dir)
+    loaded = tf.saved_model.load(os.fspath(saved_model_version_dir))
+    menu = loaded.signatures[MENU_SIGNATURE](dummy=tf.constant(0, tf.int32))
+    bidder_weights = menu["bidder_weights"].numpy()
+    model = AffineMaximizerAuction.from_menu(
+        Setting.from_dict(config["setting"]), menu["allocations"].numpy(),
+        menu["boosts"].numpy(), bidder_weights,
+        temperature=config["model"].get("temperature", 100.0))
+    # from_menu stores log(w) and the model recomputes exp(log(w)), which can differ from w
+    # in the last bit; the exported log-weights give back w exactly.
+    log_weights = np.asarray(config.get("log_bidder_weights", []), np.float64)
+    if log_weights.shape == bidder_weights.shape and np.array_equal(
+            tf.exp(tf.constant(log_weights)).numpy(), bidder_weights):
+        model.log_bidder_weights.assign(log_weights)
+    return model
+
+
+# ------------------------------------------------------------------------------ command line
+def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Adds `RUN_DIR --to BASE_DIR [--version N] [--prune] [--prune-samples N] [--seed S]`."""
+    parser.add_argument("run_dir", metavar="RUN_DIR",
+                        help="run directory written by `tf-ama train ... --out RUN_DIR`")
+    parser.add_argument("--to", dest="base_dir", metavar="BASE_DIR", required=True,
+                        help="model folder watched by TF Serving, e.g. models/additive_2x2_uniform")
+    parser.add_argument("--version", type=int, default=None,
+                        help="version number (default: next free one); never overwritten")
+    parser.add_argument("--prune", action="store_true",
+                        help="keep only the menu entries that matter (tf_ama.evaluation.prune)")
+    parser.add_argument("--prune-samples", type=int, default=100_000,
+                        help="profiles used by --prune (default 100000)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed of the --prune profiles and of the warm-up bids")
+    return parser
+
+
+def run_export(args) -> int:
+    """Runs an export from parsed `add_export_arguments` arguments; returns the exit code.
+
+    Prints the new version folder on success; on a bad argument prints `error: ...` to stderr
+    (no traceback) and returns 2.
+    """
+    try:
+        from tf_ama.runs import load_run
+
+        model, config = load_run(args.run_dir)
+        path = export_saved_model(
+            model, args.base_dir, version=args.version, prune=args.prune,
+            prune_samples=args.prune_samples, seed=args.seed,
+            training_config=config.get("training"))
+    except (ValueError, TypeError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0

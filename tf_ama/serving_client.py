@@ -1,0 +1,330 @@
+"""Client for an auction served by TensorFlow Serving (REST on 8501, gRPC on 8500).
+
+    client = RestClient("http://localhost:8501", "additive_2x2_uniform")
+    outcome = client.predict([[[0.5, 0.2], [0.3, 0.9]]])   # one profile, [1, 2, 2]
+    outcome["allocation"], outcome["payments"], outcome["menu_index"]   # numpy
+    client.menu()       # {"allocations": [K, m, n], "boosts": [K], "bidder_weights": [m]}
+    client.metadata()   # {signature: {"inputs": {name: (dtype, shape)}, "outputs": {...}}}
+
+    client = GrpcClient("localhost:8500", "additive_2x2_uniform")   # same methods
+
+Both speak TF Serving's Predict API to the signatures written by `tf_ama.export`
+(`serving_default`: `bids` float64 `[batch, num_bidders, num_items]` -> `allocation`
+`[batch, num_bidders, num_items]`, `payments` `[batch, num_bidders]`, `menu_index` int64
+`[batch]`; `menu`: scalar `dummy` -> the menu). Bids are checked here first (float64, finite,
+>= 0, rank 3) and again by the server; a refusal by the server raises `ServingError` with the
+server's message.
+
+Exactness: gRPC carries float64 bits unchanged. REST carries decimal JSON: outputs are written
+so that they parse back exactly, but TF Serving parses request numbers without rapidjson's
+full-precision flag, so a bid written with 16-17 significant digits may reach the model 1 ulp
+off. Use gRPC, or bids with at most 15 significant digits, when bit-exact inputs matter.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+SERVING_SIGNATURE = "serving_default"
+MENU_SIGNATURE = "menu"
+OUTPUTS = ("allocation", "payments", "menu_index")
+MENU_OUTPUTS = ("allocations", "boosts", "bidder_weights")
+
+
+class ServingError(RuntimeError):
+    """The server refused a request or could not be reached; `status` is the HTTP status or
+    gRPC status code name, `message` the server's error message."""
+
+    def __init__(self, message, status=None):
+        super().__init__(f"{message} (status {status})" if status is not None else message)
+        self.message = message
+        self.status = status
+
+
+def validate_bids(bids, num_bidders=None, num_items=None) -> np.ndarray:
+    """Bids as a float64 array `[batch, num_bidders, num_items]`, or a ValueError / TypeError.
+
+    Nested lists of numbers are converted to float64; arrays must already be float64 (a
+    float32 array would be a different, rounded auction: cast it yourself). Values must be
+    finite and >= 0.
+    """
+    if isinstance(bids, np.ndarray) or hasattr(bids, "numpy"):
+        array = np.asarray(bids)
+        if np.issubdtype(array.dtype, np.floating) and array.dtype != np.float64:
+            raise TypeError(
+                f"`bids` must be float64 (the served outcome is exact float64); got "
+                f"{array.dtype}. Cast it first: bids.astype(np.float64).")
+        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+            raise TypeError(f"`bids` must be numeric; got dtype {array.dtype}.")
+    else:
+        try:
+            array = np.asarray(bids, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"`bids` must be a nested list of numbers [batch][bidder][item]: {error}") from None
+    array = array.astype(np.float64, copy=False)
+    expected = (f"[batch, num_bidders{'=' + str(num_bidders) if num_bidders else ''}, "
+                f"num_items{'=' + str(num_items) if num_items else ''}]")
+    if array.ndim != 3:
+        raise ValueError(
+            f"`bids` must have shape {expected}; got shape {list(array.shape)}. A single "
+            "profile needs a leading batch axis: [[[...], [...]]].")
+    if (num_bidders is not None and array.shape[1] != num_bidders) or (
+            num_items is not None and array.shape[2] != num_items):
+        raise ValueError(f"`bids` must have shape {expected}; got shape {list(array.shape)}.")
+    if not np.all(np.isfinite(array)):
+        raise ValueError("`bids` must be finite (no NaN or inf).")
+    if np.any(array < 0):
+        raise ValueError("`bids` must be >= 0 (negative bid).")
+    return array
+
+
+def _simplify_signatures(signature_def_map):
+    """`{name: {"inputs": {key: (dtype, shape)}, "outputs": {...}, "method_name": ...}}`
+    from a `SignatureDefMap` proto; shape is a list with -1 for unknown dimensions (None for
+    unknown rank); dtype a TF name such as "DT_DOUBLE"."""
+    from tensorflow.core.framework import types_pb2
+
+    def describe(info):
+        shape = None if info.tensor_shape.unknown_rank else [d.size for d in info.tensor_shape.dim]
+        return types_pb2.DataType.Name(info.dtype), shape
+
+    return {
+        name: {
+            "inputs": {key: describe(info) for key, info in sig.inputs.items()},
+            "outputs": {key: describe(info) for key, info in sig.outputs.items()},
+            "method_name": sig.method_name,
+        }
+        for name, sig in signature_def_map.signature_def.items()
+        if not name.startswith("__")
+    }
+
+
+class RestClient:
+    """TF Serving's REST API: `POST {url}/v1/models/{model}[/versions/{v}]:predict`.
+
+    Args:
+      url: e.g. `http://localhost:8501`.
+      model_name: the served model's name (`MODEL_NAME` / models.config `name`).
+      version: a version number, or None for the version the server picks (the latest).
+      timeout: seconds per request.
+    """
+
+    def __init__(self, url, model_name, version=None, timeout=30.0):
+        import requests
+
+        self.url = url.rstrip("/")
+        self.model_name = model_name
+        self.version = version
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def _model_url(self):
+        version = f"/versions/{int(self.version)}" if self.version is not None else ""
+        return f"{self.url}/v1/models/{self.model_name}{version}"
+
+    def _request(self, method, url, payload=None):
+        import requests
+
+        try:
+            # json.dumps writes NaN / Infinity, which TF Serving parses (and then refuses).
+            data = None if payload is None else json.dumps(payload)
+            response = self._session.request(
+                method, url, data=data, timeout=self.timeout,
+                headers={"Content-Type": "application/json"} if data is not None else None)
+        except requests.RequestException as error:
+            raise ServingError(f"cannot reach TF Serving at {self.url}: {error}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": response.text}
+        if response.status_code != 200 or "error" in body:
+            raise ServingError(str(body.get("error", body)), status=response.status_code)
+        return body
+
+    def predict_raw(self, inputs, signature_name=SERVING_SIGNATURE):
+        """POSTs `{"signature_name": ..., "inputs": inputs}` (columnar); returns `outputs`."""
+        body = self._request("POST", self._model_url() + ":predict",
+                             {"signature_name": signature_name, "inputs": inputs})
+        if "outputs" not in body:
+            raise ServingError(f"unexpected response without 'outputs': {body}")
+        return body["outputs"]
+
+    def predict(self, bids, validate=True):
+        """The exact outcome of `bids` `[batch, m, n]`: numpy `allocation` float64
+        `[batch, m, n]`, `payments` float64 `[batch, m]`, `menu_index` int64 `[batch]`.
+        `validate=False` skips the client-side check (the server still checks)."""
+        if validate:
+            bids = validate_bids(bids)
+        bids = np.asarray(bids).tolist()
+        outputs = self.predict_raw({"bids": bids})
+        return _parse_outcome({k: np.asarray(v) for k, v in outputs.items()})
+
+    def menu(self):
+        """The served menu: `allocations` `[K, m, n]`, `boosts` `[K]`, `bidder_weights` `[m]`."""
+        outputs = self.predict_raw({"dummy": 0}, signature_name=MENU_SIGNATURE)
+        return {key: np.asarray(outputs[key], np.float64) for key in MENU_OUTPUTS}
+
+    def metadata(self):
+        """The signatures of the served model (see `_simplify_signatures`)."""
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        body = self._request("GET", self._model_url() + "/metadata")
+        signature_map = json_format.ParseDict(
+            body["metadata"]["signature_def"], get_model_metadata_pb2.SignatureDefMap(),
+            ignore_unknown_fields=True)
+        return _simplify_signatures(signature_map)
+
+    def status(self):
+        """`GET /v1/models/{model}`: `[{"version": "1", "state": "AVAILABLE", ...}, ...]`."""
+        return self._request("GET", self._model_url())["model_version_status"]
+
+    def close(self):
+        self._session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class GrpcClient:
+    """TF Serving's gRPC PredictionService (`Predict`, `GetModelMetadata`).
+
+    Args:
+      target: `host:port`, e.g. `localhost:8500`.
+      model_name, version, timeout: as for `RestClient`.
+    """
+
+    def __init__(self, target, model_name, version=None, timeout=30.0):
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        self.target = target
+        self.model_name = model_name
+        self.version = version
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", 256 << 20),
+            ("grpc.max_send_message_length", 256 << 20)])
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+    def _model_spec(self, spec, signature_name=None):
+        spec.name = self.model_name
+        if signature_name is not None:
+            spec.signature_name = signature_name
+        if self.version is not None:
+            spec.version.value = int(self.version)
+
+    def _call(self, method, request):
+        import grpc
+
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise ServingError(error.details() or str(error), status=error.code().name) from None
+
+    def predict_raw(self, inputs, signature_name=SERVING_SIGNATURE):
+        """Sends `inputs` (name -> TensorProto); returns the outputs as numpy arrays."""
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest()
+        self._model_spec(request.model_spec, signature_name)
+        for name, proto in inputs.items():
+            request.inputs[name].CopyFrom(proto)
+        response = self._call(self._stub.Predict, request)
+        return {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
+
+    def predict(self, bids, validate=True):
+        """As `RestClient.predict`; float64 bits travel unchanged."""
+        import tensorflow as tf
+
+        if validate:
+            bids = validate_bids(bids)
+            proto = tf.make_tensor_proto(bids, dtype=tf.float64)
+        else:
+            proto = tf.make_tensor_proto(np.asarray(bids))  # sent as is: the server checks
+        return _parse_outcome(self.predict_raw({"bids": proto}))
+
+    def menu(self):
+        import tensorflow as tf
+
+        outputs = self.predict_raw({"dummy": tf.make_tensor_proto(0, dtype=tf.int32)},
+                                   signature_name=MENU_SIGNATURE)
+        return {key: outputs[key] for key in MENU_OUTPUTS}
+
+    def metadata(self):
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest()
+        self._model_spec(request.model_spec)
+        request.metadata_field.append("signature_def")
+        response = self._call(self._stub.GetModelMetadata, request)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_map)
+        return _simplify_signatures(signature_map)
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _parse_outcome(outputs):
+    missing = [key for key in OUTPUTS if key not in outputs]
+    if missing:
+        raise ServingError(
+            f"response lacks outputs {missing}; got {sorted(outputs)}. Is this a tf_ama model?")
+    return {
+        "allocation": np.asarray(outputs["allocation"], np.float64),
+        "payments": np.asarray(outputs["payments"], np.float64),
+        "menu_index": np.asarray(outputs["menu_index"], np.int64),
+    }
+
+
+# ------------------------------------------------------------------------------ command line
+def main(argv=None) -> int:
+    """`python serving/client.py (--rest URL | --grpc HOST:PORT) --model NAME
+    [--version V] (--bids JSON | --menu | --metadata)`; prints JSON."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--rest", metavar="URL", help="REST endpoint, e.g. http://localhost:8501")
+    where.add_argument("--grpc", metavar="HOST:PORT", help="gRPC endpoint, e.g. localhost:8500")
+    parser.add_argument("--model", required=True, help="served model name")
+    parser.add_argument("--version", type=int, default=None, help="model version (default: latest)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--bids", help="JSON [batch][bidder][item], e.g. '[[[0.5,0.2],[0.3,0.9]]]'")
+    what.add_argument("--menu", action="store_true", help="print the served menu")
+    what.add_argument("--metadata", action="store_true", help="print the signatures")
+    parser.add_argument("--timeout", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    client_class, target = (RestClient, args.rest) if args.rest else (GrpcClient, args.grpc)
+    try:
+        with client_class(target, args.model, args.version, args.timeout) as client:
+            if args.metadata:
+                result = client.metadata()
+            elif args.menu:
+                result = {k: v.tolist() for k, v in client.menu().items()}
+            else:
+                try:
+                    bids = json.loads(args.bids)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"--bids is not valid JSON: {error}") from None
+                result = {k: v.tolist() for k, v in client.predict(bids).items()}
+    except (ServingError, ValueError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
