@@ -31,13 +31,11 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tf_ama.mechanism import exact_outcome
+from tf_ama.mechanism import default_chunk_size, exact_outcome
 from tf_ama.settings import ANCHORS
 
 # An allocation is a lottery if some probability is farther than this from both 0 and 1.
 LOTTERY_TOLERANCE = 1e-9
-# Default chunk: elements of one [chunk, num_bidders + 1, menu_size] float64 block (~8 MB).
-_CHUNK_ELEMENTS = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,25 +153,18 @@ def _check_arguments(model, num_samples, chunk_size):
         raise ValueError(f"`chunk_size` must be None or an int >= 1; got {chunk_size!r}.")
 
 
-def evaluation_chunk_size(num_bidders, menu_size):
-    """Default profiles per chunk: ~8 MB per `[chunk, num_bidders + 1, menu_size]` float64
-    tensor. Measured (benchmarks/evaluation_benchmark.py): chunks that stay in cache run
-    3-4x faster than `exact_outcome`'s default ~128 MB ones."""
-    return max(1, _CHUNK_ELEMENTS // ((num_bidders + 1) * max(int(menu_size), 1)))
-
-
 def _scan(model, num_samples, seed, chunk_size, menu, with_certificate=False,
           with_counterfactual=False):
     """Yields, per chunk of `setting.sample(num_samples, seed)` (cast to float64), the
     `exact_outcome` of the chunk as numpy arrays, plus `counterfactual_index`
-    `[chunk, num_bidders]` (see `_counterfactual_maximizers`) if asked.
+    `[chunk, num_bidders]` (see `exact_outcome`) if asked.
 
     All chunks have the same shape, so one `tf.function` trace serves them all: the last
     chunk is padded with zero bids to the full chunk size and the padding is dropped.
     """
     num_samples = int(num_samples)
     bids = tf.cast(model.setting.sample(num_samples, seed), tf.float64)
-    chunk = min(num_samples, int(chunk_size or evaluation_chunk_size(
+    chunk = min(num_samples, int(chunk_size or default_chunk_size(
         model.setting.num_bidders, model.menu_size)))
 
     # One chunk: eagerly (no tracing cost); several: one traced graph (~2x faster), cached
@@ -191,12 +182,8 @@ def _scan(model, num_samples, seed, chunk_size, menu, with_certificate=False,
 def _chunk_outcome(bids, allocations, boosts, bidder_weights, chunk, with_certificate,
                    with_counterfactual):
     """`exact_outcome` of one chunk `[chunk, m, n]`, plus `counterfactual_index` if asked."""
-    outcome = exact_outcome(bids, allocations, boosts, bidder_weights, chunk_size=chunk,
-                            with_certificate=with_certificate)
-    if with_counterfactual:
-        outcome["counterfactual_index"] = _counterfactual_maximizers(
-            bids, allocations, boosts, bidder_weights)
-    return outcome
+    return exact_outcome(bids, allocations, boosts, bidder_weights, chunk_size=chunk,
+                         with_certificate=with_certificate, with_counterfactual=with_counterfactual)
 
 
 _traced_chunk_outcome = tf.function(_chunk_outcome)
@@ -216,7 +203,7 @@ def evaluate(model, num_samples=100_000, seed=1, baselines=True, chunk_size=None
       num_samples: profiles `setting.sample(num_samples, seed)`, `[num_samples, m, n]`.
       seed: an int or a pair of ints (stateless sampling).
       baselines: also compute `tf_ama.baselines` on the same number of samples and seed.
-      chunk_size: profiles per call of `exact_outcome` (default `evaluation_chunk_size`).
+      chunk_size: profiles per call of `exact_outcome` (default `mechanism.default_chunk_size`, ~8 MB blocks).
 
     Returns:
       An `EvaluationReport`.
@@ -304,20 +291,6 @@ def format_menu_table(entries, max_entries=None) -> str:
         share = sum(entry.share for entry in list(entries)[len(shown):])
         lines.append(f"... {hidden} more entries, chosen on {share:.2%} of the profiles")
     return "\n".join(lines)
-
-
-def _counterfactual_maximizers(bids, allocations, boosts, bidder_weights):
-    """`[batch, num_bidders]` int64: for each profile and bidder `i`, the lowest index
-    attaining `max_k W_-i[k]` (the entry that sets bidder i's payment), computed with the
-    same float64 operations as `exact_outcome`. bids `[batch, m, n]`, menu as there."""
-    values = tf.einsum("bij,kij->bik", bids, allocations)  # [B, m, K]
-    weighted = bidder_weights[None, :, None] * values
-    welfare = tf.reduce_sum(weighted, axis=1) + boosts[None, :]  # [B, K]
-    others = welfare[:, None, :] - weighted  # W_-i: [B, m, K]
-    best = tf.reduce_max(others, axis=2, keepdims=True)
-    menu_size = tf.shape(allocations, out_type=tf.int64)[0]
-    indices = tf.range(menu_size, dtype=tf.int64)
-    return tf.reduce_min(tf.where(others == best, indices, menu_size), axis=2)
 
 
 def prune(model, num_samples=100_000, seed=1, chunk_size=None):

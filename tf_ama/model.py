@@ -21,8 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ama import menus
-from tf_ama.mechanism import exact_outcome, soft_payments
+from tf_ama import menus, relaxation
+from tf_ama.mechanism import exact_outcome
 from tf_ama.settings import Setting, get_setting
 
 MENUS = ("lottery", "deterministic", "fixed")
@@ -169,10 +169,14 @@ class AffineMaximizerAuction(keras.Model):
         return exact_outcome(bids, *self.menu(tf.float64))
 
     def soft_revenue(self, valuations):
-        """Mean soft revenue (DESIGN §2) of valuations `[batch, m, n]` in the model's dtype."""
+        """Mean soft revenue (DESIGN §2) of valuations `[batch, m, n]`, in their dtype.
+
+        Computed by `relaxation.soft_revenue` (same value as `mechanism.soft_payments`, with a
+        fused gradient that moves far fewer bytes).
+        """
         allocations, boosts, bidder_weights = self.menu(valuations.dtype)
-        payments = soft_payments(valuations, allocations, boosts, bidder_weights, self.temperature)
-        return tf.reduce_mean(tf.reduce_sum(payments, axis=1))
+        return relaxation.soft_revenue(
+            valuations, allocations, boosts, bidder_weights, self.temperature)
 
     # ------------------------------------------------------------------------------ training
     def _step_valuations(self, data):

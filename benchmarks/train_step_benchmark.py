@@ -1,0 +1,94 @@
+"""Training-step time and peak memory over (setting, menu size, batch, micro-batch, XLA, objective).
+
+Each configuration runs in its own subprocess so that its peak resident memory (ru_maxrss) is
+its own. Usage (the rows of benchmarks/README.md):
+
+    python benchmarks/train_step_benchmark.py --setting additive_2x2_uniform --menu-size 4096 \
+        --batch-size 32768 --micro-batch-size 2048 --jit off --objective fused --steps 5
+
+    python benchmarks/train_step_benchmark.py --grid paper     # both paper-size settings, several configs
+
+`--objective plain` differentiates `mechanism.soft_payments` automatically (the straightforward
+step of DESIGN §2); `fused` is the model's own objective (`relaxation.soft_revenue`).
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def run_one(args):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import tf_ama
+    from tf_ama.mechanism import soft_payments
+
+    model = tf_ama.AffineMaximizerAuction(
+        args.setting, menu_size=args.menu_size, seed=0, micro_batch_size=args.micro_batch_size)
+    if args.objective == "plain":
+        def plain(valuations):
+            allocations, boosts, weights = model.menu(valuations.dtype)
+            payments = soft_payments(valuations, allocations, boosts, weights, model.temperature)
+            return tf.reduce_mean(tf.reduce_sum(payments, axis=1))
+        model.soft_revenue = plain
+    model.compile(optimizer=keras.optimizers.Adam(0.01),
+                  jit_compile={"on": True, "off": False}[args.jit])
+    data = tf_ama.fresh_valuations(args.batch_size)
+    model.fit(data, epochs=1, steps_per_epoch=1, verbose=0)  # trace and warm up
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        model.fit(data, epochs=1, steps_per_epoch=1, verbose=0)
+        times.append(time.perf_counter() - start)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"setting": args.setting, "menu_size": args.menu_size, "batch_size": args.batch_size,
+            "micro_batch_size": args.micro_batch_size, "jit": args.jit,
+            "objective": args.objective, "seconds_per_step": float(np.median(times)),
+            "peak_gb": round(peak_gb, 2)}
+
+
+GRIDS = {
+    "paper": [
+        dict(setting=s, menu_size=4096, batch_size=32768, micro_batch_size=mb, jit=jit, objective=o)
+        for s in ("additive_2x2_uniform", "additive_3x10_uniform")
+        for o, mb, jit in (("plain", None, "off"), ("fused", None, "off"),
+                           ("fused", 2048, "off"), ("fused", 512, "off"),
+                           ("fused", 2048, "on"), ("fused", 512, "on"))
+    ],
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--setting", default="additive_2x2_uniform")
+    parser.add_argument("--menu-size", type=int, default=4096)
+    parser.add_argument("--batch-size", type=int, default=32768)
+    parser.add_argument("--micro-batch-size", type=int, default=None)
+    parser.add_argument("--jit", choices=("on", "off"), default="off")
+    parser.add_argument("--objective", choices=("plain", "fused"), default="fused")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--grid", choices=sorted(GRIDS))
+    args = parser.parse_args()
+    if args.grid:
+        for config in GRIDS[args.grid]:
+            argv = [sys.executable, __file__, "--steps", str(args.steps)]
+            for key, value in config.items():
+                if value is not None:
+                    argv += ["--" + key.replace("_", "-"), str(value)]
+            result = subprocess.run(argv, capture_output=True, text=True)
+            print(result.stdout.strip() or result.stderr.strip().splitlines()[-1], flush=True)
+        return
+    print(json.dumps(run_one(args)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
