@@ -19,7 +19,13 @@ def main(argv=None) -> int:
         prog="export_model.py",
         description="Export a tf_ama run as a TF Serving SavedModel version folder.")
     add_export_arguments(parser)
-    return run_export(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        run_export(args)
+    except (ValueError, TypeError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 
 import numpy as np
@@ -403,22 +402,17 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     return parser
 
 
-def run_export(args) -> int:
-    """Runs an export from parsed `add_export_arguments` arguments; returns the exit code.
+def run_export(args) -> str:
+    """Runs an export from parsed `add_export_arguments` arguments; prints and returns the new
+    version folder. Bad arguments raise ValueError (e.g. ExportError) / OSError with a message
+    naming the fix; command lines print it without a traceback and exit with status 2
+    (`tf-ama export`, `export/export_model.py`)."""
+    from tf_ama.runs import load_run
 
-    Prints the new version folder on success; on a bad argument prints `error: ...` to stderr
-    (no traceback) and returns 2.
-    """
-    try:
-        from tf_ama.runs import load_run
-
-        model, config = load_run(args.run_dir)
-        path = export_saved_model(
-            model, args.base_dir, version=args.version, prune=args.prune,
-            prune_samples=args.prune_samples, seed=args.seed,
-            training_config=config.get("training"))
-    except (ValueError, TypeError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    model, config = load_run(args.run_dir)
+    path = export_saved_model(
+        model, args.base_dir, version=args.version, prune=args.prune,
+        prune_samples=args.prune_samples, seed=args.seed,
+        training_config=config.get("training"))
     print(path)
-    return 0
+    return path
