@@ -9,6 +9,7 @@ INSTALL_REQUIRES = [
     "keras==3.15.1",
     "tensorflow-probability==0.25.0",
     "tf-keras==2.21.0",
+    "tensorboard==2.20.0",  # the TensorBoard callback of `tf-ama train`; not a TF 2.21 dependency
     "numpy==2.4.6",
     "matplotlib==3.11.2",
 ]

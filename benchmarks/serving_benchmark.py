@@ -33,7 +33,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_ama  # noqa: E402
-from tf_ama.export import default_chunk_size, export_saved_model  # noqa: E402
+from tf_ama.export import export_saved_model  # noqa: E402
+from tf_ama.mechanism import default_chunk_size  # noqa: E402
 
 
 def _machine():

@@ -4,6 +4,8 @@ The public API; see the README and DESIGN for the maths.
 """
 
 from tf_ama.baselines import baseline_details, baselines
+from tf_ama.evaluation import EvaluationReport, MenuEntry, evaluate, format_menu_table, menu_usage, prune
+from tf_ama.export import export_saved_model, load_menu_model
 from tf_ama.distributions import list_distributions, register_distribution
 from tf_ama.mechanism import exact_outcome, regret_certificate, soft_payments
 from tf_ama.menus import deterministic_allocations

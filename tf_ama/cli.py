@@ -74,11 +74,14 @@ def _load_any(path):
     """A model from a run directory or from an exported SavedModel version directory."""
     from tf_ama import runs
 
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        from tf_ama.export import load_menu_model
+    if not os.path.isdir(path):
+        raise ValueError(f"{path!r} does not exist: give a run directory (tf-ama train ... --out "
+                         "RUN_DIR) or an exported SavedModel folder (tf-ama export).")
+    if os.path.isfile(os.path.join(path, runs.CONFIG)):
+        return runs.load_run(path)[0]
+    from tf_ama.export import load_menu_model
 
-        return load_menu_model(path)
-    return runs.load_run(path)[0]
+    return load_menu_model(path)  # a SavedModel version folder or a model folder
 
 
 def _evaluate(args):

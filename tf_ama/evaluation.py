@@ -34,6 +34,9 @@ import tensorflow as tf
 from tf_ama.mechanism import default_chunk_size, exact_outcome
 from tf_ama.settings import ANCHORS
 
+# Profiles per call of the traced exact_outcome (it blocks them internally).
+_PROFILES_PER_CALL = 1 << 14
+
 # An allocation is a lottery if some probability is farther than this from both 0 and 1.
 LOTTERY_TOLERANCE = 1e-9
 
@@ -164,18 +167,18 @@ def _scan(model, num_samples, seed, chunk_size, menu, with_certificate=False,
     """
     num_samples = int(num_samples)
     bids = tf.cast(model.setting.sample(num_samples, seed), tf.float64)
-    chunk = min(num_samples, int(chunk_size or default_chunk_size(
-        model.setting.num_bidders, model.menu_size)))
-
-    # One chunk: eagerly (no tracing cost); several: one traced graph (~2x faster), cached
-    # across calls by shapes and flags.
-    run = _chunk_outcome if chunk >= num_samples else _traced_chunk_outcome
-    for start in range(0, num_samples, chunk):
-        chunk_bids = bids[start:start + chunk]
-        size = int(chunk_bids.shape[0])
-        if size < chunk:
-            chunk_bids = tf.pad(chunk_bids, [[0, chunk - size], [0, 0], [0, 0]])
-        outcome = run(chunk_bids, *menu, chunk, with_certificate, with_counterfactual)
+    chunk = int(chunk_size or default_chunk_size(model.setting.num_bidders, model.menu_size))
+    # exact_outcome works through blocks of `chunk` profiles inside one call; a slice of whole
+    # blocks per call keeps the Python overhead small.
+    per_call = min(chunk * max(1, _PROFILES_PER_CALL // chunk),
+                   chunk * -(-num_samples // chunk))
+    for start in range(0, num_samples, per_call):
+        slice_bids = bids[start:start + per_call]
+        size = int(slice_bids.shape[0])
+        if size < per_call:
+            slice_bids = tf.pad(slice_bids, [[0, per_call - size], [0, 0], [0, 0]])
+        outcome = _traced_chunk_outcome(slice_bids, *menu, chunk, with_certificate,
+                                        with_counterfactual)
         yield {key: value.numpy()[:size] for key, value in outcome.items()}
 
 

@@ -22,7 +22,7 @@ Signatures (DESIGN section 7):
   outputs `allocations` float64 `[menu_size, num_bidders, num_items]`, `boosts` float64
   `[menu_size]`, `bidder_weights` float64 `[num_bidders]`.
 
-Profiles are evaluated in blocks of exactly `chunk_size` profiles (the batch is zero-padded to
+`tf_ama.exact_outcome` evaluates blocks of exactly `chunk_size` profiles (the batch is zero-padded to
 whole blocks), so the outcome of a profile does not depend, bit for bit, on the size of its
 batch or on the other profiles in it (TF Serving's batching merges requests). Measured: without
 the padding, a batch of 1 takes other matmul kernels and differs in the last bit from the same
@@ -47,17 +47,13 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from tf_ama.mechanism import default_chunk_size
+
 CONFIG_FILE = "tf_ama_config.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 ASSETS_EXTRA = "assets.extra"
 SERVING_SIGNATURE = "serving_default"
 MENU_SIGNATURE = "menu"
-# The exported graph evaluates profiles in blocks of ~2^17 [profile, bidder + 1, entry] elements
-# (see the module docstring): measured in benchmarks/serving_benchmark.py, latency at batch 1
-# grows with the block while throughput at batch 1024 is flat from 8 to 128 profiles for
-# 3x10 K=4096, and grows with the block for small menus.
-_BLOCK_ELEMENTS = 1 << 17
-_MIN_CHUNK, _MAX_CHUNK = 8, 1024
 _TMP_PREFIX = ".tmp-export-"
 _TMP_PATTERN = re.compile(r"^\.tmp-export-(\d+)-")
 
@@ -68,13 +64,6 @@ class ExportError(ValueError):
 
 def _existing_versions(base_dir):
     return sorted(int(name) for name in os.listdir(base_dir) if name.isdigit())
-
-
-def default_chunk_size(num_bidders, menu_size) -> int:
-    """Profiles per block of the exported graph: a power of two in [8, 1024], about
-    2^17 / ((num_bidders + 1) * menu_size)."""
-    target = max(1, _BLOCK_ELEMENTS // ((num_bidders + 1) * max(int(menu_size), 1)))
-    return int(min(_MAX_CHUNK, max(_MIN_CHUNK, 1 << (target.bit_length() - 1))))
 
 
 def _check_arguments(model, base_dir, version, prune, prune_samples, chunk_size):
@@ -138,45 +127,12 @@ class _ServingModule(tf.Module):
     def serve(self, bids):
         from tf_ama.mechanism import exact_outcome
 
-        m, n = self.num_bidders, self.num_items
-        expected = f"[batch, num_bidders={m}, num_items={n}]"
-        # Checked one after the other so that the message names the first problem (a NaN is
-        # reported as non-finite, not as negative); exact_outcome validates again. The rank is
-        # read from the runtime shape padded with -1s: TF folds tf.rank(bids) to the static 3.
-        padded_shape = tf.concat([tf.shape(bids), tf.constant([-1, -1, -1, -1])], axis=0)
-        shape_ok = tf.debugging.Assert(
-            tf.reduce_all(tf.equal(padded_shape[1:4], tf.constant([m, n, -1]))),
-            [f"`bids` has the wrong shape: expected {expected} (a single profile needs a "
-             "leading batch axis); got shape", tf.shape(bids)], summarize=8)
-        with tf.control_dependencies([shape_ok]):
-            finite_ok = tf.debugging.assert_all_finite(
-                bids, "`bids` must be finite (no NaN or inf)")
-        with tf.control_dependencies([finite_ok]):
-            bids = tf.identity(bids)
-        # Zero-pad to whole blocks of exactly chunk_size profiles and call exact_outcome on
-        # each block (static shape [chunk_size, m, n]): a profile's outcome then does not
-        # depend, bit for bit, on the size of its batch (a batch of 1 would otherwise take
-        # other kernels; TF Serving batches requests). Memory: a few [chunk, m + 1, K] tensors.
-        chunk = self.chunk_size
-        batch = tf.shape(bids)[0]
-        padded = tf.pad(bids, [[0, (-batch) % chunk], [0, 0], [0, 0]])
-        blocks = tf.reshape(padded, [-1, chunk, m, n])
-
-        def block(block_bids):
-            outcome = exact_outcome(block_bids, self.allocations, self.boosts,
-                                    self.bidder_weights, chunk_size=chunk)
-            return {key: outcome[key] for key in ("allocation", "payments", "menu_index")}
-
-        mapped = tf.map_fn(block, blocks, fn_output_signature={
-            "allocation": tf.TensorSpec([chunk, m, n], tf.float64),
-            "payments": tf.TensorSpec([chunk, m], tf.float64),
-            "menu_index": tf.TensorSpec([chunk], tf.int64),
-        }, parallel_iterations=self.parallel_iterations)
-        return {
-            "allocation": tf.reshape(mapped["allocation"], [-1, m, n])[:batch],
-            "payments": tf.reshape(mapped["payments"], [-1, m])[:batch],
-            "menu_index": tf.reshape(mapped["menu_index"], [-1])[:batch],
-        }
+        # exact_outcome validates the bids in the graph (shape, then finite, then >= 0) and
+        # evaluates blocks of exactly chunk_size profiles, so a profile's outcome does not
+        # depend, bit for bit, on its batch (TF Serving's batching merges requests).
+        outcome = exact_outcome(bids, self.allocations, self.boosts, self.bidder_weights,
+                                chunk_size=self.chunk_size)
+        return {key: outcome[key] for key in ("allocation", "payments", "menu_index")}
 
     def menu(self, dummy):
         del dummy  # TF Serving rejects a signature without inputs

@@ -27,9 +27,13 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-# Elements of one [chunk, num_bidders + 1, menu_size] float64 block: ~8 MB per tensor. Blocks
-# that stay in cache measured 3-5x faster than ~128 MB ones (benchmarks/README.md).
-_CHUNK_ELEMENTS = 1 << 20
+# Profiles are evaluated in blocks of exactly `chunk` profiles (the batch is zero-padded to
+# whole blocks): a matmul over another number of rows may take other kernels and round the
+# last bit differently, so without the padding a profile's payment would depend on the size
+# of its batch (measured on 3x10 and 2x4: a batch of 1 vs the same profile in a batch of 64).
+# Blocks of ~2^18 elements stay in cache (measured 3-5x faster than ~128 MB blocks).
+_BLOCK_ELEMENTS = 1 << 18
+_MIN_CHUNK, _MAX_CHUNK = 8, 1024
 _FEASIBILITY_TOLERANCE = 1e-9
 
 
@@ -82,17 +86,23 @@ def validate_bids(bids, num_bidders, num_items, name="bids"):
             f"`{name}` must have shape [batch, num_bidders={num_bidders}, num_items={num_items}]; "
             f"got {bids.shape}."
         )
-    checks = [
-        # A loaded SavedModel signature does not enforce its TensorSpec shape: assert it.
-        tf.debugging.assert_equal(
-            tf.shape(bids)[1:], tf.constant([num_bidders, num_items]),
-            f"`{name}` has the wrong shape: expected [batch, num_bidders={num_bidders}, "
-            f"num_items={num_items}]",
-        ),
-        tf.debugging.assert_all_finite(bids, f"`{name}` must be finite (no NaN or inf)"),
-        tf.debugging.assert_non_negative(bids, f"`{name}` must be >= 0 (negative bid)"),
-    ]
-    with tf.control_dependencies(checks):
+    # A loaded SavedModel signature does not enforce its TensorSpec shape: assert it. The rank
+    # is read from the runtime shape padded with -1s (TF folds tf.rank to the static rank).
+    # Checked one after the other, so the message names the first problem (NaN is reported
+    # as non-finite, not as negative).
+    padded_shape = tf.concat([tf.shape(bids), tf.constant([-1, -1, -1, -1])], axis=0)
+    shape_ok = tf.debugging.Assert(
+        tf.reduce_all(tf.equal(padded_shape[1:4], tf.constant([num_bidders, num_items, -1]))),
+        [f"`{name}` has the wrong shape: expected [batch, num_bidders={num_bidders}, "
+         f"num_items={num_items}] (a single profile needs a leading batch axis); got shape",
+         tf.shape(bids)], summarize=8)
+    with tf.control_dependencies([shape_ok]):
+        finite_ok = tf.debugging.assert_all_finite(
+            bids, f"`{name}` must be finite (no NaN or inf)")
+    with tf.control_dependencies([finite_ok]):
+        non_negative_ok = tf.debugging.assert_non_negative(
+            bids, f"`{name}` must be >= 0 (negative bid)")
+    with tf.control_dependencies([non_negative_ok]):
         return tf.identity(bids)
 
 
@@ -151,7 +161,10 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
 
 
 def default_chunk_size(num_bidders, menu_size):
-    return max(1, _CHUNK_ELEMENTS // ((num_bidders + 1) * max(int(menu_size), 1)))
+    """Profiles per block: a power of two in [8, 1024], ~2^18 `[profile, bidder + 1, entry]`
+    elements (a ~2 MB float64 block that stays in cache; benchmarks/README.md)."""
+    target = max(1, _BLOCK_ELEMENTS // ((num_bidders + 1) * max(int(menu_size), 1)))
+    return int(min(_MAX_CHUNK, max(_MIN_CHUNK, 1 << (target.bit_length() - 1))))
 
 
 def exact_outcome(bids, allocations, boosts, bidder_weights, *, chunk_size=None,
@@ -165,7 +178,8 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, *, chunk_size=None,
       boosts: float64 `[menu_size]`.
       bidder_weights: float64 `[num_bidders]`, > 0.
       chunk_size: profiles per block (bounds memory to a few `[chunk, num_bidders + 1,
-        menu_size]` tensors); by default ~8 MB per tensor.
+        menu_size]` tensors; see `default_chunk_size`). Every block has exactly this many
+        profiles (zero-padded), so a profile's outcome does not depend on its batch, bit for bit.
       with_certificate: also return `regret`, the exact regret certificate `[batch, num_bidders]`.
       with_counterfactual: also return `counterfactual_index` int64 `[batch, num_bidders]`, the
         lowest index attaining `max_k W_-i[k]` (the entry that sets bidder i's payment; what
@@ -195,20 +209,13 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, *, chunk_size=None,
         return _outcome_block(chunk_bids, allocations, boosts, bidder_weights, with_certificate,
                               with_counterfactual)
 
-    static_batch = bids.shape[0]
-    if static_batch is not None and static_batch <= chunk:
+    if bids.shape[0] == chunk:
         return block(bids)
-    if static_batch is None:
-        # An unknown batch (e.g. a serving signature): a small batch must not be padded to a
-        # whole default chunk (~10^5 profiles), so only a batch larger than a chunk is mapped.
-        batch = tf.shape(bids)[0]
-        return tf.cond(batch <= chunk, lambda: block(bids),
-                       lambda: _mapped(bids, chunk, block, with_certificate, with_counterfactual))
     return _mapped(bids, chunk, block, with_certificate, with_counterfactual)
 
 
 def _mapped(bids, chunk, block, with_certificate, with_counterfactual):
-    """`block` over whole chunks of `bids` (padded, bounded memory), padding dropped."""
+    """`block` over blocks of exactly `chunk` profiles (zero-padded), padding dropped."""
     _, num_bidders, num_items = bids.shape
     batch = tf.shape(bids)[0]
     num_chunks = (batch + chunk - 1) // chunk

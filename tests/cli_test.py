@@ -1,0 +1,91 @@
+"""The `tf-ama` command end to end: settings, baselines, train -> evaluate -> menu -> export."""
+
+import json
+import os
+import subprocess
+import sys
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+import tf_ama
+from tf_ama import runs
+from tf_ama.cli import main
+
+
+def _tf_ama(*args):
+    """Runs the installed console command in a subprocess (as a user would)."""
+    command = [os.path.join(os.path.dirname(sys.executable), "tf-ama"), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def test_settings_lists_every_built_in_setting(capsys):
+    assert main(["settings"]) == 0
+    out = capsys.readouterr().out
+    for name in tf_ama.list_settings():
+        assert name in out
+
+
+def test_baselines_json(capsys):
+    assert main(["baselines", "additive_2x2_uniform", "--samples", "20000", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {"vcg", "separate_myerson", "grand_bundle"}
+    assert abs(report["separate_myerson"]["revenue"] - 0.8333) < 0.01
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["baselines", "additive_9x9_uniform"], "Unknown setting"),
+    (["evaluate", "no/such/run"], "does not exist"),
+    (["train", "additive_2x2_uniform", "--steps", "150", "--steps-per-epoch", "100",
+      "--out", "{tmp}/bad"], "multiple of"),
+])
+def test_bad_input_prints_one_line_and_exits_2(tmp_path, argv, message):
+    result = _tf_ama(*[a.format(tmp=tmp_path) for a in argv])
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_train_evaluate_menu_export_and_resume(tmp_path, capsys):
+    out = os.path.join(tmp_path, "run")
+    argv = ["train", "additive_2x2_uniform", "--menu-size", "32", "--steps", "40",
+            "--steps-per-epoch", "20", "--batch-size", "256", "--validation-samples", "2000",
+            "--samples", "5000", "--out", out]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "revenue" in printed and "separate_myerson" in printed
+    for name in (runs.CONFIG, runs.MODEL, runs.HISTORY, runs.EVALUATION, runs.CURVES, runs.LOGS):
+        assert os.path.exists(os.path.join(out, name)), name
+    assert matplotlib.image.imread(os.path.join(out, runs.CURVES)).size > 0
+    evaluation = json.load(open(os.path.join(out, runs.EVALUATION)))
+    assert evaluation["ir_violations"] == 0 and evaluation["max_regret"] <= 1e-9
+
+    # Re-running the same command resumes (here: nothing left to do) and gives the same model.
+    model, _ = runs.load_run(out)
+    assert main(argv) == 0
+    again, _ = runs.load_run(out)
+    for a, b in zip(model.trainable_variables, again.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    capsys.readouterr()
+    # A different configuration in the same directory is refused.
+    assert main(argv[:-2] + ["--lr", "0.1", "--out", out]) == 2
+
+    assert main(["evaluate", out, "--samples", "3000", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["num_samples"] == 3000 and report["ir_violations"] == 0
+
+    plot = os.path.join(tmp_path, "menu.png")
+    assert main(["menu", out, "--samples", "3000", "--plot", plot]) == 0
+    assert "share" in capsys.readouterr().out
+    assert matplotlib.image.imread(plot).size > 0
+
+    base = os.path.join(tmp_path, "models", "a22")
+    assert main(["export", out, "--to", base]) == 0
+    assert main(["export", out, "--to", base]) == 0
+    assert sorted(os.listdir(base)) == ["1", "2"]
+    assert capsys.readouterr().out.split() == [os.path.join(base, "1"), os.path.join(base, "2")]
+    assert main(["evaluate", os.path.join(base, "2"), "--samples", "3000", "--json"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["revenue"] == report["revenue"]  # same float64 menu, same samples
