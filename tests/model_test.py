@@ -227,3 +227,25 @@ def test_unknown_setting_and_bad_bids_are_refused():
         model(-np.ones((1, 2, 2)))
     with pytest.raises(ValueError, match="batch_size"):
         tf_ama.fresh_valuations(0)
+
+
+def test_initial_logits_are_rebuilt_from_the_seed_and_the_winning_ticket_uses_them():
+    model = _model(menu_size=12, seed=4)
+    initial = [v.numpy() for v in model.allocation_logits]
+    model.fit(tf_ama.fresh_valuations(64), epochs=1, steps_per_epoch=3, verbose=0)
+    assert not np.array_equal(model.allocation_logits[0].numpy(), initial[0])
+    for rebuilt, original in zip(model.initial_allocation_logits(), initial):
+        np.testing.assert_array_equal(rebuilt, original)
+    ticket = model.winning_ticket([0, 7, 3], seed=11)
+    assert ticket.menu_size == 3 and ticket.data_seed == 11
+    np.testing.assert_array_equal(ticket.allocation_logits[0].numpy(), initial[0][[2, 6]])
+    with pytest.raises(ValueError, match="entries"):
+        model.winning_ticket([12])
+
+
+def test_data_seed_changes_the_samples_but_not_the_initialization():
+    a, b = _model(seed=3, data_seed=1), _model(seed=3, data_seed=2)
+    np.testing.assert_array_equal(a.allocation_logits[0].numpy(), b.allocation_logits[0].numpy())
+    for model in (a, b):
+        model.fit(tf_ama.fresh_valuations(64), epochs=1, steps_per_epoch=2, verbose=0)
+    assert not np.array_equal(a.allocation_logits[0].numpy(), b.allocation_logits[0].numpy())

@@ -55,7 +55,10 @@ class AffineMaximizerAuction(keras.Model):
       temperature: `lambda`, the inverse softmax temperature of the relaxation (paper: 100).
       learn_bidder_weights: learn positive bidder weights; default: only for asymmetric
         settings (weights fixed to 1 when bidders are i.i.d.).
-      seed: seeds the initial parameters and the valuations drawn during training.
+      seed: seeds the initial parameters (and, unless `data_seed` is given, the valuations
+        drawn during training).
+      data_seed: seeds the valuations drawn during training; default `seed`. Training one
+        initialization on several data seeds shows how much the initialization decides.
       micro_batch_size: split each step's batch into micro-batches of this size and
         accumulate their gradients (same gradient, bounded memory); None = no split.
       init_scale: standard deviation of the initial allocation logits.
@@ -63,7 +66,7 @@ class AffineMaximizerAuction(keras.Model):
 
     def __init__(self, setting, menu="lottery", menu_size=2048, temperature=100.0,
                  learn_bidder_weights=None, seed=0, micro_batch_size=None, init_scale=1.0,
-                 **kwargs):
+                 data_seed=None, **kwargs):
         super().__init__(**kwargs)
         setting = Setting.from_dict(setting) if isinstance(setting, dict) else get_setting(setting)
         if menu not in MENUS:
@@ -78,8 +81,10 @@ class AffineMaximizerAuction(keras.Model):
         if micro_batch_size is not None and (
                 not isinstance(micro_batch_size, int) or micro_batch_size < 1):
             raise ValueError(f"`micro_batch_size` must be None or an int >= 1; got {micro_batch_size!r}.")
-        if not isinstance(seed, int):
-            raise ValueError(f"`seed` must be an int; got {seed!r}.")
+        for name, value in (("seed", seed), ("data_seed", data_seed)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 0 <= value < 2**31):
+                raise ValueError(f"`{name}` must be an int in [0, 2**31); got {value!r}.")
         self.setting = setting
         self.menu_type = menu
         self.menu_size = menu_size
@@ -87,6 +92,7 @@ class AffineMaximizerAuction(keras.Model):
         self.learn_bidder_weights = (
             (not setting.symmetric) if learn_bidder_weights is None else bool(learn_bidder_weights))
         self.seed = seed
+        self.data_seed = seed if data_seed is None else data_seed
         self.micro_batch_size = micro_batch_size
         self.init_scale = float(init_scale)
         self.valuation_distribution = setting.distribution_fn()
@@ -104,8 +110,7 @@ class AffineMaximizerAuction(keras.Model):
         learned = max(k - 1, 0)
         fixed = self.menu_type == "fixed"
         dtype = "float64" if fixed else "float32"
-        init = lambda offset: keras.initializers.RandomNormal(  # noqa: E731
-            stddev=self.init_scale, seed=self.seed * 1000 + offset)
+        init = self._logit_initializer
         if self.menu_type == "lottery":
             if self.setting.demand == "additive":
                 self.allocation_logits = [self.add_weight(
@@ -126,6 +131,39 @@ class AffineMaximizerAuction(keras.Model):
         self.log_bidder_weights = self.add_weight(
             shape=(m,), initializer="zeros", trainable=self.learn_bidder_weights and not fixed,
             dtype=dtype, name="log_bidder_weights")
+
+    def _logit_initializer(self, offset):
+        # Seeded Keras initializers return the same values at every call.
+        return keras.initializers.RandomNormal(
+            stddev=self.init_scale, seed=(self.seed * 1000 + offset) % 2**31)
+
+    def initial_allocation_logits(self):
+        """The initial values of the allocation logits (lottery menus) as numpy arrays, rebuilt
+        from `seed`: e.g. the "winning ticket" of paper §6.4, after training."""
+        if self.menu_type != "lottery":
+            raise ValueError("Only a lottery menu has allocation logits; this menu is "
+                             f"{self.menu_type!r}.")
+        return [np.asarray(self._logit_initializer(offset)(v.shape, dtype=v.dtype))
+                for offset, v in enumerate(self.allocation_logits, start=1)]
+
+    def winning_ticket(self, entries, seed=None):
+        """A new, untrained lottery AMA whose menu is `entries` of this one, initialized with
+        their initial logits (boosts 0); the empty entry 0 is always first.
+
+        Args:
+          entries: menu indices of this model (e.g. those used after training; 0 is ignored).
+          seed: seeds the new model's training data (default: this model's `data_seed`).
+        """
+        rows = sorted({int(k) for k in entries} - {0})
+        if not rows or rows[-1] >= self.menu_size:
+            raise ValueError(f"`entries` must be menu indices in [1, {self.menu_size}); got {entries}.")
+        ticket = type(self)(self.setting, menu="lottery", menu_size=len(rows) + 1,
+                            temperature=self.temperature, learn_bidder_weights=self.learn_bidder_weights,
+                            seed=self.seed, data_seed=self.data_seed if seed is None else seed,
+                            micro_batch_size=self.micro_batch_size, init_scale=self.init_scale)
+        for variable, initial in zip(ticket.allocation_logits, self.initial_allocation_logits()):
+            variable.assign(initial[np.asarray(rows) - 1])
+        return ticket
 
     def menu(self, dtype=tf.float32):
         """`(allocations [K, m, n], boosts [K], bidder_weights [m])` in `dtype`.
@@ -187,7 +225,7 @@ class AffineMaximizerAuction(keras.Model):
             context = tf.distribute.get_replica_context()
             replica = context.replica_id_in_sync_group if context is not None else 0
             seed = tf.random.experimental.stateless_fold_in(
-                tf.constant([self.seed, 0x5EED], tf.int32), self.optimizer.iterations)
+                tf.constant([self.data_seed, 0x5EED], tf.int32), self.optimizer.iterations)
             seed = tf.random.experimental.stateless_fold_in(seed, replica)
             return self.valuation_distribution.sample(tf.shape(data)[0], seed=seed)
         return tf.cast(data, tf.float32)
@@ -244,6 +282,7 @@ class AffineMaximizerAuction(keras.Model):
             temperature=self.temperature,
             learn_bidder_weights=self.learn_bidder_weights,
             seed=self.seed,
+            data_seed=self.data_seed,
             micro_batch_size=self.micro_batch_size,
             init_scale=self.init_scale,
         )
