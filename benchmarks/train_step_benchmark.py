@@ -4,12 +4,12 @@ Each configuration runs in its own subprocess so that its peak resident memory (
 its own. Usage (the rows of benchmarks/README.md):
 
     python benchmarks/train_step_benchmark.py --setting additive_2x2_uniform --menu-size 4096 \
-        --batch-size 32768 --micro-batch-size 2048 --jit off --objective fused --steps 5
+        --batch-size 32768 --micro-batch-size auto --jit-objective on --objective fused --steps 3
 
     python benchmarks/train_step_benchmark.py --grid paper     # both paper-size settings, several configs
 
 `--objective plain` differentiates `mechanism.soft_payments` automatically (the straightforward
-step of DESIGN §2); `fused` is the model's own objective (`relaxation.soft_revenue`).
+step of DESIGN §2); `fused` is the model's own step (`relaxation.batched_revenue_and_gradients`).
 """
 
 import argparse
@@ -31,16 +31,24 @@ def run_one(args):
     import tf_ama
     from tf_ama.mechanism import soft_payments
 
+    micro = {"auto": "auto", "none": None}.get(args.micro_batch_size)
+    micro = int(args.micro_batch_size) if micro is None and args.micro_batch_size != "none" else micro
     model = tf_ama.AffineMaximizerAuction(
-        args.setting, menu_size=args.menu_size, seed=0, micro_batch_size=args.micro_batch_size)
+        args.setting, menu_size=args.menu_size, seed=0, micro_batch_size=micro,
+        jit_objective=args.jit_objective == "on")
     if args.objective == "plain":
-        def plain(valuations):
-            allocations, boosts, weights = model.menu(valuations.dtype)
-            payments = soft_payments(valuations, allocations, boosts, weights, model.temperature)
-            return tf.reduce_mean(tf.reduce_sum(payments, axis=1))
-        model.soft_revenue = plain
-    model.compile(optimizer=keras.optimizers.Adam(0.01),
-                  jit_compile={"on": True, "off": False}[args.jit])
+        def plain_train_step(data):  # the straightforward step: autodiff of the formula
+            valuations = model._step_valuations(data)
+            with tf.GradientTape() as tape:
+                allocations, boosts, weights = model.menu(valuations.dtype)
+                payments = soft_payments(valuations, allocations, boosts, weights,
+                                         model.temperature)
+                loss = -tf.reduce_mean(tf.reduce_sum(payments, axis=1))
+            variables = model.trainable_variables
+            model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return {"loss": loss}
+        model.train_step = plain_train_step
+    model.compile(optimizer=keras.optimizers.Adam(0.01), jit_compile=False)
     data = tf_ama.fresh_valuations(args.batch_size)
     model.fit(data, epochs=1, steps_per_epoch=1, verbose=0)  # trace and warm up
     times = []
@@ -50,18 +58,20 @@ def run_one(args):
         times.append(time.perf_counter() - start)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {"setting": args.setting, "menu_size": args.menu_size, "batch_size": args.batch_size,
-            "micro_batch_size": args.micro_batch_size, "jit": args.jit,
+            "micro_batch_size": model._micro_batch() if args.objective == "fused" else None,
+            "jit_objective": args.jit_objective,
             "objective": args.objective, "seconds_per_step": float(np.median(times)),
             "peak_gb": round(peak_gb, 2)}
 
 
 GRIDS = {
     "paper": [
-        dict(setting=s, menu_size=4096, batch_size=32768, micro_batch_size=mb, jit=jit, objective=o)
+        dict(setting=s, menu_size=4096, batch_size=32768, micro_batch_size=mb,
+             jit_objective=jit, objective=o)
         for s in ("additive_2x2_uniform", "additive_3x10_uniform")
-        for o, mb, jit in (("plain", None, "off"), ("fused", None, "off"),
-                           ("fused", 2048, "off"), ("fused", 512, "off"),
-                           ("fused", 2048, "on"), ("fused", 512, "on"))
+        for o, mb, jit in (("plain", "none", "off"), ("fused", "none", "off"),
+                           ("fused", "512", "off"), ("fused", "auto", "off"),
+                           ("fused", "512", "on"), ("fused", "64", "on"), ("fused", "auto", "on"))
     ],
 }
 
@@ -72,8 +82,9 @@ def main():
     parser.add_argument("--setting", default="additive_2x2_uniform")
     parser.add_argument("--menu-size", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=32768)
-    parser.add_argument("--micro-batch-size", type=int, default=None)
-    parser.add_argument("--jit", choices=("on", "off"), default="off")
+    parser.add_argument("--micro-batch-size", default="auto", help="auto, none or a number")
+    parser.add_argument("--jit-objective", choices=("on", "off"), default="on",
+                        help="XLA for the fused per-micro-batch kernel")
     parser.add_argument("--objective", choices=("plain", "fused"), default="fused")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--grid", choices=sorted(GRIDS))

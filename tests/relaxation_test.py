@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from tf_ama import menus
 from tf_ama.mechanism import soft_payments
-from tf_ama.relaxation import soft_revenue
+from tf_ama.relaxation import batched_revenue_and_gradients, default_micro_batch_size, soft_revenue
 
 
 def _random_problem(num_bidders, num_items, menu_size, batch, demand, seed):
@@ -62,3 +62,31 @@ def test_no_gradient_flows_to_the_valuations():
         value = soft_revenue(valuations, allocations, tf.zeros([4], tf.float64),
                              tf.ones([2], tf.float64), 100.0)
     assert tape.gradient(value, valuations) is None
+
+
+@pytest.mark.parametrize("micro_batch_size", [None, 1, 4, 5, 13, 64])
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_micro_batches_add_up_to_the_whole_batch(micro_batch_size, jit_compile):
+    valuations, build, logits, boosts, log_weights = _random_problem(2, 3, 11, 13, "additive", 5)
+    allocations = build()
+    full_boosts = tf.concat([tf.zeros([1], tf.float64), boosts], 0)
+    weights = tf.exp(log_weights)
+    with tf.GradientTape() as tape:
+        tape.watch([allocations, full_boosts, weights])
+        expected = tf.reduce_mean(tf.reduce_sum(
+            soft_payments(valuations, allocations, full_boosts, weights, 100.0), axis=1))
+    expected_grads = tape.gradient(expected, [allocations, full_boosts, weights])
+    revenue, grads = batched_revenue_and_gradients(
+        valuations, allocations, full_boosts, weights, 100.0, micro_batch_size, jit_compile)
+    assert float(revenue) == pytest.approx(float(expected), rel=1e-12)
+    for got, want in zip(grads, expected_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
+
+
+def test_default_micro_batch_is_a_power_of_two_that_stays_small():
+    assert default_micro_batch_size(2, 4096) == 16
+    assert default_micro_batch_size(3, 4096) == 16
+    assert default_micro_batch_size(1, 16) == 4096
+    for m, k in [(1, 1), (5, 4096), (3, 100000)]:
+        size = default_micro_batch_size(m, k)
+        assert 8 <= size <= 4096 and size & (size - 1) == 0

@@ -124,6 +124,12 @@ def _positive_int(text):
     return value
 
 
+def _micro_batch(text):
+    if text in ("auto", "none"):
+        return None if text == "none" else "auto"
+    return _positive_int(text)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="tf-ama", description="Learn, evaluate and export lottery affine maximizer auctions.")
@@ -145,7 +151,9 @@ def build_parser():
     sub.add_argument("--menu-size", type=_positive_int, default=1024)
     sub.add_argument("--steps", type=_positive_int, default=2000)
     sub.add_argument("--batch-size", type=_positive_int, default=4096)
-    sub.add_argument("--micro-batch-size", type=_positive_int, default=None)
+    sub.add_argument("--micro-batch-size", type=_micro_batch, default="auto",
+                     help="profiles per micro-batch: 'auto' (sized to stay in cache), 'none' "
+                          "(whole batch) or a number")
     sub.add_argument("--lr", type=float, default=0.01)
     sub.add_argument("--temperature", type=float, default=100.0)
     sub.add_argument("--seed", type=int, default=0)

@@ -60,13 +60,17 @@ class AffineMaximizerAuction(keras.Model):
       data_seed: seeds the valuations drawn during training; default `seed`. Training one
         initialization on several data seeds shows how much the initialization decides.
       micro_batch_size: split each step's batch into micro-batches of this size and
-        accumulate their gradients (same gradient, bounded memory); None = no split.
+        accumulate their gradients (same gradient, bounded memory, faster: the tensors of a
+        micro-batch stay in cache); "auto" (default) picks a size from the setting and the
+        menu size (`relaxation.default_micro_batch_size`); None = no split.
+      jit_objective: compile the per-micro-batch objective kernel with XLA (fuses its
+        elementwise passes; measured ~2x faster on CPU, benchmarks/README.md).
       init_scale: standard deviation of the initial allocation logits.
     """
 
     def __init__(self, setting, menu="lottery", menu_size=2048, temperature=100.0,
-                 learn_bidder_weights=None, seed=0, micro_batch_size=None, init_scale=1.0,
-                 data_seed=None, **kwargs):
+                 learn_bidder_weights=None, seed=0, micro_batch_size="auto", init_scale=1.0,
+                 data_seed=None, jit_objective=True, **kwargs):
         super().__init__(**kwargs)
         setting = Setting.from_dict(setting) if isinstance(setting, dict) else get_setting(setting)
         if menu not in MENUS:
@@ -78,9 +82,11 @@ class AffineMaximizerAuction(keras.Model):
             raise ValueError(f"`menu_size` must be an int >= 1; got {menu_size!r}.")
         if not np.isfinite(temperature) or temperature <= 0:
             raise ValueError(f"`temperature` must be finite and > 0; got {temperature!r}.")
-        if micro_batch_size is not None and (
-                not isinstance(micro_batch_size, int) or micro_batch_size < 1):
-            raise ValueError(f"`micro_batch_size` must be None or an int >= 1; got {micro_batch_size!r}.")
+        if micro_batch_size not in (None, "auto") and (
+                isinstance(micro_batch_size, bool) or not isinstance(micro_batch_size, int)
+                or micro_batch_size < 1):
+            raise ValueError(
+                f"`micro_batch_size` must be 'auto', None or an int >= 1; got {micro_batch_size!r}.")
         for name, value in (("seed", seed), ("data_seed", data_seed)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or not 0 <= value < 2**31):
@@ -94,6 +100,7 @@ class AffineMaximizerAuction(keras.Model):
         self.seed = seed
         self.data_seed = seed if data_seed is None else data_seed
         self.micro_batch_size = micro_batch_size
+        self.jit_objective = bool(jit_objective)
         self.init_scale = float(init_scale)
         self.valuation_distribution = setting.distribution_fn()
         self._create_parameters()
@@ -160,7 +167,8 @@ class AffineMaximizerAuction(keras.Model):
         ticket = type(self)(self.setting, menu="lottery", menu_size=len(rows) + 1,
                             temperature=self.temperature, learn_bidder_weights=self.learn_bidder_weights,
                             seed=self.seed, data_seed=self.data_seed if seed is None else seed,
-                            micro_batch_size=self.micro_batch_size, init_scale=self.init_scale)
+                            micro_batch_size=self.micro_batch_size, init_scale=self.init_scale,
+                            jit_objective=self.jit_objective)
         for variable, initial in zip(ticket.allocation_logits, self.initial_allocation_logits()):
             variable.assign(initial[np.asarray(rows) - 1])
         return ticket
@@ -206,16 +214,6 @@ class AffineMaximizerAuction(keras.Model):
         """The exact outcome (dict of float64 `allocation`, `payments`, int64 `menu_index`)."""
         return exact_outcome(bids, *self.menu(tf.float64))
 
-    def soft_revenue(self, valuations):
-        """Mean soft revenue (DESIGN §2) of valuations `[batch, m, n]`, in their dtype.
-
-        Computed by `relaxation.soft_revenue` (same value as `mechanism.soft_payments`, with a
-        fused gradient that moves far fewer bytes).
-        """
-        allocations, boosts, bidder_weights = self.menu(valuations.dtype)
-        return relaxation.soft_revenue(
-            valuations, allocations, boosts, bidder_weights, self.temperature)
-
     # ------------------------------------------------------------------------------ training
     def _step_valuations(self, data):
         """Valuations for this step: `data` itself, or fresh samples if it is `[batch, 0]`."""
@@ -232,35 +230,26 @@ class AffineMaximizerAuction(keras.Model):
 
     def train_step(self, data):
         valuations = self._step_valuations(data)
-        batch = tf.shape(valuations)[0]
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         variables = self.trainable_variables
-        micro = self.micro_batch_size
-        if micro is None:
-            with tf.GradientTape() as tape:
-                revenue = self.soft_revenue(valuations)
-                loss = -revenue / replicas  # gradients are summed across replicas
-            gradients = tape.gradient(loss, variables)
-        else:
-            # Accumulate: sum over micro-batches of (size / batch) * grad(mean over the
-            # micro-batch) is exactly the gradient of the mean over the whole batch.
-            def accumulate(start, revenue_sum, gradients):
-                chunk = valuations[start:start + micro]
-                weight = tf.cast(tf.shape(chunk)[0], tf.float32) / tf.cast(batch, tf.float32)
-                with tf.GradientTape() as tape:
-                    partial = self.soft_revenue(chunk) * weight
-                    loss = -partial / replicas
-                partial_gradients = tape.gradient(loss, variables)
-                return (start + micro, revenue_sum + partial,
-                        [g + d for g, d in zip(gradients, partial_gradients)])
-
-            _, revenue, gradients = tf.while_loop(
-                lambda start, *_: start < batch, accumulate,
-                (tf.constant(0), tf.constant(0.0), [tf.zeros_like(v) for v in variables]),
-                parallel_iterations=1)
+        with tf.GradientTape() as tape:
+            menu = self.menu(valuations.dtype)  # built once per step, whatever the micro-batches
+        # The soft revenue and its gradient with respect to the menu tensors, accumulated over
+        # micro-batches by the fused kernel; the tape then carries them to the variables.
+        revenue, menu_gradients = relaxation.batched_revenue_and_gradients(
+            valuations, *menu, self.temperature, micro_batch_size=self._micro_batch(),
+            jit_compile=self.jit_objective)
+        # Minimize -revenue; gradients are summed across replicas, hence the division.
+        gradients = tape.gradient(menu, variables,
+                                  output_gradients=[-g / replicas for g in menu_gradients])
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.loss_tracker.update_state(-revenue)
         return {"loss": self.loss_tracker.result()}
+
+    def _micro_batch(self):
+        if self.micro_batch_size == "auto":
+            return relaxation.default_micro_batch_size(self.setting.num_bidders, self.menu_size)
+        return self.micro_batch_size
 
     def test_step(self, data):
         valuations = self._step_valuations(data)
@@ -284,6 +273,7 @@ class AffineMaximizerAuction(keras.Model):
             seed=self.seed,
             data_seed=self.data_seed,
             micro_batch_size=self.micro_batch_size,
+            jit_objective=self.jit_objective,
             init_scale=self.init_scale,
         )
         return config

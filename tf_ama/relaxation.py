@@ -40,38 +40,115 @@ def soft_revenue(valuations, allocations, boosts, bidder_weights, temperature):
       `mechanism.soft_payments` (up to float rounding).
     """
     temperature = tf.constant(temperature, valuations.dtype)
-    return _soft_revenue_fused(
+    return _soft_revenue(
         tf.stop_gradient(valuations), allocations, boosts, bidder_weights, temperature)
 
 
 @tf.custom_gradient
-def _soft_revenue_fused(valuations, allocations, boosts, bidder_weights, temperature):
-    lam = temperature
-    w = bidder_weights[None, :, None]
-    values = tf.einsum("bij,kij->bik", valuations, allocations)  # u: [B, m, K]
-    weighted = w * values
-    welfare = tf.reduce_sum(weighted, axis=1) + boosts[None, :]  # W: [B, K]
-    others = welfare[:, None, :] - weighted  # O: [B, m, K]
-    chosen = tf.nn.softmax(lam * welfare, axis=-1)  # pi: [B, K]
-    counterfactual = tf.nn.softmax(lam * others, axis=-1)  # s: [B, m, K]
-    expected_without = tf.reduce_sum(counterfactual * others, axis=-1)  # E_s: [B, m]
-    expected_with = tf.einsum("bk,bik->bi", chosen, others)  # E_pi: [B, m]
-    payments = (expected_without - expected_with) / bidder_weights[None, :]
+def _soft_revenue(valuations, allocations, boosts, bidder_weights, temperature):
+    total, gradients = revenue_and_gradients(
+        valuations, allocations, boosts, bidder_weights, temperature)
     batch = tf.cast(tf.shape(valuations)[0], valuations.dtype)
-    revenue = tf.reduce_sum(payments) / batch
 
     def gradient(upstream):
-        scale = upstream / batch
-        grad_others = (scale / w) * (
-            counterfactual * (1.0 + lam * (others - expected_without[:, :, None]))
-            - chosen[:, None, :])
-        spread = tf.reduce_sum((others - expected_with[:, :, None]) / w, axis=1)
-        grad_welfare = -scale * lam * chosen * spread + tf.reduce_sum(grad_others, axis=1)
-        grad_values_unweighted = grad_welfare[:, None, :] - grad_others  # dR/du / w
-        grad_allocations = tf.einsum("bik,bij->kij", w * grad_values_unweighted, valuations)
-        grad_boosts = tf.reduce_sum(grad_welfare, axis=0)
-        grad_weights = (-scale * tf.reduce_sum(payments, axis=0) / bidder_weights
-                        + tf.einsum("bik,bik->i", grad_values_unweighted, values))
-        return None, grad_allocations, grad_boosts, grad_weights, None
+        return (None, *[g * (upstream / batch) for g in gradients], None)
 
-    return revenue, gradient
+    return total / batch, gradient
+
+
+def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature):
+    """Soft revenue SUMMED over the batch, and its gradients (also summed) with respect to
+    `allocations` `[K, m, n]`, `boosts` `[K]` and `bidder_weights` `[m]` (formulas above).
+
+    Sums, so that micro-batches add up; `temperature` is a scalar tensor. Internally the
+    `[m, B, K]` (bidder-major) layout makes both contractions plain batched matmuls, with no
+    transpose of a `[B, m, K]` tensor.
+    """
+    lam = temperature
+    w = bidder_weights[:, None, None]
+    bids_by_bidder = tf.transpose(valuations, [1, 0, 2])  # [m, B, n]
+    values = tf.matmul(bids_by_bidder, tf.transpose(allocations, [1, 2, 0]))  # u: [m, B, K]
+    weighted = w * values
+    welfare = tf.reduce_sum(weighted, axis=0) + boosts[None, :]  # W: [B, K]
+    others = welfare[None] - weighted  # O: [m, B, K]
+    chosen = tf.nn.softmax(lam * welfare, axis=-1)  # pi: [B, K]
+    counterfactual = tf.nn.softmax(lam * others, axis=-1)  # s: [m, B, K]
+    expected_without = tf.reduce_sum(counterfactual * others, axis=-1, keepdims=True)  # [m, B, 1]
+    expected_with = tf.reduce_sum(chosen[None] * others, axis=-1, keepdims=True)  # [m, B, 1]
+    payments = (expected_without - expected_with) / w  # [m, B, 1]
+
+    grad_others = (counterfactual * (1.0 + lam * (others - expected_without))
+                   - chosen[None]) / w
+    spread = tf.reduce_sum((others - expected_with) / w, axis=0)  # [B, K]
+    grad_welfare = -lam * chosen * spread + tf.reduce_sum(grad_others, axis=0)  # [B, K]
+    grad_values_unweighted = grad_welfare[None] - grad_others  # dR/du / w: [m, B, K]
+    grad_allocations = tf.transpose(  # [m, K, n] -> [K, m, n]
+        tf.matmul(w * grad_values_unweighted, bids_by_bidder, transpose_a=True), [1, 0, 2])
+    grad_boosts = tf.reduce_sum(grad_welfare, axis=0)
+    grad_weights = (-tf.reduce_sum(payments, axis=[1, 2]) / bidder_weights
+                    + tf.reduce_sum(grad_values_unweighted * values, axis=[1, 2]))
+    return tf.reduce_sum(payments), (grad_allocations, grad_boosts, grad_weights)
+
+
+# Elements of one micro-batch's [micro, num_bidders + 1, menu_size] float32 tensors: ~1 MB,
+# so that a micro-batch's intermediates stay in cache (benchmarks/README.md).
+_MICRO_BATCH_ELEMENTS = 1 << 18
+
+
+def default_micro_batch_size(num_bidders, menu_size):
+    """Profiles per micro-batch: a power of two in [8, 4096], ~2^18 `[profile, bidder + 1,
+    entry]` elements."""
+    target = max(1, _MICRO_BATCH_ELEMENTS // ((num_bidders + 1) * max(int(menu_size), 1)))
+    return int(min(4096, max(8, 1 << (target.bit_length() - 1))))
+
+
+_KERNELS = {
+    False: tf.function(revenue_and_gradients, autograph=False),
+    True: tf.function(revenue_and_gradients, autograph=False, jit_compile=True),
+}
+
+
+def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature,
+                                  micro_batch_size=None, jit_compile=False):
+    """Mean soft revenue of the batch and its gradients, over micro-batches of the batch.
+
+    The batch is cut into micro-batches of `micro_batch_size` profiles (the last one may be
+    smaller); their summed revenues and gradients add up to the whole batch's exactly (up
+    to float rounding), while only a few `[micro_batch_size, m, K]` tensors are alive at a
+    time, small enough to stay in cache. `jit_compile` compiles the per-micro-batch kernel
+    with XLA, which fuses its elementwise passes.
+
+    Returns:
+      `(revenue, (grad_allocations, grad_boosts, grad_weights))`, means over the batch.
+    """
+    kernel = _KERNELS[bool(jit_compile)]
+    temperature = tf.constant(temperature, valuations.dtype)
+    batch = tf.shape(valuations)[0]
+    micro = micro_batch_size
+    if micro is None:
+        total, gradients = kernel(valuations, allocations, boosts, bidder_weights, temperature)
+    else:
+        _, num_bidders, num_items = valuations.shape
+        full = batch // micro
+        blocks = tf.reshape(valuations[:full * micro], [full, micro, num_bidders, num_items])
+
+        zeros = (tf.zeros_like(allocations), tf.zeros_like(boosts), tf.zeros_like(bidder_weights))
+
+        def body(index, total, gradients):
+            partial, partial_gradients = kernel(
+                blocks[index], allocations, boosts, bidder_weights, temperature)
+            return (index + 1, total + partial,
+                    tuple(g + p for g, p in zip(gradients, partial_gradients)))
+
+        _, total, gradients = tf.while_loop(
+            lambda index, *_: index < full, body,
+            (tf.constant(0), tf.zeros([], valuations.dtype), zeros))
+        remainder = valuations[full * micro:]
+        partial, partial_gradients = tf.cond(
+            tf.shape(remainder)[0] > 0,
+            lambda: kernel(remainder, allocations, boosts, bidder_weights, temperature),
+            lambda: (tf.zeros([], valuations.dtype), zeros))
+        total += partial
+        gradients = tuple(g + p for g, p in zip(gradients, partial_gradients))
+    scale = tf.cast(batch, valuations.dtype)
+    return total / scale, tuple(g / scale for g in gradients)
