@@ -1,0 +1,120 @@
+"""The notebooks in notebooks/ run top to bottom, at tiny parameters.
+
+Each notebook keeps its expensive numbers in one cell tagged "parameters" (papermill's
+convention). The test copies the notebook, injects a cell right after that one which overrides
+the values with tiny ones (papermill's "injected-parameters"), executes the copy with nbclient in
+a fresh `python3` kernel whose working directory is `tmp_path` (figures land there, never in
+notebooks/), and fails if any cell fails or if the notebook draws no PNG.
+"""
+
+import ast
+import os
+import pathlib
+import re
+import sys
+import time
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOKS = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
+
+# Small enough for the whole module to run in a few minutes on two cores; large enough that
+# every code path runs (micro-batching, several seeds, more than one epoch).
+TINY = {
+    "MENU_SIZE": 16,
+    "STEPS": 20,
+    "STEPS_PER_EPOCH": 10,
+    "BATCH_SIZE": 256,
+    "MICRO_BATCH_SIZE": 128,
+    "LEARNING_RATE": 0.01,
+    "SEEDS": [0, 1],
+    "VAL_SAMPLES": 512,
+    "TEST_SAMPLES": 2000,
+}
+
+# notebook -> (overrides on top of TINY, seconds allowed for the whole notebook)
+CASES = {
+    "01_spherical_lotteries.ipynb": ({}, 150),
+    "02_uniform_2x2.ipynb": ({}, 120),
+    "03_uniform_3x10.ipynb": ({}, 120),
+    "04_menu_usage_and_lottery_tickets.ipynb": (
+        {"MENU_SIZE_3X10": 16, "INIT_SEED": 0, "DATA_SEEDS": [0, 1], "TICKET_DATA_SEEDS": [10, 11],
+         "SMALL_RANDOM_SEEDS": [20, 21], "VAL_SAMPLES": 0},
+        240,
+    ),
+}
+
+
+def _parameters_cell(notebook):
+    indices = [index for index, cell in enumerate(notebook.cells)
+               if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    assert len(indices) == 1, f"expected exactly one cell tagged 'parameters'; got {len(indices)}"
+    return indices[0]
+
+
+def _assigned_names(source):
+    """Names assigned in a parameters cell, each to a literal."""
+    names = {}
+    for statement in ast.parse(source).body:
+        assert isinstance(statement, ast.Assign) and len(statement.targets) == 1, (
+            f"the parameters cell must hold only `NAME = literal` lines; got {ast.unparse(statement)!r}")
+        names[statement.targets[0].id] = ast.literal_eval(statement.value)
+    return names
+
+
+def test_notebook_list_is_complete():
+    assert sorted(path.name for path in NOTEBOOKS.glob("*.ipynb")) == sorted(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_parameters_cell_is_literal_and_overridable(name):
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    names = _assigned_names(notebook.cells[_parameters_cell(notebook)].source)
+    overrides = {**TINY, **CASES[name][0]}
+    assert not set(overrides) - set(names), f"overrides of unknown parameters: {set(overrides) - set(names)}"
+    # Everything a user may need to change at once is in that cell: no other cell assigns it.
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "parameters" not in cell.metadata.get("tags", []):
+            for parameter in names:
+                assert not re.search(rf"^{parameter}\s*=", cell.source, re.M), (
+                    f"{parameter} is assigned outside the parameters cell")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_notebook_runs_top_to_bottom_at_tiny_parameters(name, tmp_path):
+    overrides, seconds_allowed = CASES[name]
+    overrides = {**TINY, **overrides}
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    before = sorted(os.listdir(NOTEBOOKS))
+
+    position = _parameters_cell(notebook)
+    injected = nbformat.v4.new_code_cell(
+        "# Parameters injected by tests/notebooks_test.py\n"
+        + "\n".join(f"{key} = {value!r}" for key, value in overrides.items()),
+        metadata={"tags": ["injected-parameters"]})
+    notebook.cells.insert(position + 1, injected)
+    # First cell: which Python runs the kernel (must be this venv's, where tf_ama is installed).
+    notebook.cells.insert(0, nbformat.v4.new_code_cell("import sys\nprint(sys.prefix)"))
+
+    deadline = time.monotonic() + seconds_allowed
+    client = nbclient.NotebookClient(
+        notebook, kernel_name="python3", timeout=seconds_allowed,
+        timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
+        resources={"metadata": {"path": str(tmp_path)}})
+    try:
+        client.execute()
+    finally:
+        nbformat.write(notebook, tmp_path / name)  # the executed copy, for debugging
+
+    kernel_prefix = notebook.cells[0].outputs[0]["text"].strip()
+    assert os.path.realpath(kernel_prefix) == os.path.realpath(sys.prefix)
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert not [output for output in outputs if output.output_type == "error"]
+    pngs = [output for output in outputs if "image/png" in output.get("data", {})]
+    assert pngs, "the notebook displayed no PNG figure"
+    assert list((tmp_path / "figures").glob("*.png")), "no figure written to the working directory"
+    assert sorted(os.listdir(NOTEBOOKS)) == before, "the notebook wrote into notebooks/"
