@@ -189,7 +189,7 @@ def _chunk_outcome(bids, allocations, boosts, bidder_weights, chunk, with_certif
                          with_certificate=with_certificate, with_counterfactual=with_counterfactual)
 
 
-_traced_chunk_outcome = tf.function(_chunk_outcome)
+_traced_chunk_outcome = tf.function(_chunk_outcome, reduce_retracing=True)
 
 
 def _seed_json(seed):

@@ -107,6 +107,7 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
             *callbacks,
         ],
         verbose=verbose,
+        shuffle=False,  # the model draws its own samples; there is nothing to shuffle
     )
     runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
     return model
