@@ -50,7 +50,7 @@ def oracle_report(model, num_samples, seed):
     revenue = outcome["payments"].sum(axis=1)
     used = np.unique(outcome["menu_index"])
     lotteries = [k for k in used
-                 if np.any(np.minimum(allocations[k], 1 - allocations[k]) > 1e-9)]
+                 if np.any(np.minimum(allocations[k], 1 - allocations[k]) > 0.01)]
     return outcome, dict(
         revenue=revenue.mean(),
         revenue_stderr=revenue.std(ddof=1) / np.sqrt(num_samples),

@@ -37,8 +37,10 @@ from tf_ama.settings import ANCHORS
 # Profiles per call of the traced exact_outcome (it blocks them internally).
 _PROFILES_PER_CALL = 1 << 14
 
-# An allocation is a lottery if some probability is farther than this from both 0 and 1.
-LOTTERY_TOLERANCE = 1e-9
+# An allocation is a lottery if some probability is farther than this from both 0 and 1. A
+# softmax never reaches 0 or 1 exactly, so a learned "deterministic" entry sits at 0.9999...:
+# one percent separates those from real lotteries (e.g. 0.81 / 0.14).
+LOTTERY_TOLERANCE = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +191,7 @@ def _chunk_outcome(bids, allocations, boosts, bidder_weights, chunk, with_certif
                          with_certificate=with_certificate, with_counterfactual=with_counterfactual)
 
 
-_traced_chunk_outcome = tf.function(_chunk_outcome, reduce_retracing=True)
+_traced_chunk_outcome = tf.function(_chunk_outcome)  # one trace per menu shape
 
 
 def _seed_json(seed):

@@ -124,39 +124,50 @@ def _float64(value, name):
 
 def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
                    with_counterfactual=False):
-    """Exact outcome of one block of profiles; all float64, shapes as in `exact_outcome`."""
+    """Exact outcome of one block of profiles; all float64, shapes as in `exact_outcome`.
+
+    Works in the bidder-major `[m, B, K]` layout: the contraction is one batched matmul and
+    no `[B, m, K]` tensor is transposed.
+    """
+    num_bidders = bids.shape[1]
     menu_size = tf.shape(allocations)[0]
-    values = tf.einsum("bij,kij->bik", bids, allocations)  # u: [B, m, K]
-    weighted = bidder_weights[None, :, None] * values  # w_i u_ik
-    welfare = tf.reduce_sum(weighted, axis=1) + boosts[None, :]  # W: [B, K]
+    bids_by_bidder = tf.transpose(bids, [1, 0, 2])  # [m, B, n]
+    values = tf.matmul(bids_by_bidder, tf.transpose(allocations, [1, 2, 0]))  # u: [m, B, K]
+    weighted = bidder_weights[:, None, None] * values  # w_i u_ik
+    welfare = tf.reduce_sum(weighted, axis=0) + boosts[None, :]  # W: [B, K]
     best = tf.reduce_max(welfare, axis=1, keepdims=True)
     # Lowest index among the maximizers (tf.argmax does not promise it).
     indices = tf.range(menu_size, dtype=tf.int64)
     menu_index = tf.reduce_min(
-        tf.where(welfare == best, indices[None, :], tf.cast(menu_size, tf.int64)), axis=1
-    )
-    others = welfare[:, None, :] - weighted  # W_-i: [B, m, K]
-    best_others = tf.reduce_max(others, axis=2)  # [B, m]
-    chosen_others = tf.gather(others, menu_index, axis=2, batch_dims=1)  # W_-i[k*]
-    chosen_values = tf.gather(values, menu_index, axis=2, batch_dims=1)  # u_i[k*]
+        tf.where(welfare == best, indices[None, :], tf.cast(menu_size, tf.int64)), axis=1)
+    others = welfare[None] - weighted  # W_-i: [m, B, K]
+    best_others = tf.reduce_max(others, axis=2)  # [m, B]
+    # (bidder, profile, k*) for every bidder and profile: gathers of m * B elements.
+    batch = tf.shape(bids, out_type=tf.int64)[0]
+    at_chosen = tf.stack(tf.meshgrid(tf.range(num_bidders, dtype=tf.int64), tf.range(batch),
+                                     indexing="ij") + [tf.tile(menu_index[None], [num_bidders, 1])],
+                         axis=-1)  # [m, B, 3]
+    chosen_others = tf.gather_nd(others, at_chosen)  # W_-i[k*]: [m, B]
+    chosen_values = tf.gather_nd(values, at_chosen)  # u_i[k*]: [m, B]
+    weights = bidder_weights[:, None]
     # max over k includes k*, so the difference is >= 0 exactly; clipping at the value
     # received removes only rounding (mathematically max W_-i <= W[k*]).
-    payments = tf.minimum((best_others - chosen_others) / bidder_weights[None, :], chosen_values)
+    payments = tf.minimum((best_others - chosen_others) / weights, chosen_values)  # [m, B]
     outcome = {
         "allocation": tf.gather(allocations, menu_index),
-        "payments": payments,
+        "payments": tf.transpose(payments),
         "menu_index": menu_index,
-        "values": chosen_values,
+        "values": tf.transpose(chosen_values),
     }
     if with_certificate:
-        prices = (best_others[:, :, None] - others) / bidder_weights[None, :, None]  # P_i(k)
-        best_utility = tf.reduce_max(values - prices, axis=2)
-        outcome["regret"] = best_utility - (chosen_values - payments)
+        prices = (best_others[:, :, None] - others) / weights[:, :, None]  # P_i(k): [m, B, K]
+        best_utility = tf.reduce_max(values - prices, axis=2)  # best misreport, true values
+        outcome["regret"] = tf.transpose(best_utility - (chosen_values - payments))
     if with_counterfactual:
         # The lowest index attaining max_k W_-i[k]: the entry that sets bidder i's payment.
-        outcome["counterfactual_index"] = tf.reduce_min(tf.where(
+        outcome["counterfactual_index"] = tf.transpose(tf.reduce_min(tf.where(
             others == best_others[:, :, None], indices[None, None, :],
-            tf.cast(menu_size, tf.int64)), axis=2)
+            tf.cast(menu_size, tf.int64)), axis=2))
     return outcome
 
 
