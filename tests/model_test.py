@@ -98,13 +98,15 @@ def test_from_menu_builds_a_fixed_ama_that_round_trips(tmp_path):
     # VCG with a reserve of 0.3 per allocated item: boosts = -0.3 * number of items allocated.
     allocations = menus.deterministic_allocations(2, 2, "additive")
     boosts = -0.3 * allocations.sum(axis=(1, 2))
-    weights = np.array([1.0, 1.5])
+    candidates = np.random.RandomState(0).uniform(0.1, 10, 100)
+    rounded = tf.exp(tf.constant(np.log(candidates))).numpy() != candidates
+    weights = np.array([1.0, candidates[rounded][0]])  # a weight that exp(log(w)) does not return
     model = tf_ama.AffineMaximizerAuction.from_menu("additive_2x2_uniform", allocations, boosts, weights)
     assert model.trainable_variables == []
     got = [np.asarray(t) for t in model.menu(tf.float64)]
     np.testing.assert_array_equal(got[0], allocations)
     np.testing.assert_array_equal(got[1], boosts)
-    np.testing.assert_allclose(got[2], weights, rtol=1e-15)
+    np.testing.assert_array_equal(got[2], weights)  # served exactly, not exp(log(w))
     path = os.path.join(tmp_path, "fixed.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
@@ -208,6 +210,8 @@ def test_mirrored_strategy_trains_and_replicas_draw_different_samples():
 @pytest.mark.parametrize("kwargs,match", [
     ({"menu": "neural"}, "menu"),
     ({"menu_size": 0}, "menu_size"),
+    ({"menu_size": 1}, "menu_size"),
+    ({"init_scale": float("nan")}, "init_scale"),
     ({"temperature": -1.0}, "temperature"),
     ({"micro_batch_size": 0}, "micro_batch_size"),
     ({"seed": "zero"}, "seed"),
@@ -249,3 +253,15 @@ def test_data_seed_changes_the_samples_but_not_the_initialization():
     for model in (a, b):
         model.fit(tf_ama.fresh_valuations(64), epochs=1, steps_per_epoch=2, verbose=0)
     assert not np.array_equal(a.allocation_logits[0].numpy(), b.allocation_logits[0].numpy())
+
+
+def test_a_deterministic_menu_too_large_to_enumerate_is_refused_with_its_size():
+    with pytest.raises(ValueError, match="60,466,176"):
+        tf_ama.AffineMaximizerAuction("additive_5x10_uniform", menu="deterministic")
+
+
+def test_fit_refuses_valuations_of_the_wrong_shape():
+    model = _model()
+    with pytest.raises(ValueError, match="`x` must be valuations"):
+        model.fit(tf.data.Dataset.from_tensors(tf.zeros([8, 3, 2])), epochs=1,
+                  steps_per_epoch=1, verbose=0)

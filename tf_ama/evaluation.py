@@ -100,6 +100,9 @@ class EvaluationReport:
             lines += ["", f"  {'mechanism':<22}{'revenue':>9}{'stderr':>9}{'AMA minus':>10}",
                       f"  {'this AMA':<22}{self.revenue:>9.4f}{self.revenue_stderr:>9.4f}"]
             for name, result in self.baselines.items():
+                if result.get("revenue") is None:  # does not apply (e.g. unit demand)
+                    lines.append(f"  {name:<22}{'n/a':>9}")
+                    continue
                 stderr = result.get("stderr")
                 stderr = "" if stderr is None else f"{stderr:.4f}"
                 lines.append(f"  {name:<22}{result['revenue']:>9.4f}{stderr:>9}"
@@ -326,7 +329,5 @@ def prune(model, num_samples=100_000, seed=1, chunk_size=None):
     pruned = type(model).from_menu(
         model.setting, allocations[kept], boosts[kept], bidder_weights,
         temperature=model.temperature, seed=model.seed)
-    # The same float64 log-weights, so exp() gives bit-identical bidder weights.
-    pruned.log_bidder_weights.assign(tf.cast(model.log_bidder_weights, tf.float64))
     pruned.kept_indices = kept
     return pruned

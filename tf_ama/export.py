@@ -207,8 +207,6 @@ def _write_assets(model, directory, pruned, training_config, chunk_size, seed, k
         "tf_ama_version": tf_ama.__version__,
         "tensorflow_version": tf.__version__,
         "menu_size": int(model.menu_size),
-        # float64 log-weights (JSON floats round-trip exactly), for load_menu_model.
-        "log_bidder_weights": tf.cast(model.log_bidder_weights, tf.float64).numpy().tolist(),
         "serving": {"chunk_size": chunk_size, "signatures": [SERVING_SIGNATURE, MENU_SIGNATURE]},
     }
     if kept_indices is not None:
@@ -331,13 +329,7 @@ def load_menu_model(saved_model_version_dir):
         Setting.from_dict(config["setting"]), menu["allocations"].numpy(),
         menu["boosts"].numpy(), bidder_weights,
         temperature=config["model"].get("temperature", 100.0))
-    # from_menu stores log(w) and the model recomputes exp(log(w)), which can differ from w
-    # in the last bit; the exported log-weights give back w exactly.
-    log_weights = np.asarray(config.get("log_bidder_weights", []), np.float64)
-    if log_weights.shape == bidder_weights.shape and np.array_equal(
-            tf.exp(tf.constant(log_weights)).numpy(), bidder_weights):
-        model.log_bidder_weights.assign(log_weights)
-    return model
+    return model  # from_menu keeps the exported float64 weights exactly
 
 
 # ------------------------------------------------------------------------------ command line

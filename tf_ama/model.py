@@ -78,8 +78,12 @@ class AffineMaximizerAuction(keras.Model):
         if menu == "deterministic":
             menu_size = menus.deterministic_menu_size(
                 setting.num_bidders, setting.num_items, setting.demand)
-        if isinstance(menu_size, bool) or not isinstance(menu_size, int) or menu_size < 1:
-            raise ValueError(f"`menu_size` must be an int >= 1; got {menu_size!r}.")
+        smallest = 2 if menu == "lottery" else 1  # the empty entry plus at least one learned
+        if isinstance(menu_size, bool) or not isinstance(menu_size, int) or menu_size < smallest:
+            raise ValueError(f"`menu_size` must be an int >= {smallest} for a {menu} menu (entry 0 "
+                             f"is the empty allocation); got {menu_size!r}.")
+        if not np.isfinite(init_scale) or init_scale <= 0:
+            raise ValueError(f"`init_scale` must be finite and > 0; got {init_scale!r}.")
         if not np.isfinite(temperature) or temperature <= 0:
             raise ValueError(f"`temperature` must be finite and > 0; got {temperature!r}.")
         if micro_batch_size not in (None, "auto") and (
@@ -128,16 +132,22 @@ class AffineMaximizerAuction(keras.Model):
                     self.add_weight(shape=(learned, m, n), initializer=init(2), name="bidder_logits"),
                 ]
         else:
+            # Refused, with its size, when too large to enumerate (menus.MAX_DETERMINISTIC_MENU).
             table = (np.zeros((k, m, n)) if fixed else menus.deterministic_allocations(
-                m, n, self.setting.demand, max_size=max(k, 1)))
+                m, n, self.setting.demand))
             self.fixed_allocations = self.add_weight(
                 shape=(k, m, n), initializer=keras.initializers.Constant(table),
                 trainable=False, dtype=dtype, name="allocations")
         self.learned_boosts = self.add_weight(
             shape=(learned,), initializer="zeros", trainable=not fixed, dtype=dtype, name="boosts")
-        self.log_bidder_weights = self.add_weight(
-            shape=(m,), initializer="zeros", trainable=self.learn_bidder_weights and not fixed,
-            dtype=dtype, name="log_bidder_weights")
+        if fixed:  # a given menu is served with exactly the given weights (exp(log w) != w)
+            self.fixed_bidder_weights = self.add_weight(
+                shape=(m,), initializer="ones", trainable=False, dtype=dtype,
+                name="bidder_weights")
+        else:  # learned in log space, so that they stay positive
+            self.log_bidder_weights = self.add_weight(
+                shape=(m,), initializer="zeros", trainable=self.learn_bidder_weights,
+                dtype=dtype, name="log_bidder_weights")
 
     def _logit_initializer(self, offset):
         # Seeded Keras initializers return the same values at every call.
@@ -189,7 +199,10 @@ class AffineMaximizerAuction(keras.Model):
         else:
             allocations = cast(self.fixed_allocations)
         boosts = tf.concat([tf.zeros([1], dtype), cast(self.learned_boosts)], axis=0)
-        bidder_weights = tf.exp(cast(self.log_bidder_weights))
+        if self.menu_type == "fixed":
+            bidder_weights = cast(self.fixed_bidder_weights)
+        else:
+            bidder_weights = tf.exp(cast(self.log_bidder_weights))
         return allocations, boosts, bidder_weights
 
     def exact_menu(self):
@@ -206,7 +219,7 @@ class AffineMaximizerAuction(keras.Model):
         model = cls(setting, menu="fixed", menu_size=len(allocations), **kwargs)
         model.fixed_allocations.assign(allocations)
         model.learned_boosts.assign(boosts[1:])
-        model.log_bidder_weights.assign(np.log(bidder_weights))
+        model.fixed_bidder_weights.assign(bidder_weights)
         return model
 
     # ------------------------------------------------------------------------------- outcome
@@ -226,6 +239,12 @@ class AffineMaximizerAuction(keras.Model):
                 tf.constant([self.data_seed, 0x5EED], tf.int32), self.optimizer.iterations)
             seed = tf.random.experimental.stateless_fold_in(seed, replica)
             return self.valuation_distribution.sample(tf.shape(data)[0], seed=seed)
+        expected = [self.setting.num_bidders, self.setting.num_items]
+        if data.shape.rank != 3 or data.shape[1:].as_list() != expected:
+            raise ValueError(
+                f"`x` must be valuations [batch, num_bidders, num_items] = [batch, {expected[0]}, "
+                f"{expected[1]}] or tf_ama.fresh_valuations(batch_size) (the model then draws "
+                f"its own); got a batch of shape {data.shape}.")
         return tf.cast(data, tf.float32)
 
     def train_step(self, data):

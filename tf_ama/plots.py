@@ -134,9 +134,11 @@ def _read_history(history):
 
 
 def _baseline_revenue(value):
+    """A baseline's revenue as a float; NaN when it does not apply (None in JSON)."""
     if isinstance(value, dict):
-        return float(value["revenue"])
-    return float(getattr(value, "revenue", value))
+        value = value["revenue"]
+    value = getattr(value, "revenue", value)
+    return math.nan if value is None else float(value)
 
 
 def plot_training_curves(history_csv_or_dict, path, baselines=None, steps_per_epoch=None):
@@ -170,6 +172,8 @@ def plot_training_curves(history_csv_or_dict, path, baselines=None, steps_per_ep
     styles = ["--", ":", "-."]
     for number, (name, value) in enumerate((baselines or {}).items()):
         revenue = _baseline_revenue(value)
+        if not math.isfinite(revenue):
+            continue
         axis.axhline(revenue, color="0.35", linestyle=styles[number % len(styles)], linewidth=1,
                      label=f"{name} {revenue:.4f}")
     axis.set_xlabel(label)

@@ -1,10 +1,10 @@
 """Training runs: a model trained with Keras `fit` into a resumable run directory.
 
 `train_run(setting, out, ...)` is what `tf-ama train` calls. It writes the run directory of
-`tf_ama.runs` (config, TensorBoard logs, CSV history, checkpoints, the final model) and, re-run
-with the same `out`, resumes from the last completed epoch: valuations are drawn from a
-stateless stream keyed by the optimizer step, so a resumed run ends where an uninterrupted
-run would.
+`tf_ama.runs` (config, TensorBoard logs, CSV history, checkpoints, the final model). Re-run
+with the same `out` and arguments, an interrupted run resumes from its last completed epoch
+(valuations are drawn from a stateless stream keyed by the optimizer step, so it ends where an
+uninterrupted run would) and a finished run is loaded, not trained again.
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
       callbacks: extra Keras callbacks.
     """
     setting = get_setting(setting)
-    training = training or TrainingConfig()
+    training = TrainingConfig() if training is None else training
+    if not isinstance(training, TrainingConfig):
+        raise TypeError(f"`training` must be a tf_ama.TrainingConfig; got {type(training).__name__}.")
     model = AffineMaximizerAuction(setting, **(model_kwargs or {}))
     config = {
         "setting": setting.to_dict(),
@@ -87,6 +89,9 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
                 "with the same arguments or choose another --out directory.\n"
                 f"  existing: {previous}\n  requested: {config}"
             )
+        if os.path.exists(os.path.join(out, runs.MODEL)):
+            print(f"{out}: this run has finished; loading its model (nothing to train).")
+            return runs.load_run(out)[0]
     else:
         runs.write_json_atomic(config_path, config)
 
@@ -101,7 +106,9 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
         validation_data=valuation_dataset(
             setting, training.validation_samples, seed=model.seed + 1),
         callbacks=[
-            keras.callbacks.BackupAndRestore(os.path.join(out, runs.BACKUP)),
+            # double_checkpoint: a checkpoint killed mid-write falls back to the previous one.
+            keras.callbacks.BackupAndRestore(os.path.join(out, runs.BACKUP),
+                                             double_checkpoint=True),
             keras.callbacks.CSVLogger(os.path.join(out, runs.HISTORY), append=True),
             keras.callbacks.TensorBoard(os.path.join(out, runs.LOGS)),
             *callbacks,
