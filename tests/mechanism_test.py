@@ -481,3 +481,20 @@ def test_validate_bids():
     check(tf.constant(bids))
     with pytest.raises(INVALID, match=r"`bids` has the wrong shape"):
         check(tf.ones([4, 2, 3], tf.float64))
+
+
+def test_ir_excess_reports_a_payment_formula_above_the_value():
+    """The IR check is live: outside the AMA's domain (a negative bid, bypassing validation)
+    the formula's payment exceeds the value and `ir_excess` says by how much."""
+    from tf_ama.mechanism import _outcome_block
+
+    allocations = tf.constant([[[0.0]], [[1.0]]], tf.float64)  # 1 bidder, 1 item: empty / sell
+    boosts = tf.constant([0.0, 0.5], tf.float64)
+    weights = tf.constant([1.0], tf.float64)
+    outcome = _outcome_block(tf.constant([[[-0.2]]], tf.float64), allocations, boosts, weights,
+                             with_certificate=True)
+    # W = [0, 0.3]: entry 1 wins, the price is max(b) - b[1] = 0, the value is -0.2.
+    np.testing.assert_allclose(outcome["ir_excess"], [[0.2]])
+    honest = mechanism.exact_outcome(np.array([[[0.7]]]), allocations, boosts, weights,
+                                     with_certificate=True)
+    assert float(honest["ir_excess"][0, 0]) == 0.0

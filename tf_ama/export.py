@@ -48,6 +48,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ama.mechanism import default_chunk_size
+from tf_ama.runs import current_umask
 
 CONFIG_FILE = "tf_ama_config.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -240,6 +241,11 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
       `training_config` not JSON.
     """
     _check_arguments(model, base_dir, version, prune, prune_samples, chunk_size)
+    try:
+        import tensorflow_serving.apis  # noqa: F401  (the warm-up requests)
+    except ImportError:
+        raise ExportError("Exporting writes TF Serving warm-up requests, which needs "
+                          "tensorflow-serving-api: pip install -e \".[serving]\"") from None
     if training_config is not None:
         try:
             json.dumps(training_config)
@@ -268,6 +274,8 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
     try:
         _write_saved_model(module, temporary)
         _write_assets(model, temporary, prune, training_config, chunk_size, seed, kept_indices)
+        # mkdtemp makes the folder owner-only; a server running as another user must read it.
+        os.chmod(temporary, 0o777 & ~current_umask())
         while True:
             number = version if version is not None else max(
                 _existing_versions(base_dir), default=0) + 1

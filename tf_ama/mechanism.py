@@ -152,7 +152,8 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
     weights = bidder_weights[:, None]
     # max over k includes k*, so the difference is >= 0 exactly; clipping at the value
     # received removes only rounding (mathematically max W_-i <= W[k*]).
-    payments = tf.minimum((best_others - chosen_others) / weights, chosen_values)  # [m, B]
+    unclipped = (best_others - chosen_others) / weights  # [m, B]
+    payments = tf.minimum(unclipped, chosen_values)
     outcome = {
         "allocation": tf.gather(allocations, menu_index),
         "payments": tf.transpose(payments),
@@ -163,6 +164,9 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
         prices = (best_others[:, :, None] - others) / weights[:, :, None]  # P_i(k): [m, B, K]
         best_utility = tf.reduce_max(values - prices, axis=2)  # best misreport, true values
         outcome["regret"] = tf.transpose(best_utility - (chosen_values - payments))
+        # How far the formula's payment exceeds the value before the clip: rounding (~1e-16)
+        # for an AMA; anything larger would be a real IR violation.
+        outcome["ir_excess"] = tf.transpose(tf.maximum(unclipped - chosen_values, 0.0))
     if with_counterfactual:
         # The lowest index attaining max_k W_-i[k]: the entry that sets bidder i's payment.
         outcome["counterfactual_index"] = tf.transpose(tf.reduce_min(tf.where(
@@ -191,7 +195,9 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, *, chunk_size=None,
       chunk_size: profiles per block (bounds memory to a few `[chunk, num_bidders + 1,
         menu_size]` tensors; see `default_chunk_size`). Every block has exactly this many
         profiles (zero-padded), so a profile's outcome does not depend on its batch, bit for bit.
-      with_certificate: also return `regret`, the exact regret certificate `[batch, num_bidders]`.
+      with_certificate: also return `regret`, the exact regret certificate `[batch, num_bidders]`,
+        and `ir_excess` `[batch, num_bidders]`: how much the payment formula exceeded the value
+        before the clip that removes rounding (0 up to rounding for an AMA).
       with_counterfactual: also return `counterfactual_index` int64 `[batch, num_bidders]`, the
         lowest index attaining `max_k W_-i[k]` (the entry that sets bidder i's payment; what
         the AMA would choose if bidder i bid 0).
@@ -240,6 +246,7 @@ def _mapped(bids, chunk, block, with_certificate, with_counterfactual):
     }
     if with_certificate:
         signature["regret"] = tf.TensorSpec([chunk, num_bidders], tf.float64)
+        signature["ir_excess"] = tf.TensorSpec([chunk, num_bidders], tf.float64)
     if with_counterfactual:
         signature["counterfactual_index"] = tf.TensorSpec([chunk, num_bidders], tf.int64)
     mapped = tf.map_fn(block, chunks, fn_output_signature=signature, parallel_iterations=1)

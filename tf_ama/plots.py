@@ -19,31 +19,23 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from tf_ama.runs import atomic_file
 
 MENU_INDICES_KEY = "tf_ama menu indices"
 _COLORMAP = "Blues"
 
 
 def _save_atomic(figure, path, metadata=None):
-    """Writes `figure` as a PNG to `path` via a temporary file and `os.replace`."""
+    """Writes `figure` as a PNG to `path` atomically (`runs.atomic_file`)."""
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-    os.close(handle)
-    try:
+    with atomic_file(path, ".png") as temporary:
         FigureCanvasAgg(figure)
         figure.savefig(temporary, format="png", dpi=110, metadata=metadata)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
     return path
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -26,35 +27,45 @@ EVALUATION = "evaluation.json"
 CURVES = "training_curves.png"
 
 
-def write_json_atomic(path, payload):
-    """Writes JSON to a temporary file beside `path`, then renames it over `path`."""
+def current_umask():
+    """The process umask (read without changing it for good)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_file(path, suffix=""):
+    """Yields a temporary path beside `path`; on success renames it over `path`.
+
+    A reader (a person, TensorBoard, TF Serving) never sees a half-written file, and a failed
+    write leaves nothing behind. The file gets the usual permissions (0666 less the umask;
+    mkstemp alone would make it owner-only).
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(payload, file, indent=2, sort_keys=True)
-            file.write("\n")
+        yield temporary
+        os.chmod(temporary, 0o666 & ~current_umask())
         os.replace(temporary, path)
-    except BaseException:
+    finally:
         if os.path.exists(temporary):
             os.remove(temporary)
-        raise
+
+
+def write_json_atomic(path, payload):
+    """Writes JSON to `path` atomically (see `atomic_file`)."""
+    with atomic_file(path, ".json") as temporary, open(temporary, "w") as file:
+        json.dump(payload, file, indent=2, sort_keys=True)
+        file.write("\n")
 
 
 def save_model_atomic(model, path):
-    """Saves a `.keras` file so that a reader never sees a half-written one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".keras")
-    os.close(handle)
-    try:
+    """Saves a `.keras` file atomically (see `atomic_file`)."""
+    with atomic_file(path, ".keras") as temporary:
         model.save(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def read_config(run_dir):
