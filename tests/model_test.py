@@ -265,3 +265,23 @@ def test_fit_refuses_valuations_of_the_wrong_shape():
     with pytest.raises(ValueError, match="`x` must be valuations"):
         model.fit(tf.data.Dataset.from_tensors(tf.zeros([8, 3, 2])), epochs=1,
                   steps_per_epoch=1, verbose=0)
+
+
+def test_two_replicas_take_the_same_step_as_one_device_on_the_global_batch():
+    """Gradients are summed across replicas, so each replica's loss is divided by their
+    number: one SGD step on a fixed global batch must not depend on the replica count."""
+    valuations = tf_ama.get_setting("additive_2x2_uniform").sample(64, seed=5)
+    dataset = tf.data.Dataset.from_tensors(valuations)
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
+    updates = []
+    for strategy in (tf.distribute.OneDeviceStrategy(devices[0]),
+                     tf.distribute.MirroredStrategy(devices)):
+        with strategy.scope():
+            model = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=16, seed=2,
+                                                  micro_batch_size=None)
+            model.compile(optimizer=keras.optimizers.SGD(1.0))
+        before = _parameters(model)
+        model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
+        updates.append([b - a for a, b in zip(_parameters(model), before)])
+    for single, mirrored in zip(*updates):
+        np.testing.assert_allclose(mirrored, single, rtol=1e-4, atol=1e-7)
