@@ -1,21 +1,20 @@
 """Roofline of the training step and of exact evaluation: what the machine can do, what a
-step must do, and how far the measured time is from the floor.
+step must do, and how far a measured time is from the floor.
 
-    python benchmarks/roofline.py                       # machine numbers + the paper-size rows
+    python benchmarks/roofline.py [--json]
 
-Machine: memory bandwidth (NumPy triad `a = b + s * c` over 256 MB arrays, 2 threads' worth
-of cores) and matmul peak (TensorFlow float32 / float64 2048 x 2048 matmul). Work per step
-(`m` bidders, `n` items, `K` entries, batch `B`):
+Machine: memory bandwidth (NumPy `a = 3 * c; a += b` over 256 MB arrays) and matmul peak
+(TensorFlow float32 / float64 2048 x 2048 matmul). Work per step (`m` bidders, `n` items,
+`K` entries, batch `B`):
 
 * contractions: the forward `u = v a` and the backward `dR/da = g^T v`, each `2 B m n K`
-  FLOPs (float32 in training, float64 in exact evaluation, which has only the forward);
-* elementwise: the fused kernel touches `[B, m + 1, K]` elements a fixed number of times
-  (two exponentials per `[B, m + 1, K]` element, ~30 other float ops); one pass over the
-  tensor moves `4 B (m + 1) K` bytes in float32.
-
-A step whose micro-batches stay in cache moves almost nothing to and from DRAM, so its floor
-is compute: contractions at the matmul peak plus elementwise work at the vector rate. The
-plain (autodiff, whole-batch) step makes ~50 DRAM passes; its floor is bandwidth.
+  FLOPs (float32 in training; exact evaluation has only the forward, in float64). Their time
+  at the matmul peak is the compute floor of the contractions;
+* elementwise: `[B, m + 1, K]` elements per step (`B (m + 1) K`), each touched by ~40 float
+  operations and two exponentials in the fused kernel. One pass over that tensor moves
+  `4 B (m + 1) K` bytes; the plain autodiff step makes ~50 such passes through DRAM, which
+  gives its bandwidth floor. The fused step keeps each micro-batch in cache, so DRAM is not
+  its limit: its time is the elementwise work itself.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-ELEMENTWISE_FLOPS = 30  # float ops per [B, m + 1, K] element per step, besides the exps
 PLAIN_PASSES = 50  # DESIGN §2: passes over [B, m + 1, K] of the autodiff step
 
 
@@ -61,27 +59,12 @@ def measure_matmul(dtype, size=2048, repeats=5):
     return 2 * size**3 / best / 1e9
 
 
-def measure_exp(repeats=5, count=1 << 24):
-    """Elements per second of tf.exp on float32 (the vector rate of a transcendental)."""
-    x = tf.random.uniform([count])
-    run = tf.function(lambda: tf.exp(x))
-    run().numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run().numpy()
-        best = min(best, time.perf_counter() - start)
-    return count / best
-
-
-def step_floor(machine, m, n, k, batch):
-    """Seconds: (compute floor of the fused step, bandwidth floor of the plain step)."""
+def step_floors(machine, m, n, k, batch):
+    """`(contraction floor in s, DRAM floor of the plain step in s, elements per step)`."""
     elements = batch * (m + 1) * k
     contraction = 2 * (2 * batch * m * n * k) / (machine["matmul_f32_gflops"] * 1e9)
-    elementwise = (2 * elements / machine["exp_per_s"]
-                   + ELEMENTWISE_FLOPS * elements / (machine["matmul_f32_gflops"] * 1e9))
     plain = PLAIN_PASSES * 4 * elements / (machine["bandwidth_gbs"] * 1e9)
-    return contraction + elementwise, plain
+    return contraction, plain, elements
 
 
 def evaluation_floor(machine, m, n, k, profiles):
@@ -97,14 +80,15 @@ def main():
         "bandwidth_gbs": round(measure_bandwidth(), 1),
         "matmul_f32_gflops": round(measure_matmul(tf.float32), 1),
         "matmul_f64_gflops": round(measure_matmul(tf.float64), 1),
-        "exp_per_s": float(f"{measure_exp():.3g}"),
     }
     rows = []
     for name, m, n in (("additive 2x2", 2, 2), ("additive 3x10", 3, 10)):
-        fused, plain = step_floor(machine, m, n, 4096, 2**15)
-        rows.append({"step": f"{name}, K=4096, B=2^15", "fused_floor_s": round(fused, 3),
-                     "plain_bandwidth_floor_s": round(plain, 2),
-                     "bytes_per_pass_gb": round(4 * 2**15 * (m + 1) * 4096 / 1e9, 2)})
+        contraction, plain, elements = step_floors(machine, m, n, 4096, 2**15)
+        rows.append({"step": f"{name}, K=4096, B=2^15",
+                     "contraction_floor_s": round(contraction, 3),
+                     "plain_dram_floor_s": round(plain, 2),
+                     "elements_per_step_millions": round(elements / 1e6),
+                     "bytes_per_pass_gb": round(4 * elements / 1e9, 2)})
     rows.append({"step": "exact evaluation 3x10, K=4096, 100 000 profiles (float64)",
                  "contraction_floor_s": round(evaluation_floor(machine, 3, 10, 4096, 100_000), 3)})
     if args.json:
