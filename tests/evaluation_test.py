@@ -137,7 +137,6 @@ class TestEvaluate:
             report.revenue = 0.0
 
     def test_baselines_are_reported(self, trained):
-        pytest.importorskip("tf_ama.baselines")
         report = evaluation.evaluate(trained, num_samples=2000, seed=1, baselines=True)
         assert {"vcg", "separate_myerson", "grand_bundle"} <= set(report.baselines)
         assert all("revenue" in result for result in report.baselines.values())

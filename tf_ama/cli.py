@@ -35,7 +35,7 @@ def _settings(args):
 
 
 def _baselines(args):
-    from tf_ama.baselines import baseline_details, format_table
+    from tf_ama.baseline_auctions import baseline_details, format_table
 
     details = baseline_details(args.setting, num_samples=args.samples, seed=args.seed)
     if args.json:

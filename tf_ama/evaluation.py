@@ -212,7 +212,7 @@ def evaluate(model, num_samples=100_000, seed=1, baselines=True, chunk_size=None
       model: a `tf_ama.AffineMaximizerAuction`.
       num_samples: profiles `setting.sample(num_samples, seed)`, `[num_samples, m, n]`.
       seed: an int (stateless sampling; the baselines use the same seed).
-      baselines: also compute `tf_ama.baselines` on the same number of samples and seed.
+      baselines: also compute `tf_ama.baselines(...)` on the same number of samples and seed.
       chunk_size: profiles per call of `exact_outcome` (default `mechanism.default_chunk_size`, ~8 MB blocks).
 
     Returns:
@@ -250,7 +250,7 @@ def evaluate(model, num_samples=100_000, seed=1, baselines=True, chunk_size=None
     used = np.flatnonzero(counts)
     details = {}
     if baselines:
-        from tf_ama.baselines import baseline_details
+        from tf_ama.baseline_auctions import baseline_details
 
         details = {name: result.to_dict() for name, result in
                    baseline_details(model.setting, num_samples=int(num_samples), seed=seed).items()}

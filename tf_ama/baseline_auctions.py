@@ -32,9 +32,11 @@ the empirical revenue only rises, so this can only gain; it lands exactly on an 
 discrete distribution). The reserve's own error is statistical, of order `N**(-1/3)` (an
 argmax of a noisy, flat curve), not the grid's.
 
-    details = tf_ama.baselines.baseline_details("additive_2x2_uniform")
-    print(tf_ama.baselines.format_table(details))
-    tf_ama.baselines.baselines("additive_2x2_uniform")   # {"vcg": 0.667, ...}
+    from tf_ama.baseline_auctions import baseline_details, format_table
+
+    details = baseline_details("additive_2x2_uniform")
+    print(format_table(details))
+    tf_ama.baselines("additive_2x2_uniform")   # {"vcg": 0.667, ...}
 
 All arithmetic is float64 NumPy on valuations drawn with `setting.sample` (stateless seeds),
 in blocks of bounded size.

@@ -1,4 +1,4 @@
-"""Tests of tf_ama.baselines: oracles against plain NumPy loops, DESIGN §5 numbers, bad input.
+"""Tests of tf_ama.baseline_auctions: oracles against plain NumPy loops, DESIGN §5 numbers, bad input.
 
 Reserve tolerances come from measured spread, not from the grid: the argmax of an empirical
 revenue curve moves like N**(-1/3). Over 100 independent samples of 100 000 profiles the
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import tf_ama
-from tf_ama import baselines
-from tf_ama.baselines import BaselineResult
+from tf_ama import baseline_auctions as baselines
+from tf_ama.baseline_auctions import BaselineResult
 
 NUM_SAMPLES = 100_000
 
