@@ -130,6 +130,15 @@ def _micro_batch(text):
     return _positive_int(text)
 
 
+def _add_model_command(commands, name, help_text):
+    """A command that reads a trained model and evaluates it on fresh samples."""
+    sub = commands.add_parser(name, help=help_text)
+    sub.add_argument("path", help="a run directory or an exported SavedModel (model or version folder)")
+    sub.add_argument("--samples", type=_positive_int, default=100_000)
+    sub.add_argument("--seed", type=int, default=2)
+    return sub
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="tf-ama", description="Learn, evaluate and export lottery affine maximizer auctions.")
@@ -167,17 +176,11 @@ def build_parser():
                      help="XLA for the training step (Keras 'auto': on with an accelerator)")
     sub.set_defaults(run=_train)
 
-    sub = commands.add_parser("evaluate", help="exact evaluation against the baselines")
-    sub.add_argument("path", help="a run directory or an exported SavedModel version directory")
-    sub.add_argument("--samples", type=_positive_int, default=100_000)
-    sub.add_argument("--seed", type=int, default=2)
+    sub = _add_model_command(commands, "evaluate", "exact evaluation against the baselines")
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(run=_evaluate)
 
-    sub = commands.add_parser("menu", help="the menu entries actually used")
-    sub.add_argument("path", help="a run directory or an exported SavedModel version directory")
-    sub.add_argument("--samples", type=_positive_int, default=100_000)
-    sub.add_argument("--seed", type=int, default=2)
+    sub = _add_model_command(commands, "menu", "the menu entries actually used")
     sub.add_argument("--plot", help="write a PNG of the used allocations here")
     sub.set_defaults(run=_menu)
 
