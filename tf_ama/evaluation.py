@@ -213,7 +213,8 @@ def evaluate(model, num_samples=100_000, seed=1, baselines=True, chunk_size=None
       num_samples: profiles `setting.sample(num_samples, seed)`, `[num_samples, m, n]`.
       seed: an int (stateless sampling; the baselines use the same seed).
       baselines: also compute `tf_ama.baselines(...)` on the same number of samples and seed.
-      chunk_size: profiles per call of `exact_outcome` (default `mechanism.default_chunk_size`, ~8 MB blocks).
+      chunk_size: profiles per block of `exact_outcome` (default `mechanism.default_chunk_size`,
+        ~2 MB float64 blocks).
 
     Returns:
       An `EvaluationReport`.
