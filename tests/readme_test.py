@@ -8,7 +8,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _commands():
     readme = open(os.path.join(ROOT, "README.md")).read()
-    return [line.strip() for line in readme.splitlines() if line.startswith("    python3 -m venv")]
+    return [line.strip() for line in readme.splitlines() if line.startswith("python3 -m venv")]
 
 
 def test_readme_opens_with_the_main_job_and_the_test_command():
