@@ -285,3 +285,9 @@ def test_two_replicas_take_the_same_step_as_one_device_on_the_global_batch():
         updates.append([b - a for a, b in zip(_parameters(model), before)])
     for single, mirrored in zip(*updates):
         np.testing.assert_allclose(mirrored, single, rtol=1e-4, atol=1e-7)
+
+
+def test_validation_on_fresh_valuations_is_refused():
+    model = _model()
+    with pytest.raises(ValueError, match="valuation_dataset"):
+        model.evaluate(tf_ama.fresh_valuations(64), steps=1, verbose=0)

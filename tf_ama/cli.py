@@ -166,7 +166,8 @@ def build_parser():
     sub.add_argument("--lr", type=float, default=0.01)
     sub.add_argument("--temperature", type=float, default=100.0)
     sub.add_argument("--seed", type=int, default=0)
-    sub.add_argument("--learn-bidder-weights", action="store_true", default=None)
+    sub.add_argument("--learn-bidder-weights", action=argparse.BooleanOptionalAction,
+                     default=None, help="default: only for asymmetric settings")
     sub.add_argument("--steps-per-epoch", type=_positive_int, default=100,
                      help="steps between validation, logs and checkpoints")
     sub.add_argument("--validation-samples", type=_positive_int, default=10_000)

@@ -271,6 +271,12 @@ class AffineMaximizerAuction(keras.Model):
         return self.micro_batch_size
 
     def test_step(self, data):
+        if isinstance(data, (tuple, list)):
+            data = data[0]
+        if data.shape.rank == 2 and data.shape[-1] == 0:
+            raise ValueError(
+                "Validation needs valuations: fresh_valuations(...) would draw the same samples "
+                "for every batch. Use tf_ama.valuation_dataset(setting, num_samples, seed).")
         valuations = self._step_valuations(data)
         outcome = self(tf.cast(valuations, tf.float64))
         self.revenue_tracker.update_state(tf.reduce_sum(outcome["payments"], axis=1))
