@@ -102,7 +102,17 @@ def _simplify_signatures(signature_def_map):
     }
 
 
-class RestClient:
+class _Closing:
+    """`with Client(...) as client:` closes the connection at the end."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RestClient(_Closing):
     """TF Serving's REST API: `POST {url}/v1/models/{model}[/versions/{v}]:predict`.
 
     Args:
@@ -185,14 +195,8 @@ class RestClient:
     def close(self):
         self._session.close()
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-
-
-class GrpcClient:
+class GrpcClient(_Closing):
     """TF Serving's gRPC PredictionService (`Predict`, `GetModelMetadata`).
 
     Args:
@@ -271,12 +275,6 @@ class GrpcClient:
 
     def close(self):
         self._channel.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _parse_outcome(outputs):
