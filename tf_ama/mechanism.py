@@ -175,11 +175,18 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
     return outcome
 
 
+def cache_sized_batch(num_bidders, menu_size, elements, smallest, largest):
+    """Profiles per block: the power of two in [smallest, largest] nearest below
+    `elements / ((num_bidders + 1) * menu_size)`, so that a block's `[profile, bidder + 1,
+    entry]` tensors hold about `elements` elements."""
+    target = max(1, elements // ((num_bidders + 1) * max(int(menu_size), 1)))
+    return int(min(largest, max(smallest, 1 << (target.bit_length() - 1))))
+
+
 def default_chunk_size(num_bidders, menu_size):
     """Profiles per block: a power of two in [8, 1024], ~2^18 `[profile, bidder + 1, entry]`
     elements (a ~2 MB float64 block that stays in cache; benchmarks/README.md)."""
-    target = max(1, _BLOCK_ELEMENTS // ((num_bidders + 1) * max(int(menu_size), 1)))
-    return int(min(_MAX_CHUNK, max(_MIN_CHUNK, 1 << (target.bit_length() - 1))))
+    return cache_sized_batch(num_bidders, menu_size, _BLOCK_ELEMENTS, _MIN_CHUNK, _MAX_CHUNK)
 
 
 def exact_outcome(bids, allocations, boosts, bidder_weights, *, chunk_size=None,

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tf_ama.mechanism import cache_sized_batch
+
 
 def soft_revenue(valuations, allocations, boosts, bidder_weights, temperature):
     """Mean over the batch of the summed soft payments; differentiable in the menu.
@@ -98,8 +100,7 @@ _MICRO_BATCH_ELEMENTS = 1 << 18
 def default_micro_batch_size(num_bidders, menu_size):
     """Profiles per micro-batch: a power of two in [8, 4096], ~2^18 `[profile, bidder + 1,
     entry]` elements."""
-    target = max(1, _MICRO_BATCH_ELEMENTS // ((num_bidders + 1) * max(int(menu_size), 1)))
-    return int(min(4096, max(8, 1 << (target.bit_length() - 1))))
+    return cache_sized_batch(num_bidders, menu_size, _MICRO_BATCH_ELEMENTS, 8, 4096)
 
 
 _KERNELS = {
