@@ -101,3 +101,9 @@ def test_train_evaluate_menu_export_and_resume(tmp_path, capsys):
     assert main(["evaluate", os.path.join(base, "2"), "--samples", "3000", "--json"]) == 0
     exported = json.loads(capsys.readouterr().out)
     assert exported["revenue"] == report["revenue"]  # same float64 menu, same samples
+    # Without XLA: the computation the export serves; equal up to the last bits.
+    assert main(["evaluate", os.path.join(base, "2"), "--samples", "3000", "--json",
+                 "--no-xla"]) == 0
+    served = json.loads(capsys.readouterr().out)
+    assert served["entries_used"] == report["entries_used"]
+    assert abs(served["revenue"] - report["revenue"]) <= 1e-12

@@ -100,6 +100,20 @@ class TestEvaluate:
         np.testing.assert_allclose(whole.revenue, chunked.revenue, rtol=1e-12)
         np.testing.assert_allclose(whole.revenue_stderr, chunked.revenue_stderr, rtol=1e-9)
 
+    def test_xla_and_plain_evaluations_agree(self, trained):
+        # evaluate's default (XLA) and the served computation (plain): the same entries, the
+        # same revenue up to the last bits; the report otherwise identical.
+        xla = evaluation.evaluate(trained, num_samples=1500, seed=5, baselines=False)
+        plain = evaluation.evaluate(trained, num_samples=1500, seed=5, baselines=False,
+                                    jit_compile=False)
+        assert xla.entries_used == plain.entries_used
+        assert xla.ir_violations == plain.ir_violations == 0
+        np.testing.assert_allclose(xla.revenue, plain.revenue, rtol=1e-12)
+        np.testing.assert_allclose(xla.revenue_per_bidder, plain.revenue_per_bidder, rtol=1e-12)
+        assert ([e.index for e in evaluation.menu_usage(trained, 1500, seed=5)]
+                == [e.index for e in evaluation.menu_usage(trained, 1500, seed=5,
+                                                           jit_compile=False)])
+
     @pytest.mark.parametrize("setting", SETTINGS + ["weighted_2x2"],
                              ids=lambda s: getattr(s, "name", s))
     def test_ir_and_zero_regret_on_every_shape(self, setting):
@@ -236,6 +250,13 @@ class TestBadInput:
     def test_not_a_model(self, function):
         with pytest.raises(TypeError, match="`model` must be a tf_ama.AffineMaximizerAuction"):
             function("additive_2x2_uniform", num_samples=10)
+
+    @pytest.mark.parametrize("function", [evaluation.evaluate, evaluation.menu_usage,
+                                          evaluation.prune])
+    def test_jit_compile(self, function):
+        model = random_model("additive_1x2_uniform", menu_size=4)
+        with pytest.raises(TypeError, match="`jit_compile` must be True or False"):
+            function(model, num_samples=10, jit_compile=1)
 
     def test_chunk_size(self):
         model = random_model("additive_1x2_uniform", menu_size=4)

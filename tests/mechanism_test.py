@@ -21,6 +21,8 @@ SHAPES = [
     (3, 10, "additive"),
 ]
 LOTTERY_MENU_SIZE = 17
+# exact_outcome with and without XLA: every fixture and oracle test runs in both modes.
+JIT = [pytest.param(False, id="plain"), pytest.param(True, id="xla")]
 
 
 def random_menu(rng, num_bidders, num_items, demand, kind, menu_size=LOTTERY_MENU_SIZE):
@@ -65,7 +67,8 @@ def assert_matches_oracle(outcome, expected, atol=1e-12):
 
 @pytest.mark.parametrize("kind", ["lottery", "deterministic"])
 @pytest.mark.parametrize("num_bidders,num_items,demand", SHAPES)
-def test_exact_outcome_matches_numpy_oracle(num_bidders, num_items, demand, kind):
+@pytest.mark.parametrize("jit_compile", JIT)
+def test_exact_outcome_matches_numpy_oracle(num_bidders, num_items, demand, kind, jit_compile):
     if kind == "deterministic" and menus.deterministic_menu_size(
             num_bidders, num_items, demand) > menus.MAX_DETERMINISTIC_MENU:
         pytest.skip("deterministic menu too large to enumerate (tested in menus_test)")
@@ -73,7 +76,7 @@ def test_exact_outcome_matches_numpy_oracle(num_bidders, num_items, demand, kind
     allocations, boosts, bidder_weights = random_menu(rng, num_bidders, num_items, demand, kind)
     bids = random_bids(rng, 24, num_bidders, num_items, scale=4.0)
     outcome = numpy_outcome(mechanism.exact_outcome(
-        bids, allocations, boosts, bidder_weights, with_certificate=True))
+        bids, allocations, boosts, bidder_weights, with_certificate=True, jit_compile=jit_compile))
     expected = numpy_ama(bids, allocations, boosts, bidder_weights)
     assert outcome["menu_index"].dtype == np.int64
     assert outcome["payments"].dtype == np.float64
@@ -99,15 +102,17 @@ def test_regret_certificate_matches_oracle(num_bidders, num_items, demand):
 
 @pytest.mark.parametrize("chunk_size", [1, 4, 7, 22, 23, 1000])
 @pytest.mark.parametrize("with_certificate", [False, True])
-def test_chunking_gives_identical_results(chunk_size, with_certificate):
+@pytest.mark.parametrize("jit_compile", JIT)
+def test_chunking_gives_identical_results(chunk_size, with_certificate, jit_compile):
     rng = np.random.RandomState(11)
     allocations, boosts, bidder_weights = random_menu(rng, 2, 3, "additive", "lottery")
     bids = random_bids(rng, 23, 2, 3)
     whole = numpy_outcome(mechanism.exact_outcome(
-        bids, allocations, boosts, bidder_weights, with_certificate=with_certificate))
+        bids, allocations, boosts, bidder_weights, with_certificate=with_certificate,
+        jit_compile=jit_compile))
     chunked = numpy_outcome(mechanism.exact_outcome(
         bids, allocations, boosts, bidder_weights, chunk_size=chunk_size,
-        with_certificate=with_certificate))
+        with_certificate=with_certificate, jit_compile=jit_compile))
     assert chunked.keys() == whole.keys()
     for key in whole:
         assert chunked[key].shape == whole[key].shape, key
@@ -115,7 +120,8 @@ def test_chunking_gives_identical_results(chunk_size, with_certificate):
 
 
 @pytest.mark.parametrize("chunk_size", [None, 3])
-def test_exact_outcome_in_tf_function_with_unknown_batch(chunk_size):
+@pytest.mark.parametrize("jit_compile", JIT)
+def test_exact_outcome_in_tf_function_with_unknown_batch(chunk_size, jit_compile):
     rng = np.random.RandomState(3)
     allocations, boosts, bidder_weights = random_menu(rng, 2, 2, "unit_demand", "lottery")
 
@@ -123,7 +129,7 @@ def test_exact_outcome_in_tf_function_with_unknown_batch(chunk_size):
     def serve(bids):
         return mechanism.exact_outcome(
             bids, allocations, boosts, bidder_weights, chunk_size=chunk_size,
-            with_certificate=True)
+            with_certificate=True, jit_compile=jit_compile)
 
     for batch in (1, 7, 10):
         bids = random_bids(rng, batch, 2, 2)
@@ -136,6 +142,46 @@ def test_exact_outcome_in_tf_function_with_unknown_batch(chunk_size):
     assert serve.experimental_get_tracing_count() == 1
     concrete = serve.get_concrete_function()
     assert concrete.structured_outputs["payments"].shape.as_list() == [None, 2]
+
+
+@pytest.mark.parametrize("num_bidders,num_items,demand", [(2, 4, "unit_demand"), (3, 10, "additive")])
+def test_xla_and_plain_choose_the_same_entries_and_payments(num_bidders, num_items, demand):
+    # Same formula, compiled differently: the same entries everywhere, payments equal up to
+    # the last bits (XLA may fuse a multiply into an add), weights not all 1.
+    rng = np.random.RandomState(21)
+    allocations, boosts, bidder_weights = random_menu(
+        rng, num_bidders, num_items, demand, "lottery", menu_size=512)
+    bids = random_bids(rng, 3000, num_bidders, num_items, scale=3.0)
+    plain, xla = (numpy_outcome(mechanism.exact_outcome(
+        bids, allocations, boosts, bidder_weights, with_certificate=True, jit_compile=jit))
+        for jit in (False, True))
+    np.testing.assert_array_equal(xla["menu_index"], plain["menu_index"])
+    np.testing.assert_array_equal(xla["allocation"], plain["allocation"])
+    for key in ("payments", "values", "regret"):
+        np.testing.assert_allclose(xla[key], plain[key], rtol=0, atol=1e-13, err_msg=key)
+    assert np.abs(xla["regret"]).max() <= 1e-12
+
+
+def test_xla_outcome_of_a_profile_does_not_depend_on_its_batch():
+    rng = np.random.RandomState(22)
+    allocations, boosts, bidder_weights = random_menu(rng, 3, 10, "additive", "lottery",
+                                                      menu_size=256)
+    bids = random_bids(rng, 64, 3, 10, scale=2.0)
+    whole = numpy_outcome(mechanism.exact_outcome(
+        bids, allocations, boosts, bidder_weights, jit_compile=True))
+    for index in (0, 37, 63):
+        alone = numpy_outcome(mechanism.exact_outcome(
+            bids[index:index + 1], allocations, boosts, bidder_weights, jit_compile=True))
+        for key in whole:
+            np.testing.assert_array_equal(alone[key][0], whole[key][index], err_msg=key)
+
+
+def test_jit_compile_must_be_a_bool():
+    rng = np.random.RandomState(23)
+    allocations, boosts, bidder_weights = random_menu(rng, 2, 2, "additive", "lottery")
+    with pytest.raises(TypeError, match="`jit_compile` must be True or False"):
+        mechanism.exact_outcome(random_bids(rng, 2, 2, 2), allocations, boosts, bidder_weights,
+                                jit_compile="yes")
 
 
 def test_exact_outcome_with_tensors_and_variables():
@@ -151,7 +197,8 @@ def test_exact_outcome_with_tensors_and_variables():
 # --- Hand-made fixtures -------------------------------------------------------------------
 
 
-def test_exact_tie_goes_to_the_lowest_index():
+@pytest.mark.parametrize("jit_compile", JIT)
+def test_exact_tie_goes_to_the_lowest_index(jit_compile):
     # Entries 2 and 4 are identical and the best; entry 3 ties with them at these bids.
     allocations = np.array([
         [[0.0, 0.0]],
@@ -162,7 +209,8 @@ def test_exact_tie_goes_to_the_lowest_index():
     ])
     boosts = np.array([0.0, 0.0, 0.25, 0.25, 0.25])
     bids = np.array([[[1.0, 1.0]]])
-    outcome = numpy_outcome(mechanism.exact_outcome(bids, allocations, boosts, np.ones(1)))
+    outcome = numpy_outcome(mechanism.exact_outcome(
+        bids, allocations, boosts, np.ones(1), jit_compile=jit_compile))
     assert outcome["menu_index"].tolist() == [2]
     assert numpy_ama(bids, allocations, boosts, np.ones(1))["menu_index"].tolist() == [2]
     np.testing.assert_array_equal(outcome["allocation"][0], allocations[2])
@@ -171,18 +219,21 @@ def test_exact_tie_goes_to_the_lowest_index():
 
 
 @pytest.mark.parametrize("num_bidders,num_items,demand", SHAPES)
-def test_all_zero_bids_choose_entry_zero_and_pay_nothing(num_bidders, num_items, demand):
+@pytest.mark.parametrize("jit_compile", JIT)
+def test_all_zero_bids_choose_entry_zero_and_pay_nothing(num_bidders, num_items, demand, jit_compile):
     rng = np.random.RandomState(0)
     allocations, _, bidder_weights = random_menu(rng, num_bidders, num_items, demand, "lottery")
     boosts = np.zeros(len(allocations))  # every entry ties at welfare 0
     bids = np.zeros((3, num_bidders, num_items))
-    outcome = numpy_outcome(mechanism.exact_outcome(bids, allocations, boosts, bidder_weights))
+    outcome = numpy_outcome(mechanism.exact_outcome(
+        bids, allocations, boosts, bidder_weights, jit_compile=jit_compile))
     assert outcome["menu_index"].tolist() == [0, 0, 0]
     assert not outcome["allocation"].any()
     assert not outcome["payments"].any()
 
 
-def test_ties_among_many_entries_at_a_high_index():
+@pytest.mark.parametrize("jit_compile", JIT)
+def test_ties_among_many_entries_at_a_high_index(jit_compile):
     # tf.argmax promises no tie-breaking; the AMA must take the lowest maximizer.
     menu_size = 64
     allocations = np.zeros((menu_size, 1, 1))
@@ -190,19 +241,21 @@ def test_ties_among_many_entries_at_a_high_index():
     boosts[[37, 41, 50, 63]] = 2.0
     boosts[[5, 6]] = 1.0
     bids = np.zeros((4, 1, 1))
-    outcome = numpy_outcome(mechanism.exact_outcome(bids, allocations, boosts, np.ones(1)))
+    outcome = numpy_outcome(mechanism.exact_outcome(
+        bids, allocations, boosts, np.ones(1), jit_compile=jit_compile))
     assert outcome["menu_index"].tolist() == [37] * 4
     assert outcome["payments"].tolist() == [[0.0]] * 4
 
 
 @pytest.mark.parametrize("num_bidders,num_items,demand", [(2, 2, "additive"), (2, 4, "unit_demand"),
                                                           (3, 1, "additive")])
-def test_huge_bids(num_bidders, num_items, demand):
+@pytest.mark.parametrize("jit_compile", JIT)
+def test_huge_bids(num_bidders, num_items, demand, jit_compile):
     rng = np.random.RandomState(8)
     allocations, boosts, bidder_weights = random_menu(rng, num_bidders, num_items, demand, "lottery")
     bids = 1e6 * random_bids(rng, 16, num_bidders, num_items) + 1e6
     outcome = numpy_outcome(mechanism.exact_outcome(
-        bids, allocations, boosts, bidder_weights, with_certificate=True))
+        bids, allocations, boosts, bidder_weights, with_certificate=True, jit_compile=jit_compile))
     expected = numpy_ama(bids, allocations, boosts, bidder_weights)
     np.testing.assert_array_equal(outcome["menu_index"], expected["menu_index"])
     # Rounding is relative to the welfare (~1e6): compare at 1e-12 of it.
@@ -266,14 +319,15 @@ def test_vcg_additive_2x2_sells_each_item_by_second_price():
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("num_bidders,num_items,demand", SHAPES)
-def test_payments_nonnegative_ir_and_zero_regret(num_bidders, num_items, demand, seed):
+@pytest.mark.parametrize("jit_compile", JIT)
+def test_payments_nonnegative_ir_and_zero_regret(num_bidders, num_items, demand, seed, jit_compile):
     rng = np.random.RandomState(1000 + seed)
     kind = "deterministic" if seed == 3 and num_items <= 4 else "lottery"
     allocations, boosts, bidder_weights = random_menu(
         rng, num_bidders, num_items, demand, kind, menu_size=64)
     bids = random_bids(rng, 256, num_bidders, num_items, scale=rng.choice([1.0, 10.0]))
     outcome = numpy_outcome(mechanism.exact_outcome(
-        bids, allocations, boosts, bidder_weights, with_certificate=True))
+        bids, allocations, boosts, bidder_weights, with_certificate=True, jit_compile=jit_compile))
     # Exactly, not up to a tolerance: rounding may never give a negative payment or utility.
     assert (outcome["payments"] >= 0).all()
     assert (outcome["values"] - outcome["payments"] >= 0).all()

@@ -87,7 +87,8 @@ def _load_any(path):
 def _evaluate(args):
     from tf_ama.evaluation import evaluate
 
-    report = evaluate(_load_any(args.path), num_samples=args.samples, seed=args.seed)
+    report = evaluate(_load_any(args.path), num_samples=args.samples, seed=args.seed,
+                      jit_compile=not args.no_xla)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_table())
 
 
@@ -95,7 +96,8 @@ def _menu(args):
     from tf_ama.evaluation import format_menu_table, menu_usage
 
     model = _load_any(args.path)
-    entries = menu_usage(model, num_samples=args.samples, seed=args.seed)
+    entries = menu_usage(model, num_samples=args.samples, seed=args.seed,
+                         jit_compile=not args.no_xla)
     print(format_menu_table(entries))
     if args.plot:
         from tf_ama.plots import plot_menu
@@ -136,6 +138,9 @@ def _add_model_command(commands, name, help_text):
     sub.add_argument("path", help="a run directory or an exported SavedModel (model or version folder)")
     sub.add_argument("--samples", type=_positive_int, default=100_000)
     sub.add_argument("--seed", type=int, default=2)
+    sub.add_argument("--no-xla", action="store_true",
+                     help="compute the exact outcome without XLA: slower, but bit for bit what "
+                          "the exported model serves (XLA may round payments' last bits apart)")
     return sub
 
 

@@ -25,6 +25,8 @@ and bidder the (lowest-index) maximizer of `W_-i`, and the empty entry 0.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
 import math
 
@@ -36,6 +38,7 @@ from tf_ama.settings import ANCHORS
 
 # Profiles per call of the traced exact_outcome (it blocks them internally).
 _PROFILES_PER_CALL = 1 << 14
+_CALLS_IN_FLIGHT = 2
 
 # An allocation is a lottery if some probability is farther than this from both 0 and 1. A
 # softmax never reaches 0 or 1 exactly, so a learned "deterministic" entry sits at 0.9999...:
@@ -145,7 +148,7 @@ def is_lottery(allocation, tolerance=LOTTERY_TOLERANCE) -> bool:
     return bool(np.any(np.abs(allocation - np.round(allocation)) > tolerance))
 
 
-def _check_arguments(model, num_samples, chunk_size):
+def _check_arguments(model, num_samples, chunk_size, jit_compile):
     from tf_ama.model import AffineMaximizerAuction
 
     if not isinstance(model, AffineMaximizerAuction):
@@ -161,10 +164,12 @@ def _check_arguments(model, num_samples, chunk_size):
             isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer))
             or chunk_size < 1):
         raise ValueError(f"`chunk_size` must be None or an int >= 1; got {chunk_size!r}.")
+    if not isinstance(jit_compile, bool):
+        raise TypeError(f"`jit_compile` must be True or False; got {jit_compile!r}.")
 
 
 def _scan(model, num_samples, seed, chunk_size, menu, with_certificate=False,
-          with_counterfactual=False):
+          with_counterfactual=False, jit_compile=False):
     """Yields, per chunk of `setting.sample(num_samples, seed)` (cast to float64), the
     `exact_outcome` of the chunk as numpy arrays, plus `counterfactual_index`
     `[chunk, num_bidders]` (see `exact_outcome`) if asked.
@@ -176,24 +181,41 @@ def _scan(model, num_samples, seed, chunk_size, menu, with_certificate=False,
     bids = tf.cast(model.setting.sample(num_samples, seed), tf.float64)
     chunk = int(chunk_size or default_chunk_size(model.setting.num_bidders, model.menu_size))
     # exact_outcome works through blocks of `chunk` profiles inside one call; a slice of whole
-    # blocks per call keeps the Python overhead small.
-    per_call = min(chunk * max(1, _PROFILES_PER_CALL // chunk),
-                   chunk * -(-num_samples // chunk))
-    for start in range(0, num_samples, per_call):
+    # blocks per call keeps the Python overhead small. The blocks are spread evenly over a
+    # multiple of _CALLS_IN_FLIGHT calls (no call runs alone at the end), so that the padding
+    # of the last call is less than one block per call.
+    blocks = -(-num_samples // chunk)
+    calls = -(-blocks * chunk // _PROFILES_PER_CALL)
+    calls = min(blocks, -(-calls // _CALLS_IN_FLIGHT) * _CALLS_IN_FLIGHT)
+    per_call = chunk * -(-blocks // calls)
+
+    def outcome_of(start):
         slice_bids = bids[start:start + per_call]
         size = int(slice_bids.shape[0])
         if size < per_call:
             slice_bids = tf.pad(slice_bids, [[0, per_call - size], [0, 0], [0, 0]])
         outcome = _traced_chunk_outcome(slice_bids, *menu, chunk, with_certificate,
-                                        with_counterfactual)
-        yield {key: value.numpy()[:size] for key, value in outcome.items()}
+                                        with_counterfactual, jit_compile)
+        return {key: value.numpy()[:size] for key, value in outcome.items()}
+
+    # Two calls in flight: a block's small ops leave cores idle, which the other call uses
+    # (benchmarks/README.md). Results are yielded in order; memory stays two calls' worth.
+    with concurrent.futures.ThreadPoolExecutor(_CALLS_IN_FLIGHT) as pool:
+        pending = collections.deque()
+        for start in range(0, num_samples, per_call):
+            pending.append(pool.submit(outcome_of, start))
+            if len(pending) == _CALLS_IN_FLIGHT:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _chunk_outcome(bids, allocations, boosts, bidder_weights, chunk, with_certificate,
-                   with_counterfactual):
+                   with_counterfactual, jit_compile):
     """`exact_outcome` of one chunk `[chunk, m, n]`, plus `counterfactual_index` if asked."""
     return exact_outcome(bids, allocations, boosts, bidder_weights, chunk_size=chunk,
-                         with_certificate=with_certificate, with_counterfactual=with_counterfactual)
+                         with_certificate=with_certificate, with_counterfactual=with_counterfactual,
+                         jit_compile=jit_compile)
 
 
 _traced_chunk_outcome = tf.function(_chunk_outcome)  # one trace per menu shape
@@ -205,7 +227,8 @@ def _seed_json(seed):
     return [int(s) for s in np.asarray(seed).reshape(-1)]
 
 
-def evaluate(model, num_samples=100_000, seed=1, baselines=True, chunk_size=None):
+def evaluate(model, num_samples=100_000, seed=1, baselines=True, chunk_size=None,
+             jit_compile=True):
     """Exact evaluation of `model` on `num_samples` fresh profiles.
 
     Args:
@@ -215,11 +238,14 @@ def evaluate(model, num_samples=100_000, seed=1, baselines=True, chunk_size=None
       baselines: also compute `tf_ama.baselines(...)` on the same number of samples and seed.
       chunk_size: profiles per block of `exact_outcome` (default `mechanism.default_chunk_size`,
         ~2 MB float64 blocks).
+      jit_compile: compute the blocks with XLA (`exact_outcome(..., jit_compile=True)`: ~3x
+        faster; payments may differ from the served ones in the last bits, ~1e-15). False
+        evaluates exactly the computation the exported model serves.
 
     Returns:
       An `EvaluationReport`.
     """
-    _check_arguments(model, num_samples, chunk_size)
+    _check_arguments(model, num_samples, chunk_size, jit_compile)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"`seed` must be an int; got {seed!r}.")
     menu = model.menu(tf.float64)
@@ -229,7 +255,8 @@ def evaluate(model, num_samples=100_000, seed=1, baselines=True, chunk_size=None
     ir_violations = 0
     max_regret = -math.inf
     counts = np.zeros(model.menu_size, np.int64)
-    for outcome in _scan(model, num_samples, seed, chunk_size, menu, with_certificate=True):
+    for outcome in _scan(model, num_samples, seed, chunk_size, menu, with_certificate=True,
+                         jit_compile=jit_compile):
         revenue = outcome["payments"].sum(axis=1)  # [chunk]
         # Chan et al.'s pairwise update of (count, mean, sum of squared deviations).
         size, chunk_mean = len(revenue), float(revenue.mean())
@@ -273,15 +300,17 @@ def evaluate(model, num_samples=100_000, seed=1, baselines=True, chunk_size=None
     )
 
 
-def menu_usage(model, num_samples=100_000, seed=1, chunk_size=None):
-    """The menu entries chosen on `setting.sample(num_samples, seed)`, most used first.
+def menu_usage(model, num_samples=100_000, seed=1, chunk_size=None, jit_compile=True):
+    """The menu entries chosen on `setting.sample(num_samples, seed)`, most used first
+    (`jit_compile` as in `evaluate`).
 
     Returns:
       A list of `MenuEntry` (ties in use broken by index), one per entry chosen at least once.
     """
-    _check_arguments(model, num_samples, chunk_size)
+    _check_arguments(model, num_samples, chunk_size, jit_compile)
     counts = np.zeros(model.menu_size, np.int64)
-    for outcome in _scan(model, num_samples, seed, chunk_size, model.menu(tf.float64)):
+    for outcome in _scan(model, num_samples, seed, chunk_size, model.menu(tf.float64),
+                         jit_compile=jit_compile):
         counts += np.bincount(outcome["menu_index"], minlength=model.menu_size)
     allocations, boosts, _ = model.exact_menu()
     used = sorted(np.flatnonzero(counts), key=lambda k: (-counts[k], k))
@@ -309,7 +338,7 @@ def format_menu_table(entries, max_entries=None) -> str:
     return "\n".join(lines)
 
 
-def prune(model, num_samples=100_000, seed=1, chunk_size=None):
+def prune(model, num_samples=100_000, seed=1, chunk_size=None, jit_compile=False):
     """A fixed AMA with only the menu entries that matter on `setting.sample(num_samples, seed)`.
 
     Kept, in their original order (entry 0 stays first, ties resolve as before): the empty
@@ -317,7 +346,10 @@ def prune(model, num_samples=100_000, seed=1, chunk_size=None):
     `W_-i` (the entry that sets bidder i's payment; see the module docstring). Boosts and
     bidder weights are unchanged, so on those profiles the pruned model gives the same
     allocations, payments and (mapped back) menu indices; on other profiles it is a
-    different, smaller AMA, still strategyproof and IR.
+    different, smaller AMA, still strategyproof and IR. That promise is about the served
+    computation, so the kept entries are found without XLA by default; `jit_compile=True`
+    is ~3x faster but could miss an entry on a profile where XLA's rounding breaks a tie
+    (within ~1e-15) the other way.
 
     Returns:
       An `AffineMaximizerAuction` (`menu="fixed"`) with attribute `kept_indices`, an int64
@@ -325,10 +357,11 @@ def prune(model, num_samples=100_000, seed=1, chunk_size=None):
       `kept_indices[k]` of `model` (map menu indices back with `kept_indices[menu_index]`).
       `kept_indices` is not serialized with the model.
     """
-    _check_arguments(model, num_samples, chunk_size)
+    _check_arguments(model, num_samples, chunk_size, jit_compile)
     menu = model.menu(tf.float64)
     keep = np.zeros(model.menu_size, bool)
-    for outcome in _scan(model, num_samples, seed, chunk_size, menu, with_counterfactual=True):
+    for outcome in _scan(model, num_samples, seed, chunk_size, menu, with_counterfactual=True,
+                         jit_compile=jit_compile):
         keep[outcome["menu_index"]] = True
         keep[outcome["counterfactual_index"].reshape(-1)] = True
     keep[0] = True
