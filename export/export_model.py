@@ -20,10 +20,13 @@ def main(argv=None) -> int:
         description="Export a tf_ama run as a TF Serving SavedModel version folder.")
     add_export_arguments(parser)
     args = parser.parse_args(argv)
+    import tensorflow as tf
+
     try:
         run_export(args)
-    except (ValueError, TypeError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, tf.errors.InvalidArgumentError) as error:
+        message = error.message if isinstance(error, tf.errors.OpError) else str(error)
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
 

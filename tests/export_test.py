@@ -338,9 +338,13 @@ def test_export_killed_midway_leaves_no_version_folder(exported):
     assert len(names) == 1 and names[0].startswith(".tmp-export-")  # ignored by TF Serving
     assert os.path.exists(os.path.join(base_dir, names[0], "saved_model.pb"))
     # The next export takes version 1 and removes the dead process's temporary folder.
+    assert names[0].startswith(f".tmp-export-{export._host()}-{process.pid}-")
+    # Another host's temporary (same dead pid) is left alone: its process cannot be checked.
+    elsewhere = os.path.join(base_dir, f".tmp-export-other-host.example-{process.pid}-abc_12")
+    os.mkdir(elsewhere)
     model = tf_ama.AffineMaximizerAuction("additive_1x2_uniform", menu_size=4)
     assert export_saved_model(model, base_dir) == os.path.join(base_dir, "1")
-    assert os.listdir(base_dir) == ["1"]
+    assert sorted(os.listdir(base_dir)) == [os.path.basename(elsewhere), "1"]
 
 
 def test_saved_model_cli_shows_both_signatures(exported):

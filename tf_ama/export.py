@@ -28,11 +28,13 @@ batch or on the other profiles in it (TF Serving's batching merges requests). Me
 the padding, a batch of 1 takes other matmul kernels and differs in the last bit from the same
 profile in a larger batch (3x10 and 2x4 settings).
 
-The export is atomic: the SavedModel is written to `<base_dir>/.tmp-export-<pid>-<random>`
-(a name TF Serving ignores) and renamed to `<base_dir>/<version>` when complete, so a watching
-server never sees half a model and an export that dies midway leaves no version folder (a
-killed export leaves its `.tmp-export-*` folder; the next export removes it once its process is
-gone).
+The export is atomic: the SavedModel is written to
+`<base_dir>/.tmp-export-<host>-<pid>-<random>` (a name TF Serving ignores) and renamed to
+`<base_dir>/<version>` when complete, so a watching server never sees half a model and an
+export that dies midway leaves no version folder (a killed export leaves its `.tmp-export-*`
+folder; the next export on the same host removes it once its process is gone; a folder shared
+by several hosts, e.g. over NFS, keeps other hosts' temporaries, whose processes cannot be
+checked from here).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 
 import numpy as np
@@ -56,7 +59,8 @@ ASSETS_EXTRA = "assets.extra"
 SERVING_SIGNATURE = "serving_default"
 MENU_SIGNATURE = "menu"
 _TMP_PREFIX = ".tmp-export-"
-_TMP_PATTERN = re.compile(r"^\.tmp-export-(\d+)-")
+# mkdtemp's random suffix has no '-', so the host (which may) is everything before -<pid>-.
+_TMP_PATTERN = re.compile(r"^\.tmp-export-(?P<host>.+)-(?P<pid>\d+)-[^-]+$")
 
 
 class ExportError(ValueError):
@@ -94,13 +98,19 @@ def _check_arguments(model, base_dir, version, prune, prune_samples, chunk_size)
         raise ExportError(f"`prune` must be True or False; got {prune!r}.")
 
 
+def _host():
+    """This machine's name, safe in a file name."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
+
+
 def _remove_stale_temporaries(base_dir):
-    """Removes `.tmp-export-<pid>-*` folders whose exporting process no longer exists."""
+    """Removes `.tmp-export-<host>-<pid>-*` folders of this host whose exporting process no
+    longer exists (a pid means nothing on another host)."""
     for name in os.listdir(base_dir):
         match = _TMP_PATTERN.match(name)
-        if not match:
+        if not match or match.group("host") != _host():
             continue
-        pid = int(match.group(1))
+        pid = int(match.group("pid"))
         try:
             os.kill(pid, 0)
             continue  # still running: another export in progress
@@ -270,7 +280,7 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
         chunk_size = default_chunk_size(model.setting.num_bidders, len(allocations))
     module = _ServingModule(allocations, boosts, bidder_weights, chunk_size)
 
-    temporary = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=base_dir)
+    temporary = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{_host()}-{os.getpid()}-", dir=base_dir)
     try:
         _write_saved_model(module, temporary)
         _write_assets(model, temporary, prune, training_config, chunk_size, seed, kept_indices)
