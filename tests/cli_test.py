@@ -63,13 +63,17 @@ def test_train_evaluate_menu_export_and_resume(tmp_path, capsys):
     out = os.path.join(tmp_path, "run")
     argv = ["train", "additive_2x2_uniform", "--menu-size", "32", "--steps", "40",
             "--steps-per-epoch", "20", "--batch-size", "256", "--validation-samples", "2000",
-            "--samples", "5000", "--out", out]
+            "--samples", "5000", "--final-temperature", "300", "--out", out]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "revenue" in printed and "separate_myerson" in printed
     for name in (runs.CONFIG, runs.MODEL, runs.HISTORY, runs.EVALUATION, runs.CURVES, runs.LOGS):
         assert os.path.exists(os.path.join(out, name)), name
     assert matplotlib.image.imread(os.path.join(out, runs.CURVES)).size > 0
+    # Annealed over the last 40 % of the 2 epochs: epoch 2 trained at temperature 300.
+    history_lines = open(os.path.join(out, runs.HISTORY)).read().splitlines()
+    column = history_lines[0].split(",").index("temperature")
+    assert [float(line.split(",")[column]) for line in history_lines[1:]] == [100.0, 300.0]
     evaluation = json.load(open(os.path.join(out, runs.EVALUATION)))
     assert evaluation["ir_violations"] == 0 and evaluation["max_regret"] <= 1e-9
 

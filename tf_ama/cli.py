@@ -54,7 +54,8 @@ def _train(args):
         steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
         steps_per_epoch=min(args.steps_per_epoch, args.steps),
         validation_samples=args.validation_samples, evaluation_samples=args.samples,
-        jit_compile={"auto": "auto", "on": True, "off": False}[args.jit])
+        jit_compile={"auto": "auto", "on": True, "off": False}[args.jit],
+        final_temperature=args.final_temperature, anneal_fraction=args.anneal_fraction)
     model_kwargs = dict(menu=args.menu, menu_size=args.menu_size, temperature=args.temperature,
                         seed=args.seed, micro_batch_size=args.micro_batch_size,
                         learn_bidder_weights=args.learn_bidder_weights)
@@ -170,6 +171,11 @@ def build_parser():
                           "(whole batch) or a number")
     sub.add_argument("--lr", type=float, default=0.01)
     sub.add_argument("--temperature", type=float, default=100.0)
+    sub.add_argument("--final-temperature", type=float, default=None,
+                     help="anneal: raise the temperature geometrically to this value over the "
+                          "last --anneal-fraction of the epochs (learning rate scaled down "
+                          "in proportion)")
+    sub.add_argument("--anneal-fraction", type=float, default=0.4)
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--learn-bidder-weights", action=argparse.BooleanOptionalAction,
                      default=None, help="default: only for asymmetric settings")

@@ -10,6 +10,7 @@ uninterrupted run would) and a finished run is loaded, not trained again.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from typing import Optional
@@ -17,6 +18,7 @@ from typing import Optional
 import keras
 
 from tf_ama import runs
+from tf_ama.annealing import TemperatureScheduler, annealing_schedule
 from tf_ama.model import AffineMaximizerAuction, fresh_valuations, valuation_dataset
 from tf_ama.settings import get_setting
 
@@ -32,6 +34,11 @@ class TrainingConfig:
     validation_samples: int = 10_000
     evaluation_samples: int = 100_000
     jit_compile: object = "auto"  # Keras: XLA on accelerators, off on CPU-only machines
+    # Temperature annealing (tf_ama.annealing): over the last `anneal_fraction` of the epochs,
+    # lambda rises geometrically from the model's temperature to `final_temperature`, the
+    # learning rate falling in proportion. None: the temperature stays fixed.
+    final_temperature: Optional[float] = None
+    anneal_fraction: float = 0.4
 
     def __post_init__(self):
         for field in ("steps", "batch_size", "steps_per_epoch", "validation_samples",
@@ -48,10 +55,26 @@ class TrainingConfig:
             raise ValueError(f"`jit_compile` must be 'auto', True or False; got {self.jit_compile!r}.")
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0; got {self.learning_rate!r}.")
+        if self.final_temperature is not None and not (
+                isinstance(self.final_temperature, (int, float))
+                and not isinstance(self.final_temperature, bool)
+                and math.isfinite(self.final_temperature) and self.final_temperature > 0):
+            raise ValueError(f"`final_temperature` must be None or a finite number > 0; got "
+                             f"{self.final_temperature!r}.")
+        if not 0 < self.anneal_fraction <= 1:
+            raise ValueError(f"`anneal_fraction` must be in (0, 1]; got {self.anneal_fraction!r}.")
 
     @property
     def epochs(self) -> int:
         return self.steps // self.steps_per_epoch
+
+    def annealing_callbacks(self, temperature):
+        """`[TemperatureScheduler]` for this config from the model's `temperature`, or `[]`."""
+        if self.final_temperature is None:
+            return []
+        annealed = max(1, round(self.anneal_fraction * self.epochs))
+        return [TemperatureScheduler(annealing_schedule(
+            temperature, self.final_temperature, self.epochs, self.epochs - annealed))]
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -109,6 +132,8 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
             # double_checkpoint: a checkpoint killed mid-write falls back to the previous one.
             keras.callbacks.BackupAndRestore(os.path.join(out, runs.BACKUP),
                                              double_checkpoint=True),
+            # Before the loggers, which then see the epoch's `temperature` in the logs.
+            *training.annealing_callbacks(model.temperature),
             keras.callbacks.CSVLogger(os.path.join(out, runs.HISTORY), append=True),
             keras.callbacks.TensorBoard(os.path.join(out, runs.LOGS)),
             *callbacks,
