@@ -248,7 +248,7 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, *, chunk_size=None,
     if chunk < 1:
         raise ValueError(f"`chunk_size` must be >= 1; got {chunk_size}.")
 
-    # The checks above run as ordinary TensorFlow ops (XLA would drop them); only the
+    # The checks above run as ordinary TensorFlow ops, outside the compiled part; only the
     # arithmetic is compiled.
     blocks = _xla_blocks if jit_compile else _blocks
     return blocks(bids, allocations, boosts, bidder_weights, chunk=chunk,
