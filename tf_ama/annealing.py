@@ -21,14 +21,19 @@ import math
 import keras
 
 
+def is_positive_finite(value):
+    """True for a (non-bool) int or float that is finite and > 0: a valid temperature."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
 def annealing_schedule(start_temperature, final_temperature, epochs, start_epoch):
     """`schedule(epoch, temperature)`: `start_temperature` before `start_epoch`, then a
     geometric rise, one step per epoch from `start_epoch` on, reaching `final_temperature` at
     the last epoch (`epochs - 1`)."""
     for name, value in (("start_temperature", start_temperature),
                         ("final_temperature", final_temperature)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                math.isfinite(value) and value > 0):
+        if not is_positive_finite(value):
             raise ValueError(f"`{name}` must be a finite number > 0; got {value!r}.")
     for name, value in (("epochs", epochs), ("start_epoch", start_epoch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -84,8 +89,7 @@ class TemperatureScheduler(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         temperature = self.schedule(epoch, self.model.temperature)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-                math.isfinite(temperature) and temperature > 0):
+        if not is_positive_finite(temperature):
             raise ValueError(f"The temperature schedule returned {temperature!r} at epoch "
                              f"{epoch}; it must return a finite number > 0.")
         temperature = float(temperature)

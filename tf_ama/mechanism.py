@@ -250,10 +250,11 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, *, chunk_size=None,
 
     # The checks above run as ordinary TensorFlow ops, outside the compiled part; only the
     # arithmetic is compiled.
-    blocks = _xla_blocks if jit_compile else _blocks
-    return blocks(bids, allocations, boosts, bidder_weights, chunk=chunk,
-                  with_certificate=bool(with_certificate),
-                  with_counterfactual=bool(with_counterfactual))
+    options = dict(chunk=chunk, with_certificate=bool(with_certificate),
+                   with_counterfactual=bool(with_counterfactual))
+    if jit_compile:
+        return _compiled_blocks(**options)(bids, allocations, boosts, bidder_weights)
+    return _blocks(bids, allocations, boosts, bidder_weights, **options)
 
 
 def _blocks(bids, allocations, boosts, bidder_weights, *, chunk, with_certificate,
@@ -269,13 +270,9 @@ def _blocks(bids, allocations, boosts, bidder_weights, *, chunk, with_certificat
     return _mapped(bids, chunk, block, with_certificate, with_counterfactual)
 
 
-def _xla_blocks(bids, allocations, boosts, bidder_weights, **options):
-    """`_blocks` compiled with XLA: one `tf.function` per option set, one executable per shape."""
-    return _compiled_blocks(**options)(bids, allocations, boosts, bidder_weights)
-
-
 @functools.cache
 def _compiled_blocks(*, chunk, with_certificate, with_counterfactual):
+    """`_blocks` compiled with XLA: one `tf.function` per option set, one executable per shape."""
     return tf.function(
         functools.partial(_blocks, chunk=chunk, with_certificate=with_certificate,
                           with_counterfactual=with_counterfactual),

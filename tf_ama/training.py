@@ -10,7 +10,6 @@ uninterrupted run would) and a finished run is loaded, not trained again.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 from typing import Optional
@@ -18,7 +17,7 @@ from typing import Optional
 import keras
 
 from tf_ama import runs
-from tf_ama.annealing import TemperatureScheduler, annealing_schedule
+from tf_ama.annealing import TemperatureScheduler, annealing_schedule, is_positive_finite
 from tf_ama.model import AffineMaximizerAuction, fresh_valuations, valuation_dataset
 from tf_ama.settings import get_setting
 
@@ -55,10 +54,8 @@ class TrainingConfig:
             raise ValueError(f"`jit_compile` must be 'auto', True or False; got {self.jit_compile!r}.")
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0; got {self.learning_rate!r}.")
-        if self.final_temperature is not None and not (
-                isinstance(self.final_temperature, (int, float))
-                and not isinstance(self.final_temperature, bool)
-                and math.isfinite(self.final_temperature) and self.final_temperature > 0):
+        final = self.final_temperature
+        if final is not None and not is_positive_finite(final):
             raise ValueError(f"`final_temperature` must be None or a finite number > 0; got "
                              f"{self.final_temperature!r}.")
         if not 0 < self.anneal_fraction <= 1:
