@@ -1,6 +1,8 @@
 """Tests of tf_ama.distributions: the TFP valuation distributions (bounds, means, the
 spherical construction), stateless seeds, user-registered distributions and bad parameters."""
 
+import itertools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -194,3 +196,35 @@ def test_as_seed(seed, expected):
 def test_as_seed_refuses_bad_seeds(seed, match):
     with pytest.raises(ValueError, match=match):
         distributions.as_seed(seed)
+
+
+@pytest.mark.parametrize("num_bidders,base", [(1, 2.0), (2, 2.0), (3, 3.0)])
+def test_finite_support_lists_every_profile_with_its_probability(num_bidders, base):
+    directions = np.array(distributions.SPHERICAL_DIRECTIONS)
+    profiles, probabilities = distributions.finite_support(
+        distributions.spherical(num_bidders, 4, base=base, dtype=tf.float64))
+    # Oracle: a plain loop over every choice of one point per bidder.
+    points = base ** np.arange(5)[:, None] * directions
+    point_probabilities = base ** -np.arange(5.0) / (base ** -np.arange(5.0)).sum()
+    expected = {}
+    for choice in itertools.product(range(5), repeat=num_bidders):
+        expected[tuple(points[list(choice)].ravel())] = np.prod(point_probabilities[list(choice)])
+    assert profiles.shape == (5 ** num_bidders, num_bidders, 4)
+    got = {tuple(p.ravel()): q for p, q in zip(profiles, probabilities)}
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-12)
+    assert probabilities.sum() == pytest.approx(1.0, abs=1e-15)
+
+
+def test_finite_support_agrees_with_the_distributions_own_probabilities():
+    dist = distributions.spherical(2, 4, dtype=tf.float64)
+    profiles, probabilities = distributions.finite_support(dist)
+    np.testing.assert_allclose(np.exp(dist.log_prob(profiles)), probabilities, rtol=1e-12)
+
+
+def test_finite_support_refuses_other_distributions_and_huge_supports():
+    with pytest.raises(ValueError, match="Sample from it instead"):
+        distributions.finite_support(distributions.uniform(2, 2))
+    with pytest.raises(ValueError, match="max_profiles"):
+        distributions.finite_support(distributions.spherical(7, 4))  # 5**7 = 78 125

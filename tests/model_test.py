@@ -11,6 +11,8 @@ import tf_ama
 from tf_ama import menus
 from tf_ama.mechanism import exact_outcome, soft_payments
 
+from oracle import numpy_ama
+
 SHAPES = [
     ("additive_1x2_uniform", "lottery"),
     ("additive_2x2_uniform", "lottery"),
@@ -201,7 +203,7 @@ def test_mirrored_strategy_trains_and_replicas_draw_different_samples():
     assert np.isfinite(history.history["loss"][-1])
     assert int(model.optimizer.iterations.numpy()) == 3
 
-    per_replica = strategy.run(tf.function(lambda: model._step_valuations(tf.zeros([8, 0]))))
+    per_replica = strategy.run(tf.function(lambda: model._step_valuations(tf.zeros([8, 0]))[0]))
     first, second = strategy.experimental_local_results(per_replica)
     assert first.shape == second.shape == (8, 2, 2)
     assert not np.array_equal(first.numpy(), second.numpy())
@@ -267,11 +269,14 @@ def test_fit_refuses_valuations_of_the_wrong_shape():
                   steps_per_epoch=1, verbose=0)
 
 
-def test_two_replicas_take_the_same_step_as_one_device_on_the_global_batch():
-    """Gradients are summed across replicas, so each replica's loss is divided by their
-    number: one SGD step on a fixed global batch must not depend on the replica count."""
+@pytest.mark.parametrize("weighted", [False, True])
+def test_two_replicas_take_the_same_step_as_one_device_on_the_global_batch(weighted):
+    """Gradients are summed across replicas, so each replica's mean counts with its share of
+    the global batch: one SGD step on a fixed global batch must not depend on the replica
+    count, also with sample weights that give the two halves very different totals."""
     valuations = tf_ama.get_setting("additive_2x2_uniform").sample(64, seed=5)
-    dataset = tf.data.Dataset.from_tensors(valuations)
+    data = (valuations, (), tf.range(64.0) ** 2 / 1e3) if weighted else valuations
+    dataset = tf.data.Dataset.from_tensors(data)
     devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
     updates = []
     for strategy in (tf.distribute.OneDeviceStrategy(devices[0]),
@@ -285,6 +290,67 @@ def test_two_replicas_take_the_same_step_as_one_device_on_the_global_batch():
         updates.append([b - a for a, b in zip(_parameters(model), before)])
     for single, mirrored in zip(*updates):
         np.testing.assert_allclose(mirrored, single, rtol=1e-4, atol=1e-7)
+
+
+SPHERICAL = "unit_demand_2x4_spherical"
+
+
+def test_the_expectation_dataset_validates_to_the_exact_expected_revenue():
+    model = _model(SPHERICAL, seed=1)
+    dataset = tf_ama.expectation_dataset(SPHERICAL)
+    model.fit(dataset.repeat(), epochs=1, steps_per_epoch=5, verbose=0)
+    revenue = model.evaluate(dataset, verbose=0, return_dict=True)["revenue"]
+    # Oracle: the probability-weighted sum of the loop AMA's payments over every profile.
+    profiles, probabilities = tf_ama.distributions.finite_support(
+        tf_ama.get_setting(SPHERICAL).distribution_fn(tf.float64))
+    payments = numpy_ama(profiles, *model.exact_menu())["payments"]
+    expected = float(np.sum(probabilities * payments.sum(axis=1)))
+    assert expected > 0.1
+    assert revenue == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_step_on_the_expectation_dataset_equals_one_on_every_profile_repeated():
+    """Base 2: the probabilities are multiplicities / 961, so the 961 profiles with their
+    multiplicities are the same expectation; one SGD step must be the same."""
+    profiles, probabilities = tf_ama.distributions.finite_support(
+        tf_ama.get_setting(SPHERICAL).distribution_fn(tf.float64))
+    counts = np.rint(probabilities * 961).astype(int)
+    assert counts.sum() == 961 and np.allclose(counts / 961, probabilities, rtol=1e-12, atol=0)
+    datasets = (tf_ama.expectation_dataset(SPHERICAL),
+                tf.data.Dataset.from_tensors(tf.constant(np.repeat(profiles, counts, 0), tf.float32)))
+    updates = []
+    for dataset in datasets:
+        model = tf_ama.AffineMaximizerAuction(SPHERICAL, menu_size=16, seed=3)
+        model.compile(optimizer=keras.optimizers.SGD(1.0))
+        before = _parameters(model)
+        history = model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
+        updates.append([b - a for a, b in zip(_parameters(model), before)])
+        updates[-1].append(history.history["loss"])
+    for weighted, repeated in zip(*updates):
+        np.testing.assert_allclose(weighted, repeated, rtol=1e-4, atol=1e-7)
+    assert max(np.abs(u).max() for u in updates[0]) > 1e-4
+
+
+@pytest.mark.parametrize("sample_weight,error,match", [
+    (tf.ones([7]), tf.errors.InvalidArgumentError, "one weight per profile"),
+    (-tf.ones([8]), tf.errors.InvalidArgumentError, ">= 0"),
+    (tf.fill([8], np.nan), tf.errors.InvalidArgumentError, ">= 0"),
+    (tf.fill([8], np.inf), tf.errors.InvalidArgumentError, "finite"),
+    (tf.zeros([8]), tf.errors.InvalidArgumentError, "sums to 0"),
+    (tf.ones([8], tf.int32), ValueError, "float vector"),
+    (tf.ones([8, 2]), ValueError, "float vector"),
+])
+def test_bad_sample_weights_are_refused_by_name(sample_weight, error, match):
+    model = _model()
+    dataset = tf.data.Dataset.from_tensors((tf.ones([8, 2, 2]), None, sample_weight))
+    with pytest.raises(error, match=match):
+        model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
+
+
+def test_sample_weights_with_fresh_valuations_are_refused():
+    dataset = tf.data.Dataset.from_tensors((tf.zeros([8, 0]), None, tf.ones([8]))).repeat()
+    with pytest.raises(ValueError, match="Drop sample_weight"):
+        _model().fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
 
 
 def test_validation_on_fresh_valuations_is_refused():

@@ -90,3 +90,40 @@ def test_default_micro_batch_is_a_power_of_two_that_stays_small():
     for m, k in [(1, 1), (5, 4096), (3, 100000)]:
         size = default_micro_batch_size(m, k)
         assert 8 <= size <= 4096 and size & (size - 1) == 0
+
+
+@pytest.mark.parametrize("micro_batch_size", [None, 3, 5])
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_sample_weights_give_the_weighted_mean_of_the_plain_formula(micro_batch_size, jit_compile):
+    valuations, build, logits, boosts, log_weights = _random_problem(2, 4, 9, 13, "unit_demand", 6)
+    allocations = build()
+    full_boosts = tf.concat([tf.zeros([1], tf.float64), boosts], 0)
+    weights = tf.exp(log_weights)
+    sample_weight = np.random.RandomState(7).rand(13) * 3.0
+    sample_weight[[0, 5]] = 0.0  # profiles that do not count at all
+    sample_weight = tf.constant(sample_weight)
+    with tf.GradientTape() as tape:
+        tape.watch([allocations, full_boosts, weights])
+        per_profile = tf.reduce_sum(
+            soft_payments(valuations, allocations, full_boosts, weights, 100.0), axis=1)
+        expected = tf.reduce_sum(sample_weight * per_profile) / tf.reduce_sum(sample_weight)
+    expected_grads = tape.gradient(expected, [allocations, full_boosts, weights])
+    revenue, grads = batched_revenue_and_gradients(
+        valuations, allocations, full_boosts, weights, 100.0, micro_batch_size, jit_compile,
+        sample_weight=sample_weight)
+    assert float(revenue) == pytest.approx(float(expected), rel=1e-12)
+    for got, want in zip(grads, expected_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
+
+
+def test_integer_sample_weights_equal_repeating_the_profiles():
+    valuations, build, logits, boosts, log_weights = _random_problem(3, 2, 7, 6, "additive", 8)
+    menu = (build(), tf.concat([tf.zeros([1], tf.float64), boosts], 0), tf.exp(log_weights))
+    counts = np.array([3, 0, 1, 2, 5, 1])
+    weighted = batched_revenue_and_gradients(valuations, *menu, 100.0, 4,
+                                             sample_weight=tf.constant(counts, tf.float64))
+    repeated = batched_revenue_and_gradients(
+        tf.repeat(valuations, counts, axis=0), *menu, 100.0, 4)
+    assert float(weighted[0]) == pytest.approx(float(repeated[0]), rel=1e-12)
+    for got, want in zip(weighted[1], repeated[1]):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)

@@ -11,7 +11,8 @@ from tf_ama.distributions import list_distributions, register_distribution
 from tf_ama.mechanism import exact_outcome, regret_certificate, soft_payments
 from tf_ama.menus import deterministic_allocations
 from tf_ama.plots import plot_menu, plot_training_curves
-from tf_ama.model import AffineMaximizerAuction, fresh_valuations, valuation_dataset
+from tf_ama.model import (AffineMaximizerAuction, expectation_dataset, fresh_valuations,
+                          valuation_dataset)
 from tf_ama.settings import Setting, get_setting, list_settings
 from tf_ama.training import TrainingConfig, train_run
 

@@ -143,6 +143,40 @@ def make_distribution(name, num_bidders, num_items, params=None, dtype=tf.float3
     return dist
 
 
+def finite_support(dist, max_profiles=1 << 16):
+    """Every profile of a discrete distribution and its probability, as float64 numpy arrays
+    `(profiles [S, num_bidders, num_items], probabilities [S])`, probabilities summing to 1.
+
+    Knows the shape of `spherical` (and of any distribution built the same way): bidders
+    independent, each a `tfd.MixtureSameFamily` of `tfd.Deterministic` points, i.e.
+    `Independent(MixtureSameFamily(Categorical, Independent(Deterministic)))` with the bidders
+    as the mixture's batch. `S` is the product of the bidders' point counts; more than
+    `max_profiles` is refused (sample instead).
+    """
+    mixture = dist.distribution if isinstance(dist, tfd.Independent) else None
+    points = (mixture.components_distribution
+              if isinstance(mixture, tfd.MixtureSameFamily) else None)
+    if not (isinstance(points, tfd.Independent)
+            and isinstance(points.distribution, tfd.Deterministic)):
+        raise ValueError(
+            f"finite_support knows bidders independent on finitely many points "
+            f"(Independent(MixtureSameFamily(Categorical, Independent(Deterministic))), e.g. "
+            f"'spherical'); got {dist.name}. Sample from it instead.")
+    locations = np.asarray(points.distribution.loc, np.float64)  # [m, P, n]
+    probabilities = np.asarray(mixture.mixture_distribution.probs_parameter(), np.float64)
+    num_bidders, num_points, num_items = locations.shape
+    if num_points ** num_bidders > max_profiles:
+        raise ValueError(
+            f"The support has {num_points}**{num_bidders} = {num_points ** num_bidders:,} "
+            f"profiles, more than max_profiles={max_profiles:,}. Sample instead, or raise "
+            "max_profiles.")
+    choice = np.indices((num_points,) * num_bidders).reshape(num_bidders, -1).T  # [S, m]
+    bidders = np.arange(num_bidders)
+    profiles = locations[bidders, choice]  # [S, m, n]
+    joint = np.prod(probabilities[bidders, choice], axis=1)
+    return profiles, joint / joint.sum()
+
+
 def check_event_shape(dist, num_bidders, num_items):
     if not isinstance(dist, tfd.Distribution):
         raise TypeError(

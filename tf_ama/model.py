@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ama import menus, relaxation
+from tf_ama import distributions, menus, relaxation
 from tf_ama.mechanism import exact_outcome
 from tf_ama.settings import Setting, get_setting
 
@@ -41,6 +41,22 @@ def valuation_dataset(setting, num_samples, seed, batch_size=4096):
     """A fixed `tf.data.Dataset` of `num_samples` valuation profiles (e.g. for validation)."""
     setting = get_setting(setting)
     return tf.data.Dataset.from_tensor_slices(setting.sample(num_samples, seed)).batch(batch_size)
+
+
+def expectation_dataset(setting):
+    """One batch `(profiles, (), probabilities)` of EVERY profile of a discrete setting
+    (`distributions.finite_support`), for `fit` and `evaluate`: Keras' `(x, y, sample_weight)`
+    with no targets (`()` rather than None, which `tf.distribute` cannot split).
+
+    With the probabilities as sample weights, a step's mean is the exact expectation:
+    training on it is noise-free gradient ascent on the expected soft revenue, and
+    validating on it reports the exact expected revenue (no standard error). For training,
+    repeat it: `fit(expectation_dataset(s).repeat(), steps_per_epoch=...)`.
+    """
+    setting = get_setting(setting)
+    profiles, probabilities = distributions.finite_support(setting.distribution_fn(tf.float64))
+    return tf.data.Dataset.from_tensors((tf.constant(profiles, tf.float32), (),
+                                         tf.constant(probabilities, tf.float32)))
 
 
 @keras.saving.register_keras_serializable(package="tf_ama")
@@ -229,27 +245,32 @@ class AffineMaximizerAuction(keras.Model):
 
     # ------------------------------------------------------------------------------ training
     def _step_valuations(self, data):
-        """Valuations for this step: `data` itself, or fresh samples if it is `[batch, 0]`."""
-        if isinstance(data, (tuple, list)):
-            data = data[0]
-        if data.shape.rank == 2 and data.shape[-1] == 0:
+        """`(valuations, sample_weight)` for this step: the data's own (`x`, or `(x, y,
+        sample_weight)` with `y` ignored), or fresh samples if `x` is `[batch, 0]`."""
+        valuations, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if valuations.shape.rank == 2 and valuations.shape[-1] == 0:
+            if sample_weight is not None:
+                raise ValueError(
+                    "`sample_weight` weighs given valuations; with fresh_valuations(...) the "
+                    "model draws its own samples, which have no weights. Drop sample_weight.")
             context = tf.distribute.get_replica_context()
             replica = context.replica_id_in_sync_group if context is not None else 0
             seed = tf.random.experimental.stateless_fold_in(
                 tf.constant([self.data_seed, 0x5EED], tf.int32), self.optimizer.iterations)
             seed = tf.random.experimental.stateless_fold_in(seed, replica)
-            return self.valuation_distribution.sample(tf.shape(data)[0], seed=seed)
+            return self.valuation_distribution.sample(tf.shape(valuations)[0], seed=seed), None
         expected = [self.setting.num_bidders, self.setting.num_items]
-        if data.shape.rank != 3 or data.shape[1:].as_list() != expected:
+        if valuations.shape.rank != 3 or valuations.shape[1:].as_list() != expected:
             raise ValueError(
                 f"`x` must be valuations [batch, num_bidders, num_items] = [batch, {expected[0]}, "
                 f"{expected[1]}] or tf_ama.fresh_valuations(batch_size) (the model then draws "
-                f"its own); got a batch of shape {data.shape}.")
-        return tf.cast(data, tf.float32)
+                f"its own); got a batch of shape {valuations.shape}.")
+        if sample_weight is not None:
+            sample_weight = _checked_sample_weight(sample_weight, valuations)
+        return tf.cast(valuations, tf.float32), sample_weight
 
     def train_step(self, data):
-        valuations = self._step_valuations(data)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        valuations, sample_weight = self._step_valuations(data)
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
             menu = self.menu(valuations.dtype)  # built once per step, whatever the micro-batches
@@ -257,12 +278,23 @@ class AffineMaximizerAuction(keras.Model):
         # micro-batches by the fused kernel; the tape then carries them to the variables.
         revenue, menu_gradients = relaxation.batched_revenue_and_gradients(
             valuations, *menu, self.temperature, micro_batch_size=self._micro_batch(),
-            jit_compile=self.jit_objective)
-        # Minimize -revenue; gradients are summed across replicas, hence the division.
+            jit_compile=self.jit_objective, sample_weight=sample_weight)
+        # Minimize -revenue. Gradients are summed across replicas, so each replica's mean
+        # counts with its share of the global batch (of the total weight): the sum is the
+        # global batch's (weighted) mean, whatever the split (1 with one replica).
+        local = (tf.cast(tf.shape(valuations)[0], valuations.dtype) if sample_weight is None
+                 else tf.reduce_sum(sample_weight))
+        total = tf.distribute.get_replica_context().all_reduce("sum", local)
+        if sample_weight is not None:
+            with tf.control_dependencies([tf.debugging.assert_positive(total, message=(
+                    "`sample_weight` sums to 0 over a step's batch: give some profile a "
+                    "positive weight."))]):
+                total = tf.identity(total)
+        share = local / total
         gradients = tape.gradient(menu, variables,
-                                  output_gradients=[-g / replicas for g in menu_gradients])
+                                  output_gradients=[-g * share for g in menu_gradients])
         self.optimizer.apply_gradients(zip(gradients, variables))
-        self.loss_tracker.update_state(-revenue)
+        self.loss_tracker.update_state(-revenue, sample_weight=local)
         return {"loss": self.loss_tracker.result()}
 
     def _micro_batch(self):
@@ -271,15 +303,15 @@ class AffineMaximizerAuction(keras.Model):
         return self.micro_batch_size
 
     def test_step(self, data):
-        if isinstance(data, (tuple, list)):
-            data = data[0]
-        if data.shape.rank == 2 and data.shape[-1] == 0:
+        valuations, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if valuations.shape.rank == 2 and valuations.shape[-1] == 0:
             raise ValueError(
                 "Validation needs valuations: fresh_valuations(...) would draw the same samples "
                 "for every batch. Use tf_ama.valuation_dataset(setting, num_samples, seed).")
-        valuations = self._step_valuations(data)
+        valuations, sample_weight = self._step_valuations(data)
         outcome = self(tf.cast(valuations, tf.float64))
-        self.revenue_tracker.update_state(tf.reduce_sum(outcome["payments"], axis=1))
+        self.revenue_tracker.update_state(tf.reduce_sum(outcome["payments"], axis=1),
+                                          sample_weight=sample_weight)
         return {"revenue": self.revenue_tracker.result()}
 
     @property
@@ -308,3 +340,23 @@ class AffineMaximizerAuction(keras.Model):
         config = dict(config)
         config["setting"] = Setting.from_dict(config["setting"])
         return cls(**config)
+
+
+def _checked_sample_weight(sample_weight, valuations):
+    """`sample_weight` as float32 `[batch]` after checking it (a clear error, not a NaN step)."""
+    sample_weight = tf.convert_to_tensor(sample_weight)
+    if not sample_weight.dtype.is_floating or sample_weight.shape.rank != 1:
+        raise ValueError(
+            f"`sample_weight` must be a float vector [batch], one weight per profile; got "
+            f"dtype {sample_weight.dtype.name}, shape {sample_weight.shape}.")
+    sample_weight = tf.cast(sample_weight, tf.float32)
+    checks = [
+        tf.debugging.assert_equal(tf.shape(sample_weight)[0], tf.shape(valuations)[0], message=(
+            "`sample_weight` must have one weight per profile of `x` (same batch size).")),
+        tf.debugging.assert_greater_equal(sample_weight, 0.0, message=(
+            "`sample_weight` must be finite and >= 0 (weights, e.g. probabilities).")),
+        tf.debugging.assert_less(sample_weight, np.inf, message=(
+            "`sample_weight` must be finite and >= 0 (weights, e.g. probabilities).")),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(sample_weight)

@@ -7,13 +7,16 @@ traffic. `soft_revenue` computes the same value with the gradient written out:
 
     u[b,i,k] = sum_j a[k,i,j] v[b,i,j]          W = sum_i w_i u_i + b     O_i = W - w_i u_i
     pi = softmax(l W)      s_i = softmax(l O_i)      E_s,i = <s_i, O_i>    E_pi,i = <pi, O_i>
-    R  = mean_b sum_i (E_s,i - E_pi,i) / w_i
+    R  = sum_b c_b sum_i (E_s,i - E_pi,i) / w_i
 
-    dR/dO_i[k] = c / w_i * ( s_i[k] (1 + l (O_i[k] - E_s,i)) - pi[k] )          (c = 1 / batch)
-    dR/dW[k]   = -c * l * pi[k] * sum_i (O_i[k] - E_pi,i) / w_i  +  sum_i dR/dO_i[k]
+    dR/dO_i[k] = c_b / w_i * ( s_i[k] (1 + l (O_i[k] - E_s,i)) - pi[k] )
+    dR/dW[k]   = -l * pi[k] * sum_i c_b (O_i[k] - E_pi,i) / w_i  +  sum_i dR/dO_i[k]
     dR/du_i[k] = w_i * (dR/dW[k] - dR/dO_i[k])
     dR/da      = sum_b dR/du[b] v[b]   (one contraction)      dR/db = sum_b dR/dW
-    dR/dw_i    = -c sum_b p_i / w_i + sum_b sum_k (dR/dW[k] - dR/dO_i[k]) u_i[k]
+    dR/dw_i    = -sum_b c_b p_i / w_i + sum_b sum_k (dR/dW[k] - dR/dO_i[k]) u_i[k]
+
+where `c_b` is profile `b`'s share of the mean: `1 / batch`, or `s_b / sum s` for sample
+weights `s` (e.g. the probabilities of a finite support, `tf_ama.expectation_dataset`).
 
 so only `u`, `O`, the two softmaxes and the gradients with respect to `W` and `O` are ever
 materialized. `tests/relaxation_test.py` checks value and gradients against automatic
@@ -48,8 +51,9 @@ def soft_revenue(valuations, allocations, boosts, bidder_weights, temperature):
 
 @tf.custom_gradient
 def _soft_revenue(valuations, allocations, boosts, bidder_weights, temperature):
+    ones = tf.ones(tf.shape(valuations)[:1], valuations.dtype)
     total, gradients = revenue_and_gradients(
-        valuations, allocations, boosts, bidder_weights, temperature)
+        valuations, allocations, boosts, bidder_weights, temperature, ones)
     batch = tf.cast(tf.shape(valuations)[0], valuations.dtype)
 
     def gradient(upstream):
@@ -58,9 +62,11 @@ def _soft_revenue(valuations, allocations, boosts, bidder_weights, temperature):
     return total / batch, gradient
 
 
-def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature):
-    """Soft revenue SUMMED over the batch, and its gradients (also summed) with respect to
-    `allocations` `[K, m, n]`, `boosts` `[K]` and `bidder_weights` `[m]` (formulas above).
+def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature,
+                          sample_weight):
+    """Soft revenue SUMMED over the batch, each profile times its `sample_weight` `[B]`, and
+    its gradients (also weighted sums) with respect to `allocations` `[K, m, n]`, `boosts`
+    `[K]` and `bidder_weights` `[m]` (formulas above).
 
     Sums, so that micro-batches add up; `temperature` is a scalar tensor. Internally the
     `[m, B, K]` (bidder-major) layout makes both contractions plain batched matmuls, with no
@@ -71,6 +77,8 @@ def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, tempe
     # Divisions are multiplications by reciprocals: a division per element of an [m, B, K]
     # tensor costs several multiplications' time (measured: the step 5-15 % faster).
     inverse_w = 1.0 / w
+    # Each profile's weight rides on the 1 / w_i factor every per-profile term already has.
+    scale = inverse_w * sample_weight[None, :, None]  # [m, B, 1]
     bids_by_bidder = tf.transpose(valuations, [1, 0, 2])  # [m, B, n]
     values = tf.matmul(bids_by_bidder, tf.transpose(allocations, [1, 2, 0]))  # u: [m, B, K]
     weighted = w * values
@@ -80,11 +88,11 @@ def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, tempe
     counterfactual = _softmax(lam * others)  # s: [m, B, K]
     expected_without = tf.reduce_sum(counterfactual * others, axis=-1, keepdims=True)  # [m, B, 1]
     expected_with = tf.reduce_sum(chosen[None] * others, axis=-1, keepdims=True)  # [m, B, 1]
-    payments = (expected_without - expected_with) * inverse_w  # [m, B, 1]
+    payments = (expected_without - expected_with) * scale  # weighted: [m, B, 1]
 
     grad_others = (counterfactual * (1.0 + lam * (others - expected_without))
-                   - chosen[None]) * inverse_w
-    spread = tf.reduce_sum((others - expected_with) * inverse_w, axis=0)  # [B, K]
+                   - chosen[None]) * scale
+    spread = tf.reduce_sum((others - expected_with) * scale, axis=0)  # [B, K]
     grad_welfare = -lam * chosen * spread + tf.reduce_sum(grad_others, axis=0)  # [B, K]
     grad_values_unweighted = grad_welfare[None] - grad_others  # dR/du / w: [m, B, K]
     grad_allocations = tf.transpose(  # [m, K, n] -> [K, m, n]
@@ -120,7 +128,7 @@ _KERNELS = {
 
 
 def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature,
-                                  micro_batch_size=None, jit_compile=False):
+                                  micro_batch_size=None, jit_compile=False, sample_weight=None):
     """Mean soft revenue of the batch and its gradients, over micro-batches of the batch.
 
     The batch is cut into micro-batches of `micro_batch_size` profiles (the last one may be
@@ -129,25 +137,36 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
     time, small enough to stay in cache. `jit_compile` compiles the per-micro-batch kernel
     with XLA, which fuses its elementwise passes.
 
+    Args:
+      sample_weight: optional `[batch]` weights >= 0 (not all 0): the mean is then
+        `sum_b s_b R_b / sum_b s_b`, as for Keras' weighted metrics. With the probabilities
+        of a finite support as weights, it is the exact expectation.
+
     Returns:
-      `(revenue, (grad_allocations, grad_boosts, grad_weights))`, means over the batch.
+      `(revenue, (grad_allocations, grad_boosts, grad_weights))`, (weighted) means over the
+      batch.
     """
     kernel = _KERNELS[bool(jit_compile)]
     temperature = tf.constant(temperature, valuations.dtype)
     batch = tf.shape(valuations)[0]
+    if sample_weight is None:
+        sample_weight = tf.ones([batch], valuations.dtype)
     micro = micro_batch_size
     if micro is None:
-        total, gradients = kernel(valuations, allocations, boosts, bidder_weights, temperature)
+        total, gradients = kernel(valuations, allocations, boosts, bidder_weights, temperature,
+                                  sample_weight)
     else:
         _, num_bidders, num_items = valuations.shape
         full = batch // micro
         blocks = tf.reshape(valuations[:full * micro], [full, micro, num_bidders, num_items])
+        weight_blocks = tf.reshape(sample_weight[:full * micro], [full, micro])
 
         zeros = (tf.zeros_like(allocations), tf.zeros_like(boosts), tf.zeros_like(bidder_weights))
 
         def body(index, total, gradients):
             partial, partial_gradients = kernel(
-                blocks[index], allocations, boosts, bidder_weights, temperature)
+                blocks[index], allocations, boosts, bidder_weights, temperature,
+                weight_blocks[index])
             return (index + 1, total + partial,
                     tuple(g + p for g, p in zip(gradients, partial_gradients)))
 
@@ -157,9 +176,13 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
         remainder = valuations[full * micro:]
         partial, partial_gradients = tf.cond(
             tf.shape(remainder)[0] > 0,
-            lambda: kernel(remainder, allocations, boosts, bidder_weights, temperature),
+            lambda: kernel(remainder, allocations, boosts, bidder_weights, temperature,
+                           sample_weight[full * micro:]),
             lambda: (tf.zeros([], valuations.dtype), zeros))
         total += partial
         gradients = tuple(g + p for g, p in zip(gradients, partial_gradients))
-    scale = tf.cast(batch, valuations.dtype)
-    return total / scale, tuple(g / scale for g in gradients)
+    # A sum of ones is exact: without weights this is the batch size. A batch of weight 0
+    # (one replica's share of a weighted batch can be) has mean 0, not NaN.
+    scale = tf.reduce_sum(sample_weight)
+    return (tf.math.divide_no_nan(total, scale),
+            tuple(tf.math.divide_no_nan(g, scale) for g in gradients))
