@@ -47,6 +47,28 @@ def test_bad_input_prints_one_line_and_exits_2(tmp_path, argv, message):
     assert "Traceback" not in result.stderr
 
 
+def test_train_on_the_exact_expectation_of_a_discrete_setting(tmp_path, capsys):
+    out = os.path.join(tmp_path, "sph")
+    assert main(["train", "unit_demand_2x4_spherical", "--menu-size", "16", "--steps", "20",
+                 "--steps-per-epoch", "10", "--exact-expectation", "--samples", "2000",
+                 "--out", out]) == 0
+    assert json.load(open(os.path.join(out, runs.CONFIG)))["training"]["exact_expectation"]
+    lines = open(os.path.join(out, runs.HISTORY)).read().splitlines()
+    validated = float(lines[-1].split(",")[lines[0].split(",").index("val_revenue")])
+    model, _ = runs.load_run(out)
+    profiles, probabilities = tf_ama.distributions.finite_support(
+        model.setting.distribution_fn("float64"))
+    payments = model(profiles)["payments"].numpy().sum(axis=1)
+    assert validated == pytest.approx(float(np.dot(probabilities, payments)), rel=1e-6)
+
+    # A continuous setting has no finite support: refused before anything is written.
+    capsys.readouterr()
+    bad = os.path.join(tmp_path, "uniform")
+    assert main(["train", "additive_2x2_uniform", "--exact-expectation", "--out", bad]) == 2
+    assert "finitely many points" in capsys.readouterr().err
+    assert not os.path.exists(bad)
+
+
 @pytest.mark.slow
 def test_unit_demand_report_shows_baselines_that_do_not_apply(tmp_path, capsys):
     out = os.path.join(tmp_path, "ud")

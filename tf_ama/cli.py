@@ -55,7 +55,8 @@ def _train(args):
         steps_per_epoch=min(args.steps_per_epoch, args.steps),
         validation_samples=args.validation_samples, evaluation_samples=args.samples,
         jit_compile={"auto": "auto", "on": True, "off": False}[args.jit],
-        final_temperature=args.final_temperature, anneal_fraction=args.anneal_fraction)
+        final_temperature=args.final_temperature, anneal_fraction=args.anneal_fraction,
+        exact_expectation=args.exact_expectation)
     model_kwargs = dict(menu=args.menu, menu_size=args.menu_size, temperature=args.temperature,
                         seed=args.seed, micro_batch_size=args.micro_batch_size,
                         learn_bidder_weights=args.learn_bidder_weights)
@@ -176,6 +177,10 @@ def build_parser():
                           "last --anneal-fraction of the epochs (learning rate scaled down "
                           "in proportion)")
     sub.add_argument("--anneal-fraction", type=float, default=0.4)
+    sub.add_argument("--exact-expectation", action="store_true",
+                     help="discrete settings (e.g. spherical): train and validate on every "
+                          "profile weighted by its probability, with no sampling noise "
+                          "(--batch-size and --validation-samples are then unused)")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--learn-bidder-weights", action=argparse.BooleanOptionalAction,
                      default=None, help="default: only for asymmetric settings")

@@ -18,7 +18,8 @@ import keras
 
 from tf_ama import runs
 from tf_ama.annealing import TemperatureScheduler, annealing_schedule, is_positive_finite
-from tf_ama.model import AffineMaximizerAuction, fresh_valuations, valuation_dataset
+from tf_ama.model import (AffineMaximizerAuction, expectation_dataset, fresh_valuations,
+                          valuation_dataset)
 from tf_ama.settings import get_setting
 
 
@@ -38,6 +39,10 @@ class TrainingConfig:
     # learning rate falling in proportion. None: the temperature stays fixed.
     final_temperature: Optional[float] = None
     anneal_fraction: float = 0.4
+    # Discrete settings: train and validate on every profile weighted by its probability
+    # (tf_ama.expectation_dataset) instead of on samples; batch_size and
+    # validation_samples are then unused.
+    exact_expectation: bool = False
 
     def __post_init__(self):
         for field in ("steps", "batch_size", "steps_per_epoch", "validation_samples",
@@ -58,6 +63,9 @@ class TrainingConfig:
         if final is not None and not is_positive_finite(final):
             raise ValueError(f"`final_temperature` must be None or a finite number > 0; got "
                              f"{self.final_temperature!r}.")
+        if not isinstance(self.exact_expectation, bool):
+            raise ValueError(f"`exact_expectation` must be True or False; got "
+                             f"{self.exact_expectation!r}.")
         if not 0 < self.anneal_fraction <= 1:
             raise ValueError(f"`anneal_fraction` must be in (0, 1]; got {self.anneal_fraction!r}.")
 
@@ -94,6 +102,12 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
     if not isinstance(training, TrainingConfig):
         raise TypeError(f"`training` must be a tf_ama.TrainingConfig; got {type(training).__name__}.")
     model = AffineMaximizerAuction(setting, **(model_kwargs or {}))
+    if training.exact_expectation:  # refused here, before any file is written, if not discrete
+        data = validation = expectation_dataset(setting)
+        data = data.repeat()
+    else:
+        data = fresh_valuations(training.batch_size)
+        validation = valuation_dataset(setting, training.validation_samples, seed=model.seed + 1)
     config = {
         "setting": setting.to_dict(),
         "model": {k: v for k, v in model.get_config().items()
@@ -120,11 +134,10 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     model.fit(
-        fresh_valuations(training.batch_size),
+        data,
         epochs=training.epochs,
         steps_per_epoch=training.steps_per_epoch,
-        validation_data=valuation_dataset(
-            setting, training.validation_samples, seed=model.seed + 1),
+        validation_data=validation,
         callbacks=[
             # double_checkpoint: a checkpoint killed mid-write falls back to the previous one.
             keras.callbacks.BackupAndRestore(os.path.join(out, runs.BACKUP),
@@ -136,7 +149,7 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
             *callbacks,
         ],
         verbose=verbose,
-        shuffle=False,  # the model draws its own samples; there is nothing to shuffle
+        shuffle=False,  # the data is one repeated batch; there is nothing to shuffle
     )
     runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
     return model
