@@ -214,6 +214,7 @@ def test_mirrored_strategy_trains_and_replicas_draw_different_samples():
     ({"menu_size": 0}, "menu_size"),
     ({"menu_size": 1}, "menu_size"),
     ({"init_scale": float("nan")}, "init_scale"),
+    ({"boost_init_scale": -1.0}, "boost_init_scale"),
     ({"temperature": -1.0}, "temperature"),
     ({"micro_batch_size": 0}, "micro_batch_size"),
     ({"seed": "zero"}, "seed"),
@@ -247,6 +248,24 @@ def test_initial_logits_are_rebuilt_from_the_seed_and_the_winning_ticket_uses_th
     np.testing.assert_array_equal(ticket.allocation_logits[0].numpy(), initial[0][[2, 6]])
     with pytest.raises(ValueError, match="entries"):
         model.winning_ticket([12])
+
+
+def test_random_initial_boosts_are_seeded_and_the_winning_ticket_keeps_them():
+    assert not _model(seed=4).learned_boosts.numpy().any()  # default: every boost starts at 0
+    model = _model(menu_size=400, seed=4, boost_init_scale=2.0)
+    boosts = model.learned_boosts.numpy()
+    np.testing.assert_array_equal(boosts, _model(menu_size=400, seed=4,
+                                                 boost_init_scale=2.0).learned_boosts.numpy())
+    assert not np.array_equal(boosts, _model(menu_size=400, seed=5,
+                                             boost_init_scale=2.0).learned_boosts.numpy())
+    assert abs(boosts.std() - 2.0) < 0.3 and abs(boosts.mean()) < 0.3
+    # The logits do not depend on the boosts' scale: same seed, same initial lotteries.
+    np.testing.assert_array_equal(model.allocation_logits[0].numpy(),
+                                  _model(menu_size=400, seed=4).allocation_logits[0].numpy())
+    model.fit(tf_ama.fresh_valuations(64), epochs=1, steps_per_epoch=2, verbose=0)
+    ticket = model.winning_ticket([5, 9])
+    np.testing.assert_array_equal(ticket.learned_boosts.numpy(), boosts[[4, 8]])
+    assert ticket.boost_init_scale == 2.0
 
 
 def test_data_seed_changes_the_samples_but_not_the_initialization():

@@ -59,7 +59,8 @@ def _train(args):
         exact_expectation=args.exact_expectation)
     model_kwargs = dict(menu=args.menu, menu_size=args.menu_size, temperature=args.temperature,
                         seed=args.seed, micro_batch_size=args.micro_batch_size,
-                        learn_bidder_weights=args.learn_bidder_weights)
+                        learn_bidder_weights=args.learn_bidder_weights,
+                        boost_init_scale=args.boost_init_scale)
     model = train_run(args.setting, args.out, model_kwargs, training)
     report = evaluate(model, num_samples=training.evaluation_samples, seed=args.seed + 2)
     runs.write_json_atomic(os.path.join(args.out, runs.EVALUATION), report.to_dict())
@@ -182,6 +183,8 @@ def build_parser():
                           "profile weighted by its probability, with no sampling noise "
                           "(--batch-size and --validation-samples are then unused)")
     sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--boost-init-scale", type=float, default=0.0,
+                     help="standard deviation of the initial boosts (default 0: all start at 0)")
     sub.add_argument("--learn-bidder-weights", action=argparse.BooleanOptionalAction,
                      default=None, help="default: only for asymmetric settings")
     sub.add_argument("--steps-per-epoch", type=_positive_int, default=100,

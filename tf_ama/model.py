@@ -82,11 +82,14 @@ class AffineMaximizerAuction(keras.Model):
       jit_objective: compile the per-micro-batch objective kernel with XLA (fuses its
         elementwise passes; measured ~2x faster on CPU, benchmarks/README.md).
       init_scale: standard deviation of the initial allocation logits.
+      boost_init_scale: standard deviation of the initial boosts (seeded like the logits);
+        0 (default): all boosts start at 0. Random boosts let different entries win on
+        different profiles from the first step, so restarts explore more varied menus.
     """
 
     def __init__(self, setting, menu="lottery", menu_size=2048, temperature=100.0,
                  learn_bidder_weights=None, seed=0, micro_batch_size="auto", init_scale=1.0,
-                 data_seed=None, jit_objective=True, **kwargs):
+                 data_seed=None, jit_objective=True, boost_init_scale=0.0, **kwargs):
         super().__init__(**kwargs)
         setting = Setting.from_dict(setting) if isinstance(setting, dict) else get_setting(setting)
         if menu not in MENUS:
@@ -100,6 +103,9 @@ class AffineMaximizerAuction(keras.Model):
                              f"is the empty allocation); got {menu_size!r}.")
         if not np.isfinite(init_scale) or init_scale <= 0:
             raise ValueError(f"`init_scale` must be finite and > 0; got {init_scale!r}.")
+        if not np.isfinite(boost_init_scale) or boost_init_scale < 0:
+            raise ValueError(f"`boost_init_scale` must be finite and >= 0; got "
+                             f"{boost_init_scale!r}.")
         if not np.isfinite(temperature) or temperature <= 0:
             raise ValueError(f"`temperature` must be finite and > 0; got {temperature!r}.")
         if micro_batch_size not in (None, "auto") and (
@@ -122,6 +128,7 @@ class AffineMaximizerAuction(keras.Model):
         self.micro_batch_size = micro_batch_size
         self.jit_objective = bool(jit_objective)
         self.init_scale = float(init_scale)
+        self.boost_init_scale = float(boost_init_scale)
         self.valuation_distribution = setting.distribution_fn()
         self._create_parameters()
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -154,8 +161,11 @@ class AffineMaximizerAuction(keras.Model):
             self.fixed_allocations = self.add_weight(
                 shape=(k, m, n), initializer=keras.initializers.Constant(table),
                 trainable=False, dtype=dtype, name="allocations")
+        boost_init = ("zeros" if fixed or not self.boost_init_scale else
+                      self._logit_initializer(3, self.boost_init_scale))
         self.learned_boosts = self.add_weight(
-            shape=(learned,), initializer="zeros", trainable=not fixed, dtype=dtype, name="boosts")
+            shape=(learned,), initializer=boost_init, trainable=not fixed, dtype=dtype,
+            name="boosts")
         if fixed:  # a given menu is served with exactly the given weights (exp(log w) != w)
             self.fixed_bidder_weights = self.add_weight(
                 shape=(m,), initializer="ones", trainable=False, dtype=dtype,
@@ -165,10 +175,11 @@ class AffineMaximizerAuction(keras.Model):
                 shape=(m,), initializer="zeros", trainable=self.learn_bidder_weights,
                 dtype=dtype, name="log_bidder_weights")
 
-    def _logit_initializer(self, offset):
+    def _logit_initializer(self, offset, stddev=None):
         # Seeded Keras initializers return the same values at every call.
         return keras.initializers.RandomNormal(
-            stddev=self.init_scale, seed=(self.seed * 1000 + offset) % 2**31)
+            stddev=self.init_scale if stddev is None else stddev,
+            seed=(self.seed * 1000 + offset) % 2**31)
 
     def initial_allocation_logits(self):
         """The initial values of the allocation logits (lottery menus) as numpy arrays, rebuilt
@@ -181,7 +192,7 @@ class AffineMaximizerAuction(keras.Model):
 
     def winning_ticket(self, entries, seed=None):
         """A new, untrained lottery AMA whose menu is `entries` of this one, initialized with
-        their initial logits (boosts 0); the empty entry 0 is always first.
+        their initial logits and boosts; the empty entry 0 is always first.
 
         Args:
           entries: menu indices of this model (e.g. those used after training; 0 is ignored).
@@ -194,9 +205,14 @@ class AffineMaximizerAuction(keras.Model):
                             temperature=self.temperature, learn_bidder_weights=self.learn_bidder_weights,
                             seed=self.seed, data_seed=self.data_seed if seed is None else seed,
                             micro_batch_size=self.micro_batch_size, init_scale=self.init_scale,
+                            boost_init_scale=self.boost_init_scale,
                             jit_objective=self.jit_objective)
         for variable, initial in zip(ticket.allocation_logits, self.initial_allocation_logits()):
             variable.assign(initial[np.asarray(rows) - 1])
+        if self.boost_init_scale:
+            boosts = self._logit_initializer(3, self.boost_init_scale)(
+                self.learned_boosts.shape, dtype=self.learned_boosts.dtype)
+            ticket.learned_boosts.assign(np.asarray(boosts)[np.asarray(rows) - 1])
         return ticket
 
     def menu(self, dtype=tf.float32):
@@ -303,7 +319,7 @@ class AffineMaximizerAuction(keras.Model):
         return self.micro_batch_size
 
     def test_step(self, data):
-        valuations, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        valuations = keras.utils.unpack_x_y_sample_weight(data)[0]
         if valuations.shape.rank == 2 and valuations.shape[-1] == 0:
             raise ValueError(
                 "Validation needs valuations: fresh_valuations(...) would draw the same samples "
@@ -332,6 +348,7 @@ class AffineMaximizerAuction(keras.Model):
             micro_batch_size=self.micro_batch_size,
             jit_objective=self.jit_objective,
             init_scale=self.init_scale,
+            boost_init_scale=self.boost_init_scale,
         )
         return config
 

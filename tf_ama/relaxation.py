@@ -138,9 +138,10 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
     with XLA, which fuses its elementwise passes.
 
     Args:
-      sample_weight: optional `[batch]` weights >= 0 (not all 0): the mean is then
-        `sum_b s_b R_b / sum_b s_b`, as for Keras' weighted metrics. With the probabilities
-        of a finite support as weights, it is the exact expectation.
+      sample_weight: optional `[batch]` weights >= 0: the mean is then
+        `sum_b s_b R_b / sum_b s_b`, as for Keras' weighted metrics (0 if all weights are
+        0). With the probabilities of a finite support as weights, it is the exact
+        expectation.
 
     Returns:
       `(revenue, (grad_allocations, grad_boosts, grad_weights))`, (weighted) means over the
