@@ -51,8 +51,9 @@ def test_train_on_the_exact_expectation_of_a_discrete_setting(tmp_path, capsys):
     out = os.path.join(tmp_path, "sph")
     assert main(["train", "unit_demand_2x4_spherical", "--menu-size", "16", "--steps", "20",
                  "--steps-per-epoch", "10", "--exact-expectation", "--samples", "2000",
-                 "--out", out]) == 0
-    assert json.load(open(os.path.join(out, runs.CONFIG)))["training"]["exact_expectation"]
+                 "--boost-init-scale", "0.5", "--out", out]) == 0
+    config = json.load(open(os.path.join(out, runs.CONFIG)))
+    assert config["training"]["exact_expectation"] and config["model"]["boost_init_scale"] == 0.5
     lines = open(os.path.join(out, runs.HISTORY)).read().splitlines()
     validated = float(lines[-1].split(",")[lines[0].split(",").index("val_revenue")])
     model, _ = runs.load_run(out)
