@@ -50,6 +50,28 @@ def test_annealing_schedule_refuses_bad_arguments(kwargs, match):
         annealing.annealing_schedule(**arguments)
 
 
+def test_phase_schedule_steps_through_the_phases():
+    schedule = annealing.phase_schedule([2, 0, 1, 3], [10, 20, 30.0, 300])
+    assert [schedule(epoch) for epoch in range(8)] == [10, 10, 30, 300, 300, 300, 300, 300]
+    assert all(isinstance(schedule(epoch), float) for epoch in range(8))
+    for phase_epochs, values, match in [([1, 2], [10.0], "same length"), ([], [], "non-empty"),
+                                        ([1, -1], [1.0, 2.0], "ints >= 0"),
+                                        ([1, 1.5], [1.0, 2.0], "ints >= 0"),
+                                        ([1, 1], [1.0, 0.0], "finite numbers > 0")]:
+        with pytest.raises(ValueError, match=match):
+            annealing.phase_schedule(phase_epochs, values)
+
+
+def test_phase_schedules_set_temperature_and_learning_rate_per_epoch():
+    model = _model()
+    history = _fit(model, [
+        annealing.TemperatureScheduler(annealing.phase_schedule([1, 2], [30.0, 300.0]),
+                                       scale_learning_rate=False),
+        keras.callbacks.LearningRateScheduler(annealing.phase_schedule([1, 2], [0.01, 0.002]))])
+    assert history.history["temperature"] == [30.0, 300.0, 300.0]
+    np.testing.assert_allclose(history.history["learning_rate"], [0.01, 0.002, 0.002])
+
+
 def test_scheduled_temperature_is_the_temperature_trained_with():
     # A schedule that sets 1000 from the first epoch trains exactly like a model built with
     # temperature 1000 (same seeds); the default temperature trains differently.

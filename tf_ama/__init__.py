@@ -3,7 +3,7 @@
 The public API; see the README and DESIGN for the maths.
 """
 
-from tf_ama.annealing import TemperatureScheduler, annealing_schedule
+from tf_ama.annealing import TemperatureScheduler, annealing_schedule, phase_schedule
 from tf_ama.baseline_auctions import baseline_details, baselines
 from tf_ama.evaluation import EvaluationReport, MenuEntry, evaluate, format_menu_table, menu_usage, prune
 from tf_ama.export import export_saved_model, load_menu_model

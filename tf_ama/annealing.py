@@ -52,6 +52,34 @@ def annealing_schedule(start_temperature, final_temperature, epochs, start_epoch
     return schedule
 
 
+def phase_schedule(phase_epochs, values):
+    """`schedule(epoch, current=None)`: `values[i]` during phase `i`, phases of
+    `phase_epochs[i]` epochs one after the other (a phase may have 0 epochs); the last value
+    after the last phase. For `TemperatureScheduler` and `keras.callbacks.LearningRateScheduler`
+    alike, e.g. lambda 10, 30, 100 then 300 with the learning rate falling at the end:
+
+        epochs = [4, 4, 4, 2]
+        TemperatureScheduler(phase_schedule(epochs, [10, 30, 100, 300]), scale_learning_rate=False)
+        keras.callbacks.LearningRateScheduler(phase_schedule(epochs, [0.01, 0.01, 0.01, 0.003]))
+    """
+    if len(phase_epochs) != len(values) or not values:
+        raise ValueError(f"`phase_epochs` and `values` must be non-empty and of the same length; "
+                         f"got {len(phase_epochs)} and {len(values)}.")
+    for epochs in phase_epochs:
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"`phase_epochs` must be ints >= 0; got {list(phase_epochs)}.")
+    for value in values:
+        if not is_positive_finite(value):
+            raise ValueError(f"`values` must be finite numbers > 0; got {list(values)}.")
+    ends = [sum(phase_epochs[:index + 1]) for index in range(len(values))]
+    values = [float(value) for value in values]
+
+    def schedule(epoch, current=None):
+        return next((value for end, value in zip(ends, values) if epoch < end), values[-1])
+
+    return schedule
+
+
 class TemperatureScheduler(keras.callbacks.Callback):
     """Sets `model.temperature` to `schedule(epoch, model.temperature)` at each epoch start.
 
