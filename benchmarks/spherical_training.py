@@ -14,10 +14,11 @@ Recipe (Adam; phases of (steps, lambda, learning rate), set per epoch by
   initialization far more than on any setting tried, so each seed trains `--restarts`
   initializations (model seeds `seed + 1000 r`) up to the end of the lambda = 100 phase and
   anneals only the one with the highest exact expected revenue there.
-* deterministic (the 21 0/1 allocations, boosts learned): its best recipe found, lambda = 100
-  then annealing to 1000, boosts starting at 0. It has no random initialization, so restarts
-  would repeat the same run; random initial boosts, the soft start and a bidder-symmetric
-  menu all made it worse (benchmarks/README.md).
+* deterministic (the 21 0/1 allocations, boosts learned): its best recipe found, 3000 steps
+  at lambda = 100 then annealing to 1000, boosts starting at 0. It has no random
+  initialization, so restarts would repeat the same run; more steps at lambda = 100, random
+  initial boosts, the soft start and a bidder-symmetric menu all made it worse
+  (benchmarks/README.md).
 
     python benchmarks/spherical_training.py --seeds 0 1 2          # ~5 min per seed, 2 cores
     python benchmarks/spherical_training.py --seeds 0 --steps-scale 0.1 --menu-size 64 --restarts 2
@@ -45,7 +46,7 @@ RECIPES = {
     "lottery": {"phases": ((2000, 10.0, 0.01), (2000, 30.0, 0.01), (2000, 100.0, 0.01),
                            (1000, 300.0, 0.003), (1000, 1000.0, 0.001)),
                 "boost_init_scale": 1.0},
-    "deterministic": {"phases": ((6000, 100.0, 0.01), (1000, 300.0, 0.003),
+    "deterministic": {"phases": ((3000, 100.0, 0.01), (1000, 300.0, 0.003),
                                  (1000, 1000.0, 0.001)),
                       "boost_init_scale": 0.0},
 }

@@ -3,6 +3,7 @@
     tf-ama settings
     tf-ama baselines additive_2x2_uniform [--samples N] [--json]
     tf-ama train additive_2x2_uniform --menu-size 1024 --steps 2000 --batch-size 4096 --out runs/a22
+    tf-ama train unit_demand_2x4_spherical --exact-expectation --boost-init-scale 1 --out runs/sph
     tf-ama evaluate runs/a22 [--samples 100000] [--json]        (or a SavedModel version dir)
     tf-ama menu runs/a22 [--plot menu.png]
     tf-ama export runs/a22 --to models/additive_2x2_uniform
