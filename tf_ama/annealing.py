@@ -3,7 +3,7 @@
 The soft revenue at `lambda = 100` (the paper's value) is a smooth stand-in for the exact
 revenue; training converges to a menu that is good for that stand-in. Raising `lambda`
 afterwards sharpens the relaxation towards the exact argmax and moves the menu to where the
-exact revenue is higher (measured on unit_demand_2x4_spherical: +0.04 to +0.09 over the
+exact revenue is higher (measured on unit_demand_2x4_spherical: +0.04 to +0.12 over the
 plateau at `lambda = 100`, every run; benchmarks/README.md). Each change costs one retrace.
 
     model.fit(..., epochs=50, callbacks=[tf_ama.TemperatureScheduler(
