@@ -13,6 +13,11 @@ replicas of a `tf.distribute` strategy draw different samples. It minimizes minu
 revenue of DESIGN §2, optionally accumulating gradients over micro-batches so that memory
 stays bounded. `test_step` reports the EXACT revenue (`tf_ama.exact_outcome`, float64).
 Calling the model on bids returns the exact outcome.
+
+Given valuations (`x`) are used as they are, with optional Keras sample weights
+(`(x, y, sample_weight)`, `y` ignored): `expectation_dataset(setting)` is every profile of a
+discrete setting weighted by its probability, so that steps and `val_revenue` are exact
+expectations.
 """
 
 from __future__ import annotations
