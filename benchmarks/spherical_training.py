@@ -105,12 +105,19 @@ def report(menu, seed, model, selection, seconds):
             "max_regret": sampled.max_regret, "ir_violations": sampled.ir_violations}
 
 
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1; got {text}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--menus", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     parser.add_argument("--menu-size", type=int, default=4096)
-    parser.add_argument("--restarts", type=int, default=4,
+    parser.add_argument("--restarts", type=positive_int, default=4,
                         help="lottery initializations per seed (the best at lambda = 100 is annealed)")
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply every phase's steps (rounded to whole epochs of "

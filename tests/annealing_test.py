@@ -54,6 +54,8 @@ def test_phase_schedule_steps_through_the_phases():
     schedule = annealing.phase_schedule([2, 0, 1, 3], [10, 20, 30.0, 300])
     assert [schedule(epoch) for epoch in range(8)] == [10, 10, 30, 300, 300, 300, 300, 300]
     assert all(isinstance(schedule(epoch), float) for epoch in range(8))
+    from_numpy = annealing.phase_schedule(np.array([2, 0, 1, 3]), np.array([10.0, 20, 30, 300]))
+    assert [from_numpy(epoch) for epoch in range(8)] == [schedule(epoch) for epoch in range(8)]
     for phase_epochs, values, match in [([1, 2], [10.0], "same length"), ([], [], "non-empty"),
                                         ([1, -1], [1.0, 2.0], "ints >= 0"),
                                         ([1, 1.5], [1.0, 2.0], "ints >= 0"),

@@ -66,8 +66,27 @@ def test_train_on_the_exact_expectation_of_a_discrete_setting(tmp_path, capsys):
     capsys.readouterr()
     bad = os.path.join(tmp_path, "uniform")
     assert main(["train", "additive_2x2_uniform", "--exact-expectation", "--out", bad]) == 2
-    assert "finitely many points" in capsys.readouterr().err
+    assert "needs a discrete setting; 'additive_2x2_uniform'" in capsys.readouterr().err
     assert not os.path.exists(bad)
+
+
+def test_a_run_written_before_newer_arguments_existed_still_resumes(tmp_path, capsys):
+    out = os.path.join(tmp_path, "old")
+    model_kwargs = {"menu_size": 8}
+    training = tf_ama.TrainingConfig(steps=2, steps_per_epoch=1, batch_size=32,
+                                     validation_samples=64)
+    tf_ama.train_run("additive_1x2_uniform", out, model_kwargs, training, verbose=0)
+    path = os.path.join(out, runs.CONFIG)
+    config = json.load(open(path))
+    del config["model"]["boost_init_scale"], config["training"]["exact_expectation"]
+    json.dump(config, open(path, "w"))  # as an older version wrote it
+    capsys.readouterr()
+    tf_ama.train_run("additive_1x2_uniform", out, model_kwargs, training, verbose=0)
+    assert "nothing to train" in capsys.readouterr().out
+    # A missing argument counts as its default, not as anything: another value is refused.
+    with pytest.raises(ValueError, match="different configuration"):
+        tf_ama.train_run("additive_1x2_uniform", out, {**model_kwargs, "boost_init_scale": 0.5},
+                         training, verbose=0)
 
 
 @pytest.mark.slow

@@ -228,3 +228,16 @@ def test_finite_support_refuses_other_distributions_and_huge_supports():
         distributions.finite_support(distributions.uniform(2, 2))
     with pytest.raises(ValueError, match="max_profiles"):
         distributions.finite_support(distributions.spherical(7, 4))  # 5**7 = 78 125
+
+
+def test_finite_support_broadcasts_parameters_shared_by_the_bidders():
+    points = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    shared = tfd.Independent(tfd.MixtureSameFamily(
+        mixture_distribution=tfd.Categorical(probs=tf.constant([0.5, 0.3, 0.2], tf.float64)),
+        components_distribution=tfd.Independent(tfd.Deterministic(
+            loc=tf.constant(np.broadcast_to(points, (2, 3, 2)), tf.float64)), 1)), 1)
+    profiles, probabilities = distributions.finite_support(shared)
+    assert profiles.shape == (9, 2, 2)
+    np.testing.assert_allclose(np.exp(shared.log_prob(profiles)), probabilities, rtol=1e-12)
+    np.testing.assert_allclose(np.sort(probabilities),
+                               np.sort(np.outer([0.5, 0.3, 0.2], [0.5, 0.3, 0.2]).ravel()))

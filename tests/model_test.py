@@ -22,11 +22,22 @@ SHAPES = [
 ]
 
 
+SPHERICAL = "unit_demand_2x4_spherical"
+
+
 def _model(setting="additive_2x2_uniform", **kwargs):
     kwargs.setdefault("menu_size", 16)
     model = tf_ama.AffineMaximizerAuction(setting, **kwargs)
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     return model
+
+
+def _mirrored(devices):
+    """A MirroredStrategy reducing on one device: several strategies with collective ops in
+    one process can reuse each other's collective instance keys (a TF limitation that a
+    training process, with its one strategy, does not meet)."""
+    return tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
 def _parameters(model):
@@ -196,7 +207,7 @@ def test_resume_after_interruption_ends_where_an_uninterrupted_run_does(tmp_path
 def test_mirrored_strategy_trains_and_replicas_draw_different_samples():
     devices = tf.config.list_logical_devices("CPU")
     assert len(devices) >= 2, "tests/conftest.py configures two logical CPU devices"
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    strategy = _mirrored([d.name for d in devices[:2]])
     with strategy.scope():
         model = _model(menu_size=16, seed=1, micro_batch_size=32)
     history = model.fit(tf_ama.fresh_valuations(128), epochs=1, steps_per_epoch=3, verbose=0)
@@ -215,6 +226,7 @@ def test_mirrored_strategy_trains_and_replicas_draw_different_samples():
     ({"menu_size": 1}, "menu_size"),
     ({"init_scale": float("nan")}, "init_scale"),
     ({"boost_init_scale": -1.0}, "boost_init_scale"),
+    ({"boost_init_scale": True}, "boost_init_scale"),
     ({"temperature": -1.0}, "temperature"),
     ({"micro_batch_size": 0}, "micro_batch_size"),
     ({"seed": "zero"}, "seed"),
@@ -295,23 +307,32 @@ def test_two_replicas_take_the_same_step_as_one_device_on_the_global_batch(weigh
     count, also with sample weights that give the two halves very different totals."""
     valuations = tf_ama.get_setting("additive_2x2_uniform").sample(64, seed=5)
     data = (valuations, (), tf.range(64.0) ** 2 / 1e3) if weighted else valuations
-    dataset = tf.data.Dataset.from_tensors(data)
+    _assert_two_replicas_match_one_device("additive_2x2_uniform", tf.data.Dataset.from_tensors(data))
+
+
+def _assert_two_replicas_match_one_device(setting, dataset):
+    """One SGD step and its reported loss and val_revenue do not depend on the replicas."""
     devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
-    updates = []
+    updates, metrics = [], []
     for strategy in (tf.distribute.OneDeviceStrategy(devices[0]),
-                     tf.distribute.MirroredStrategy(devices)):
+                     _mirrored(devices)):
         with strategy.scope():
-            model = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=16, seed=2,
+            model = tf_ama.AffineMaximizerAuction(setting, menu_size=16, seed=2,
                                                   micro_batch_size=None)
             model.compile(optimizer=keras.optimizers.SGD(1.0))
         before = _parameters(model)
-        model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
+        history = model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0,
+                            validation_data=dataset)
         updates.append([b - a for a, b in zip(_parameters(model), before)])
+        metrics.append([history.history["loss"][0], history.history["val_revenue"][0]])
     for single, mirrored in zip(*updates):
         np.testing.assert_allclose(mirrored, single, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(metrics[1], metrics[0], rtol=1e-5)
 
 
-SPHERICAL = "unit_demand_2x4_spherical"
+def test_two_replicas_train_and_validate_on_the_expectation_dataset_like_one_device():
+    _assert_two_replicas_match_one_device(SPHERICAL,
+                                          tf_ama.expectation_dataset(SPHERICAL, replicas=2))
 
 
 def test_the_expectation_dataset_validates_to_the_exact_expected_revenue():
@@ -364,6 +385,32 @@ def test_bad_sample_weights_are_refused_by_name(sample_weight, error, match):
     dataset = tf.data.Dataset.from_tensors((tf.ones([8, 2, 2]), None, sample_weight))
     with pytest.raises(error, match=match):
         model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
+
+
+def test_the_expectation_dataset_is_padded_with_weightless_profiles_for_replicas():
+    assert next(iter(tf_ama.expectation_dataset(SPHERICAL)))[0].shape == (25, 2, 4)
+    profiles, _, weights = next(iter(tf_ama.expectation_dataset(SPHERICAL, replicas=8)))
+    assert profiles.shape == (32, 2, 4) and weights.shape == (32,)
+    assert np.all(weights.numpy()[:25] > 0) and not weights.numpy()[25:].any()
+    np.testing.assert_array_equal(profiles.numpy()[25:], np.repeat(profiles.numpy()[:1], 7, 0))
+    with pytest.raises(ValueError, match="replicas"):
+        tf_ama.expectation_dataset(SPHERICAL, replicas=0)
+    with pytest.raises(ValueError, match="needs a discrete setting; 'additive_2x2_uniform'"):
+        tf_ama.expectation_dataset("additive_2x2_uniform")
+    with pytest.raises(ValueError, match="max_profiles"):
+        tf_ama.expectation_dataset(SPHERICAL, max_profiles=24)
+
+
+def test_a_weightless_step_under_xla_changes_nothing():
+    """XLA drops the asserts; the step must then be a no-op, not write NaN."""
+    model = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=16, seed=1,
+                                          micro_batch_size=None)
+    model.compile(optimizer=keras.optimizers.SGD(1.0), jit_compile=True)
+    before = _parameters(model)
+    dataset = tf.data.Dataset.from_tensors((tf.ones([8, 2, 2]), (), tf.zeros([8])))
+    model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
+    for a, b in zip(_parameters(model), before):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_sample_weights_with_fresh_valuations_are_refused():

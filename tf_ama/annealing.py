@@ -17,6 +17,7 @@ only on the epoch also holds after `BackupAndRestore` resumes a run.
 from __future__ import annotations
 
 import math
+import numbers
 
 import keras
 
@@ -62,15 +63,17 @@ def phase_schedule(phase_epochs, values):
         TemperatureScheduler(phase_schedule(epochs, [10, 30, 100, 300]), scale_learning_rate=False)
         keras.callbacks.LearningRateScheduler(phase_schedule(epochs, [0.01, 0.01, 0.01, 0.003]))
     """
+    phase_epochs, values = list(phase_epochs), list(values)  # lists, tuples or numpy arrays
     if len(phase_epochs) != len(values) or not values:
         raise ValueError(f"`phase_epochs` and `values` must be non-empty and of the same length; "
                          f"got {len(phase_epochs)} and {len(values)}.")
     for epochs in phase_epochs:
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-            raise ValueError(f"`phase_epochs` must be ints >= 0; got {list(phase_epochs)}.")
-    for value in values:
-        if not is_positive_finite(value):
-            raise ValueError(f"`values` must be finite numbers > 0; got {list(values)}.")
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+            raise ValueError(f"`phase_epochs` must be ints >= 0; got {phase_epochs}.")
+    for value in values:  # numpy numbers too
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                or not math.isfinite(value) or value <= 0):
+            raise ValueError(f"`values` must be finite numbers > 0; got {values}.")
     ends = [sum(phase_epochs[:index + 1]) for index in range(len(values))]
     values = [float(value) for value in values]
 

@@ -162,9 +162,13 @@ def finite_support(dist, max_profiles=1 << 16):
             f"finite_support knows bidders independent on finitely many points "
             f"(Independent(MixtureSameFamily(Categorical, Independent(Deterministic))), e.g. "
             f"'spherical'); got {dist.name}. Sample from it instead.")
-    locations = np.asarray(points.distribution.loc, np.float64)  # [m, P, n]
     probabilities = np.asarray(mixture.mixture_distribution.probs_parameter(), np.float64)
-    num_bidders, num_points, num_items = locations.shape
+    num_bidders, num_items = dist.event_shape.as_list()
+    num_points = probabilities.shape[-1]
+    # Parameters shared by the bidders broadcast to one row per bidder.
+    probabilities = np.broadcast_to(probabilities, (num_bidders, num_points))
+    locations = np.broadcast_to(np.asarray(points.distribution.loc, np.float64),
+                                (num_bidders, num_points, num_items))
     if num_points ** num_bidders > max_profiles:
         raise ValueError(
             f"The support has {num_points}**{num_bidders} = {num_points ** num_bidders:,} "

@@ -48,7 +48,7 @@ def valuation_dataset(setting, num_samples, seed, batch_size=4096):
     return tf.data.Dataset.from_tensor_slices(setting.sample(num_samples, seed)).batch(batch_size)
 
 
-def expectation_dataset(setting):
+def expectation_dataset(setting, replicas=1, max_profiles=1 << 16):
     """One batch `(profiles, (), probabilities)` of EVERY profile of a discrete setting
     (`distributions.finite_support`), for `fit` and `evaluate`: Keras' `(x, y, sample_weight)`
     with no targets (`()` rather than None, which `tf.distribute` cannot split).
@@ -57,9 +57,26 @@ def expectation_dataset(setting):
     training on it is noise-free gradient ascent on the expected soft revenue, and
     validating on it reports the exact expected revenue (no standard error). For training,
     repeat it: `fit(expectation_dataset(s).repeat(), steps_per_epoch=...)`.
+
+    Args:
+      replicas: under `tf.distribute`, the number of replicas: the batch is padded with
+        zero-weight copies of the first profile to a multiple of it, so that it splits
+        evenly (the padding changes no mean).
+      max_profiles: refuse supports larger than this.
     """
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise ValueError(f"`replicas` must be an int >= 1 (the strategy's "
+                         f"num_replicas_in_sync); got {replicas!r}.")
     setting = get_setting(setting)
-    profiles, probabilities = distributions.finite_support(setting.distribution_fn(tf.float64))
+    try:
+        profiles, probabilities = distributions.finite_support(
+            setting.distribution_fn(tf.float64), max_profiles=max_profiles)
+    except ValueError as error:
+        raise ValueError(f"expectation_dataset (tf-ama train --exact-expectation) needs a discrete "
+                         f"setting; {setting.name!r}: {error}") from None
+    padding = -len(profiles) % replicas
+    profiles = np.concatenate([profiles, np.repeat(profiles[:1], padding, axis=0)])
+    probabilities = np.concatenate([probabilities, np.zeros(padding)])
     return tf.data.Dataset.from_tensors((tf.constant(profiles, tf.float32), (),
                                          tf.constant(probabilities, tf.float32)))
 
@@ -108,7 +125,8 @@ class AffineMaximizerAuction(keras.Model):
                              f"is the empty allocation); got {menu_size!r}.")
         if not np.isfinite(init_scale) or init_scale <= 0:
             raise ValueError(f"`init_scale` must be finite and > 0; got {init_scale!r}.")
-        if not np.isfinite(boost_init_scale) or boost_init_scale < 0:
+        if (isinstance(boost_init_scale, bool) or not isinstance(boost_init_scale, (int, float))
+                or not np.isfinite(boost_init_scale) or boost_init_scale < 0):
             raise ValueError(f"`boost_init_scale` must be finite and >= 0; got "
                              f"{boost_init_scale!r}.")
         if not np.isfinite(temperature) or temperature <= 0:
@@ -305,17 +323,21 @@ class AffineMaximizerAuction(keras.Model):
         # global batch's (weighted) mean, whatever the split (1 with one replica).
         local = (tf.cast(tf.shape(valuations)[0], valuations.dtype) if sample_weight is None
                  else tf.reduce_sum(sample_weight))
-        total = tf.distribute.get_replica_context().all_reduce("sum", local)
+        total = _sum_over_replicas(local)
         if sample_weight is not None:
             with tf.control_dependencies([tf.debugging.assert_positive(total, message=(
                     "`sample_weight` sums to 0 over a step's batch: give some profile a "
                     "positive weight."))]):
                 total = tf.identity(total)
-        share = local / total
+        # divide_no_nan: under XLA (compile(jit_compile=True)) the asserts are dropped, and
+        # a weightless step must then change nothing rather than write NaN.
+        share = tf.math.divide_no_nan(local, total)
         gradients = tape.gradient(menu, variables,
                                   output_gradients=[-g * share for g in menu_gradients])
         self.optimizer.apply_gradients(zip(gradients, variables))
-        self.loss_tracker.update_state(-revenue, sample_weight=local)
+        # Keras averages the replicas' metric results, so every replica records the global
+        # (weighted) mean: the sum of the replicas' shares of it.
+        self.loss_tracker.update_state(_sum_over_replicas(-revenue * share))
         return {"loss": self.loss_tracker.result()}
 
     def _micro_batch(self):
@@ -330,9 +352,17 @@ class AffineMaximizerAuction(keras.Model):
                 "Validation needs valuations: fresh_valuations(...) would draw the same samples "
                 "for every batch. Use tf_ama.valuation_dataset(setting, num_samples, seed).")
         valuations, sample_weight = self._step_valuations(data)
-        outcome = self(tf.cast(valuations, tf.float64))
-        self.revenue_tracker.update_state(tf.reduce_sum(outcome["payments"], axis=1),
-                                          sample_weight=sample_weight)
+        revenue = tf.reduce_sum(self(tf.cast(valuations, tf.float64))["payments"], axis=1)
+        weight = (tf.ones_like(revenue) if sample_weight is None
+                  else tf.cast(sample_weight, revenue.dtype))
+        # The global batch's weighted sum and weight, recorded by every replica (Keras
+        # averages the replicas' metric results): sum s R / sum s over all profiles seen.
+        # float32 like the metric (and like train_step's reductions: collectives of one
+        # process must not mix dtypes).
+        total = _sum_over_replicas(tf.cast(tf.reduce_sum(weight), tf.float32))
+        weighted = _sum_over_replicas(tf.cast(tf.reduce_sum(weight * revenue), tf.float32))
+        self.revenue_tracker.update_state(tf.math.divide_no_nan(weighted, total),
+                                          sample_weight=total)
         return {"revenue": self.revenue_tracker.result()}
 
     @property
@@ -362,6 +392,10 @@ class AffineMaximizerAuction(keras.Model):
         config = dict(config)
         config["setting"] = Setting.from_dict(config["setting"])
         return cls(**config)
+
+
+def _sum_over_replicas(value):
+    return tf.distribute.get_replica_context().all_reduce("sum", value)
 
 
 def _checked_sample_weight(sample_weight, valuations):

@@ -10,6 +10,7 @@ uninterrupted run would) and a finished run is loaded, not trained again.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import sys
 from typing import Optional
@@ -103,7 +104,8 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
         raise TypeError(f"`training` must be a tf_ama.TrainingConfig; got {type(training).__name__}.")
     model = AffineMaximizerAuction(setting, **(model_kwargs or {}))
     if training.exact_expectation:  # refused here, before any file is written, if not discrete
-        data = validation = expectation_dataset(setting)
+        data = validation = expectation_dataset(
+            setting, replicas=model.distribute_strategy.num_replicas_in_sync)
         data = data.repeat()
     else:
         data = fresh_valuations(training.batch_size)
@@ -116,7 +118,7 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
     }
     config_path = os.path.join(out, runs.CONFIG)
     if os.path.exists(config_path):
-        previous = runs.read_config(out)
+        previous = _with_new_defaults(runs.read_config(out), config)
         if previous != config:
             raise ValueError(
                 f"--out {out!r} already holds a run with a different configuration; resume it "
@@ -153,3 +155,21 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
     )
     runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
     return model
+
+
+def _with_new_defaults(previous, config):
+    """`previous` (a run's config.json) with the arguments added since it was written set to
+    their defaults, so that a run started by an older version still resumes."""
+    defaults = {
+        "model": {name: parameter.default for name, parameter in
+                  inspect.signature(AffineMaximizerAuction.__init__).parameters.items()
+                  if parameter.default is not inspect.Parameter.empty},
+        "training": TrainingConfig().to_dict(),
+    }
+    previous = dict(previous)
+    for section, section_defaults in defaults.items():
+        if isinstance(previous.get(section), dict):
+            missing = set(config[section]) - set(previous[section])
+            previous[section] = {**{key: section_defaults[key] for key in missing
+                                    if key in section_defaults}, **previous[section]}
+    return previous
