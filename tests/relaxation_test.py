@@ -23,6 +23,24 @@ def _random_problem(num_bidders, num_items, menu_size, batch, demand, seed):
     return valuations, build, logits, boosts, log_weights
 
 
+def _menu(build, boosts, log_weights):
+    """`(allocations, boosts with entry 0's, bidder weights)` of a `_random_problem`."""
+    return build(), tf.concat([tf.zeros([1], tf.float64), boosts], 0), tf.exp(log_weights)
+
+
+def _plain_mean_and_gradients(valuations, menu, sample_weight=None):
+    """The (weighted) mean soft revenue of `mechanism.soft_payments` and its autodiff
+    gradients with respect to the menu tensors: the oracle of the fused kernel."""
+    with tf.GradientTape() as tape:
+        tape.watch(menu)
+        per_profile = tf.reduce_sum(soft_payments(valuations, *menu, 100.0), axis=1)
+        if sample_weight is None:
+            expected = tf.reduce_mean(per_profile)
+        else:
+            expected = tf.reduce_sum(sample_weight * per_profile) / tf.reduce_sum(sample_weight)
+    return expected, tape.gradient(expected, list(menu))
+
+
 @pytest.mark.parametrize("num_bidders,num_items,demand", [
     (1, 1, "additive"), (1, 2, "additive"), (2, 2, "additive"), (3, 1, "additive"),
     (3, 10, "additive"), (2, 4, "unit_demand"),
@@ -68,16 +86,10 @@ def test_no_gradient_flows_to_the_valuations():
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_micro_batches_add_up_to_the_whole_batch(micro_batch_size, jit_compile):
     valuations, build, logits, boosts, log_weights = _random_problem(2, 3, 11, 13, "additive", 5)
-    allocations = build()
-    full_boosts = tf.concat([tf.zeros([1], tf.float64), boosts], 0)
-    weights = tf.exp(log_weights)
-    with tf.GradientTape() as tape:
-        tape.watch([allocations, full_boosts, weights])
-        expected = tf.reduce_mean(tf.reduce_sum(
-            soft_payments(valuations, allocations, full_boosts, weights, 100.0), axis=1))
-    expected_grads = tape.gradient(expected, [allocations, full_boosts, weights])
+    menu = _menu(build, boosts, log_weights)
+    expected, expected_grads = _plain_mean_and_gradients(valuations, menu)
     revenue, grads = batched_revenue_and_gradients(
-        valuations, allocations, full_boosts, weights, 100.0, micro_batch_size, jit_compile)
+        valuations, *menu, 100.0, micro_batch_size, jit_compile)
     assert float(revenue) == pytest.approx(float(expected), rel=1e-12)
     for got, want in zip(grads, expected_grads):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
@@ -96,21 +108,13 @@ def test_default_micro_batch_is_a_power_of_two_that_stays_small():
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_sample_weights_give_the_weighted_mean_of_the_plain_formula(micro_batch_size, jit_compile):
     valuations, build, logits, boosts, log_weights = _random_problem(2, 4, 9, 13, "unit_demand", 6)
-    allocations = build()
-    full_boosts = tf.concat([tf.zeros([1], tf.float64), boosts], 0)
-    weights = tf.exp(log_weights)
+    menu = _menu(build, boosts, log_weights)
     sample_weight = np.random.RandomState(7).rand(13) * 3.0
     sample_weight[[0, 5]] = 0.0  # profiles that do not count at all
     sample_weight = tf.constant(sample_weight)
-    with tf.GradientTape() as tape:
-        tape.watch([allocations, full_boosts, weights])
-        per_profile = tf.reduce_sum(
-            soft_payments(valuations, allocations, full_boosts, weights, 100.0), axis=1)
-        expected = tf.reduce_sum(sample_weight * per_profile) / tf.reduce_sum(sample_weight)
-    expected_grads = tape.gradient(expected, [allocations, full_boosts, weights])
+    expected, expected_grads = _plain_mean_and_gradients(valuations, menu, sample_weight)
     revenue, grads = batched_revenue_and_gradients(
-        valuations, allocations, full_boosts, weights, 100.0, micro_batch_size, jit_compile,
-        sample_weight=sample_weight)
+        valuations, *menu, 100.0, micro_batch_size, jit_compile, sample_weight=sample_weight)
     assert float(revenue) == pytest.approx(float(expected), rel=1e-12)
     for got, want in zip(grads, expected_grads):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
@@ -118,7 +122,7 @@ def test_sample_weights_give_the_weighted_mean_of_the_plain_formula(micro_batch_
 
 def test_integer_sample_weights_equal_repeating_the_profiles():
     valuations, build, logits, boosts, log_weights = _random_problem(3, 2, 7, 6, "additive", 8)
-    menu = (build(), tf.concat([tf.zeros([1], tf.float64), boosts], 0), tf.exp(log_weights))
+    menu = _menu(build, boosts, log_weights)
     counts = np.array([3, 0, 1, 2, 5, 1])
     weighted = batched_revenue_and_gradients(valuations, *menu, 100.0, 4,
                                              sample_weight=tf.constant(counts, tf.float64))
