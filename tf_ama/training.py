@@ -104,9 +104,9 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
         raise TypeError(f"`training` must be a tf_ama.TrainingConfig; got {type(training).__name__}.")
     model = AffineMaximizerAuction(setting, **(model_kwargs or {}))
     if training.exact_expectation:  # refused here, before any file is written, if not discrete
-        data = validation = expectation_dataset(
+        validation = expectation_dataset(
             setting, replicas=model.distribute_strategy.num_replicas_in_sync)
-        data = data.repeat()
+        data = validation.repeat()
     else:
         data = fresh_valuations(training.batch_size)
         validation = valuation_dataset(setting, training.validation_samples, seed=model.seed + 1)
