@@ -1,0 +1,106 @@
+r"""The exactness contract of the served auction: what is accepted, and how exact it is.
+
+`tf_ama.exact_outcome` (and so evaluation, `model(bids)` and the exported SavedModel) computes
+the AMA outcome in float64. This module states, in one place, for which inputs that outcome is
+computed and how far it can be from the outcome in exact (rational) arithmetic; the proof is
+in `docs/design.md` ("The exactness contract") and the tests check it against a
+`fractions.Fraction` oracle. It imports only NumPy, so that clients can use it without
+TensorFlow.
+
+Accepted (anything else is refused with an error that names the argument):
+
+* menus: allocations finite, in [0, 1], feasible; `|boosts| <= MAX_ABS_BOOST`;
+  `MIN_BIDDER_WEIGHT <= bidder_weights <= MAX_BIDDER_WEIGHT`;
+* bids: float64, finite, `0 <= bid <= MAX_BID`.
+
+Guaranteed for every accepted input, with `u = 2**-53`, `n` items, `m` bidders,
+`B = max_k |b_k|` and, for bidder `i`, the scale of the OTHER bidders' bids
+
+    T_i = B + sum_{l != i} w_l sum_j v[l, j]          (no term of bidder i's own bids)
+    T   = B + sum_l w_l sum_j v[l, j]
+
+1. Every output is finite; `0 <= payments[i] <= values[i]` (individually rational, exactly).
+2. The served entry `k*` is a welfare maximizer up to `welfare_error_bound = 2 (n + m + 1) u T`:
+   `W[k*] >= max_k W[k] - welfare_error_bound`. Ties of the computed welfare go to the lowest
+   index; when every operation is exact (e.g. dyadic bids, allocations and boosts, weights
+   powers of two) the outcome IS the exact one, ties included.
+3. Every payment is within `payment_error_bound = 12 (n + m + 2) u T_i / w_i` of the exact
+   AMA payment of the served entry, `(max_k W_-i[k] - W_-i[k*]) / w_i`, where
+   `W_-i[k] = b_k + sum_{l != i} w_l <a[k, l], v[l]>` is computed from the other bidders'
+   terms directly. So a bidder's own bid, however large, does not enter the error of its
+   own payment: a huge bid cannot buy an item cheaper than the exact price.
+4. No report gains bidder `i` more than `regret_error_bound = 2 payment_error_bound +
+   welfare_error_bound / w_i` (with `T` taken at the bidder's TRUE values), whatever the
+   report, huge ones included.
+
+On a 2x2 profile with unit weights, bids and boosts of order 1, the bounds are ~1e-14.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# A bid above this is refused: no currency amount is this large, and the bound keeps every
+# intermediate sum of the exact outcome far from float64 overflow (see docs/design.md).
+MAX_BID = 1e38
+MAX_ABS_BOOST = 1e38
+# Bidder weights divide payments: a weight far from the others would multiply the rounding
+# of the others' welfare into a payment (e.g. 5e-324 gives inf), so menus are refused
+# unless every weight lies in this range (the AMA is unchanged by scaling all weights and
+# boosts by the same positive constant: rescale such a menu instead).
+MIN_BIDDER_WEIGHT = 1e-6
+MAX_BIDDER_WEIGHT = 1e6
+UNIT_ROUNDOFF = 2.0**-53
+
+
+def check_menu_limits(boosts, bidder_weights):
+    """Raises ValueError naming the argument if boosts or bidder weights are outside the
+    contract (finite, `|boosts| <= MAX_ABS_BOOST`, weights in [MIN, MAX_BIDDER_WEIGHT])."""
+    boosts = np.asarray(boosts, np.float64)
+    bidder_weights = np.asarray(bidder_weights, np.float64)
+    if not np.all(np.isfinite(boosts)) or np.any(np.abs(boosts) > MAX_ABS_BOOST):
+        raise ValueError(
+            f"`boosts` must be finite with |boosts| <= {MAX_ABS_BOOST:g}; got values up to "
+            f"{np.max(np.abs(boosts)):g}.")
+    if not np.all(np.isfinite(bidder_weights)) or np.any(bidder_weights < MIN_BIDDER_WEIGHT) \
+            or np.any(bidder_weights > MAX_BIDDER_WEIGHT):
+        raise ValueError(
+            f"`bidder_weights` must lie in [{MIN_BIDDER_WEIGHT:g}, {MAX_BIDDER_WEIGHT:g}]; got "
+            f"{bidder_weights.tolist()}. Payments divide by the weights, so a weight outside "
+            "this range makes them inexact; scale all weights and boosts by one positive "
+            "constant (the auction is unchanged) to bring them into the range.")
+
+
+def _scales(bids, boosts, bidder_weights):
+    """`(T_i [batch, m], T [batch])` of the module docstring, in float64."""
+    bids = np.asarray(bids, np.float64)
+    bidder_weights = np.asarray(bidder_weights, np.float64)
+    largest_boost = float(np.max(np.abs(np.asarray(boosts, np.float64))))
+    weighted_totals = bidder_weights * bids.sum(axis=2)  # [batch, m]
+    total = weighted_totals.sum(axis=1)  # [batch]
+    others = np.maximum(total[:, None] - weighted_totals, 0.0)
+    # The subtraction may round down; a relative 2**-40 margin more than covers it.
+    return largest_boost + others * (1 + 2.0**-40), largest_boost + total
+
+
+def welfare_error_bound(bids, boosts, bidder_weights):
+    """`[batch]`: how far below the maximum the served entry's exact welfare can be."""
+    _, num_bidders, num_items = np.shape(bids)
+    return 2 * (num_items + num_bidders + 1) * UNIT_ROUNDOFF * _scales(
+        bids, boosts, bidder_weights)[1]
+
+
+def payment_error_bound(bids, boosts, bidder_weights):
+    """`[batch, num_bidders]`: how far a served payment can be from the exact AMA payment of
+    the served entry. Independent of bidder i's own bids."""
+    _, num_bidders, num_items = np.shape(bids)
+    others, _ = _scales(bids, boosts, bidder_weights)
+    return 12 * (num_items + num_bidders + 2) * UNIT_ROUNDOFF * others / np.asarray(
+        bidder_weights, np.float64)
+
+
+def regret_error_bound(valuations, boosts, bidder_weights):
+    """`[batch, num_bidders]`: the most any report can gain bidder i over truthful bidding,
+    at true `valuations`, through rounding (0 in exact arithmetic: the AMA is strategyproof)."""
+    return 2 * payment_error_bound(valuations, boosts, bidder_weights) + welfare_error_bound(
+        valuations, boosts, bidder_weights)[:, None] / np.asarray(bidder_weights, np.float64)
