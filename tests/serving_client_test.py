@@ -6,6 +6,10 @@ SavedModel with TensorFlow in this process. They are NOT TensorFlow Serving; the
 client's request building and response parsing with the real tensorflow-serving-api protos.
 `test_real_tensorflow_model_server` runs the real `tensorflow_model_server` whenever the
 binary is on PATH (it is not installable on the development machine: DESIGN section 8).
+
+`CannedRestServer` and `CannedGrpcServer` answer every request with a canned (possibly
+malformed) body, to test that the client refuses what TF Serving should never send; the
+gRPC one also serves over TLS, with certificates made by the `openssl` command.
 """
 
 import concurrent.futures
@@ -30,6 +34,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
                                      prediction_service_pb2_grpc)
 
 import tf_ama
+from tf_ama.exactness import MAX_BID
 from tf_ama.export import export_saved_model
 from tf_ama.mechanism import exact_outcome
 from tf_ama.serving_client import GrpcClient, RestClient, ServingError, main, validate_bids
@@ -274,12 +279,20 @@ def test_request_building(deployment):
     (np.ones((2, 2)), ValueError, "leading batch axis"),
     (np.ones((1, 2, 2), np.float32), TypeError, "must be float64"),
     ([[["a", "b"]]], TypeError, "nested list of numbers"),
-], ids=["nan", "inf", "negative", "rank2", "float32", "strings"])
+    (np.array([[[0.5, 2e38], [0.1, 0.2]]]), ValueError, r"`bids` must be <= 1e\+38"),
+], ids=["nan", "inf", "negative", "rank2", "float32", "strings", "above_max_bid"])
 def test_client_refuses_bad_bids(client, bids, error, message):
     with pytest.raises(error, match=message):
         client.predict(bids)
     with pytest.raises(ValueError, match="num_bidders=3"):
         validate_bids(np.ones((1, 2, 2)), num_bidders=3, num_items=2)
+
+
+def test_max_bid_is_accepted_and_its_successor_refused():
+    at_limit = np.full((1, 2, 2), MAX_BID)
+    assert np.array_equal(validate_bids(at_limit), at_limit)
+    with pytest.raises(ValueError, match=r"`bids` must be <= 1e\+38.*MAX_BID"):
+        validate_bids(np.nextafter(at_limit, np.inf))
 
 
 @pytest.mark.parametrize("bids, message", [
@@ -331,6 +344,361 @@ def test_command_line(deployment, capsys):
     assert main(["--rest", deployment["rest"].url, "--model", MODEL, "--bids", "[[["]) == 2
     err = capsys.readouterr().err
     assert "must be >= 0" in err and "not valid JSON" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------- malformed answers are refused
+class CannedRestServer:
+    """Answers `POST ...:predict` with `answers[signature_name]` and any GET with
+    `answers["GET"]`: `(status, raw body bytes)`. On 127.0.0.1; NOT TF Serving."""
+
+    def __init__(self):
+        self.answers = {}
+        answers = self.answers
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, key):
+                status, data = answers[key]
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._reply("GET")
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                self._reply(body.get("signature_name", "serving_default"))
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class CannedGrpcServer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Answers `Predict` with `answers[signature_name]` (a PredictResponse) and
+    `GetModelMetadata` with `answers["GET"]`. On 127.0.0.1, over TLS if `credentials`
+    (`grpc.ssl_server_credentials`) are given; NOT TF Serving."""
+
+    def __init__(self, credentials=None):
+        self.answers = {}
+        self._server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self, self._server)
+        port = (self._server.add_secure_port("127.0.0.1:0", credentials) if credentials
+                else self._server.add_insecure_port("127.0.0.1:0"))
+        self.target = f"127.0.0.1:{port}"
+
+    def Predict(self, request, context):
+        return self.answers[request.model_spec.signature_name or "serving_default"]
+
+    def GetModelMetadata(self, request, context):
+        return self.answers["GET"]
+
+    def __enter__(self):
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.stop(grace=None)
+
+
+# A correct outcome of BIDS: feasible allocations in [0, 1], 0 <= payment <= value.
+BIDS = np.array([[[0.5, 0.2], [0.3, 0.9]], [[1.0, 1.0], [0.0, 0.0]]])
+GOOD = {"allocation": np.array([[[1.0, 0.0], [0.0, 1.0]], [[0.5, 0.5], [0.5, 0.5]]]),
+        "payments": np.array([[0.1, 0.2], [0.5, 0.0]]), "menu_index": np.array([3, 0])}
+GOOD_MENU = {"allocations": np.array([[[0.0, 0.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]],
+                                      [[0.5, 0.5], [0.5, 0.5]], [[0.0, 1.0], [1.0, 0.0]]]),
+             "boosts": np.array([0.0, 0.5, -1.0, 2.0]), "bidder_weights": np.array([1.0, 2.0])}
+
+
+def _changed(outputs, key, value, at=None):
+    """A copy of `outputs` with `key` (or its element `at`) replaced; `value=None` and no
+    `at` drops the key."""
+    changed = {k: v.copy() for k, v in outputs.items()}
+    if at is not None:
+        changed[key][at] = value
+    elif value is None:
+        del changed[key]
+    else:
+        changed[key] = value
+    return changed
+
+
+def _answer(canned, transport, outputs, signature="serving_default"):
+    """Makes the canned server of `transport` answer `outputs` (name -> numpy array,
+    TensorProto (gRPC) or JSON value (REST))."""
+    if transport == "rest":
+        body = {"outputs": {k: v.tolist() if isinstance(v, np.ndarray) else v
+                            for k, v in outputs.items()}}
+        canned["rest"].answers[signature] = (200, json.dumps(body).encode())
+    else:
+        response = predict_pb2.PredictResponse()
+        for name, value in outputs.items():
+            response.outputs[name].CopyFrom(
+                value if isinstance(value, tf.make_tensor_proto(0).__class__)
+                else tf.make_tensor_proto(value))
+        canned["grpc"].answers[signature] = response
+
+
+def _canned_client(canned, transport, version=None):
+    if transport == "rest":
+        return RestClient(canned["rest"].url, MODEL, version=version, timeout=5)
+    return GrpcClient(canned["grpc"].target, MODEL, version=version, timeout=5)
+
+
+@pytest.fixture(scope="module")
+def canned():
+    with CannedRestServer() as rest, CannedGrpcServer() as grpc_server:
+        yield {"rest": rest, "grpc": grpc_server}
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_well_formed_answers_pass_unchanged(canned, transport):
+    within_rounding = _changed(GOOD, "payments", 0.5 * (1 + 1e-12), at=(0, 0))  # value 0.5
+    _answer(canned, transport, within_rounding)
+    _answer(canned, transport, GOOD_MENU, "menu")
+    with _canned_client(canned, transport) as client:
+        outcome = client.predict(BIDS)
+        for key in OUTPUTS:
+            assert np.array_equal(outcome[key], within_rounding[key]), key
+        assert outcome["menu_index"].dtype == np.int64
+        assert outcome["payments"].dtype == outcome["allocation"].dtype == np.float64
+        menu = client.menu()
+        for key, value in GOOD_MENU.items():
+            assert np.array_equal(menu[key], value) and menu[key].dtype == np.float64, key
+        # An empty batch: JSON `[]` carries no shape, the request does.
+        empty = {"allocation": np.zeros((0, 2, 2)), "payments": np.zeros((0, 2)),
+                 "menu_index": np.zeros((0,), np.int64)}
+        _answer(canned, transport, empty)
+        assert client.predict(np.zeros((0, 2, 2)))["allocation"].shape == (0, 2, 2)
+
+
+OUTCOME_CASES = {  # name: (malformed outputs, what the error must say), for both transports
+    "batch": (_changed(GOOD, "allocation", GOOD["allocation"][:1]),
+              r"`allocation` must be of shape \[2, 2, 2\]; got shape \[1, 2, 2\]"),
+    "items": (_changed(GOOD, "allocation", np.zeros((2, 2, 3))),
+              r"`allocation` must be of shape \[2, 2, 2\]; got shape \[2, 2, 3\]"),
+    "bidders": (_changed(GOOD, "payments", np.zeros((2, 3))),
+                r"`payments` must be of shape \[2, 2\]; got shape \[2, 3\]"),
+    "menu_index_shape": (_changed(GOOD, "menu_index", np.array([3, 0, 1])),
+                         r"`menu_index` must be of shape \[2\]"),
+    "payment_nan": (_changed(GOOD, "payments", np.nan, at=(1, 0)),
+                    r"`payments` must be finite and >= 0; got nan at payments\[1\]\[0\]"),
+    "payment_inf": (_changed(GOOD, "payments", np.inf, at=(0, 1)),
+                    r"`payments` must be finite and >= 0; got inf at payments\[0\]\[1\]"),
+    "payment_negative": (_changed(GOOD, "payments", -0.25, at=(1, 1)),
+                         r"`payments` must be finite and >= 0; got -0.25 at payments\[1\]\[1\]"),
+    "payment_above_value": (_changed(GOOD, "payments", 0.95, at=(0, 1)),
+                            r"`payments` must be at most .*\(individual rationality\); got 0.95 "
+                            r"at payments\[0\]\[1\] for a value of 0.9"),
+    "allocation_above_one": (_changed(GOOD, "allocation", 1.5, at=(0, 0, 0)),
+                             r"`allocation` must be in \[0, 1\]; got 1.5 at "
+                             r"allocation\[0\]\[0\]\[0\]"),
+    "allocation_negative": (_changed(GOOD, "allocation", -0.25, at=(1, 1, 0)),
+                            r"`allocation` must be in \[0, 1\]; got -0.25"),
+    "allocation_nan": (_changed(GOOD, "allocation", np.nan, at=(1, 1, 1)),
+                       r"`allocation` must be in \[0, 1\]; got nan"),
+    "infeasible": (_changed(GOOD, "allocation", 0.6, at=(1, slice(None), 0)),
+                   r"`allocation` must be feasible .*; got a sum of 1.2 at "
+                   r"allocation\[1\]\[:\]\[0\]"),
+    "menu_index_float": (_changed(GOOD, "menu_index", np.array([3.0, 0.0])),
+                         r"`menu_index` must be (a nested list of JSON integers; got a number at "
+                         r"menu_index\[0\]|an integer tensor; got dtype float64)"),
+    "menu_index_negative": (_changed(GOOD, "menu_index", np.array([0, -1])),
+                            r"`menu_index` must be >= 0; got -1 at menu_index\[1\]"),
+    "missing_payments": (_changed(GOOD, "payments", None),
+                         r"`outputs` must be an object with .*without \['payments'\]"),
+}
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+@pytest.mark.parametrize("case", sorted(OUTCOME_CASES))
+def test_malformed_outcome_is_refused(canned, transport, case):
+    outputs, message = OUTCOME_CASES[case]
+    _answer(canned, transport, outputs)
+    with _canned_client(canned, transport) as client:
+        with pytest.raises(ServingError, match="malformed response from the server: " + message):
+            client.predict(BIDS)
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_menu_index_is_checked_against_the_menu_size_of_a_pinned_version(canned, transport):
+    _answer(canned, transport, _changed(GOOD, "menu_index", np.array([4, 0])))
+    _answer(canned, transport, GOOD_MENU, "menu")  # K = 4
+    with _canned_client(canned, transport) as client:  # unpinned: K may change, only >= 0
+        client.menu()
+        assert client.menu_size is None and client.predict(BIDS)["menu_index"][0] == 4
+    with _canned_client(canned, transport, version=1) as client:
+        client.menu()
+        assert client.menu_size == 4
+        with pytest.raises(ServingError, match=r"`menu_index` must be in \[0, 4\); got 4"):
+            client.predict(BIDS)
+
+
+REST_CASES = {  # JSON that no numpy array produces: name -> (outputs, message)
+    "payment_null": ({**GOOD, "payments": [[0.1, None], [0.5, 0.0]]},
+                     r"`payments` must be a nested list of JSON numbers; got null at "
+                     r"payments\[0\]\[1\]"),
+    "payments_null": ({**GOOD, "payments": None}, r"`payments` .*; got null at payments$"),
+    "payments_strings": ({**GOOD, "payments": [["0.1", "0.2"], ["0.5", "0"]]},
+                         r"`payments` .*; got a string at payments\[0\]\[0\]"),
+    "allocation_boolean": ({**GOOD, "allocation": [[[True, 0.0], [0.0, 1.0]],
+                                                   [[0.5, 0.5], [0.5, 0.5]]]},
+                           r"`allocation` .*; got a boolean at allocation\[0\]\[0\]\[0\]"),
+    "ragged": ({**GOOD, "payments": [[0.1, 0.2], [0.5]]},
+               r"`payments` must be a nested list of JSON numbers; got irregular nesting"),
+    "object": ({**GOOD, "allocation": {"value": 1}}, r"`allocation` .*; got an object"),
+    "huge_integer": ({**GOOD, "payments": [[10**400, 0], [0, 0]]},
+                     r"`payments` must be numbers that fit float64"),
+    "menu_index_too_big": ({**GOOD, "menu_index": [2**64, 0]},
+                           r"`menu_index` must be integers that fit int64"),
+}
+REST_BODIES = {  # raw HTTP 200 bodies: name -> (bytes, message)
+    "not_json": (b"<html>gateway</html>",
+                 r"`response body` must be a JSON object; got text that is not JSON: '<html>"),
+    "not_utf8": (b"\xff\xfe\x00", r"`response body` must be a JSON object; got text that is not"),
+    "list": (b"[1, 2]", r"`response body` must be a JSON object; got a list"),
+    "no_outputs": (b"{}", r"`outputs` must be an object of named outputs; got keys \[\]"),
+    "outputs_null": (b'{"outputs": null}', r"`outputs` must be an object of named .*; got null"),
+    "outputs_list": (b'{"outputs": [[1]]}', r"`outputs` must be an object of named .*; got a list"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REST_CASES) + sorted(REST_BODIES))
+def test_malformed_rest_body_is_refused(canned, case):
+    if case in REST_CASES:
+        _answer(canned, "rest", REST_CASES[case][0])
+        message = REST_CASES[case][1]
+    else:
+        body, message = REST_BODIES[case]
+        canned["rest"].answers["serving_default"] = (200, body)
+    with _canned_client(canned, "rest") as client:
+        with pytest.raises(ServingError, match="malformed response from the server: " + message):
+            client.predict(BIDS)
+
+
+def _corrupt_tensor():
+    proto = tf.make_tensor_proto(GOOD["payments"])
+    proto.tensor_content = proto.tensor_content[:5]  # 5 bytes for 4 doubles
+    return proto
+
+
+GRPC_CASES = {  # tensors with a wrong dtype or that do not decode: name -> (outputs, message)
+    "payments_float32": (_changed(GOOD, "payments", GOOD["payments"].astype(np.float32)),
+                         r"`payments` must be a float64 tensor; got dtype float32"),
+    "menu_index_strings": (_changed(GOOD, "menu_index", np.array([b"3", b"0"])),
+                           r"`menu_index` must be an integer tensor; got dtype object"),
+    "menu_index_bool": (_changed(GOOD, "menu_index", np.array([True, False])),
+                        r"`menu_index` must be an integer tensor; got dtype bool"),
+    "corrupt_tensor": ({**GOOD, "payments": _corrupt_tensor()},
+                       r"`payments` must be a valid TensorProto; got ValueError"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GRPC_CASES))
+def test_malformed_grpc_tensor_is_refused(canned, case):
+    _answer(canned, "grpc", GRPC_CASES[case][0])
+    with _canned_client(canned, "grpc") as client:
+        with pytest.raises(ServingError, match="malformed response from the server: "
+                           + GRPC_CASES[case][1]):
+            client.predict(BIDS)
+
+
+MENU_CASES = {  # name: (malformed menu, message), for both transports
+    "allocation_above_one": (_changed(GOOD_MENU, "allocations", 1.25, at=(2, 0, 1)),
+                             r"`allocations` must be in \[0, 1\]; got 1.25 at "
+                             r"allocations\[2\]\[0\]\[1\]"),
+    "allocation_nan": (_changed(GOOD_MENU, "allocations", np.nan, at=(0, 0, 0)),
+                       r"`allocations` must be in \[0, 1\]; got nan"),
+    "infeasible": (_changed(GOOD_MENU, "allocations", 0.75, at=(2, slice(None), 1)),
+                   r"`allocations` must be feasible .*; got a sum of 1.5 at "
+                   r"allocations\[2\]\[:\]\[1\]"),
+    "boost_nan": (_changed(GOOD_MENU, "boosts", np.nan, at=1),
+                  r"`boosts` must be finite with \|boost\| <= 1e\+38; got nan at boosts\[1\]"),
+    "boost_inf": (_changed(GOOD_MENU, "boosts", -np.inf, at=3), r"`boosts` must be finite"),
+    "weight_zero": (_changed(GOOD_MENU, "bidder_weights", 0.0, at=0),
+                    r"`bidder_weights` must be in \[1e-06, 1e\+06\]; got 0.0 at "
+                    r"bidder_weights\[0\]"),
+    "weight_huge": (_changed(GOOD_MENU, "bidder_weights", 1e7, at=1),
+                    r"`bidder_weights` must be in \[1e-06, 1e\+06\]; got 10000000.0"),
+    "boosts_size": (_changed(GOOD_MENU, "boosts", np.zeros(5)),
+                    r"`boosts` must be of shape \[4\]; got shape \[5\]"),
+    "weights_size": (_changed(GOOD_MENU, "bidder_weights", np.ones(3)),
+                     r"`bidder_weights` must be of shape \[2\]; got shape \[3\]"),
+    "allocations_rank": (_changed(GOOD_MENU, "allocations", np.zeros((4, 2))),
+                         r"`allocations` must be of shape \[K >= 1, num_bidders, num_items\]; "
+                         r"got shape \[4, 2\]"),
+    "empty_menu": ({"allocations": np.zeros((0, 2, 2)), "boosts": np.zeros(0),
+                    "bidder_weights": np.ones(2)}, r"`allocations` must be of shape \[K >= 1"),
+    "missing_boosts": (_changed(GOOD_MENU, "boosts", None),
+                       r"`outputs` must be an object with .*without \['boosts'\]"),
+}
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+@pytest.mark.parametrize("case", sorted(MENU_CASES))
+def test_malformed_menu_is_refused(canned, transport, case):
+    _answer(canned, transport, MENU_CASES[case][0], "menu")
+    with _canned_client(canned, transport) as client:
+        with pytest.raises(ServingError, match="malformed response from the server: "
+                           + MENU_CASES[case][1]):
+            client.menu()
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"{}", r"`model_version_status` must be a list of version states; got keys \[\]"),
+    (b'{"model_version_status": "AVAILABLE"}', r"`model_version_status` .*; got a string"),
+    (b"[]", r"`response body` must be a JSON object; got a list"),
+], ids=["missing", "string", "list"])
+def test_malformed_rest_status_is_refused(canned, body, message):
+    canned["rest"].answers["GET"] = (200, body)
+    with _canned_client(canned, "rest") as client:
+        with pytest.raises(ServingError, match=message):
+            client.status()
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"{}", r"`metadata` must be an object with `signature_def`; got keys \[\]"),
+    (b'{"metadata": {}}', r"`signature_def` must be a SignatureDefMap object; got keys \[\]"),
+    (b'{"metadata": {"signature_def": {"signature_def": {"x": {"inputs": 5}}}}}',
+     r"`signature_def` must be a SignatureDefMap object; got .*inputs"),
+], ids=["no_metadata", "no_signature_def", "not_a_signature_def_map"])
+def test_malformed_rest_metadata_is_refused(canned, body, message):
+    canned["rest"].answers["GET"] = (200, body)
+    with _canned_client(canned, "rest") as client:
+        with pytest.raises(ServingError, match=message):
+            client.metadata()
+
+
+def test_grpc_metadata_without_signatures_is_refused(canned):
+    canned["grpc"].answers["GET"] = get_model_metadata_pb2.GetModelMetadataResponse()
+    with _canned_client(canned, "grpc") as client:
+        with pytest.raises(ServingError, match=r"`metadata` must be a `signature_def` entry"):
+            client.metadata()
+
+
+def test_rest_error_bodies_keep_the_server_message(canned):
+    canned["rest"].answers["serving_default"] = (503, b"upstream connect error")
+    with _canned_client(canned, "rest") as client:
+        with pytest.raises(ServingError, match="upstream connect error") as raised:
+            client.predict(BIDS)
+        assert raised.value.status == 503
+        canned["rest"].answers["serving_default"] = (400, b"[1]")
+        with pytest.raises(ServingError, match=r"\[1\]") as raised:
+            client.predict(BIDS)
+        assert raised.value.status == 400
 
 
 # ------------------------------------------------------------------ real TensorFlow Serving

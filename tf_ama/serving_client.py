@@ -12,8 +12,14 @@ Both speak TF Serving's Predict API to the signatures written by `tf_ama.export`
 (`serving_default`: `bids` float64 `[batch, num_bidders, num_items]` -> `allocation`
 `[batch, num_bidders, num_items]`, `payments` `[batch, num_bidders]`, `menu_index` int64
 `[batch]`; `menu`: scalar `dummy` -> the menu). Bids are checked here first (float64, finite,
->= 0, rank 3) and again by the server; a refusal by the server raises `ServingError` with the
-server's message.
+<= MAX_BID, rank 3) and again by the server; a refusal by the server raises `ServingError` with
+the server's message.
+
+Every answer is checked against the request before it is returned (`tf_ama.serving_checks`):
+shapes match the bids sent, dtypes are exact, allocations lie in [0, 1] and are feasible,
+payments are finite, >= 0 and at most the bidder's value for the allocation, `menu_index` is an
+integer in range. A malformed answer, or a body that is not what TF Serving sends, raises
+`ServingError` naming the field, what was expected and what came back.
 
 Exactness: gRPC carries float64 bits unchanged. REST carries decimal JSON: outputs are written
 so that they parse back exactly, but TF Serving parses request numbers without rapidjson's
@@ -27,20 +33,12 @@ import json
 
 import numpy as np
 
+from tf_ama.exactness import MAX_BID
+from tf_ama.serving_checks import (MENU_OUTPUTS, OUTPUTS, ServingError,  # noqa: F401
+                                   check_menu, check_outcome, json_type, malformed)
+
 SERVING_SIGNATURE = "serving_default"
 MENU_SIGNATURE = "menu"
-OUTPUTS = ("allocation", "payments", "menu_index")
-MENU_OUTPUTS = ("allocations", "boosts", "bidder_weights")
-
-
-class ServingError(RuntimeError):
-    """The server refused a request or could not be reached; `status` is the HTTP status or
-    gRPC status code name, `message` the server's error message."""
-
-    def __init__(self, message, status=None):
-        super().__init__(f"{message} (status {status})" if status is not None else message)
-        self.message = message
-        self.status = status
 
 
 def validate_bids(bids, num_bidders=None, num_items=None) -> np.ndarray:
@@ -48,7 +46,7 @@ def validate_bids(bids, num_bidders=None, num_items=None) -> np.ndarray:
 
     Nested lists of numbers are converted to float64; arrays must already be float64 (a
     float32 array would be a different, rounded auction: cast it yourself). Values must be
-    finite and >= 0.
+    finite, >= 0 and <= `tf_ama.exactness.MAX_BID` (the server refuses larger bids too).
     """
     if isinstance(bids, np.ndarray) or hasattr(bids, "numpy"):
         array = np.asarray(bids)
@@ -78,6 +76,23 @@ def validate_bids(bids, num_bidders=None, num_items=None) -> np.ndarray:
         raise ValueError("`bids` must be finite (no NaN or inf).")
     if np.any(array < 0):
         raise ValueError("`bids` must be >= 0 (negative bid).")
+    if np.any(array > MAX_BID):
+        raise ValueError(
+            f"`bids` must be <= {MAX_BID:g} (tf_ama.exactness.MAX_BID, the largest bid the "
+            f"served outcome is exact for); got {array.max():g}.")
+    return array
+
+
+def _sent(bids):
+    """The bids as sent, float64 `[batch, m, n]`, to check the answer against (with
+    `validate=False` they may be anything: an answer to a malformed request is malformed)."""
+    try:
+        array = np.asarray(bids, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.ndim != 3:
+        raise ServingError("the server answered bids that are not numbers [batch, num_bidders, "
+                           "num_items]; it should have refused them")
     return array
 
 
@@ -103,7 +118,18 @@ def _simplify_signatures(signature_def_map):
 
 
 class _Closing:
-    """`with Client(...) as client:` closes the connection at the end."""
+    """`with Client(...) as client:` closes the connection at the end.
+
+    `menu_size` is K once `menu()` has been read from a pinned `version`; `predict` then also
+    checks `menu_index < K` (without a pinned version, a rollout may change K between calls).
+    """
+
+    menu_size = None
+
+    def _remember_menu(self, menu):
+        if self.version is not None:
+            self.menu_size = menu["allocations"].shape[0]
+        return menu
 
     def __enter__(self):
         return self
@@ -148,34 +174,46 @@ class RestClient(_Closing):
             raise ServingError(f"cannot reach TF Serving at {self.url}: {error}") from None
         try:
             body = response.json()
-        except ValueError:
-            body = {"error": response.text}
-        if response.status_code != 200 or "error" in body:
-            raise ServingError(str(body.get("error", body)), status=response.status_code)
+        except ValueError:  # requests' JSONDecodeError, also for bodies that are not UTF-8
+            body = _NOT_JSON
+        status = response.status_code
+        if status != 200:
+            message = response.text if body is _NOT_JSON else body
+            if isinstance(body, dict) and "error" in body:
+                message = body["error"]
+            raise ServingError(str(message), status=status)
+        if body is _NOT_JSON:
+            raise malformed("response body", "a JSON object",
+                            f"text that is not JSON: {response.text[:200]!r}")
+        if not isinstance(body, dict):
+            raise malformed("response body", "a JSON object", json_type(body))
+        if "error" in body:
+            raise ServingError(str(body["error"]), status=status)
         return body
 
     def predict_raw(self, inputs, signature_name=SERVING_SIGNATURE):
         """POSTs `{"signature_name": ..., "inputs": inputs}` (columnar); returns `outputs`."""
         body = self._request("POST", self._model_url() + ":predict",
                              {"signature_name": signature_name, "inputs": inputs})
-        if "outputs" not in body:
-            raise ServingError(f"unexpected response without 'outputs': {body}")
-        return body["outputs"]
+        return _field(body, "outputs", dict, "an object of named outputs")
 
     def predict(self, bids, validate=True):
         """The exact outcome of `bids` `[batch, m, n]`: numpy `allocation` float64
         `[batch, m, n]`, `payments` float64 `[batch, m]`, `menu_index` int64 `[batch]`.
-        `validate=False` skips the client-side check (the server still checks)."""
+        `validate=False` skips the client-side check of the bids (the server still checks).
+        The answer is always checked (`tf_ama.serving_checks.check_outcome`): `ServingError`
+        if it is malformed."""
         if validate:
             bids = validate_bids(bids)
-        bids = np.asarray(bids).tolist()
-        outputs = self.predict_raw({"bids": bids})
-        return _parse_outcome({k: np.asarray(v) for k, v in outputs.items()})
+        bids = np.asarray(bids)
+        outputs = self.predict_raw({"bids": bids.tolist()})
+        return check_outcome(outputs, _sent(bids), self.menu_size)
 
     def menu(self):
-        """The served menu: `allocations` `[K, m, n]`, `boosts` `[K]`, `bidder_weights` `[m]`."""
+        """The served menu: `allocations` `[K, m, n]`, `boosts` `[K]`, `bidder_weights` `[m]`,
+        float64, checked (`tf_ama.serving_checks.check_menu`)."""
         outputs = self.predict_raw({"dummy": 0}, signature_name=MENU_SIGNATURE)
-        return {key: np.asarray(outputs[key], np.float64) for key in MENU_OUTPUTS}
+        return self._remember_menu(check_menu(outputs))
 
     def metadata(self):
         """The signatures of the served model (see `_simplify_signatures`)."""
@@ -183,14 +221,20 @@ class RestClient(_Closing):
         from tensorflow_serving.apis import get_model_metadata_pb2
 
         body = self._request("GET", self._model_url() + "/metadata")
-        signature_map = json_format.ParseDict(
-            body["metadata"]["signature_def"], get_model_metadata_pb2.SignatureDefMap(),
-            ignore_unknown_fields=True)
+        metadata = _field(body, "metadata", dict, "an object with `signature_def`")
+        signature_def = _field(metadata, "signature_def", dict, "a SignatureDefMap object")
+        try:
+            signature_map = json_format.ParseDict(
+                signature_def, get_model_metadata_pb2.SignatureDefMap(),
+                ignore_unknown_fields=True)
+        except json_format.ParseError as error:
+            raise malformed("signature_def", "a SignatureDefMap object", str(error)) from None
         return _simplify_signatures(signature_map)
 
     def status(self):
         """`GET /v1/models/{model}`: `[{"version": "1", "state": "AVAILABLE", ...}, ...]`."""
-        return self._request("GET", self._model_url())["model_version_status"]
+        return _field(self._request("GET", self._model_url()), "model_version_status",
+                           list, "a list of version states")
 
     def close(self):
         self._session.close()
@@ -233,7 +277,8 @@ class GrpcClient(_Closing):
             raise ServingError(error.details() or str(error), status=error.code().name) from None
 
     def predict_raw(self, inputs, signature_name=SERVING_SIGNATURE):
-        """Sends `inputs` (name -> TensorProto); returns the outputs as numpy arrays."""
+        """Sends `inputs` (name -> TensorProto); returns the outputs as numpy arrays (not
+        checked; a tensor that cannot be decoded raises `ServingError`)."""
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
@@ -242,7 +287,13 @@ class GrpcClient(_Closing):
         for name, proto in inputs.items():
             request.inputs[name].CopyFrom(proto)
         response = self._call(self._stub.Predict, request)
-        return {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
+        outputs = {}
+        for key, proto in response.outputs.items():
+            try:
+                outputs[key] = tf.make_ndarray(proto)
+            except Exception as error:  # a corrupt TensorProto: TypeError, ValueError, ...
+                raise malformed(key, "a valid TensorProto", f"{type(error).__name__}: {error}")
+        return outputs
 
     def predict(self, bids, validate=True):
         """As `RestClient.predict`; float64 bits travel unchanged."""
@@ -253,14 +304,15 @@ class GrpcClient(_Closing):
             proto = tf.make_tensor_proto(bids, dtype=tf.float64)
         else:
             proto = tf.make_tensor_proto(np.asarray(bids))  # sent as is: the server checks
-        return _parse_outcome(self.predict_raw({"bids": proto}))
+        return check_outcome(self.predict_raw({"bids": proto}), _sent(bids), self.menu_size)
 
     def menu(self):
+        """As `RestClient.menu`."""
         import tensorflow as tf
 
         outputs = self.predict_raw({"dummy": tf.make_tensor_proto(0, dtype=tf.int32)},
                                    signature_name=MENU_SIGNATURE)
-        return {key: outputs[key] for key in MENU_OUTPUTS}
+        return self._remember_menu(check_menu(outputs))
 
     def metadata(self):
         from tensorflow_serving.apis import get_model_metadata_pb2
@@ -270,23 +322,25 @@ class GrpcClient(_Closing):
         request.metadata_field.append("signature_def")
         response = self._call(self._stub.GetModelMetadata, request)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(signature_map)
+        if "signature_def" not in response.metadata or not response.metadata[
+                "signature_def"].Unpack(signature_map):
+            raise malformed("metadata", "a `signature_def` entry holding a SignatureDefMap",
+                            f"entries {sorted(response.metadata)}")
         return _simplify_signatures(signature_map)
 
     def close(self):
         self._channel.close()
 
 
-def _parse_outcome(outputs):
-    missing = [key for key in OUTPUTS if key not in outputs]
-    if missing:
-        raise ServingError(
-            f"response lacks outputs {missing}; got {sorted(outputs)}. Is this a tf_ama model?")
-    return {
-        "allocation": np.asarray(outputs["allocation"], np.float64),
-        "payments": np.asarray(outputs["payments"], np.float64),
-        "menu_index": np.asarray(outputs["menu_index"], np.int64),
-    }
+_NOT_JSON = object()
+
+
+def _field(body, key, expected_type, expected):
+    """`body[key]` if it is an `expected_type`, else a ServingError naming the key."""
+    if not isinstance(body.get(key), expected_type):
+        got = f"keys {sorted(body)}" if key not in body else json_type(body[key])
+        raise malformed(key, expected, got)
+    return body[key]
 
 
 # ------------------------------------------------------------------------------ command line
