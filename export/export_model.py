@@ -4,13 +4,15 @@
         [--prune] [--prune-samples N] [--seed S]
 
 Prints the new version folder (models/additive_2x2_uniform/1, then /2, ...). The same as
-`tf-ama export`; both call tf_ama.export.run_export. Errors print without a traceback and exit
-with status 2.
+`tf-ama export`; both call tf_ama.export.run_export. Errors (a bad argument, a damaged run, a
+full disk) print as one line naming the file and the fix, without a traceback, and exit with
+status 2.
 """
 
 import argparse
 import sys
 
+from tf_ama.cli import run_command
 from tf_ama.export import add_export_arguments, run_export
 
 
@@ -19,16 +21,7 @@ def main(argv=None) -> int:
         prog="export_model.py",
         description="Export a tf_ama run as a TF Serving SavedModel version folder.")
     add_export_arguments(parser)
-    args = parser.parse_args(argv)
-    import tensorflow as tf
-
-    try:
-        run_export(args)
-    except (ValueError, TypeError, OSError, tf.errors.InvalidArgumentError) as error:
-        message = error.message if isinstance(error, tf.errors.OpError) else str(error)
-        print(f"error: {message}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(parser.prog, run_export, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

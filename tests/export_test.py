@@ -5,9 +5,12 @@ for bit. Two slow subprocesses (`saved_model_cli`, and an export killed with SIG
 in a module fixture and are checked by the last tests, so that they overlap the others.
 """
 
+import contextlib
 import json
 import os
+import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -274,9 +277,147 @@ def test_failed_export_leaves_no_version_folder(tmp_path, monkeypatch):
         raise OSError("disk full (simulated)")
 
     monkeypatch.setattr(export, "_write_saved_model", fail)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(ExportError, match=r"into '.*': a write failed; no version folder was "
+                                          r"written\. .*\(OSError: disk full \(simulated\)\)"):
         export_saved_model(model, tmp_path)
     assert os.listdir(tmp_path) == []  # neither a version nor the temporary folder
+
+
+@contextlib.contextmanager
+def _small_disk(path, size, monkeypatch):
+    """`path` on a device with only `size` of space: a real tmpfs when this process may mount
+    one (root on Linux); else every write through TensorFlow's file layer (saved_model.pb)
+    fails as on a full device (same error, measured on a full tmpfs)."""
+    path.mkdir()
+    mount = shutil.which("mount")
+    mounted = bool(mount) and hasattr(os, "geteuid") and os.geteuid() == 0 and subprocess.run(
+        [mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True).returncode == 0
+    if not mounted:
+        from tensorflow.python.lib.io import file_io
+
+        def no_space(self, file_content):
+            raise tf.errors.ResourceExhaustedError(
+                None, None, f"{self.name}; No space left on device")
+
+        monkeypatch.setattr(file_io.FileIO, "write", no_space)
+    try:
+        yield path
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(path)], check=True)
+
+
+def _run_dir(path, model):
+    """A finished run directory holding `model` (what `tf-ama train` leaves)."""
+    from tf_ama import runs
+
+    runs.write_json_atomic(path / runs.CONFIG, {"training": {"steps": 10}})
+    runs.save_model_atomic(model, str(path / runs.MODEL))
+    return path
+
+
+def _export_script_main():
+    script = os.path.join(REPO, "export", "export_model.py")
+    namespace = {"__name__": "export_model"}
+    exec(compile(open(script).read(), script, "exec"), namespace)
+    return namespace["main"]
+
+
+# 4k: the variables (TensorFlow's SaveV2 op) do not fit; 64k: saved_model.pb (TensorFlow's
+# Python file layer) does not (measured with TF 2.18; the later files fail the same way).
+@pytest.mark.parametrize("size, command", [("4k", "export_model.py"), ("64k", "tf-ama export")])
+def test_a_full_disk_is_one_line_naming_the_folder_and_no_version(tmp_path, monkeypatch, capsys,
+                                                                    size, command):
+    from tf_ama.cli import main as tf_ama_main
+
+    run_dir = _run_dir(tmp_path / "run", tf_ama.AffineMaximizerAuction(
+        "additive_1x2_uniform", menu_size=4, seed=2))
+    with _small_disk(tmp_path / "disk", size, monkeypatch) as disk:
+        base = disk / "models" / "a12"
+        argv = [str(run_dir), "--to", str(base)]
+        if command == "export_model.py":
+            assert _export_script_main()(argv) == 2
+        else:
+            assert tf_ama_main(["export", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"Could not export into {str(base)!r}: no space left on its device; no version " \
+               "folder was written. To fix: free space there" in err
+        assert os.listdir(base) == []  # neither a version nor the temporary folder
+
+
+@pytest.mark.parametrize("weights, boosts, message", [
+    ([5e-324], [0.5], r"`bidder_weights` must lie in \[1e-06, 1e\+06\]; got \[5e-324\]"),
+    ([2e6], [0.5], r"`bidder_weights` must lie in"),
+    ([1.0], [1e39], r"`boosts` must be finite with \|boosts\| <= 1e\+38"),
+    ([1.0], [np.inf], r"`boosts` must be finite"),
+], ids=["tiny_weight", "huge_weight", "huge_boost", "inf_boost"])
+def test_a_menu_outside_the_exactness_limits_is_refused_before_writing(tmp_path, weights,
+                                                                        boosts, message):
+    """`from_menu` refuses such menus, so they are assigned directly (as a learned model's
+    parameters could drift there); the served auction would refuse every request."""
+    model = tf_ama.AffineMaximizerAuction("additive_1x2_uniform", menu="fixed", menu_size=2)
+    model.fixed_allocations.assign([[[0.0, 0.0]], [[1.0, 1.0]]])
+    model.fixed_bidder_weights.assign(weights)
+    model.learned_boosts.assign(boosts)
+    base = tmp_path / "models" / "a12"
+    with pytest.raises(ExportError, match=r"Not exported: the served auction would refuse "
+                                          r"every request for this menu\. " + message):
+        export_saved_model(model, base)
+    assert not os.path.exists(base)  # nothing written, not even the model folder
+
+
+@pytest.fixture(scope="module")
+def tiny_version(tmp_path_factory):
+    """The version folder of a tiny exported menu (fast to export and to load)."""
+    model = tf_ama.AffineMaximizerAuction.from_menu(
+        "additive_1x2_uniform", [[[0.0, 0.0]], [[1.0, 1.0]]], [0.0, 0.5], [1.0])
+    return export_saved_model(model, tmp_path_factory.mktemp("tiny") / "a12")
+
+
+def _truncate(path):
+    with open(path, "r+b") as file:
+        file.truncate(os.path.getsize(path) // 2)
+
+
+def _variables_data(version):
+    return next(os.path.join(version, "variables", name)
+                for name in os.listdir(os.path.join(version, "variables")) if ".data-" in name)
+
+
+# What each damage raised before load_menu_model named the folder: IndexError, OpError,
+# OSError, JSONDecodeError, TypeError (printed as tracebacks or as bare parser messages).
+_DAMAGES = {
+    "variables_data_truncated": lambda version: _truncate(_variables_data(version)),
+    "variables_index_truncated": lambda version: _truncate(
+        os.path.join(version, "variables", "variables.index")),
+    "saved_model_pb_truncated": lambda version: _truncate(
+        os.path.join(version, "saved_model.pb")),
+    "config_truncated": lambda version: _truncate(
+        os.path.join(version, "assets.extra", "tf_ama_config.json")),
+    "config_not_an_object": lambda version: open(
+        os.path.join(version, "assets.extra", "tf_ama_config.json"), "w").write("[]"),
+}
+
+
+@pytest.mark.parametrize("damage", list(_DAMAGES))
+def test_a_damaged_version_folder_is_named_with_the_fix(tiny_version, tmp_path, damage):
+    version = str(tmp_path / "a12" / "1")
+    shutil.copytree(tiny_version, version)
+    _DAMAGES[damage](version)
+    config = os.path.join(version, "assets.extra", "tf_ama_config.json")
+    if damage.startswith("config"):
+        named = (re.escape(f"{config!r} is damaged: ") + ".*"
+                 + re.escape(f" Delete the version folder {version!r} and "))
+    else:
+        named = re.escape(f"The version folder {version!r} is damaged: its SavedModel cannot "
+                          "be loaded. Delete that folder and ")
+    fix = re.escape(f"export the run again (tf-ama export RUN_DIR --to {tmp_path / 'a12'})")
+    with pytest.raises(ExportError, match=named + fix) as raised:
+        load_menu_model(version)
+    message = str(raised.value)
+    assert "\n" not in message
 
 
 def test_export_with_prune(tmp_path):

@@ -8,7 +8,9 @@
     tf-ama menu runs/a22 [--plot menu.png]
     tf-ama export runs/a22 --to models/additive_2x2_uniform
 
-Errors in the input are printed as one line (no traceback) and exit with status 2.
+Errors in the input or in the files (a missing or damaged run directory or SavedModel, a full
+disk) are printed as one line naming the file and the fix (no traceback) and exit with
+status 2; see `run_command`.
 """
 
 from __future__ import annotations
@@ -213,17 +215,30 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def run_command(prog, run, args) -> int:
+    """`run(args)`; returns 0, or 2 after printing an error as ONE line `PROG: error: ...`.
+
+    Caught: the errors that report bad input or files, whose messages name the argument or
+    file and the fix: ValueError (incl. tf_ama.export.ExportError), TypeError, OSError and
+    InvalidArgumentError (e.g. bids refused by the exact outcome). Anything else is a bug
+    and keeps its traceback.
+    """
     import tensorflow as tf
 
     try:
-        args.run(args)
+        run(args)
     except (ValueError, TypeError, OSError, tf.errors.InvalidArgumentError) as error:
         message = error.message if isinstance(error, tf.errors.OpError) else str(error)
-        print(f"tf-ama {args.command}: error: {message}", file=sys.stderr)
+        # One line: some messages list details on further lines, TensorFlow's add graph context.
+        message = " ".join(line.strip() for line in message.splitlines() if line.strip())
+        print(f"{prog}: error: {message or type(error).__name__}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return run_command(f"tf-ama {args.command}", args.run, args)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ checked from here).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
@@ -50,6 +51,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from tf_ama.exactness import check_menu_limits
 from tf_ama.mechanism import default_chunk_size
 from tf_ama.runs import current_umask
 
@@ -64,7 +66,45 @@ _TMP_PATTERN = re.compile(r"^\.tmp-export-(?P<host>.+)-(?P<pid>\d+)-[^-]+$")
 
 
 class ExportError(ValueError):
-    """A bad argument to `export_saved_model` / `load_menu_model` (the message says the fix)."""
+    """A bad argument to `export_saved_model` / `load_menu_model`, a failed write or a damaged
+    version folder (the message names the file or folder and says the fix)."""
+
+
+# What writing a SavedModel raises when the file system fails: Python's writes raise OSError,
+# TensorFlow's (saved_model.pb, variables, warm-up records) its own errors, e.g. a full disk
+# (ENOSPC) is ResourceExhaustedError "...; No space left on device".
+_WRITE_ERRORS = (OSError, tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError,
+                 tf.errors.NotFoundError)
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)
+# What loading a damaged SavedModel raises, by what is damaged (all measured): a truncated
+# variables data file IndexError ("Read less bytes than requested"), a truncated variables
+# index tf.errors.OpError ("not an sstable"), a missing one FileNotFoundError, a truncated
+# saved_model.pb OSError ("Cannot parse file") or, when empty, ValueError (no MetaGraphs).
+_DAMAGED_SAVED_MODEL_ERRORS = (OSError, ValueError, IndexError, tf.errors.OpError)
+
+
+def _one_line(error):
+    """`error`'s message on one line (TensorFlow's messages add lines of graph context)."""
+    message = error.message if isinstance(error, tf.errors.OpError) else str(error)
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def _write_failure(base_dir, error):
+    """The ExportError for a file system `error` while exporting into `base_dir`."""
+    code = getattr(error, "errno", None)
+    if code in _NO_SPACE or isinstance(error, tf.errors.ResourceExhaustedError):
+        problem = "no space left on its device"
+        fix = "free space there (or choose a folder on another device) and export again"
+    elif code in _NOT_ALLOWED or isinstance(error, tf.errors.PermissionDeniedError):
+        problem = "this user may not write there"
+        fix = "make the folder writable (or choose another one) and export again"
+    else:
+        problem = "a write failed"
+        fix = "check that the folder is a writable directory and export again"
+    return ExportError(
+        f"Could not export into {base_dir!r}: {problem}; no version folder was written. To fix: "
+        f"{fix}. ({type(error).__name__}: {_one_line(error)})")
 
 
 def _existing_versions(base_dir):
@@ -248,7 +288,9 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
     Raises:
       ExportError (a ValueError) naming the bad argument: `model` not an
       AffineMaximizerAuction, `base_dir` a file, `version` not an int >= 1 or already present,
-      `training_config` not JSON.
+      `training_config` not JSON, a menu outside the limits of `tf_ama.exactness` (bidder
+      weights, boosts; refused before anything is written); or naming `base_dir` and the fix
+      when writing fails (e.g. a full disk). A failed export leaves no version folder.
     """
     _check_arguments(model, base_dir, version, prune, prune_samples, chunk_size)
     try:
@@ -262,12 +304,10 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
         except (TypeError, ValueError) as error:
             raise ExportError(f"`training_config` must be JSON-serializable: {error}") from None
     base_dir = os.fspath(base_dir)
-    os.makedirs(base_dir, exist_ok=True)
     if version is not None and os.path.exists(os.path.join(base_dir, str(version))):
         raise ExportError(
             f"Version {version} already exists in {base_dir!r} and is never overwritten. Pass "
             "version=None (--version omitted) to export the next free version, or delete it.")
-    _remove_stale_temporaries(base_dir)
 
     kept_indices = None
     if prune:
@@ -276,10 +316,29 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
         model = prune_menu(model, num_samples=prune_samples, seed=seed)
         kept_indices = getattr(model, "kept_indices", None)
     allocations, boosts, bidder_weights = (t.numpy() for t in model.menu(tf.float64))
+    try:  # before anything is written: the exact outcome refuses such a menu at every request
+        check_menu_limits(boosts, bidder_weights)
+    except ValueError as error:
+        raise ExportError(
+            f"Not exported: the served auction would refuse every request for this menu. {error} "
+            "(Multiplying all bidder weights and boosts by one positive constant leaves the "
+            "auction unchanged.)") from None
     if chunk_size is None:
         chunk_size = default_chunk_size(model.setting.num_bidders, len(allocations))
     module = _ServingModule(allocations, boosts, bidder_weights, chunk_size)
+    try:
+        return _write_version(module, model, base_dir, version, prune, training_config,
+                              chunk_size, seed, kept_indices)
+    except _WRITE_ERRORS as error:
+        raise _write_failure(base_dir, error) from error
 
+
+def _write_version(module, model, base_dir, version, prune, training_config, chunk_size, seed,
+                   kept_indices):
+    """Writes the SavedModel into a temporary folder of `base_dir`, renamed to the version
+    folder when complete (removed if anything fails); returns the version folder."""
+    os.makedirs(base_dir, exist_ok=True)
+    _remove_stale_temporaries(base_dir)
     temporary = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{_host()}-{os.getpid()}-", dir=base_dir)
     try:
         _write_saved_model(module, temporary)
@@ -316,6 +375,12 @@ def resolve_version_dir(path) -> str:
     return path
 
 
+def _reexport(version_dir):
+    """The fix for a damaged version folder."""
+    base_dir = os.path.dirname(os.path.normpath(version_dir)) or "."
+    return f"export the run again (tf-ama export RUN_DIR --to {base_dir})"
+
+
 def read_export_config(version_dir) -> dict:
     """The `tf_ama_config.json` of an exported version folder."""
     path = os.path.join(version_dir, ASSETS_EXTRA, CONFIG_FILE)
@@ -324,8 +389,20 @@ def read_export_config(version_dir) -> dict:
             f"{str(version_dir)!r} is not a tf_ama SavedModel version folder (no "
             f"{ASSETS_EXTRA}/{CONFIG_FILE}). Give the numeric folder, e.g. "
             "models/additive_2x2_uniform/1, written by tf_ama.export_saved_model.")
-    with open(path) as file:
-        return json.load(file)
+    try:
+        with open(path, encoding="utf-8") as file:
+            config = json.load(file)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError: a damaged file
+        raise ExportError(
+            f"{path!r} is damaged: it is not the JSON that export writes. Delete the version "
+            f"folder {str(version_dir)!r} and {_reexport(version_dir)}. "
+            f"({type(error).__name__}: {_one_line(error)})") from None
+    if not (isinstance(config, dict) and isinstance(config.get("setting"), dict)
+            and isinstance(config.get("model"), dict)):
+        raise ExportError(
+            f"{path!r} is damaged: it has no `setting` and `model` sections. Delete the version "
+            f"folder {str(version_dir)!r} and {_reexport(version_dir)}.")
+    return config
 
 
 def load_menu_model(saved_model_version_dir):
@@ -334,20 +411,41 @@ def load_menu_model(saved_model_version_dir):
     Reads the `menu` signature (the exact float64 menu) and the setting from
     `assets.extra/tf_ama_config.json`; used by `tf-ama evaluate SAVEDMODEL`. Given a model
     folder (`models/additive_2x2_uniform`), uses its highest version.
+
+    Raises:
+      ExportError (a ValueError) naming the folder or file: not a version folder, a damaged
+      `tf_ama_config.json` or SavedModel (e.g. truncated variables), or a menu that
+      `AffineMaximizerAuction.from_menu` refuses.
     """
     from tf_ama.model import AffineMaximizerAuction
     from tf_ama.settings import Setting
 
-    saved_model_version_dir = resolve_version_dir(saved_model_version_dir)
-    config = read_export_config(saved_model_version_dir)
-    loaded = tf.saved_model.load(os.fspath(saved_model_version_dir))
-    menu = loaded.signatures[MENU_SIGNATURE](dummy=tf.constant(0, tf.int32))
-    bidder_weights = menu["bidder_weights"].numpy()
-    model = AffineMaximizerAuction.from_menu(
-        Setting.from_dict(config["setting"]), menu["allocations"].numpy(),
-        menu["boosts"].numpy(), bidder_weights,
-        temperature=config["model"].get("temperature", 100.0))
-    return model  # from_menu keeps the exported float64 weights exactly
+    version_dir = resolve_version_dir(saved_model_version_dir)
+    config = read_export_config(version_dir)
+    try:
+        setting = Setting.from_dict(config["setting"])
+    except (TypeError, ValueError) as error:
+        raise ExportError(
+            f"{os.path.join(version_dir, ASSETS_EXTRA, CONFIG_FILE)!r} is damaged: its setting "
+            f"is not valid. Delete the version folder {str(version_dir)!r} and "
+            f"{_reexport(version_dir)}. ({type(error).__name__}: {_one_line(error)})") from None
+    try:
+        loaded = tf.saved_model.load(os.fspath(version_dir))
+        menu = loaded.signatures[MENU_SIGNATURE](dummy=tf.constant(0, tf.int32))
+    except (KeyError, *_DAMAGED_SAVED_MODEL_ERRORS) as error:
+        raise ExportError(
+            f"The version folder {str(version_dir)!r} is damaged: its SavedModel cannot be "
+            f"loaded. Delete that folder and {_reexport(version_dir)}. "
+            f"({type(error).__name__}: {_one_line(error)})") from error
+    try:
+        # from_menu keeps the exported float64 weights exactly
+        return AffineMaximizerAuction.from_menu(
+            setting, menu["allocations"].numpy(), menu["boosts"].numpy(),
+            menu["bidder_weights"].numpy(),
+            temperature=config["model"].get("temperature", 100.0))
+    except ValueError as error:
+        raise ExportError(
+            f"The menu exported in {str(version_dir)!r} is refused: {_one_line(error)}") from None
 
 
 # ------------------------------------------------------------------------------ command line
