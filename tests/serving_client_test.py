@@ -701,6 +701,111 @@ def test_rest_error_bodies_keep_the_server_message(canned):
         assert raised.value.status == 400
 
 
+# ----------------------------------------------------------------------------------- TLS
+def _openssl_certificate(folder, name):
+    """A self-signed P-256 certificate for 127.0.0.1: (key path, certificate path)."""
+    key, certificate = folder / f"{name}.key", folder / f"{name}.pem"
+    subprocess.run([
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-keyout", str(key), "-out", str(certificate), "-days", "2",
+        "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True)
+    return key, certificate
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    """Three self-signed certificates (server, client, an unrelated CA) and two TLS servers
+    on 127.0.0.1: one plain TLS, one that requires a client certificate (mutual TLS)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the `openssl` command is needed to make test certificates; not on PATH")
+    folder = tmp_path_factory.mktemp("tls")
+    made = {name: _openssl_certificate(folder, name) for name in ("server", "client", "other")}
+    server_pair = [(made["server"][0].read_bytes(), made["server"][1].read_bytes())]
+    plain = CannedGrpcServer(grpc.ssl_server_credentials(server_pair))
+    mutual = CannedGrpcServer(grpc.ssl_server_credentials(
+        server_pair, root_certificates=made["client"][1].read_bytes(),
+        require_client_auth=True))
+    for server in (plain, mutual):
+        _answer({"grpc": server}, "grpc", GOOD)
+    with plain, mutual:
+        yield {"plain": plain.target, "mutual": mutual.target, **made}
+
+
+def _assert_good(outcome):
+    for key in OUTPUTS:
+        assert np.array_equal(outcome[key], GOOD[key]), key
+
+
+def test_grpc_over_tls(tls):
+    ca_path = tls["server"][1]
+    with GrpcClient(tls["plain"], MODEL, root_certificates=ca_path) as client:  # a path
+        assert client.tls
+        _assert_good(client.predict(BIDS))
+    with GrpcClient(tls["plain"], MODEL, root_certificates=ca_path.read_bytes()) as client:
+        _assert_good(client.predict(BIDS))
+    with GrpcClient(tls["plain"], MODEL, credentials=grpc.ssl_channel_credentials(
+            ca_path.read_bytes())) as client:
+        _assert_good(client.predict(BIDS))
+    refused = {
+        "plaintext": {}, "wrong CA": {"root_certificates": str(tls["other"][1])},
+        "default roots": {"tls": True}}
+    for name, arguments in refused.items():
+        with GrpcClient(tls["plain"], MODEL, timeout=5, **arguments) as client:
+            with pytest.raises(ServingError) as raised:
+                client.predict(BIDS)
+            assert raised.value.status == "UNAVAILABLE", name
+
+
+def test_grpc_mutual_tls(tls):
+    ca = tls["server"][1]
+    client_key, client_certificate = tls["client"]
+    with GrpcClient(tls["mutual"], MODEL, root_certificates=ca, private_key=client_key,
+                    certificate_chain=client_certificate) as client:
+        _assert_good(client.predict(BIDS))
+    wrong_key, wrong_certificate = tls["other"]
+    for arguments in ({}, {"private_key": wrong_key, "certificate_chain": wrong_certificate}):
+        with GrpcClient(tls["mutual"], MODEL, root_certificates=ca, timeout=5,
+                        **arguments) as client:
+            with pytest.raises(ServingError) as raised:
+                client.predict(BIDS)
+            assert raised.value.status == "UNAVAILABLE"
+
+
+def test_tls_arguments_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="needs both `private_key` and `certificate_chain`"):
+        GrpcClient("127.0.0.1:1", MODEL, private_key=b"key")
+    with pytest.raises(ValueError, match=r"either `credentials` or \['root_certificates'\]"):
+        GrpcClient("127.0.0.1:1", MODEL, root_certificates=b"ca",
+                   credentials=grpc.ssl_channel_credentials())
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(ValueError, match="`root_certificates`: cannot read .*missing.pem"):
+        GrpcClient("127.0.0.1:1", MODEL, root_certificates=missing)
+    with pytest.raises(TypeError, match="`root_certificates` must be PEM bytes or a file path"):
+        GrpcClient("127.0.0.1:1", MODEL, root_certificates=123)
+    with GrpcClient("127.0.0.1:1", MODEL) as client:
+        assert not client.tls
+
+
+def test_command_line_tls(tls, capsys):
+    bids = json.dumps(BIDS.tolist())
+    assert main(["--grpc", tls["plain"], "--model", MODEL, "--tls-ca", str(tls["server"][1]),
+                 "--bids", bids]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == {key: value.tolist() for key, value in GOOD.items()}
+    assert main(["--grpc", tls["mutual"], "--model", MODEL, "--tls-ca", str(tls["server"][1]),
+                 "--tls-cert", str(tls["client"][1]), "--tls-key", str(tls["client"][0]),
+                 "--bids", bids, "--timeout", "5"]) == 0
+    capsys.readouterr()
+    assert main(["--grpc", tls["plain"], "--model", MODEL, "--bids", bids, "--timeout",
+                 "5"]) == 2  # plaintext to a TLS server
+    assert "UNAVAILABLE" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["--rest", "http://127.0.0.1:1", "--model", MODEL, "--tls-ca", "ca.pem",
+              "--menu"])
+    assert exited.value.code == 2 and "https://" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ real TensorFlow Serving
 def _free_port():
     with socket.socket() as sock:

@@ -7,6 +7,8 @@
     client.metadata()   # {signature: {"inputs": {name: (dtype, shape)}, "outputs": {...}}}
 
     client = GrpcClient("localhost:8500", "additive_2x2_uniform")   # same methods
+    client = GrpcClient("auction.example.com:443", "additive_2x2_uniform",
+                        root_certificates="ca.pem")                    # TLS
 
 Both speak TF Serving's Predict API to the signatures written by `tf_ama.export`
 (`serving_default`: `bids` float64 `[batch, num_bidders, num_items]` -> `allocation`
@@ -30,6 +32,7 @@ off. Use gRPC, or bids with at most 15 significant digits, when bit-exact inputs
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 
@@ -241,24 +244,50 @@ class RestClient(_Closing):
 
 
 class GrpcClient(_Closing):
-    """TF Serving's gRPC PredictionService (`Predict`, `GetModelMetadata`).
+    """TF Serving's gRPC PredictionService (`Predict`, `GetModelMetadata`), in plaintext or TLS.
 
     Args:
       target: `host:port`, e.g. `localhost:8500`.
       model_name, version, timeout: as for `RestClient`.
+      tls: True for TLS with gRPC's default root certificates. Implied by any of the next four.
+      root_certificates, private_key, certificate_chain: as for
+        `grpc.ssl_channel_credentials`: PEM bytes, a PEM string, or a file path. The CA that
+        signed the server's certificate (None: gRPC's default roots); `private_key` and
+        `certificate_chain` together for mutual TLS (a client certificate).
+      credentials: a `grpc.ChannelCredentials` instead (e.g. `grpc.ssl_channel_credentials(...)`
+        composed with call credentials); not together with the three PEM arguments.
+
+    The server's certificate must name the host in `target` (gRPC checks it). A TLS or
+    certificate failure surfaces as `ServingError` with status `UNAVAILABLE`.
     """
 
-    def __init__(self, target, model_name, version=None, timeout=30.0):
+    def __init__(self, target, model_name, version=None, timeout=30.0, *, tls=False,
+                 root_certificates=None, private_key=None, certificate_chain=None,
+                 credentials=None):
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+        pems = {name: _pem(name, value) for name, value in (
+            ("root_certificates", root_certificates), ("private_key", private_key),
+            ("certificate_chain", certificate_chain))}
+        given = [name for name, value in pems.items() if value is not None]
+        if credentials is not None and given:
+            raise ValueError(f"pass either `credentials` or {given}, not both: put the "
+                             "certificates into the credentials.")
+        if (pems["private_key"] is None) != (pems["certificate_chain"] is None):
+            raise ValueError("mutual TLS needs both `private_key` and `certificate_chain` (the "
+                             "client's key and certificate); pass both or neither.")
+        if credentials is None and (tls or given):
+            credentials = grpc.ssl_channel_credentials(**pems)
         self.target = target
         self.model_name = model_name
         self.version = version
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", 256 << 20),
-            ("grpc.max_send_message_length", 256 << 20)])
+        self.tls = credentials is not None
+        options = [("grpc.max_receive_message_length", 256 << 20),
+                   ("grpc.max_send_message_length", 256 << 20)]
+        self._channel = (grpc.secure_channel(target, credentials, options=options)
+                         if self.tls else grpc.insecure_channel(target, options=options))
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
     def _model_spec(self, spec, signature_name=None):
@@ -343,10 +372,26 @@ def _field(body, key, expected_type, expected):
     return body[key]
 
 
+def _pem(name, value):
+    """PEM bytes from bytes, a PEM string or a file path (None stays None)."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str) and value.lstrip().startswith("-----BEGIN"):
+        return value.encode()
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"`{name}` must be PEM bytes or a file path; got {type(value).__name__}.")
+    try:
+        with open(value, "rb") as file:
+            return file.read()
+    except OSError as error:
+        raise ValueError(f"`{name}`: cannot read {os.fspath(value)!r}: {error.strerror}.") from None
+
+
 # ------------------------------------------------------------------------------ command line
 def main(argv=None) -> int:
-    """`python serving/client.py (--rest URL | --grpc HOST:PORT) --model NAME
-    [--version V] (--bids JSON | --menu | --metadata)`; prints JSON."""
+    """`python serving/client.py (--rest URL | --grpc HOST:PORT [--tls] [--tls-ca FILE]
+    [--tls-cert FILE --tls-key FILE]) --model NAME [--version V] (--bids JSON | --menu |
+    --metadata)`; prints JSON."""
     import argparse
     import sys
 
@@ -361,10 +406,25 @@ def main(argv=None) -> int:
     what.add_argument("--menu", action="store_true", help="print the served menu")
     what.add_argument("--metadata", action="store_true", help="print the signatures")
     parser.add_argument("--timeout", type=float, default=30.0)
+    tls = parser.add_argument_group("gRPC over TLS (for REST, use an https:// URL)")
+    tls.add_argument("--tls", action="store_true", help="TLS with gRPC's default root CAs")
+    tls.add_argument("--tls-ca", metavar="FILE", help="PEM CA certificate(s) that signed the "
+                     "server's certificate (implies --tls)")
+    tls.add_argument("--tls-cert", metavar="FILE", help="PEM client certificate chain, for "
+                     "mutual TLS (with --tls-key)")
+    tls.add_argument("--tls-key", metavar="FILE", help="PEM client private key (with --tls-cert)")
     args = parser.parse_args(argv)
-    client_class, target = (RestClient, args.rest) if args.rest else (GrpcClient, args.grpc)
+    tls_args = {"tls": args.tls, "root_certificates": args.tls_ca,
+                "private_key": args.tls_key, "certificate_chain": args.tls_cert}
+    if args.rest and any(tls_args.values()):
+        parser.error("--tls* options are for --grpc; for REST use an https:// URL (a private "
+                     "CA: set REQUESTS_CA_BUNDLE=ca.pem)")
     try:
-        with client_class(target, args.model, args.version, args.timeout) as client:
+        if args.rest:
+            client = RestClient(args.rest, args.model, args.version, args.timeout)
+        else:
+            client = GrpcClient(args.grpc, args.model, args.version, args.timeout, **tls_args)
+        with client:
             if args.metadata:
                 result = client.metadata()
             elif args.menu:
