@@ -8,10 +8,11 @@ import sys
 import matplotlib.image
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tf_ama
 from tf_ama import runs
-from tf_ama.cli import main
+from tf_ama.cli import main, run_command
 
 
 def _tf_ama(*args):
@@ -45,6 +46,68 @@ def test_bad_input_prints_one_line_and_exits_2(tmp_path, argv, message):
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _one_line_error(capsys, prefix):
+    """stderr, checked to be ONE line starting with `prefix` (no traceback)."""
+    err = capsys.readouterr().err
+    assert err.startswith(prefix) and err.count("\n") == 1, err
+    return err
+
+
+def test_a_multi_line_message_prints_as_one_line(tmp_path, capsys):
+    """The "different configuration" error lists both configurations on further lines."""
+    out = tmp_path / "run"
+    runs.write_json_atomic(out / runs.CONFIG, {})  # another run's configuration
+    assert main(["train", "additive_1x2_uniform", "--out", str(out)]) == 2
+    err = _one_line_error(capsys, f"tf-ama train: error: --out {str(out)!r} already holds a run "
+                                  "with a different configuration")
+    assert " existing: {} requested: {'setting': " in err
+
+
+@pytest.mark.parametrize("error", [
+    ValueError("first line\n  second line"),
+    tf.errors.InvalidArgumentError(None, None, "bids must be finite\n\t [[{{node Assert}}]]"),
+], ids=["ValueError", "InvalidArgumentError"])
+def test_run_command_prints_a_multi_line_message_as_one_line(capsys, error):
+    def command(args):
+        raise error
+
+    assert run_command("tf-ama x", command, None) == 2
+    assert capsys.readouterr().err in ("tf-ama x: error: first line second line\n",
+                                       "tf-ama x: error: bids must be finite [[{{node Assert}}]]\n")
+
+
+def test_run_command_does_not_hide_bugs():
+    def command(args):
+        return {}["missing"]
+
+    with pytest.raises(KeyError):
+        run_command("tf-ama x", command, None)
+
+
+@pytest.fixture(scope="module")
+def damaged_version(tmp_path_factory):
+    """An exported version folder whose variables data file is truncated."""
+    model = tf_ama.AffineMaximizerAuction.from_menu(
+        "additive_1x2_uniform", [[[0.0, 0.0]], [[1.0, 1.0]]], [0.0, 0.5], [1.0])
+    version = tf_ama.export_saved_model(model, tmp_path_factory.mktemp("models") / "a12")
+    variables = os.path.join(version, "variables")
+    data = next(os.path.join(variables, name) for name in os.listdir(variables)
+                if ".data-" in name)
+    with open(data, "r+b") as file:
+        file.truncate(os.path.getsize(data) // 2)
+    return version
+
+
+@pytest.mark.parametrize("command", ["evaluate", "menu"])
+def test_a_damaged_saved_model_is_named_in_one_line(damaged_version, capsys, command):
+    """Before: an IndexError traceback ("Read less bytes than requested")."""
+    assert main([command, damaged_version, "--samples", "100"]) == 2
+    _one_line_error(capsys, f"tf-ama {command}: error: The version folder {damaged_version!r} "
+                            "is damaged: its SavedModel cannot be loaded. Delete that folder "
+                            "and export the run again (tf-ama export RUN_DIR --to "
+                            f"{os.path.dirname(damaged_version)}).")
 
 
 def test_train_on_the_exact_expectation_of_a_discrete_setting(tmp_path, capsys):
