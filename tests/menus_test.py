@@ -204,6 +204,10 @@ def with_entry(name, index, value):
     (bad(bidder_weights=np.array([1.0, 0.0])), r"`bidder_weights` must be > 0"),
     (bad(bidder_weights=np.array([-1.0, 1.0])), r"`bidder_weights` must be > 0"),
     (bad(bidder_weights=np.array([1.0, np.nan])), r"`bidder_weights` must be finite"),
+    # The exactness contract: a weight of 5e-324 made every request to an export refused.
+    (bad(bidder_weights=np.array([5e-324, 1.0])), r"`bidder_weights` must lie in \[1e-06, 1e\+06\]"),
+    (bad(bidder_weights=np.array([1.0, 3e6])), r"`bidder_weights` must lie in \[1e-06, 1e\+06\]"),
+    (bad(**with_entry("boosts", 2, -2e38)), r"`boosts` must be finite with \|boosts\| <= 1e\+38"),
     (bad(demand="bogus"), r"`demand` must be one of"),
     (bad(num_items=0), r"`num_items` must be an int >= 1"),
 ])

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tf_ama
-from tf_ama import menus
+from tf_ama import exactness, menus
 from tf_ama.mechanism import exact_outcome, soft_payments
 
 from oracle import numpy_ama
@@ -137,6 +137,27 @@ def test_from_menu_refuses_an_infeasible_menu():
     with pytest.raises(ValueError, match="infeasible"):
         tf_ama.AffineMaximizerAuction.from_menu("additive_2x2_uniform", allocations,
                                                  np.zeros(2), np.ones(2))
+
+
+def test_from_menu_refuses_weights_outside_the_exactness_contract():
+    # Issue #12: a weight of 5e-324 was accepted, and every request to its export refused.
+    allocations = menus.deterministic_allocations(2, 2, "additive")
+    with pytest.raises(ValueError, match=r"`bidder_weights` must lie in \[1e-06, 1e\+06\]"):
+        tf_ama.AffineMaximizerAuction.from_menu("additive_2x2_uniform", allocations,
+                                                 np.zeros(len(allocations)), [5e-324, 1.0])
+
+
+def test_learned_weights_stay_in_the_exactness_contract():
+    # exp(log w) is clipped to [MIN, MAX]_BIDDER_WEIGHT: a drifted weight is never refused.
+    model = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=8,
+                                          learn_bidder_weights=True)
+    model.log_bidder_weights.assign([-30.0, 20.0])
+    weights = model.menu(tf.float64)[2].numpy()
+    assert weights.tolist() == [exactness.MIN_BIDDER_WEIGHT, exactness.MAX_BIDDER_WEIGHT]
+    model.log_bidder_weights.assign([0.3, -0.2])  # inside the range: exactly exp(log w)
+    np.testing.assert_array_equal(model.menu(tf.float64)[2].numpy(),
+                                  np.exp(np.array([0.3, -0.2], np.float32).astype(np.float64)))
+    assert np.isfinite(model(np.ones((2, 2, 2)))["payments"].numpy()).all()
 
 
 @pytest.mark.parametrize("setting", ["additive_2x2_uniform", "unit_demand_2x4_spherical"])

@@ -11,7 +11,8 @@ no bug) with the library. Slow: use it on small batches and small menus only.
     p[i]      = (max_k W_-i[k] - W_-i[k*]) / w[i]
     regret[i] = max_k (u[i, k] - P_i(k)) - (u[i, k*] - p[i]),  P_i(k) = (max W_-i - W_-i[k]) / w[i]
 
-Other test modules use it: `from oracle import numpy_ama`.
+Other test modules use it: `from oracle import numpy_ama`; `fraction_ama` is the exact
+rational oracle of one profile (the money oracle of the exactness tests).
 """
 
 import math
@@ -132,3 +133,47 @@ def partial_matchings(num_bidders, num_items):
     if num_items:
         total += num_items * partial_matchings(num_bidders - 1, num_items - 1)
     return total
+
+
+def fraction_ama(bids, allocations, boosts, bidder_weights):
+    """The AMA in exact rational arithmetic (`fractions.Fraction`), for one profile.
+
+    Every float64 input is converted exactly (`Fraction(float)` is exact), so this is the
+    outcome a computer with infinite precision would serve for the same numbers: the money
+    oracle of the exactness tests (tf_ama.exactness states how far float64 may be from it).
+
+    Args:
+      bids: `[num_bidders, num_items]` (one profile); allocations `[menu_size, num_bidders,
+        num_items]`; boosts `[menu_size]`; bidder_weights `[num_bidders]`.
+
+    Returns:
+      A dict of exact values: `welfare` (list over k of W[k]), `values` (u[i][k]), `others`
+      (W_-i[k], summed from the other bidders' terms), `menu_index` (exact argmax, ties to the
+      lowest index), and `payment(i, k)`: bidder i's AMA payment if entry k is served,
+      `(max W_-i - W_-i[k]) / w_i`.
+    """
+    from fractions import Fraction
+
+    def exact(array):
+        return np.vectorize(Fraction, otypes=[object])(np.asarray(array, np.float64))
+
+    bids, allocations = exact(bids), exact(allocations)
+    boosts, weights = exact(boosts), exact(bidder_weights)
+    menu_size, num_bidders, num_items = allocations.shape
+    value = [[sum((allocations[k, i, j] * bids[i, j] for j in range(num_items)), Fraction(0))
+              for k in range(menu_size)] for i in range(num_bidders)]
+    welfare = [boosts[k] + sum(weights[i] * value[i][k] for i in range(num_bidders))
+               for k in range(menu_size)]
+    others = [[boosts[k] + sum(weights[l] * value[l][k] for l in range(num_bidders) if l != i)
+               for k in range(menu_size)] for i in range(num_bidders)]
+    chosen = 0
+    for k in range(1, menu_size):
+        if welfare[k] > welfare[chosen]:  # strict: ties keep the lowest index
+            chosen = k
+    best_others = [max(row) for row in others]
+
+    def payment(bidder, entry):
+        return (best_others[bidder] - others[bidder][entry]) / weights[bidder]
+
+    return {"welfare": welfare, "values": value, "others": others, "menu_index": chosen,
+            "payment": payment}

@@ -77,10 +77,15 @@ def _scales(bids, boosts, bidder_weights):
     bidder_weights = np.asarray(bidder_weights, np.float64)
     largest_boost = float(np.max(np.abs(np.asarray(boosts, np.float64))))
     weighted_totals = bidder_weights * bids.sum(axis=2)  # [batch, m]
-    total = weighted_totals.sum(axis=1)  # [batch]
-    others = np.maximum(total[:, None] - weighted_totals, 0.0)
-    # The subtraction may round down; a relative 2**-40 margin more than covers it.
-    return largest_boost + others * (1 + 2.0**-40), largest_boost + total
+    zeros = np.zeros_like(weighted_totals[:, :1])
+    # The others' sum from their own terms (bidders before i plus bidders after i), not as
+    # total - own, which would lose them beside a huge own bid.
+    before = np.concatenate([zeros, np.cumsum(weighted_totals[:, :-1], axis=1)], axis=1)
+    after = np.concatenate([np.cumsum(weighted_totals[:, :0:-1], axis=1)[:, ::-1], zeros], axis=1)
+    # A relative 2**-40 margin covers the rounding of these sums of nonnegative terms.
+    margin = 1 + 2.0**-40
+    return (largest_boost + (before + after) * margin,
+            largest_boost + weighted_totals.sum(axis=1) * margin)
 
 
 def welfare_error_bound(bids, boosts, bidder_weights):

@@ -6,13 +6,16 @@ and positive bidder weights `w[i]`, given bids `v` (`[num_bidders, num_items]`):
     u[i, k]   = sum_j a[k, i, j] * v[i, j]           value of entry k to bidder i
     W[k]      = sum_i w[i] * u[i, k] + b[k]           boosted, weighted welfare
     k*        = argmax_k W[k]                          ties -> lowest index
-    W_-i[k]   = W[k] - w[i] * u[i, k]
+    W_-i[k]   = b[k] + sum_{l != i} w[l] * u[l, k]     welfare of the others
     p[i]      = (max_k W_-i[k] - W_-i[k*]) / w[i]      payment, >= 0
     outcome   = allocation a[k*], payments p
 
 Truthful bidding is a dominant strategy and `u[i, k*] - p[i] >= 0`. `exact_outcome` computes
 this in float64; it is the one function that evaluation, export and the model's `test_step`
-call. The regret certificate is exact too: by misreporting, bidder `i` can only select some
+call. `W_-i` is summed from the other bidders' terms, never as `W[k] - w[i] u[i, k]` (which
+loses the others' terms when `u[i, k]` is huge), so the rounding of a payment does not depend
+on the payer's own bids: `tf_ama.exactness` states the accepted inputs (e.g. bids <= 1e38)
+and the error bounds, proved in docs/design.md and tested against an exact rational oracle. The regret certificate is exact too: by misreporting, bidder `i` can only select some
 entry `k`, at price `P_i(k) = (max W_-i - W_-i[k]) / w[i]`, so the best misreport earns
 `max_k (u[i, k] - P_i(k))` (with `u` from true values) and
 
@@ -28,6 +31,8 @@ import functools
 
 import numpy as np
 import tensorflow as tf
+
+from tf_ama.exactness import MAX_ABS_BOOST, MAX_BID, MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
 
 # Profiles are evaluated in blocks of exactly `chunk` profiles (the batch is zero-padded to
 # whole blocks): a matmul over another number of rows may take other kernels and round the
@@ -67,8 +72,18 @@ def _validate_menu(allocations, boosts, bidder_weights):
             "(sum over bidders of allocations[k, :, j] must be <= 1)",
         ),
         tf.debugging.assert_all_finite(boosts, "`boosts` must be finite"),
+        tf.debugging.assert_less_equal(
+            tf.abs(boosts), tf.constant(MAX_ABS_BOOST, tf.float64),
+            f"`boosts` must satisfy |boosts| <= {MAX_ABS_BOOST:g} (tf_ama.exactness)"),
         tf.debugging.assert_all_finite(bidder_weights, "`bidder_weights` must be finite"),
-        tf.debugging.assert_positive(bidder_weights, "`bidder_weights` must be > 0"),
+        tf.debugging.assert_greater_equal(
+            bidder_weights, tf.constant(MIN_BIDDER_WEIGHT, tf.float64),
+            f"`bidder_weights` must be >= {MIN_BIDDER_WEIGHT:g} (tf_ama.exactness; scale all "
+            "weights and boosts by one positive constant to bring them into range)"),
+        tf.debugging.assert_less_equal(
+            bidder_weights, tf.constant(MAX_BIDDER_WEIGHT, tf.float64),
+            f"`bidder_weights` must be <= {MAX_BIDDER_WEIGHT:g} (tf_ama.exactness; scale all "
+            "weights and boosts by one positive constant to bring them into range)"),
     ]
     with tf.control_dependencies(checks):
         return tf.identity(allocations), tf.identity(boosts), tf.identity(bidder_weights)
@@ -105,6 +120,11 @@ def validate_bids(bids, num_bidders, num_items, name="bids"):
         non_negative_ok = tf.debugging.assert_non_negative(
             bids, f"`{name}` must be >= 0 (negative bid)")
     with tf.control_dependencies([non_negative_ok]):
+        at_most_max_ok = tf.debugging.assert_less_equal(
+            bids, tf.constant(MAX_BID, tf.float64),
+            f"`{name}` must be <= {MAX_BID:g} (tf_ama.exactness.MAX_BID: no amount is larger; "
+            "the limit keeps the exact outcome far from float64 overflow)")
+    with tf.control_dependencies([at_most_max_ok]):
         return tf.identity(bids)
 
 
@@ -142,24 +162,24 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
     indices = tf.range(menu_size, dtype=tf.int64)
     menu_index = tf.reduce_min(
         tf.where(welfare == best, indices[None, :], tf.cast(menu_size, tf.int64)), axis=1)
-    others = welfare[None] - weighted  # W_-i: [m, B, K]
+    # W_-i[k] = b_k + sum_{l != i} w_l u_l[k] from the OTHER bidders' terms (the sums of the
+    # bidders before and after i), never as W - w_i u_i: that subtraction cancels the others'
+    # terms when u_i is huge (a bid of 1e16 made the item free). So bidder i's own bid does
+    # not enter the rounding of its payment (docs/design.md, "The exactness contract").
+    others = (tf.cumsum(weighted, axis=0, exclusive=True)
+              + tf.cumsum(weighted, axis=0, exclusive=True, reverse=True)) + boosts  # [m, B, K]
     best_others = tf.reduce_max(others, axis=2)  # [m, B]
     # (bidder, profile, k*) for every bidder and profile: gathers of m * B elements.
     batch = tf.shape(bids, out_type=tf.int64)[0]
     at_chosen = tf.stack(tf.meshgrid(tf.range(num_bidders, dtype=tf.int64), tf.range(batch),
                                      indexing="ij") + [tf.tile(menu_index[None], [num_bidders, 1])],
                          axis=-1)  # [m, B, 3]
-    # W_-i[k*] = W[k*] - w_i u_i[k*], the same operations as in `others` (same bits), on
-    # gathered elements: neither `others` nor `w_i u_i` need be kept in memory for it.
     chosen_values = tf.gather_nd(values, at_chosen)  # u_i[k*]: [m, B]
-    chosen_welfare = tf.gather(welfare, menu_index[:, None], axis=1, batch_dims=1)[:, 0]  # [B]
+    chosen_others = tf.gather_nd(others, at_chosen)  # W_-i[k*]: [m, B]
     weights = bidder_weights[:, None]
-    chosen_others = chosen_welfare[None] - weights * chosen_values  # W_-i[k*]: [m, B]
-    # max over k includes k*, so the difference is >= 0 exactly; clipping at the value
-    # received removes only rounding (mathematically max W_-i <= W[k*]). XLA may compute
-    # W_-i[k] in the max and at k* with different roundings (it can fuse w_i * u_i into a
-    # multiply-add in one place and not the other): the clip at 0 removes that (~1e-16)
-    # and changes nothing without XLA.
+    # The max over k includes k*, so the difference is >= 0 (the clip at 0 only matters if
+    # XLA rounds the two reads of W_-i differently). The clip at the value received removes
+    # the rounding of a near-tie between k* and another entry: IR holds exactly.
     unclipped = (best_others - chosen_others) / weights  # [m, B]
     payments = tf.minimum(tf.maximum(unclipped, 0.0), chosen_values)
     outcome = {
@@ -232,10 +252,16 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, *, chunk_size=None,
       `values` float64 `[batch, num_bidders]` (value of the allocation to each bidder at
       the bids; utility = values - payments), and `regret` if requested.
 
+    Exactness (`tf_ama.exactness`): outputs are finite, `0 <= payments <= values`, the served
+    entry maximizes welfare up to `welfare_error_bound` and each payment is within
+    `payment_error_bound` of the exact payment of the served entry (~1e-14 at unit scale),
+    a bound that does not involve the payer's own bids.
+
     Raises:
       TypeError / ValueError (eagerly) or InvalidArgumentError (in a graph) naming the
-      bad argument: non-float64 input, NaN / inf, negative bids, wrong shapes, an empty
-      or infeasible menu, non-positive weights.
+      bad argument: non-float64 input, NaN / inf, negative bids or bids above
+      `exactness.MAX_BID`, wrong shapes, an empty or infeasible menu, boosts or weights
+      outside the `tf_ama.exactness` limits.
     """
     allocations, boosts, bidder_weights = _validate_menu(allocations, boosts, bidder_weights)
     menu_size, num_bidders, num_items = allocations.shape

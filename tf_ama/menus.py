@@ -24,6 +24,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from tf_ama.exactness import check_menu_limits
+
 MENUS = ("lottery", "deterministic")
 MAX_DETERMINISTIC_MENU = 1 << 16
 _TOLERANCE = 1e-9
@@ -114,8 +116,9 @@ def validate_fixed_menu(allocations, boosts, bidder_weights, num_bidders, num_it
     """Checks a user-given menu and returns it as float64 numpy arrays.
 
     Raises ValueError naming the argument for wrong shapes, non-finite values, infeasible
-    allocations, a first entry that is not the empty allocation with boost 0, or
-    non-positive bidder weights.
+    allocations, a first entry that is not the empty allocation with boost 0, or boosts and
+    bidder weights outside the limits of `tf_ama.exactness` (e.g. a weight of 5e-324, which
+    would make every payment inexact).
     """
     _check_setting_shape(num_bidders, num_items, demand)
     arrays = {}
@@ -148,6 +151,7 @@ def validate_fixed_menu(allocations, boosts, bidder_weights, num_bidders, num_it
         )
     if np.any(bidder_weights <= 0):
         raise ValueError(f"`bidder_weights` must be > 0; got {bidder_weights.tolist()}.")
+    check_menu_limits(boosts, bidder_weights)  # the exactness contract (tf_ama.exactness)
     if np.any(allocations < 0):
         raise ValueError("`allocations` must be >= 0.")
     over = allocations.sum(axis=1).max()

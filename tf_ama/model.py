@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ama import distributions, menus, relaxation
+from tf_ama.exactness import MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
 from tf_ama.mechanism import exact_outcome
 from tf_ama.settings import Setting, get_setting
 
@@ -257,7 +258,10 @@ class AffineMaximizerAuction(keras.Model):
         if self.menu_type == "fixed":
             bidder_weights = cast(self.fixed_bidder_weights)
         else:
-            bidder_weights = tf.exp(cast(self.log_bidder_weights))
+            # Clipped to the exactness contract's range (tf_ama.exactness): a learned weight
+            # never makes the served menu refused; inside the range the clip changes no bit.
+            bidder_weights = tf.clip_by_value(tf.exp(cast(self.log_bidder_weights)),
+                                              MIN_BIDDER_WEIGHT, MAX_BIDDER_WEIGHT)
         return allocations, boosts, bidder_weights
 
     def exact_menu(self):
