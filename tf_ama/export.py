@@ -31,10 +31,11 @@ profile in a larger batch (3x10 and 2x4 settings).
 The export is atomic: the SavedModel is written to
 `<base_dir>/.tmp-export-<host>-<pid>-<random>` (a name TF Serving ignores) and renamed to
 `<base_dir>/<version>` when complete, so a watching server never sees half a model and an
-export that dies midway leaves no version folder (a killed export leaves its `.tmp-export-*`
-folder; the next export on the same host removes it once its process is gone; a folder shared
-by several hosts, e.g. over NFS, keeps other hosts' temporaries, whose processes cannot be
-checked from here).
+export that fails midway (e.g. a full disk: an ExportError names `base_dir` and the fix) or
+dies leaves no version folder (a killed export leaves its `.tmp-export-*` folder; the next
+export on the same host removes it once its process is gone; a folder shared by several
+hosts, e.g. over NFS, keeps other hosts' temporaries, whose processes cannot be checked from
+here).
 """
 
 from __future__ import annotations
