@@ -2,7 +2,8 @@
 
     RUN_DIR/config.json          setting, model config and training config (JSON)
     RUN_DIR/model.keras          the trained model (Keras format), written atomically at the end
-    RUN_DIR/backup/              BackupAndRestore checkpoints: re-running resumes from here
+    RUN_DIR/backup/              checkpoints (tf_ama.checkpoints): re-running resumes from here;
+                                 removed once model.keras is written
     RUN_DIR/logs/                TensorBoard logs
     RUN_DIR/history.csv          per-epoch metrics (CSVLogger)
     RUN_DIR/evaluation.json      exact evaluation against the baselines
@@ -15,8 +16,12 @@ import contextlib
 import json
 import os
 import tempfile
+import warnings
+import zipfile
 
 import keras
+
+from tf_ama import checkpoints
 
 CONFIG = "config.json"
 MODEL = "model.keras"
@@ -68,19 +73,71 @@ def save_model_atomic(model, path):
         model.save(temporary)
 
 
-def read_config(run_dir):
+def read_config(run_dir, repair=False):
+    """The run's config.json, as a dict.
+
+    A damaged config.json (truncated, corrupt) is replaced by the copy that every checkpoint
+    holds, with a warning, when there is an intact checkpoint (and rewritten on disk if
+    `repair`); otherwise a ValueError names the file and the fix.
+    """
     path = os.path.join(run_dir, CONFIG)
     if not os.path.isfile(path):
         raise ValueError(
             f"{run_dir!r} is not a tf_ama run directory (no {CONFIG}); create one with "
             "`tf-ama train SETTING --out RUN_DIR`."
         )
-    with open(path) as file:
-        return json.load(file)
+    try:
+        with open(path) as file:
+            config = json.load(file)
+        problem = None if isinstance(config, dict) else "not a JSON object"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        problem = f"not valid JSON, truncated or corrupt ({error})"
+    if problem is None:
+        return config
+    try:
+        copy = checkpoints.latest(os.path.join(run_dir, BACKUP))
+    except ValueError:  # damaged checkpoints too: the error below is about config.json
+        copy = None
+    if copy is not None and copy.config is not None:
+        warnings.warn(f"{path} is {problem}; using the copy in {copy.metadata_path}"
+                      + (", and writing it back." if repair else "."), stacklevel=2)
+        if repair:
+            write_json_atomic(path, copy.config)
+        return copy.config
+    raise ValueError(
+        f"{path} is {problem}. Fix: delete it and re-run the same `tf-ama train ... --out "
+        f"{run_dir}` command, which writes it again from the arguments (a finished run is then "
+        "trained again, into the same model)."
+    )
+
+
+def check_model_file(path):
+    """Raises a ValueError naming `path` and the fix unless it is a complete Keras archive.
+
+    A `.keras` file is a zip; a truncated one has lost its directory and a corrupt one fails
+    the checksum of a member. Keras itself reports either as "File not found".
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+            problem = (f"member {damaged} fails its checksum" if damaged is not None else
+                       None if "config.json" in archive.namelist() else "no config.json inside")
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        problem = str(error) or type(error).__name__
+    if problem is not None:
+        run_dir = os.path.dirname(path) or "."
+        raise ValueError(
+            f"{path} is not a readable Keras model file ({problem}). Fix: re-run the same "
+            f"`tf-ama train ... --out {run_dir}` command, which trains the model again (from the "
+            "last checkpoint, if one is left) and rewrites the file; or delete the file."
+        )
 
 
 def load_run(run_dir):
-    """`(model, config)` of a finished run: the trained model and its config.json."""
+    """`(model, config)` of a finished run: the trained model and its config.json.
+
+    Raises a ValueError naming the file and the fix when either is missing or damaged.
+    """
     config = read_config(run_dir)
     path = os.path.join(run_dir, MODEL)
     if not os.path.isfile(path):
@@ -88,6 +145,7 @@ def load_run(run_dir):
             f"{run_dir!r} has no trained model ({MODEL}): the run has not finished. Re-run "
             "the same `tf-ama train ... --out RUN_DIR` command to resume it."
         )
+    check_model_file(path)
     import tf_ama.model  # noqa: F401  (registers the class for deserialization)
 
     return keras.saving.load_model(path), config

@@ -3,21 +3,25 @@
 `train_run(setting, out, ...)` is what `tf-ama train` calls. It writes the run directory of
 `tf_ama.runs` (config, TensorBoard logs, CSV history, checkpoints, the final model). Re-run
 with the same `out` and arguments, an interrupted run resumes from its last completed epoch
-(valuations are drawn from a stateless stream keyed by the optimizer step, so it ends where an
-uninterrupted run would) and a finished run is loaded, not trained again.
+and a finished run is loaded, not trained again. A run killed at any moment (even while
+writing a checkpoint: `tf_ama.checkpoints` publishes each one atomically) resumes into the
+bit-identical model an uninterrupted run ends with: valuations are drawn from a stateless
+stream keyed by the optimizer step, and the checkpoint holds the optimizer's state and step.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import inspect
 import os
 import sys
+import warnings
 from typing import Optional
 
 import keras
 
-from tf_ama import runs
+from tf_ama import checkpoints, runs
 from tf_ama.annealing import TemperatureScheduler, annealing_schedule, is_positive_finite
 from tf_ama.model import (AffineMaximizerAuction, expectation_dataset, fresh_valuations,
                           valuation_dataset)
@@ -117,19 +121,25 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
         "training": training.to_dict(),
     }
     config_path = os.path.join(out, runs.CONFIG)
+    backup = os.path.join(out, runs.BACKUP)
     if os.path.exists(config_path):
-        previous = _with_new_defaults(runs.read_config(out), config)
-        if previous != config:
-            raise ValueError(
-                f"--out {out!r} already holds a run with a different configuration; resume it "
-                "with the same arguments or choose another --out directory.\n"
-                f"  existing: {previous}\n  requested: {config}"
-            )
-        if os.path.exists(os.path.join(out, runs.MODEL)):
-            print(f"{out}: this run has finished; loading its model (nothing to train).")
-            return runs.load_run(out)[0]
-    else:
+        _check_same_run(out, runs.read_config(out, repair=True), config, config_path)
+        model_path = os.path.join(out, runs.MODEL)
+        if os.path.exists(model_path):
+            try:
+                runs.check_model_file(model_path)
+            except ValueError as error:
+                warnings.warn(f"{error} Training it again.", stacklevel=2)
+            else:
+                print(f"{out}: this run has finished; loading its model (nothing to train).")
+                checkpoints.remove_all(backup)  # left if killed just before it was removed
+                return runs.load_run(out)[0]
+    resume = checkpoints.latest(backup)
+    if resume is not None and resume.config is not None:
+        _check_same_run(out, resume.config, config, resume.metadata_path)
+    if not os.path.exists(config_path):
         runs.write_json_atomic(config_path, config)
+    _trim_history(os.path.join(out, runs.HISTORY), resume.epoch if resume is not None else 0)
 
     model.compile(optimizer=keras.optimizers.Adam(training.learning_rate),
                   jit_compile=training.jit_compile)
@@ -141,20 +151,62 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
         steps_per_epoch=training.steps_per_epoch,
         validation_data=validation,
         callbacks=[
-            # double_checkpoint: a checkpoint killed mid-write falls back to the previous one.
-            keras.callbacks.BackupAndRestore(os.path.join(out, runs.BACKUP),
-                                             double_checkpoint=True),
             # Before the loggers, which then see the epoch's `temperature` in the logs.
             *training.annealing_callbacks(model.temperature),
             keras.callbacks.CSVLogger(os.path.join(out, runs.HISTORY), append=True),
             keras.callbacks.TensorBoard(os.path.join(out, runs.LOGS)),
             *callbacks,
+            # Last: restores after every set_model, records an epoch after the other callbacks.
+            checkpoints.EpochCheckpoint(backup, resume, config, attributes=("temperature",)),
         ],
         verbose=verbose,
         shuffle=False,  # the data is one repeated batch; there is nothing to shuffle
     )
     runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
+    checkpoints.remove_all(backup)  # only now: a run killed before resumes from it
     return model
+
+
+def _check_same_run(out, previous, config, source):
+    """Refuses to resume a run whose recorded config (`previous`, read from `source`) is not
+    `config`, the arguments added since it was recorded counting as their defaults."""
+    previous = _with_new_defaults(previous, config)
+    if previous != config:
+        raise ValueError(
+            f"--out {out!r} already holds a run with a different configuration ({source}); "
+            "resume it with the same arguments or choose another --out directory.\n"
+            f"  existing: {previous}\n  requested: {config}"
+        )
+
+
+def _trim_history(path, epoch):
+    """Keeps the rows of `history.csv` for the epochs before `epoch`, where training resumes.
+
+    CSVLogger appends a row at each epoch end, before the checkpoint that makes the epoch
+    final; a run killed in between wrote a row that the resumed run writes again. Rows of
+    later epochs and a row cut by a kill are dropped (atomically); a fresh start removes it.
+    """
+    if not os.path.exists(path):
+        return
+    if epoch == 0:
+        os.remove(path)
+        return
+    with open(path, newline="") as file:
+        lines = file.read().splitlines(keepends=True)
+    if not lines or not lines[0].endswith("\n"):
+        os.remove(path)  # not even a complete header
+        return
+    header = next(csv.reader([lines[0]]))
+    column = header.index("epoch") if "epoch" in header else 0
+    kept = [lines[0]]
+    for line in lines[1:]:
+        row = next(csv.reader([line]), [])
+        if (line.endswith("\n") and len(row) == len(header) and row[column].isdigit()
+                and int(row[column]) < epoch):
+            kept.append(line)
+    if kept != lines:
+        with runs.atomic_file(path, ".csv") as temporary, open(temporary, "w", newline="") as file:
+            file.writelines(kept)
 
 
 def _with_new_defaults(previous, config):
