@@ -1,0 +1,119 @@
+"""tf_ama.runs: a damaged file of a run directory is an error naming the file and the fix, or
+is replaced by an intact copy where one exists."""
+
+import json
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import tf_ama
+from tf_ama import runs
+
+SETTING = "additive_1x2_uniform"
+MODEL_KWARGS = {"menu_size": 8, "seed": 7, "jit_objective": False}
+TRAINING = tf_ama.TrainingConfig(steps=2, steps_per_epoch=1, batch_size=32,
+                                 validation_samples=64, evaluation_samples=64)
+
+
+class _Stop(Exception):
+    pass
+
+
+class _StopAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise _Stop()
+
+
+def _train(out, *callbacks):
+    return tf_ama.train_run(SETTING, out, MODEL_KWARGS, TRAINING, verbose=0,
+                            callbacks=list(callbacks))
+
+
+def _truncate(path):
+    with open(path, "rb") as file:
+        data = file.read()
+    with open(path, "wb") as file:
+        file.write(data[:len(data) // 2])
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished run directory and the bytes of its files (copied per test)."""
+    out = str(tmp_path_factory.mktemp("finished") / "run")
+    _train(out)
+    return {name: open(os.path.join(out, name), "rb").read()
+            for name in (runs.CONFIG, runs.MODEL, runs.HISTORY)}
+
+
+def _copy(finished, out):
+    os.makedirs(out)
+    for name, data in finished.items():
+        with open(os.path.join(out, name), "wb") as file:
+            file.write(data)
+    return out
+
+
+def _assert_finished_model(out, finished, tmp_path):
+    """`out` holds the finished run's model, weight for weight, and its config."""
+    original = str(tmp_path / "original.keras")
+    with open(original, "wb") as file:
+        file.write(finished[runs.MODEL])
+    model, config = runs.load_run(out)
+    for mine, theirs in zip(model.weights, keras.saving.load_model(original).weights,
+                            strict=True):
+        assert np.array_equal(mine.numpy(), theirs.numpy())
+    assert config == json.loads(finished[runs.CONFIG])
+
+
+def test_a_truncated_model_file_names_the_file_and_the_fix_and_retraining_fixes_it(
+        tmp_path, finished):
+    out = _copy(finished, str(tmp_path / "run"))
+    path = os.path.join(out, runs.MODEL)
+    _truncate(path)  # Keras says "File not found" for it
+    with pytest.raises(ValueError, match="not a readable Keras model file") as error:
+        runs.load_run(out)
+    message = str(error.value)
+    assert path in message and "re-run the same `tf-ama train" in message
+    assert "delete the file" in message and "\n" not in message
+
+    # The fix: the same command trains the model again (no checkpoint left: from the start).
+    with pytest.warns(UserWarning, match="Training it again"):
+        _train(out)
+    _assert_finished_model(out, finished, tmp_path)
+
+
+def test_a_truncated_config_names_the_file_and_the_fix(tmp_path, finished):
+    out = _copy(finished, str(tmp_path / "run"))
+    path = os.path.join(out, runs.CONFIG)
+    _truncate(path)
+    for read in (runs.load_run, runs.read_config, lambda out: _train(out)):
+        with pytest.raises(ValueError) as error:
+            read(out)
+        message = str(error.value)
+        assert path in message and "truncated or corrupt" in message, message
+        assert "delete it and re-run the same `tf-ama train" in message
+        assert "\n" not in message
+
+
+def test_a_truncated_config_is_restored_from_the_checkpoint_copy(tmp_path, finished):
+    out = str(tmp_path / "run")
+    with pytest.raises(_Stop):
+        _train(out, _StopAt(1))  # killed during epoch 1: the checkpoint of epoch 1 is there
+    path = os.path.join(out, runs.CONFIG)
+    _truncate(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert runs.read_config(out) == json.loads(finished[runs.CONFIG])
+        _train(out)  # resumes, and writes config.json back
+    assert sum(f"{path} is not valid JSON" in str(w.message) for w in caught) == 2
+    with open(path, "rb") as file:
+        assert json.loads(file.read()) == json.loads(finished[runs.CONFIG])
+    _assert_finished_model(out, finished, tmp_path)
