@@ -216,3 +216,31 @@ def test_train_evaluate_menu_export_and_resume(tmp_path, capsys):
     served = json.loads(capsys.readouterr().out)
     assert served["entries_used"] == report["entries_used"]
     assert abs(served["revenue"] - report["revenue"]) <= 1e-12
+
+
+def _corrupt_model_keras(run_dir, damage):
+    path = os.path.join(run_dir, runs.MODEL)
+    data = bytearray(open(path, "rb").read())
+    if damage == "truncated":
+        data = data[:len(data) // 2]
+    else:  # one flipped byte in the middle (inside a member's compressed data)
+        data[len(data) // 2] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("command, damage", [
+    ("evaluate", "truncated"), ("menu", "flipped_byte"), ("export", "truncated")])
+def test_a_corrupt_model_keras_is_named_in_one_line(tmp_path, capsys, command, damage):
+    """Before: Keras's "File not found: filepath=.../model.keras" for a file that is there."""
+    run_dir = str(tmp_path / "run")
+    runs.write_json_atomic(os.path.join(run_dir, runs.CONFIG), {"training": {"steps": 10}})
+    runs.save_model_atomic(tf_ama.AffineMaximizerAuction("additive_1x2_uniform", menu_size=4),
+                           os.path.join(run_dir, runs.MODEL))
+    path = _corrupt_model_keras(run_dir, damage)
+    base = str(tmp_path / "models" / "a12")
+    argv = [command, run_dir] + (["--to", base] if command == "export" else ["--samples", "100"])
+    assert main(argv) == 2
+    err = _one_line_error(capsys, f"tf-ama {command}: error: ")
+    assert path in err and "not found" not in err.lower(), err
+    assert not os.path.exists(base)
