@@ -144,6 +144,33 @@ def _float64(value, name):
     return tensor
 
 
+def others_welfare(weighted, boosts):
+    """`W_-i[k] = b_k + sum_{l != i} w_l u_l[k]` (`[m, B, K]`) from `weighted = w_i u_i[k]`
+    (`[m, B, K]`), summed from the OTHER bidders' terms only: the bidders before `i` plus the
+    bidders after `i` (running sums from both ends, about 3m additions of `[B, K]`).
+
+    Never `W[k] - w_i u_i[k]`: that subtraction cancels the others' terms when `u_i` is huge
+    (a bid of 1e16 made an item free). Here bidder i's own bid does not enter the rounding of
+    its payment (docs/design.md, "The exactness contract"). Measured at about the cost of the
+    subtraction (benchmarks/exactness_benchmark.py); `tf.cumsum` over the bidder axis, the
+    same sums as one op, measured 3-5x slower, and a matmul with `1 - I` was slow under XLA.
+    """
+    terms = tf.unstack(weighted)  # m tensors [B, K]
+    before, after = [None], [None]  # before[i] = sum_{l < i}, after[i] = sum_{l > i}
+    for term in terms[:-1]:
+        before.append(term if before[-1] is None else before[-1] + term)
+    for term in terms[:0:-1]:
+        after.append(term if after[-1] is None else term + after[-1])
+    after.reverse()
+    rows = []
+    for sums in ([s for s in pair if s is not None] for pair in zip(before, after)):
+        if not sums:  # a single bidder: W_-0 = b
+            rows.append(tf.broadcast_to(boosts, tf.shape(terms[0])))
+        else:
+            rows.append((sums[0] + sums[1] if len(sums) == 2 else sums[0]) + boosts)
+    return tf.stack(rows)
+
+
 def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
                    with_counterfactual=False):
     """Exact outcome of one block of profiles; all float64, shapes as in `exact_outcome`.
@@ -162,12 +189,7 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
     indices = tf.range(menu_size, dtype=tf.int64)
     menu_index = tf.reduce_min(
         tf.where(welfare == best, indices[None, :], tf.cast(menu_size, tf.int64)), axis=1)
-    # W_-i[k] = b_k + sum_{l != i} w_l u_l[k] from the OTHER bidders' terms (the sums of the
-    # bidders before and after i), never as W - w_i u_i: that subtraction cancels the others'
-    # terms when u_i is huge (a bid of 1e16 made the item free). So bidder i's own bid does
-    # not enter the rounding of its payment (docs/design.md, "The exactness contract").
-    others = (tf.cumsum(weighted, axis=0, exclusive=True)
-              + tf.cumsum(weighted, axis=0, exclusive=True, reverse=True)) + boosts  # [m, B, K]
+    others = others_welfare(weighted, boosts)  # W_-i: [m, B, K]
     best_others = tf.reduce_max(others, axis=2)  # [m, B]
     # (bidder, profile, k*) for every bidder and profile: gathers of m * B elements.
     batch = tf.shape(bids, out_type=tf.int64)[0]
