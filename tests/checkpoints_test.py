@@ -197,3 +197,31 @@ def test_a_checkpoint_holds_its_weights_and_metadata_together(tmp_path):
     assert os.path.dirname(checkpoint.weights) == os.path.dirname(checkpoint.metadata_path)
     with open(os.path.join(out, runs.CONFIG)) as file:
         assert checkpoint.config == json.load(file)
+
+
+def test_a_resumed_model_fits_again_from_epoch_zero(tmp_path):
+    # Resuming tells `fit` its first epoch; a later `fit` on the returned model must not
+    # inherit it (it would skip epochs: here, all of them).
+    out = str(tmp_path / "run")
+    _interrupted(out, 2)
+    model, trained = _resumed(out)
+    assert trained == [2]
+    history = model.fit(tf_ama.fresh_valuations(TRAINING.batch_size), epochs=1,
+                        steps_per_epoch=1, verbose=0)
+    assert history.epoch == [0]
+
+
+def test_weights_and_metadata_that_disagree_are_refused_naming_both_and_the_fix(tmp_path):
+    out = str(tmp_path / "run")
+    _interrupted(out, 2)
+    newest = os.path.join(out, runs.BACKUP, checkpoints.folder_name(2))
+    path = os.path.join(newest, checkpoints.METADATA)
+    with open(path) as file:
+        metadata = json.load(file)
+    with open(path, "w") as file:
+        json.dump({**metadata, "optimizer_step": 1}, file)
+    with pytest.raises(ValueError) as error:
+        _train(out)
+    message = str(error.value)
+    assert "holds optimizer step 2" in message and path in message
+    assert f"Fix: delete {newest!r}" in message and "\n" not in message

@@ -53,15 +53,9 @@ def into_backup(source, target, *rest):  # publishing a checkpoint folder
             and not os.path.basename(target).startswith("."))
 
 
-def out_of_backup(source, target, *rest):  # retiring an old checkpoint folder
-    return (os.path.dirname(os.path.abspath(source)) == os.path.abspath(backup)
-            and os.path.basename(target).startswith("."))
-
-
 kill_on(*{
     "h5-write": (h5py.Group, "__setitem__", lambda *args: True),
     "publish": (os, "rename", into_backup),
-    "retire": (os, "rename", out_of_backup),
     "model-publish": (os, "replace",
                       lambda source, target, *rest: os.path.basename(target) == "model.keras"),
 }[event])
@@ -123,25 +117,25 @@ def test_a_run_killed_at_any_moment_resumes_into_the_bit_identical_model(tmp_pat
     #    nothing is published, so the re-run starts from the beginning.
     _killed_run(out, "h5-write", 2)
     assert _published(out) == [] and len(_hidden(out)) == 1
-    # 2. Restarted, it publishes epoch 1, then is killed with epoch 2's checkpoint written
-    #    in full but not yet published (just before its rename).
-    _killed_run(out, "publish", 2)
-    assert _published(out) == [checkpoints.folder_name(1)] and len(_hidden(out)) == 1
-    # 3. Resumed at epoch 1, it publishes epochs 2 and 3 (the last) and is killed just before
-    #    retiring epoch 1, the oldest.
-    _killed_run(out, "retire", 1)
-    assert _published(out) == [checkpoints.folder_name(e) for e in (1, 2, 3)]
-    # 4. Resumed at epoch 3, with no epoch left to train, it is killed while publishing
-    #    model.keras (written in full, not yet renamed).
+    # 2. Restarted, it publishes epochs 1 and 2, then is killed with the checkpoint of epoch 3
+    #    (the last) written in full but not yet published, just before its rename; epoch 3's
+    #    history row is written, and must not be written twice.
+    _killed_run(out, "publish", 3)
+    assert _published(out) == [checkpoints.folder_name(e) for e in (1, 2)]
+    assert len(_hidden(out)) == 1
+    # 3. Resumed at epoch 2, it trains epoch 3 again, publishes it, retires epoch 1 and is
+    #    killed while publishing model.keras (written in full, not yet renamed).
     _killed_run(out, "model-publish", 1)
-    assert _published(out) == [checkpoints.folder_name(e) for e in (1, 2, 3)]
-    assert not os.path.exists(os.path.join(out, runs.MODEL))
+    assert _published(out) == [checkpoints.folder_name(e) for e in (2, 3)]
+    assert _hidden(out) == [] and not os.path.exists(os.path.join(out, runs.MODEL))
 
-    # The same command, uninterrupted: resumes at epoch 3 and writes the model.
+    # The same command, uninterrupted: resumes at epoch 3 (the annealed temperature with it),
+    # with nothing left to train, and writes the model.
     model = _train(out)
     _assert_same_model(model, reference)
     _assert_same_model(runs.load_run(out)[0], reference, optimizer=False)
     assert not os.path.exists(os.path.join(out, runs.BACKUP))  # removed once model.keras is
+    assert not [name for name in os.listdir(out) if name.startswith(".")]  # no leftovers
     # One history row per epoch, the same as uninterrupted: none lost, none written twice.
     with open(os.path.join(out, runs.HISTORY)) as mine, \
             open(os.path.join(str(tmp_path / "uninterrupted"), runs.HISTORY)) as theirs:

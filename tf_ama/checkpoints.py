@@ -119,6 +119,9 @@ def restore(model, checkpoint: Checkpoint, attributes=()):
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)  # its variables must exist to load
     folder = os.path.dirname(checkpoint.weights)
+    fix = (f"Fix: delete {folder!r} and re-run the same command, which then resumes from the "
+           "checkpoint before it, or trains from the start if there is none (ending with the "
+           "same model)")
     try:
         if checkpoint.weights.endswith(".weights.h5"):
             model.load_weights(checkpoint.weights)
@@ -128,17 +131,15 @@ def restore(model, checkpoint: Checkpoint, attributes=()):
                 shutil.copyfile(checkpoint.weights, copy)
                 model.load_weights(copy)
     except (OSError, ValueError, KeyError) as error:
-        raise ValueError(
-            f"The checkpoint {checkpoint.weights!r} does not load into this model ({error}). "
-            f"Fix: delete {folder!r} to resume from the checkpoint before it (or from the "
-            "start), or re-run with the arguments that wrote it.") from error
+        reason = " ".join(str(error).split())  # Keras's messages span lines
+        raise ValueError(f"The checkpoint {checkpoint.weights!r} does not load into this model "
+                         f"({reason}). {fix}.") from error
     expected = checkpoint.metadata.get("optimizer_step")
     step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     if expected is not None and step != expected:
         raise ValueError(
             f"The checkpoint {checkpoint.weights!r} holds optimizer step {step} but "
-            f"{checkpoint.metadata_path!r} says {expected}. Fix: delete {folder!r} to resume "
-            "from the checkpoint before it.")
+            f"{checkpoint.metadata_path!r} says {expected}. {fix}.")
     for name, value in checkpoint.metadata.get("attributes", {}).items():
         if name in attributes:
             setattr(model, name, value)
@@ -242,6 +243,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         write(self.model, self.directory, epoch + 1, self.config, self.attributes)
 
+    def on_train_end(self, logs=None):
+        self.model._initial_epoch = None  # a later `fit` on this model starts where it says
+
 
 def _published(directory):
     """`(epoch, folder)` of the published checkpoints, newest first."""
@@ -341,7 +345,13 @@ def _remove(folder):
 
 
 def _fsync(path):
-    descriptor = os.open(path, os.O_RDONLY)
+    """Flushes a file, or a folder's entries, to disk (folders: where the system allows it)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        if os.path.isdir(path):  # e.g. Windows cannot open a folder
+            return
+        raise
     try:
         os.fsync(descriptor)
     finally:

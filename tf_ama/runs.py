@@ -30,6 +30,7 @@ LOGS = "logs"
 HISTORY = "history.csv"
 EVALUATION = "evaluation.json"
 CURVES = "training_curves.png"
+_TEMPORARY = ".tmp-"  # atomic_file's temporary files
 
 
 def current_umask():
@@ -49,7 +50,7 @@ def atomic_file(path, suffix=""):
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=_TEMPORARY, suffix=suffix)
     os.close(handle)
     try:
         yield temporary
@@ -58,6 +59,16 @@ def atomic_file(path, suffix=""):
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def remove_leftovers(run_dir):
+    """Removes the temporary files of `atomic_file` writes that a kill interrupted (a
+    `.tmp-*.keras` as big as the model, for one)."""
+    if os.path.isdir(run_dir):
+        for name in os.listdir(run_dir):
+            path = os.path.join(run_dir, name)
+            if name.startswith(_TEMPORARY) and os.path.isfile(path):
+                os.remove(path)
 
 
 def write_json_atomic(path, payload):

@@ -124,6 +124,7 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
     backup = os.path.join(out, runs.BACKUP)
     if os.path.exists(config_path):
         _check_same_run(out, runs.read_config(out, repair=True), config, config_path)
+        runs.remove_leftovers(out)  # of writes a kill interrupted
         model_path = os.path.join(out, runs.MODEL)
         if os.path.exists(model_path):
             try:
@@ -138,6 +139,7 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
     if resume is not None and resume.config is not None:
         _check_same_run(out, resume.config, config, resume.metadata_path)
     if not os.path.exists(config_path):
+        runs.remove_leftovers(out)
         runs.write_json_atomic(config_path, config)
     _trim_history(os.path.join(out, runs.HISTORY), resume.epoch if resume is not None else 0)
 
