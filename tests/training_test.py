@@ -62,8 +62,8 @@ kill_on(*{
 
 import tf_ama
 
-tf_ama.train_run(setting, out, json.loads(model_kwargs), tf_ama.TrainingConfig(**json.loads(training)),
-                 verbose=0)
+tf_ama.train_run(setting, out, json.loads(model_kwargs),
+                 tf_ama.TrainingConfig(**json.loads(training)), verbose=0)
 print("finished without being killed")
 """
 
