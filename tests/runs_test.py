@@ -1,6 +1,7 @@
 """tf_ama.runs: a damaged file of a run directory is an error naming the file and the fix, or
 is replaced by an intact copy where one exists."""
 
+import errno
 import json
 import os
 import warnings
@@ -117,3 +118,21 @@ def test_a_truncated_config_is_restored_from_the_checkpoint_copy(tmp_path, finis
     with open(path, "rb") as file:
         assert json.loads(file.read()) == json.loads(finished[runs.CONFIG])
     _assert_finished_model(out, finished, tmp_path)
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_previous_version(tmp_path, monkeypatch):
+    # Python's own ENOSPC message names no file ("[Errno 28] No space left on device").
+    path = tmp_path / "evaluation.json"
+    runs.write_json_atomic(path, {"revenue": 1.0})
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(json, "dump", full_disk)
+    with pytest.raises(OSError, match=r"Could not write '.*evaluation\.json': no space left on "
+                                      r"its device .* Free space there and re-run") as raised:
+        runs.write_json_atomic(path, {"revenue": 2.0})
+    assert raised.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"revenue": 1.0}
+    assert os.listdir(tmp_path) == ["evaluation.json"]  # no temporary left behind

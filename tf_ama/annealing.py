@@ -11,7 +11,8 @@ plateau at `lambda = 100`, every run; benchmarks/README.md). Each change costs o
 
 `TemperatureScheduler` mirrors `keras.callbacks.LearningRateScheduler`: `schedule(epoch,
 temperature) -> temperature` is called at the start of every epoch. A schedule that depends
-only on the epoch also holds after `BackupAndRestore` resumes a run.
+only on the epoch also holds after a run resumes from its checkpoint (`tf_ama.checkpoints`,
+which also restores the temperature).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class TemperatureScheduler(keras.callbacks.Callback):
 
     def set_model(self, model):
         super().set_model(model)
-        # Read once, before BackupAndRestore (at train begin) can restore an annealed rate.
+        # Read once, before the checkpoint callback (at train begin) can restore an annealed rate.
         if self._initial is None:
             if self.scale_learning_rate and not hasattr(model.optimizer.learning_rate, "assign"):
                 raise ValueError("The optimizer's learning rate is a schedule, which this "

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -56,6 +57,14 @@ def atomic_file(path, suffix=""):
         yield temporary
         os.chmod(temporary, 0o666 & ~current_umask())
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Python's message names no file: say which one, and that nothing was lost.
+        raise OSError(error.errno, f"Could not write {os.fspath(path)!r}: no space left on its device "
+                      "(the previous version of the file, if any, is intact). Free space there "
+                      "and re-run the same command; a training run resumes from its last "
+                      "checkpoint.") from error
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
