@@ -12,6 +12,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from interrupt import Stop, StopAt
 
 import tf_ama
 from tf_ama import checkpoints, runs
@@ -22,27 +23,11 @@ TRAINING = tf_ama.TrainingConfig(steps=3, steps_per_epoch=1, batch_size=32,
                                  validation_samples=64, evaluation_samples=64)
 
 
-class _Stop(Exception):
-    pass
-
-
-class _StopAt(keras.callbacks.Callback):
-    """Stops training at the start of epoch `epoch` (a run interrupted there)."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise _Stop()
-
-
 class _StopAtTrainEnd(keras.callbacks.Callback):
     """Stops the run after its last epoch, before train_run writes model.keras."""
 
     def on_train_end(self, logs=None):
-        raise _Stop()
+        raise Stop()
 
 
 class _Epochs(keras.callbacks.Callback):
@@ -62,8 +47,8 @@ def _train(out, *callbacks):
 
 
 def _interrupted(out, epoch):
-    with pytest.raises(_Stop):
-        _train(out, _StopAt(epoch))
+    with pytest.raises(Stop):
+        _train(out, StopAt(epoch))
 
 
 def _resumed(out):
@@ -97,12 +82,12 @@ def _legacy_run(out, epochs_done):
     model = tf_ama.AffineMaximizerAuction(SETTING, **MODEL_KWARGS)
     model.compile(optimizer=keras.optimizers.Adam(TRAINING.learning_rate),
                   jit_compile=TRAINING.jit_compile)
-    with pytest.raises(_Stop):
+    with pytest.raises(Stop):
         model.fit(tf_ama.fresh_valuations(TRAINING.batch_size), epochs=TRAINING.epochs,
                   steps_per_epoch=TRAINING.steps_per_epoch, verbose=0, callbacks=[
                       keras.callbacks.BackupAndRestore(os.path.join(out, runs.BACKUP),
                                                        double_checkpoint=True),
-                      _StopAt(epochs_done)])
+                      StopAt(epochs_done)])
     return os.path.join(out, runs.BACKUP)
 
 
@@ -132,7 +117,7 @@ def test_a_run_in_the_backup_and_restore_layout_resumes(tmp_path, reference, dam
     epochs = _Epochs()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(_Stop):  # stopped after its last epoch, before model.keras
+        with pytest.raises(Stop):  # stopped after its last epoch, before model.keras
             _train(out, epochs, _StopAtTrainEnd())
     skipped = [str(w.message) for w in caught if "Skipped checkpoint files" in str(w.message)]
     assert len(skipped) == (damage is not None), skipped

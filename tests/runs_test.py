@@ -9,6 +9,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from interrupt import Stop, StopAt
 
 import tf_ama
 from tf_ama import runs
@@ -17,20 +18,6 @@ SETTING = "additive_1x2_uniform"
 MODEL_KWARGS = {"menu_size": 8, "seed": 7, "jit_objective": False}
 TRAINING = tf_ama.TrainingConfig(steps=2, steps_per_epoch=1, batch_size=32,
                                  validation_samples=64, evaluation_samples=64)
-
-
-class _Stop(Exception):
-    pass
-
-
-class _StopAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise _Stop()
 
 
 def _train(out, *callbacks):
@@ -106,8 +93,8 @@ def test_a_truncated_config_names_the_file_and_the_fix(tmp_path, finished):
 
 def test_a_truncated_config_is_restored_from_the_checkpoint_copy(tmp_path, finished):
     out = str(tmp_path / "run")
-    with pytest.raises(_Stop):
-        _train(out, _StopAt(1))  # killed during epoch 1: the checkpoint of epoch 1 is there
+    with pytest.raises(Stop):
+        _train(out, StopAt(1))  # killed during epoch 1: the checkpoint of epoch 1 is there
     path = os.path.join(out, runs.CONFIG)
     _truncate(path)
     with warnings.catch_warnings(record=True) as caught:

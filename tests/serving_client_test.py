@@ -77,7 +77,24 @@ class _Served:
         return {name: value.numpy() for name, value in outputs.items()}
 
 
-class StandInRestServer:
+class _LoopbackHttpServer:
+    """An HTTP server on 127.0.0.1 (a free port) run by a thread while in a `with` block."""
+
+    def __init__(self, handler):
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class StandInRestServer(_LoopbackHttpServer):
     """A STAND-IN for TF Serving's REST API (NOT TensorFlow Serving), on 127.0.0.1.
 
     Answers `POST /v1/models/NAME[/versions/V]:predict` (columnar `inputs` -> `outputs`,
@@ -87,10 +104,7 @@ class StandInRestServer:
 
     def __init__(self, served):
         self.served = served
-        handler = self._handler_class()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler_class())
 
     def _handler_class(self):
         served = self.served
@@ -148,14 +162,6 @@ class StandInRestServer:
                 self._reply(200, {"outputs": {k: v.tolist() for k, v in outputs.items()}})
 
         return Handler
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
 
 
 class StandInGrpcServer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -347,7 +353,7 @@ def test_command_line(deployment, capsys):
 
 
 # ------------------------------------------------------------- malformed answers are refused
-class CannedRestServer:
+class CannedRestServer(_LoopbackHttpServer):
     """Answers `POST ...:predict` with `answers[signature_name]` and any GET with
     `answers["GET"]`: `(status, raw body bytes)`. On 127.0.0.1; NOT TF Serving."""
 
@@ -374,17 +380,7 @@ class CannedRestServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 self._reply(body.get("signature_name", "serving_default"))
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
 
 class CannedGrpcServer(prediction_service_pb2_grpc.PredictionServiceServicer):

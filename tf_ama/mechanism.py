@@ -151,24 +151,28 @@ def others_welfare(weighted, boosts):
 
     Never `W[k] - w_i u_i[k]`: that subtraction cancels the others' terms when `u_i` is huge
     (a bid of 1e16 made an item free). Here bidder i's own bid does not enter the rounding of
-    its payment (docs/design.md, "The exactness contract"). Measured at about the cost of the
-    subtraction (benchmarks/exactness_benchmark.py); `tf.cumsum` over the bidder axis, the
-    same sums as one op, measured 3-5x slower, and a matmul with `1 - I` was slow under XLA.
+    its payment (docs/design.md, "The exactness contract"). Cost against the subtraction:
+    benchmarks/exactness_benchmark.py (`tf.cumsum` over the bidder axis, the same sums in one
+    op, measured 3-5x slower; a matmul with `1 - I` slow under XLA).
     """
-    terms = tf.unstack(weighted)  # m tensors [B, K]
+    num_bidders = weighted.shape[0]
+    if num_bidders == 1:  # W_-0 = b
+        return tf.broadcast_to(boosts, tf.shape(weighted))
+    if num_bidders == 2:  # each bidder's others are the other bidder: one op, no stack
+        return tf.reverse(weighted, axis=[0]) + boosts
+    terms = [weighted[i] for i in range(num_bidders)]  # [B, K] each (views, no copy)
     before, after = [None], [None]  # before[i] = sum_{l < i}, after[i] = sum_{l > i}
     for term in terms[:-1]:
         before.append(term if before[-1] is None else before[-1] + term)
     for term in terms[:0:-1]:
         after.append(term if after[-1] is None else term + after[-1])
     after.reverse()
-    rows = []
-    for sums in ([s for s in pair if s is not None] for pair in zip(before, after)):
-        if not sums:  # a single bidder: W_-0 = b
-            rows.append(tf.broadcast_to(boosts, tf.shape(terms[0])))
-        else:
-            rows.append((sums[0] + sums[1] if len(sums) == 2 else sums[0]) + boosts)
-    return tf.stack(rows)
+    others = [(first if second is None else second if first is None else first + second)
+              + boosts for first, second in zip(before, after)]
+    # One tensor, read by both the max and the gather at k*: under XLA, two fusions that each
+    # recomputed W_-i could round it differently (FMA in one, not the other) and make a
+    # payment depend on the block size.
+    return tf.stack(others)
 
 
 def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
