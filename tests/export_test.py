@@ -221,6 +221,9 @@ def test_layout_config_and_warmup(exported):
     assert config["model"]["menu_size"] == 8 and config["model"]["menu"] == "lottery"
     assert config["training"] == {"steps": 3} and config["pruned"] is False
     assert config["tf_ama_version"] == tf_ama.__version__
+    # Whoever serves the model reads what the signature accepts and guarantees.
+    assert config["exactness"]["max_bid"] == tf_ama.exactness.MAX_BID == 1e38
+    assert config["exactness"]["bidder_weight_range"] == [1e-6, 1e6]
     records = list(tf.data.TFRecordDataset(
         os.path.join(path, "assets.extra", "tf_serving_warmup_requests")).as_numpy_iterator())
     assert len(records) >= 2

@@ -1,4 +1,4 @@
-"""An independent, loop-based NumPy affine maximizer auction (DESIGN section 1).
+"""An independent, loop-based NumPy affine maximizer auction (docs/design.md §1).
 
 Written from the maths, not from `tf_ama.mechanism`: explicit Python loops over profiles,
 bidders and menu entries, so that it is obviously correct and shares no vectorization (and
@@ -7,7 +7,7 @@ no bug) with the library. Slow: use it on small batches and small menus only.
     u[i, k]   = sum_j a[k, i, j] * v[i, j]
     W[k]      = sum_i w[i] * u[i, k] + b[k]
     k*        = argmax_k W[k]                   ties -> lowest index
-    W_-i[k]   = W[k] - w[i] * u[i, k]
+    W_-i[k]   = b[k] + sum_{l != i} w[l] * u[l, k]
     p[i]      = (max_k W_-i[k] - W_-i[k*]) / w[i]
     regret[i] = max_k (u[i, k] - P_i(k)) - (u[i, k*] - p[i]),  P_i(k) = (max W_-i - W_-i[k]) / w[i]
 
@@ -73,7 +73,9 @@ def numpy_ama(bids, allocations, boosts, bidder_weights):
         out_allocation[profile] = allocations[chosen]
         for bidder in range(num_bidders):
             weight = bidder_weights[bidder]
-            without = [welfare[k] - weight * value[bidder][k] for k in range(menu_size)]
+            without = [boosts[k] + sum(bidder_weights[other] * value[other][k]
+                                       for other in range(num_bidders) if other != bidder)
+                       for k in range(menu_size)]
             best_without = -math.inf
             for k in range(menu_size):
                 best_without = max(best_without, without[k])
@@ -96,7 +98,7 @@ def numpy_ama(bids, allocations, boosts, bidder_weights):
 
 
 def numpy_soft_payments(valuations, allocations, boosts, bidder_weights, temperature):
-    """The softmax relaxation of the payments (DESIGN section 2) by loops, `[batch, num_bidders]`."""
+    """The softmax relaxation of the payments by loops, `[batch, num_bidders]`."""
 
     def softmax(scores):
         top = max(scores)

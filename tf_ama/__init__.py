@@ -6,6 +6,7 @@ The public API; see the README and DESIGN for the maths.
 from tf_ama.annealing import TemperatureScheduler, annealing_schedule, phase_schedule
 from tf_ama.baseline_auctions import baseline_details, baselines
 from tf_ama.evaluation import EvaluationReport, MenuEntry, evaluate, format_menu_table, menu_usage, prune
+from tf_ama import exactness  # noqa: F401  (limits and error bounds of the exact outcome)
 from tf_ama.export import export_saved_model, load_menu_model
 from tf_ama.distributions import list_distributions, register_distribution
 from tf_ama.mechanism import exact_outcome, regret_certificate, soft_payments

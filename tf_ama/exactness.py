@@ -71,6 +71,24 @@ def check_menu_limits(boosts, bidder_weights):
             "constant (the auction is unchanged) to bring them into the range.")
 
 
+def contract() -> dict:
+    """The accepted inputs and the error bounds as JSON-ready data (written beside every
+    exported model, in `assets.extra/tf_ama_config.json`, for whoever serves it)."""
+    return {
+        "max_bid": MAX_BID,
+        "max_abs_boost": MAX_ABS_BOOST,
+        "bidder_weight_range": [MIN_BIDDER_WEIGHT, MAX_BIDDER_WEIGHT],
+        "welfare_error_bound": "2 (n + m + 1) 2^-53 T",
+        "payment_error_bound": "12 (n + m + 2) 2^-53 T_i / w_i",
+        "regret_error_bound": "2 payment_error_bound + welfare_error_bound / w_i",
+        "scales": "T_i = max_k |b_k| + sum_{l != i} w_l sum_j v[l, j]; T = the same over all l",
+        "guarantees": "outputs finite; 0 <= payment <= value; the served entry maximizes "
+                      "welfare and each payment equals the exact AMA payment of the served "
+                      "entry, up to the bounds; bids outside [0, max_bid] are refused",
+        "reference": "docs/design.md section 2 of the tf_ama repository",
+    }
+
+
 def _scales(bids, boosts, bidder_weights):
     """`(T_i [batch, m], T [batch])` of the module docstring, in float64."""
     bids = np.asarray(bids, np.float64)

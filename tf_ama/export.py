@@ -7,17 +7,21 @@ Layout (TF Serving watches `base_dir` and serves the highest numeric version):
     <base_dir>/<version>/saved_model.pb
     <base_dir>/<version>/variables/                      the float64 menu
     <base_dir>/<version>/assets.extra/tf_serving_warmup_requests
-    <base_dir>/<version>/assets.extra/tf_ama_config.json  setting, model and training config
+    <base_dir>/<version>/assets.extra/tf_ama_config.json  setting, model and training config,
+                                                         the exactness contract
 
-Signatures (DESIGN section 7):
+Signatures:
 
 * `serving_default`: input `bids` float64 `[batch, num_bidders, num_items]`; outputs
   `allocation` float64 `[batch, num_bidders, num_items]`, `payments` float64
   `[batch, num_bidders]`, `menu_index` int64 `[batch]`. Computed by
   `tf_ama.exact_outcome` on the float64 menu stored as variables: exact argmax, ties to the
   lowest index, float64 throughout. Bad bids are refused in the graph with a message naming
-  the problem (wrong shape, non-finite, negative); float32 tensors are refused by the
-  signature itself ("expected to be a double tensor but is a float tensor").
+  the problem (wrong shape, non-finite, negative, above `tf_ama.exactness.MAX_BID` = 1e38);
+  float32 tensors are refused by the signature itself ("expected to be a double tensor but
+  is a float tensor"). Exactness contract (`tf_ama.exactness`, docs/design.md §2): outputs
+  finite, `0 <= payments <= value`, each payment within `payment_error_bound` (~1e-14 at
+  unit scale, independent of the payer's own bids) of the exact payment of the served entry.
 * `menu`: input `dummy` int32 scalar (send 0; it is ignored, TF Serving needs one input);
   outputs `allocations` float64 `[menu_size, num_bidders, num_items]`, `boosts` float64
   `[menu_size]`, `bidder_weights` float64 `[num_bidders]`.
@@ -52,6 +56,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from tf_ama import exactness
 from tf_ama.exactness import check_menu_limits
 from tf_ama.mechanism import default_chunk_size
 from tf_ama.runs import current_umask
@@ -260,6 +265,7 @@ def _write_assets(model, directory, pruned, training_config, chunk_size, seed, k
         "tensorflow_version": tf.__version__,
         "menu_size": int(model.menu_size),
         "serving": {"chunk_size": chunk_size, "signatures": [SERVING_SIGNATURE, MENU_SIGNATURE]},
+        "exactness": exactness.contract(),
     }
     if kept_indices is not None:
         # Entry k of the exported menu is entry kept_indices[k] of the unpruned model.

@@ -21,7 +21,7 @@ entry `k`, at price `P_i(k) = (max W_-i - W_-i[k]) / w[i]`, so the best misrepor
 
     regret[i] = max_k (u[i, k] - P_i(k)) - (u[i, k*] - p[i])
 
-is 0 up to rounding for every AMA. `soft_payments` is the training relaxation (DESIGN §2),
+is 0 up to rounding for every AMA. `soft_payments` is the training relaxation,
 where softmax with inverse temperature `lambda` stands in for every max / argmax.
 """
 
@@ -366,7 +366,7 @@ def regret_certificate(bids, allocations, boosts, bidder_weights, *, chunk_size=
 
 
 def soft_payments(valuations, allocations, boosts, bidder_weights, temperature):
-    """The softmax relaxation of the AMA payments (DESIGN §2), differentiable.
+    """The softmax relaxation of the AMA payments, differentiable.
 
     Args:
       valuations: `[batch, num_bidders, num_items]`.
