@@ -1,28 +1,32 @@
-"""What exact payments cost: `exact_outcome` against the cancelling formula, same process.
+"""What exact payments cost: `exact_outcome` against the code before them, in one process.
 
 Since issue #12 the others' welfare `W_-i` is summed from the other bidders' terms
-(`tf_ama.mechanism.others_welfare`: two cumulative sums over the bidder axis) instead of
-`W - w_i u_i` (one subtraction, which made an item free for a bid of 1e16). This benchmark
-times both formulas in one process, interleaved, on the same random lottery menu and bids:
-the reference swaps `others_welfare` for the old subtraction. It reports, for the served
-computation (plain, as the exported SavedModel runs it) and for evaluation (XLA):
+(`tf_ama.mechanism.others_welfare`) instead of `W - w_i u_i` (one subtraction, which made an
+item free for a bid of 1e16). This benchmark loads `tf_ama/mechanism.py` as it was at git
+revision `--reference` (default: main before the change) as a second module and times both
+`exact_outcome`s in the same process, interleaved, on the same random lottery menu and bids
+(both choose the same entries; the reference's payments are wrong only beside huge bids). It
+reports, for the served computation (plain, as the exported SavedModel runs it) and for
+evaluation (XLA):
 
 * batch 1 latency, p50 over `--calls` calls of a `tf.function` (what one request pays);
 * 100 000 profiles with the regret certificate (what `tf_ama.evaluate` pays);
 
 and the ratio exact / reference (1.00 = no cost). The ratios are what to read: both variants
-see the same machine load.
+see the same machine load. Needs the git history (run it in a clone of the repository).
 
-    python benchmarks/exactness_benchmark.py                            # 2x2 K=1024, 3x10 K=4096
+    python benchmarks/exactness_benchmark.py        # 2x2 K=1024, 3x10 K=4096, 5x10 K=2048
     python benchmarks/exactness_benchmark.py --json
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import importlib.util
 import json
 import os
+import subprocess
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,27 +36,26 @@ import tensorflow as tf  # noqa: E402
 
 from tf_ama import mechanism, menus  # noqa: E402
 
-CASES = [("2x2", 2, 2, 1024), ("3x10", 3, 10, 4096)]
+CASES = [("2x2", 2, 2, 1024), ("3x10", 3, 10, 4096), ("5x10", 5, 10, 2048)]
+REFERENCE = "5855271"  # main before issue #12 (W_-i = W - w_i u_i)
 
 
-def cancelling_others_welfare(weighted, boosts):
-    """The formula before issue #12: W - w_i u_i (loses the others' terms beside huge u_i).
-    It recomputes W, which the old code reused: one more reduction over `[m, B, K]` than
-    before, so the reference is, if anything, slower than the old code."""
-    return (tf.reduce_sum(weighted, axis=0) + boosts)[None] - weighted
-
-
-@contextlib.contextmanager
-def formula(function):
-    """Runs `exact_outcome` with `function` as `others_welfare` (fresh XLA executables)."""
-    original = mechanism.others_welfare
-    mechanism.others_welfare = function
-    mechanism._compiled_blocks.cache_clear()
+def load_reference(revision):
+    """`tf_ama/mechanism.py` at git `revision`, imported as a separate module."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        yield
-    finally:
-        mechanism.others_welfare = original
-        mechanism._compiled_blocks.cache_clear()
+        source = subprocess.run(["git", "show", f"{revision}:tf_ama/mechanism.py"], cwd=root,
+                                check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise SystemExit(f"--reference {revision}: cannot read tf_ama/mechanism.py at that "
+                         f"revision with git ({error}); run this in a git clone of tf_ama.")
+    path = os.path.join(tempfile.mkdtemp(), "reference_mechanism.py")
+    with open(path, "w") as file:
+        file.write(source)
+    spec = importlib.util.spec_from_file_location("reference_mechanism", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def random_menu(num_bidders, num_items, menu_size, seed=0):
@@ -63,10 +66,10 @@ def random_menu(num_bidders, num_items, menu_size, seed=0):
     return allocations, tf.constant(boosts), tf.constant(rng.uniform(0.5, 2.0, num_bidders))
 
 
-def measure(menu, bids_one, bids_many, calls):
-    """`{latency_ms, evaluate_plain_s, evaluate_xla_s}` of the current formula."""
-    serve = tf.function(lambda bids: mechanism.exact_outcome(bids, *menu)["payments"])
-    evaluate = {jit: tf.function(lambda bids, jit=jit: mechanism.exact_outcome(
+def measure(module, menu, bids_one, bids_many, calls):
+    """`{latency_ms, evaluate_plain_s, evaluate_xla_s}` of `module.exact_outcome`."""
+    serve = tf.function(lambda bids: module.exact_outcome(bids, *menu)["payments"])
+    evaluate = {jit: tf.function(lambda bids, jit=jit: module.exact_outcome(
         bids, *menu, with_certificate=True, jit_compile=jit)["regret"]) for jit in (False, True)}
     for _ in range(20):
         serve(bids_one)
@@ -89,8 +92,11 @@ def main():
     parser.add_argument("--calls", type=int, default=500, help="batch-1 calls per round")
     parser.add_argument("--samples", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; best kept")
+    parser.add_argument("--reference", default=REFERENCE,
+                        help=f"git revision of the reference mechanism (default {REFERENCE})")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    reference = load_reference(args.reference)
     rows = []
     for name, num_bidders, num_items, menu_size in CASES:
         menu = random_menu(num_bidders, num_items, menu_size)
@@ -99,11 +105,9 @@ def main():
         bids_one = bids_many[:1]
         best = {"exact": {}, "reference": {}}
         for _ in range(args.rounds):
-            for variant, function in (("exact", mechanism.others_welfare),
-                                      ("reference", cancelling_others_welfare)):
-                with formula(function):
-                    for key, value in measure(menu, bids_one, bids_many, args.calls).items():
-                        best[variant][key] = min(value, best[variant].get(key, np.inf))
+            for variant, module in (("exact", mechanism), ("reference", reference)):
+                for key, value in measure(module, menu, bids_one, bids_many, args.calls).items():
+                    best[variant][key] = min(value, best[variant].get(key, np.inf))
         ratios = {key: best["exact"][key] / best["reference"][key] for key in best["exact"]}
         rows.append({"case": f"{name} K={menu_size}", **best, "ratio": ratios})
     if args.json:
