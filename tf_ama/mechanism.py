@@ -15,7 +15,9 @@ this in float64; it is the one function that evaluation, export and the model's 
 call. `W_-i` is summed from the other bidders' terms, never as `W[k] - w[i] u[i, k]` (which
 loses the others' terms when `u[i, k]` is huge), so the rounding of a payment does not depend
 on the payer's own bids: `tf_ama.exactness` states the accepted inputs (e.g. bids <= 1e38)
-and the error bounds, proved in docs/design.md and tested against an exact rational oracle. The regret certificate is exact too: by misreporting, bidder `i` can only select some
+and the error bounds, proved in docs/design.md and tested against an exact rational oracle.
+
+The regret certificate is exact too: by misreporting, bidder `i` can only select some
 entry `k`, at price `P_i(k) = (max W_-i - W_-i[k]) / w[i]`, so the best misreport earns
 `max_k (u[i, k] - P_i(k))` (with `u` from true values) and
 
@@ -146,21 +148,23 @@ def _float64(value, name):
 
 def others_welfare(weighted, boosts):
     """`W_-i[k] = b_k + sum_{l != i} w_l u_l[k]` (`[m, B, K]`) from `weighted = w_i u_i[k]`
-    (`[m, B, K]`), summed from the OTHER bidders' terms only: the bidders before `i` plus the
-    bidders after `i` (running sums from both ends, about 3m additions of `[B, K]`).
+    (`[m, B, K]`), summed from the OTHER bidders' terms only: for two bidders the other one's
+    term, for more the bidders before `i` plus the bidders after `i` (running sums from both
+    ends, about 3m additions of `[B, K]`).
 
     Never `W[k] - w_i u_i[k]`: that subtraction cancels the others' terms when `u_i` is huge
     (a bid of 1e16 made an item free). Here bidder i's own bid does not enter the rounding of
     its payment (docs/design.md, "The exactness contract"). Cost against the subtraction:
-    benchmarks/exactness_benchmark.py (`tf.cumsum` over the bidder axis, the same sums in one
-    op, measured 3-5x slower; a matmul with `1 - I` slow under XLA).
+    benchmarks/exactness_benchmark.py: none for two bidders, 13-25 % in the plain graph from
+    three on (`tf.cumsum` over the bidder axis, the same sums in one op, measured 3-5x
+    slower; a matmul with `1 - I` slower still under XLA).
     """
     num_bidders = weighted.shape[0]
     if num_bidders == 1:  # W_-0 = b
         return tf.broadcast_to(boosts, tf.shape(weighted))
     if num_bidders == 2:  # each bidder's others are the other bidder: one op, no stack
         return tf.reverse(weighted, axis=[0]) + boosts
-    terms = [weighted[i] for i in range(num_bidders)]  # [B, K] each (views, no copy)
+    terms = [weighted[i] for i in range(num_bidders)]  # [B, K] each
     before, after = [None], [None]  # before[i] = sum_{l < i}, after[i] = sum_{l > i}
     for term in terms[:-1]:
         before.append(term if before[-1] is None else before[-1] + term)
