@@ -154,10 +154,9 @@ def others_welfare(weighted, boosts):
 
     Never `W[k] - w_i u_i[k]`: that subtraction cancels the others' terms when `u_i` is huge
     (a bid of 1e16 made an item free). Here bidder i's own bid does not enter the rounding of
-    its payment (docs/design.md, "The exactness contract"). Cost against the subtraction:
-    benchmarks/exactness_benchmark.py: none for two bidders, 13-25 % in the plain graph from
-    three on (`tf.cumsum` over the bidder axis, the same sums in one op, measured 3-5x
-    slower; a matmul with `1 - I` slower still under XLA).
+    its payment (docs/design.md, "The exactness contract"). Its cost against the subtraction,
+    and the variants measured and not kept (`tf.cumsum` over the bidder axis, a matmul with
+    `1 - I`), are in benchmarks/README.md, "Exact payments".
     """
     num_bidders = weighted.shape[0]
     if num_bidders == 1:  # W_-0 = b
