@@ -464,6 +464,10 @@ BAD_INPUT = [
     (dict(bids=np.ones((3, 2, 2), np.float32)), TypeError, r"`bids` must be float64.*float32"),
     (dict(bids=np.ones((3, 2, 2), np.int64)), TypeError, r"`bids` must be float64.*int64"),
     (dict(bids=np.full((3, 2, 2), "1")), TypeError, r"`bids` must be a numeric array"),
+    # Nothing silently coerced (a list mixing True and floats was a float64 array of 1.0).
+    (dict(bids=[[[True, 0.5], [0.5, 0.5]]] * 3), TypeError,
+     r"`bids` must hold real numbers only; got True"),
+    (dict(boosts=np.zeros(9, complex)), TypeError, r"`boosts` must be a numeric array of real"),
     (dict(allocations=GOOD["allocations"].astype(np.float32)), TypeError,
      r"`allocations` must be float64"),
     (dict(boosts=np.zeros(9, np.float32)), TypeError, r"`boosts` must be float64"),
@@ -492,7 +496,7 @@ def test_exact_outcome_refuses_bad_input(change, error, match):
         mechanism.exact_outcome(**arguments)
 
 
-@pytest.mark.parametrize("change,error,match", BAD_INPUT[:4] + BAD_INPUT[16:19])
+@pytest.mark.parametrize("change,error,match", BAD_INPUT[:4] + BAD_INPUT[18:21])
 def test_regret_certificate_refuses_bad_input(change, error, match):
     arguments = dict(GOOD, **change)
     with pytest.raises(error, match=match):

@@ -189,7 +189,10 @@ def with_entry(name, index, value):
     (bad(allocations=np.zeros((3, 2, 3))), r"`allocations` must have shape .*num_items=2\]; got \[3, 2, 3\]"),
     (bad(allocations=np.zeros((2, 2))), r"`allocations` must have shape"),
     (bad(allocations=np.zeros((0, 2, 2)), boosts=np.zeros(0)), r"`allocations` is an empty menu"),
-    (bad(allocations=np.full((3, 2, 2), "a")), r"`allocations` must be numeric"),
+    (bad(allocations=np.full((3, 2, 2), "a")), r"`allocations` must be a numeric array"),
+    # Nothing silently coerced: a complex boost would lose its imaginary part, True become 1.
+    (bad(boosts=np.array([0, 0.5 + 3j, 0])), r"`boosts` must be a numeric array of real numbers"),
+    (bad(bidder_weights=[True, 1.0]), r"`bidder_weights` must hold real numbers only; got True"),
     (bad(**with_entry("allocations", (1, 0, 0), np.nan)), r"`allocations` must be finite"),
     (bad(**with_entry("allocations", (2, 1, 1), -0.5)), r"`allocations` must be >= 0"),
     (bad(**with_entry("allocations", (1, 0, 1), 0.6)), r"`allocations` is infeasible: an item is "

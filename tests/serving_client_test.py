@@ -284,9 +284,16 @@ def test_request_building(deployment):
     (np.array([[[0.5, -0.1], [0.1, 0.2]]]), ValueError, "must be >= 0"),
     (np.ones((2, 2)), ValueError, "leading batch axis"),
     (np.ones((1, 2, 2), np.float32), TypeError, "must be float64"),
-    ([[["a", "b"]]], TypeError, "nested list of numbers"),
+    ([[["a", "b"]]], TypeError, "must hold real numbers only"),
     (np.array([[[0.5, 2e38], [0.1, 0.2]]]), ValueError, r"`bids` must be <= 1e\+38"),
-], ids=["nan", "inf", "negative", "rank2", "float32", "strings", "above_max_bid"])
+    # Nothing silently coerced: True, "0.25", b"7" and 2**53 + 1 are not bids.
+    ([[[True, 0.25], [0.5, 0.5]]], TypeError, "must hold real numbers only; got True"),
+    ([[[0.5, "0.25"], [0.5, 0.5]]], TypeError, "must hold real numbers only; got '0.25'"),
+    ([[[0.5, b"7"], [0.5, 0.5]]], TypeError, "must hold real numbers only; got b'7'"),
+    ([[[0.5, 2**53 + 1], [0.5, 0.5]]], TypeError, "is not exactly a float64"),
+    (np.array([[[1, 2], [3, 4]]], np.int64), TypeError, "must be float64.*int64"),
+], ids=["nan", "inf", "negative", "rank2", "float32", "strings", "above_max_bid", "bool",
+        "string", "bytes", "int_beyond_2_53", "int_array"])
 def test_client_refuses_bad_bids(client, bids, error, message):
     with pytest.raises(error, match=message):
         client.predict(bids)
@@ -462,7 +469,7 @@ def canned():
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_well_formed_answers_pass_unchanged(canned, transport):
-    within_rounding = _changed(GOOD, "payments", 0.5 * (1 + 1e-12), at=(0, 0))  # value 0.5
+    within_rounding = _changed(GOOD, "payments", 0.5 * (1 + 2.0**-42), at=(0, 0))  # value 0.5
     _answer(canned, transport, within_rounding)
     _answer(canned, transport, GOOD_MENU, "menu")
     with _canned_client(canned, transport) as client:
@@ -499,6 +506,14 @@ OUTCOME_CASES = {  # name: (malformed outputs, what the error must say), for bot
     "payment_above_value": (_changed(GOOD, "payments", 0.95, at=(0, 1)),
                             r"`payments` must be at most .*\(individual rationality\); got 0.95 "
                             r"at payments\[0\]\[1\] for a value of 0.9"),
+    # The IR tolerance is relative: nothing may be charged for nothing, and 1e-9 above a
+    # value of 0.5 is far beyond a REST ulp (an absolute 1e-9 was accepted before).
+    "payment_for_nothing": (_changed(_changed(GOOD, "allocation", 0.0, at=(0, 0, 0)),
+                                     "payments", 1e-9, at=(0, 0)),
+                            r"`payments` must be at most .*\(individual rationality\); got "
+                            r"1e-09 at payments\[0\]\[0\] for a value of 0.0"),
+    "payment_just_above_value": (_changed(GOOD, "payments", 0.5 + 1e-10, at=(0, 0)),
+                                 r"`payments` must be at most .*\(individual rationality\)"),
     "allocation_above_one": (_changed(GOOD, "allocation", 1.5, at=(0, 0, 0)),
                              r"`allocation` must be in \[0, 1\]; got 1.5 at "
                              r"allocation\[0\]\[0\]\[0\]"),

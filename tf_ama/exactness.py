@@ -20,10 +20,12 @@ Guaranteed for every accepted input, with `u = 2**-53`, `n` items, `m` bidders,
     T   = B + sum_l w_l sum_j v[l, j]
 
 1. Every output is finite; `0 <= payments[i] <= values[i]` (individually rational, exactly).
-2. The served entry `k*` is a welfare maximizer up to `welfare_error_bound = 2 (n + m + 1) u T`:
+2. The served entry `k*` is a welfare maximizer up to `welfare_error_bound = 2 (n + m + 1) u T`
+   (every bound also adds ~1e-300 for subnormal results, which TensorFlow flushes to 0):
    `W[k*] >= max_k W[k] - welfare_error_bound`. Ties of the computed welfare go to the lowest
    index; when every operation is exact (e.g. dyadic bids, allocations and boosts, weights
-   powers of two) the outcome IS the exact one, ties included.
+   powers of two, no nonzero product below 2**-1022) the outcome IS the exact one, ties
+   included.
 3. Every payment is within `payment_error_bound = 12 (n + m + 2) u T_i / w_i` of the exact
    AMA payment of the served entry, `(max_k W_-i[k] - W_-i[k*]) / w_i`, where
    `W_-i[k] = b_k + sum_{l != i} w_l <a[k, l], v[l]>` is computed from the other bidders'
@@ -51,6 +53,40 @@ MAX_ABS_BOOST = 1e38
 MIN_BIDDER_WEIGHT = 1e-6
 MAX_BIDDER_WEIGHT = 1e6
 UNIT_ROUNDOFF = 2.0**-53
+# TensorFlow's CPU kernels flush subnormal results (below 2**-1022) to zero: each operation
+# may lose up to 2**-1022 absolutely, which no relative bound covers. The bounds add
+# `(2n + 1) m 2**-1000` for it (docs/design.md §2); about 1e-300, economically nothing.
+UNDERFLOW = 2.0**-1000
+
+
+def real_array(value, name):
+    """`value` as a NumPy array of real numbers, or a TypeError naming `name`.
+
+    Refuses what NumPy would silently coerce into numbers: booleans, strings and bytes inside
+    nested lists, complex numbers (whose imaginary part a cast drops), and Python integers
+    beyond 2**53 (which float64 rounds). Arrays keep their dtype; bool, complex and object
+    arrays are refused.
+    """
+    array = np.asarray(value) if isinstance(value, np.ndarray) else None
+    if array is None:
+        try:
+            elements = np.asarray(value, dtype=object).ravel()
+        except ValueError as error:  # ragged nesting
+            raise TypeError(f"`{name}` must be a (nested) list of numbers: {error}") from None
+        for element in elements:
+            if isinstance(element, (bool, np.bool_)) or not isinstance(
+                    element, (int, float, np.integer, np.floating)):
+                raise TypeError(f"`{name}` must hold real numbers only; got {element!r} "
+                                f"({type(element).__name__}).")
+            if isinstance(element, (int, np.integer)) and abs(int(element)) > 2**53:
+                raise TypeError(f"`{name}`: the integer {element} is not exactly a float64; "
+                                "give it as a float.")
+        array = np.asarray(value)
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer)
+                                   or np.issubdtype(array.dtype, np.floating)):
+        raise TypeError(f"`{name}` must be a numeric array of real numbers; got dtype "
+                        f"{array.dtype}.")
+    return array
 
 
 def check_menu_limits(boosts, bidder_weights):
@@ -78,8 +114,8 @@ def contract() -> dict:
         "max_bid": MAX_BID,
         "max_abs_boost": MAX_ABS_BOOST,
         "bidder_weight_range": [MIN_BIDDER_WEIGHT, MAX_BIDDER_WEIGHT],
-        "welfare_error_bound": "2 (n + m + 1) 2^-53 T",
-        "payment_error_bound": "12 (n + m + 2) 2^-53 T_i / w_i",
+        "welfare_error_bound": "2 (n + m + 1) 2^-53 T + (2n + 1) m 2^-1000",
+        "payment_error_bound": "(12 (n + m + 2) 2^-53 T_i + 4 (2n + 1) m 2^-1000) / w_i",
         "regret_error_bound": "2 payment_error_bound + welfare_error_bound / w_i",
         "scales": "T_i = max_k |b_k| + sum_{l != i} w_l sum_j v[l, j]; T = the same over all l",
         "guarantees": "outputs finite; 0 <= payment <= value; the served entry maximizes "
@@ -106,11 +142,16 @@ def _scales(bids, boosts, bidder_weights):
             largest_boost + weighted_totals.sum(axis=1) * margin)
 
 
+def _underflow(num_bidders, num_items):
+    """The absolute error that flushing subnormal results to zero can add to one sum."""
+    return (2 * num_items + 1) * num_bidders * UNDERFLOW
+
+
 def welfare_error_bound(bids, boosts, bidder_weights):
     """`[batch]`: how far below the maximum the served entry's exact welfare can be."""
     _, num_bidders, num_items = np.shape(bids)
     return 2 * (num_items + num_bidders + 1) * UNIT_ROUNDOFF * _scales(
-        bids, boosts, bidder_weights)[1]
+        bids, boosts, bidder_weights)[1] + _underflow(num_bidders, num_items)
 
 
 def payment_error_bound(bids, boosts, bidder_weights):
@@ -118,8 +159,8 @@ def payment_error_bound(bids, boosts, bidder_weights):
     the served entry. Independent of bidder i's own bids."""
     _, num_bidders, num_items = np.shape(bids)
     others, _ = _scales(bids, boosts, bidder_weights)
-    return 12 * (num_items + num_bidders + 2) * UNIT_ROUNDOFF * others / np.asarray(
-        bidder_weights, np.float64)
+    return (12 * (num_items + num_bidders + 2) * UNIT_ROUNDOFF * others
+            + 4 * _underflow(num_bidders, num_items)) / np.asarray(bidder_weights, np.float64)
 
 
 def regret_error_bound(valuations, boosts, bidder_weights):

@@ -34,7 +34,8 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from tf_ama.exactness import MAX_ABS_BOOST, MAX_BID, MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
+from tf_ama.exactness import (MAX_ABS_BOOST, MAX_BID, MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT,
+                              real_array)
 
 # Profiles are evaluated in blocks of exactly `chunk` profiles (the batch is zero-padded to
 # whole blocks): a matmul over another number of rows may take other kernels and round the
@@ -134,10 +135,7 @@ def _float64(value, name):
     if isinstance(value, (tf.Tensor, tf.Variable)):
         tensor = tf.convert_to_tensor(value)
     else:
-        array = np.asarray(value)
-        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
-            raise TypeError(f"`{name}` must be a numeric array; got dtype {array.dtype}.")
-        tensor = tf.convert_to_tensor(array)
+        tensor = tf.convert_to_tensor(real_array(value, name))
     if tensor.dtype != tf.float64:
         raise TypeError(
             f"`{name}` must be float64 (the exact outcome is computed in float64); got "

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tf_ama.exactness import check_menu_limits
+from tf_ama.exactness import check_menu_limits, real_array
 
 MENUS = ("lottery", "deterministic")
 MAX_DETERMINISTIC_MENU = 1 << 16
@@ -124,10 +124,10 @@ def validate_fixed_menu(allocations, boosts, bidder_weights, num_bidders, num_it
     arrays = {}
     for name, value in (("allocations", allocations), ("boosts", boosts),
                         ("bidder_weights", bidder_weights)):
-        array = np.asarray(value)
-        if not np.issubdtype(array.dtype, np.number):
-            raise ValueError(f"`{name}` must be numeric; got dtype {array.dtype}.")
-        array = array.astype(np.float64)
+        try:  # no silent coercion: a complex boost would lose its imaginary part
+            array = real_array(value, name).astype(np.float64)
+        except TypeError as error:
+            raise ValueError(str(error)) from None
         if not np.all(np.isfinite(array)):
             raise ValueError(f"`{name}` must be finite (no NaN or inf).")
         arrays[name] = array

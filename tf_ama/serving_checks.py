@@ -14,8 +14,9 @@ them: numpy arrays (gRPC tensors) or JSON values (REST). Either way:
   most `1 + FEASIBILITY_TOLERANCE`);
 * payments finite, >= 0 and individually rational: at most the value of the returned
   allocation at the bids, `sum_j allocation[b, i, j] * bids[b, i, j]`, up to
-  `IR_TOLERANCE * max(1, value)` (the server guarantees it exactly; the tolerance absorbs a
-  REST bid parsed one ulp off and the rounding of the value computed here);
+  a relative `IR_TOLERANCE` (the server guarantees it exactly; the tolerance absorbs a REST
+  bid parsed one ulp off and the rounding of the value computed here, both relative to the
+  value: a payment for a value of 0 must be 0);
 * `menu_index` >= 0, and < K when the client knows the menu size K;
 * menu boosts finite with `|boost| <= MAX_ABS_BOOST`, bidder weights in
   `[MIN_BIDDER_WEIGHT, MAX_BIDDER_WEIGHT]` (`tf_ama.exactness`).
@@ -28,7 +29,9 @@ import numpy as np
 from tf_ama.exactness import MAX_ABS_BOOST, MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
 
 FEASIBILITY_TOLERANCE = 1e-9
-IR_TOLERANCE = 1e-9
+# Relative: REST may deliver a bid one ulp (2**-52) off, and the server's float64 value and
+# this one round differently by at most a few ulps per item; 2**-40 covers 1000 items.
+IR_TOLERANCE = 2.0**-40
 OUTPUTS = ("allocation", "payments", "menu_index")
 MENU_OUTPUTS = ("allocations", "boosts", "bidder_weights")
 
@@ -147,7 +150,7 @@ def check_outcome(outputs, bids, menu_size=None):
     if np.any(bad):
         raise malformed("payments", "finite and >= 0", _first("payments", bad, payments))
     values = np.einsum("bij,bij->bi", allocation, bids)
-    over = ~(payments <= values + IR_TOLERANCE * np.maximum(1.0, values))  # NaN values too
+    over = ~(payments <= values * (1 + IR_TOLERANCE))  # NaN values too
     if np.any(over):
         index = tuple(int(i) for i in np.argwhere(over)[0])
         raise malformed(

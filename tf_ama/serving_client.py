@@ -36,7 +36,7 @@ import os
 
 import numpy as np
 
-from tf_ama.exactness import MAX_BID
+from tf_ama.exactness import MAX_BID, real_array
 from tf_ama.serving_checks import (MENU_OUTPUTS, OUTPUTS, ServingError,  # noqa: F401
                                    check_menu, check_outcome, json_type, malformed)
 
@@ -53,19 +53,12 @@ def validate_bids(bids, num_bidders=None, num_items=None) -> np.ndarray:
     """
     if isinstance(bids, np.ndarray) or hasattr(bids, "numpy"):
         array = np.asarray(bids)
-        if np.issubdtype(array.dtype, np.floating) and array.dtype != np.float64:
+        if array.dtype != np.float64:
             raise TypeError(
                 f"`bids` must be float64 (the served outcome is exact float64); got "
                 f"{array.dtype}. Cast it first: bids.astype(np.float64).")
-        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-            raise TypeError(f"`bids` must be numeric; got dtype {array.dtype}.")
-    else:
-        try:
-            array = np.asarray(bids, dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise TypeError(
-                f"`bids` must be a nested list of numbers [batch][bidder][item]: {error}") from None
-    array = array.astype(np.float64, copy=False)
+    else:  # nested lists: real numbers only (no True, "0.25" or 2**53 + 1 coerced)
+        array = real_array(bids, "bids").astype(np.float64)
     expected = (f"[batch, num_bidders{'=' + str(num_bidders) if num_bidders else ''}, "
                 f"num_items{'=' + str(num_items) if num_items else ''}]")
     if array.ndim != 3:
