@@ -1,4 +1,5 @@
-"""The fused soft revenue equals the plain formula of DESIGN §2, value and gradients (float64)."""
+"""The fused soft revenue equals the plain formula (`mechanism.soft_payments`), value and
+gradients (float64)."""
 
 import numpy as np
 import pytest

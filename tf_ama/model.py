@@ -10,8 +10,8 @@
 stateless seed derived from (`seed`, optimizer step, replica): the same seed gives the same
 run, a run resumed from a checkpoint continues with the samples it would have drawn, and
 replicas of a `tf.distribute` strategy draw different samples. It minimizes minus the soft
-revenue of DESIGN §2, optionally accumulating gradients over micro-batches so that memory
-stays bounded. `test_step` reports the EXACT revenue (`tf_ama.exact_outcome`, float64).
+revenue (`mechanism.soft_payments`), optionally accumulating gradients over micro-batches so
+that memory stays bounded. `test_step` reports the EXACT revenue (`tf_ama.exact_outcome`, float64).
 Calling the model on bids returns the exact outcome.
 
 Given valuations (`x`) are used as they are, with optional Keras sample weights

@@ -1,6 +1,6 @@
 r"""The training objective, fused: soft revenue with a hand-derived gradient.
 
-`mechanism.soft_payments` states the relaxation of DESIGN §2 as plainly as possible. Training
+`mechanism.soft_payments` states the softmax relaxation as plainly as possible. Training
 differentiates it millions of times, and automatic differentiation of that formula makes ~50
 passes over `[batch, num_bidders + 1, menu_size]` tensors, so the step is bound by memory
 traffic. `soft_revenue` computes the same value with the gradient written out:
