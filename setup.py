@@ -2,7 +2,7 @@
 
 from setuptools import find_packages, setup
 
-# A set measured to work together (DESIGN §9): TFP 0.25 needs tf_keras, which depends on
+# A set measured to work together (docs/design.md §6): TFP 0.25 needs tf_keras, which depends on
 # `tensorflow`, so pin `tensorflow` (not `tensorflow-cpu`, which would add a second wheel).
 INSTALL_REQUIRES = [
     "tensorflow==2.21.0",

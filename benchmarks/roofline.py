@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-PLAIN_PASSES = 50  # DESIGN §2: passes over [B, m + 1, K] of the autodiff step
+PLAIN_PASSES = 50  # docs/design.md §3: passes over [B, m + 1, K] of the autodiff step
 
 
 def measure_bandwidth(megabytes=256, repeats=5):

@@ -1,6 +1,6 @@
 """Lottery vs deterministic AMA on unit_demand_2x4_spherical, trained on the exact expectation.
 
-The spherical distribution (DESIGN §4, base 2) has 5 points per bidder, so 25 profiles.
+The spherical distribution (docs/design.md §4, base 2) has 5 points per bidder, so 25 profiles.
 `tf_ama.expectation_dataset` is all of them with their probabilities as sample weights:
 training on it is gradient ascent on the EXACT expected soft revenue (no sampling noise), and
 the probability-weighted mean of the exact payments is the exact expected revenue (no

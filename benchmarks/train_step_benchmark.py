@@ -9,7 +9,8 @@ its own. Usage (the rows of benchmarks/README.md):
     python benchmarks/train_step_benchmark.py --grid paper     # both paper-size settings, several configs
 
 `--objective plain` differentiates `mechanism.soft_payments` automatically (the straightforward
-step of DESIGN §2); `fused` is the model's own step (`relaxation.batched_revenue_and_gradients`).
+step of docs/design.md §3); `fused` is the model's own step
+(`relaxation.batched_revenue_and_gradients`).
 """
 
 import argparse

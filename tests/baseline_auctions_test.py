@@ -1,4 +1,5 @@
-"""Tests of tf_ama.baseline_auctions: oracles against plain NumPy loops, DESIGN §5 numbers, bad input.
+"""Tests of tf_ama.baseline_auctions: oracles against plain NumPy loops, the numbers of
+docs/design.md §5, bad input.
 
 Reserve tolerances come from measured spread, not from the grid: the argmax of an empirical
 revenue curve moves like N**(-1/3). Over 100 independent samples of 100 000 profiles the
@@ -198,7 +199,7 @@ def test_unit_demand_vcg_matches_brute_force(num_bidders, num_items):
 # ---------------------------------------------------------------------------------------
 # Whole settings.
 
-# DESIGN §5. The grand-bundle entries are rounded; numeric integration
+# docs/design.md §5. The grand-bundle entries are rounded; numeric integration
 # (`exact_grand_bundle`) gives 0.83924, 2.18843, 5.00302, 5.45605.
 DESIGN = {
     "additive_2x2_uniform": (0.6667, 0.8333, 0.8390),
@@ -247,7 +248,7 @@ def test_unit_demand_anchor_and_not_applicable(details):
 
 def test_spherical_vcg_matches_design(details):
     vcg = details("unit_demand_2x4_spherical")["vcg"]
-    assert abs(vcg.revenue - 0.092) <= 3 * vcg.stderr + 5e-4, vcg  # DESIGN §4, 3 decimals
+    assert abs(vcg.revenue - 0.092) <= 3 * vcg.stderr + 5e-4, vcg  # docs/design.md §4, 3 decimals
 
 
 def test_evaluation_profiles_are_setting_sample():

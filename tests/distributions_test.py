@@ -66,7 +66,7 @@ def test_spherical_points_and_frequencies(base):
     directions = np.array([
         (0.78, 0.57, 0.10, 0.23), (0.15, 0.60, 0.57, 0.53), (0.60, 0.36, 0.64, 0.32),
         (0.70, 0.61, 0.37, 0.05), (0.73, 0.06, 0.34, 0.59),
-    ])  # DESIGN section 4
+    ])  # docs/design.md §4
     points = base ** np.arange(5)[:, None] * directions
     distance = np.abs(samples[:, None, :] - points[None]).max(axis=2)  # [samples, 5]
     nearest = distance.argmin(axis=1)

@@ -1,4 +1,4 @@
-"""Tests of tf_ama.export: the SavedModel contract of DESIGN section 7.
+"""Tests of tf_ama.export: the SavedModel contract of docs/design.md §6.
 
 The exported `serving_default` must equal `tf_ama.exact_outcome` on the in-memory model bit
 for bit. Two slow subprocesses (`saved_model_cli`, and an export killed with SIGKILL) start

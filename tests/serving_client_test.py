@@ -5,7 +5,7 @@ answer TF Serving's REST / gRPC Predict and metadata requests by running the exp
 SavedModel with TensorFlow in this process. They are NOT TensorFlow Serving; they test the
 client's request building and response parsing with the real tensorflow-serving-api protos.
 `test_real_tensorflow_model_server` runs the real `tensorflow_model_server` whenever the
-binary is on PATH (it is not installable on the development machine: DESIGN section 8).
+binary is on PATH (it is not installable on the development machine: docs/design.md §6).
 
 `CannedRestServer` and `CannedGrpcServer` answer every request with a canned (possibly
 malformed) body, to test that the client refuses what TF Serving should never send; the
@@ -826,7 +826,7 @@ def _free_port():
 
 @pytest.mark.skipif(shutil.which("tensorflow_model_server") is None,
                     reason="tensorflow_model_server is not on PATH (not installable on the "
-                           "development machine, DESIGN section 8); see serving/README.md")
+                           "development machine, docs/design.md §6); see serving/README.md")
 def test_real_tensorflow_model_server(deployment, tmp_path):
     grpc_port, rest_port = _free_port(), _free_port()
     log = open(tmp_path / "server.log", "w")

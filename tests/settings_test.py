@@ -1,4 +1,4 @@
-"""Tests of tf_ama.settings: the named settings of DESIGN section 4, serialization, validation
+"""Tests of tf_ama.settings: the named settings of docs/design.md §4, serialization, validation
 and sampling."""
 
 import dataclasses
@@ -11,7 +11,7 @@ import tensorflow as tf
 import tf_ama
 from tf_ama import settings
 
-# DESIGN section 4: name -> (num_bidders, num_items, demand, distribution).
+# docs/design.md §4: name -> (num_bidders, num_items, demand, distribution).
 DESIGN_SETTINGS = {
     "additive_1x2_uniform": (1, 2, "additive", "uniform"),
     "additive_1x2_uniform_4_16_4_7": (1, 2, "additive", "uniform"),

@@ -1,6 +1,6 @@
 """tf_ama: strategyproof multi-bidder auctions learned as (lottery) affine maximizers.
 
-The public API; see the README and DESIGN for the maths.
+The public API; see the README and docs/design.md for the maths.
 """
 
 from tf_ama.annealing import TemperatureScheduler, annealing_schedule, phase_schedule

@@ -1,6 +1,6 @@
 r"""Revenue baselines for any setting: VCG, separate Myerson and the grand bundle.
 
-Every learned auction is judged against three strategyproof mechanisms (DESIGN §5):
+Every learned auction is judged against three strategyproof mechanisms (docs/design.md §5):
 
 * **VCG**: the AMA with bidder weights 1, boosts 0 and the full deterministic menu. For
   additive bidders welfare is a sum over items, so VCG is exactly a second-price auction per
@@ -388,7 +388,7 @@ def baseline_details(setting, num_samples=100_000, seed=1) -> dict[str, Baseline
 
 
 def baselines(setting, num_samples=100_000, seed=1) -> dict[str, float]:
-    """Baseline revenues `{"vcg": .., "separate_myerson": .., "grand_bundle": ..}` (DESIGN §10).
+    """Baseline revenues `{"vcg": .., "separate_myerson": .., "grand_bundle": ..}`.
 
     See `baseline_details` for the arguments and how each number is computed.
     """

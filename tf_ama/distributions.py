@@ -29,7 +29,7 @@ import tensorflow_probability as tfp
 
 tfd = tfp.distributions
 
-# Directions of the five points of the spherical distribution (DESIGN section 4).
+# Directions of the five points of the spherical distribution (docs/design.md §4).
 SPHERICAL_DIRECTIONS = (
     (0.78, 0.57, 0.10, 0.23),
     (0.15, 0.60, 0.57, 0.53),

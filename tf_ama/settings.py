@@ -125,7 +125,7 @@ _SETTINGS = {
     ),
 }
 
-# Known optimal or reference revenues (DESIGN section 4), for reports.
+# Known optimal or reference revenues (docs/design.md §4), for reports.
 ANCHORS = {
     "additive_1x2_uniform": ("optimum (Manelli-Vincent)", 0.5491),
     "additive_1x2_uniform_4_16_4_7": ("optimum (Daskalakis et al.)", 9.778),
