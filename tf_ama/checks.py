@@ -1,0 +1,77 @@
+"""Argument checks: the one home of the errors that name a bad argument and the fix.
+
+Every public function and constructor of tf_ama checks its scalar arguments with these, so
+that the same kind of argument is accepted and refused the same way everywhere:
+
+* booleans are never numbers (`True` is not a size, a seed or a temperature);
+* integers are Python or NumPy integers; numbers are finite reals (no NaN, no inf);
+* the error is a `ValueError` whose message names the argument (in backticks), says what it
+  must be and shows what was given.
+
+NumPy only: importing this module loads neither TensorFlow nor Keras.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+SEED_LIMIT = 2**31  # seeds are int32 in the stateless random ops
+
+
+def _range_text(minimum, maximum, *, above=None):
+    parts = []
+    if above is not None:
+        parts.append(f"> {above}")
+    if minimum is not None:
+        parts.append(f">= {minimum}")
+    if maximum is not None:
+        parts.append(f"<= {maximum}")
+    return " and ".join(parts)
+
+
+def integer(name, value, *, minimum=None, maximum=None):
+    """`value` as an int: an integer (not a bool) in `[minimum, maximum]`."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)):
+        bounds = _range_text(minimum, maximum)
+        raise ValueError(f"`{name}` must be an int{' ' + bounds if bounds else ''}; got {value!r}.")
+    return int(value)
+
+
+def number(name, value, *, above=None, minimum=None, maximum=None):
+    """`value` as a float: a finite real number (not a bool) `> above`, in `[minimum, maximum]`."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)
+            or (above is not None and not value > above)
+            or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)):
+        bounds = _range_text(minimum, maximum, above=above)
+        raise ValueError(f"`{name}` must be a finite number{' ' + bounds if bounds else ''}; "
+                         f"got {value!r}.")
+    return float(value)
+
+
+def boolean(name, value):
+    """`value` itself if it is `True` or `False` (NumPy booleans included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`{name}` must be True or False; got {value!r}.")
+    return bool(value)
+
+
+def choice(name, value, options):
+    """`value` if it is one of `options`."""
+    if isinstance(value, bool) or value not in tuple(options):
+        raise ValueError(f"`{name}` must be one of {tuple(options)}; got {value!r}.")
+    return value
+
+
+def seed(name, value):
+    """`value` as an int seed in `[0, 2**31)` (the range of the stateless random ops)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not (
+            0 <= value < SEED_LIMIT):
+        raise ValueError(f"`{name}` must be an int in [0, 2**31); got {value!r}.")
+    return int(value)
