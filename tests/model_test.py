@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tf_ama
-from tf_ama import exactness, menus
+from tf_ama import data, exactness, menus
 from tf_ama.mechanism import exact_outcome, soft_payments
 
 from oracle import numpy_ama
@@ -64,7 +64,7 @@ def test_call_is_the_exact_outcome_of_the_float64_menu(setting, menu):
 def test_menu_is_built_in_float64_before_the_softmax():
     model = _model(menu_size=8, init_scale=3.0)
     allocations64 = model.menu(tf.float64)[0].numpy()
-    logits = model.allocation_logits[0].numpy().astype(np.float64)
+    logits = model.menu_layer.allocation_logits[0].numpy().astype(np.float64)
     shares = np.exp(logits - logits.max(axis=1, keepdims=True))
     shares /= shares.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(allocations64[1:], shares[:, :-1], rtol=1e-14, atol=1e-15)
@@ -151,10 +151,10 @@ def test_learned_weights_stay_in_the_exactness_contract():
     # exp(log w) is clipped to [MIN, MAX]_BIDDER_WEIGHT: a drifted weight is never refused.
     model = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=8,
                                           learn_bidder_weights=True)
-    model.log_bidder_weights.assign([-30.0, 20.0])
+    model.bidder_weights_layer.log_weights.assign([-30.0, 20.0])
     weights = model.menu(tf.float64)[2].numpy()
     assert weights.tolist() == [exactness.MIN_BIDDER_WEIGHT, exactness.MAX_BIDDER_WEIGHT]
-    model.log_bidder_weights.assign([0.3, -0.2])  # inside the range: exactly exp(log w)
+    model.bidder_weights_layer.log_weights.assign([0.3, -0.2])  # inside the range: exactly exp(log w)
     np.testing.assert_array_equal(model.menu(tf.float64)[2].numpy(),
                                   np.exp(np.array([0.3, -0.2], np.float32).astype(np.float64)))
     assert np.isfinite(model(np.ones((2, 2, 2)))["payments"].numpy()).all()
@@ -235,7 +235,8 @@ def test_mirrored_strategy_trains_and_replicas_draw_different_samples():
     assert np.isfinite(history.history["loss"][-1])
     assert int(model.optimizer.iterations.numpy()) == 3
 
-    per_replica = strategy.run(tf.function(lambda: model._step_valuations(tf.zeros([8, 0]))[0]))
+    per_replica = strategy.run(tf.function(lambda: data.step_valuations(
+        tf.zeros([8, 0]), model.setting, model.valuation_distribution, model.data_seed, 0)[0]))
     first, second = strategy.experimental_local_results(per_replica)
     assert first.shape == second.shape == (8, 2, 2)
     assert not np.array_equal(first.numpy(), second.numpy())
@@ -271,42 +272,42 @@ def test_unknown_setting_and_bad_bids_are_refused():
 
 def test_initial_logits_are_rebuilt_from_the_seed_and_the_winning_ticket_uses_them():
     model = _model(menu_size=12, seed=4)
-    initial = [v.numpy() for v in model.allocation_logits]
+    initial = [v.numpy() for v in model.menu_layer.allocation_logits]
     model.fit(tf_ama.fresh_valuations(64), epochs=1, steps_per_epoch=3, verbose=0)
-    assert not np.array_equal(model.allocation_logits[0].numpy(), initial[0])
+    assert not np.array_equal(model.menu_layer.allocation_logits[0].numpy(), initial[0])
     for rebuilt, original in zip(model.initial_allocation_logits(), initial):
         np.testing.assert_array_equal(rebuilt, original)
     ticket = model.winning_ticket([0, 7, 3], seed=11)
     assert ticket.menu_size == 3 and ticket.data_seed == 11
-    np.testing.assert_array_equal(ticket.allocation_logits[0].numpy(), initial[0][[2, 6]])
+    np.testing.assert_array_equal(ticket.menu_layer.allocation_logits[0].numpy(), initial[0][[2, 6]])
     with pytest.raises(ValueError, match="entries"):
         model.winning_ticket([12])
 
 
 def test_random_initial_boosts_are_seeded_and_the_winning_ticket_keeps_them():
-    assert not _model(seed=4).learned_boosts.numpy().any()  # default: every boost starts at 0
+    assert not _model(seed=4).menu_layer.boosts.numpy().any()  # default: every boost starts at 0
     model = _model(menu_size=400, seed=4, boost_init_scale=2.0)
-    boosts = model.learned_boosts.numpy()
+    boosts = model.menu_layer.boosts.numpy()
     np.testing.assert_array_equal(boosts, _model(menu_size=400, seed=4,
-                                                 boost_init_scale=2.0).learned_boosts.numpy())
+                                                 boost_init_scale=2.0).menu_layer.boosts.numpy())
     assert not np.array_equal(boosts, _model(menu_size=400, seed=5,
-                                             boost_init_scale=2.0).learned_boosts.numpy())
+                                             boost_init_scale=2.0).menu_layer.boosts.numpy())
     assert abs(boosts.std() - 2.0) < 0.3 and abs(boosts.mean()) < 0.3
     # The logits do not depend on the boosts' scale: same seed, same initial lotteries.
-    np.testing.assert_array_equal(model.allocation_logits[0].numpy(),
-                                  _model(menu_size=400, seed=4).allocation_logits[0].numpy())
+    np.testing.assert_array_equal(model.menu_layer.allocation_logits[0].numpy(),
+                                  _model(menu_size=400, seed=4).menu_layer.allocation_logits[0].numpy())
     model.fit(tf_ama.fresh_valuations(64), epochs=1, steps_per_epoch=2, verbose=0)
     ticket = model.winning_ticket([5, 9])
-    np.testing.assert_array_equal(ticket.learned_boosts.numpy(), boosts[[4, 8]])
-    assert ticket.boost_init_scale == 2.0
+    np.testing.assert_array_equal(ticket.menu_layer.boosts.numpy(), boosts[[4, 8]])
+    assert ticket.menu_layer.boost_init_scale == 2.0
 
 
 def test_data_seed_changes_the_samples_but_not_the_initialization():
     a, b = _model(seed=3, data_seed=1), _model(seed=3, data_seed=2)
-    np.testing.assert_array_equal(a.allocation_logits[0].numpy(), b.allocation_logits[0].numpy())
+    np.testing.assert_array_equal(a.menu_layer.allocation_logits[0].numpy(), b.menu_layer.allocation_logits[0].numpy())
     for model in (a, b):
         model.fit(tf_ama.fresh_valuations(64), epochs=1, steps_per_epoch=2, verbose=0)
-    assert not np.array_equal(a.allocation_logits[0].numpy(), b.allocation_logits[0].numpy())
+    assert not np.array_equal(a.menu_layer.allocation_logits[0].numpy(), b.menu_layer.allocation_logits[0].numpy())
 
 
 def test_a_deterministic_menu_too_large_to_enumerate_is_refused_with_its_size():

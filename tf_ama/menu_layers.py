@@ -1,0 +1,299 @@
+"""Menu kinds as Keras layers, and the bidder weights.
+
+A menu layer owns the variables of one kind of menu and builds, for a dtype, the menu's
+`allocations [K, m, n]` and `boosts [K]` (entry 0 the empty allocation with boost 0;
+`docs/design.md` §1 and "Menu kinds"). `AffineMaximizerAuction` holds one menu layer and one
+`BidderWeights` layer; it never branches on the kind.
+
+* `LotteryMenu`: K - 1 learned lotteries (`menus.additive_lottery` or
+  `menus.unit_demand_lottery`) and their boosts.
+* `DeterministicMenu`: every feasible 0/1 allocation, fixed; only the boosts are learned.
+* `FixedMenu`: a given menu (`AffineMaximizerAuction.from_menu`), float64 and not trained:
+  served with exactly the given numbers.
+
+Adding a menu kind touches one new class and the registry: subclass `MenuLayer`, decorate
+it with `@menu_kind("name")`, create the variables in `__init__`, implement
+`allocations_and_boosts(dtype)` and `get_config`. `AffineMaximizerAuction(setting,
+menu="name", **options)` then builds it with `for_setting(setting, seed=..., **options)`.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_ama import checks, menus
+from tf_ama.exactness import MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
+
+MENU_KINDS = {}  # kind name -> MenuLayer subclass (the registry)
+
+
+def menu_kind(name):
+    """Class decorator: registers a `MenuLayer` subclass as menu kind `name` (and with Keras
+    serialization, so that a saved model refers to it as `tf_ama>ClassName`)."""
+
+    def register(cls):
+        cls.kind = name
+        MENU_KINDS[name] = cls
+        return keras.saving.register_keras_serializable(package="tf_ama")(cls)
+
+    return register
+
+
+class _LoadedByModel:
+    """Mixin: values the model loaded from a tf_ama 0.1 file, where they were stored as the
+    model's own (`AffineMaximizerAuction.load_own_variables`); the layer's own store is
+    then missing from the file, and skipped."""
+
+    _values_loaded = False
+
+    def mark_loaded(self):
+        self._values_loaded = True
+
+    def load_own_variables(self, store):
+        if self._values_loaded and not len(store.keys()):
+            return
+        super().load_own_variables(store)
+
+
+class MenuLayer(_LoadedByModel, keras.layers.Layer):
+    """Base class of the menu kinds: the menu of a setting's `num_bidders` x `num_items`.
+
+    Args:
+      num_bidders, num_items, demand: the setting's shape (`"additive"` or `"unit_demand"`).
+      seed: seeds the initial values of the variables (each variable has its own offset in
+        `SEED_OFFSETS`, so that it can be rebuilt alone, e.g. for a winning ticket).
+    """
+
+    kind = None
+    given_bidder_weights = False  # True: the model's bidder weights are given, float64
+    SEED_OFFSETS = {}  # variable name -> offset of its initializer's seed
+    # Options of tf_ama 0.1's flat model signature that this kind does not use: accepted and
+    # ignored by `for_setting`, so that configs and calls written for 0.1 keep working.
+    unused_options = ()
+
+    def __init__(self, num_bidders, num_items, demand="additive", seed=0, **kwargs):
+        kwargs.setdefault("name", "menu")
+        super().__init__(**kwargs)
+        self.num_bidders = checks.integer("num_bidders", num_bidders, minimum=1)
+        self.num_items = checks.integer("num_items", num_items, minimum=1)
+        self.demand = checks.choice("demand", demand, menus.DEMANDS)
+        self.seed = checks.seed("seed", seed)
+
+    @classmethod
+    def for_setting(cls, setting, **options):
+        """This kind's menu for `setting` (a `tf_ama.Setting`)."""
+        for name in cls.unused_options:
+            options.pop(name, None)
+        return cls(num_bidders=setting.num_bidders, num_items=setting.num_items,
+                   demand=setting.demand, **options)
+
+    def allocations_and_boosts(self, dtype):
+        """`(allocations [K, m, n], boosts [K])` in `dtype`: parameters are cast before the
+        allocations are built from them, so that the float64 menu is exact."""
+        raise NotImplementedError
+
+    def initializer(self, variable_name, stddev):
+        """The seeded initializer of variable `variable_name` (same values at every call)."""
+        offset = self.SEED_OFFSETS[variable_name]
+        return keras.initializers.RandomNormal(stddev=stddev,
+                                               seed=(self.seed * 1000 + offset) % 2**31)
+
+    def _boosts(self, learned, dtype):
+        return tf.concat([tf.zeros([1], dtype), tf.cast(learned, dtype)], axis=0)
+
+    def get_config(self):
+        return {**super().get_config(), "num_bidders": self.num_bidders,
+                "num_items": self.num_items, "demand": self.demand, "seed": self.seed}
+
+
+@menu_kind("lottery")
+class LotteryMenu(MenuLayer):
+    """K - 1 learned lotteries and their boosts, plus the empty entry.
+
+    Args:
+      menu_size: `K`, the empty entry included (>= 2).
+      init_scale: standard deviation of the initial allocation logits.
+      boost_init_scale: standard deviation of the initial boosts; 0 (default): all start
+        at 0. Random boosts let different entries win on different profiles from the first
+        step, so restarts explore more varied menus.
+    """
+
+    SEED_OFFSETS = {"allocation_logits": 1, "item_logits": 1, "bidder_logits": 2, "boosts": 3}
+
+    def __init__(self, num_bidders, num_items, demand="additive", menu_size=1024, seed=0,
+                 init_scale=1.0, boost_init_scale=0.0, **kwargs):
+        super().__init__(num_bidders, num_items, demand, seed, **kwargs)
+        self.menu_size = checks.integer("menu_size", menu_size, minimum=2)
+        self.init_scale = checks.number("init_scale", init_scale, above=0)
+        self.boost_init_scale = checks.number("boost_init_scale", boost_init_scale, minimum=0)
+        learned, m, n = self.menu_size - 1, self.num_bidders, self.num_items
+        # Additive: logits over the bidders plus a dummy "unallocated" row; unit demand: two
+        # tensors normalized over items and over bidders (menus.py).
+        shapes = ({"allocation_logits": (learned, m + 1, n)} if self.demand == "additive" else
+                  {"item_logits": (learned, m, n), "bidder_logits": (learned, m, n)})
+        self.allocation_logits = [
+            self.add_weight(shape=shape, initializer=self.initializer(name, self.init_scale),
+                            name=name) for name, shape in shapes.items()]
+        self.boosts = self.add_weight(
+            shape=(learned,), name="boosts", initializer=(
+                self.initializer("boosts", self.boost_init_scale) if self.boost_init_scale
+                else "zeros"))
+        self.built = True
+
+    def allocations_and_boosts(self, dtype):
+        logits = [tf.cast(v, dtype) for v in self.allocation_logits]
+        allocations = (menus.additive_lottery(*logits) if self.demand == "additive"
+                       else menus.unit_demand_lottery(*logits))
+        return allocations, self._boosts(self.boosts, dtype)
+
+    def initial_values(self):
+        """`{variable name: numpy array}`: the initial values, rebuilt from `seed`."""
+        values = {v.name: self.initializer(v.name, self.init_scale)(v.shape, dtype=v.dtype)
+                  for v in self.allocation_logits}
+        values["boosts"] = (
+            self.initializer("boosts", self.boost_init_scale)(self.boosts.shape, self.boosts.dtype)
+            if self.boost_init_scale else np.zeros(self.boosts.shape, self.boosts.dtype))
+        return {name: np.asarray(value) for name, value in values.items()}
+
+    def winning_ticket(self, entries):
+        """A new menu of `entries` (indices of this menu; 0 is ignored, the empty entry is
+        always first) at their initial values, the "winning ticket" of paper §6.4."""
+        rows = sorted({int(k) for k in entries} - {0})
+        if not rows or rows[0] < 0 or rows[-1] >= self.menu_size:
+            raise ValueError(f"`entries` must be menu indices in [1, {self.menu_size}); "
+                             f"got {entries}.")
+        ticket = type(self).from_config({**self.get_config(), "menu_size": len(rows) + 1})
+        initial = self.initial_values()
+        for variable in [*ticket.allocation_logits, ticket.boosts]:
+            variable.assign(initial[variable.name][np.asarray(rows) - 1])
+        return ticket
+
+    def get_config(self):
+        return {**super().get_config(), "menu_size": self.menu_size,
+                "init_scale": self.init_scale, "boost_init_scale": self.boost_init_scale}
+
+
+@menu_kind("deterministic")
+class DeterministicMenu(MenuLayer):
+    """Every feasible 0/1 allocation (`menus.deterministic_allocations`, refused with its
+    size when too large to enumerate), fixed; only the boosts are learned.
+
+    Args:
+      boost_init_scale: standard deviation of the initial boosts; 0 (default): all at 0.
+    """
+
+    SEED_OFFSETS = {"boosts": 3}
+    unused_options = ("menu_size", "init_scale")  # the size is the number of allocations
+
+    def __init__(self, num_bidders, num_items, demand="additive", seed=0, boost_init_scale=0.0,
+                 **kwargs):
+        super().__init__(num_bidders, num_items, demand, seed, **kwargs)
+        self.boost_init_scale = checks.number("boost_init_scale", boost_init_scale, minimum=0)
+        table = menus.deterministic_allocations(self.num_bidders, self.num_items, self.demand)
+        self.menu_size = len(table)
+        self.allocations = self.add_weight(
+            shape=table.shape, initializer=keras.initializers.Constant(table), trainable=False,
+            dtype="float32", name="allocations")
+        self.boosts = self.add_weight(
+            shape=(self.menu_size - 1,), name="boosts", initializer=(
+                self.initializer("boosts", self.boost_init_scale) if self.boost_init_scale
+                else "zeros"))
+        self.built = True
+
+    def allocations_and_boosts(self, dtype):
+        return tf.cast(self.allocations, dtype), self._boosts(self.boosts, dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "boost_init_scale": self.boost_init_scale}
+
+
+@menu_kind("fixed")
+class FixedMenu(MenuLayer):
+    """A given menu, float64 and not trained (`AffineMaximizerAuction.from_menu` validates and
+    assigns it): served with exactly the given numbers. Its bidder weights are given too."""
+
+    given_bidder_weights = True
+    unused_options = ("init_scale", "boost_init_scale")
+
+    def __init__(self, num_bidders, num_items, demand="additive", menu_size=1, seed=0, **kwargs):
+        super().__init__(num_bidders, num_items, demand, seed, **kwargs)
+        self.menu_size = checks.integer("menu_size", menu_size, minimum=1)
+        shape = (self.menu_size, self.num_bidders, self.num_items)
+        self.allocations = self.add_weight(shape=shape, initializer="zeros", trainable=False,
+                                           dtype="float64", name="allocations")
+        self.boosts = self.add_weight(shape=(self.menu_size - 1,), initializer="zeros",
+                                      trainable=False, dtype="float64", name="boosts")
+        self.built = True
+
+    def assign_menu(self, allocations, boosts):
+        """Sets the menu to checked float64 arrays (`menus.validate_fixed_menu`)."""
+        self.allocations.assign(allocations)
+        self.boosts.assign(boosts[1:])
+
+    def allocations_and_boosts(self, dtype):
+        return tf.cast(self.allocations, dtype), self._boosts(self.boosts, dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "menu_size": self.menu_size}
+
+
+@keras.saving.register_keras_serializable(package="tf_ama")
+class BidderWeights(_LoadedByModel, keras.layers.Layer):
+    """Positive bidder weights `w [m]`.
+
+    Learned in log space (float32, so that they stay positive; trainable if `learned`, else
+    fixed at 1), or `given` as float64 values (a fixed menu's: `exp(log w)` may not return
+    `w`). Learned weights are clipped to the exactness contract's range (`tf_ama.exactness`),
+    so that a learned weight never gets the served menu refused; inside the range the clip
+    changes no bit.
+    """
+
+    def __init__(self, num_bidders, learned=False, given=False, **kwargs):
+        kwargs.setdefault("name", "bidder_weights")
+        super().__init__(**kwargs)
+        self.num_bidders = checks.integer("num_bidders", num_bidders, minimum=1)
+        self.learned = checks.boolean("learned", learned)
+        self.given = checks.boolean("given", given)
+        if self.given:
+            self.given_weights = self.add_weight(shape=(self.num_bidders,), initializer="ones",
+                                                 trainable=False, dtype="float64",
+                                                 name="bidder_weights")
+        else:
+            self.log_weights = self.add_weight(shape=(self.num_bidders,), initializer="zeros",
+                                               trainable=self.learned, dtype="float32",
+                                               name="log_bidder_weights")
+        self.built = True
+
+    def values(self, dtype):
+        """The weights `[m]` in `dtype`."""
+        if self.given:
+            return tf.cast(self.given_weights, dtype)
+        return tf.clip_by_value(tf.exp(tf.cast(self.log_weights, dtype)),
+                                MIN_BIDDER_WEIGHT, MAX_BIDDER_WEIGHT)
+
+    def get_config(self):
+        return {**super().get_config(), "num_bidders": self.num_bidders,
+                "learned": self.learned, "given": self.given}
+
+
+def make_menu(menu, setting, seed=0, **options):
+    """The menu layer for `setting`: built from a kind name with `seed` and `options`, or a
+    given menu layer, or a serialized one (a saved model's config: a dict)."""
+    if isinstance(menu, str):
+        kind = checks.choice("menu", menu, MENU_KINDS)
+        return MENU_KINDS[kind].for_setting(setting, seed=seed, **options)
+    if isinstance(menu, dict):
+        menu = keras.saving.deserialize_keras_object(menu)
+    if not isinstance(menu, MenuLayer):
+        raise ValueError(f"`menu` must be a menu kind {tuple(MENU_KINDS)}, a tf_ama menu layer "
+                         f"or its config; got {menu!r}.")
+    if options:
+        raise ValueError(f"{sorted(options)} are options of the menu: give them to the menu "
+                         f"layer ({type(menu).__name__}(...)), not to the model.")
+    shape = (menu.num_bidders, menu.num_items, menu.demand)
+    if shape != (setting.num_bidders, setting.num_items, setting.demand):
+        raise ValueError(f"`menu` is for {shape[0]} {shape[2]} bidders and {shape[1]} items; the "
+                         f"setting {setting.name!r} has {setting.shape_name} {setting.demand}.")
+    return menu
