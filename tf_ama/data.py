@@ -64,12 +64,17 @@ def expectation_dataset(setting, replicas=1, max_profiles=1 << 16):
                                          tf.constant(probabilities, tf.float32)))
 
 
-def step_valuations(data, setting, distribution, data_seed, step):
+def step_valuations(data, setting, distribution=None, data_seed=None, step=None):
     """`(valuations, sample_weight)` of one training or test step: the data's own (`x`, or
     `(x, y, sample_weight)` with `y` ignored), or, if `x` is `fresh_valuations`' `[batch, 0]`,
-    `batch` fresh samples of `distribution` seeded by (`data_seed`, `step`, replica)."""
+    `batch` fresh samples of `distribution` seeded by (`data_seed`, `step`, replica). Without
+    a `distribution` (validation), fresh samples are refused."""
     valuations, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     if valuations.shape.rank == 2 and valuations.shape[-1] == 0:
+        if distribution is None:
+            raise ValueError(
+                "Validation needs valuations: fresh_valuations(...) would draw the same samples "
+                "for every batch. Use tf_ama.valuation_dataset(setting, num_samples, seed).")
         if sample_weight is not None:
             raise ValueError(
                 "`sample_weight` weighs given valuations; with fresh_valuations(...) the "

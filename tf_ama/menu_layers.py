@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ama import checks, menus
+from tf_ama.compat import LoadedByModel
 from tf_ama.exactness import MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
 
 MENU_KINDS = {}  # kind name -> MenuLayer subclass (the registry)
@@ -41,23 +42,7 @@ def menu_kind(name):
     return register
 
 
-class _LoadedByModel:
-    """Mixin: values the model loaded from a tf_ama 0.1 file, where they were stored as the
-    model's own (`AffineMaximizerAuction.load_own_variables`); the layer's own store is
-    then missing from the file, and skipped."""
-
-    _values_loaded = False
-
-    def mark_loaded(self):
-        self._values_loaded = True
-
-    def load_own_variables(self, store):
-        if self._values_loaded and not len(store.keys()):
-            return
-        super().load_own_variables(store)
-
-
-class MenuLayer(_LoadedByModel, keras.layers.Layer):
+class MenuLayer(LoadedByModel, keras.layers.Layer):
     """Base class of the menu kinds: the menu of a setting's `num_bidders` x `num_items`.
 
     Args:
@@ -240,7 +225,7 @@ class FixedMenu(MenuLayer):
 
 
 @keras.saving.register_keras_serializable(package="tf_ama")
-class BidderWeights(_LoadedByModel, keras.layers.Layer):
+class BidderWeights(LoadedByModel, keras.layers.Layer):
     """Positive bidder weights `w [m]`.
 
     Learned in log space (float32, so that they stay positive; trainable if `learned`, else

@@ -16,22 +16,21 @@ float64). Calling the model on bids returns the exact outcome.
 
 from __future__ import annotations
 
-import warnings
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tf_ama import checks, menus, relaxation
+from tf_ama.compat import Version01Compatibility
 from tf_ama.data import (expectation_dataset, fresh_valuations,  # noqa: F401  (0.1 names)
                          step_valuations, valuation_dataset)
 from tf_ama.mechanism import exact_outcome
-from tf_ama.menu_layers import BidderWeights, FixedMenu, make_menu
+from tf_ama.menu_layers import BidderWeights, FixedMenu, LotteryMenu, make_menu
 from tf_ama.settings import Setting, get_setting
 
 
 @keras.saving.register_keras_serializable(package="tf_ama")
-class AffineMaximizerAuction(keras.Model):
+class AffineMaximizerAuction(Version01Compatibility, keras.Model):
     """A (lottery) affine maximizer auction whose menu, boosts and weights are learned.
 
     Args:
@@ -115,22 +114,22 @@ class AffineMaximizerAuction(keras.Model):
     def initial_allocation_logits(self):
         """The initial allocation logits of a lottery menu as numpy arrays, rebuilt from its
         seed: e.g. the "winning ticket" of paper §6.4, after training."""
-        if not hasattr(self.menu_layer, "initial_values"):
-            raise ValueError(f"Only a lottery menu has allocation logits; this menu is "
-                             f"{self.menu_layer.kind!r}.")
-        initial = self.menu_layer.initial_values()
+        initial = self._lottery_menu("allocation logits").initial_values()
         return [initial[v.name] for v in self.menu_layer.allocation_logits]
 
     def winning_ticket(self, entries, seed=None):
         """A new, untrained AMA whose lottery menu is `entries` of this one at their initial
         values (`LotteryMenu.winning_ticket`), its data seeded by `seed` (default: this
         model's `data_seed`)."""
-        if not hasattr(self.menu_layer, "winning_ticket"):
-            raise ValueError(f"Only a lottery menu has winning tickets; this menu is "
-                             f"{self.menu_layer.kind!r}.")
-        return type(self).from_config({**self.get_config(), "name": None,
-                                       "menu": self.menu_layer.winning_ticket(entries),
+        ticket = self._lottery_menu("winning tickets").winning_ticket(entries)
+        return type(self).from_config({**self.get_config(), "name": None, "menu": ticket,
                                        "data_seed": self.data_seed if seed is None else seed})
+
+    def _lottery_menu(self, what):
+        if not isinstance(self.menu_layer, LotteryMenu):
+            raise ValueError(f"Only a lottery menu has {what}; this menu is "
+                             f"{self.menu_layer.kind!r}.")
+        return self.menu_layer
 
     # ------------------------------------------------------------------------------ training
     def train_step(self, data):
@@ -142,40 +141,20 @@ class AffineMaximizerAuction(keras.Model):
             menu = self.menu(valuations.dtype)  # built once per step, whatever the micro-batches
         # The soft revenue and its gradient with respect to the menu tensors, accumulated over
         # micro-batches by the fused kernel; the tape then carries them to the variables.
-        micro = (relaxation.default_micro_batch_size(self.setting.num_bidders, self.menu_size)
-                 if self.micro_batch_size == "auto" else self.micro_batch_size)
+        micro = (self.micro_batch_size if self.micro_batch_size != "auto" else
+                 relaxation.default_micro_batch_size(self.setting.num_bidders, self.menu_size))
         revenue, menu_gradients = relaxation.batched_revenue_and_gradients(
             valuations, *menu, self.temperature, micro_batch_size=micro,
             jit_compile=self.jit_objective, sample_weight=sample_weight)
-        # Minimize -revenue. Gradients are summed across replicas, so each replica's mean
-        # counts with its share of the global batch (of the total weight): the sum is the
-        # global batch's (weighted) mean, whatever the split (1 with one replica).
-        local = (tf.cast(tf.shape(valuations)[0], valuations.dtype) if sample_weight is None
-                 else tf.reduce_sum(sample_weight))
-        total = _sum_over_replicas(local)
-        if sample_weight is not None:
-            with tf.control_dependencies([tf.debugging.assert_positive(total, message=(
-                    "`sample_weight` sums to 0 over a step's batch: give some profile a "
-                    "positive weight."))]):
-                total = tf.identity(total)
-        # divide_no_nan: under XLA (compile(jit_compile=True)) the asserts are dropped, and
-        # a weightless step must then change nothing rather than write NaN.
-        share = tf.math.divide_no_nan(local, total)
+        share = _replica_share(valuations, sample_weight)  # minimize -revenue, summed over replicas
         gradients = tape.gradient(menu, variables,
                                   output_gradients=[-g * share for g in menu_gradients])
         self.optimizer.apply_gradients(zip(gradients, variables))
-        # Keras averages the replicas' metric results, so every replica records the global
-        # (weighted) mean: the sum of the replicas' shares of it.
         self.loss_tracker.update_state(_sum_over_replicas(-revenue * share))
         return {"loss": self.loss_tracker.result()}
 
     def test_step(self, data):
-        valuations = keras.utils.unpack_x_y_sample_weight(data)[0]
-        if valuations.shape.rank == 2 and valuations.shape[-1] == 0:
-            raise ValueError(
-                "Validation needs valuations: fresh_valuations(...) would draw the same samples "
-                "for every batch. Use tf_ama.valuation_dataset(setting, num_samples, seed).")
-        valuations, sample_weight = step_valuations(data, self.setting, None, None, None)
+        valuations, sample_weight = step_valuations(data, self.setting)  # given ones only
         revenue = tf.reduce_sum(self(tf.cast(valuations, tf.float64))["payments"], axis=1)
         weight = (tf.ones_like(revenue) if sample_weight is None
                   else tf.cast(sample_weight, revenue.dtype))
@@ -206,41 +185,27 @@ class AffineMaximizerAuction(keras.Model):
         keras_keys = set(super().get_config()) | {"setting"}
         return {k: v for k, v in self.get_config().items() if k not in keras_keys}
 
-    def load_own_variables(self, store):
-        """Loads a file saved by tf_ama 0.1, where the menu's and the weights' variables were
-        the model's own: trainable ones first, each group in creation order (Keras' order)."""
-        if not len(store.keys()):
-            return
-        layers = (self.menu_layer, self.bidder_weights_layer)
-        variables = ([v for layer in layers for v in layer._trainable_variables]
-                     + [v for layer in layers for v in layer._non_trainable_variables])
-        if len(store.keys()) != len(variables):
-            raise ValueError(f"The saved model has {len(store.keys())} variables where this "
-                             f"{self.menu_layer.kind} menu has {len(variables)}.")
-        for index, variable in enumerate(variables):
-            variable.assign(store[str(index)])
-        for layer in layers:
-            layer.mark_loaded()
-
-    _RENAMED = {  # tf_ama 0.1 attribute -> (layer attribute, its variable or value)
-        "menu_type": ("menu_layer", "kind"), "init_scale": ("menu_layer", "init_scale"),
-        "boost_init_scale": ("menu_layer", "boost_init_scale"),
-        "allocation_logits": ("menu_layer", "allocation_logits"),
-        "learned_boosts": ("menu_layer", "boosts"),
-        "fixed_allocations": ("menu_layer", "allocations"),
-        "log_bidder_weights": ("bidder_weights_layer", "log_weights"),
-        "fixed_bidder_weights": ("bidder_weights_layer", "given_weights"),
-    }
-
-    def __getattr__(self, name):
-        # Only for names not found otherwise: the attributes of tf_ama 0.1, now the layers'.
-        if name in type(self)._RENAMED and "menu_layer" in self.__dict__:
-            layer, attribute = type(self)._RENAMED[name]
-            warnings.warn(f"`model.{name}` is deprecated: use `model.{layer}.{attribute}`.",
-                          DeprecationWarning, stacklevel=2)
-            return getattr(getattr(self, layer), attribute)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
 
 def _sum_over_replicas(value):
     return tf.distribute.get_replica_context().all_reduce("sum", value)
+
+
+def _replica_share(valuations, sample_weight):
+    """This replica's share of the global batch (of its total weight).
+
+    Gradients are summed across replicas, so each replica's mean counts with its share: the
+    sum is the global batch's (weighted) mean, whatever the split (1 with one replica).
+    Keras averages the replicas' metric results, so every replica records the global mean
+    as the sum of the replicas' shares of it.
+    """
+    local = (tf.cast(tf.shape(valuations)[0], valuations.dtype) if sample_weight is None
+             else tf.reduce_sum(sample_weight))
+    total = _sum_over_replicas(local)
+    if sample_weight is not None:
+        with tf.control_dependencies([tf.debugging.assert_positive(total, message=(
+                "`sample_weight` sums to 0 over a step's batch: give some profile a "
+                "positive weight."))]):
+            total = tf.identity(total)
+    # divide_no_nan: under XLA (compile(jit_compile=True)) the asserts are dropped, and a
+    # weightless step must then change nothing rather than write NaN.
+    return tf.math.divide_no_nan(local, total)
