@@ -2,7 +2,7 @@
 
 A menu layer owns the variables of one kind of menu and builds, for a dtype, the menu's
 `allocations [K, m, n]` and `boosts [K]` (entry 0 the empty allocation with boost 0;
-`docs/design.md` §1 and "Menu kinds"). `AffineMaximizerAuction` holds one menu layer and one
+`docs/design.md` §1 and §7). `AffineMaximizerAuction` holds one menu layer and one
 `BidderWeights` layer; it never branches on the kind.
 
 * `LotteryMenu`: K - 1 learned lotteries (`menus.additive_lottery` or
