@@ -1,4 +1,4 @@
-"""The seed policy: which samples each seed draws (docs/design.md, "Seeds").
+"""The seed policy: which samples each seed draws (docs/design.md §8).
 
 A model's `seed` seeds its initial parameters (each menu layer derives its initializers'
 seeds from it) and, unless `data_seed` is given, the valuations drawn during training. The
