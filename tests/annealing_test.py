@@ -56,10 +56,11 @@ def test_phase_schedule_steps_through_the_phases():
     assert all(isinstance(schedule(epoch), float) for epoch in range(8))
     from_numpy = annealing.phase_schedule(np.array([2, 0, 1, 3]), np.array([10.0, 20, 30, 300]))
     assert [from_numpy(epoch) for epoch in range(8)] == [schedule(epoch) for epoch in range(8)]
-    for phase_epochs, values, match in [([1, 2], [10.0], "same length"), ([], [], "non-empty"),
-                                        ([1, -1], [1.0, 2.0], "ints >= 0"),
-                                        ([1, 1.5], [1.0, 2.0], "ints >= 0"),
-                                        ([1, 1], [1.0, 0.0], "finite numbers > 0")]:
+    for phase_epochs, values, match in [
+            ([1, 2], [10.0], "same length"), ([], [], "non-empty"),
+            ([1, -1], [1.0, 2.0], r"`phase_epochs\[1\]` must be an int >= 0"),
+            ([1, 1.5], [1.0, 2.0], r"`phase_epochs\[1\]` must be an int"),
+            ([1, 1], [1.0, 0.0], r"`values\[1\]` must be a finite number > 0")]:
         with pytest.raises(ValueError, match=match):
             annealing.phase_schedule(phase_epochs, values)
 

@@ -264,7 +264,7 @@ def test_evaluation_profiles_are_setting_sample():
 
 def test_sampling_in_blocks(monkeypatch):
     setting = tf_ama.get_setting("additive_2x2_uniform")
-    monkeypatch.setattr(baselines, "_BLOCK_ELEMENTS", 50 * 4)  # 50 profiles per block
+    monkeypatch.setattr(baselines, "_SAMPLE_CALL_ELEMENTS", 50 * 4)  # 50 profiles per block
     result = baselines.baseline_details(setting, num_samples=120, seed=7)
     blocks = [setting.sample(50, 7), setting.sample(50, (1, 7)), setting.sample(20, (2, 7))]
     valuations = np.concatenate([block.numpy().astype(np.float64) for block in blocks])
@@ -311,11 +311,12 @@ def test_baseline_result_validates():
     ({"setting": "additive_9x9_uniform"}, ValueError, "`setting`.*Unknown setting"),
     ({"setting": 3}, TypeError, "`setting`"),
     ({"num_samples": 0}, ValueError, "`num_samples`"),
-    ({"num_samples": 10.0}, TypeError, "`num_samples`"),
-    ({"num_samples": True}, TypeError, "`num_samples`"),
-    ({"seed": "1"}, TypeError, "`seed`"),
-    ({"seed": 1.0}, TypeError, "`seed`"),
-    ({"seed": (1, 2)}, TypeError, "`seed`"),
+    ({"num_samples": 10.0}, ValueError, "`num_samples`"),
+    ({"num_samples": True}, ValueError, "`num_samples`"),
+    ({"seed": "1"}, ValueError, "`seed`"),
+    ({"seed": 1.0}, ValueError, "`seed`"),
+    ({"seed": (1, 2)}, ValueError, "`seed`"),
+    ({"seed": -1}, ValueError, "`seed`"),
     ({"seed": 2**31 - 1}, ValueError, "`seed`"),
 ])
 def test_bad_input(kwargs, error, pattern):

@@ -3,8 +3,8 @@
 The soft revenue at `lambda = 100` (the paper's value) is a smooth stand-in for the exact
 revenue; training converges to a menu that is good for that stand-in. Raising `lambda`
 afterwards sharpens the relaxation towards the exact argmax and moves the menu to where the
-exact revenue is higher (measured on unit_demand_2x4_spherical: +0.04 to +0.12 over the
-plateau at `lambda = 100`, every run; benchmarks/README.md). Each change costs one retrace.
+exact revenue is higher (on unit_demand_2x4_spherical, in every run: benchmarks/README.md,
+"Spherical training"). Each change costs one retrace.
 
     model.fit(..., epochs=50, callbacks=[tf_ama.TemperatureScheduler(
         tf_ama.annealing_schedule(100.0, 1000.0, epochs=50, start_epoch=30))])
@@ -17,39 +17,29 @@ which also restores the temperature).
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import keras
 
-
-def is_positive_finite(value):
-    """True for a (non-bool) int or float that is finite and > 0: a valid temperature."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0)
+from tf_ama import checks
 
 
 def annealing_schedule(start_temperature, final_temperature, epochs, start_epoch):
     """`schedule(epoch, temperature)`: `start_temperature` before `start_epoch`, then a
     geometric rise, one step per epoch from `start_epoch` on, reaching `final_temperature` at
     the last epoch (`epochs - 1`)."""
-    for name, value in (("start_temperature", start_temperature),
-                        ("final_temperature", final_temperature)):
-        if not is_positive_finite(value):
-            raise ValueError(f"`{name}` must be a finite number > 0; got {value!r}.")
-    for name, value in (("epochs", epochs), ("start_epoch", start_epoch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"`{name}` must be an int >= 0; got {value!r}.")
+    start_temperature = checks.number("start_temperature", start_temperature, above=0)
+    final_temperature = checks.number("final_temperature", final_temperature, above=0)
+    epochs = checks.integer("epochs", epochs, minimum=0)
+    start_epoch = checks.integer("start_epoch", start_epoch, minimum=0)
     if not start_epoch < epochs:
         raise ValueError(f"`start_epoch` ({start_epoch}) must be < `epochs` ({epochs}): "
                          "annealing needs at least one epoch.")
     span = epochs - start_epoch
-    ratio = float(final_temperature) / float(start_temperature)
+    ratio = final_temperature / start_temperature
 
     def schedule(epoch, temperature=None):
         if epoch < start_epoch:
-            return float(start_temperature)
-        return float(start_temperature) * ratio ** min(1.0, (epoch - start_epoch + 1) / span)
+            return start_temperature
+        return start_temperature * ratio ** min(1.0, (epoch - start_epoch + 1) / span)
 
     return schedule
 
@@ -68,15 +58,11 @@ def phase_schedule(phase_epochs, values):
     if len(phase_epochs) != len(values) or not values:
         raise ValueError(f"`phase_epochs` and `values` must be non-empty and of the same length; "
                          f"got {len(phase_epochs)} and {len(values)}.")
-    for epochs in phase_epochs:
-        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
-            raise ValueError(f"`phase_epochs` must be ints >= 0; got {phase_epochs}.")
-    for value in values:  # numpy numbers too
-        if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                or not math.isfinite(value) or value <= 0):
-            raise ValueError(f"`values` must be finite numbers > 0; got {values}.")
+    phase_epochs = [checks.integer(f"phase_epochs[{index}]", epochs, minimum=0)
+                    for index, epochs in enumerate(phase_epochs)]
+    values = [checks.number(f"values[{index}]", value, above=0)  # numpy numbers too
+              for index, value in enumerate(values)]
     ends = [sum(phase_epochs[:index + 1]) for index in range(len(values))]
-    values = [float(value) for value in values]
 
     def schedule(epoch, current=None):
         return next((value for end, value in zip(ends, values) if epoch < end), values[-1])
@@ -120,11 +106,12 @@ class TemperatureScheduler(keras.callbacks.Callback):
                              float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
 
     def on_epoch_begin(self, epoch, logs=None):
-        temperature = self.schedule(epoch, self.model.temperature)
-        if not is_positive_finite(temperature):
-            raise ValueError(f"The temperature schedule returned {temperature!r} at epoch "
-                             f"{epoch}; it must return a finite number > 0.")
-        temperature = float(temperature)
+        returned = self.schedule(epoch, self.model.temperature)
+        try:
+            temperature = checks.number("temperature", returned, above=0)
+        except ValueError:
+            raise ValueError(f"The temperature schedule returned {returned!r} at epoch "
+                             f"{epoch}; it must return a finite number > 0.") from None
         if self.scale_learning_rate:
             initial_temperature, initial_rate = self._initial
             self.model.optimizer.learning_rate.assign(

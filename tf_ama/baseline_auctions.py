@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from tf_ama import mechanism, menus
+from tf_ama import checks, mechanism, menus
 from tf_ama.settings import Setting, get_setting
 
 BASELINES = ("vcg", "separate_myerson", "grand_bundle")
@@ -59,10 +59,9 @@ RESERVE_SEED_OFFSET = 1_000_003
 # Valuation elements drawn per `setting.sample` call (32 MB as float32). Every built-in
 # setting at 100 000 profiles fits in one call, so its profiles are exactly
 # `setting.sample(num_samples, seed)`; block b > 0 uses the stateless seed (b, seed).
-_BLOCK_ELEMENTS = 1 << 23
+_SAMPLE_CALL_ELEMENTS = 1 << 23
 _COARSE_POINTS = 101
 _FINE_POINTS = 201
-_INT32 = (-(2**31), 2**31 - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,10 +85,8 @@ class BaselineResult:
     method: str
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"`name` must be a non-empty string; got {self.name!r}.")
-        if not isinstance(self.method, str) or not self.method:
-            raise ValueError(f"`method` must be a non-empty string; got {self.method!r}.")
+        checks.string("name", self.name)
+        checks.string("method", self.method)
         for field in ("revenue", "stderr"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
@@ -239,26 +236,18 @@ def _resolve_setting(setting):
 
 
 def _check_arguments(num_samples, seed):
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
-        raise TypeError(f"`num_samples` must be an int >= 1; got {num_samples!r}.")
-    if num_samples < 1:
-        raise ValueError(f"`num_samples` must be >= 1; got {num_samples}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(
-            f"`seed` must be an int (the reserve sample uses seed + {RESERVE_SEED_OFFSET}); "
-            f"got {seed!r}."
-        )
-    if not _INT32[0] <= seed <= _INT32[1] - RESERVE_SEED_OFFSET:
+    num_samples = checks.integer("num_samples", num_samples, minimum=1)
+    seed = checks.seed("seed", seed)
+    if seed + RESERVE_SEED_OFFSET >= checks.SEED_LIMIT:
         raise ValueError(
-            f"`seed` must be in [{_INT32[0]}, {_INT32[1] - RESERVE_SEED_OFFSET}] (an int32 "
-            f"stateless seed, also after adding {RESERVE_SEED_OFFSET}); got {seed}."
-        )
-    return int(num_samples), int(seed)
+            f"`seed` must be < {checks.SEED_LIMIT - RESERVE_SEED_OFFSET} (the reserve sample uses "
+            f"the stateless seed + {RESERVE_SEED_OFFSET}, also below 2**31); got {seed}.")
+    return num_samples, seed
 
 
 def _valuation_blocks(setting, num_samples, seed):
     """Yields float64 valuation blocks `[B, m, n]` that together make `num_samples` profiles."""
-    block = max(1, _BLOCK_ELEMENTS // (setting.num_bidders * setting.num_items))
+    block = max(1, _SAMPLE_CALL_ELEMENTS // (setting.num_bidders * setting.num_items))
     for index, start in enumerate(range(0, num_samples, block)):
         size = min(block, num_samples - start)
         block_seed = seed if index == 0 else (index, seed)

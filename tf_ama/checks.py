@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -75,3 +76,51 @@ def seed(name, value):
             0 <= value < SEED_LIMIT):
         raise ValueError(f"`{name}` must be an int in [0, 2**31); got {value!r}.")
     return int(value)
+
+
+def optional(check, name, value, *args, **kwargs):
+    """`None` if `value` is None, else `check(name, value, *args, **kwargs)`; the error says
+    that None is accepted too (e.g. `optional(integer, "micro_batch_size", size, minimum=1)`)."""
+    if value is None:
+        return None
+    try:
+        return check(name, value, *args, **kwargs)
+    except ValueError as error:
+        raise ValueError(str(error).replace(" must be ", " must be None or ", 1)) from None
+
+
+def string(name, value):
+    """`value` if it is a non-empty `str`."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"`{name}` must be a non-empty string; got {value!r}.")
+    return value
+
+
+class _Renamed:
+    def __repr__(self):
+        return "<deprecated>"
+
+
+# The default of a renamed keyword argument, so that passing it at all (even None) is seen.
+RENAMED = _Renamed()
+
+
+def renamed(old_name, old_value, new_name, new_value, *, stacklevel=3):
+    """The value of the argument `new_name`, which was called `old_name`: `new_value`, or
+    `old_value` with a `DeprecationWarning` if the caller used the old keyword (its default
+    `RENAMED` tells). The old name keeps working until it is removed; giving both is refused.
+    The warning points at the caller of the function that calls `renamed` (`stacklevel` 3;
+    one more per helper in between).
+
+        def evaluate(..., micro_batch_size=None, *, chunk_size=checks.RENAMED):
+            micro_batch_size = checks.renamed("chunk_size", chunk_size,
+                                              "micro_batch_size", micro_batch_size)
+    """
+    if old_value is RENAMED:
+        return new_value
+    warnings.warn(f"`{old_name}` is deprecated; it is now called `{new_name}` (same meaning).",
+                  DeprecationWarning, stacklevel=stacklevel)
+    if new_value is not None:
+        raise ValueError(f"Give `{new_name}` only: `{old_name}` is its deprecated name; got "
+                         f"both ({new_name}={new_value!r}, {old_name}={old_value!r}).")
+    return old_value

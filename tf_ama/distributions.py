@@ -27,6 +27,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tf_ama import checks
+
 tfd = tfp.distributions
 
 # Directions of the five points of the spherical distribution (docs/design.md §4).
@@ -85,12 +87,11 @@ def spherical(num_bidders, num_items, base=2.0, directions=SPHERICAL_DIRECTIONS,
         )
     if not np.all(np.isfinite(directions)) or np.any(directions < 0):
         raise ValueError("`directions` must be finite and >= 0.")
-    if not np.isfinite(base) or base <= 0:
-        raise ValueError(f"`base` must be finite and > 0; got {base}.")
+    base = checks.number("base", base, above=0)
     num_points = directions.shape[0]
-    scale = float(base) ** np.arange(num_points)
+    scale = base ** np.arange(num_points)
     points = directions * scale[:, None]  # [P, n]
-    logits = -np.arange(num_points) * np.log(float(base))  # prob ∝ base^-k
+    logits = -np.arange(num_points) * np.log(base)  # prob ∝ base^-k
     points = np.broadcast_to(points, (num_bidders, num_points, num_items))
     logits = np.broadcast_to(logits, (num_bidders, num_points))
     components = tfd.Independent(
@@ -116,8 +117,7 @@ def register_distribution(name: str, factory: Callable) -> None:
     `factory` must accept the keyword `dtype` (the dtype of the samples, tf.float32 by
     default) and return a TFP distribution with event shape `[num_bidders, num_items]`.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"`name` must be a non-empty string; got {name!r}.")
+    checks.string("name", name)
     if not callable(factory):
         raise TypeError(f"`factory` must be callable; got {type(factory).__name__}.")
     _FACTORIES[name] = factory

@@ -24,6 +24,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from tf_ama import checks
 from tf_ama.runs import atomic_file
 
 MENU_INDICES_KEY = "tf_ama menu indices"
@@ -56,8 +57,7 @@ def plot_menu(entries, setting, path, max_entries=24):
       `path`. The drawn indices are stored in the PNG (see `MENU_INDICES_KEY`) and equal
       `[entry.index for entry in entries[:max_entries]]`.
     """
-    if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-        raise ValueError(f"`max_entries` must be an int >= 1; got {max_entries!r}.")
+    max_entries = checks.integer("max_entries", max_entries, minimum=1)
     entries = list(entries)
     if not entries:
         raise ValueError("`entries` is empty; pass tf_ama.menu_usage(model, ...).")
@@ -147,10 +147,12 @@ def plot_training_curves(history_csv_or_dict, path, baselines=None, steps_per_ep
     Returns:
       `path`.
     """
+    steps_per_epoch = checks.optional(checks.integer, "steps_per_epoch", steps_per_epoch,
+                                      minimum=1)
     history = _read_history(history_csv_or_dict)
     epochs = history.get("epoch", np.arange(len(history["loss"])))
     if steps_per_epoch is not None:
-        x, label = (np.asarray(epochs) + 1) * int(steps_per_epoch), "training step"
+        x, label = (np.asarray(epochs) + 1) * steps_per_epoch, "training step"
     else:
         x, label = np.asarray(epochs) + 1, "epoch"
     figure = Figure(figsize=(7.5, 4.5), layout="constrained")

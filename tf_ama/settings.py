@@ -28,7 +28,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf_ama import distributions
+from tf_ama import checks, distributions
 
 DEMANDS = ("additive", "unit_demand")
 
@@ -58,14 +58,10 @@ class Setting:
     symmetric: bool = True
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"`name` must be a non-empty string; got {self.name!r}.")
-        for field in ("num_bidders", "num_items"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{field}` must be an int >= 1; got {value!r}.")
-        if self.demand not in DEMANDS:
-            raise ValueError(f"`demand` must be one of {DEMANDS}; got {self.demand!r}.")
+        checks.string("name", self.name)
+        for field in ("num_bidders", "num_items"):  # stored as plain ints (JSON-serializable)
+            object.__setattr__(self, field, checks.integer(field, getattr(self, field), minimum=1))
+        checks.choice("demand", self.demand, DEMANDS)
         if not isinstance(self.distribution_params, dict):
             raise ValueError(
                 f"`distribution_params` must be a dict; got {type(self.distribution_params).__name__}."

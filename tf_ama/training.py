@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import inspect
 import os
 import sys
@@ -21,8 +22,8 @@ from typing import Optional
 
 import keras
 
-from tf_ama import checkpoints, runs
-from tf_ama.annealing import TemperatureScheduler, annealing_schedule, is_positive_finite
+from tf_ama import checkpoints, checks, runs, seeds
+from tf_ama.annealing import TemperatureScheduler, annealing_schedule
 from tf_ama.model import (AffineMaximizerAuction, expectation_dataset, fresh_valuations,
                           valuation_dataset)
 from tf_ama.settings import get_setting
@@ -50,29 +51,23 @@ class TrainingConfig:
     exact_expectation: bool = False
 
     def __post_init__(self):
+        def checked(field, check, *args, **kwargs):  # stored as a plain int / float / bool
+            object.__setattr__(self, field, check(field, getattr(self, field), *args, **kwargs))
+
         for field in ("steps", "batch_size", "steps_per_epoch", "validation_samples",
                       "evaluation_samples"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{field}` must be an int >= 1; got {value!r}.")
+            checked(field, checks.integer, minimum=1)
         if self.steps % self.steps_per_epoch:
             raise ValueError(
                 f"`steps` ({self.steps}) must be a multiple of `steps_per_epoch` "
                 f"({self.steps_per_epoch}): checkpoints are taken at epoch ends."
             )
-        if self.jit_compile not in ("auto", True, False):
+        if not (isinstance(self.jit_compile, bool) or self.jit_compile == "auto"):
             raise ValueError(f"`jit_compile` must be 'auto', True or False; got {self.jit_compile!r}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be > 0; got {self.learning_rate!r}.")
-        final = self.final_temperature
-        if final is not None and not is_positive_finite(final):
-            raise ValueError(f"`final_temperature` must be None or a finite number > 0; got "
-                             f"{self.final_temperature!r}.")
-        if not isinstance(self.exact_expectation, bool):
-            raise ValueError(f"`exact_expectation` must be True or False; got "
-                             f"{self.exact_expectation!r}.")
-        if not 0 < self.anneal_fraction <= 1:
-            raise ValueError(f"`anneal_fraction` must be in (0, 1]; got {self.anneal_fraction!r}.")
+        checked("learning_rate", checks.number, above=0)
+        checked("final_temperature", functools.partial(checks.optional, checks.number), above=0)
+        checked("exact_expectation", checks.boolean)
+        checked("anneal_fraction", checks.number, above=0, maximum=1)
 
     @property
     def epochs(self) -> int:
@@ -113,7 +108,8 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
         data = validation.repeat()
     else:
         data = fresh_valuations(training.batch_size)
-        validation = valuation_dataset(setting, training.validation_samples, seed=model.seed + 1)
+        validation = valuation_dataset(setting, training.validation_samples,
+                                       seed=seeds.validation_seed(model.seed))
     config = {
         "setting": setting.to_dict(),
         "model": {k: v for k, v in model.get_config().items()
