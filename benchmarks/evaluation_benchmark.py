@@ -45,7 +45,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=200, help="training steps (brief)")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--samples", type=int, default=100_000)
-    parser.add_argument("--chunk-size", type=int, default=None)
+    parser.add_argument("--micro-batch-size", "--chunk-size", type=int, default=None,
+                        help="profiles per block of the exact outcome (default: "
+                             "tf_ama.mechanism.default_micro_batch_size)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -58,14 +60,16 @@ def main(argv=None):
     train_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    pruned = evaluation.prune(model, num_samples=args.samples, seed=1, chunk_size=args.chunk_size)
+    pruned = evaluation.prune(model, num_samples=args.samples, seed=1,
+                              micro_batch_size=args.micro_batch_size)
     prune_seconds = time.perf_counter() - start
     used = evaluation.menu_usage(model, num_samples=args.samples, seed=1,
-                                 chunk_size=args.chunk_size)
+                                 micro_batch_size=args.micro_batch_size)
 
     def run(which, jit_compile=True):
         return evaluation.evaluate(which, num_samples=args.samples, seed=2, baselines=False,
-                                   chunk_size=args.chunk_size, jit_compile=jit_compile)
+                                   micro_batch_size=args.micro_batch_size,
+                                   jit_compile=jit_compile)
 
     run(model)  # compiles the XLA executable once (~1-2 s), not part of the timings
     plain_seconds, plain = best_time(lambda: run(model, jit_compile=False), args.repeats)
@@ -74,7 +78,8 @@ def main(argv=None):
     pruned_seconds, small = best_time(lambda: run(pruned), args.repeats)
     # The exact outcome alone (allocation, payments), without the regret certificate.
     usage_seconds, _ = best_time(lambda: evaluation.menu_usage(
-        model, num_samples=args.samples, seed=2, chunk_size=args.chunk_size), args.repeats)
+        model, num_samples=args.samples, seed=2, micro_batch_size=args.micro_batch_size),
+        args.repeats)
     result = {
         "setting": args.setting,
         "menu_size": args.menu_size,

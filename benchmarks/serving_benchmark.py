@@ -1,7 +1,7 @@
 """Serving latency and throughput of exported SavedModels (tf.saved_model.load, in process).
 
     python benchmarks/serving_benchmark.py [--calls 2000] [--throughput-calls 20]
-        [--chunk-sizes 64] [--train-steps 300] [--out results.json]
+        [--micro-batch-sizes 64] [--train-steps 300] [--out results.json]
 
 For each menu it exports the model with `tf_ama.export_saved_model`, loads it with
 `tf.saved_model.load` and times `signatures["serving_default"]`:
@@ -34,7 +34,7 @@ import tensorflow as tf  # noqa: E402
 
 import tf_ama  # noqa: E402
 from tf_ama.export import export_saved_model  # noqa: E402
-from tf_ama.mechanism import default_chunk_size  # noqa: E402
+from tf_ama.mechanism import default_micro_batch_size  # noqa: E402
 
 
 def _machine():
@@ -85,7 +85,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--throughput-calls", type=int, default=20)
-    parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[None],
+    parser.add_argument("--micro-batch-sizes", "--chunk-sizes", type=int, nargs="+",
+                        default=[None],
                         help="profiles per block of the exported graph (default: export's)")
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--prune-samples", type=int, default=20_000)
@@ -105,18 +106,18 @@ def main(argv=None):
             if prune is not None:
                 variants.append(("pruned", prune(model, num_samples=args.prune_samples, seed=1)))
             for variant, auction in variants:
-                for chunk_size in args.chunk_sizes:
-                    chunk_size = chunk_size or default_chunk_size(
+                for block in args.micro_batch_sizes:
+                    block = block or default_micro_batch_size(
                         auction.setting.num_bidders, auction.menu_size)
                     path = export_saved_model(auction, os.path.join(tmp, str(len(results["runs"]))),
-                                              chunk_size=chunk_size)
+                                              chunk_size=block)  # export's name of the block size
                     serve = tf.saved_model.load(path).signatures["serving_default"]
                     row = {"menu": label, "variant": variant, "menu_size": auction.menu_size,
-                           "chunk_size": chunk_size,
+                           "micro_batch_size": block,
                            **_time(serve, auction.setting, args.calls, args.throughput_calls)}
                     results["runs"].append(row)
                     print(f"{label:48s} {variant:6s} K={row['menu_size']:5d} "
-                          f"chunk={chunk_size:4d}  p50 {row['latency_p50_ms']:7.2f} ms  "
+                          f"block={block:4d}  p50 {row['latency_p50_ms']:7.2f} ms  "
                           f"p99 {row['latency_p99_ms']:7.2f} ms  "
                           f"{row['throughput_profiles_per_s']:10.0f} profiles/s", flush=True)
     if args.out:

@@ -11,7 +11,7 @@ import tensorflow as tf
 from oracle import numpy_ama
 
 import tf_ama
-from tf_ama import evaluation
+from tf_ama import evaluation, seeds
 
 # Shapes of the house style: 1x1, 1x2, 2x2, 3x1 exponential, 2x4 unit-demand spherical.
 TINY_1X1 = tf_ama.Setting("tiny_1x1_uniform", num_bidders=1, num_items=1)
@@ -80,9 +80,9 @@ def trained():
 
 class TestEvaluate:
     def test_trained_model_matches_oracle(self, trained):
-        # A chunk size that does not divide the samples: several chunks and a ragged last one.
+        # A block size that does not divide the samples: several blocks and a ragged last one.
         report = evaluation.evaluate(trained, num_samples=1500, seed=5, baselines=False,
-                                     chunk_size=400)
+                                     micro_batch_size=400)
         _, expected = oracle_report(trained, 1500, 5)
         assert_report_matches(report, expected)
         assert report.ir_violations == 0
@@ -92,10 +92,10 @@ class TestEvaluate:
         # Training found a few entries out of 48, as in the paper's Table 4.
         assert 1 <= report.entries_used < 48
 
-    def test_chunk_size_does_not_change_the_report(self, trained):
+    def test_micro_batch_size_does_not_change_the_report(self, trained):
         whole = evaluation.evaluate(trained, num_samples=1500, seed=5, baselines=False)
         chunked = evaluation.evaluate(trained, num_samples=1500, seed=5, baselines=False,
-                                      chunk_size=97)
+                                      micro_batch_size=97)
         assert whole.entries_used == chunked.entries_used
         np.testing.assert_allclose(whole.revenue, chunked.revenue, rtol=1e-12)
         np.testing.assert_allclose(whole.revenue_stderr, chunked.revenue_stderr, rtol=1e-9)
@@ -119,7 +119,7 @@ class TestEvaluate:
     def test_ir_and_zero_regret_on_every_shape(self, setting):
         model = make_model(setting)
         report = evaluation.evaluate(model, num_samples=600, seed=2, baselines=False,
-                                     chunk_size=250)
+                                     micro_batch_size=250)
         assert report.ir_violations == 0
         assert report.max_regret <= 1e-9
         assert len(report.revenue_per_bidder) == model.setting.num_bidders
@@ -160,7 +160,7 @@ class TestEvaluate:
 
 class TestMenuUsage:
     def test_counts_match_oracle(self, trained):
-        entries = evaluation.menu_usage(trained, num_samples=1500, seed=5, chunk_size=333)
+        entries = evaluation.menu_usage(trained, num_samples=1500, seed=5, micro_batch_size=333)
         outcome, _ = oracle_report(trained, 1500, 5)
         counts = np.bincount(outcome["menu_index"], minlength=trained.menu_size)
         assert {entry.index: entry.count for entry in entries} == {
@@ -255,10 +255,70 @@ class TestBadInput:
                                           evaluation.prune])
     def test_jit_compile(self, function):
         model = random_model("additive_1x2_uniform", menu_size=4)
-        with pytest.raises(TypeError, match="`jit_compile` must be True or False"):
+        with pytest.raises(ValueError, match="`jit_compile` must be True or False"):
             function(model, num_samples=10, jit_compile=1)
 
-    def test_chunk_size(self):
+    @pytest.mark.parametrize("function", [evaluation.evaluate, evaluation.menu_usage,
+                                          evaluation.prune])
+    @pytest.mark.parametrize("micro_batch_size", [0, 2.5, True])
+    def test_micro_batch_size(self, function, micro_batch_size):
         model = random_model("additive_1x2_uniform", menu_size=4)
-        with pytest.raises(ValueError, match="chunk_size"):
-            evaluation.evaluate(model, num_samples=10, chunk_size=0, baselines=False)
+        with pytest.raises(ValueError, match="`micro_batch_size` must be None or an int >= 1"):
+            function(model, num_samples=10, micro_batch_size=micro_batch_size)
+
+    @pytest.mark.parametrize("function", [evaluation.evaluate, evaluation.menu_usage,
+                                          evaluation.prune])
+    @pytest.mark.parametrize("seed", [-1, 2**31, 1.0, (1, 2), True])
+    def test_seed(self, function, seed):
+        model = random_model("additive_1x2_uniform", menu_size=4)
+        with pytest.raises(ValueError, match="`seed` must be an int in"):
+            function(model, num_samples=10, seed=seed)
+
+
+class TestDefaultsAndDeprecations:
+    """The seeds of `tf_ama.seeds` by default; `chunk_size`, the old name of
+    `micro_batch_size`, still works (with a DeprecationWarning) and changes nothing."""
+
+    def test_evaluate_and_menu_usage_default_to_the_evaluation_seed(self):
+        model = random_model("additive_2x2_uniform", menu_size=16, seed=7)
+        default = evaluation.evaluate(model, num_samples=300, baselines=False)
+        explicit = evaluation.evaluate(model, num_samples=300, seed=9, baselines=False)
+        assert default.seed == 9 == seeds.evaluation_seed(model.seed)
+        assert default == explicit
+        assert (evaluation.menu_usage(model, num_samples=300)
+                == evaluation.menu_usage(model, num_samples=300, seed=9))
+
+    def test_prune_defaults_to_the_validation_seed(self):
+        model = random_model("additive_2x2_uniform", menu_size=64, seed=3)
+        default = evaluation.prune(model, num_samples=20)
+        np.testing.assert_array_equal(
+            default.kept_indices, evaluation.prune(model, num_samples=20, seed=4).kept_indices)
+        assert seeds.validation_seed(model.seed) == 4
+        # Not the evaluation seed: on this menu the two samples keep different entries.
+        assert not np.array_equal(
+            default.kept_indices, evaluation.prune(model, num_samples=20, seed=5).kept_indices)
+
+    def test_a_loaded_model_with_seed_0_is_evaluated_on_seed_2(self):
+        model = tf_ama.AffineMaximizerAuction.from_menu(
+            "additive_1x2_uniform", np.array([[[0.0, 0.0]], [[1.0, 1.0]]]), np.zeros(2), [1.0])
+        assert model.seed == 0
+        assert evaluation.evaluate(model, num_samples=100, baselines=False).seed == 2
+
+    @pytest.mark.parametrize("function", [evaluation.evaluate, evaluation.menu_usage,
+                                          evaluation.prune])
+    def test_chunk_size_is_a_deprecated_name_of_micro_batch_size(self, function):
+        model = random_model("additive_2x2_uniform", menu_size=16)
+        options = dict(num_samples=300, seed=4, jit_compile=False)
+        if function is evaluation.evaluate:
+            options["baselines"] = False
+        with pytest.warns(DeprecationWarning, match="`chunk_size` is deprecated") as warned:
+            old = function(model, chunk_size=7, **options)
+        assert warned[0].filename == __file__  # points at the caller
+        new = function(model, micro_batch_size=7, **options)
+        if function is evaluation.prune:
+            np.testing.assert_array_equal(old.kept_indices, new.kept_indices)
+            np.testing.assert_array_equal(old.exact_menu()[0], new.exact_menu()[0])
+        else:
+            assert old == new
+        with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="only"):
+            function(model, chunk_size=7, micro_batch_size=7, **options)

@@ -100,10 +100,10 @@ def test_regret_certificate_matches_oracle(num_bidders, num_items, demand):
     np.testing.assert_allclose(regret, expected, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("chunk_size", [1, 4, 7, 22, 23, 1000])
+@pytest.mark.parametrize("micro_batch_size", [1, 4, 7, 22, 23, 1000])
 @pytest.mark.parametrize("with_certificate", [False, True])
 @pytest.mark.parametrize("jit_compile", JIT)
-def test_chunking_gives_identical_results(chunk_size, with_certificate, jit_compile):
+def test_chunking_gives_identical_results(micro_batch_size, with_certificate, jit_compile):
     rng = np.random.RandomState(11)
     allocations, boosts, bidder_weights = random_menu(rng, 2, 3, "additive", "lottery")
     bids = random_bids(rng, 23, 2, 3)
@@ -111,7 +111,7 @@ def test_chunking_gives_identical_results(chunk_size, with_certificate, jit_comp
         bids, allocations, boosts, bidder_weights, with_certificate=with_certificate,
         jit_compile=jit_compile))
     chunked = numpy_outcome(mechanism.exact_outcome(
-        bids, allocations, boosts, bidder_weights, chunk_size=chunk_size,
+        bids, allocations, boosts, bidder_weights, micro_batch_size=micro_batch_size,
         with_certificate=with_certificate, jit_compile=jit_compile))
     assert chunked.keys() == whole.keys()
     for key in whole:
@@ -119,16 +119,16 @@ def test_chunking_gives_identical_results(chunk_size, with_certificate, jit_comp
         np.testing.assert_array_equal(chunked[key], whole[key], err_msg=key)
 
 
-@pytest.mark.parametrize("chunk_size", [None, 3])
+@pytest.mark.parametrize("micro_batch_size", [None, 3])
 @pytest.mark.parametrize("jit_compile", JIT)
-def test_exact_outcome_in_tf_function_with_unknown_batch(chunk_size, jit_compile):
+def test_exact_outcome_in_tf_function_with_unknown_batch(micro_batch_size, jit_compile):
     rng = np.random.RandomState(3)
     allocations, boosts, bidder_weights = random_menu(rng, 2, 2, "unit_demand", "lottery")
 
     @tf.function(input_signature=[tf.TensorSpec([None, 2, 2], tf.float64)])
     def serve(bids):
         return mechanism.exact_outcome(
-            bids, allocations, boosts, bidder_weights, chunk_size=chunk_size,
+            bids, allocations, boosts, bidder_weights, micro_batch_size=micro_batch_size,
             with_certificate=True, jit_compile=jit_compile)
 
     for batch in (1, 7, 10):
@@ -176,10 +176,36 @@ def test_xla_outcome_of_a_profile_does_not_depend_on_its_batch():
             np.testing.assert_array_equal(alone[key][0], whole[key][index], err_msg=key)
 
 
+@pytest.mark.parametrize("function", ["exact_outcome", "regret_certificate"])
+def test_chunk_size_is_a_deprecated_name_of_micro_batch_size(function):
+    rng = np.random.RandomState(12)
+    allocations, boosts, bidder_weights = random_menu(rng, 2, 3, "additive", "lottery")
+    bids = random_bids(rng, 23, 2, 3)
+    compute = getattr(mechanism, function)
+    with pytest.warns(DeprecationWarning, match="`chunk_size` is deprecated.*`micro_batch_size`"):
+        old = compute(bids, allocations, boosts, bidder_weights, chunk_size=7)
+    new = compute(bids, allocations, boosts, bidder_weights, micro_batch_size=7)
+    old, new = (numpy_outcome(result if isinstance(result, dict) else {"regret": result})
+                for result in (old, new))
+    assert old.keys() == new.keys()
+    for key in new:
+        np.testing.assert_array_equal(old[key], new[key], err_msg=key)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError,
+                                                         match="Give `micro_batch_size` only"):
+        compute(bids, allocations, boosts, bidder_weights, chunk_size=7, micro_batch_size=7)
+
+
+def test_default_chunk_size_is_a_deprecated_name():
+    with pytest.warns(DeprecationWarning, match="default_micro_batch_size"):
+        old = mechanism.default_chunk_size(3, 4096)
+    assert old == mechanism.default_micro_batch_size(3, 4096) == 16
+    assert mechanism.default_micro_batch_size(1, 16) == 1024  # the served block's cap
+
+
 def test_jit_compile_must_be_a_bool():
     rng = np.random.RandomState(23)
     allocations, boosts, bidder_weights = random_menu(rng, 2, 2, "additive", "lottery")
-    with pytest.raises(TypeError, match="`jit_compile` must be True or False"):
+    with pytest.raises(ValueError, match="`jit_compile` must be True or False"):
         mechanism.exact_outcome(random_bids(rng, 2, 2, 2), allocations, boosts, bidder_weights,
                                 jit_compile="yes")
 
@@ -422,9 +448,10 @@ def test_soft_payments_are_differentiable_in_float32():
     (dict(allocations=np.ones((5, 2))), r"`allocations` must have shape"),
     (dict(boosts=np.zeros(4)), r"`boosts` must have shape \[menu_size=5\]"),
     (dict(bidder_weights=np.ones(3)), r"`bidder_weights` must have shape \[num_bidders=2\]"),
-    (dict(temperature=0.0), r"`temperature` must be finite and > 0"),
-    (dict(temperature=-1.0), r"`temperature` must be finite and > 0"),
-    (dict(temperature=float("nan")), r"`temperature` must be finite and > 0"),
+    (dict(temperature=0.0), r"`temperature` must be a finite number > 0"),
+    (dict(temperature=-1.0), r"`temperature` must be a finite number > 0"),
+    (dict(temperature=float("nan")), r"`temperature` must be a finite number > 0"),
+    (dict(temperature=True), r"`temperature` must be a finite number > 0"),
 ])
 def test_soft_payments_refuse_bad_input(change, match):
     arguments = dict(valuations=np.ones((4, 2, 2)), allocations=np.full((5, 2, 2), 0.5),
@@ -484,8 +511,9 @@ BAD_INPUT = [
     (dict(bidder_weights=np.array([1.0, 0.0])), INVALID, r"`bidder_weights` must be >= 1e-06"),
     (dict(bidder_weights=np.array([-1.0, 1.0])), INVALID, r"`bidder_weights` must be >= 1e-06"),
     (dict(bidder_weights=np.array([1.0, np.nan])), INVALID, r"`bidder_weights` must be finite"),
-    (dict(chunk_size=0), ValueError, r"`chunk_size` must be >= 1; got 0"),
-    (dict(chunk_size=-2), ValueError, r"`chunk_size` must be >= 1; got -2"),
+    (dict(micro_batch_size=0), ValueError,
+     r"`micro_batch_size` must be None or an int >= 1; got 0"),
+    (dict(micro_batch_size=-2), ValueError, r"`micro_batch_size` must be None or an int >= 1"),
 ]
 
 

@@ -2,10 +2,12 @@ r"""Exact evaluation of an AMA: revenue, IR, the regret certificate, the menu ac
 
 Every number here comes from `tf_ama.exact_outcome` (float64, ties to the lowest index) on
 `num_samples` fresh valuation profiles `setting.sample(num_samples, seed)` (cast to float64),
-processed in chunks of profiles so that memory stays bounded by a few
-`[chunk, num_bidders + 1, menu_size]` tensors whatever `num_samples` is:
+processed in micro-batches of profiles so that memory stays bounded by a few
+`[micro_batch_size, num_bidders + 1, menu_size]` tensors whatever `num_samples` is. The seed
+defaults to the model's evaluation seed (`tf_ama.seeds`: `model.seed + 2`, a sample that
+neither training nor validation drew; `prune` selects on the validation sample, `+ 1`):
 
-    report = tf_ama.evaluate(model, num_samples=100_000, seed=1)
+    report = tf_ama.evaluate(model, num_samples=100_000)
     print(report.format_table())               # revenue +- stderr, IR, regret, baselines
     entries = tf_ama.menu_usage(model)         # the entries actually chosen, most used first
     print(tf_ama.format_menu_table(entries))
@@ -18,9 +20,10 @@ serving get cheaper; the pruned menu is still an AMA, so still strategyproof and
 Which entries `prune` must keep: the payment of bidder `i` is
 `(max_k W_-i[k] - W_-i[k*]) / w_i`, and the entry attaining `max_k W_-i[k]` is the one the AMA
 would choose if bidder `i` bid 0, and need not be chosen on any sampled profile. Dropping it
-changes payments (measured: on 90% of the profiles of a random 256-entry
-unit_demand_2x4_spherical menu), so `prune` keeps the chosen entries `k*`, for each profile
-and bidder the (lowest-index) maximizer of `W_-i`, and the empty entry 0.
+changes payments (shown on a random unit_demand_2x4_spherical menu by
+`tests/evaluation_test.py`, `test_counterfactual_entries_are_kept`), so `prune` keeps the
+chosen entries `k*`, for each profile and bidder the (lowest-index) maximizer of `W_-i`, and
+the empty entry 0.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tf_ama.mechanism import default_chunk_size, exact_outcome
+from tf_ama import checks, seeds
+from tf_ama.mechanism import default_micro_batch_size, exact_outcome
 from tf_ama.settings import ANCHORS
 
 # Profiles per call of the traced exact_outcome (it blocks them internally).
@@ -53,7 +57,8 @@ class EvaluationReport:
     Attributes:
       setting: name of the setting.
       menu_type: `"lottery"`, `"deterministic"` or `"fixed"`.
-      num_samples, seed: the profiles evaluated, `setting.sample(num_samples, seed)`.
+      num_samples, seed: the profiles evaluated, `setting.sample(num_samples, seed)` (the
+        seed used, also when it defaulted to the model's evaluation seed).
       revenue: mean over profiles of the sum of payments.
       revenue_stderr: standard error of `revenue` (sample std / sqrt(num_samples)).
       revenue_per_bidder: `[num_bidders]` mean payment of each bidder.
@@ -71,7 +76,7 @@ class EvaluationReport:
     setting: str
     menu_type: str
     num_samples: int
-    seed: object
+    seed: int
     revenue: float
     revenue_stderr: float
     revenue_per_bidder: list
@@ -148,7 +153,11 @@ def is_lottery(allocation, tolerance=LOTTERY_TOLERANCE) -> bool:
     return bool(np.any(np.abs(allocation - np.round(allocation)) > tolerance))
 
 
-def _check_arguments(model, num_samples, chunk_size, jit_compile):
+def _check_arguments(model, num_samples, seed, micro_batch_size, chunk_size, jit_compile,
+                     default_seed):
+    """`(num_samples, seed, micro_batch_size, jit_compile)` checked, the seed defaulting to
+    `default_seed(model.seed)` (`tf_ama.seeds`), `chunk_size` the deprecated name of
+    `micro_batch_size`."""
     from tf_ama.model import AffineMaximizerAuction
 
     if not isinstance(model, AffineMaximizerAuction):
@@ -157,49 +166,48 @@ def _check_arguments(model, num_samples, chunk_size, jit_compile):
             f"with from_menu); got {type(model).__name__}. Load a run with "
             "tf_ama.runs.load_run(RUN_DIR)."
         )
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) \
-            or num_samples < 1:
-        raise ValueError(f"`num_samples` must be an int >= 1; got {num_samples!r}.")
-    if chunk_size is not None and (
-            isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer))
-            or chunk_size < 1):
-        raise ValueError(f"`chunk_size` must be None or an int >= 1; got {chunk_size!r}.")
-    if not isinstance(jit_compile, bool):
-        raise TypeError(f"`jit_compile` must be True or False; got {jit_compile!r}.")
+    micro_batch_size = checks.renamed("chunk_size", chunk_size, "micro_batch_size",
+                                      micro_batch_size, stacklevel=4)
+    return (checks.integer("num_samples", num_samples, minimum=1),
+            checks.seed("seed", default_seed(model.seed) if seed is None else seed),
+            checks.optional(checks.integer, "micro_batch_size", micro_batch_size, minimum=1),
+            checks.boolean("jit_compile", jit_compile))
 
 
-def _scan(model, num_samples, seed, chunk_size, menu, with_certificate=False,
+def _scan(model, num_samples, seed, micro_batch_size, menu, with_certificate=False,
           with_counterfactual=False, jit_compile=False):
-    """Yields, per chunk of `setting.sample(num_samples, seed)` (cast to float64), the
-    `exact_outcome` of the chunk as numpy arrays, plus `counterfactual_index`
-    `[chunk, num_bidders]` (see `exact_outcome`) if asked.
+    """Yields, slice by slice of `setting.sample(num_samples, seed)` (cast to float64), the
+    `exact_outcome` of the slice as numpy arrays (with the certificate and
+    `counterfactual_index` `[profiles, num_bidders]` if asked).
 
-    All chunks have the same shape, so one `tf.function` trace serves them all: the last
-    chunk is padded with zero bids to the full chunk size and the padding is dropped.
+    All slices have the same shape, so one `tf.function` trace serves them all: the last
+    slice is padded with zero bids to the full size and the padding is dropped.
     """
-    num_samples = int(num_samples)
     bids = tf.cast(model.setting.sample(num_samples, seed), tf.float64)
-    chunk = int(chunk_size or default_chunk_size(model.setting.num_bidders, model.menu_size))
-    # exact_outcome works through blocks of `chunk` profiles inside one call; a slice of whole
+    micro = micro_batch_size or default_micro_batch_size(model.setting.num_bidders,
+                                                         model.menu_size)
+    # exact_outcome works through blocks of `micro` profiles inside one call; a slice of whole
     # blocks per call keeps the Python overhead small. The blocks are spread evenly over a
     # multiple of _CALLS_IN_FLIGHT calls (no call runs alone at the end), so that the padding
     # of the last call is less than one block per call.
-    blocks = -(-num_samples // chunk)
-    calls = -(-blocks * chunk // _PROFILES_PER_CALL)
+    blocks = -(-num_samples // micro)
+    calls = -(-blocks * micro // _PROFILES_PER_CALL)
     calls = min(blocks, -(-calls // _CALLS_IN_FLIGHT) * _CALLS_IN_FLIGHT)
-    per_call = chunk * -(-blocks // calls)
+    per_call = micro * -(-blocks // calls)
 
     def outcome_of(start):
         slice_bids = bids[start:start + per_call]
         size = int(slice_bids.shape[0])
         if size < per_call:
             slice_bids = tf.pad(slice_bids, [[0, per_call - size], [0, 0], [0, 0]])
-        outcome = _traced_chunk_outcome(slice_bids, *menu, chunk, with_certificate,
-                                        with_counterfactual, jit_compile)
+        outcome = _traced_exact_outcome(
+            slice_bids, *menu, micro_batch_size=micro, with_certificate=with_certificate,
+            with_counterfactual=with_counterfactual, jit_compile=jit_compile)
         return {key: value.numpy()[:size] for key, value in outcome.items()}
 
     # Two calls in flight: a block's small ops leave cores idle, which the other call uses
-    # (benchmarks/README.md). Results are yielded in order; memory stays two calls' worth.
+    # (benchmarks/README.md, "Exact evaluation"). Results are yielded in order; memory stays
+    # two calls' worth.
     with concurrent.futures.ThreadPoolExecutor(_CALLS_IN_FLIGHT) as pool:
         pending = collections.deque()
         for start in range(0, num_samples, per_call):
@@ -210,44 +218,34 @@ def _scan(model, num_samples, seed, chunk_size, menu, with_certificate=False,
             yield pending.popleft().result()
 
 
-def _chunk_outcome(bids, allocations, boosts, bidder_weights, chunk, with_certificate,
-                   with_counterfactual, jit_compile):
-    """`exact_outcome` of one chunk `[chunk, m, n]`, plus `counterfactual_index` if asked."""
-    return exact_outcome(bids, allocations, boosts, bidder_weights, chunk_size=chunk,
-                         with_certificate=with_certificate, with_counterfactual=with_counterfactual,
-                         jit_compile=jit_compile)
+_traced_exact_outcome = tf.function(exact_outcome)  # one trace per menu shape and options
 
 
-_traced_chunk_outcome = tf.function(_chunk_outcome)  # one trace per menu shape
-
-
-def _seed_json(seed):
-    if isinstance(seed, (int, np.integer)):
-        return int(seed)
-    return [int(s) for s in np.asarray(seed).reshape(-1)]
-
-
-def evaluate(model, num_samples=100_000, seed=1, baselines=True, chunk_size=None,
-             jit_compile=True):
+def evaluate(model, num_samples=100_000, seed=None, baselines=True, micro_batch_size=None,
+             jit_compile=True, *, chunk_size=checks.RENAMED):
     """Exact evaluation of `model` on `num_samples` fresh profiles.
 
     Args:
       model: a `tf_ama.AffineMaximizerAuction`.
       num_samples: profiles `setting.sample(num_samples, seed)`, `[num_samples, m, n]`.
-      seed: an int (stateless sampling; the baselines use the same seed).
+      seed: an int in [0, 2**31) (stateless sampling; the baselines use the same seed);
+        default `tf_ama.seeds.evaluation_seed(model.seed)`, i.e. `model.seed + 2`, a sample
+        that training and validation never drew (what `tf-ama train` evaluates on).
       baselines: also compute `tf_ama.baselines(...)` on the same number of samples and seed.
-      chunk_size: profiles per block of `exact_outcome` (default `mechanism.default_chunk_size`,
-        ~2 MB float64 blocks).
-      jit_compile: compute the blocks with XLA (`exact_outcome(..., jit_compile=True)`: ~3x
-        faster; payments may differ from the served ones in the last bits, ~1e-15). False
-        evaluates exactly the computation the exported model serves.
+      micro_batch_size: profiles per block of `exact_outcome` (default
+        `mechanism.default_micro_batch_size`, ~2 MB float64 blocks).
+      jit_compile: compute the blocks with XLA (`exact_outcome(..., jit_compile=True)`:
+        faster, benchmarks/README.md, "Exact evaluation"; payments may differ from the
+        served ones in the last bits, ~1e-15). False evaluates exactly the computation the
+        exported model serves.
+      chunk_size: deprecated name of `micro_batch_size`.
 
     Returns:
-      An `EvaluationReport`.
+      An `EvaluationReport` (its `seed` is the seed used).
     """
-    _check_arguments(model, num_samples, chunk_size, jit_compile)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"`seed` must be an int; got {seed!r}.")
+    num_samples, seed, micro_batch_size, jit_compile = _check_arguments(
+        model, num_samples, seed, micro_batch_size, chunk_size, jit_compile,
+        seeds.evaluation_seed)
     menu = model.menu(tf.float64)
     total = mean = m2 = welfare = 0.0
     count = 0
@@ -255,13 +253,13 @@ def evaluate(model, num_samples=100_000, seed=1, baselines=True, chunk_size=None
     ir_violations = 0
     max_regret = -math.inf
     counts = np.zeros(model.menu_size, np.int64)
-    for outcome in _scan(model, num_samples, seed, chunk_size, menu, with_certificate=True,
+    for outcome in _scan(model, num_samples, seed, micro_batch_size, menu, with_certificate=True,
                          jit_compile=jit_compile):
-        revenue = outcome["payments"].sum(axis=1)  # [chunk]
+        revenue = outcome["payments"].sum(axis=1)  # [profiles of the call]
         # Chan et al.'s pairwise update of (count, mean, sum of squared deviations).
-        size, chunk_mean = len(revenue), float(revenue.mean())
-        delta = chunk_mean - mean
-        m2 += float(((revenue - chunk_mean) ** 2).sum())
+        size, call_mean = len(revenue), float(revenue.mean())
+        delta = call_mean - mean
+        m2 += float(((revenue - call_mean) ** 2).sum())
         m2 += delta ** 2 * count * size / (count + size)
         mean += delta * size / (count + size)
         count += size
@@ -281,12 +279,12 @@ def evaluate(model, num_samples=100_000, seed=1, baselines=True, chunk_size=None
         from tf_ama.baseline_auctions import baseline_details
 
         details = {name: result.to_dict() for name, result in
-                   baseline_details(model.setting, num_samples=int(num_samples), seed=seed).items()}
+                   baseline_details(model.setting, num_samples=num_samples, seed=seed).items()}
     return EvaluationReport(
         setting=model.setting.name,
         menu_type=model.menu_type,
-        num_samples=int(num_samples),
-        seed=_seed_json(seed),
+        num_samples=num_samples,
+        seed=seed,
         revenue=total / count,
         revenue_stderr=math.sqrt(m2 / (count - 1) / count) if count > 1 else math.nan,
         revenue_per_bidder=[float(p) for p in payments_sum / count],
@@ -300,16 +298,19 @@ def evaluate(model, num_samples=100_000, seed=1, baselines=True, chunk_size=None
     )
 
 
-def menu_usage(model, num_samples=100_000, seed=1, chunk_size=None, jit_compile=True):
+def menu_usage(model, num_samples=100_000, seed=None, micro_batch_size=None, jit_compile=True,
+               *, chunk_size=checks.RENAMED):
     """The menu entries chosen on `setting.sample(num_samples, seed)`, most used first
-    (`jit_compile` as in `evaluate`).
+    (arguments as in `evaluate`: by default the evaluation seed `model.seed + 2`).
 
     Returns:
       A list of `MenuEntry` (ties in use broken by index), one per entry chosen at least once.
     """
-    _check_arguments(model, num_samples, chunk_size, jit_compile)
+    num_samples, seed, micro_batch_size, jit_compile = _check_arguments(
+        model, num_samples, seed, micro_batch_size, chunk_size, jit_compile,
+        seeds.evaluation_seed)
     counts = np.zeros(model.menu_size, np.int64)
-    for outcome in _scan(model, num_samples, seed, chunk_size, model.menu(tf.float64),
+    for outcome in _scan(model, num_samples, seed, micro_batch_size, model.menu(tf.float64),
                          jit_compile=jit_compile):
         counts += np.bincount(outcome["menu_index"], minlength=model.menu_size)
     allocations, boosts, _ = model.exact_menu()
@@ -338,8 +339,14 @@ def format_menu_table(entries, max_entries=None) -> str:
     return "\n".join(lines)
 
 
-def prune(model, num_samples=100_000, seed=1, chunk_size=None, jit_compile=False):
+def prune(model, num_samples=100_000, seed=None, micro_batch_size=None, jit_compile=False, *,
+          chunk_size=checks.RENAMED):
     """A fixed AMA with only the menu entries that matter on `setting.sample(num_samples, seed)`.
+
+    The seed defaults to the validation seed `tf_ama.seeds.validation_seed(model.seed)`
+    (`model.seed + 1`): the entries are selected on the validation sample, so that `evaluate`'s
+    default sample (`model.seed + 2`) stays fresh for the pruned model. Other arguments as in
+    `evaluate`.
 
     Kept, in their original order (entry 0 stays first, ties resolve as before): the empty
     entry 0, every entry chosen on some profile, and every counterfactual maximizer of
@@ -348,7 +355,7 @@ def prune(model, num_samples=100_000, seed=1, chunk_size=None, jit_compile=False
     allocations, payments and (mapped back) menu indices; on other profiles it is a
     different, smaller AMA, still strategyproof and IR. That promise is about the served
     computation, so the kept entries are found without XLA by default; `jit_compile=True`
-    is ~3x faster but could miss an entry on a profile where XLA's rounding breaks a tie
+    is faster but could miss an entry on a profile where XLA's rounding breaks a tie
     (within ~1e-15) the other way.
 
     Returns:
@@ -357,10 +364,12 @@ def prune(model, num_samples=100_000, seed=1, chunk_size=None, jit_compile=False
       `kept_indices[k]` of `model` (map menu indices back with `kept_indices[menu_index]`).
       `kept_indices` is not serialized with the model.
     """
-    _check_arguments(model, num_samples, chunk_size, jit_compile)
+    num_samples, seed, micro_batch_size, jit_compile = _check_arguments(
+        model, num_samples, seed, micro_batch_size, chunk_size, jit_compile,
+        seeds.validation_seed)
     menu = model.menu(tf.float64)
     keep = np.zeros(model.menu_size, bool)
-    for outcome in _scan(model, num_samples, seed, chunk_size, menu, with_counterfactual=True,
+    for outcome in _scan(model, num_samples, seed, micro_batch_size, menu, with_counterfactual=True,
                          jit_compile=jit_compile):
         keep[outcome["menu_index"]] = True
         keep[outcome["counterfactual_index"].reshape(-1)] = True

@@ -30,20 +30,30 @@ where softmax with inverse temperature `lambda` stands in for every max / argmax
 from __future__ import annotations
 
 import functools
+import numbers
+import warnings
 
 import numpy as np
 import tensorflow as tf
 
+from tf_ama import checks
 from tf_ama.exactness import (MAX_ABS_BOOST, MAX_BID, MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT,
                               real_array)
 
-# Profiles are evaluated in blocks of exactly `chunk` profiles (the batch is zero-padded to
-# whole blocks): a matmul over another number of rows may take other kernels and round the
-# last bit differently, so without the padding a profile's payment would depend on the size
-# of its batch (measured on 3x10 and 2x4: a batch of 1 vs the same profile in a batch of 64).
-# Blocks of ~2^18 elements stay in cache (measured 3-5x faster than ~128 MB blocks).
-_BLOCK_ELEMENTS = 1 << 18
-_MIN_CHUNK, _MAX_CHUNK = 8, 1024
+# Profiles are evaluated in blocks of exactly `micro_batch_size` profiles (the batch is
+# zero-padded to whole blocks): a matmul over another number of rows may take other kernels and
+# round the last bit differently, so without the padding a profile's payment would depend on
+# the size of its batch (measured on 3x10 and 2x4: a batch of 1 vs the same profile in a batch
+# of 64).
+#
+# Elements of a block's `[profile, bidder + 1, entry]` tensors, for the exact outcome here and
+# the training kernel (`relaxation.default_micro_batch_size`) alike: blocks of this size stay in
+# cache (benchmarks/README.md, "Training step" for the micro-batch size, "Serving latency" for
+# the block size).
+CACHE_BLOCK_ELEMENTS = 1 << 18
+# A served request of one profile computes a whole block, so the largest block bounds the
+# latency of batch 1 (benchmarks/README.md, "Serving latency").
+_MIN_MICRO_BATCH, _MAX_MICRO_BATCH = 8, 1024
 _FEASIBILITY_TOLERANCE = 1e-9
 
 
@@ -240,14 +250,27 @@ def cache_sized_batch(num_bidders, menu_size, elements, smallest, largest):
     return int(min(largest, max(smallest, 1 << (target.bit_length() - 1))))
 
 
+def default_micro_batch_size(num_bidders, menu_size):
+    """Profiles per block of `exact_outcome`: a power of two in [8, 1024], ~2^18
+    `[profile, bidder + 1, entry]` elements (a ~2 MB float64 block that stays in cache).
+
+    Not `relaxation.default_micro_batch_size` (training, up to 4096 profiles): here every
+    block is computed whole, padding included, so the cap of 1024 bounds what a request of
+    one profile costs the served model."""
+    return cache_sized_batch(num_bidders, menu_size, CACHE_BLOCK_ELEMENTS, _MIN_MICRO_BATCH,
+                             _MAX_MICRO_BATCH)
+
+
 def default_chunk_size(num_bidders, menu_size):
-    """Profiles per block: a power of two in [8, 1024], ~2^18 `[profile, bidder + 1, entry]`
-    elements (a ~2 MB float64 block that stays in cache; benchmarks/README.md)."""
-    return cache_sized_batch(num_bidders, menu_size, _BLOCK_ELEMENTS, _MIN_CHUNK, _MAX_CHUNK)
+    """Deprecated name of `default_micro_batch_size`."""
+    warnings.warn("`tf_ama.mechanism.default_chunk_size` is deprecated; it is now called "
+                  "`default_micro_batch_size` (same value).", DeprecationWarning, stacklevel=2)
+    return default_micro_batch_size(num_bidders, menu_size)
 
 
-def exact_outcome(bids, allocations, boosts, bidder_weights, *, chunk_size=None,
-                  with_certificate=False, with_counterfactual=False, jit_compile=False):
+def exact_outcome(bids, allocations, boosts, bidder_weights, *, micro_batch_size=None,
+                  with_certificate=False, with_counterfactual=False, jit_compile=False,
+                  chunk_size=checks.RENAMED):
     """The exact AMA outcome in float64 for a batch of bid profiles.
 
     Args:
@@ -256,9 +279,10 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, *, chunk_size=None,
         allocations sum to <= 1).
       boosts: float64 `[menu_size]`.
       bidder_weights: float64 `[num_bidders]`, > 0.
-      chunk_size: profiles per block (bounds memory to a few `[chunk, num_bidders + 1,
-        menu_size]` tensors; see `default_chunk_size`). Every block has exactly this many
-        profiles (zero-padded), so a profile's outcome does not depend on its batch, bit for bit.
+      micro_batch_size: profiles per block (bounds memory to a few `[micro_batch_size,
+        num_bidders + 1, menu_size]` tensors; default `default_micro_batch_size`). Every block
+        has exactly this many profiles (zero-padded), so a profile's outcome does not depend
+        on its batch, bit for bit.
       with_certificate: also return `regret`, the exact regret certificate `[batch, num_bidders]`,
         and `ir_excess` `[batch, num_bidders]`: how much the payment formula exceeded the value
         before the clip that removes rounding (0 up to rounding for an AMA).
@@ -266,12 +290,13 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, *, chunk_size=None,
         lowest index attaining `max_k W_-i[k]` (the entry that sets bidder i's payment; what
         the AMA would choose if bidder i bid 0).
       jit_compile: compute the blocks with XLA, which fuses the float64 passes of a block
-        (~3x faster on CPU; benchmarks/README.md). Same formula and the same menu index on
-        every profile tested, but XLA may round the last bits of payments differently
-        (it may fuse a multiply into an add): they agree to ~1e-14 in the tests. Batch
+        (faster on CPU: benchmarks/README.md, "Exact evaluation"). Same formula and the
+        same menu index on every profile tested, but XLA may round the last bits of payments
+        differently (it may fuse a multiply into an add): they agree to ~1e-14 in the tests. Batch
         invariance holds within each mode. The exported serving signature uses the
         default (False), which TF Serving runs without XLA, so pass False to reproduce
         served payments bit for bit.
+      chunk_size: deprecated name of `micro_batch_size`.
 
     Returns:
       A dict: `allocation` float64 `[batch, num_bidders, num_items]`, `payments` float64
@@ -295,75 +320,81 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, *, chunk_size=None,
     # Static shape from here on (validate_bids has asserted it, also for an unknown rank).
     bids = tf.ensure_shape(validate_bids(bids, num_bidders, num_items),
                            [None, num_bidders, num_items])
-    if not isinstance(jit_compile, bool):
-        raise TypeError(f"`jit_compile` must be True or False; got {jit_compile!r}.")
-    chunk = default_chunk_size(num_bidders, menu_size) if chunk_size is None else int(chunk_size)
-    if chunk < 1:
-        raise ValueError(f"`chunk_size` must be >= 1; got {chunk_size}.")
+    jit_compile = checks.boolean("jit_compile", jit_compile)
+    micro_batch_size = checks.optional(
+        checks.integer, "micro_batch_size",
+        checks.renamed("chunk_size", chunk_size, "micro_batch_size", micro_batch_size),
+        minimum=1)
+    if micro_batch_size is None:
+        micro_batch_size = default_micro_batch_size(num_bidders, menu_size)
 
     # The checks above run as ordinary TensorFlow ops, outside the compiled part; only the
     # arithmetic is compiled.
-    options = dict(chunk=chunk, with_certificate=bool(with_certificate),
+    options = dict(micro_batch_size=micro_batch_size, with_certificate=bool(with_certificate),
                    with_counterfactual=bool(with_counterfactual))
     if jit_compile:
         return _compiled_blocks(**options)(bids, allocations, boosts, bidder_weights)
     return _blocks(bids, allocations, boosts, bidder_weights, **options)
 
 
-def _blocks(bids, allocations, boosts, bidder_weights, *, chunk, with_certificate,
+def _blocks(bids, allocations, boosts, bidder_weights, *, micro_batch_size, with_certificate,
             with_counterfactual):
     """The outcome of validated bids, block by block (see `exact_outcome`)."""
 
-    def block(chunk_bids):
-        return _outcome_block(chunk_bids, allocations, boosts, bidder_weights, with_certificate,
+    def block(block_bids):
+        return _outcome_block(block_bids, allocations, boosts, bidder_weights, with_certificate,
                               with_counterfactual)
 
-    if bids.shape[0] == chunk:
+    if bids.shape[0] == micro_batch_size:
         return block(bids)
-    return _mapped(bids, chunk, block, with_certificate, with_counterfactual)
+    return _mapped(bids, micro_batch_size, block, with_certificate, with_counterfactual)
 
 
 @functools.cache
-def _compiled_blocks(*, chunk, with_certificate, with_counterfactual):
+def _compiled_blocks(*, micro_batch_size, with_certificate, with_counterfactual):
     """`_blocks` compiled with XLA: one `tf.function` per option set, one executable per shape."""
     return tf.function(
-        functools.partial(_blocks, chunk=chunk, with_certificate=with_certificate,
+        functools.partial(_blocks, micro_batch_size=micro_batch_size,
+                          with_certificate=with_certificate,
                           with_counterfactual=with_counterfactual),
         jit_compile=True, autograph=False)
 
 
-def _mapped(bids, chunk, block, with_certificate, with_counterfactual):
-    """`block` over blocks of exactly `chunk` profiles (zero-padded), padding dropped."""
+def _mapped(bids, size, block, with_certificate, with_counterfactual):
+    """`block` over blocks of exactly `size` profiles (zero-padded), padding dropped."""
     _, num_bidders, num_items = bids.shape
     batch = tf.shape(bids)[0]
     # At least one block, also for an empty batch: XLA compiles the loop body even when it
     # never runs, and a block cannot be read from an empty list.
-    num_chunks = tf.maximum((batch + chunk - 1) // chunk, 1)
-    padded = tf.pad(bids, [[0, num_chunks * chunk - batch], [0, 0], [0, 0]])
-    chunks = tf.reshape(padded, [num_chunks, chunk, num_bidders, num_items])
+    num_blocks = tf.maximum((batch + size - 1) // size, 1)
+    padded = tf.pad(bids, [[0, num_blocks * size - batch], [0, 0], [0, 0]])
+    blocks = tf.reshape(padded, [num_blocks, size, num_bidders, num_items])
     signature = {
-        "allocation": tf.TensorSpec([chunk, num_bidders, num_items], tf.float64),
-        "payments": tf.TensorSpec([chunk, num_bidders], tf.float64),
-        "menu_index": tf.TensorSpec([chunk], tf.int64),
-        "values": tf.TensorSpec([chunk, num_bidders], tf.float64),
+        "allocation": tf.TensorSpec([size, num_bidders, num_items], tf.float64),
+        "payments": tf.TensorSpec([size, num_bidders], tf.float64),
+        "menu_index": tf.TensorSpec([size], tf.int64),
+        "values": tf.TensorSpec([size, num_bidders], tf.float64),
     }
     if with_certificate:
-        signature["regret"] = tf.TensorSpec([chunk, num_bidders], tf.float64)
-        signature["ir_excess"] = tf.TensorSpec([chunk, num_bidders], tf.float64)
+        signature["regret"] = tf.TensorSpec([size, num_bidders], tf.float64)
+        signature["ir_excess"] = tf.TensorSpec([size, num_bidders], tf.float64)
     if with_counterfactual:
-        signature["counterfactual_index"] = tf.TensorSpec([chunk, num_bidders], tf.int64)
-    mapped = tf.map_fn(block, chunks, fn_output_signature=signature, parallel_iterations=1)
+        signature["counterfactual_index"] = tf.TensorSpec([size, num_bidders], tf.int64)
+    mapped = tf.map_fn(block, blocks, fn_output_signature=signature, parallel_iterations=1)
     return {
         key: tf.reshape(value, tf.concat([[-1], tf.shape(value)[2:]], 0))[:batch]
         for key, value in mapped.items()
     }
 
 
-def regret_certificate(bids, allocations, boosts, bidder_weights, *, chunk_size=None):
-    """The exact regret certificate `[batch, num_bidders]` (0 up to rounding for an AMA)."""
-    return exact_outcome(
-        bids, allocations, boosts, bidder_weights, chunk_size=chunk_size, with_certificate=True
-    )["regret"]
+def regret_certificate(bids, allocations, boosts, bidder_weights, *, micro_batch_size=None,
+                       chunk_size=checks.RENAMED):
+    """The exact regret certificate `[batch, num_bidders]` (0 up to rounding for an AMA);
+    `chunk_size` is the deprecated name of `micro_batch_size`."""
+    micro_batch_size = checks.renamed("chunk_size", chunk_size, "micro_batch_size",
+                                      micro_batch_size)
+    return exact_outcome(bids, allocations, boosts, bidder_weights,
+                         micro_batch_size=micro_batch_size, with_certificate=True)["regret"]
 
 
 def soft_payments(valuations, allocations, boosts, bidder_weights, temperature):
@@ -423,7 +454,5 @@ def _check_soft_shapes(valuations, allocations, boosts, bidder_weights, temperat
             f"`bidder_weights` must have shape [num_bidders={num_bidders}]; got "
             f"{shape(bidder_weights)}."
         )
-    if isinstance(temperature, (int, float, np.number)) and not (
-        np.isfinite(temperature) and temperature > 0
-    ):
-        raise ValueError(f"`temperature` must be finite and > 0; got {temperature!r}.")
+    if isinstance(temperature, (numbers.Number, np.number)):  # not a tensor: checked here
+        checks.number("temperature", temperature, above=0)

@@ -1,9 +1,10 @@
 r"""The training objective, fused: soft revenue with a hand-derived gradient.
 
 `mechanism.soft_payments` states the softmax relaxation as plainly as possible. Training
-differentiates it millions of times, and automatic differentiation of that formula makes ~50
+differentiates it millions of times, and automatic differentiation of that formula makes many
 passes over `[batch, num_bidders + 1, menu_size]` tensors, so the step is bound by memory
-traffic. `soft_revenue` computes the same value with the gradient written out:
+traffic (benchmarks/README.md, "Roofline"). `revenue_and_gradients` computes the same value
+with the gradient written out:
 
     u[b,i,k] = sum_j a[k,i,j] v[b,i,j]          W = sum_i w_i u_i + b     O_i = W - w_i u_i
     pi = softmax(l W)      s_i = softmax(l O_i)      E_s,i = <s_i, O_i>    E_pi,i = <pi, O_i>
@@ -27,39 +28,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_ama.mechanism import cache_sized_batch
-
-
-def soft_revenue(valuations, allocations, boosts, bidder_weights, temperature):
-    """Mean over the batch of the summed soft payments; differentiable in the menu.
-
-    Args:
-      valuations: `[batch, num_bidders, num_items]` (no gradient is taken with respect to them).
-      allocations: `[menu_size, num_bidders, num_items]`.
-      boosts: `[menu_size]`.
-      bidder_weights: `[num_bidders]`, > 0.
-      temperature: `lambda`, a Python float.
-
-    Returns:
-      A scalar: `mean_b sum_i p_soft[b, i]`, equal to the plain formula of
-      `mechanism.soft_payments` (up to float rounding).
-    """
-    temperature = tf.constant(temperature, valuations.dtype)
-    return _soft_revenue(
-        tf.stop_gradient(valuations), allocations, boosts, bidder_weights, temperature)
-
-
-@tf.custom_gradient
-def _soft_revenue(valuations, allocations, boosts, bidder_weights, temperature):
-    ones = tf.ones(tf.shape(valuations)[:1], valuations.dtype)
-    total, gradients = revenue_and_gradients(
-        valuations, allocations, boosts, bidder_weights, temperature, ones)
-    batch = tf.cast(tf.shape(valuations)[0], valuations.dtype)
-
-    def gradient(upstream):
-        return (None, *[g * (upstream / batch) for g in gradients], None)
-
-    return total / batch, gradient
+from tf_ama.mechanism import CACHE_BLOCK_ELEMENTS, cache_sized_batch
 
 
 def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature,
@@ -75,7 +44,7 @@ def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, tempe
     lam = temperature
     w = bidder_weights[:, None, None]
     # Divisions are multiplications by reciprocals: a division per element of an [m, B, K]
-    # tensor costs several multiplications' time (measured: the step 5-15 % faster).
+    # tensor costs several multiplications' time (benchmarks/README.md, "Training step").
     inverse_w = 1.0 / w
     # Each profile's weight rides on the 1 / w_i factor every per-profile term already has.
     scale = inverse_w * sample_weight[None, :, None]  # [m, B, 1]
@@ -110,15 +79,18 @@ def _softmax(logits):
     return exponentials * (1.0 / tf.reduce_sum(exponentials, axis=-1, keepdims=True))
 
 
-# Elements of one micro-batch's [micro, num_bidders + 1, menu_size] float32 tensors: ~1 MB,
-# so that a micro-batch's intermediates stay in cache (benchmarks/README.md).
-_MICRO_BATCH_ELEMENTS = 1 << 18
+_MIN_MICRO_BATCH, _MAX_MICRO_BATCH = 8, 4096
 
 
 def default_micro_batch_size(num_bidders, menu_size):
-    """Profiles per micro-batch: a power of two in [8, 4096], ~2^18 `[profile, bidder + 1,
-    entry]` elements."""
-    return cache_sized_batch(num_bidders, menu_size, _MICRO_BATCH_ELEMENTS, 8, 4096)
+    """Profiles per micro-batch of the training step: a power of two in [8, 4096],
+    ~`mechanism.CACHE_BLOCK_ELEMENTS` (2^18) `[profile, bidder + 1, entry]` elements (~1 MB
+    of float32, so that a micro-batch's intermediates stay in cache).
+
+    Not `mechanism.default_micro_batch_size` (the exact outcome, at most 1024): the last
+    micro-batch here is not padded, so a larger cap costs a small batch nothing."""
+    return cache_sized_batch(num_bidders, menu_size, CACHE_BLOCK_ELEMENTS, _MIN_MICRO_BATCH,
+                             _MAX_MICRO_BATCH)
 
 
 _KERNELS = {
