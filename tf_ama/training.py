@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
-import inspect
 import os
 import sys
 import warnings
@@ -112,8 +111,7 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
                                        seed=seeds.validation_seed(model.seed))
     config = {
         "setting": setting.to_dict(),
-        "model": {k: v for k, v in model.get_config().items()
-                  if k not in ("setting", "name", "trainable", "dtype")},
+        "model": model.own_config(),
         "training": training.to_dict(),
     }
     config_path = os.path.join(out, runs.CONFIG)
@@ -208,18 +206,20 @@ def _trim_history(path, epoch):
 
 
 def _with_new_defaults(previous, config):
-    """`previous` (a run's config.json) with the arguments added since it was written set to
-    their defaults, so that a run started by an older version still resumes."""
-    defaults = {
-        "model": {name: parameter.default for name, parameter in
-                  inspect.signature(AffineMaximizerAuction.__init__).parameters.items()
-                  if parameter.default is not inspect.Parameter.empty},
-        "training": TrainingConfig().to_dict(),
-    }
+    """`previous` (a run's config.json) in the form of this version, so that a run started
+    by an older one still resumes: the model's arguments as the model built from them
+    records them (0.1's flat menu options become the menu layer's config; arguments added
+    since count as their defaults), the training fields added since as their defaults."""
     previous = dict(previous)
-    for section, section_defaults in defaults.items():
-        if isinstance(previous.get(section), dict):
-            missing = set(config[section]) - set(previous[section])
-            previous[section] = {**{key: section_defaults[key] for key in missing
-                                    if key in section_defaults}, **previous[section]}
+    if isinstance(previous.get("model"), dict) and isinstance(previous.get("setting"), dict):
+        try:
+            previous["model"] = AffineMaximizerAuction(previous["setting"],
+                                                       **previous["model"]).own_config()
+        except (TypeError, ValueError):
+            pass  # not a model this version builds: it differs from `config`
+    if isinstance(previous.get("training"), dict):
+        missing = set(config["training"]) - set(previous["training"])
+        defaults = TrainingConfig().to_dict()
+        previous["training"] = {**{key: defaults[key] for key in missing},
+                                **previous["training"]}
     return previous
