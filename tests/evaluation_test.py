@@ -24,10 +24,10 @@ def random_model(setting, menu_size=24, seed=0, boost_scale=0.3, log_weights=Non
     and optionally unequal bidder weights `exp(log_weights)`."""
     model = tf_ama.AffineMaximizerAuction(setting, menu="lottery", menu_size=menu_size, seed=seed,
                                           learn_bidder_weights=log_weights is not None)
-    boosts = np.random.default_rng(seed).normal(size=model.learned_boosts.shape) * boost_scale
-    model.learned_boosts.assign(boosts.astype("float32"))
+    boosts = np.random.default_rng(seed).normal(size=model.menu_layer.boosts.shape) * boost_scale
+    model.menu_layer.boosts.assign(boosts.astype("float32"))
     if log_weights is not None:
-        model.log_bidder_weights.assign(np.asarray(log_weights, "float32"))
+        model.bidder_weights_layer.log_weights.assign(np.asarray(log_weights, "float32"))
     return model
 
 

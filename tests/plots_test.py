@@ -30,8 +30,8 @@ def no_temporary_files(directory):
 def menu_entries():
     """`(setting, entries)` of an untrained lottery menu with random boosts (many entries used)."""
     model = tf_ama.AffineMaximizerAuction("unit_demand_2x4_spherical", menu_size=48, seed=1)
-    boosts = np.random.default_rng(1).normal(size=model.learned_boosts.shape) * 0.2
-    model.learned_boosts.assign(boosts.astype("float32"))
+    boosts = np.random.default_rng(1).normal(size=model.menu_layer.boosts.shape) * 0.2
+    model.menu_layer.boosts.assign(boosts.astype("float32"))
     return model.setting, evaluation.menu_usage(model, num_samples=2000, seed=1)
 
 

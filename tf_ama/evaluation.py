@@ -56,7 +56,7 @@ class EvaluationReport:
 
     Attributes:
       setting: name of the setting.
-      menu_type: `"lottery"`, `"deterministic"` or `"fixed"`.
+      menu_type: the menu kind (`model.menu_layer.kind`: `"lottery"`, `"deterministic"`, ...).
       num_samples, seed: the profiles evaluated, `setting.sample(num_samples, seed)` (the
         seed used, also when it defaulted to the model's evaluation seed).
       revenue: mean over profiles of the sum of payments.
@@ -282,7 +282,7 @@ def evaluate(model, num_samples=100_000, seed=None, baselines=True, micro_batch_
                    baseline_details(model.setting, num_samples=num_samples, seed=seed).items()}
     return EvaluationReport(
         setting=model.setting.name,
-        menu_type=model.menu_type,
+        menu_type=model.menu_layer.kind,
         num_samples=num_samples,
         seed=seed,
         revenue=total / count,
