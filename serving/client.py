@@ -1,4 +1,4 @@
-"""Query an auction served by TensorFlow Serving (a thin wrapper over tf_ama.serving_client).
+"""Query an auction served by TensorFlow Serving: `tf-ama query` (`tf_ama.cli`), as a script.
 
     python serving/client.py --rest http://localhost:8501 --model additive_2x2_uniform \
         --bids '[[[0.5,0.2],[0.3,0.9]]]'
@@ -8,12 +8,13 @@
         --model additive_2x2_uniform --menu                       # gRPC over TLS
 
 Every answer is checked against the request (shapes, dtypes, ranges, individual
-rationality); a malformed one exits with status 2 and an error naming the field.
+rationality); a malformed one, a refusal or an unreachable server prints one line naming
+the problem and exits with status 2.
 """
 
 import sys
 
-from tf_ama.serving_client import main
+from tf_ama.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["query", *sys.argv[1:]]))

@@ -1,5 +1,6 @@
 """The `tf-ama` command end to end: settings, baselines, train -> evaluate -> menu -> export."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -12,13 +13,140 @@ import tensorflow as tf
 
 import tf_ama
 from tf_ama import runs
-from tf_ama.cli import main, run_command
+from tf_ama.cli import build_parser, main, run_command
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEAVY = ("tensorflow", "keras", "tensorflow_probability", "matplotlib")
 
 
 def _tf_ama(*args):
     """Runs the installed console command in a subprocess (as a user would)."""
     command = [os.path.join(os.path.dirname(sys.executable), "tf-ama"), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def _fresh_python(code):
+    """Runs `code` in a fresh interpreter; returns the finished process and the HEAVY
+    packages it had loaded when it exited (also through SystemExit)."""
+    probe = ("import atexit, json, sys\n"
+             f"atexit.register(lambda: print('\\nLOADED', json.dumps([name for name in {HEAVY!r} "
+             "if name in sys.modules])))\n")
+    result = subprocess.run([sys.executable, "-c", probe + code], capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert "\nLOADED " in result.stdout, result.stderr
+    return result, json.loads(result.stdout.rsplit("\nLOADED ", 1)[1])
+
+
+def _cli(*argv):
+    return f"import sys; from tf_ama.cli import main; sys.exit(main({list(argv)!r}))"
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["export", "--help"], ["query", "--help"],
+    pytest.param(["settings"], marks=pytest.mark.xfail(strict=True, reason=(
+        "tf_ama/settings.py imports TensorFlow and builds each setting's TFP distribution "
+        "when the built-in settings are created"))),
+], ids=lambda argv: " ".join(argv))
+def test_the_command_line_starts_without_tensorflow(argv):
+    result, loaded = _fresh_python(_cli(*argv))
+    assert result.returncode == 0, result.stderr
+    assert loaded == []
+
+
+def test_import_tf_ama_is_lazy_and_keeps_every_public_name():
+    result, loaded = _fresh_python(
+        "import tf_ama\n"
+        "assert tf_ama.exactness.MAX_BID == 1e38 and tf_ama.seeds.evaluation_seed(0) == 2\n"
+        "assert tf_ama.checks.integer('n', 3) == 3 and tf_ama.__version__\n")
+    assert result.returncode == 0, result.stderr
+    assert loaded == []
+    # Every name of __all__ is its module's object; dir() lists them and the submodules.
+    for name in tf_ama.__all__:
+        value = getattr(tf_ama, name)
+        if name != "__version__":
+            assert value is getattr(importlib.import_module(value.__module__), name), name
+    assert {"AffineMaximizerAuction", "evaluate", "exactness", "seeds", "cli"} <= set(dir(tf_ama))
+    from tf_ama import AffineMaximizerAuction, export_saved_model  # noqa: F401
+    with pytest.raises(AttributeError, match="module 'tf_ama' has no attribute 'nope'"):
+        tf_ama.nope  # noqa: B018
+
+
+@pytest.mark.parametrize("imports", ["import keras, tf_ama", "import tensorflow, tf_ama"])
+def test_a_fresh_process_that_imported_keras_and_tf_ama_loads_a_saved_model(imports):
+    """A .keras file names "tf_ama>AffineMaximizerAuction", registered by tf_ama.model; Keras
+    imports no module named in a file, so `import tf_ama` registers it once Keras is loaded."""
+    path = os.path.join(REPO, "tests", "fixtures", "v0_1", "fixed.keras")
+    result, _ = _fresh_python(
+        f"{imports}\nimport keras\nmodel = keras.saving.load_model({path!r})\n"
+        "assert type(model) is tf_ama.AffineMaximizerAuction, type(model)\n")
+    assert result.returncode == 0, result.stderr
+
+
+def test_rest_query_needs_no_tensorflow_and_errors_are_one_line():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here
+    result, loaded = _fresh_python(_cli("query", "--rest", f"http://127.0.0.1:{port}", "--model",
+                                        "m", "--bids", "[[[0.5, 0.5]]]", "--timeout", "5"))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"tf-ama query: error: cannot reach TF Serving at "
+                                    f"http://127.0.0.1:{port}") and result.stderr.count("\n") == 1
+    assert "tensorflow" not in loaded and "keras" not in loaded
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--rest", "http://127.0.0.1:1", "--model", "m",
+                                               "--bids", "[[[", "--timeout", "0"]])
+def test_serving_client_script_is_tf_ama_query(argv):
+    script = os.path.join(REPO, "serving", "client.py")
+    command = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True,
+                             timeout=600)
+    query = _tf_ama("query", *argv)
+    assert (command.returncode, command.stdout, command.stderr) == (
+        query.returncode, query.stdout, query.stderr)
+    if argv != ["--help"]:
+        assert query.returncode == 2 and "argument --timeout: must be a finite number > 0; " \
+            "got 0.0." in query.stderr
+
+
+def test_serving_client_main_is_a_deprecated_alias(capsys):
+    from tf_ama.serving_client import main as old_main
+
+    with pytest.warns(DeprecationWarning, match="tf-ama query"):
+        assert old_main(["--rest", "http://127.0.0.1:1", "--model", "m", "--bids", "[[["]) == 2
+    assert capsys.readouterr().err.startswith("tf-ama query: error: --bids is not valid JSON")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "s", "--out", "o", "--lr", "nan"],
+     "argument --lr: must be a finite number > 0; got nan."),
+    (["train", "s", "--out", "o", "--anneal-fraction", "1.5"],
+     "argument --anneal-fraction: must be a finite number > 0 and <= 1; got 1.5."),
+    (["train", "s", "--out", "o", "--micro-batch-size", "0"],
+     "argument --micro-batch-size: must be 'auto', 'none' or an int >= 1; got '0'."),
+    (["evaluate", "p", "--seed", "-1"], "argument --seed: must be an int in [0, 2**31); got -1."),
+    (["baselines", "s", "--samples", "1.5"], "argument --samples: must be an int >= 1; got '1.5'."),
+    (["export", "r", "--to", "b", "--version", "0"],
+     "argument --version: must be an int >= 1; got 0."),
+    (["query", "--grpc", "h:1", "--model", "m", "--menu", "--timeout", "inf"],
+     "argument --timeout: must be a finite number > 0; got inf."),
+])
+def test_flag_values_are_checked_by_tf_ama_checks(capsys, argv, message):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.rstrip().endswith(f"error: {message}")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "menu"])
+def test_evaluate_and_menu_default_to_the_models_evaluation_seed(capsys, command):
+    # None: evaluate / menu_usage draw tf_ama.seeds.evaluation_seed(model.seed).
+    assert build_parser().parse_args([command, "run"]).seed is None
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "default: the model's seed + 2, the sample `tf-ama train` evaluated on" in " ".join(
+        capsys.readouterr().out.split())
 
 
 def test_settings_lists_every_built_in_setting(capsys):
@@ -116,10 +244,11 @@ def test_train_on_the_exact_expectation_of_a_discrete_setting(tmp_path, capsys):
                  "--steps-per-epoch", "10", "--exact-expectation", "--samples", "2000",
                  "--boost-init-scale", "0.5", "--out", out]) == 0
     config = json.load(open(os.path.join(out, runs.CONFIG)))
-    assert config["training"]["exact_expectation"] and config["model"]["boost_init_scale"] == 0.5
+    assert config["training"]["exact_expectation"]
     lines = open(os.path.join(out, runs.HISTORY)).read().splitlines()
     validated = float(lines[-1].split(",")[lines[0].split(",").index("val_revenue")])
     model, _ = runs.load_run(out)
+    assert model.menu_layer.boost_init_scale == 0.5
     profiles, probabilities = tf_ama.distributions.finite_support(
         model.setting.distribution_fn("float64"))
     payments = model(profiles)["payments"].numpy().sum(axis=1)
@@ -141,7 +270,8 @@ def test_a_run_written_before_newer_arguments_existed_still_resumes(tmp_path, ca
     tf_ama.train_run("additive_1x2_uniform", out, model_kwargs, training, verbose=0)
     path = os.path.join(out, runs.CONFIG)
     config = json.load(open(path))
-    del config["model"]["boost_init_scale"], config["training"]["exact_expectation"]
+    menu_config = config["model"]["menu"]["config"]  # the menu layer's arguments
+    del menu_config["boost_init_scale"], config["training"]["exact_expectation"]
     json.dump(config, open(path, "w"))  # as an older version wrote it
     capsys.readouterr()
     tf_ama.train_run("additive_1x2_uniform", out, model_kwargs, training, verbose=0)
@@ -193,6 +323,9 @@ def test_train_evaluate_menu_export_and_resume(tmp_path, capsys):
     assert main(argv[:-2] + ["--lr", "0.1", "--out", out]) == 2
     assert "different configuration" in capsys.readouterr().err
 
+    # By default `evaluate` draws the sample `train` evaluated on (the model's seed + 2).
+    assert main(["evaluate", out, "--samples", "5000", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["revenue"] == evaluation["revenue"]
     assert main(["evaluate", out, "--samples", "3000", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["num_samples"] == 3000 and report["ir_violations"] == 0

@@ -463,6 +463,33 @@ def test_export_command_line(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv", [
+    ["--help"],
+    ["RUN", "--to", "models/a12", "--prune-samples", "0"],  # refused by the parser
+    ["no/such/run", "--to", "models/a12"],  # refused by the export: one line, status 2
+], ids=["help", "bad_flag", "missing_run"])
+def test_export_script_is_tf_ama_export(tmp_path, argv):
+    """export/export_model.py has tf-ama export's flags and errors (tf_ama.cli is their home)."""
+    script = os.path.join(REPO, "export", "export_model.py")
+    tf_ama_command = os.path.join(os.path.dirname(sys.executable), "tf-ama")
+    results = [subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+               for command in ([sys.executable, script, *argv], [tf_ama_command, "export", *argv])]
+    # TensorFlow may log lines on stderr before the error: compare the last line.
+    script_result, cli_result = [(result.returncode, result.stdout,
+                                  (result.stderr.splitlines() or [""])[-1]) for result in results]
+    assert script_result == cli_result
+    status, out, last_error_line = cli_result
+    if argv == ["--help"]:
+        assert status == 0 and "--to BASE_DIR" in out and "--prune-samples" in out
+    elif "--prune-samples" in argv:
+        assert status == 2 and last_error_line == (
+            "tf-ama export: error: argument --prune-samples: must be an int >= 1; got 0.")
+    else:
+        assert status == 2 and last_error_line.startswith(
+            "tf-ama export: error: 'no/such/run' is not a tf_ama run directory")
+        assert "Traceback" not in results[0].stderr
+
+
 def test_export_killed_midway_leaves_no_version_folder(exported):
     process, base_dir = exported["_processes"]["killed"]
     deadline = time.monotonic() + 240

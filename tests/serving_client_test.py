@@ -37,10 +37,16 @@ import tf_ama
 from tf_ama.exactness import MAX_BID
 from tf_ama.export import export_saved_model
 from tf_ama.mechanism import exact_outcome
-from tf_ama.serving_client import GrpcClient, RestClient, ServingError, main, validate_bids
+from tf_ama.cli import main as tf_ama_main
+from tf_ama.serving_client import GrpcClient, RestClient, ServingError, validate_bids
 
 MODEL = "additive_2x2_uniform"
 OUTPUTS = ("allocation", "payments", "menu_index")
+
+
+def main(argv):
+    """`tf-ama query ARGV...` (the command line of the serving client)."""
+    return tf_ama_main(["query", *argv])
 
 
 def _signature_def_map(version_dir):
@@ -811,10 +817,11 @@ def test_command_line_tls(tls, capsys):
     assert main(["--grpc", tls["plain"], "--model", MODEL, "--bids", bids, "--timeout",
                  "5"]) == 2  # plaintext to a TLS server
     assert "UNAVAILABLE" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exited:
-        main(["--rest", "http://127.0.0.1:1", "--model", MODEL, "--tls-ca", "ca.pem",
-              "--menu"])
-    assert exited.value.code == 2 and "https://" in capsys.readouterr().err
+    assert main(["--rest", "http://127.0.0.1:1", "--model", MODEL, "--tls-ca", "ca.pem",
+                 "--menu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tf-ama query: error: --tls* options are for --grpc; for REST use an "
+                          "https:// URL") and err.count("\n") == 1, err
 
 
 # ------------------------------------------------------------------ real TensorFlow Serving

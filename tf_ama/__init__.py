@@ -1,20 +1,67 @@
 """tf_ama: strategyproof multi-bidder auctions learned as (lottery) affine maximizers.
 
 The public API; see the README and docs/design.md for the maths.
+
+Importing the package is cheap: each public name is imported from its module on first use
+(PEP 562), so `tf-ama --help` and the REST serving client do not load TensorFlow, Keras or
+matplotlib. `tf_ama.AffineMaximizerAuction`, `from tf_ama import evaluate` and submodules
+(`tf_ama.exactness`, `tf_ama.checks`, `tf_ama.seeds`, ...) work as before.
 """
 
-from tf_ama.annealing import TemperatureScheduler, annealing_schedule, phase_schedule
-from tf_ama.baseline_auctions import baseline_details, baselines
-from tf_ama.evaluation import EvaluationReport, MenuEntry, evaluate, format_menu_table, menu_usage, prune
-from tf_ama import exactness  # noqa: F401  (limits and error bounds of the exact outcome)
-from tf_ama.export import export_saved_model, load_menu_model
-from tf_ama.distributions import list_distributions, register_distribution
-from tf_ama.mechanism import exact_outcome, regret_certificate, soft_payments
-from tf_ama.menus import deterministic_allocations
-from tf_ama.plots import plot_menu, plot_training_curves
-from tf_ama.model import (AffineMaximizerAuction, expectation_dataset, fresh_valuations,
-                          valuation_dataset)
-from tf_ama.settings import Setting, get_setting, list_settings
-from tf_ama.training import TrainingConfig, train_run
+import importlib
+import pkgutil
+import sys
 
 __version__ = "0.1.0"
+
+# The public names, each with the module that defines it: the one table that `__all__`,
+# `__dir__` and `__getattr__` are made from.
+_EXPORTS = {
+    "annealing": ("TemperatureScheduler", "annealing_schedule", "phase_schedule"),
+    "baseline_auctions": ("baseline_details", "baselines"),
+    "distributions": ("list_distributions", "register_distribution"),
+    "evaluation": ("EvaluationReport", "MenuEntry", "evaluate", "format_menu_table",
+                   "menu_usage", "prune"),
+    "export": ("export_saved_model", "load_menu_model"),
+    "mechanism": ("exact_outcome", "regret_certificate", "soft_payments"),
+    "menus": ("deterministic_allocations",),
+    "data": ("expectation_dataset", "fresh_valuations", "valuation_dataset"),
+    "menu_layers": ("BidderWeights", "DeterministicMenu", "FixedMenu", "LotteryMenu",
+                    "MenuLayer", "menu_kind"),
+    "model": ("AffineMaximizerAuction",),
+    "plots": ("plot_menu", "plot_training_curves"),
+    "settings": ("Setting", "get_setting", "list_settings"),
+    "training": ("TrainingConfig", "train_run"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF) + ["__version__"]
+
+
+def _submodules():
+    return {info.name for info in pkgutil.iter_modules(__path__)}
+
+
+def __getattr__(name):
+    """A public name, imported from its module on first use (then cached here), or a
+    submodule (`tf_ama.exactness`)."""
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("_") and name in _submodules():
+        return importlib.import_module(f"{__name__}.{name}")  # sets the attribute too
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_MODULE_OF) | _submodules())
+
+
+# A saved model names its class "tf_ama>AffineMaximizerAuction", which
+# `keras.saving.load_model` finds only once `tf_ama.model` has registered it (Keras imports no
+# module named in a file). A process that has already loaded Keras (or TensorFlow, which loads
+# it) pays little for the registration, so `import keras, tf_ama` is enough to load a model;
+# without Keras, the registration waits for the first use of a name that needs it.
+if "keras" in sys.modules:
+    importlib.import_module(f"{__name__}.model")

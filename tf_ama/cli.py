@@ -1,4 +1,4 @@
-"""The `tf-ama` command: settings, baselines, train, evaluate, menu, export.
+r"""The `tf-ama` command: settings, baselines, train, evaluate, menu, export, query.
 
     tf-ama settings
     tf-ama baselines additive_2x2_uniform [--samples N] [--json]
@@ -7,10 +7,19 @@
     tf-ama evaluate runs/a22 [--samples 100000] [--json]        (or a SavedModel version dir)
     tf-ama menu runs/a22 [--plot menu.png]
     tf-ama export runs/a22 --to models/additive_2x2_uniform
+    tf-ama query --rest http://localhost:8501 --model additive_2x2_uniform \
+        --bids '[[[0.5,0.2],[0.3,0.9]]]'
+    tf-ama query --grpc localhost:8500 --model additive_2x2_uniform --menu   (or --metadata)
 
-Errors in the input or in the files (a missing or damaged run directory or SavedModel, a full
-disk) are printed as one line naming the file and the fix (no traceback) and exit with
-status 2; see `run_command`.
+This module is the one home of the command line: every flag of every command (also those of
+`export/export_model.py` and `serving/client.py`, thin wrappers over `main`) and its error
+handling. Errors in the input or in the files (a missing or damaged run directory or
+SavedModel, a full disk, a refusal by the server) are printed as one line naming the file and
+the fix (no traceback) and exit with status 2; see `run_command`. Flag values are checked
+while parsing, by `tf_ama.checks` (argparse's usage line and message, status 2).
+
+Importing this module and `tf-ama --help` load neither TensorFlow nor Keras: each command
+imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -19,8 +28,6 @@ import argparse
 import json
 import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _settings(args):
@@ -48,7 +55,7 @@ def _baselines(args):
 
 
 def _train(args):
-    from tf_ama import runs
+    from tf_ama import runs, seeds
     from tf_ama.evaluation import evaluate
     from tf_ama.plots import plot_training_curves
     from tf_ama.training import TrainingConfig, train_run
@@ -65,7 +72,8 @@ def _train(args):
                         learn_bidder_weights=args.learn_bidder_weights,
                         boost_init_scale=args.boost_init_scale)
     model = train_run(args.setting, args.out, model_kwargs, training)
-    report = evaluate(model, num_samples=training.evaluation_samples, seed=args.seed + 2)
+    report = evaluate(model, num_samples=training.evaluation_samples,
+                      seed=seeds.evaluation_seed(args.seed))
     runs.write_json_atomic(os.path.join(args.out, runs.EVALUATION), report.to_dict())
     baselines = {k: v["revenue"] for k, v in report.baselines.items()}
     plot_training_curves(os.path.join(args.out, runs.HISTORY),
@@ -113,9 +121,43 @@ def _menu(args):
 
 
 def _export(args):
-    from tf_ama.export import run_export
+    """Exports the run `args.run_dir` into `args.base_dir`; prints the new version folder."""
+    from tf_ama.export import export_saved_model
+    from tf_ama.runs import load_run
 
-    run_export(args)
+    model, config = load_run(args.run_dir)
+    print(export_saved_model(
+        model, args.base_dir, version=args.version, prune=args.prune,
+        prune_samples=args.prune_samples, seed=args.seed,
+        training_config=config.get("training")))
+
+
+def _query(args):
+    """One request to TF Serving (predict, menu or metadata); prints the checked answer as
+    JSON. REST needs no TensorFlow (but for --metadata, whose protos come with it)."""
+    tls = {"tls": args.tls, "root_certificates": args.tls_ca, "private_key": args.tls_key,
+           "certificate_chain": args.tls_cert}
+    if args.rest and any(tls.values()):
+        raise ValueError("--tls* options are for --grpc; for REST use an https:// URL (a "
+                         "private CA: set REQUESTS_CA_BUNDLE=ca.pem)")
+    if args.bids is not None:
+        try:
+            bids = json.loads(args.bids)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--bids is not valid JSON: {error}") from None
+    from tf_ama.serving_client import GrpcClient, RestClient
+
+    if args.rest:
+        client = RestClient(args.rest, args.model, args.version, args.timeout)
+    else:
+        client = GrpcClient(args.grpc, args.model, args.version, args.timeout, **tls)
+    with client:
+        if args.metadata:
+            result = client.metadata()
+        else:
+            result = client.menu() if args.menu else client.predict(bids)
+            result = {key: value.tolist() for key, value in result.items()}
+    print(json.dumps(result, indent=2))
 
 
 def _table(rows):
@@ -125,79 +167,157 @@ def _table(rows):
     return "\n".join(lines)
 
 
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
+# ------------------------------------------------------------------------------ flags
+def _checked(check, parse, **bounds):
+    """An argparse `type`: `parse(text)` checked by `tf_ama.checks.<check>(..., **bounds)`.
+
+    Text that does not parse is refused by the same check (e.g. "must be an int >= 1; got
+    '1.5'"); argparse names the flag before the message.
+    """
+
+    def convert(text):
+        from tf_ama import checks  # NumPy only, and only once a value is given
+
+        try:
+            value = parse(text)
+        except ValueError:
+            value = text
+        try:
+            return getattr(checks, check)("value", value, **bounds)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error).replace("`value` ", "", 1)) from None
+
+    convert.__name__ = check
+    return convert
+
+
+_COUNT = _checked("integer", int, minimum=1)
+_SEED = _checked("seed", int)
+_POSITIVE = _checked("number", float, above=0)
 
 
 def _micro_batch(text):
     if text in ("auto", "none"):
         return None if text == "none" else "auto"
-    return _positive_int(text)
+    try:
+        return _COUNT(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be 'auto', 'none' or an int >= 1; got {text!r}.") from None
 
 
 def _add_model_command(commands, name, help_text):
     """A command that reads a trained model and evaluates it on fresh samples."""
     sub = commands.add_parser(name, help=help_text)
     sub.add_argument("path", help="a run directory or an exported SavedModel (model or version folder)")
-    sub.add_argument("--samples", type=_positive_int, default=100_000)
-    sub.add_argument("--seed", type=int, default=2)
+    sub.add_argument("--samples", type=_COUNT, default=100_000)
+    sub.add_argument("--seed", type=_SEED, default=None,
+                     help="default: the model's seed + 2, the sample `tf-ama train` evaluated on")
     sub.add_argument("--no-xla", action="store_true",
                      help="compute the exact outcome without XLA: slower, but bit for bit what "
                           "the exported model serves (XLA may round payments' last bits apart)")
     return sub
 
 
+def _add_train_arguments(sub):
+    """`tf-ama train`'s flags."""
+    sub.add_argument("setting")
+    sub.add_argument("--out", required=True, help="run directory (re-using it resumes the run)")
+    sub.add_argument("--menu", choices=("lottery", "deterministic"), default="lottery")
+    sub.add_argument("--menu-size", type=_COUNT, default=1024)
+    sub.add_argument("--steps", type=_COUNT, default=2000)
+    sub.add_argument("--batch-size", type=_COUNT, default=4096)
+    sub.add_argument("--micro-batch-size", type=_micro_batch, default="auto",
+                     help="profiles per micro-batch: 'auto' (sized to stay in cache), 'none' "
+                          "(whole batch) or a number")
+    sub.add_argument("--lr", type=_POSITIVE, default=0.01)
+    sub.add_argument("--temperature", type=_POSITIVE, default=100.0)
+    sub.add_argument("--final-temperature", type=_POSITIVE, default=None,
+                     help="anneal: raise the temperature geometrically to this value over the "
+                          "last --anneal-fraction of the epochs (learning rate scaled down "
+                          "in proportion)")
+    sub.add_argument("--anneal-fraction", type=_checked("number", float, above=0, maximum=1),
+                     default=0.4)
+    sub.add_argument("--exact-expectation", action="store_true",
+                     help="discrete settings (e.g. spherical): train and validate on every "
+                          "profile weighted by its probability, with no sampling noise "
+                          "(--batch-size and --validation-samples are then unused)")
+    sub.add_argument("--seed", type=_SEED, default=0)
+    sub.add_argument("--boost-init-scale", type=_checked("number", float, minimum=0),
+                     default=0.0,
+                     help="standard deviation of the initial boosts (default 0: all start at 0)")
+    sub.add_argument("--learn-bidder-weights", action=argparse.BooleanOptionalAction,
+                     default=None, help="default: only for asymmetric settings")
+    sub.add_argument("--steps-per-epoch", type=_COUNT, default=100,
+                     help="steps between validation, logs and checkpoints")
+    sub.add_argument("--validation-samples", type=_COUNT, default=10_000)
+    sub.add_argument("--samples", type=_COUNT, default=100_000,
+                     help="fresh samples for the final exact evaluation")
+    sub.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
+                     help="XLA for the training step (Keras 'auto': on with an accelerator)")
+    return sub
+
+
+def _add_export_arguments(sub):
+    """`tf-ama export`'s (and `export/export_model.py`'s) flags:
+    `RUN_DIR --to BASE_DIR [--version N] [--prune] [--prune-samples N] [--seed S]`."""
+    sub.add_argument("run_dir", metavar="RUN_DIR",
+                     help="run directory written by `tf-ama train ... --out RUN_DIR`")
+    sub.add_argument("--to", dest="base_dir", metavar="BASE_DIR", required=True,
+                     help="model folder watched by TF Serving, e.g. models/additive_2x2_uniform")
+    sub.add_argument("--version", type=_COUNT, default=None,
+                     help="version number (default: next free one); never overwritten")
+    sub.add_argument("--prune", action="store_true",
+                     help="keep only the menu entries that matter (tf_ama.evaluation.prune)")
+    sub.add_argument("--prune-samples", type=_COUNT, default=100_000,
+                     help="profiles used by --prune (default 100000)")
+    sub.add_argument("--seed", type=_SEED, default=1,
+                     help="seed of the --prune profiles and of the warm-up bids")
+    return sub
+
+
+def _add_query_arguments(sub):
+    """`tf-ama query`'s (and `serving/client.py`'s) flags: `(--rest URL | --grpc HOST:PORT
+    [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]) --model NAME [--version V]
+    (--bids JSON | --menu | --metadata) [--timeout S]`."""
+    where = sub.add_mutually_exclusive_group(required=True)
+    where.add_argument("--rest", metavar="URL", help="REST endpoint, e.g. http://localhost:8501")
+    where.add_argument("--grpc", metavar="HOST:PORT", help="gRPC endpoint, e.g. localhost:8500")
+    sub.add_argument("--model", required=True, help="served model name")
+    sub.add_argument("--version", type=_COUNT, default=None,
+                     help="model version (default: the latest the server has)")
+    what = sub.add_mutually_exclusive_group(required=True)
+    what.add_argument("--bids", help="JSON [batch][bidder][item], e.g. '[[[0.5,0.2],[0.3,0.9]]]'")
+    what.add_argument("--menu", action="store_true", help="print the served menu")
+    what.add_argument("--metadata", action="store_true", help="print the signatures")
+    sub.add_argument("--timeout", type=_POSITIVE, default=30.0, help="seconds per request")
+    tls = sub.add_argument_group("gRPC over TLS (for REST, use an https:// URL)")
+    tls.add_argument("--tls", action="store_true", help="TLS with gRPC's default root CAs")
+    tls.add_argument("--tls-ca", metavar="FILE", help="PEM CA certificate(s) that signed the "
+                     "server's certificate (implies --tls)")
+    tls.add_argument("--tls-cert", metavar="FILE", help="PEM client certificate chain, for "
+                     "mutual TLS (with --tls-key)")
+    tls.add_argument("--tls-key", metavar="FILE", help="PEM client private key (with --tls-cert)")
+    return sub
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="tf-ama", description="Learn, evaluate and export lottery affine maximizer auctions.")
+        prog="tf-ama", description="Learn, evaluate, export and query lottery affine "
+                                   "maximizer auctions.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("settings", help="list the built-in settings").set_defaults(run=_settings)
 
     sub = commands.add_parser("baselines", help="VCG, separate Myerson and grand bundle revenue")
     sub.add_argument("setting")
-    sub.add_argument("--samples", type=_positive_int, default=100_000)
-    sub.add_argument("--seed", type=int, default=1)
+    sub.add_argument("--samples", type=_COUNT, default=100_000)
+    sub.add_argument("--seed", type=_SEED, default=1)
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(run=_baselines)
 
-    sub = commands.add_parser("train", help="train an AMA with Keras fit (re-run to resume)")
-    sub.add_argument("setting")
-    sub.add_argument("--out", required=True, help="run directory (re-using it resumes the run)")
-    sub.add_argument("--menu", choices=("lottery", "deterministic"), default="lottery")
-    sub.add_argument("--menu-size", type=_positive_int, default=1024)
-    sub.add_argument("--steps", type=_positive_int, default=2000)
-    sub.add_argument("--batch-size", type=_positive_int, default=4096)
-    sub.add_argument("--micro-batch-size", type=_micro_batch, default="auto",
-                     help="profiles per micro-batch: 'auto' (sized to stay in cache), 'none' "
-                          "(whole batch) or a number")
-    sub.add_argument("--lr", type=float, default=0.01)
-    sub.add_argument("--temperature", type=float, default=100.0)
-    sub.add_argument("--final-temperature", type=float, default=None,
-                     help="anneal: raise the temperature geometrically to this value over the "
-                          "last --anneal-fraction of the epochs (learning rate scaled down "
-                          "in proportion)")
-    sub.add_argument("--anneal-fraction", type=float, default=0.4)
-    sub.add_argument("--exact-expectation", action="store_true",
-                     help="discrete settings (e.g. spherical): train and validate on every "
-                          "profile weighted by its probability, with no sampling noise "
-                          "(--batch-size and --validation-samples are then unused)")
-    sub.add_argument("--seed", type=int, default=0)
-    sub.add_argument("--boost-init-scale", type=float, default=0.0,
-                     help="standard deviation of the initial boosts (default 0: all start at 0)")
-    sub.add_argument("--learn-bidder-weights", action=argparse.BooleanOptionalAction,
-                     default=None, help="default: only for asymmetric settings")
-    sub.add_argument("--steps-per-epoch", type=_positive_int, default=100,
-                     help="steps between validation, logs and checkpoints")
-    sub.add_argument("--validation-samples", type=_positive_int, default=10_000)
-    sub.add_argument("--samples", type=_positive_int, default=100_000,
-                     help="fresh samples for the final exact evaluation")
-    sub.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
-                     help="XLA for the training step (Keras 'auto': on with an accelerator)")
-    sub.set_defaults(run=_train)
+    _add_train_arguments(commands.add_parser(
+        "train", help="train an AMA with Keras fit (re-run to resume)")).set_defaults(run=_train)
 
     sub = _add_model_command(commands, "evaluate", "exact evaluation against the baselines")
     sub.add_argument("--json", action="store_true")
@@ -207,36 +327,63 @@ def build_parser():
     sub.add_argument("--plot", help="write a PNG of the used allocations here")
     sub.set_defaults(run=_menu)
 
-    sub = commands.add_parser("export", help="export a trained run as a TF Serving SavedModel")
-    from tf_ama.export import add_export_arguments
+    _add_export_arguments(commands.add_parser(
+        "export", help="export a trained run as a TF Serving SavedModel version folder",
+        description="Export a tf_ama run as a TF Serving SavedModel version folder; prints "
+                    "the new folder (BASE_DIR/1, then /2, ...).")).set_defaults(run=_export)
 
-    add_export_arguments(sub)
-    sub.set_defaults(run=_export)
+    _add_query_arguments(commands.add_parser(
+        "query", help="query an auction served by TensorFlow Serving (REST or gRPC)",
+        description="Send bids (or ask for the menu or the signatures) to a model served by "
+                    "TensorFlow Serving; prints the answer as JSON, after checking it against "
+                    "the request (shapes, dtypes, ranges, individual rationality).")
+                        ).set_defaults(run=_query)
     return parser
+
+
+def _input_errors():
+    """The exception types that report bad input or files (see `run_command`). Those of
+    TensorFlow and of the serving client only once loaded: a command that has not imported
+    them cannot raise them, and `tf-ama --help` should not pay for importing TensorFlow."""
+    errors = [ValueError, TypeError, OSError]
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and hasattr(tf, "errors"):
+        errors.append(tf.errors.InvalidArgumentError)
+    serving = sys.modules.get("tf_ama.serving_checks")
+    if serving is not None and hasattr(serving, "ServingError"):
+        errors.append(serving.ServingError)
+    return tuple(errors)
+
+
+def one_line(error) -> str:
+    """`error`'s message on one line: some messages list details on further lines,
+    TensorFlow's (`OpError.message`) add lines of graph context."""
+    tf = sys.modules.get("tensorflow")
+    is_op_error = tf is not None and hasattr(tf, "errors") and isinstance(error, tf.errors.OpError)
+    message = error.message if is_op_error else str(error)
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 def run_command(prog, run, args) -> int:
     """`run(args)`; returns 0, or 2 after printing an error as ONE line `PROG: error: ...`.
 
     Caught: the errors that report bad input or files, whose messages name the argument or
-    file and the fix: ValueError (incl. tf_ama.export.ExportError), TypeError, OSError and
-    InvalidArgumentError (e.g. bids refused by the exact outcome). Anything else is a bug
-    and keeps its traceback.
+    file and the fix: ValueError (incl. tf_ama.export.ExportError), TypeError, OSError,
+    TensorFlow's InvalidArgumentError (e.g. bids refused by the exact outcome) and the serving
+    client's ServingError (a refusal by the server, an unreachable server, a malformed
+    answer). Anything else is a bug and keeps its traceback.
     """
-    import tensorflow as tf
-
     try:
         run(args)
-    except (ValueError, TypeError, OSError, tf.errors.InvalidArgumentError) as error:
-        message = error.message if isinstance(error, tf.errors.OpError) else str(error)
-        # One line: some messages list details on further lines, TensorFlow's add graph context.
-        message = " ".join(line.strip() for line in message.splitlines() if line.strip())
-        print(f"{prog}: error: {message or type(error).__name__}", file=sys.stderr)
+    except _input_errors() as error:
+        print(f"{prog}: error: {one_line(error) or type(error).__name__}", file=sys.stderr)
         return 2
     return 0
 
 
 def main(argv=None):
+    """`tf-ama ARGV...` (default `sys.argv[1:]`); returns the exit status (`run_command`)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any command imports TensorFlow
     args = build_parser().parse_args(argv)
     return run_command(f"tf-ama {args.command}", args.run, args)
 

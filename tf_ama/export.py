@@ -44,7 +44,6 @@ here).
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import os
@@ -53,13 +52,18 @@ import shutil
 import socket
 import tempfile
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ama import exactness
+from tf_ama import __version__, exactness
+from tf_ama.cli import one_line
+from tf_ama.evaluation import prune as prune_menu
 from tf_ama.exactness import check_menu_limits
-from tf_ama.mechanism import default_chunk_size
-from tf_ama.runs import current_umask
+from tf_ama.mechanism import default_micro_batch_size, exact_outcome
+from tf_ama.model import AffineMaximizerAuction
+from tf_ama.runs import current_umask, write_json_atomic
+from tf_ama.settings import Setting
 
 CONFIG_FILE = "tf_ama_config.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -90,12 +94,6 @@ _NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)
 _DAMAGED_SAVED_MODEL_ERRORS = (OSError, ValueError, IndexError, tf.errors.OpError)
 
 
-def _one_line(error):
-    """`error`'s message on one line (TensorFlow's messages add lines of graph context)."""
-    message = error.message if isinstance(error, tf.errors.OpError) else str(error)
-    return " ".join(line.strip() for line in message.splitlines() if line.strip())
-
-
 def _write_failure(base_dir, error):
     """The ExportError for a file system `error` while exporting into `base_dir`."""
     code = getattr(error, "errno", None)
@@ -110,7 +108,7 @@ def _write_failure(base_dir, error):
         fix = "check that the folder is a writable directory and export again"
     return ExportError(
         f"Could not export into {base_dir!r}: {problem}; no version folder was written. To fix: "
-        f"{fix}. ({type(error).__name__}: {_one_line(error)})")
+        f"{fix}. ({type(error).__name__}: {one_line(error)})")
 
 
 def _existing_versions(base_dir):
@@ -118,8 +116,6 @@ def _existing_versions(base_dir):
 
 
 def _check_arguments(model, base_dir, version, prune, prune_samples, chunk_size):
-    from tf_ama.model import AffineMaximizerAuction
-
     if not isinstance(model, AffineMaximizerAuction):
         raise ExportError(
             f"`model` must be a tf_ama.AffineMaximizerAuction; got {type(model).__name__}. "
@@ -179,16 +175,13 @@ class _ServingModule(tf.Module):
                                           name="bidder_weights")
         self.menu_size, self.num_bidders, self.num_items = allocations.shape
         self.chunk_size = chunk_size
-        self.parallel_iterations = 2
 
     def serve(self, bids):
-        from tf_ama.mechanism import exact_outcome
-
         # exact_outcome validates the bids in the graph (shape, then finite, then >= 0) and
         # evaluates blocks of exactly chunk_size profiles, so a profile's outcome does not
         # depend, bit for bit, on its batch (TF Serving's batching merges requests).
         outcome = exact_outcome(bids, self.allocations, self.boosts, self.bidder_weights,
-                                chunk_size=self.chunk_size)
+                                micro_batch_size=self.chunk_size)
         return {key: outcome[key] for key in ("allocation", "payments", "menu_index")}
 
     def menu(self, dummy):
@@ -235,8 +228,6 @@ def _write_warmup(path, bids_batches):
 
 def _write_saved_model(module, directory):
     """Writes the SavedModel with Keras's `ExportArchive` (one endpoint per signature)."""
-    import keras
-
     archive = keras.export.ExportArchive()
     archive.track(module)
     m, n = module.num_bidders, module.num_items
@@ -250,9 +241,6 @@ def _write_saved_model(module, directory):
 
 
 def _write_assets(model, directory, pruned, training_config, chunk_size, seed, kept_indices):
-    import tf_ama
-    from tf_ama.runs import write_json_atomic
-
     assets = os.path.join(directory, ASSETS_EXTRA)
     os.makedirs(assets, exist_ok=True)
     _write_warmup(os.path.join(assets, WARMUP_FILE), _warmup_bids(model.setting, seed))
@@ -261,7 +249,7 @@ def _write_assets(model, directory, pruned, training_config, chunk_size, seed, k
         "model": _json_config(model),
         "training": training_config,
         "pruned": pruned,
-        "tf_ama_version": tf_ama.__version__,
+        "tf_ama_version": __version__,
         "tensorflow_version": tf.__version__,
         "menu_size": int(model.menu_size),
         "serving": {"chunk_size": chunk_size, "signatures": [SERVING_SIGNATURE, MENU_SIGNATURE]},
@@ -287,7 +275,8 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
       prune_samples, seed: the profiles `prune` uses (`seed` also draws the warm-up bids).
       training_config: optional JSON-serializable dict stored in `tf_ama_config.json`.
       chunk_size: profiles per block of the exported graph (see the module docstring);
-        default `default_chunk_size(num_bidders, menu_size)` of the exported menu.
+        default `tf_ama.mechanism.default_micro_batch_size(num_bidders, menu_size)` of the
+        exported menu.
 
     Returns:
       The path of the new version folder.
@@ -318,8 +307,6 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
 
     kept_indices = None
     if prune:
-        from tf_ama.evaluation import prune as prune_menu  # lazy: evaluation is heavier
-
         model = prune_menu(model, num_samples=prune_samples, seed=seed)
         kept_indices = getattr(model, "kept_indices", None)
     allocations, boosts, bidder_weights = (t.numpy() for t in model.menu(tf.float64))
@@ -331,7 +318,7 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
             "(Multiplying all bidder weights and boosts by one positive constant leaves the "
             "auction unchanged.)") from None
     if chunk_size is None:
-        chunk_size = default_chunk_size(model.setting.num_bidders, len(allocations))
+        chunk_size = default_micro_batch_size(model.setting.num_bidders, len(allocations))
     module = _ServingModule(allocations, boosts, bidder_weights, chunk_size)
     try:
         return _write_version(module, model, base_dir, version, prune, training_config,
@@ -403,7 +390,7 @@ def read_export_config(version_dir) -> dict:
         raise ExportError(
             f"{path!r} is damaged: it is not the JSON that export writes. Delete the version "
             f"folder {str(version_dir)!r} and {_reexport(version_dir)}. "
-            f"({type(error).__name__}: {_one_line(error)})") from None
+            f"({type(error).__name__}: {one_line(error)})") from None
     if not (isinstance(config, dict) and isinstance(config.get("setting"), dict)
             and isinstance(config.get("model"), dict)):
         raise ExportError(
@@ -424,9 +411,6 @@ def load_menu_model(saved_model_version_dir):
       `tf_ama_config.json` or SavedModel (e.g. truncated variables), or a menu that
       `AffineMaximizerAuction.from_menu` refuses.
     """
-    from tf_ama.model import AffineMaximizerAuction
-    from tf_ama.settings import Setting
-
     version_dir = resolve_version_dir(saved_model_version_dir)
     config = read_export_config(version_dir)
     try:
@@ -435,7 +419,7 @@ def load_menu_model(saved_model_version_dir):
         raise ExportError(
             f"{os.path.join(version_dir, ASSETS_EXTRA, CONFIG_FILE)!r} is damaged: its setting "
             f"is not valid. Delete the version folder {str(version_dir)!r} and "
-            f"{_reexport(version_dir)}. ({type(error).__name__}: {_one_line(error)})") from None
+            f"{_reexport(version_dir)}. ({type(error).__name__}: {one_line(error)})") from None
     try:
         loaded = tf.saved_model.load(os.fspath(version_dir))
         menu = loaded.signatures[MENU_SIGNATURE](dummy=tf.constant(0, tf.int32))
@@ -443,7 +427,7 @@ def load_menu_model(saved_model_version_dir):
         raise ExportError(
             f"The version folder {str(version_dir)!r} is damaged: its SavedModel cannot be "
             f"loaded. Delete that folder and {_reexport(version_dir)}. "
-            f"({type(error).__name__}: {_one_line(error)})") from error
+            f"({type(error).__name__}: {one_line(error)})") from error
     try:
         # from_menu keeps the exported float64 weights exactly
         return AffineMaximizerAuction.from_menu(
@@ -452,38 +436,4 @@ def load_menu_model(saved_model_version_dir):
             temperature=config["model"].get("temperature", 100.0))
     except ValueError as error:
         raise ExportError(
-            f"The menu exported in {str(version_dir)!r} is refused: {_one_line(error)}") from None
-
-
-# ------------------------------------------------------------------------------ command line
-def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Adds `RUN_DIR --to BASE_DIR [--version N] [--prune] [--prune-samples N] [--seed S]`."""
-    parser.add_argument("run_dir", metavar="RUN_DIR",
-                        help="run directory written by `tf-ama train ... --out RUN_DIR`")
-    parser.add_argument("--to", dest="base_dir", metavar="BASE_DIR", required=True,
-                        help="model folder watched by TF Serving, e.g. models/additive_2x2_uniform")
-    parser.add_argument("--version", type=int, default=None,
-                        help="version number (default: next free one); never overwritten")
-    parser.add_argument("--prune", action="store_true",
-                        help="keep only the menu entries that matter (tf_ama.evaluation.prune)")
-    parser.add_argument("--prune-samples", type=int, default=100_000,
-                        help="profiles used by --prune (default 100000)")
-    parser.add_argument("--seed", type=int, default=1,
-                        help="seed of the --prune profiles and of the warm-up bids")
-    return parser
-
-
-def run_export(args) -> str:
-    """Runs an export from parsed `add_export_arguments` arguments; prints and returns the new
-    version folder. Bad arguments raise ValueError (e.g. ExportError) / OSError with a message
-    naming the fix; command lines print it without a traceback and exit with status 2
-    (`tf-ama export`, `export/export_model.py`)."""
-    from tf_ama.runs import load_run
-
-    model, config = load_run(args.run_dir)
-    path = export_saved_model(
-        model, args.base_dir, version=args.version, prune=args.prune,
-        prune_samples=args.prune_samples, seed=args.seed,
-        training_config=config.get("training"))
-    print(path)
-    return path
+            f"The menu exported in {str(version_dir)!r} is refused: {one_line(error)}") from None

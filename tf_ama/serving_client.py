@@ -382,54 +382,13 @@ def _pem(name, value):
 
 # ------------------------------------------------------------------------------ command line
 def main(argv=None) -> int:
-    """`python serving/client.py (--rest URL | --grpc HOST:PORT [--tls] [--tls-ca FILE]
-    [--tls-cert FILE --tls-key FILE]) --model NAME [--version V] (--bids JSON | --menu |
-    --metadata)`; prints JSON."""
-    import argparse
+    """Deprecated: `tf-ama query ARGV...` (`tf_ama.cli`, the home of every flag and of the
+    command line's errors; `python serving/client.py` runs it too). Returns the exit status."""
     import sys
+    import warnings
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--rest", metavar="URL", help="REST endpoint, e.g. http://localhost:8501")
-    where.add_argument("--grpc", metavar="HOST:PORT", help="gRPC endpoint, e.g. localhost:8500")
-    parser.add_argument("--model", required=True, help="served model name")
-    parser.add_argument("--version", type=int, default=None, help="model version (default: latest)")
-    what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--bids", help="JSON [batch][bidder][item], e.g. '[[[0.5,0.2],[0.3,0.9]]]'")
-    what.add_argument("--menu", action="store_true", help="print the served menu")
-    what.add_argument("--metadata", action="store_true", help="print the signatures")
-    parser.add_argument("--timeout", type=float, default=30.0)
-    tls = parser.add_argument_group("gRPC over TLS (for REST, use an https:// URL)")
-    tls.add_argument("--tls", action="store_true", help="TLS with gRPC's default root CAs")
-    tls.add_argument("--tls-ca", metavar="FILE", help="PEM CA certificate(s) that signed the "
-                     "server's certificate (implies --tls)")
-    tls.add_argument("--tls-cert", metavar="FILE", help="PEM client certificate chain, for "
-                     "mutual TLS (with --tls-key)")
-    tls.add_argument("--tls-key", metavar="FILE", help="PEM client private key (with --tls-cert)")
-    args = parser.parse_args(argv)
-    tls_args = {"tls": args.tls, "root_certificates": args.tls_ca,
-                "private_key": args.tls_key, "certificate_chain": args.tls_cert}
-    if args.rest and any(tls_args.values()):
-        parser.error("--tls* options are for --grpc; for REST use an https:// URL (a private "
-                     "CA: set REQUESTS_CA_BUNDLE=ca.pem)")
-    try:
-        if args.rest:
-            client = RestClient(args.rest, args.model, args.version, args.timeout)
-        else:
-            client = GrpcClient(args.grpc, args.model, args.version, args.timeout, **tls_args)
-        with client:
-            if args.metadata:
-                result = client.metadata()
-            elif args.menu:
-                result = {k: v.tolist() for k, v in client.menu().items()}
-            else:
-                try:
-                    bids = json.loads(args.bids)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"--bids is not valid JSON: {error}") from None
-                result = {k: v.tolist() for k, v in client.predict(bids).items()}
-    except (ServingError, ValueError, TypeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(result, indent=2))
-    return 0
+    from tf_ama.cli import main as tf_ama_main
+
+    warnings.warn("tf_ama.serving_client.main is deprecated: run `tf-ama query ...` (or call "
+                  "tf_ama.cli.main(['query', ...]))", DeprecationWarning, stacklevel=2)
+    return tf_ama_main(["query", *(sys.argv[1:] if argv is None else argv)])
