@@ -71,10 +71,12 @@ def test_import_tf_ama_is_lazy_and_keeps_every_public_name():
         tf_ama.nope  # noqa: B018
 
 
-@pytest.mark.parametrize("imports", ["import keras, tf_ama", "import tensorflow, tf_ama"])
+@pytest.mark.parametrize("imports", ["import keras, tf_ama", "import tensorflow, tf_ama",
+                                     "import tf_ama, keras", "import tf_ama, tensorflow"])
 def test_a_fresh_process_that_imported_keras_and_tf_ama_loads_a_saved_model(imports):
     """A .keras file names "tf_ama>AffineMaximizerAuction", registered by tf_ama.model; Keras
-    imports no module named in a file, so `import tf_ama` registers it once Keras is loaded."""
+    imports no module named in a file, so tf_ama registers it as soon as Keras is loaded,
+    before or after `import tf_ama`."""
     path = os.path.join(REPO, "tests", "fixtures", "v0_1", "fixed.keras")
     result, _ = _fresh_python(
         f"{imports}\nimport keras\nmodel = keras.saving.load_model({path!r})\n"
