@@ -59,8 +59,8 @@ def _trained_model():
 def _models():
     weighted = tf_ama.AffineMaximizerAuction(
         "additive_2x2_uniform", menu_size=16, seed=0, learn_bidder_weights=True, init_scale=2.0)
-    weighted.log_bidder_weights.assign([0.3, -0.2])  # weights that exp(log(w)) may not return
-    weighted.learned_boosts.assign(np.linspace(-0.2, 0.3, 15))
+    weighted.bidder_weights_layer.log_weights.assign([0.3, -0.2])  # weights that exp(log(w)) may not return
+    weighted.menu_layer.boosts.assign(np.linspace(-0.2, 0.3, 15))
     return {
         "additive_lottery": weighted,
         "unit_demand_lottery": tf_ama.AffineMaximizerAuction(
@@ -99,9 +99,9 @@ def exported(tmp_path_factory):
     result = {}
     for name, model in _models().items():
         # Several blocks per batch for one model (the others fit their batches in one block).
-        chunk_size = 32 if name == "unit_demand_lottery" else None
+        micro_batch_size = 32 if name == "unit_demand_lottery" else None
         path = export_saved_model(model, root / name, training_config={"steps": 3},
-                                  chunk_size=chunk_size)
+                                  micro_batch_size=micro_batch_size)
         result[name] = (model, path, tf.saved_model.load(path))
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     command = [cli] if os.path.exists(cli) else [
@@ -172,7 +172,7 @@ def test_menu_signature_and_load_menu_model(exported):
         assert menu[key].dtype == tf.float64
         assert np.array_equal(menu[key].numpy(), value), key
     rebuilt = load_menu_model(os.path.dirname(path))  # the model folder: its highest version
-    assert rebuilt.menu_type == "fixed" and rebuilt.setting == model.setting
+    assert rebuilt.menu_layer.kind == "fixed" and rebuilt.setting == model.setting
     for got, want in zip(rebuilt.exact_menu(), model.exact_menu()):
         assert np.array_equal(got, want)
     bids = _bids(model.setting, 50, seed=5)
@@ -218,7 +218,10 @@ def test_layout_config_and_warmup(exported):
     with open(os.path.join(path, "assets.extra", "tf_ama_config.json")) as file:
         config = json.load(file)
     assert tf_ama.Setting.from_dict(config["setting"]) == model.setting
-    assert config["model"]["menu_size"] == 8 and config["model"]["menu"] == "lottery"
+    assert config["model"] == model.own_config()  # the model's arguments, the menu layer's nested
+    assert config["model"]["menu"]["class_name"] == "LotteryMenu" and config["menu_size"] == 8
+    assert config["model"]["menu"]["config"]["menu_size"] == 8
+    assert config["serving"]["micro_batch_size"] >= 1
     assert config["training"] == {"steps": 3} and config["pruned"] is False
     assert config["tf_ama_version"] == tf_ama.__version__
     # Whoever serves the model reads what the signature accepts and guarantees.
@@ -268,8 +271,20 @@ def test_bad_arguments_name_the_argument(tmp_path):
             export_saved_model(model, tmp_path / "m", version=version)
     with pytest.raises(ExportError, match="`training_config` must be JSON"):
         export_saved_model(model, tmp_path / "m", training_config={"x": object()})
+    for name, value in (("prune_samples", 0), ("micro_batch_size", 2.0), ("prune", 1)):
+        with pytest.raises(ExportError, match=f"`{name}` must be"):
+            export_saved_model(model, tmp_path / "m", **{name: value})
     with pytest.raises(ExportError, match="not a tf_ama SavedModel version folder"):
         load_menu_model(tmp_path)
+    assert not os.path.exists(tmp_path / "m")  # refused before anything is written
+
+
+def test_chunk_size_is_the_deprecated_name_of_micro_batch_size(tmp_path):
+    model = tf_ama.AffineMaximizerAuction("additive_1x2_uniform", menu_size=4)
+    with pytest.warns(DeprecationWarning, match="`chunk_size` is deprecated"):
+        path = export_saved_model(model, tmp_path / "m", chunk_size=16)
+    with open(os.path.join(path, "assets.extra", "tf_ama_config.json")) as file:
+        assert json.load(file)["serving"]["micro_batch_size"] == 16
 
 
 def test_failed_export_leaves_no_version_folder(tmp_path, monkeypatch):
@@ -361,9 +376,9 @@ def test_a_menu_outside_the_exactness_limits_is_refused_before_writing(tmp_path,
     """`from_menu` refuses such menus, so they are assigned directly (as a learned model's
     parameters could drift there); the served auction would refuse every request."""
     model = tf_ama.AffineMaximizerAuction("additive_1x2_uniform", menu="fixed", menu_size=2)
-    model.fixed_allocations.assign([[[0.0, 0.0]], [[1.0, 1.0]]])
-    model.fixed_bidder_weights.assign(weights)
-    model.learned_boosts.assign(boosts)
+    model.menu_layer.allocations.assign([[[0.0, 0.0]], [[1.0, 1.0]]])
+    model.bidder_weights_layer.given_weights.assign(weights)
+    model.menu_layer.boosts.assign(boosts)
     base = tmp_path / "models" / "a12"
     with pytest.raises(ExportError, match=r"Not exported: the served auction would refuse "
                                           r"every request for this menu\. " + message):

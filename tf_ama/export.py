@@ -26,7 +26,7 @@ Signatures:
   outputs `allocations` float64 `[menu_size, num_bidders, num_items]`, `boosts` float64
   `[menu_size]`, `bidder_weights` float64 `[num_bidders]`.
 
-`tf_ama.exact_outcome` evaluates blocks of exactly `chunk_size` profiles (the batch is zero-padded to
+`tf_ama.exact_outcome` evaluates blocks of exactly `micro_batch_size` profiles (the batch is zero-padded to
 whole blocks), so the outcome of a profile does not depend, bit for bit, on the size of its
 batch or on the other profiles in it (TF Serving's batching merges requests). Measured: without
 the padding, a batch of 1 takes other matmul kernels and differs in the last bit from the same
@@ -56,7 +56,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ama import __version__, exactness
+from tf_ama import __version__, checks, exactness
 from tf_ama.cli import one_line
 from tf_ama.evaluation import prune as prune_menu
 from tf_ama.exactness import check_menu_limits
@@ -115,7 +115,7 @@ def _existing_versions(base_dir):
     return sorted(int(name) for name in os.listdir(base_dir) if name.isdigit())
 
 
-def _check_arguments(model, base_dir, version, prune, prune_samples, chunk_size):
+def _check_arguments(model, base_dir, version, prune, prune_samples, micro_batch_size):
     if not isinstance(model, AffineMaximizerAuction):
         raise ExportError(
             f"`model` must be a tf_ama.AffineMaximizerAuction; got {type(model).__name__}. "
@@ -127,17 +127,13 @@ def _check_arguments(model, base_dir, version, prune, prune_samples, chunk_size)
         raise ExportError(
             f"`base_dir`={str(base_dir)!r} is a file, not a directory. Give the model's folder "
             "(e.g. models/additive_2x2_uniform); versions 1, 2, ... are created inside it.")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int)
-                                or version < 1):
-        raise ExportError(
-            f"`version` must be None (next free version) or an int >= 1; got {version!r}.")
-    for name, value in (("prune_samples", prune_samples), ("chunk_size", chunk_size)):
-        if value is None and name == "chunk_size":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ExportError(f"`{name}` must be an int >= 1; got {value!r}.")
-    if not isinstance(prune, bool):
-        raise ExportError(f"`prune` must be True or False; got {prune!r}.")
+    try:
+        checks.optional(checks.integer, "version", version, minimum=1)
+        checks.integer("prune_samples", prune_samples, minimum=1)
+        checks.optional(checks.integer, "micro_batch_size", micro_batch_size, minimum=1)
+        checks.boolean("prune", prune)
+    except ValueError as error:
+        raise ExportError(str(error)) from None
 
 
 def _host():
@@ -166,7 +162,7 @@ def _remove_stale_temporaries(base_dir):
 class _ServingModule(tf.Module):
     """The float64 menu as variables plus the two serving functions (no Keras at load time)."""
 
-    def __init__(self, allocations, boosts, bidder_weights, chunk_size):
+    def __init__(self, allocations, boosts, bidder_weights, micro_batch_size):
         super().__init__(name="tf_ama_auction")
         self.allocations = tf.Variable(allocations, dtype=tf.float64, trainable=False,
                                        name="allocations")
@@ -174,14 +170,14 @@ class _ServingModule(tf.Module):
         self.bidder_weights = tf.Variable(bidder_weights, dtype=tf.float64, trainable=False,
                                           name="bidder_weights")
         self.menu_size, self.num_bidders, self.num_items = allocations.shape
-        self.chunk_size = chunk_size
+        self.micro_batch_size = micro_batch_size
 
     def serve(self, bids):
         # exact_outcome validates the bids in the graph (shape, then finite, then >= 0) and
-        # evaluates blocks of exactly chunk_size profiles, so a profile's outcome does not
+        # evaluates blocks of exactly micro_batch_size profiles, so a profile's outcome does not
         # depend, bit for bit, on its batch (TF Serving's batching merges requests).
         outcome = exact_outcome(bids, self.allocations, self.boosts, self.bidder_weights,
-                                micro_batch_size=self.chunk_size)
+                                micro_batch_size=self.micro_batch_size)
         return {key: outcome[key] for key in ("allocation", "payments", "menu_index")}
 
     def menu(self, dummy):
@@ -191,18 +187,6 @@ class _ServingModule(tf.Module):
             "boosts": tf.identity(self.boosts),
             "bidder_weights": tf.identity(self.bidder_weights),
         }
-
-
-def _json_config(model):
-    """`model.get_config()` without the entries that are not JSON (e.g. dtype policies)."""
-    config = {}
-    for key, value in model.get_config().items():
-        try:
-            json.dumps(value)
-        except TypeError:
-            continue
-        config[key] = value
-    return config
 
 
 def _warmup_bids(setting, seed):
@@ -240,19 +224,19 @@ def _write_saved_model(module, directory):
     archive.write_out(directory, verbose=False)
 
 
-def _write_assets(model, directory, pruned, training_config, chunk_size, seed, kept_indices):
+def _write_assets(model, directory, pruned, training_config, micro_batch_size, seed, kept_indices):
     assets = os.path.join(directory, ASSETS_EXTRA)
     os.makedirs(assets, exist_ok=True)
     _write_warmup(os.path.join(assets, WARMUP_FILE), _warmup_bids(model.setting, seed))
     config = {
         "setting": model.setting.to_dict(),
-        "model": _json_config(model),
+        "model": model.own_config(),
         "training": training_config,
         "pruned": pruned,
         "tf_ama_version": __version__,
         "tensorflow_version": tf.__version__,
         "menu_size": int(model.menu_size),
-        "serving": {"chunk_size": chunk_size, "signatures": [SERVING_SIGNATURE, MENU_SIGNATURE]},
+        "serving": {"micro_batch_size": micro_batch_size, "signatures": [SERVING_SIGNATURE, MENU_SIGNATURE]},
         "exactness": exactness.contract(),
     }
     if kept_indices is not None:
@@ -262,7 +246,8 @@ def _write_assets(model, directory, pruned, training_config, chunk_size, seed, k
 
 
 def export_saved_model(model, base_dir, version=None, prune=False, prune_samples=100_000,
-                       seed=1, training_config=None, chunk_size=None) -> str:
+                       seed=1, training_config=None, micro_batch_size=None, *,
+                       chunk_size=checks.RENAMED) -> str:
     """Exports `model` as `<base_dir>/<version>` (TF Serving layout); returns that path.
 
     Args:
@@ -274,9 +259,9 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
         menu entries that matter on `prune_samples` profiles (cheaper to serve).
       prune_samples, seed: the profiles `prune` uses (`seed` also draws the warm-up bids).
       training_config: optional JSON-serializable dict stored in `tf_ama_config.json`.
-      chunk_size: profiles per block of the exported graph (see the module docstring);
+      micro_batch_size: profiles per block of the exported graph (see the module docstring);
         default `tf_ama.mechanism.default_micro_batch_size(num_bidders, menu_size)` of the
-        exported menu.
+        exported menu. (`chunk_size`: its deprecated name.)
 
     Returns:
       The path of the new version folder.
@@ -288,7 +273,9 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
       weights, boosts; refused before anything is written); or naming `base_dir` and the fix
       when writing fails (e.g. a full disk). A failed export leaves no version folder.
     """
-    _check_arguments(model, base_dir, version, prune, prune_samples, chunk_size)
+    micro_batch_size = checks.renamed("chunk_size", chunk_size, "micro_batch_size",
+                                      micro_batch_size)
+    _check_arguments(model, base_dir, version, prune, prune_samples, micro_batch_size)
     try:
         import tensorflow_serving.apis  # noqa: F401  (the warm-up requests)
     except ImportError:
@@ -317,17 +304,17 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
             f"Not exported: the served auction would refuse every request for this menu. {error} "
             "(Multiplying all bidder weights and boosts by one positive constant leaves the "
             "auction unchanged.)") from None
-    if chunk_size is None:
-        chunk_size = default_micro_batch_size(model.setting.num_bidders, len(allocations))
-    module = _ServingModule(allocations, boosts, bidder_weights, chunk_size)
+    if micro_batch_size is None:
+        micro_batch_size = default_micro_batch_size(model.setting.num_bidders, len(allocations))
+    module = _ServingModule(allocations, boosts, bidder_weights, micro_batch_size)
     try:
         return _write_version(module, model, base_dir, version, prune, training_config,
-                              chunk_size, seed, kept_indices)
+                              micro_batch_size, seed, kept_indices)
     except _WRITE_ERRORS as error:
         raise _write_failure(base_dir, error) from error
 
 
-def _write_version(module, model, base_dir, version, prune, training_config, chunk_size, seed,
+def _write_version(module, model, base_dir, version, prune, training_config, micro_batch_size, seed,
                    kept_indices):
     """Writes the SavedModel into a temporary folder of `base_dir`, renamed to the version
     folder when complete (removed if anything fails); returns the version folder."""
@@ -336,7 +323,7 @@ def _write_version(module, model, base_dir, version, prune, training_config, chu
     temporary = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{_host()}-{os.getpid()}-", dir=base_dir)
     try:
         _write_saved_model(module, temporary)
-        _write_assets(model, temporary, prune, training_config, chunk_size, seed, kept_indices)
+        _write_assets(model, temporary, prune, training_config, micro_batch_size, seed, kept_indices)
         # mkdtemp makes the folder owner-only; a server running as another user must read it.
         os.chmod(temporary, 0o777 & ~current_umask())
         while True:
