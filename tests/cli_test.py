@@ -122,7 +122,7 @@ def test_serving_client_main_is_a_deprecated_alias(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "s", "--out", "o", "--lr", "nan"],
-     "argument --lr: must be a finite number > 0; got nan."),
+     "argument --lr/--learning-rate: must be a finite number > 0; got nan."),
     (["train", "s", "--out", "o", "--anneal-fraction", "1.5"],
      "argument --anneal-fraction: must be a finite number > 0 and <= 1; got 1.5."),
     (["train", "s", "--out", "o", "--micro-batch-size", "0"],
@@ -149,6 +149,20 @@ def test_evaluate_and_menu_default_to_the_models_evaluation_seed(capsys, command
         main([command, "--help"])
     assert "default: the model's seed + 2, the sample `tf-ama train` evaluated on" in " ".join(
         capsys.readouterr().out.split())
+
+
+def test_train_flags_default_to_the_librarys_defaults():
+    """`tf-ama train` passes its two flag sections on as they are: with no flags it builds
+    the model and the TrainingConfig that the library builds with no arguments."""
+    from tf_ama.cli import build_parser
+
+    args = build_parser().parse_args(["train", "additive_2x2_uniform", "--out", "x"])
+    model_kwargs, fields = ({name: getattr(args, name) for name in args.sections[section]}
+                            for section in ("model", "training"))
+    assert tf_ama.TrainingConfig(**fields) == tf_ama.TrainingConfig()
+    setting = tf_ama.get_setting("additive_2x2_uniform")
+    assert (tf_ama.AffineMaximizerAuction(setting, **model_kwargs).own_config()
+            == tf_ama.AffineMaximizerAuction(setting).own_config())
 
 
 def test_settings_lists_every_built_in_setting(capsys):

@@ -60,20 +60,13 @@ def _train(args):
     from tf_ama.plots import plot_training_curves
     from tf_ama.training import TrainingConfig, train_run
 
-    training = TrainingConfig(
-        steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-        steps_per_epoch=min(args.steps_per_epoch, args.steps),
-        validation_samples=args.validation_samples, evaluation_samples=args.samples,
-        jit_compile={"auto": "auto", "on": True, "off": False}[args.jit],
-        final_temperature=args.final_temperature, anneal_fraction=args.anneal_fraction,
-        exact_expectation=args.exact_expectation)
-    model_kwargs = dict(menu=args.menu, menu_size=args.menu_size, temperature=args.temperature,
-                        seed=args.seed, micro_batch_size=args.micro_batch_size,
-                        learn_bidder_weights=args.learn_bidder_weights,
-                        boost_init_scale=args.boost_init_scale)
+    model_kwargs, fields = ({name: getattr(args, name) for name in args.sections[section]}
+                            for section in ("model", "training"))
+    fields["steps_per_epoch"] = min(fields["steps_per_epoch"], fields["steps"])
+    training = TrainingConfig(**fields)
     model = train_run(args.setting, args.out, model_kwargs, training)
     report = evaluate(model, num_samples=training.evaluation_samples,
-                      seed=seeds.evaluation_seed(args.seed))
+                      seed=seeds.evaluation_seed(model.seed))
     runs.write_json_atomic(os.path.join(args.out, runs.EVALUATION), report.to_dict())
     baselines = {k: v["revenue"] for k, v in report.baselines.items()}
     plot_training_curves(os.path.join(args.out, runs.HISTORY),
@@ -220,41 +213,55 @@ def _add_model_command(commands, name, help_text):
 
 
 def _add_train_arguments(sub):
-    """`tf-ama train`'s flags."""
+    """`tf-ama train`'s flags, in two sections whose destinations are the arguments of
+    `AffineMaximizerAuction` (and its menu kind) and the fields of `TrainingConfig`: `_train`
+    passes each section on as it is, so a new argument is one flag here. The defaults are
+    the library's (tests/cli_test.py checks that they agree)."""
+    sections = {"model": [], "training": []}
+    groups = {"model": sub.add_argument_group("model (tf_ama.AffineMaximizerAuction, its menu)"),
+              "training": sub.add_argument_group("training (tf_ama.TrainingConfig)")}
+
+    def add(section, *flags, **options):
+        sections[section].append(groups[section].add_argument(*flags, **options).dest)
+
     sub.add_argument("setting")
     sub.add_argument("--out", required=True, help="run directory (re-using it resumes the run)")
-    sub.add_argument("--menu", choices=("lottery", "deterministic"), default="lottery")
-    sub.add_argument("--menu-size", type=_COUNT, default=1024)
-    sub.add_argument("--steps", type=_COUNT, default=2000)
-    sub.add_argument("--batch-size", type=_COUNT, default=4096)
-    sub.add_argument("--micro-batch-size", type=_micro_batch, default="auto",
-                     help="profiles per micro-batch: 'auto' (sized to stay in cache), 'none' "
-                          "(whole batch) or a number")
-    sub.add_argument("--lr", type=_POSITIVE, default=0.01)
-    sub.add_argument("--temperature", type=_POSITIVE, default=100.0)
-    sub.add_argument("--final-temperature", type=_POSITIVE, default=None,
-                     help="anneal: raise the temperature geometrically to this value over the "
-                          "last --anneal-fraction of the epochs (learning rate scaled down "
-                          "in proportion)")
-    sub.add_argument("--anneal-fraction", type=_checked("number", float, above=0, maximum=1),
-                     default=0.4)
-    sub.add_argument("--exact-expectation", action="store_true",
-                     help="discrete settings (e.g. spherical): train and validate on every "
-                          "profile weighted by its probability, with no sampling noise "
-                          "(--batch-size and --validation-samples are then unused)")
-    sub.add_argument("--seed", type=_SEED, default=0)
-    sub.add_argument("--boost-init-scale", type=_checked("number", float, minimum=0),
-                     default=0.0,
-                     help="standard deviation of the initial boosts (default 0: all start at 0)")
-    sub.add_argument("--learn-bidder-weights", action=argparse.BooleanOptionalAction,
-                     default=None, help="default: only for asymmetric settings")
-    sub.add_argument("--steps-per-epoch", type=_COUNT, default=100,
-                     help="steps between validation, logs and checkpoints")
-    sub.add_argument("--validation-samples", type=_COUNT, default=10_000)
-    sub.add_argument("--samples", type=_COUNT, default=100_000,
-                     help="fresh samples for the final exact evaluation")
-    sub.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
-                     help="XLA for the training step (Keras 'auto': on with an accelerator)")
+    add("model", "--menu", choices=("lottery", "deterministic"), default="lottery")
+    add("model", "--menu-size", type=_COUNT, default=1024,
+        help="menu entries K of a lottery menu, the empty entry included")
+    add("model", "--micro-batch-size", type=_micro_batch, default="auto",
+        help="profiles per micro-batch: 'auto' (sized to stay in cache), 'none' (whole batch) "
+             "or a number")
+    add("model", "--temperature", type=_POSITIVE, default=100.0,
+        help="lambda, the softmax's inverse temperature in the relaxation (larger is sharper)")
+    add("model", "--seed", type=_SEED, default=0)
+    add("model", "--boost-init-scale", type=_checked("number", float, minimum=0), default=0.0,
+        help="standard deviation of the initial boosts (default 0: all start at 0)")
+    add("model", "--learn-bidder-weights", action=argparse.BooleanOptionalAction, default=None,
+        help="default: only for asymmetric settings")
+    add("training", "--steps", type=_COUNT, default=2000)
+    add("training", "--batch-size", type=_COUNT, default=4096)
+    add("training", "--lr", "--learning-rate", dest="learning_rate", type=_POSITIVE,
+        default=0.01)
+    add("training", "--final-temperature", type=_POSITIVE, default=None,
+        help="anneal: raise the temperature geometrically to this value over the last "
+             "--anneal-fraction of the epochs (learning rate scaled down in proportion)")
+    add("training", "--anneal-fraction", type=_checked("number", float, above=0, maximum=1),
+        default=0.4)
+    add("training", "--exact-expectation", action="store_true",
+        help="discrete settings (e.g. spherical): train and validate on every profile "
+             "weighted by its probability, with no sampling noise (--batch-size and "
+             "--validation-samples are then unused)")
+    add("training", "--steps-per-epoch", type=_COUNT, default=100,
+        help="steps between validation, logs and checkpoints")
+    add("training", "--validation-samples", type=_COUNT, default=10_000)
+    add("training", "--samples", dest="evaluation_samples", type=_COUNT, default=100_000,
+        help="fresh samples for the final exact evaluation")
+    add("training", "--jit", dest="jit_compile", default="auto",
+        type=lambda text: {"auto": "auto", "on": True, "off": False}.get(text, text),
+        choices=("auto", True, False), metavar="{auto,on,off}",
+        help="XLA for the training step (Keras 'auto': on with an accelerator)")
+    sub.set_defaults(sections=sections)
     return sub
 
 
@@ -317,7 +324,8 @@ def build_parser():
     sub.set_defaults(run=_baselines)
 
     _add_train_arguments(commands.add_parser(
-        "train", help="train an AMA with Keras fit (re-run to resume)")).set_defaults(run=_train)
+        "train", help="train an AMA with Keras fit (re-run to resume)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)).set_defaults(run=_train)
 
     sub = _add_model_command(commands, "evaluate", "exact evaluation against the baselines")
     sub.add_argument("--json", action="store_true")
