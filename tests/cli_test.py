@@ -42,10 +42,7 @@ def _cli(*argv):
 
 
 @pytest.mark.parametrize("argv", [
-    ["--help"], ["export", "--help"], ["query", "--help"],
-    pytest.param(["settings"], marks=pytest.mark.xfail(strict=True, reason=(
-        "tf_ama/settings.py imports TensorFlow and builds each setting's TFP distribution "
-        "when the built-in settings are created"))),
+    ["--help"], ["export", "--help"], ["query", "--help"], ["settings"], ["train", "--help"],
 ], ids=lambda argv: " ".join(argv))
 def test_the_command_line_starts_without_tensorflow(argv):
     result, loaded = _fresh_python(_cli(*argv))

@@ -48,6 +48,14 @@ def test_named_setting(name):
     assert np.all(samples.numpy() >= 0)
 
 
+def test_every_built_in_setting_passes_the_checks_of_a_new_one():
+    """Built-ins skip building their distribution at import (tf_ama.settings._BUILT_IN);
+    made again as a user's setting, each one is checked in full."""
+    for name in tf_ama.list_settings():
+        setting = tf_ama.get_setting(name)
+        assert tf_ama.Setting.from_dict(setting.to_dict()) == setting
+
+
 def test_named_setting_parameters():
     assert tf_ama.get_setting("additive_3x1_exponential").distribution_params == {"mean": 3.0}
     assert tf_ama.get_setting("unit_demand_2x4_spherical").distribution_params == {"base": 2.0}

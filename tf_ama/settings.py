@@ -26,9 +26,10 @@ import dataclasses
 import json
 from typing import Any
 
-import tensorflow as tf
+from tf_ama import checks
 
-from tf_ama import checks, distributions
+# TensorFlow (through tf_ama.distributions) is imported only when a distribution is built, so
+# that listing the built-in settings (`tf-ama settings`) starts without it.
 
 DEMANDS = ("additive", "unit_demand")
 
@@ -72,17 +73,26 @@ class Setting:
             raise ValueError(
                 f"`distribution_params` must be JSON-serializable (lists, not arrays): {error}"
             ) from None
-        # Builds the distribution once, so that a bad setting fails here, not mid-training.
-        self.distribution_fn()
+        # Builds the distribution once, so that a bad setting fails here, not mid-training (the
+        # built-in ones are checked by tests/settings_test.py instead: see _BUILT_IN).
+        if not _BUILT_IN.checked_elsewhere:
+            self.distribution_fn()
 
-    def distribution_fn(self, dtype=tf.float32):
-        """The TFP distribution of valuation profiles, event shape `[num_bidders, num_items]`."""
+    def distribution_fn(self, dtype=None):
+        """The TFP distribution of valuation profiles, event shape `[num_bidders, num_items]`,
+        in `dtype` (default float32)."""
+        import tensorflow as tf
+
+        from tf_ama import distributions
+
         return distributions.make_distribution(
-            self.distribution, self.num_bidders, self.num_items, self.distribution_params, dtype
-        )
+            self.distribution, self.num_bidders, self.num_items, self.distribution_params,
+            tf.float32 if dtype is None else dtype)
 
-    def sample(self, num_samples, seed, dtype=tf.float32):
+    def sample(self, num_samples, seed, dtype=None):
         """`num_samples` valuation profiles `[num_samples, num_bidders, num_items]` (stateless)."""
+        from tf_ama import distributions
+
         return self.distribution_fn(dtype).sample(num_samples, seed=distributions.as_seed(seed))
 
     @property
@@ -99,6 +109,13 @@ class Setting:
         if unknown:
             raise ValueError(f"Unknown setting fields {sorted(unknown)}; known: {sorted(known)}.")
         return cls(**config)
+
+
+class _BUILT_IN:
+    """While the built-in settings below are made, their distributions are not built (that
+    would import TensorFlow with this module); tests/settings_test.py builds every one."""
+
+    checked_elsewhere = True
 
 
 _SETTINGS = {
@@ -120,6 +137,7 @@ _SETTINGS = {
         "unit_demand_2x4_spherical", 2, 4, "unit_demand", "spherical", {"base": 2.0}
     ),
 }
+_BUILT_IN.checked_elsewhere = False
 
 # Known optimal or reference revenues (docs/design.md §4), for reports.
 ANCHORS = {
