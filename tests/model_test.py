@@ -315,13 +315,6 @@ def test_a_deterministic_menu_too_large_to_enumerate_is_refused_with_its_size():
         tf_ama.AffineMaximizerAuction("additive_5x10_uniform", menu="deterministic")
 
 
-def test_fit_refuses_valuations_of_the_wrong_shape():
-    model = _model()
-    with pytest.raises(ValueError, match="`x` must be valuations"):
-        model.fit(tf.data.Dataset.from_tensors(tf.zeros([8, 3, 2])), epochs=1,
-                  steps_per_epoch=1, verbose=0)
-
-
 @pytest.mark.parametrize("weighted", [False, True])
 def test_two_replicas_take_the_same_step_as_one_device_on_the_global_batch(weighted):
     """Gradients are summed across replicas, so each replica's mean counts with its share of
@@ -393,36 +386,6 @@ def test_a_step_on_the_expectation_dataset_equals_one_on_every_profile_repeated(
     assert max(np.abs(u).max() for u in updates[0]) > 1e-4
 
 
-@pytest.mark.parametrize("sample_weight,error,match", [
-    (tf.ones([7]), tf.errors.InvalidArgumentError, "one weight per profile"),
-    (-tf.ones([8]), tf.errors.InvalidArgumentError, ">= 0"),
-    (tf.fill([8], np.nan), tf.errors.InvalidArgumentError, ">= 0"),
-    (tf.fill([8], np.inf), tf.errors.InvalidArgumentError, "finite"),
-    (tf.zeros([8]), tf.errors.InvalidArgumentError, "sums to 0"),
-    (tf.ones([8], tf.int32), ValueError, "float vector"),
-    (tf.ones([8, 2]), ValueError, "float vector"),
-])
-def test_bad_sample_weights_are_refused_by_name(sample_weight, error, match):
-    model = _model()
-    dataset = tf.data.Dataset.from_tensors((tf.ones([8, 2, 2]), None, sample_weight))
-    with pytest.raises(error, match=match):
-        model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
-
-
-def test_the_expectation_dataset_is_padded_with_weightless_profiles_for_replicas():
-    assert next(iter(tf_ama.expectation_dataset(SPHERICAL)))[0].shape == (25, 2, 4)
-    profiles, _, weights = next(iter(tf_ama.expectation_dataset(SPHERICAL, replicas=8)))
-    assert profiles.shape == (32, 2, 4) and weights.shape == (32,)
-    assert np.all(weights.numpy()[:25] > 0) and not weights.numpy()[25:].any()
-    np.testing.assert_array_equal(profiles.numpy()[25:], np.repeat(profiles.numpy()[:1], 7, 0))
-    with pytest.raises(ValueError, match="replicas"):
-        tf_ama.expectation_dataset(SPHERICAL, replicas=0)
-    with pytest.raises(ValueError, match="needs a discrete setting; 'additive_2x2_uniform'"):
-        tf_ama.expectation_dataset("additive_2x2_uniform")
-    with pytest.raises(ValueError, match="max_profiles"):
-        tf_ama.expectation_dataset(SPHERICAL, max_profiles=24)
-
-
 def test_a_weightless_step_under_xla_changes_nothing():
     """XLA drops the asserts; the step must then be a no-op, not write NaN."""
     model = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=16, seed=1,
@@ -433,15 +396,3 @@ def test_a_weightless_step_under_xla_changes_nothing():
     model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
     for a, b in zip(_parameters(model), before):
         np.testing.assert_array_equal(a, b)
-
-
-def test_sample_weights_with_fresh_valuations_are_refused():
-    dataset = tf.data.Dataset.from_tensors((tf.zeros([8, 0]), None, tf.ones([8]))).repeat()
-    with pytest.raises(ValueError, match="Drop sample_weight"):
-        _model().fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
-
-
-def test_validation_on_fresh_valuations_is_refused():
-    model = _model()
-    with pytest.raises(ValueError, match="valuation_dataset"):
-        model.evaluate(tf_ama.fresh_valuations(64), steps=1, verbose=0)

@@ -4,7 +4,8 @@
 
 * files saved by 0.1 (`model.keras`, checkpoints' `.weights.h5`) stored the menu's and the
   bidder weights' variables as the model's own; `load_own_variables` assigns them to the
-  layers (`LoadedByModel` is the layers' side) (tests/compatibility_test.py holds such files and their recorded outcomes);
+  layers (`LoadedByModel` is the layers' side; tests/compat_test.py loads such files and
+  checks their recorded outcomes);
 * the model attributes of 0.1 (`model.learned_boosts`, ...) are now the layers': they still
   work, with a DeprecationWarning naming the new place.
 

@@ -26,9 +26,10 @@ Signatures:
   outputs `allocations` float64 `[menu_size, num_bidders, num_items]`, `boosts` float64
   `[menu_size]`, `bidder_weights` float64 `[num_bidders]`.
 
-`tf_ama.exact_outcome` evaluates blocks of exactly `micro_batch_size` profiles (the batch is zero-padded to
-whole blocks), so the outcome of a profile does not depend, bit for bit, on the size of its
-batch or on the other profiles in it (TF Serving's batching merges requests). Measured: without
+`tf_ama.exact_outcome` evaluates blocks of exactly `micro_batch_size` profiles (the batch is
+zero-padded to whole blocks), so the outcome of a profile does not depend, bit for bit, on
+the size of its batch or on the other profiles in it (TF Serving's batching merges
+requests). Measured: without
 the padding, a batch of 1 takes other matmul kernels and differs in the last bit from the same
 profile in a larger batch (3x10 and 2x4 settings).
 
@@ -236,7 +237,8 @@ def _write_assets(model, directory, pruned, training_config, micro_batch_size, s
         "tf_ama_version": __version__,
         "tensorflow_version": tf.__version__,
         "menu_size": int(model.menu_size),
-        "serving": {"micro_batch_size": micro_batch_size, "signatures": [SERVING_SIGNATURE, MENU_SIGNATURE]},
+        "serving": {"micro_batch_size": micro_batch_size,
+                    "signatures": [SERVING_SIGNATURE, MENU_SIGNATURE]},
         "exactness": exactness.contract(),
     }
     if kept_indices is not None:
