@@ -9,10 +9,7 @@ matplotlib. `tf_ama.AffineMaximizerAuction`, `from tf_ama import evaluate` and s
 """
 
 import importlib
-import importlib.abc
-import importlib.util
 import pkgutil
-import sys
 
 __version__ = "0.1.0"
 
@@ -60,41 +57,8 @@ def __dir__():
     return sorted(set(globals()) | set(_MODULE_OF) | _submodules())
 
 
-# A saved model names its class "tf_ama>AffineMaximizerAuction" (and its menu layer's), which
-# `keras.saving.load_model` finds only once `tf_ama.model` has registered them: Keras imports
-# no module named in a file. So `tf_ama.model` is imported as soon as Keras is: now if it is
-# loaded already (`import keras, tf_ama`), else right after it is (`import tf_ama, keras`).
-# Nothing is imported for a process that never loads Keras (the CLI's help, the REST client).
+# Keras finds tf_ama's classes in a saved model once tf_ama.model has registered them; this
+# happens as soon as Keras is loaded, before or after `import tf_ama` (tf_ama/_keras_registration.py).
+from tf_ama import _keras_registration  # noqa: E402  (standard library only)
 
-
-class _RegisterWithKeras(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: wraps the loader of the spec that the other finders give for
-    `keras`, so that `tf_ama.model` is imported once Keras is complete (then it leaves)."""
-
-    _finding = False
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "keras" or self._finding:
-            return None
-        self._finding = True  # the real finders, not this one, find the spec
-        try:
-            spec = importlib.util.find_spec(name)
-        finally:
-            self._finding = False
-        if spec is not None and spec.loader is not None:
-            exec_module = spec.loader.exec_module
-
-            def exec_then_register(module):
-                exec_module(module)
-                if self in sys.meta_path:
-                    sys.meta_path.remove(self)
-                importlib.import_module(f"{__name__}.model")
-
-            spec.loader.exec_module = exec_then_register
-        return spec
-
-
-if "keras" in sys.modules:
-    importlib.import_module(f"{__name__}.model")
-elif not any(isinstance(finder, _RegisterWithKeras) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterWithKeras())
+_keras_registration.install()
