@@ -110,7 +110,7 @@ def main(argv=None):
                     block = block or default_micro_batch_size(
                         auction.setting.num_bidders, auction.menu_size)
                     path = export_saved_model(auction, os.path.join(tmp, str(len(results["runs"]))),
-                                              chunk_size=block)  # export's name of the block size
+                                              micro_batch_size=block)
                     serve = tf.saved_model.load(path).signatures["serving_default"]
                     row = {"menu": label, "variant": variant, "menu_size": auction.menu_size,
                            "micro_batch_size": block,

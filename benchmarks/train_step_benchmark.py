@@ -30,7 +30,9 @@ def run_one(args):
     import tensorflow as tf
 
     import tf_ama
+    from tf_ama.data import step_valuations
     from tf_ama.mechanism import soft_payments
+    from tf_ama.relaxation import default_micro_batch_size
 
     micro = {"auto": "auto", "none": None}.get(args.micro_batch_size)
     micro = int(args.micro_batch_size) if micro is None and args.micro_batch_size != "none" else micro
@@ -39,7 +41,8 @@ def run_one(args):
         jit_objective=args.jit_objective == "on")
     if args.objective == "plain":
         def plain_train_step(data):  # the straightforward step: autodiff of the formula
-            valuations = model._step_valuations(data)
+            valuations, _ = step_valuations(data, model.setting, model.valuation_distribution,
+                                            model.data_seed, model.optimizer.iterations)
             with tf.GradientTape() as tape:
                 allocations, boosts, weights = model.menu(valuations.dtype)
                 payments = soft_payments(valuations, allocations, boosts, weights,
@@ -69,7 +72,10 @@ def run_one(args):
     times = np.diff(timer.ends)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {"setting": args.setting, "menu_size": args.menu_size, "batch_size": args.batch_size,
-            "micro_batch_size": model._micro_batch() if args.objective == "fused" else None,
+            "micro_batch_size": ((default_micro_batch_size(model.setting.num_bidders,
+                                                           model.menu_size)
+                                  if model.micro_batch_size == "auto" else model.micro_batch_size)
+                                 if args.objective == "fused" else None),
             "jit_objective": args.jit_objective,
             "objective": args.objective, "seconds_per_step": float(np.median(times)),
             "step_seconds": [round(float(t), 3) for t in times],

@@ -2,6 +2,7 @@
 registry (a new kind is one class), the errors of `make_menu`, the 0.1 attribute names."""
 
 import json
+import warnings
 
 import keras
 import numpy as np
@@ -110,6 +111,32 @@ def test_bad_menus_are_refused_naming_the_argument(call, match):
         call(tf_ama.get_setting("additive_2x2_uniform"))
 
 
+def test_arguments_after_menu_are_keyword_only():
+    """0.1 took `menu_size` third: a positional call fails instead of meaning another thing."""
+    with pytest.raises(TypeError, match="positional"):
+        tf_ama.AffineMaximizerAuction("additive_2x2_uniform", "lottery", 64)
+
+
+def test_a_menu_built_outside_the_strategy_scope_is_refused_by_name():
+    devices = tf.config.list_logical_devices("CPU")[:2]
+    strategy = tf.distribute.MirroredStrategy(
+        [d.name for d in devices], cross_device_ops=tf.distribute.ReductionToOneDevice())
+    outside = LotteryMenu(2, 2, menu_size=4)
+    with strategy.scope():
+        with pytest.raises(ValueError, match="`menu` was built outside the scope"):
+            tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu=outside)
+        inside = LotteryMenu(2, 2, menu_size=4)
+        assert tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu=inside).menu_size == 4
+
+
+def test_a_kind_name_is_registered_once():
+    with pytest.raises(ValueError, match="'lottery' is already LotteryMenu"):
+        @menu_kind("lottery")
+        class AnotherLottery(MenuLayer):
+            pass
+    assert MENU_KINDS["lottery"] is LotteryMenu and tf_ama.MENU_KINDS is MENU_KINDS
+
+
 def test_0_1_attribute_names_still_work_with_a_deprecation_warning():
     model = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=4,
                                           boost_init_scale=0.5)
@@ -121,6 +148,9 @@ def test_0_1_attribute_names_still_work_with_a_deprecation_warning():
         assert model.log_bidder_weights is model.bidder_weights_layer.log_weights
     with pytest.raises(AttributeError, match="no_such_thing"):
         model.no_such_thing  # noqa: B018
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a probe of a name this kind lacks stays silent
+        assert not hasattr(model, "fixed_bidder_weights")
 
 
 @pytest.fixture

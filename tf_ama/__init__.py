@@ -26,7 +26,7 @@ _EXPORTS = {
     "menus": ("deterministic_allocations",),
     "data": ("expectation_dataset", "fresh_valuations", "valuation_dataset"),
     "menu_layers": ("BidderWeights", "DeterministicMenu", "FixedMenu", "LotteryMenu",
-                    "MenuLayer", "menu_kind"),
+                    "MENU_KINDS", "MenuLayer", "menu_kind"),
     "model": ("AffineMaximizerAuction",),
     "plots": ("plot_menu", "plot_training_curves"),
     "settings": ("Setting", "get_setting", "list_settings"),

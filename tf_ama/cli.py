@@ -278,8 +278,9 @@ def _add_export_arguments(sub):
                      help="keep only the menu entries that matter (tf_ama.evaluation.prune)")
     sub.add_argument("--prune-samples", type=_COUNT, default=100_000,
                      help="profiles used by --prune (default 100000)")
-    sub.add_argument("--seed", type=_SEED, default=1,
-                     help="seed of the --prune profiles and of the warm-up bids")
+    sub.add_argument("--seed", type=_SEED, default=None,
+                     help="seed of the --prune profiles and of the warm-up bids (default: the "
+                          "model's seed + 1, its validation sample)")
     return sub
 
 

@@ -64,11 +64,11 @@ class Version01Compatibility:
 
     def __getattr__(self, name):
         # Only for names not found otherwise: the attributes of tf_ama 0.1, now the layers'.
-        if name in type(self)._RENAMED and "menu_layer" in self.__dict__:
-            layer, attribute = type(self)._RENAMED[name]
-            warnings.warn(f"`model.{name}` is deprecated: use `model.{layer}.{attribute}`.",
-                          DeprecationWarning, stacklevel=2)
-            return getattr(getattr(self, layer), attribute)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-
+        # Resolved before warning, so that `hasattr` probes of other names stay silent.
+        renamed = type(self)._RENAMED.get(name)
+        layer = self.__dict__.get(renamed[0]) if renamed else None
+        if layer is None or not hasattr(layer, renamed[1]):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        warnings.warn(f"`model.{name}` is deprecated: use `model.{renamed[0]}.{renamed[1]}`.",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(layer, renamed[1])

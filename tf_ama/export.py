@@ -57,7 +57,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ama import __version__, checks, exactness
+from tf_ama import __version__, checks, exactness, seeds
 from tf_ama.cli import one_line
 from tf_ama.evaluation import prune as prune_menu
 from tf_ama.exactness import check_menu_limits
@@ -248,7 +248,7 @@ def _write_assets(model, directory, pruned, training_config, micro_batch_size, s
 
 
 def export_saved_model(model, base_dir, version=None, prune=False, prune_samples=100_000,
-                       seed=1, training_config=None, micro_batch_size=None, *,
+                       seed=None, training_config=None, micro_batch_size=None, *,
                        chunk_size=checks.RENAMED) -> str:
     """Exports `model` as `<base_dir>/<version>` (TF Serving layout); returns that path.
 
@@ -259,7 +259,8 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
         more than the highest existing one). An existing version is never overwritten.
       prune: export `tf_ama.evaluation.prune(model, prune_samples, seed)` instead: only the
         menu entries that matter on `prune_samples` profiles (cheaper to serve).
-      prune_samples, seed: the profiles `prune` uses (`seed` also draws the warm-up bids).
+      prune_samples, seed: the profiles `prune` uses (`seed` also draws the warm-up bids);
+        default seed: the model's validation seed, `tf_ama.seeds.validation_seed(model.seed)`.
       training_config: optional JSON-serializable dict stored in `tf_ama_config.json`.
       micro_batch_size: profiles per block of the exported graph (see the module docstring);
         default `tf_ama.mechanism.default_micro_batch_size(num_bidders, menu_size)` of the
@@ -294,6 +295,7 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
             f"Version {version} already exists in {base_dir!r} and is never overwritten. Pass "
             "version=None (--version omitted) to export the next free version, or delete it.")
 
+    seed = seeds.validation_seed(model.seed) if seed is None else checks.seed("seed", seed)
     kept_indices = None
     if prune:
         model = prune_menu(model, num_samples=prune_samples, seed=seed)
@@ -422,7 +424,7 @@ def load_menu_model(saved_model_version_dir):
         return AffineMaximizerAuction.from_menu(
             setting, menu["allocations"].numpy(), menu["boosts"].numpy(),
             menu["bidder_weights"].numpy(),
-            temperature=config["model"].get("temperature", 100.0))
+            **{key: config["model"][key] for key in ("temperature",) if key in config["model"]})
     except ValueError as error:
         raise ExportError(
             f"The menu exported in {str(version_dir)!r} is refused: {one_line(error)}") from None

@@ -26,6 +26,7 @@ import tensorflow as tf
 from tf_ama import checks, menus
 from tf_ama.compat import LoadedByModel
 from tf_ama.exactness import MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
+from tf_ama.settings import DEMANDS
 
 MENU_KINDS = {}  # kind name -> MenuLayer subclass (the registry)
 
@@ -35,6 +36,9 @@ def menu_kind(name):
     serialization, so that a saved model refers to it as `tf_ama>ClassName`)."""
 
     def register(cls):
+        if MENU_KINDS.get(name, cls).__qualname__ != cls.__qualname__:
+            raise ValueError(f"Menu kind {name!r} is already {MENU_KINDS[name].__name__}; "
+                             "give the new kind another name.")
         cls.kind = name
         MENU_KINDS[name] = cls
         return keras.saving.register_keras_serializable(package="tf_ama")(cls)
@@ -63,7 +67,7 @@ class MenuLayer(LoadedByModel, keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_bidders = checks.integer("num_bidders", num_bidders, minimum=1)
         self.num_items = checks.integer("num_items", num_items, minimum=1)
-        self.demand = checks.choice("demand", demand, menus.DEMANDS)
+        self.demand = checks.choice("demand", demand, DEMANDS)
         self.seed = checks.seed("seed", seed)
 
     @classmethod
@@ -213,7 +217,8 @@ class FixedMenu(MenuLayer):
         self.built = True
 
     def assign_menu(self, allocations, boosts):
-        """Sets the menu to checked float64 arrays (`menus.validate_fixed_menu`)."""
+        """Sets the menu to float64 arrays that `menus.validate_fixed_menu` has checked (it does
+        not check them again; `boosts[0]`, the empty entry's, is 0 there)."""
         self.allocations.assign(allocations)
         self.boosts.assign(boosts[1:])
 
@@ -277,6 +282,10 @@ def make_menu(menu, setting, seed=0, **options):
     if options:
         raise ValueError(f"{sorted(options)} are options of the menu: give them to the menu "
                          f"layer ({type(menu).__name__}(...)), not to the model.")
+    strategy = tf.distribute.get_strategy()
+    if not all(strategy.extended.variable_created_in_scope(v.value) for v in menu.variables):
+        raise ValueError("`menu` was built outside the scope of the tf.distribute strategy the "
+                         "model is built in: build it inside `with strategy.scope():` too.")
     shape = (menu.num_bidders, menu.num_items, menu.demand)
     if shape != (setting.num_bidders, setting.num_items, setting.demand):
         raise ValueError(f"`menu` is for {shape[0]} {shape[2]} bidders and {shape[1]} items; the "

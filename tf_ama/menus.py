@@ -24,7 +24,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from tf_ama import checks
 from tf_ama.exactness import check_menu_limits, real_array
+from tf_ama.settings import DEMANDS
 
 MAX_DETERMINISTIC_MENU = 1 << 16
 _TOLERANCE = 1e-9
@@ -50,15 +52,10 @@ def unit_demand_lottery(item_logits, bidder_logits):
     return _with_empty_entry(tf.minimum(over_items, over_bidders))
 
 
-DEMANDS = ("additive", "unit_demand")
-
-
 def _check_setting_shape(num_bidders, num_items, demand):
-    for name, value in (("num_bidders", num_bidders), ("num_items", num_items)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"`{name}` must be an int >= 1; got {value!r}.")
-    if demand not in DEMANDS:
-        raise ValueError(f"`demand` must be one of {DEMANDS}; got {demand!r}.")
+    checks.integer("num_bidders", num_bidders, minimum=1)
+    checks.integer("num_items", num_items, minimum=1)
+    checks.choice("demand", demand, DEMANDS)
 
 
 def deterministic_menu_size(num_bidders, num_items, demand):

@@ -35,6 +35,7 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
 
     Args:
       setting: a `tf_ama.Setting`, its dict, or the name of a built-in one.
+      (The arguments after `menu` are keyword-only: 0.1 took `menu_size` third.)
       menu: a menu kind (`"lottery"`, `"deterministic"`, `"fixed"`: `tf_ama.MENU_KINDS`),
         built for the setting with `seed` and `**menu_options`; or a menu layer
         (`tf_ama.LotteryMenu(...)`), or its serialized config.
@@ -53,7 +54,7 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         `boost_init_scale` for a lottery menu (`tf_ama.LotteryMenu`); and Keras' `name`.
     """
 
-    def __init__(self, setting, menu="lottery", temperature=100.0, learn_bidder_weights=None,
+    def __init__(self, setting, menu="lottery", *, temperature=100.0, learn_bidder_weights=None,
                  seed=0, data_seed=None, micro_batch_size="auto", jit_objective=True,
                  **menu_options):
         super().__init__(**{key: menu_options.pop(key) for key in ("name", "trainable", "dtype")
@@ -62,9 +63,8 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         self.temperature = checks.number("temperature", temperature, above=0)
         self.seed = checks.seed("seed", seed)
         self.data_seed = self.seed if data_seed is None else checks.seed("data_seed", data_seed)
-        if micro_batch_size not in (None, "auto"):
-            checks.integer("micro_batch_size", micro_batch_size, minimum=1)
-        self.micro_batch_size = micro_batch_size
+        self.micro_batch_size = (micro_batch_size if micro_batch_size in (None, "auto") else
+                                 checks.integer("micro_batch_size", micro_batch_size, minimum=1))
         self.jit_objective = checks.boolean("jit_objective", jit_objective)
         self.learn_bidder_weights = (not self.setting.symmetric if learn_bidder_weights is None
                                      else checks.boolean("learn_bidder_weights", learn_bidder_weights))
