@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import matplotlib.image
 import numpy as np
@@ -68,57 +69,52 @@ def test_import_tf_ama_is_lazy_and_keeps_every_public_name():
         tf_ama.nope  # noqa: B018
 
 
-@pytest.mark.parametrize("imports", ["import keras, tf_ama", "import tensorflow, tf_ama",
-                                     "import tf_ama, keras", "import tf_ama, tensorflow"])
+@pytest.mark.parametrize("imports", [
+    "import keras, tf_ama", "import tensorflow, tf_ama", "import tf_ama, keras",
+    "import tf_ama, tensorflow",
+    "import tf_ama; tf_ama.fresh_valuations(8)",  # a name whose module imports Keras half-way
+    "import tf_ama; tf_ama.LotteryMenu",
+    "import tf_ama.menu_layers",                  # a submodule imported directly
+])
 def test_a_fresh_process_that_imported_keras_and_tf_ama_loads_a_saved_model(imports):
     """A .keras file names "tf_ama>AffineMaximizerAuction", registered by tf_ama.model; Keras
     imports no module named in a file, so tf_ama registers it as soon as Keras is loaded,
-    before or after `import tf_ama`."""
+    before or after `import tf_ama`, whatever imported Keras."""
     path = os.path.join(REPO, "tests", "fixtures", "v0_1", "fixed.keras")
     result, _ = _fresh_python(
-        f"{imports}\nimport keras\nmodel = keras.saving.load_model({path!r})\n"
-        "assert type(model) is tf_ama.AffineMaximizerAuction, type(model)\n")
-    assert result.returncode == 0, result.stderr
-
-
-@pytest.mark.parametrize("first", [
-    "tf_ama.fresh_valuations(8)",        # a name whose module imports Keras half-way
-    "tf_ama.LotteryMenu",
-    "import tf_ama.menu_layers",         # a submodule imported directly
-])
-def test_what_imports_keras_first_still_registers_the_classes(first):
-    path = os.path.join(REPO, "tests", "fixtures", "v0_1", "fixed.keras")
-    result, _ = _fresh_python(
-        f"import tf_ama\n{first}\nimport keras\nmodel = keras.saving.load_model({path!r})\n"
+        f"{imports}\nimport keras, tf_ama\nmodel = keras.saving.load_model({path!r})\n"
         "assert type(model) is tf_ama.AffineMaximizerAuction, type(model)\n")
     assert result.returncode == 0, result.stderr
 
 
 def test_keras_and_tf_ama_model_imported_by_two_threads_do_not_deadlock():
-    result, _ = _fresh_python(
-        "import threading, tf_ama\n"
-        "errors = []\n"
-        "def run(name):\n"
-        "    try:\n"
-        "        __import__(name)\n"
-        "    except Exception as error:\n"
-        "        errors.append(repr(error))\n"
-        "threads = [threading.Thread(target=run, args=(n,)) for n in ('keras', 'tf_ama.model')]\n"
-        "[t.start() for t in threads]; [t.join() for t in threads]\n"
-        "assert not errors, errors\n")
+    result, _ = _fresh_python(textwrap.dedent("""
+        import threading, tf_ama
+        errors = []
+        def run(name):
+            try:
+                __import__(name)
+            except Exception as error:
+                errors.append(repr(error))
+        threads = [threading.Thread(target=run, args=(n,)) for n in ("keras", "tf_ama.model")]
+        [thread.start() for thread in threads]
+        [thread.join() for thread in threads]
+        assert not errors, errors
+        """))
     assert result.returncode == 0, result.stderr
 
 
 def test_a_failing_registration_does_not_break_import_keras():
     """Another library's `import keras` must work even if tf_ama.model cannot be imported."""
-    result, loaded = _fresh_python(
-        "import sys, warnings\n"
-        "sys.modules['tensorflow_probability'] = None  # tf_ama.model cannot be imported\n"
-        "import tf_ama\n"
-        "with warnings.catch_warnings(record=True) as caught:\n"
-        "    warnings.simplefilter('always')\n"
-        "    import keras\n"
-        "assert any('could not register' in str(w.message) for w in caught), caught\n")
+    result, loaded = _fresh_python(textwrap.dedent("""
+        import sys, warnings
+        sys.modules["tensorflow_probability"] = None  # tf_ama.model cannot be imported
+        import tf_ama
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import keras
+        assert any("could not register" in str(w.message) for w in caught), caught
+        """))
     assert result.returncode == 0, result.stderr
     assert "keras" in loaded
 

@@ -1,22 +1,18 @@
 """tf_ama.data: the valuations of a step (fresh, stateless samples or given ones with
 checked sample weights), fixed samples and the exact expectation of a discrete setting."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import tf_ama
+from builders import compiled_model
 from tf_ama.data import step_valuations
 
 SPHERICAL = "unit_demand_2x4_spherical"
 
 
-def _model(setting="additive_2x2_uniform", **kwargs):
-    kwargs.setdefault("menu_size", 16)
-    model = tf_ama.AffineMaximizerAuction(setting, **kwargs)
-    model.compile(optimizer=keras.optimizers.Adam(0.01))
-    return model
+_model = compiled_model
 
 
 def _fresh(data_seed, step, setting="additive_2x2_uniform", batch=8):

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tf_ama
+from builders import compiled_model
 from tf_ama import data, exactness, menus
 from tf_ama.mechanism import exact_outcome, soft_payments
 
@@ -25,11 +26,7 @@ SHAPES = [
 SPHERICAL = "unit_demand_2x4_spherical"
 
 
-def _model(setting="additive_2x2_uniform", **kwargs):
-    kwargs.setdefault("menu_size", 16)
-    model = tf_ama.AffineMaximizerAuction(setting, **kwargs)
-    model.compile(optimizer=keras.optimizers.Adam(0.01))
-    return model
+_model = compiled_model
 
 
 def _mirrored(devices):
