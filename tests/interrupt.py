@@ -1,7 +1,7 @@
 """Test helpers for interrupted training runs: a callback that stops `fit` at an epoch.
 
-Used by tests/checkpoints_test.py and tests/runs_test.py: `from interrupt import Stop,
-StopAt`.
+Used by tests/checkpoints_test.py, tests/runs_test.py and tests/model_test.py:
+`from interrupt import Stop, StopAt`.
 """
 
 import keras

@@ -12,6 +12,7 @@ from builders import compiled_model
 from tf_ama import data, exactness, menus
 from tf_ama.mechanism import exact_outcome, soft_payments
 
+from interrupt import Stop, StopAt
 from oracle import numpy_ama
 
 SHAPES = [
@@ -195,16 +196,6 @@ def test_soft_payments_match_the_formula_in_float64():
             assert got[s, i] == pytest.approx((pi_i @ others - pi @ others) / weights[i], abs=1e-12)
 
 
-class _Interrupt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated interruption")
-
-
 def test_resume_after_interruption_ends_where_an_uninterrupted_run_does(tmp_path):
     def fit(callbacks):
         model = _model(seed=7)
@@ -214,8 +205,8 @@ def test_resume_after_interruption_ends_where_an_uninterrupted_run_does(tmp_path
 
     straight = fit([])
     backup = keras.callbacks.BackupAndRestore(os.path.join(tmp_path, "backup"))
-    with pytest.raises(KeyboardInterrupt):
-        fit([backup, _Interrupt(epoch=1)])  # stops after epoch 2 of 4 was backed up
+    with pytest.raises(Stop):
+        fit([backup, StopAt(2)])  # stops after epoch 2 of 4 was backed up
     resumed = fit([keras.callbacks.BackupAndRestore(os.path.join(tmp_path, "backup"))])
     assert int(resumed.optimizer.iterations.numpy()) == 12
     for a, b in zip(_parameters(straight), _parameters(resumed)):
