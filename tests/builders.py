@@ -1,9 +1,12 @@
-"""Test helper shared by tests/model_test.py and tests/data_test.py: `from builders import
-compiled_model`."""
+"""Test helpers shared by several test files: `from builders import compiled_model,
+lottery_menu`."""
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 import tf_ama
+from tf_ama import menus
 
 
 def compiled_model(setting="additive_2x2_uniform", **kwargs):
@@ -12,3 +15,15 @@ def compiled_model(setting="additive_2x2_uniform", **kwargs):
     model = tf_ama.AffineMaximizerAuction(setting, **kwargs)
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     return model
+
+
+def lottery_menu(rng, num_bidders, num_items, menu_size, boost_scale):
+    """A random feasible menu: softmax lotteries and a few 0/1 entries, entry 0 empty."""
+    logits = rng.normal(scale=3.0, size=(menu_size - 1, num_bidders + 1, num_items))
+    allocations = menus.additive_lottery(tf.constant(logits, tf.float64)).numpy()
+    deterministic = rng.uniform(size=menu_size) < 0.3
+    deterministic[0] = False
+    allocations[deterministic] = np.round(allocations[deterministic])
+    boosts = boost_scale * rng.normal(size=menu_size)
+    boosts[0] = 0.0
+    return allocations, boosts

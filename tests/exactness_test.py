@@ -18,9 +18,10 @@ import pytest
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from builders import lottery_menu
 from oracle import fraction_ama
 
-from tf_ama import exactness, mechanism, menus
+from tf_ama import exactness, mechanism
 
 JIT = [pytest.param(False, id="plain"), pytest.param(True, id="xla")]
 INVALID = tf.errors.InvalidArgumentError
@@ -29,18 +30,6 @@ PROPERTY = settings(max_examples=40, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # --- Strategies -----------------------------------------------------------------------------
-
-
-def lottery_menu(rng, num_bidders, num_items, menu_size, boost_scale):
-    """A random feasible menu: softmax lotteries and a few 0/1 entries, entry 0 empty."""
-    logits = rng.normal(scale=3.0, size=(menu_size - 1, num_bidders + 1, num_items))
-    allocations = menus.additive_lottery(tf.constant(logits, tf.float64)).numpy()
-    deterministic = rng.uniform(size=menu_size) < 0.3
-    deterministic[0] = False
-    allocations[deterministic] = np.round(allocations[deterministic])
-    boosts = boost_scale * rng.normal(size=menu_size)
-    boosts[0] = 0.0
-    return allocations, boosts
 
 
 @st.composite

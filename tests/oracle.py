@@ -156,8 +156,10 @@ def fraction_ama(bids, allocations, boosts, bidder_weights):
     """
     from fractions import Fraction
 
-    def exact(array):
-        return np.vectorize(Fraction, otypes=[object])(np.asarray(array, np.float64))
+    def exact(array):  # float64 values exactly; Fractions (an object array) as they are
+        array = np.asarray(array)
+        return np.vectorize(Fraction, otypes=[object])(
+            array if array.dtype == object else array.astype(np.float64))
 
     bids, allocations = exact(bids), exact(allocations)
     boosts, weights = exact(boosts), exact(bidder_weights)

@@ -36,7 +36,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from tf_ama import checks
+from tf_ama import checks, separable
 from tf_ama.exactness import (MAX_ABS_BOOST, MAX_BID, MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT,
                               real_array)
 
@@ -100,6 +100,31 @@ def _validate_menu(allocations, boosts, bidder_weights):
     ]
     with tf.control_dependencies(checks):
         return tf.identity(allocations), tf.identity(boosts), tf.identity(bidder_weights)
+
+
+def _validate_separable_boosts(separable_boosts, menu_size, num_bidders, num_items):
+    """In-graph checks of the family's boosts `c` (tf_ama.separable); returns them."""
+    separable_boosts = _float64(separable_boosts, "separable_boosts")
+    if separable_boosts.shape != [num_bidders + 1, num_items]:
+        raise ValueError(
+            f"`separable_boosts` must have shape [num_bidders + 1={num_bidders + 1}, "
+            f"num_items={num_items}] (a row per bidder, then nobody's); got "
+            f"{separable_boosts.shape}.")
+    if (menu_size or 0) + separable.family_size(num_bidders, num_items) >= separable.MAX_FAMILY_INDEX:
+        raise ValueError(
+            f"`separable_boosts`: the family of {num_bidders} bidders and {num_items} items has "
+            f"{num_bidders + 1}^{num_items} allocations, too many to index in int64.")
+    # A family entry's boost is sum_j c[o_j, j]: bounded like an explicit boost.
+    largest = tf.reduce_sum(tf.reduce_max(tf.abs(separable_boosts), axis=0))
+    checked = [
+        tf.debugging.assert_all_finite(separable_boosts, "`separable_boosts` must be finite"),
+        tf.debugging.assert_less_equal(
+            largest, tf.constant(MAX_ABS_BOOST, tf.float64),
+            f"`separable_boosts` must satisfy sum_j max_o |c[o, j]| <= {MAX_ABS_BOOST:g} "
+            "(tf_ama.exactness: a family entry's boost is sum_j c[o_j, j])"),
+    ]
+    with tf.control_dependencies(checked):
+        return tf.identity(separable_boosts)
 
 
 def validate_bids(bids, num_bidders, num_items, name="bids"):
@@ -187,11 +212,12 @@ def others_welfare(weighted, boosts):
 
 
 def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
-                   with_counterfactual=False):
+                   with_counterfactual=False, separable_boosts=None):
     """Exact outcome of one block of profiles; all float64, shapes as in `exact_outcome`.
 
     Works in the bidder-major `[m, B, K]` layout: the contraction is one batched matmul and
-    no `[B, m, K]` tensor is transposed.
+    no `[B, m, K]` tensor is transposed. With `separable_boosts`, the item-separable family
+    (`tf_ama.separable`) joins the explicit menu: each max is the larger of the two parts'.
     """
     num_bidders = bids.shape[1]
     menu_size = tf.shape(allocations)[0]
@@ -213,6 +239,18 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
                          axis=-1)  # [m, B, 3]
     chosen_values = tf.gather_nd(values, at_chosen)  # u_i[k*]: [m, B]
     chosen_others = tf.gather_nd(others, at_chosen)  # W_-i[k*]: [m, B]
+    allocation = tf.gather(allocations, menu_index)
+    if separable_boosts is not None:
+        family = separable.family_block(
+            bids_by_bidder, bidder_weights, separable_boosts, tf.cast(menu_size, tf.int64),
+            with_counterfactual)
+        wins = family["best"] > best[:, 0]  # strict: ties go to the explicit menu
+        explicit_others_best = best_others
+        best_others = tf.maximum(best_others, family["others_best"])
+        chosen_values = tf.where(wins[None], family["values"], chosen_values)
+        chosen_others = tf.where(wins[None], family["chosen_others"], chosen_others)
+        menu_index = tf.where(wins, family["index"], menu_index)
+        allocation = tf.where(wins[:, None, None], family["allocation"], allocation)
     weights = bidder_weights[:, None]
     # The max over k includes k*, so the difference is >= 0 (the clip at 0 only matters if
     # XLA rounds the two reads of W_-i differently). The clip at the value received removes
@@ -220,7 +258,7 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
     unclipped = (best_others - chosen_others) / weights  # [m, B]
     payments = tf.minimum(tf.maximum(unclipped, 0.0), chosen_values)
     outcome = {
-        "allocation": tf.gather(allocations, menu_index),
+        "allocation": allocation,
         "payments": tf.transpose(payments),
         "menu_index": menu_index,
         "values": tf.transpose(chosen_values),
@@ -230,15 +268,23 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
         # per element (a division per element costs as much as the rest of the certificate).
         prices = (best_others[:, :, None] - others) * (1.0 / weights[:, :, None])  # [m, B, K]
         best_utility = tf.reduce_max(values - prices, axis=2)  # best misreport, true values
+        if separable_boosts is not None:  # over the family: max_a (w_i u_i + W_-i) = its best
+            best_utility = tf.maximum(
+                best_utility, (family["best"][None] - best_others) * (1.0 / weights))
         outcome["regret"] = tf.transpose(best_utility - (chosen_values - payments))
         # How far the formula's payment exceeds the value before the clip: rounding (~1e-16)
         # for an AMA; anything larger would be a real IR violation.
         outcome["ir_excess"] = tf.transpose(tf.maximum(unclipped - chosen_values, 0.0))
     if with_counterfactual:
         # The lowest index attaining max_k W_-i[k]: the entry that sets bidder i's payment.
-        outcome["counterfactual_index"] = tf.transpose(tf.reduce_min(tf.where(
-            others == best_others[:, :, None], indices[None, None, :],
-            tf.cast(menu_size, tf.int64)), axis=2))
+        explicit_best = explicit_others_best if separable_boosts is not None else best_others
+        counterfactual = tf.reduce_min(tf.where(
+            others == explicit_best[:, :, None], indices[None, None, :],
+            tf.cast(menu_size, tf.int64)), axis=2)
+        if separable_boosts is not None:  # strict again: ties go to the explicit menu
+            counterfactual = tf.where(family["others_best"] > explicit_best,
+                                      family["counterfactual_index"], counterfactual)
+        outcome["counterfactual_index"] = tf.transpose(counterfactual)
     return outcome
 
 
@@ -268,9 +314,9 @@ def default_chunk_size(num_bidders, menu_size):
     return default_micro_batch_size(num_bidders, menu_size)
 
 
-def exact_outcome(bids, allocations, boosts, bidder_weights, *, micro_batch_size=None,
-                  with_certificate=False, with_counterfactual=False, jit_compile=False,
-                  chunk_size=checks.RENAMED):
+def exact_outcome(bids, allocations, boosts, bidder_weights, *, separable_boosts=None,
+                  micro_batch_size=None, with_certificate=False, with_counterfactual=False,
+                  jit_compile=False, chunk_size=checks.RENAMED):
     """The exact AMA outcome in float64 for a batch of bid profiles.
 
     Args:
@@ -279,6 +325,10 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, *, micro_batch_size
         allocations sum to <= 1).
       boosts: float64 `[menu_size]`.
       bidder_weights: float64 `[num_bidders]`, > 0.
+      separable_boosts: None, or float64 `c` `[num_bidders + 1, num_items]`: the
+        item-separable family joins the menu (`tf_ama.separable`: every allocation of each
+        item to one bidder or nobody, boost `sum_j c[o_j, j]`; its entries follow the
+        explicit ones, menu index `menu_size + rank`). Additive valuations only.
       micro_batch_size: profiles per block (bounds memory to a few `[micro_batch_size,
         num_bidders + 1, menu_size]` tensors; default `default_micro_batch_size`). Every block
         has exactly this many profiles (zero-padded), so a profile's outcome does not depend
@@ -317,6 +367,9 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, *, micro_batch_size
     """
     allocations, boosts, bidder_weights = _validate_menu(allocations, boosts, bidder_weights)
     menu_size, num_bidders, num_items = allocations.shape
+    if separable_boosts is not None:
+        separable_boosts = _validate_separable_boosts(separable_boosts, menu_size, num_bidders,
+                                                      num_items)
     # Static shape from here on (validate_bids has asserted it, also for an unknown rank).
     bids = tf.ensure_shape(validate_bids(bids, num_bidders, num_items),
                            [None, num_bidders, num_items])
@@ -333,17 +386,18 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, *, micro_batch_size
     options = dict(micro_batch_size=micro_batch_size, with_certificate=bool(with_certificate),
                    with_counterfactual=bool(with_counterfactual))
     if jit_compile:
-        return _compiled_blocks(**options)(bids, allocations, boosts, bidder_weights)
-    return _blocks(bids, allocations, boosts, bidder_weights, **options)
+        return _compiled_blocks(**options)(bids, allocations, boosts, bidder_weights,
+                                           separable_boosts)
+    return _blocks(bids, allocations, boosts, bidder_weights, separable_boosts, **options)
 
 
-def _blocks(bids, allocations, boosts, bidder_weights, *, micro_batch_size, with_certificate,
-            with_counterfactual):
+def _blocks(bids, allocations, boosts, bidder_weights, separable_boosts=None, *,
+            micro_batch_size, with_certificate, with_counterfactual):
     """The outcome of validated bids, block by block (see `exact_outcome`)."""
 
     def block(block_bids):
         return _outcome_block(block_bids, allocations, boosts, bidder_weights, with_certificate,
-                              with_counterfactual)
+                              with_counterfactual, separable_boosts)
 
     if bids.shape[0] == micro_batch_size:
         return block(bids)
@@ -387,14 +441,15 @@ def _mapped(bids, size, block, with_certificate, with_counterfactual):
     }
 
 
-def regret_certificate(bids, allocations, boosts, bidder_weights, *, micro_batch_size=None,
-                       chunk_size=checks.RENAMED):
+def regret_certificate(bids, allocations, boosts, bidder_weights, *, separable_boosts=None,
+                       micro_batch_size=None, chunk_size=checks.RENAMED):
     """The exact regret certificate `[batch, num_bidders]` (0 up to rounding for an AMA);
     `chunk_size` is the deprecated name of `micro_batch_size`."""
     micro_batch_size = checks.renamed("chunk_size", chunk_size, "micro_batch_size",
                                       micro_batch_size)
     return exact_outcome(bids, allocations, boosts, bidder_weights,
-                         micro_batch_size=micro_batch_size, with_certificate=True)["regret"]
+                         separable_boosts=separable_boosts, micro_batch_size=micro_batch_size,
+                         with_certificate=True)["regret"]
 
 
 def soft_payments(valuations, allocations, boosts, bidder_weights, temperature):

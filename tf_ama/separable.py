@@ -1,0 +1,111 @@
+r"""The item-separable family: every deterministic allocation, with item-separable boosts.
+
+For additive bidders, the family holds every allocation `a` that gives each item `j` to one
+owner `o_j` (a bidder, or nobody), with the boost
+
+    lambda(a) = sum_j c[o_j, j]        c: `separable_boosts` [m + 1, n]
+                                       (rows 0..m-1 the bidders, row m "nobody")
+
+Joined with an explicit menu (allocations, boosts), the mechanism is an AMA over the union, so
+it is strategyproof and IR for every `c`. Its (m + 1)^n entries are never enumerated: the
+boosted welfare is a sum over items of the owner's score
+
+    s[o, j] = w_o v[o, j] + c[o, j]   (a bidder o)        s[nobody, j] = c[m, j]
+
+so the family's best welfare is `sum_j max_o s[o, j]`, and the welfare of the others of
+bidder i, `W_-i(a) = sum_j s_-i[o_j, j]` with `s_-i` = `s` except `s_-i[i, j] = c[i, j]`
+(bidder i's own bid left out), is maximized item by item as well.
+
+Order and ties (docs/design.md §7): the family's entries follow the K explicit ones, in the
+order of `menus.deterministic_allocations`: owner codes 0 = nobody and i + 1 = bidder i, item
+0 most significant, so the family entry with owner codes `q` has menu index
+`K + sum_j q_j (m + 1)^(n - 1 - j)`. Ties go to the lowest index: to the explicit menu
+between the two parts, and within the family to the lowest owner code of each item (the
+lexicographically first maximizer is made of each item's first one).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+MAX_FAMILY_INDEX = 2**62  # K + (m + 1)^n must stay below it (int64 menu indices)
+
+
+def family_size(num_bidders, num_items):
+    """`(m + 1)^n`, the number of allocations in the family."""
+    return (num_bidders + 1) ** num_items
+
+
+def _by_code(per_bidder, nobody):
+    """`[m + 1, ...]` in owner-code order: `nobody` first, then the bidders' rows."""
+    return tf.concat([nobody[None], per_bidder], axis=0)
+
+
+def _lowest_maximizer(scores):
+    """The lowest code attaining the max over axis 0 of `scores` `[m + 1, ...]`, int64."""
+    codes = tf.range(tf.shape(scores, out_type=tf.int64)[0], dtype=tf.int64)
+    codes = tf.reshape(codes, tf.concat([[-1], tf.ones([tf.rank(scores) - 1], tf.int32)], 0))
+    best = tf.reduce_max(scores, axis=0, keepdims=True)
+    return tf.reduce_min(tf.where(scores == best, codes, tf.int64.max), axis=0)
+
+
+def _rank(codes, num_bidders, num_items):
+    """Index within the family of owner codes `[..., n]`: item 0 most significant."""
+    powers = tf.constant([(num_bidders + 1) ** (num_items - 1 - j) for j in range(num_items)],
+                         tf.int64)
+    return tf.reduce_sum(codes * powers, axis=-1)
+
+
+def family_block(bids_by_bidder, bidder_weights, separable_boosts, explicit_size,
+                 with_counterfactual=False):
+    """The family's part of the exact outcome for one block of profiles (float64).
+
+    Args:
+      bids_by_bidder: `[m, B, n]`. bidder_weights: `[m]`. separable_boosts: `c` `[m + 1, n]`.
+      explicit_size: `K`, the number of explicit entries before the family (int64 scalar).
+
+    Returns a dict:
+      `best` [B]: the family's best welfare, `sum_j max_o s[o, j]`;
+      `owners` [B, n] int64: owner codes of that allocation (0 nobody, i + 1 bidder i);
+      `index` [B] int64: its menu index, `K + rank`;
+      `allocation` [B, m, n]: that allocation (0/1);
+      `values` [m, B]: its value to each bidder at the bids;
+      `others_best` [m, B]: `max_a W_-i(a)` over the family;
+      `chosen_others` [m, B]: `W_-i` of the family's best allocation, summed item by item
+        like `others_best`, so that the two agree bit for bit where that allocation is also
+        best for the others (a bidder who wins nothing then pays exactly 0);
+      `counterfactual_index` [m, B] int64 (if requested): menu index of the maximizer of
+        `W_-i` over the family.
+    """
+    num_bidders, _, num_items = bids_by_bidder.shape
+    bidder_rows, nobody_row = separable_boosts[:-1], separable_boosts[-1]
+    bidder_scores = bidder_weights[:, None, None] * bids_by_bidder + bidder_rows[:, None, :]
+    nobody_scores = tf.broadcast_to(nobody_row[None, :], tf.shape(bidder_scores)[1:])
+    scores = _by_code(bidder_scores, nobody_scores)  # s: [m + 1, B, n]
+    owners = _lowest_maximizer(scores)  # [B, n]
+    best = tf.reduce_sum(tf.reduce_max(scores, axis=0), axis=1)  # [B]
+    codes = tf.range(num_bidders + 1, dtype=tf.int64)[:, None, None]  # [m + 1, 1, 1]
+    chosen = tf.equal(codes, owners[None])  # one-hot over owners: [m + 1, B, n]
+    # s_-i: bidder i's row without its bid, for every i at once: [m, m + 1, B, n].
+    own_row = tf.equal(tf.range(num_bidders)[:, None], tf.range(num_bidders + 1)[None, :] - 1)
+    others_scores = tf.where(own_row[:, :, None, None], bidder_rows[:, None, None, :],
+                             scores[None])
+    others_best = tf.reduce_sum(tf.reduce_max(others_scores, axis=1), axis=2)  # [m, B]
+    chosen_others = tf.reduce_sum(  # one term per item is non-zero: the sum is exact
+        tf.reduce_sum(tf.where(chosen[None], others_scores, 0.0), axis=1), axis=2)
+    bidder_chosen = chosen[1:]  # [m, B, n]: bidder i owns item j
+    values = tf.reduce_sum(tf.where(bidder_chosen, bids_by_bidder, 0.0), axis=2)  # [m, B]
+    result = {
+        "best": best,
+        "owners": owners,
+        "index": explicit_size + _rank(owners, num_bidders, num_items),
+        "allocation": tf.cast(tf.transpose(bidder_chosen, [1, 0, 2]), tf.float64),
+        "values": values,
+        "others_best": others_best,
+        "chosen_others": chosen_others,
+    }
+    if with_counterfactual:
+        others_owners = _lowest_maximizer(tf.transpose(others_scores, [1, 0, 2, 3]))  # [m, B, n]
+        result["counterfactual_index"] = explicit_size + _rank(others_owners, num_bidders,
+                                                               num_items)
+    return result
