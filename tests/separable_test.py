@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from oracle import fraction_ama
 
 from tf_ama import exactness, separable
-from tf_ama.mechanism import exact_outcome
+from tf_ama.mechanism import exact_outcome, soft_payments
 from tf_ama.menus import deterministic_allocations
 
 JIT = [pytest.param(False, id="plain"), pytest.param(True, id="xla")]
@@ -189,3 +189,39 @@ def test_a_family_too_large_to_index_is_refused():
     with pytest.raises(ValueError, match="too many to index"):
         exact_outcome(tf.zeros([1, 3, 40], tf.float64), np.zeros((1, 3, 40)), np.zeros(1),
                       np.ones(3), separable_boosts=np.zeros((4, 40)))
+
+
+def _family_matrix(num_bidders, num_items):
+    """`[F, (m + 1) n]` 0/1: family entry f uses c[o, j] (flattened row-major)."""
+    rows = []
+    for codes in itertools.product(range(num_bidders + 1), repeat=num_items):
+        row = np.zeros((num_bidders + 1, num_items))
+        for j, code in enumerate(codes):
+            row[code - 1 if code else num_bidders, j] = 1.0
+        rows.append(row.ravel())
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("num_bidders,num_items", [(2, 2), (2, 3), (3, 2), (1, 3)])
+def test_soft_payments_and_gradients_equal_the_enumerated_menu(num_bidders, num_items):
+    """The factorized relaxation of the joined menu is the relaxation of the enumerated one:
+    value and gradients with respect to the explicit menu, c and the weights (float64)."""
+    rng = np.random.default_rng(num_bidders * 10 + num_items)
+    allocations, boosts = lottery_menu(rng, num_bidders, num_items, 5, 0.3)
+    variables = [tf.Variable(allocations), tf.Variable(boosts),
+                 tf.Variable(rng.uniform(0.5, 1.5, size=num_bidders)),
+                 tf.Variable(0.3 * rng.normal(size=(num_bidders + 1, num_items)))]
+    valuations = tf.constant(rng.uniform(size=(16, num_bidders, num_items)))
+    family = tf.constant(deterministic_allocations(num_bidders, num_items, "additive"))
+    matrix = tf.constant(_family_matrix(num_bidders, num_items))
+    for temperature in (3.0, 30.0, 100.0):
+        with tf.GradientTape(persistent=True) as tape:
+            a, b, w, c = variables
+            factorized = soft_payments(valuations, a, b, w, temperature, separable_boosts=c)
+            enumerated_boosts = tf.linalg.matvec(matrix, tf.reshape(c, [-1]))
+            explicit = soft_payments(valuations, tf.concat([a, family], 0),
+                                     tf.concat([b, enumerated_boosts], 0), w, temperature)
+        np.testing.assert_allclose(factorized.numpy(), explicit.numpy(), rtol=1e-9, atol=1e-12)
+        for mine, theirs in zip(tape.gradient(factorized, variables),
+                                tape.gradient(explicit, variables)):
+            np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-8, atol=1e-10)

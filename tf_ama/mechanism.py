@@ -452,7 +452,8 @@ def regret_certificate(bids, allocations, boosts, bidder_weights, *, separable_b
                          with_certificate=True)["regret"]
 
 
-def soft_payments(valuations, allocations, boosts, bidder_weights, temperature):
+def soft_payments(valuations, allocations, boosts, bidder_weights, temperature,
+                  separable_boosts=None):
     """The softmax relaxation of the AMA payments, differentiable.
 
     Args:
@@ -460,6 +461,9 @@ def soft_payments(valuations, allocations, boosts, bidder_weights, temperature):
       allocations: `[menu_size, num_bidders, num_items]`.
       boosts: `[menu_size]`; bidder_weights: `[num_bidders]`.
       temperature: `lambda`, the inverse softmax temperature (100 in the paper).
+      separable_boosts: None, or `c` `[num_bidders + 1, num_items]`: the item-separable
+        family joins the menu (`tf_ama.separable`); each softmax is then over the union, a
+        two-part mixture whose family part factorizes over items (`separable.soft_family`).
 
     Returns:
       `[batch, num_bidders]` soft payments
@@ -474,6 +478,15 @@ def soft_payments(valuations, allocations, boosts, bidder_weights, temperature):
     counterfactual = tf.nn.softmax(temperature * others, axis=-1)  # [B, m, K]
     expected_without = tf.reduce_sum(counterfactual * others, axis=-1)
     expected_with = tf.einsum("bk,bik->bi", chosen, others)
+    if separable_boosts is not None:
+        log_z, family_with, log_z_others, family_without = separable.soft_family(
+            valuations, bidder_weights, separable_boosts, temperature)
+        # The family's share of each partition function, Z_F / (Z_F + Z_explicit).
+        share = tf.sigmoid(log_z - tf.reduce_logsumexp(temperature * welfare, axis=-1))
+        share_others = tf.sigmoid(
+            log_z_others - tf.reduce_logsumexp(temperature * others, axis=-1))
+        expected_with += share[:, None] * (family_with - expected_with)
+        expected_without += share_others * (family_without - expected_without)
     return (expected_without - expected_with) / bidder_weights[None, :]
 
 

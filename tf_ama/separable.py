@@ -56,6 +56,43 @@ def _rank(codes, num_bidders, num_items):
     return tf.reduce_sum(codes * powers, axis=-1)
 
 
+def _scores(bids_by_bidder, bidder_weights, separable_boosts):
+    """`(s [m + 1, B, n], s_-i [m, m + 1, B, n])` in owner-code order, from bids `[m, B, n]`."""
+    num_bidders = bids_by_bidder.shape[0]
+    bidder_rows, nobody_row = separable_boosts[:-1], separable_boosts[-1]
+    bidder_scores = bidder_weights[:, None, None] * bids_by_bidder + bidder_rows[:, None, :]
+    nobody_scores = tf.broadcast_to(nobody_row[None, :], tf.shape(bidder_scores)[1:])
+    scores = _by_code(bidder_scores, nobody_scores)
+    # s_-i: bidder i's row without its bid, for every i at once.
+    own_row = tf.equal(tf.range(num_bidders)[:, None], tf.range(num_bidders + 1)[None, :] - 1)
+    others_scores = tf.where(own_row[:, :, None, None], bidder_rows[:, None, None, :],
+                             scores[None])
+    return scores, others_scores
+
+
+def soft_family(valuations, bidder_weights, separable_boosts, temperature):
+    """The family's part of the softmax relaxation (`mechanism.soft_payments`), exactly.
+
+    Over the family, `exp(l W(a)) = prod_j exp(l s[o_j, j])`: the softmax is a product of
+    per-item softmaxes over owners, its log-partition a sum of per-item logsumexps, and the
+    expectation of the separable `W_-i(a) = sum_j s_-i[o_j, j]` a sum of per-item
+    expectations. Returns `(log_z [B], expected_with [B, m], log_z_others [B, m],
+    expected_without [B, m])`: `log sum_a exp(l W(a))`, `E_{softmax(l W)} W_-i`,
+    `log sum_a exp(l W_-i(a))` and `E_{softmax(l W_-i)} W_-i`.
+    """
+    scores, others_scores = _scores(tf.transpose(valuations, [1, 0, 2]), bidder_weights,
+                                    separable_boosts)
+    log_z = tf.reduce_sum(tf.reduce_logsumexp(temperature * scores, axis=0), axis=-1)
+    chosen = tf.nn.softmax(temperature * scores, axis=0)  # per item, over owners
+    expected_with = tf.reduce_sum(chosen[None] * others_scores, axis=[1, 3])  # [m, B]
+    log_z_others = tf.reduce_sum(tf.reduce_logsumexp(temperature * others_scores, axis=1),
+                                 axis=-1)
+    counterfactual = tf.nn.softmax(temperature * others_scores, axis=1)
+    expected_without = tf.reduce_sum(counterfactual * others_scores, axis=[1, 3])
+    return (log_z, tf.transpose(expected_with), tf.transpose(log_z_others),
+            tf.transpose(expected_without))
+
+
 def family_block(bids_by_bidder, bidder_weights, separable_boosts, explicit_size,
                  with_counterfactual=False):
     """The family's part of the exact outcome for one block of profiles (float64).
@@ -78,18 +115,11 @@ def family_block(bids_by_bidder, bidder_weights, separable_boosts, explicit_size
         `W_-i` over the family.
     """
     num_bidders, _, num_items = bids_by_bidder.shape
-    bidder_rows, nobody_row = separable_boosts[:-1], separable_boosts[-1]
-    bidder_scores = bidder_weights[:, None, None] * bids_by_bidder + bidder_rows[:, None, :]
-    nobody_scores = tf.broadcast_to(nobody_row[None, :], tf.shape(bidder_scores)[1:])
-    scores = _by_code(bidder_scores, nobody_scores)  # s: [m + 1, B, n]
+    scores, others_scores = _scores(bids_by_bidder, bidder_weights, separable_boosts)
     owners = _lowest_maximizer(scores)  # [B, n]
     best = tf.reduce_sum(tf.reduce_max(scores, axis=0), axis=1)  # [B]
     codes = tf.range(num_bidders + 1, dtype=tf.int64)[:, None, None]  # [m + 1, 1, 1]
     chosen = tf.equal(codes, owners[None])  # one-hot over owners: [m + 1, B, n]
-    # s_-i: bidder i's row without its bid, for every i at once: [m, m + 1, B, n].
-    own_row = tf.equal(tf.range(num_bidders)[:, None], tf.range(num_bidders + 1)[None, :] - 1)
-    others_scores = tf.where(own_row[:, :, None, None], bidder_rows[:, None, None, :],
-                             scores[None])
     others_best = tf.reduce_sum(tf.reduce_max(others_scores, axis=1), axis=2)  # [m, B]
     chosen_others = tf.reduce_sum(  # one term per item is non-zero: the sum is exact
         tf.reduce_sum(tf.where(chosen[None], others_scores, 0.0), axis=1), axis=2)
