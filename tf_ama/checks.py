@@ -1,4 +1,5 @@
-"""Argument checks: the one home of the errors that name a bad argument and the fix.
+"""Argument checks: the one home of the errors that name a bad argument and the fix (and
+of `one_line`, an error message on one line for the command line and export).
 
 Every public function and constructor of tf_ama checks its scalar arguments with these, so
 that the same kind of argument is accepted and refused the same way everywhere:
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import warnings
 
 import numpy as np
@@ -124,3 +126,12 @@ def renamed(old_name, old_value, new_name, new_value, *, stacklevel=3):
         raise ValueError(f"Give `{new_name}` only: `{old_name}` is its deprecated name; got "
                          f"both ({new_name}={new_value!r}, {old_name}={old_value!r}).")
     return old_value
+
+
+def one_line(error) -> str:
+    """`error`'s message on one line: some messages list details on further lines,
+    TensorFlow's (`OpError.message`) add lines of graph context."""
+    tf = sys.modules.get("tensorflow")
+    is_op_error = tf is not None and hasattr(tf, "errors") and isinstance(error, tf.errors.OpError)
+    message = error.message if is_op_error else str(error)
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())

@@ -364,15 +364,6 @@ def _input_errors():
     return tuple(errors)
 
 
-def one_line(error) -> str:
-    """`error`'s message on one line: some messages list details on further lines,
-    TensorFlow's (`OpError.message`) add lines of graph context."""
-    tf = sys.modules.get("tensorflow")
-    is_op_error = tf is not None and hasattr(tf, "errors") and isinstance(error, tf.errors.OpError)
-    message = error.message if is_op_error else str(error)
-    return " ".join(line.strip() for line in message.splitlines() if line.strip())
-
-
 def run_command(prog, run, args) -> int:
     """`run(args)`; returns 0, or 2 after printing an error as ONE line `PROG: error: ...`.
 
@@ -385,6 +376,8 @@ def run_command(prog, run, args) -> int:
     try:
         run(args)
     except _input_errors() as error:
+        from tf_ama.checks import one_line  # NumPy only, and only on an error
+
         print(f"{prog}: error: {one_line(error) or type(error).__name__}", file=sys.stderr)
         return 2
     return 0

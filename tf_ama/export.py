@@ -58,7 +58,6 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ama import __version__, checks, exactness, seeds
-from tf_ama.cli import one_line
 from tf_ama.evaluation import prune as prune_menu
 from tf_ama.exactness import check_menu_limits
 from tf_ama.mechanism import default_micro_batch_size, exact_outcome
@@ -109,7 +108,7 @@ def _write_failure(base_dir, error):
         fix = "check that the folder is a writable directory and export again"
     return ExportError(
         f"Could not export into {base_dir!r}: {problem}; no version folder was written. To fix: "
-        f"{fix}. ({type(error).__name__}: {one_line(error)})")
+        f"{fix}. ({type(error).__name__}: {checks.one_line(error)})")
 
 
 def _existing_versions(base_dir):
@@ -381,7 +380,7 @@ def read_export_config(version_dir) -> dict:
         raise ExportError(
             f"{path!r} is damaged: it is not the JSON that export writes. Delete the version "
             f"folder {str(version_dir)!r} and {_reexport(version_dir)}. "
-            f"({type(error).__name__}: {one_line(error)})") from None
+            f"({type(error).__name__}: {checks.one_line(error)})") from None
     if not (isinstance(config, dict) and isinstance(config.get("setting"), dict)
             and isinstance(config.get("model"), dict)):
         raise ExportError(
@@ -410,7 +409,7 @@ def load_menu_model(saved_model_version_dir):
         raise ExportError(
             f"{os.path.join(version_dir, ASSETS_EXTRA, CONFIG_FILE)!r} is damaged: its setting "
             f"is not valid. Delete the version folder {str(version_dir)!r} and "
-            f"{_reexport(version_dir)}. ({type(error).__name__}: {one_line(error)})") from None
+            f"{_reexport(version_dir)}. ({type(error).__name__}: {checks.one_line(error)})") from None
     try:
         loaded = tf.saved_model.load(os.fspath(version_dir))
         menu = loaded.signatures[MENU_SIGNATURE](dummy=tf.constant(0, tf.int32))
@@ -418,7 +417,7 @@ def load_menu_model(saved_model_version_dir):
         raise ExportError(
             f"The version folder {str(version_dir)!r} is damaged: its SavedModel cannot be "
             f"loaded. Delete that folder and {_reexport(version_dir)}. "
-            f"({type(error).__name__}: {one_line(error)})") from error
+            f"({type(error).__name__}: {checks.one_line(error)})") from error
     try:
         # from_menu keeps the exported float64 weights exactly
         return AffineMaximizerAuction.from_menu(
@@ -427,4 +426,4 @@ def load_menu_model(saved_model_version_dir):
             **{key: config["model"][key] for key in ("temperature",) if key in config["model"]})
     except ValueError as error:
         raise ExportError(
-            f"The menu exported in {str(version_dir)!r} is refused: {one_line(error)}") from None
+            f"The menu exported in {str(version_dir)!r} is refused: {checks.one_line(error)}") from None
