@@ -15,12 +15,38 @@ Other test modules use it: `from oracle import numpy_ama`; `fraction_ama` is the
 rational oracle of one profile (the money oracle of the exactness tests).
 """
 
+import itertools
 import math
+from fractions import Fraction
 
 import numpy as np
 
+from tf_ama.menus import deterministic_allocations
 
-def numpy_ama(bids, allocations, boosts, bidder_weights):
+
+def family_boosts(c, exact=False):
+    """Boost of every entry of the item-separable family with boosts `c` `[m + 1, n]`, in the
+    order of `menus.deterministic_allocations`: a plain loop (Fractions if `exact`)."""
+    num_bidders, num_items = c.shape[0] - 1, c.shape[1]
+    rows = []
+    for codes in itertools.product(range(num_bidders + 1), repeat=num_items):
+        terms = [c[code - 1 if code else num_bidders, j] for j, code in enumerate(codes)]
+        rows.append(sum((Fraction(float(t)) for t in terms), Fraction(0)) if exact
+                    else float(sum(terms)))
+    return np.array(rows, dtype=object if exact else np.float64)
+
+
+def enumerated(allocations, boosts, c, exact=False):
+    """A menu joined with the family of boosts `c` as an explicit one: the K entries, then
+    the whole family, enumerated."""
+    num_bidders, num_items = allocations.shape[1:]
+    family = deterministic_allocations(num_bidders, num_items, "additive")
+    all_boosts = np.concatenate([np.asarray(boosts, object if exact else np.float64),
+                                 family_boosts(c, exact)])
+    return np.concatenate([allocations, family]), all_boosts
+
+
+def numpy_ama(bids, allocations, boosts, bidder_weights, separable_boosts=None):
     """The exact AMA outcome by loops.
 
     Args:
@@ -28,6 +54,8 @@ def numpy_ama(bids, allocations, boosts, bidder_weights):
       allocations: `[menu_size, num_bidders, num_items]`.
       boosts: `[menu_size]`.
       bidder_weights: `[num_bidders]`.
+      separable_boosts: None, or `c` `[m + 1, n]`: the item-separable family joins the menu,
+        enumerated (`enumerated`).
 
     Returns:
       A dict of NumPy arrays: `allocation` `[batch, num_bidders, num_items]`, `payments`
@@ -35,6 +63,9 @@ def numpy_ama(bids, allocations, boosts, bidder_weights):
       (value of the chosen entry to each bidder at the bids) and `regret`
       `[batch, num_bidders]` (the exact regret certificate).
     """
+    if separable_boosts is not None:
+        allocations, boosts = enumerated(np.asarray(allocations, np.float64), boosts,
+                                         np.asarray(separable_boosts, np.float64))
     bids = np.asarray(bids, dtype=np.float64)
     allocations = np.asarray(allocations, dtype=np.float64)
     boosts = np.asarray(boosts, dtype=np.float64)
@@ -154,7 +185,6 @@ def fraction_ama(bids, allocations, boosts, bidder_weights):
       lowest index), and `payment(i, k)`: bidder i's AMA payment if entry k is served,
       `(max W_-i - W_-i[k]) / w_i`.
     """
-    from fractions import Fraction
 
     def exact(array):  # float64 values exactly; Fractions (an object array) as they are
         array = np.asarray(array)

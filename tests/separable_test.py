@@ -7,8 +7,9 @@ must choose the same entry (ties included), charge the same payments up to the c
 bounds (to the bit on dyadic inputs), certify zero regret, and be batch invariant.
 """
 
-import itertools
 from fractions import Fraction
+
+import itertools
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import tensorflow as tf
 from builders import lottery_menu
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oracle import fraction_ama
+from oracle import enumerated, fraction_ama
 
 from tf_ama import exactness, separable
 from tf_ama.mechanism import exact_outcome, soft_payments
@@ -26,26 +27,6 @@ JIT = [pytest.param(False, id="plain"), pytest.param(True, id="xla")]
 PROPERTY = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 OUTPUTS = ("allocation", "payments", "menu_index", "values", "regret", "counterfactual_index")
-
-
-def family_boosts(c, exact=False):
-    """Boost of every family entry, in the enumeration order: a plain NumPy loop."""
-    num_bidders, num_items = c.shape[0] - 1, c.shape[1]
-    rows = []
-    for codes in itertools.product(range(num_bidders + 1), repeat=num_items):
-        terms = [c[code - 1 if code else num_bidders, j] for j, code in enumerate(codes)]
-        rows.append(sum((Fraction(float(t)) for t in terms), Fraction(0)) if exact
-                    else float(sum(terms)))
-    return np.array(rows, dtype=object if exact else np.float64)
-
-
-def enumerated(allocations, boosts, c, exact=False):
-    """The joined menu as an explicit one: the K entries, then the whole family."""
-    num_bidders, num_items = allocations.shape[1:]
-    family = deterministic_allocations(num_bidders, num_items, "additive")
-    all_boosts = np.concatenate([np.asarray(boosts, object if exact else np.float64),
-                                 family_boosts(c, exact)])
-    return np.concatenate([allocations, family]), all_boosts
 
 
 def joined(bids, menu, c, jit_compile=False, **options):

@@ -275,6 +275,25 @@ def _reserve_tops(setting, num_samples, seed):
     return items, (np.concatenate(bundle_tops), np.concatenate(bundle_seconds))
 
 
+def _item_reserves(items):
+    """The separate-Myerson reserve of each item, from `_reserve_tops`' item tops."""
+    top, second = items
+    return [_search_reserve(top[:, j], second[:, j]) for j in range(top.shape[1])]
+
+
+def separate_reserves(setting, num_samples=100_000, seed=1) -> list[float]:
+    """The reserve of each item of separate Myerson (additive settings), found as for
+    `baseline_details(setting, num_samples, seed)`: on `num_samples` profiles drawn with seed
+    `seed + RESERVE_SEED_OFFSET`."""
+    setting = _resolve_setting(setting)
+    num_samples, seed = _check_arguments(num_samples, seed)
+    if setting.demand != "additive":
+        raise ValueError(f"Separate Myerson reserves are for additive settings; "
+                         f"{setting.name!r} is {setting.demand}.")
+    items, _ = _reserve_tops(setting, num_samples, seed + RESERVE_SEED_OFFSET)
+    return _item_reserves(items)
+
+
 def _mean_and_stderr(revenues):
     revenues = np.concatenate(revenues)
     if len(revenues) < 2:
@@ -303,10 +322,7 @@ def baseline_details(setting, num_samples=100_000, seed=1) -> dict[str, Baseline
     reserve_seed = seed + RESERVE_SEED_OFFSET
 
     items, bundle = _reserve_tops(setting, num_samples, reserve_seed)
-    item_reserves = (
-        [_search_reserve(items[0][:, j], items[1][:, j]) for j in range(setting.num_items)]
-        if additive else None
-    )
+    item_reserves = _item_reserves(items) if additive else None
     bundle_reserve = _search_reserve(*bundle)
 
     vcg_menu_size = menus.deterministic_menu_size(

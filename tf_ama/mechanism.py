@@ -102,7 +102,7 @@ def _validate_menu(allocations, boosts, bidder_weights):
         return tf.identity(allocations), tf.identity(boosts), tf.identity(bidder_weights)
 
 
-def _validate_separable_boosts(separable_boosts, menu_size, num_bidders, num_items):
+def validate_separable_boosts(separable_boosts, menu_size, num_bidders, num_items):
     """In-graph checks of the family's boosts `c` (tf_ama.separable); returns them."""
     separable_boosts = _float64(separable_boosts, "separable_boosts")
     if separable_boosts.shape != [num_bidders + 1, num_items]:
@@ -314,10 +314,13 @@ def default_chunk_size(num_bidders, menu_size):
     return default_micro_batch_size(num_bidders, menu_size)
 
 
-def exact_outcome(bids, allocations, boosts, bidder_weights, *, separable_boosts=None,
+def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=None, *,
                   micro_batch_size=None, with_certificate=False, with_counterfactual=False,
                   jit_compile=False, chunk_size=checks.RENAMED):
     """The exact AMA outcome in float64 for a batch of bid profiles.
+
+    The menu's arguments are in the order of `tf_ama.menus.Menu` (`model.menu()`), so
+    `exact_outcome(bids, *model.menu(tf.float64))` serves the model's menu.
 
     Args:
       bids: float64 `[batch, num_bidders, num_items]`, finite and >= 0.
@@ -368,7 +371,7 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, *, separable_boosts
     allocations, boosts, bidder_weights = _validate_menu(allocations, boosts, bidder_weights)
     menu_size, num_bidders, num_items = allocations.shape
     if separable_boosts is not None:
-        separable_boosts = _validate_separable_boosts(separable_boosts, menu_size, num_bidders,
+        separable_boosts = validate_separable_boosts(separable_boosts, menu_size, num_bidders,
                                                       num_items)
     # Static shape from here on (validate_bids has asserted it, also for an unknown rank).
     bids = tf.ensure_shape(validate_bids(bids, num_bidders, num_items),
@@ -441,7 +444,7 @@ def _mapped(bids, size, block, with_certificate, with_counterfactual):
     }
 
 
-def regret_certificate(bids, allocations, boosts, bidder_weights, *, separable_boosts=None,
+def regret_certificate(bids, allocations, boosts, bidder_weights, separable_boosts=None, *,
                        micro_batch_size=None, chunk_size=checks.RENAMED):
     """The exact regret certificate `[batch, num_bidders]` (0 up to rounding for an AMA);
     `chunk_size` is the deprecated name of `micro_batch_size`."""

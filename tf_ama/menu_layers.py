@@ -9,7 +9,15 @@ A menu layer owns the variables of one kind of menu and builds, for a dtype, the
   `menus.unit_demand_lottery`) and their boosts.
 * `DeterministicMenu`: every feasible 0/1 allocation, fixed; only the boosts are learned.
 * `FixedMenu`: a given menu (`AffineMaximizerAuction.from_menu`), float64 and not trained:
-  served with exactly the given numbers.
+  served with exactly the given numbers (with the family's given `c` if `separable`).
+* `SeparableMenu` (`"separable"`): the item-separable family alone (`tf_ama.separable`): every
+  deterministic allocation, boost `sum_j c[o_j, j]` with `c` `[m + 1, n]` learned; it starts
+  at separate Myerson (`c[nobody, j]` the item's reserve, `c[bidder, j] = 0`).
+* `LotterySeparableMenu` (`"lottery+separable"`): a lottery menu joined with that family.
+
+A menu with the family has `separable_boosts(dtype)` (`c`; None for the others): its
+(m + 1)^n entries follow the `menu_size` explicit ones and are never enumerated. Additive
+bidders only (docs/design.md §7).
 
 Adding a menu kind touches one new class and the registry: subclass `MenuLayer`, decorate
 it with `@menu_kind("name")`, create the variables in `__init__`, implement
@@ -82,6 +90,11 @@ class MenuLayer(LoadedByModel, keras.layers.Layer):
         """`(allocations [K, m, n], boosts [K])` in `dtype`: parameters are cast before the
         allocations are built from them, so that the float64 menu is exact."""
         raise NotImplementedError
+
+    def separable_boosts(self, dtype):
+        """The item-separable family's `c` `[m + 1, n]` in `dtype`, or None (no family)."""
+        del dtype
+        return None
 
     def initializer(self, variable_name, stddev):
         """The seeded initializer of variable `variable_name` (same values at every call)."""
@@ -198,35 +211,139 @@ class DeterministicMenu(MenuLayer):
         return {**super().get_config(), "boost_init_scale": self.boost_init_scale}
 
 
+class SeparableFamily:
+    """Mixin of the menu layers that hold the item-separable family's boosts `c` `[m + 1, n]`
+    (`tf_ama.separable`; rows the bidders, then nobody) as variable `family_boosts`."""
+
+    def _add_family(self, initial, trainable=True, dtype="float32"):
+        if self.demand != "additive":
+            raise ValueError(
+                f"Menu {self.kind!r} holds the item-separable family, which is for additive "
+                "bidders; unit-demand bidders' deterministic allocations are matchings, which "
+                "it cannot express: use menu='lottery' or menu='deterministic'.")
+        self.family_boosts = self.add_weight(
+            shape=(self.num_bidders + 1, self.num_items), trainable=trainable, dtype=dtype,
+            initializer=keras.initializers.Constant(initial), name="separable_boosts")
+
+    def separable_boosts(self, dtype):
+        return tf.cast(self.family_boosts, dtype)
+
+
+class ReservesFamily(SeparableFamily):
+    """The learned family of the `"separable"` and `"lottery+separable"` kinds, initialized
+    at a second-price auction per item with reserves `reserves` `[n]`: `c[nobody, j]` the
+    reserve, `c[bidder, j] = 0` (separate Myerson for i.i.d. regular bidders; all 0 is VCG).
+    `for_setting` takes the setting's separate-Myerson reserves
+    (`baseline_auctions.separate_reserves`) when none are given."""
+
+    @classmethod
+    def for_setting(cls, setting, **options):
+        if options.get("reserves") is None and setting.demand == "additive":
+            from tf_ama.baseline_auctions import separate_reserves
+
+            options["reserves"] = separate_reserves(setting)
+        return super().for_setting(setting, **options)
+
+    def _add_reserves_family(self, reserves):
+        reserves = [0.0] * self.num_items if reserves is None else list(reserves)
+        if len(reserves) != self.num_items:
+            raise ValueError(f"`reserves` must have one value per item ({self.num_items}); "
+                             f"got {len(reserves)}.")
+        self.reserves = [checks.number(f"reserves[{j}]", r) for j, r in enumerate(reserves)]
+        initial = np.zeros((self.num_bidders + 1, self.num_items), np.float32)
+        initial[-1] = self.reserves
+        self._add_family(initial)
+
+    def get_config(self):
+        return {**super().get_config(), "reserves": self.reserves}
+
+
+@menu_kind("separable")
+class SeparableMenu(ReservesFamily, MenuLayer):
+    """The item-separable family alone: a learned item-wise auction with bidder- and
+    item-specific boosts (see `ReservesFamily`). Its explicit part is the empty entry.
+
+    Args:
+      reserves: `[n]` initial reserves (default in `for_setting`: separate Myerson's).
+    """
+
+    unused_options = ("menu_size", "init_scale", "boost_init_scale")
+    menu_size = 1
+
+    def __init__(self, num_bidders, num_items, demand="additive", seed=0, reserves=None,
+                 **kwargs):
+        super().__init__(num_bidders, num_items, demand, seed, **kwargs)
+        self._add_reserves_family(reserves)
+        self.built = True
+
+    def allocations_and_boosts(self, dtype):
+        return (tf.zeros([1, self.num_bidders, self.num_items], dtype), tf.zeros([1], dtype))
+
+
+@menu_kind("lottery+separable")
+class LotterySeparableMenu(ReservesFamily, LotteryMenu):
+    """A lottery menu (`LotteryMenu`, same options) joined with the item-separable family
+    (`ReservesFamily`): the AMA over their union.
+
+    Args:
+      reserves: `[n]` initial reserves of the family (default in `for_setting`: separate
+        Myerson's).
+    """
+
+    def __init__(self, num_bidders, num_items, demand="additive", menu_size=1024, seed=0,
+                 init_scale=1.0, boost_init_scale=0.0, reserves=None, **kwargs):
+        super().__init__(num_bidders, num_items, demand, menu_size, seed, init_scale,
+                         boost_init_scale, **kwargs)
+        self._add_reserves_family(reserves)
+
+
 @menu_kind("fixed")
-class FixedMenu(MenuLayer):
+class FixedMenu(SeparableFamily, MenuLayer):
     """A given menu, float64 and not trained (`AffineMaximizerAuction.from_menu` validates and
-    assigns it): served with exactly the given numbers. Its bidder weights are given too."""
+    assigns it): served with exactly the given numbers. Its bidder weights are given too.
+
+    Args:
+      menu_size: `K`, the explicit entries.
+      separable: the item-separable family joins the menu, with given float64 `c`.
+    """
 
     given_bidder_weights = True
     unused_options = ("init_scale", "boost_init_scale")
 
-    def __init__(self, num_bidders, num_items, demand="additive", menu_size=1, seed=0, **kwargs):
+    def __init__(self, num_bidders, num_items, demand="additive", menu_size=1, seed=0,
+                 separable=False, **kwargs):
         super().__init__(num_bidders, num_items, demand, seed, **kwargs)
         self.menu_size = checks.integer("menu_size", menu_size, minimum=1)
+        self.separable = checks.boolean("separable", separable)
         shape = (self.menu_size, self.num_bidders, self.num_items)
         self.allocations = self.add_weight(shape=shape, initializer="zeros", trainable=False,
                                            dtype="float64", name="allocations")
         self.boosts = self.add_weight(shape=(self.menu_size - 1,), initializer="zeros",
                                       trainable=False, dtype="float64", name="boosts")
+        if self.separable:
+            self._add_family(0.0, trainable=False, dtype="float64")
         self.built = True
 
-    def assign_menu(self, allocations, boosts):
+    def assign_menu(self, allocations, boosts, separable_boosts=None):
         """Sets the menu to float64 arrays that `menus.validate_fixed_menu` has checked (it does
-        not check them again; `boosts[0]`, the empty entry's, is 0 there)."""
+        not check them again; `boosts[0]`, the empty entry's, is 0 there), and the family's
+        `c` if the menu is `separable`."""
+        if (separable_boosts is not None) != self.separable:
+            raise ValueError("`separable_boosts` must be given exactly when the fixed menu is "
+                             f"separable (separable={self.separable}).")
         self.allocations.assign(allocations)
         self.boosts.assign(boosts[1:])
+        if self.separable:
+            self.family_boosts.assign(separable_boosts)
 
     def allocations_and_boosts(self, dtype):
         return tf.cast(self.allocations, dtype), self._boosts(self.boosts, dtype)
 
+    def separable_boosts(self, dtype):
+        return super().separable_boosts(dtype) if self.separable else None
+
     def get_config(self):
-        return {**super().get_config(), "menu_size": self.menu_size}
+        return {**super().get_config(), "menu_size": self.menu_size, "separable": self.separable}
 
 
 @keras.saving.register_keras_serializable(package="tf_ama")

@@ -12,6 +12,7 @@ probability that bidder `i` receives item `j` under entry `k`. Feasible means `a
   elementwise minimum (Ravindranath et al. 2021).
 * `deterministic_allocations(...)`: every feasible 0/1 allocation (not learned).
 * `validate_fixed_menu(...)`: checks a user-given menu, e.g. a published AMA.
+* `Menu`: the tensors of a whole menu, as `AffineMaximizerAuction.menu()` returns them.
 
 Cast the logits to float64 *before* calling these to build the exact, served menu.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -29,6 +31,18 @@ from tf_ama.exactness import check_menu_limits, real_array
 from tf_ama.settings import DEMANDS
 
 MAX_DETERMINISTIC_MENU = 1 << 16
+
+
+class Menu(NamedTuple):
+    """A whole menu: `allocations [K, m, n]`, `boosts [K]`, `bidder_weights [m]`, and the
+    item-separable family's `separable_boosts` `[m + 1, n]` (`tf_ama.separable`) or None when
+    the menu has no family. In the order `tf_ama.exact_outcome` takes them:
+    `exact_outcome(bids, *menu)`."""
+
+    allocations: Any
+    boosts: Any
+    bidder_weights: Any
+    separable_boosts: Any = None
 _TOLERANCE = 1e-9
 
 

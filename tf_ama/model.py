@@ -24,7 +24,8 @@ from tf_ama import checks, menus, relaxation
 from tf_ama.compat import Version01Compatibility
 from tf_ama.data import (expectation_dataset, fresh_valuations,  # noqa: F401  (0.1 names)
                          step_valuations, valuation_dataset)
-from tf_ama.mechanism import exact_outcome
+from tf_ama.exactness import real_array
+from tf_ama.mechanism import exact_outcome, validate_separable_boosts
 from tf_ama.menu_layers import BidderWeights, FixedMenu, LotteryMenu, make_menu
 from tf_ama.settings import Setting, get_setting
 
@@ -36,7 +37,8 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
     Args:
       setting: a `tf_ama.Setting`, its dict, or the name of a built-in one.
       (The arguments after `menu` are keyword-only: 0.1 took `menu_size` third.)
-      menu: a menu kind (`"lottery"`, `"deterministic"`, `"fixed"`: `tf_ama.MENU_KINDS`),
+      menu: a menu kind (`"lottery"`, `"deterministic"`, `"separable"`,
+        `"lottery+separable"`, `"fixed"`: `tf_ama.MENU_KINDS`),
         built for the setting with `seed` and `**menu_options`; or a menu layer
         (`tf_ama.LotteryMenu(...)`), or its serialized config.
       temperature: `lambda`, the softmax's inverse temperature in the relaxation (larger is
@@ -82,32 +84,43 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
 
     @property
     def menu_size(self):
-        """`K`, the number of menu entries (the empty entry 0 included)."""
+        """`K`, the number of explicit menu entries (the empty entry 0 included); a menu with
+        the item-separable family has (m + 1)^n more after them (`tf_ama.separable`)."""
         return self.menu_layer.menu_size
 
     def menu(self, dtype=tf.float32):
-        """`(allocations [K, m, n], boosts [K], bidder_weights [m])` in `dtype` (built from
+        """The menu, a `tf_ama.menus.Menu` `(allocations [K, m, n], boosts [K],
+        bidder_weights [m], separable_boosts [m + 1, n] or None)` in `dtype` (built from
         parameters cast to `dtype`, so that the float64 menu is exact)."""
-        return (*self.menu_layer.allocations_and_boosts(dtype), self.bidder_weights_layer.values(dtype))
+        return menus.Menu(*self.menu_layer.allocations_and_boosts(dtype),
+                          self.bidder_weights_layer.values(dtype),
+                          self.menu_layer.separable_boosts(dtype))
 
     def exact_menu(self):
-        """The served menu as float64 numpy arrays `(allocations, boosts, bidder_weights)`."""
-        return tuple(np.asarray(t) for t in self.menu(tf.float64))
+        """The served menu as a `Menu` of float64 numpy arrays (`separable_boosts` None when
+        the menu has no family)."""
+        return menus.Menu(*(None if t is None else np.asarray(t) for t in self.menu(tf.float64)))
 
     def call(self, bids):
         """The exact outcome (dict of float64 `allocation`, `payments`, int64 `menu_index`)."""
         return exact_outcome(bids, *self.menu(tf.float64))
 
     @classmethod
-    def from_menu(cls, setting, allocations, boosts, bidder_weights, **kwargs):
-        """A fixed AMA from a given menu (e.g. a published one), validated for feasibility."""
+    def from_menu(cls, setting, allocations, boosts, bidder_weights, separable_boosts=None,
+                  **kwargs):
+        """A fixed AMA from a given menu (e.g. a published one), validated for feasibility;
+        with `separable_boosts` `c` `[m + 1, n]`, the item-separable family joins it."""
         setting = get_setting(setting)
         allocations, boosts, bidder_weights = menus.validate_fixed_menu(
             allocations, boosts, bidder_weights, setting.num_bidders, setting.num_items,
             setting.demand)
-        model = cls(setting, menu=FixedMenu.for_setting(setting, menu_size=len(allocations)),
-                    **kwargs)
-        model.menu_layer.assign_menu(allocations, boosts)
+        if separable_boosts is not None:
+            separable_boosts = validate_separable_boosts(
+                real_array(separable_boosts, "separable_boosts").astype(np.float64),
+                len(allocations), setting.num_bidders, setting.num_items).numpy()
+        model = cls(setting, menu=FixedMenu.for_setting(
+            setting, menu_size=len(allocations), separable=separable_boosts is not None), **kwargs)
+        model.menu_layer.assign_menu(allocations, boosts, separable_boosts)
         model.bidder_weights_layer.given_weights.assign(bidder_weights)
         return model
 
@@ -144,10 +157,11 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         micro = (self.micro_batch_size if self.micro_batch_size != "auto" else
                  relaxation.default_micro_batch_size(self.setting.num_bidders, self.menu_size))
         revenue, menu_gradients = relaxation.batched_revenue_and_gradients(
-            valuations, *menu, self.temperature, micro_batch_size=micro,
-            jit_compile=self.jit_objective, sample_weight=sample_weight)
+            valuations, *menu[:3], self.temperature, micro_batch_size=micro,
+            jit_compile=self.jit_objective, sample_weight=sample_weight,
+            separable_boosts=menu.separable_boosts)
         share = _replica_share(valuations, sample_weight)  # minimize -revenue, summed over replicas
-        gradients = tape.gradient(menu, variables,
+        gradients = tape.gradient([t for t in menu if t is not None], variables,
                                   output_gradients=[-g * share for g in menu_gradients])
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.loss_tracker.update_state(_sum_over_replicas(-revenue * share))

@@ -28,19 +28,24 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tf_ama import separable
 from tf_ama.mechanism import CACHE_BLOCK_ELEMENTS, cache_sized_batch
 
 
 def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature,
-                          sample_weight):
+                          sample_weight, separable_boosts=None):
     """Soft revenue SUMMED over the batch, each profile times its `sample_weight` `[B]`, and
     its gradients (also weighted sums) with respect to `allocations` `[K, m, n]`, `boosts`
-    `[K]` and `bidder_weights` `[m]` (formulas above).
+    `[K]` and `bidder_weights` `[m]` (formulas above), and `separable_boosts` `[m + 1, n]`
+    when the item-separable family joins the menu (`joined_revenue_and_gradients`).
 
     Sums, so that micro-batches add up; `temperature` is a scalar tensor. Internally the
     `[m, B, K]` (bidder-major) layout makes both contractions plain batched matmuls, with no
     transpose of a `[B, m, K]` tensor.
     """
+    if separable_boosts is not None:
+        return joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights,
+                                            temperature, sample_weight, separable_boosts)
     lam = temperature
     w = bidder_weights[:, None, None]
     # Divisions are multiplications by reciprocals: a division per element of an [m, B, K]
@@ -48,11 +53,7 @@ def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, tempe
     inverse_w = 1.0 / w
     # Each profile's weight rides on the 1 / w_i factor every per-profile term already has.
     scale = inverse_w * sample_weight[None, :, None]  # [m, B, 1]
-    bids_by_bidder = tf.transpose(valuations, [1, 0, 2])  # [m, B, n]
-    values = tf.matmul(bids_by_bidder, tf.transpose(allocations, [1, 2, 0]))  # u: [m, B, K]
-    weighted = w * values
-    welfare = tf.reduce_sum(weighted, axis=0) + boosts[None, :]  # W: [B, K]
-    others = welfare[None] - weighted  # O: [m, B, K]
+    bids_by_bidder, values, others, welfare = _welfare(valuations, allocations, boosts, w)
     chosen = _softmax(lam * welfare)  # pi: [B, K]
     counterfactual = _softmax(lam * others)  # s: [m, B, K]
     expected_without = tf.reduce_sum(counterfactual * others, axis=-1, keepdims=True)  # [m, B, 1]
@@ -63,13 +64,84 @@ def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, tempe
                    - chosen[None]) * scale
     spread = tf.reduce_sum((others - expected_with) * scale, axis=0)  # [B, K]
     grad_welfare = -lam * chosen * spread + tf.reduce_sum(grad_others, axis=0)  # [B, K]
+    grad_allocations, grad_boosts, grad_weights = _menu_gradients(
+        w, bids_by_bidder, values, grad_welfare, grad_others)
+    grad_weights = -tf.reduce_sum(payments, axis=[1, 2]) * inverse_w[:, 0, 0] + grad_weights
+    return tf.reduce_sum(payments), (grad_allocations, grad_boosts, grad_weights)
+
+
+def joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature,
+                                 sample_weight, separable_boosts):
+    r"""`revenue_and_gradients` when the item-separable family (`tf_ama.separable`) joins the
+    explicit menu: each softmax is over the union, a two-part mixture.
+
+    Each part is summarized per profile by four statistics, its log-partition functions and
+    expectations of `O_i` (`log Z`, `E_pi O_i`, `log Z_i`, `E_s,i O_i`), and the soft payment
+    is a function of the eight (`mechanism.soft_payments`): with the family's share
+    `f = sigmoid(log Z_F - log Z_E)`, `E_pi O_i = E_E + f (E_F - E_E)`, and the same for
+    `E_s,i`. The gradient goes back through that small function and the family's factorized
+    statistics (`separable.soft_family`, `[m + 1, B, n]`-sized) by automatic
+    differentiation, and through the explicit part's statistics by hand:
+
+        d/dW[k]   = l pi_E[k] (g_logZ + sum_i g_Epi,i (O_i[k] - E_pi,i))
+        d/dO_i[k] = g_Epi,i pi_E[k] + s_E,i[k] (l g_logZi + g_Es,i (1 + l (O_i[k] - E_s,i)))
+
+    (`pi_E`, `s_E,i`: the explicit part's own softmaxes, `g_x`: the gradient of the revenue
+    with respect to statistic `x`), then to the menu as in `revenue_and_gradients`.
+    """
+    lam = temperature
+    w = bidder_weights[:, None, None]
+    bids_by_bidder, values, others, welfare = _welfare(valuations, allocations, boosts, w)
+    log_z = tf.reduce_logsumexp(lam * welfare, axis=-1)  # [B]
+    log_z_others = tf.reduce_logsumexp(lam * others, axis=-1)  # [m, B]
+    chosen = tf.exp(lam * welfare - log_z[:, None])  # pi_E: [B, K]
+    counterfactual = tf.exp(lam * others - log_z_others[..., None])  # s_E: [m, B, K]
+    expected_with = tf.reduce_sum(chosen[None] * others, axis=-1)  # [m, B]
+    expected_without = tf.reduce_sum(counterfactual * others, axis=-1)  # [m, B]
+    statistics = [log_z, expected_with, log_z_others, expected_without]
+    with tf.GradientTape() as tape:
+        tape.watch([*statistics, bidder_weights, separable_boosts])
+        family = separable.soft_family(valuations, bidder_weights, separable_boosts, lam)
+        family_log_z, family_with, family_log_z_others, family_without = family
+        share = tf.sigmoid(family_log_z - log_z)  # [B]
+        share_others = tf.sigmoid(family_log_z_others - tf.transpose(log_z_others))  # [B, m]
+        with_ = tf.transpose(expected_with)
+        without = tf.transpose(expected_without)
+        payments = ((without + share_others * (family_without - without))
+                    - (with_ + share[:, None] * (family_with - with_))) / bidder_weights[None]
+        total = tf.reduce_sum(sample_weight[:, None] * payments)
+    g_log_z, g_with, g_log_z_others, g_without, g_weights, g_separable = tape.gradient(
+        total, [*statistics, bidder_weights, separable_boosts])
+    grad_welfare = lam * chosen * (g_log_z[:, None] + tf.reduce_sum(
+        g_with[..., None] * (others - expected_with[..., None]), axis=0))
+    grad_others = (g_with[..., None] * chosen[None] + counterfactual * (
+        lam * g_log_z_others[..., None]
+        + g_without[..., None] * (1.0 + lam * (others - expected_without[..., None]))))
+    grad_welfare += tf.reduce_sum(grad_others, axis=0)
+    grad_allocations, grad_boosts, grad_weights = _menu_gradients(
+        w, bids_by_bidder, values, grad_welfare, grad_others)
+    return total, (grad_allocations, grad_boosts, grad_weights + g_weights, g_separable)
+
+
+def _welfare(valuations, allocations, boosts, w):
+    """`(bids [m, B, n], u [m, B, K], O [m, B, K], W [B, K])` for weights `w` `[m, 1, 1]`."""
+    bids_by_bidder = tf.transpose(valuations, [1, 0, 2])  # [m, B, n]
+    values = tf.matmul(bids_by_bidder, tf.transpose(allocations, [1, 2, 0]))  # u: [m, B, K]
+    weighted = w * values
+    welfare = tf.reduce_sum(weighted, axis=0) + boosts[None, :]  # W: [B, K]
+    return bids_by_bidder, values, welfare[None] - weighted, welfare
+
+
+def _menu_gradients(w, bids_by_bidder, values, grad_welfare, grad_others):
+    """The gradients with respect to the allocations, the boosts and (through `u` only) the
+    bidder weights, from those with respect to `W` `[B, K]` (including the `O_i`'s share)
+    and `O` `[m, B, K]`."""
     grad_values_unweighted = grad_welfare[None] - grad_others  # dR/du / w: [m, B, K]
     grad_allocations = tf.transpose(  # [m, K, n] -> [K, m, n]
         tf.matmul(w * grad_values_unweighted, bids_by_bidder, transpose_a=True), [1, 0, 2])
     grad_boosts = tf.reduce_sum(grad_welfare, axis=0)
-    grad_weights = (-tf.reduce_sum(payments, axis=[1, 2]) * inverse_w[:, 0, 0]
-                    + tf.reduce_sum(grad_values_unweighted * values, axis=[1, 2]))
-    return tf.reduce_sum(payments), (grad_allocations, grad_boosts, grad_weights)
+    grad_weights = tf.reduce_sum(grad_values_unweighted * values, axis=[1, 2])
+    return grad_allocations, grad_boosts, grad_weights
 
 
 def _softmax(logits):
@@ -100,7 +172,8 @@ _KERNELS = {
 
 
 def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature,
-                                  micro_batch_size=None, jit_compile=False, sample_weight=None):
+                                  micro_batch_size=None, jit_compile=False, sample_weight=None,
+                                  separable_boosts=None):
     """Mean soft revenue of the batch and its gradients, over micro-batches of the batch.
 
     The batch is cut into micro-batches of `micro_batch_size` profiles (the last one may be
@@ -114,10 +187,12 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
         `sum_b s_b R_b / sum_b s_b`, as for Keras' weighted metrics (0 if all weights are
         0). With the probabilities of a finite support as weights, it is the exact
         expectation.
+      separable_boosts: None, or `c` `[m + 1, n]`: the item-separable family joins the menu
+        (`joined_revenue_and_gradients`).
 
     Returns:
       `(revenue, (grad_allocations, grad_boosts, grad_weights))`, (weighted) means over the
-      batch.
+      batch, and `grad_separable_boosts` last in the tuple when `separable_boosts` is given.
     """
     kernel = _KERNELS[bool(jit_compile)]
     temperature = tf.constant(temperature, valuations.dtype)
@@ -125,21 +200,22 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
     if sample_weight is None:
         sample_weight = tf.ones([batch], valuations.dtype)
     micro = micro_batch_size
+    menu = (allocations, boosts, bidder_weights)
+    if separable_boosts is not None:
+        menu += (separable_boosts,)
     if micro is None:
-        total, gradients = kernel(valuations, allocations, boosts, bidder_weights, temperature,
-                                  sample_weight)
+        total, gradients = kernel(valuations, *menu[:3], temperature, sample_weight, *menu[3:])
     else:
         _, num_bidders, num_items = valuations.shape
         full = batch // micro
         blocks = tf.reshape(valuations[:full * micro], [full, micro, num_bidders, num_items])
         weight_blocks = tf.reshape(sample_weight[:full * micro], [full, micro])
 
-        zeros = (tf.zeros_like(allocations), tf.zeros_like(boosts), tf.zeros_like(bidder_weights))
+        zeros = tuple(tf.zeros_like(t) for t in menu)
 
         def body(index, total, gradients):
             partial, partial_gradients = kernel(
-                blocks[index], allocations, boosts, bidder_weights, temperature,
-                weight_blocks[index])
+                blocks[index], *menu[:3], temperature, weight_blocks[index], *menu[3:])
             return (index + 1, total + partial,
                     tuple(g + p for g, p in zip(gradients, partial_gradients)))
 
@@ -149,8 +225,8 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
         remainder = valuations[full * micro:]
         partial, partial_gradients = tf.cond(
             tf.shape(remainder)[0] > 0,
-            lambda: kernel(remainder, allocations, boosts, bidder_weights, temperature,
-                           sample_weight[full * micro:]),
+            lambda: kernel(remainder, *menu[:3], temperature, sample_weight[full * micro:],
+                           *menu[3:]),
             lambda: (tf.zeros([], valuations.dtype), zeros))
         total += partial
         gradients = tuple(g + p for g, p in zip(gradients, partial_gradients))
