@@ -35,7 +35,7 @@ def main():
     from tf_ama.mechanism import exact_outcome
 
     model = runs.load_run(args.run_dir)[0]
-    allocations, boosts, weights = model.exact_menu()
+    allocations, boosts, weights, _ = model.exact_menu()
     m, n = model.setting.num_bidders, model.setting.num_items
     family = np.zeros((m + 1, n))
     family[-1] = 0.5  # the monopoly reserve of U[0, 1]: separate Myerson

@@ -200,6 +200,12 @@ def test_train_flags_default_to_the_librarys_defaults():
             == tf_ama.AffineMaximizerAuction(setting).own_config())
 
 
+def test_train_offers_every_menu_kind_but_the_fixed_one():
+    from tf_ama.cli import TRAINABLE_MENU_KINDS
+
+    assert set(TRAINABLE_MENU_KINDS) == set(tf_ama.MENU_KINDS) - {"fixed"}
+
+
 def test_settings_lists_every_built_in_setting(capsys):
     assert main(["settings"]) == 0
     out = capsys.readouterr().out

@@ -45,7 +45,7 @@ def samples(model, num_samples, seed):
 
 def oracle_report(model, num_samples, seed):
     """Everything `evaluate` reports, from the loop-based oracle on the same profiles."""
-    allocations, boosts, bidder_weights = model.exact_menu()
+    allocations, boosts, bidder_weights, _ = model.exact_menu()
     outcome = numpy_ama(samples(model, num_samples, seed), allocations, boosts, bidder_weights)
     revenue = outcome["payments"].sum(axis=1)
     used = np.unique(outcome["menu_index"])
@@ -168,7 +168,7 @@ class TestMenuUsage:
         assert [entry.count for entry in entries] == sorted(
             (entry.count for entry in entries), reverse=True)
         assert sum(entry.share for entry in entries) == pytest.approx(1.0)
-        allocations, boosts, _ = trained.exact_menu()
+        allocations, boosts, _, _ = trained.exact_menu()
         for entry in entries:
             np.testing.assert_array_equal(entry.allocation, allocations[entry.index])
             assert entry.boost == boosts[entry.index]
@@ -194,8 +194,8 @@ class TestPrune:
         assert pruned.menu_size == len(kept) <= model.menu_size
         used = {entry.index for entry in evaluation.menu_usage(model, 1200, seed=4)}
         assert used <= set(kept.tolist())
-        allocations, boosts, bidder_weights = model.exact_menu()
-        pruned_allocations, pruned_boosts, pruned_weights = pruned.exact_menu()
+        allocations, boosts, bidder_weights, _ = model.exact_menu()
+        pruned_allocations, pruned_boosts, pruned_weights, _ = pruned.exact_menu()
         np.testing.assert_array_equal(pruned_allocations, allocations[kept])
         np.testing.assert_array_equal(pruned_boosts, boosts[kept])
         np.testing.assert_array_equal(pruned_weights, bidder_weights)
@@ -227,7 +227,7 @@ class TestPrune:
         used = sorted({0} | {e.index for e in evaluation.menu_usage(model, 1000, seed=4)})
         pruned = evaluation.prune(model, num_samples=1000, seed=4)
         assert len(pruned.kept_indices) > len(used)
-        allocations, boosts, bidder_weights = model.exact_menu()
+        allocations, boosts, bidder_weights, _ = model.exact_menu()
         chosen_only = tf_ama.AffineMaximizerAuction.from_menu(
             model.setting, allocations[used], boosts[used], bidder_weights)
         bids = tf.constant(samples(model, 1000, 4))

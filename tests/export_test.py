@@ -24,7 +24,7 @@ import tensorflow as tf
 
 import tf_ama
 from tf_ama import export
-from tf_ama.export import ExportError, export_saved_model, load_menu_model
+from tf_ama.export import ExportError, export_saved_model, load_menu_model, read_export_config
 from tf_ama.mechanism import exact_outcome
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -56,6 +56,17 @@ def _trained_model():
     return model
 
 
+def _joined_model():
+    """A lottery menu joined with the item-separable family, both parts winning often."""
+    model = tf_ama.AffineMaximizerAuction("additive_2x5_uniform", menu="lottery+separable",
+                                          menu_size=12, seed=2, init_scale=3.0,
+                                          reserves=[0.3, 0.5, 0.4, 0.5, 0.6])
+    model.menu_layer.boosts.assign(np.linspace(0.5, 1.5, 11))
+    model.menu_layer.family_boosts.assign([[0.1, 0.0, -0.1, 0.0, 0.0], [0.0, 0.2, 0.0, 0.0, 0.1],
+                                           [0.3, 0.5, 0.4, 0.5, 0.6]])
+    return model
+
+
 def _models():
     weighted = tf_ama.AffineMaximizerAuction(
         "additive_2x2_uniform", menu_size=16, seed=0, learn_bidder_weights=True, init_scale=2.0)
@@ -69,6 +80,7 @@ def _models():
             "additive_2x2_uniform", menu="deterministic"),
         "ties": _tie_model(),
         "trained": _trained_model(),
+        "joined": _joined_model(),
     }
 
 
@@ -130,7 +142,7 @@ def _tie_bids(setting):
 
 
 @pytest.mark.parametrize("name", ["additive_lottery", "unit_demand_lottery", "deterministic",
-                                  "ties", "trained"])
+                                  "ties", "trained", "joined"])
 def test_served_outcome_equals_exact_outcome_bit_for_bit(exported, name):
     model, _, loaded = exported[name]
     menu = model.menu(tf.float64)
@@ -178,6 +190,59 @@ def test_menu_signature_and_load_menu_model(exported):
     bids = _bids(model.setting, 50, seed=5)
     for key in OUTPUTS:
         assert np.array_equal(rebuilt(bids)[key].numpy(), model(bids)[key].numpy())
+
+
+def test_a_joined_menu_serves_its_family_and_the_owners(exported):
+    """With the item-separable family: `menu` adds `separable_boosts`, `serving_default`
+    adds `owners` (the family entry's owner per item, -1 for an explicit entry); both
+    agree with the loop oracle over the enumerated family, and the model loads back."""
+    model, path, loaded = exported["joined"]
+    menu = loaded.signatures["menu"](dummy=tf.constant(0))
+    assert set(menu) == {"allocations", "boosts", "bidder_weights", "separable_boosts"}
+    for key, value in model.exact_menu()._asdict().items():
+        assert np.array_equal(menu[key].numpy(), value), key
+    bids = np.concatenate([_bids(model.setting, 200, seed=6), _tie_bids(model.setting)])
+    served = loaded.signatures["serving_default"](bids=tf.constant(bids))
+    oracle = numpy_ama(bids, *model.exact_menu())
+    index = served["menu_index"].numpy()
+    assert np.array_equal(index, oracle["menu_index"])
+    np.testing.assert_allclose(served["payments"].numpy(), oracle["payments"], rtol=0,
+                               atol=1e-12)
+    family = index >= model.menu_size
+    assert 0.1 < family.mean() < 0.9  # both parts serve
+    owners = served["owners"].numpy()
+    assert owners.dtype == np.int64 and owners.shape == (len(bids), 5)
+    assert np.all(owners[~family] == -1)
+    allocation = served["allocation"].numpy()
+    for profile in np.flatnonzero(family):
+        for item, owner in enumerate(owners[profile]):
+            expected = np.zeros(2)
+            if owner:
+                expected[owner - 1] = 1.0
+            assert np.array_equal(allocation[profile, :, item], expected)
+    rebuilt = load_menu_model(path)
+    assert rebuilt.menu_layer.kind == "fixed" and rebuilt.menu_layer.separable
+    for got, want in zip(rebuilt.exact_menu(), model.exact_menu(), strict=True):
+        assert np.array_equal(got, want)
+
+
+def test_export_with_prune_keeps_the_family(tmp_path):
+    model = _joined_model()
+    path = export_saved_model(model, tmp_path, prune=True, prune_samples=2000, seed=3)
+    config = read_export_config(path)
+    kept = np.array(config["kept_indices"])
+    assert config["menu_size"] == len(kept) < model.menu_size
+    bids = np.asarray(model.setting.sample(2000, 3), np.float64)[:300]
+    served = tf.saved_model.load(path).signatures["serving_default"](bids=tf.constant(bids))
+    full = exact_outcome(bids, *model.menu(tf.float64))
+    index = served["menu_index"].numpy()
+    # Explicit entries map back through kept_indices, family entries shift by the sizes.
+    mapped = np.where(index < len(kept), kept[np.minimum(index, len(kept) - 1)],
+                      index - len(kept) + model.menu_size)
+    assert np.array_equal(mapped, full["menu_index"].numpy())
+    assert (index >= len(kept)).any()
+    np.testing.assert_allclose(served["payments"].numpy(), full["payments"].numpy(),
+                               rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("bids, message", [

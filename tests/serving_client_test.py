@@ -431,6 +431,12 @@ GOOD_MENU = {"allocations": np.array([[[0.0, 0.0], [0.0, 0.0]], [[1.0, 0.0], [0.
                                       [[0.5, 0.5], [0.5, 0.5]], [[0.0, 1.0], [1.0, 0.0]]]),
              "boosts": np.array([0.0, 0.5, -1.0, 2.0]), "bidder_weights": np.array([1.0, 2.0])}
 
+# With the item-separable family: owners of each item (0 nobody, i + 1 bidder i) when a
+# family entry was chosen (profile 0, menu index K + rank), -1 for an explicit one; and c.
+GOOD_FAMILY = {**GOOD, "owners": np.array([[1, 2], [-1, -1]]), "menu_index": np.array([9, 0])}
+GOOD_FAMILY_MENU = {**GOOD_MENU, "separable_boosts": np.array([[0.0, 0.1], [0.2, 0.0],
+                                                               [0.5, 0.5]])}
+
 
 def _changed(outputs, key, value, at=None):
     """A copy of `outputs` with `key` (or its element `at`) replaced; `value=None` and no
@@ -494,6 +500,19 @@ def test_well_formed_answers_pass_unchanged(canned, transport):
         assert client.predict(np.zeros((0, 2, 2)))["allocation"].shape == (0, 2, 2)
 
 
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_a_menu_with_the_family_and_its_owners_pass(canned, transport):
+    _answer(canned, transport, GOOD_FAMILY)
+    _answer(canned, transport, GOOD_FAMILY_MENU, "menu")
+    with _canned_client(canned, transport, version=1) as client:
+        menu = client.menu()
+        assert np.array_equal(menu["separable_boosts"], GOOD_FAMILY_MENU["separable_boosts"])
+        assert client.menu_size == 4 + 3**2  # the family's entries follow the explicit ones
+        outcome = client.predict(BIDS)
+        assert np.array_equal(outcome["owners"], GOOD_FAMILY["owners"])
+        assert outcome["owners"].dtype == np.int64
+
+
 OUTCOME_CASES = {  # name: (malformed outputs, what the error must say), for both transports
     "batch": (_changed(GOOD, "allocation", GOOD["allocation"][:1]),
               r"`allocation` must be of shape \[2, 2, 2\]; got shape \[1, 2, 2\]"),
@@ -537,6 +556,15 @@ OUTCOME_CASES = {  # name: (malformed outputs, what the error must say), for bot
                             r"`menu_index` must be >= 0; got -1 at menu_index\[1\]"),
     "missing_payments": (_changed(GOOD, "payments", None),
                          r"`outputs` must be an object with .*without \['payments'\]"),
+    "owners_shape": (_changed(GOOD_FAMILY, "owners", np.zeros((2, 3), np.int64)),
+                     r"`owners` must be of shape \[2, 2\]; got shape \[2, 3\]"),
+    "owners_range": (_changed(GOOD_FAMILY, "owners", 3, at=(0, 0)),
+                     r"`owners` must be in \[-1, 2\]; got 3 at owners\[0\]\[0\]"),
+    "owners_mixed": (_changed(GOOD_FAMILY, "owners", -1, at=(0, 1)),
+                     r"`owners` must be all -1 \(an explicit entry\) or all >= 0"),
+    "owners_wrong": (_changed(GOOD_FAMILY, "owners", np.array([[2, 1], [-1, -1]])),
+                     r"`owners` must be the owners of the returned allocation; got owner 2 of "
+                     r"item 0 for allocation\[0\]\[0\]\[0\] = 1.0"),
 }
 
 
@@ -661,6 +689,11 @@ MENU_CASES = {  # name: (malformed menu, message), for both transports
                     "bidder_weights": np.ones(2)}, r"`allocations` must be of shape \[K >= 1"),
     "missing_boosts": (_changed(GOOD_MENU, "boosts", None),
                        r"`outputs` must be an object with .*without \['boosts'\]"),
+    "separable_nan": (_changed(GOOD_FAMILY_MENU, "separable_boosts", np.nan, at=(2, 1)),
+                      r"`separable_boosts` must be finite with sum_j max_o \|c\[o, j\]\| <= "
+                      r"1e\+38; got nan"),
+    "separable_shape": (_changed(GOOD_FAMILY_MENU, "separable_boosts", np.zeros((2, 2))),
+                        r"`separable_boosts` must be of shape \[3, 2\]; got shape \[2, 2\]"),
 }
 
 

@@ -184,6 +184,9 @@ def _checked(check, parse, **bounds):
     return convert
 
 
+# The menu kinds `tf-ama train` builds (tf_ama.MENU_KINDS without "fixed", which only a given
+# menu makes); listed here so that the command line starts without TensorFlow.
+TRAINABLE_MENU_KINDS = ("lottery", "deterministic", "separable", "lottery+separable")
 _COUNT = _checked("integer", int, minimum=1)
 _SEED = _checked("seed", int)
 _POSITIVE = _checked("number", float, above=0)
@@ -226,7 +229,10 @@ def _add_train_arguments(sub):
 
     sub.add_argument("setting")
     sub.add_argument("--out", required=True, help="run directory (re-using it resumes the run)")
-    add("model", "--menu", choices=("lottery", "deterministic"), default="lottery")
+    add("model", "--menu", choices=TRAINABLE_MENU_KINDS, default="lottery",
+        help="the menu kind (tf_ama.MENU_KINDS): lottery entries, every deterministic "
+             "allocation, the item-separable family (additive), or lottery entries joined "
+             "with it")
     add("model", "--menu-size", type=_COUNT, default=1024,
         help="menu entries K of a lottery menu, the empty entry included")
     add("model", "--micro-batch-size", type=_micro_batch, default="auto",
@@ -252,6 +258,11 @@ def _add_train_arguments(sub):
         help="discrete settings (e.g. spherical): train and validate on every profile "
              "weighted by its probability, with no sampling noise (--batch-size and "
              "--validation-samples are then unused)")
+    add("training", "--joint-steps", type=_COUNT, default=1000,
+        help="--menu lottery+separable: after --steps of the lottery menu alone (in "
+             "OUT/lottery), steps of the lottery menu and the item-separable family together")
+    add("training", "--joint-lr", "--joint-learning-rate", dest="joint_learning_rate",
+        type=_POSITIVE, default=0.001, help="the learning rate of the --joint-steps")
     add("training", "--steps-per-epoch", type=_COUNT, default=100,
         help="steps between validation, logs and checkpoints")
     add("training", "--validation-samples", type=_COUNT, default=10_000)

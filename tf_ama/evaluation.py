@@ -36,7 +36,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tf_ama import checks, seeds
+from tf_ama import checks, seeds, separable
 from tf_ama.mechanism import default_micro_batch_size, exact_outcome
 from tf_ama.settings import ANCHORS
 
@@ -69,8 +69,10 @@ class EvaluationReport:
       max_regret: largest exact regret certificate (0 up to rounding for an AMA).
       entries_used: number of distinct menu entries chosen on the profiles.
       lottery_entries_used: how many of those are lotteries (not all 0/1).
-      menu_size: number of entries in the menu, the empty one included.
+      menu_size: number of explicit entries in the menu, the empty one included.
       baselines: name -> `BaselineResult.to_dict()` on the same number of samples and seed.
+      family_share: the fraction of profiles on which an entry of the item-separable family
+        was chosen (`tf_ama.separable`), None for a menu without the family.
     """
 
     setting: str
@@ -87,6 +89,7 @@ class EvaluationReport:
     lottery_entries_used: int
     menu_size: int
     baselines: dict = dataclasses.field(default_factory=dict)
+    family_share: float | None = None
 
     def to_dict(self) -> dict:
         """A JSON-serializable dict of every field."""
@@ -106,6 +109,9 @@ class EvaluationReport:
             f"  {'menu entries used':<22}{self.entries_used} of {self.menu_size} "
             f"({self.lottery_entries_used} lotteries)",
         ]
+        if self.family_share is not None:
+            lines[-1] += " and the item-separable family"
+            lines.append(f"  {'family chosen on':<22}{self.family_share:.2%} of the profiles")
         if self.baselines:
             lines += ["", f"  {'mechanism':<22}{'revenue':>9}{'stderr':>9}{'AMA minus':>10}",
                       f"  {'this AMA':<22}{self.revenue:>9.4f}{self.revenue_stderr:>9.4f}"]
@@ -134,6 +140,8 @@ class MenuEntry:
       share: fraction of the profiles on which it was chosen.
       count: number of profiles on which it was chosen.
       is_lottery: some probability is not 0 or 1 (tolerance `LOTTERY_TOLERANCE`).
+      family: an entry of the item-separable family (index >= the explicit menu size; its
+        boost is `sum_j c[o_j, j]`).
     """
 
     index: int
@@ -142,6 +150,7 @@ class MenuEntry:
     share: float
     count: int
     is_lottery: bool
+    family: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -252,7 +261,7 @@ def evaluate(model, num_samples=100_000, seed=None, baselines=True, micro_batch_
     payments_sum = np.zeros(model.setting.num_bidders)
     ir_violations = 0
     max_regret = -math.inf
-    counts = np.zeros(model.menu_size, np.int64)
+    counts = collections.Counter()
     for outcome in _scan(model, num_samples, seed, micro_batch_size, menu, with_certificate=True,
                          jit_compile=jit_compile):
         revenue = outcome["payments"].sum(axis=1)  # [profiles of the call]
@@ -271,9 +280,8 @@ def evaluate(model, num_samples=100_000, seed=None, baselines=True, micro_batch_
         ir_violations += int(np.count_nonzero(
             (outcome["values"] - outcome["payments"] < 0) | (outcome["ir_excess"] > 1e-9)))
         max_regret = max(max_regret, float(outcome["regret"].max()))
-        counts += np.bincount(outcome["menu_index"], minlength=model.menu_size)
-    allocations = menu[0].numpy()
-    used = np.flatnonzero(counts)
+        _count(counts, outcome["menu_index"])
+    entries = _entries(model, counts)
     details = {}
     if baselines:
         from tf_ama.baseline_auctions import baseline_details
@@ -291,11 +299,37 @@ def evaluate(model, num_samples=100_000, seed=None, baselines=True, micro_batch_
         welfare=welfare / count,
         ir_violations=ir_violations,
         max_regret=max_regret,
-        entries_used=int(len(used)),
-        lottery_entries_used=int(sum(is_lottery(allocations[k]) for k in used)),
+        entries_used=len(entries),
+        lottery_entries_used=sum(entry.is_lottery for entry in entries),
         menu_size=int(model.menu_size),
         baselines=details,
+        family_share=(None if menu.separable_boosts is None else
+                      sum(e.count for e in entries if e.family) / count),
     )
+
+
+def _count(counts, menu_index):
+    """Adds the chosen entries `menu_index` to `counts` (a Counter: a menu with the family
+    has (m + 1)^n more indices than could be counted in an array)."""
+    indices, times = np.unique(menu_index, return_counts=True)
+    counts.update(dict(zip(indices.tolist(), times.tolist())))
+
+
+def _entries(model, counts):
+    """The `MenuEntry` of every index in `counts`, most used first (ties by index)."""
+    allocations, boosts, _, separable_boosts = model.exact_menu()
+    total = sum(counts.values())
+    entries = []
+    for k in sorted(counts, key=lambda k: (-counts[k], k)):
+        if k < model.menu_size:
+            allocation, boost = allocations[k], float(boosts[k])
+        else:
+            allocation, boost = separable.family_entry(k - model.menu_size, separable_boosts)
+        entries.append(MenuEntry(index=int(k), allocation=allocation.tolist(), boost=boost,
+                                 share=counts[k] / total, count=int(counts[k]),
+                                 is_lottery=is_lottery(allocation),
+                                 family=k >= model.menu_size))
+    return entries
 
 
 def menu_usage(model, num_samples=100_000, seed=None, micro_batch_size=None, jit_compile=True,
@@ -309,16 +343,11 @@ def menu_usage(model, num_samples=100_000, seed=None, micro_batch_size=None, jit
     num_samples, seed, micro_batch_size, jit_compile = _check_arguments(
         model, num_samples, seed, micro_batch_size, chunk_size, jit_compile,
         seeds.evaluation_seed)
-    counts = np.zeros(model.menu_size, np.int64)
+    counts = collections.Counter()
     for outcome in _scan(model, num_samples, seed, micro_batch_size, model.menu(tf.float64),
                          jit_compile=jit_compile):
-        counts += np.bincount(outcome["menu_index"], minlength=model.menu_size)
-    allocations, boosts, _ = model.exact_menu()
-    used = sorted(np.flatnonzero(counts), key=lambda k: (-counts[k], k))
-    return [MenuEntry(index=int(k), allocation=allocations[k].tolist(), boost=float(boosts[k]),
-                      share=float(counts[k] / num_samples), count=int(counts[k]),
-                      is_lottery=is_lottery(allocations[k]))
-            for k in used]
+        _count(counts, outcome["menu_index"])
+    return _entries(model, counts)
 
 
 def format_menu_table(entries, max_entries=None) -> str:
@@ -329,7 +358,8 @@ def format_menu_table(entries, max_entries=None) -> str:
     lines = [f"{'rank':>4} {'index':>6} {'share':>8} {'count':>8} {'boost':>10}  lottery"]
     for rank, entry in enumerate(shown, start=1):
         lines.append(f"{rank:>4} {entry.index:>6} {entry.share:>8.2%} {entry.count:>8} "
-                     f"{entry.boost:>10.4f}  {'yes' if entry.is_lottery else 'no'}")
+                     f"{entry.boost:>10.4f}  {'yes' if entry.is_lottery else 'no'}"
+                     f"{'  (separable family)' if entry.family else ''}")
         for bidder, row in enumerate(entry.allocation):
             lines.append(f"{'':>13}bidder {bidder + 1}: " + " ".join(f"{p:.3f}" for p in row))
     hidden = len(entries) - len(shown)
@@ -358,11 +388,15 @@ def prune(model, num_samples=100_000, seed=None, micro_batch_size=None, jit_comp
     is faster but could miss an entry on a profile where XLA's rounding breaks a tie
     (within ~1e-15) the other way.
 
+    The item-separable family, if the menu has it, is kept whole (it costs O(m n) per
+    profile, whatever its size); its entries follow the pruned explicit ones, so a family
+    index `k >= pruned_menu_size` is index `k - pruned_menu_size + model.menu_size` of `model`.
+
     Returns:
       An `AffineMaximizerAuction` (`menu="fixed"`) with attribute `kept_indices`, an int64
-      numpy array `[pruned_menu_size]`: entry `k` of the pruned menu is entry
-      `kept_indices[k]` of `model` (map menu indices back with `kept_indices[menu_index]`).
-      `kept_indices` is not serialized with the model.
+      numpy array `[pruned_menu_size]`: explicit entry `k` of the pruned menu is entry
+      `kept_indices[k]` of `model` (map explicit menu indices back with
+      `kept_indices[menu_index]`). `kept_indices` is not serialized with the model.
     """
     num_samples, seed, micro_batch_size, jit_compile = _check_arguments(
         model, num_samples, seed, micro_batch_size, chunk_size, jit_compile,
@@ -371,13 +405,13 @@ def prune(model, num_samples=100_000, seed=None, micro_batch_size=None, jit_comp
     keep = np.zeros(model.menu_size, bool)
     for outcome in _scan(model, num_samples, seed, micro_batch_size, menu, with_counterfactual=True,
                          jit_compile=jit_compile):
-        keep[outcome["menu_index"]] = True
-        keep[outcome["counterfactual_index"].reshape(-1)] = True
+        for indices in (outcome["menu_index"], outcome["counterfactual_index"].reshape(-1)):
+            keep[indices[indices < model.menu_size]] = True  # the family is kept whole
     keep[0] = True
     kept = np.flatnonzero(keep).astype(np.int64)
-    allocations, boosts, bidder_weights = model.exact_menu()
+    allocations, boosts, bidder_weights, separable_boosts = model.exact_menu()
     pruned = type(model).from_menu(
-        model.setting, allocations[kept], boosts[kept], bidder_weights,
+        model.setting, allocations[kept], boosts[kept], bidder_weights, separable_boosts,
         temperature=model.temperature, seed=model.seed)
     pruned.kept_indices = kept
     return pruned

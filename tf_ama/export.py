@@ -26,6 +26,13 @@ Signatures:
   outputs `allocations` float64 `[menu_size, num_bidders, num_items]`, `boosts` float64
   `[menu_size]`, `bidder_weights` float64 `[num_bidders]`.
 
+A menu with the item-separable family (`tf_ama.separable`: menu kinds `"separable"` and
+`"lottery+separable"`) adds the output `separable_boosts` float64 `[num_bidders + 1,
+num_items]` (`c`: rows the bidders, then nobody) to `menu`, and to `serving_default` the
+output `owners` int64 `[batch, num_items]`: when a family entry was chosen (`menu_index >=
+menu_size`), the owner of each item, 0 nobody and `i + 1` bidder `i`; -1 for every item
+when an explicit entry was.
+
 `tf_ama.exact_outcome` evaluates blocks of exactly `micro_batch_size` profiles (the batch is
 zero-padded to whole blocks), so the outcome of a profile does not depend, bit for bit, on
 the size of its batch or on the other profiles in it (TF Serving's batching merges
@@ -57,7 +64,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ama import __version__, checks, exactness, seeds
+from tf_ama import __version__, checks, exactness, seeds, separable
 from tf_ama.evaluation import prune as prune_menu
 from tf_ama.exactness import check_menu_limits
 from tf_ama.mechanism import default_micro_batch_size, exact_outcome
@@ -162,31 +169,29 @@ def _remove_stale_temporaries(base_dir):
 class _ServingModule(tf.Module):
     """The float64 menu as variables plus the two serving functions (no Keras at load time)."""
 
-    def __init__(self, allocations, boosts, bidder_weights, micro_batch_size):
+    def __init__(self, menu, micro_batch_size):
         super().__init__(name="tf_ama_auction")
-        self.allocations = tf.Variable(allocations, dtype=tf.float64, trainable=False,
-                                       name="allocations")
-        self.boosts = tf.Variable(boosts, dtype=tf.float64, trainable=False, name="boosts")
-        self.bidder_weights = tf.Variable(bidder_weights, dtype=tf.float64, trainable=False,
-                                          name="bidder_weights")
-        self.menu_size, self.num_bidders, self.num_items = allocations.shape
+        self.variables_by_name = {
+            name: tf.Variable(value, dtype=tf.float64, trainable=False, name=name)
+            for name, value in menu._asdict().items() if value is not None}
+        self.menu_size, self.num_bidders, self.num_items = menu.allocations.shape
         self.micro_batch_size = micro_batch_size
 
     def serve(self, bids):
         # exact_outcome validates the bids in the graph (shape, then finite, then >= 0) and
         # evaluates blocks of exactly micro_batch_size profiles, so a profile's outcome does not
         # depend, bit for bit, on its batch (TF Serving's batching merges requests).
-        outcome = exact_outcome(bids, self.allocations, self.boosts, self.bidder_weights,
+        outcome = exact_outcome(bids, **self.variables_by_name,
                                 micro_batch_size=self.micro_batch_size)
-        return {key: outcome[key] for key in ("allocation", "payments", "menu_index")}
+        served = {key: outcome[key] for key in ("allocation", "payments", "menu_index")}
+        if "separable_boosts" in self.variables_by_name:
+            served["owners"] = separable.owner_codes(outcome["menu_index"], self.menu_size,
+                                                     self.num_bidders, self.num_items)
+        return served
 
     def menu(self, dummy):
         del dummy  # TF Serving rejects a signature without inputs
-        return {
-            "allocations": tf.identity(self.allocations),
-            "boosts": tf.identity(self.boosts),
-            "bidder_weights": tf.identity(self.bidder_weights),
-        }
+        return {name: tf.identity(variable) for name, variable in self.variables_by_name.items()}
 
 
 def _warmup_bids(setting, seed):
@@ -219,8 +224,7 @@ def _write_saved_model(module, directory):
         tf.TensorSpec([None, m, n], tf.float64, name="bids")])
     archive.add_endpoint(MENU_SIGNATURE, module.menu, input_signature=[
         tf.TensorSpec([], tf.int32, name="dummy")])
-    archive.add_variable_collection(
-        "menu_variables", [module.allocations, module.boosts, module.bidder_weights])
+    archive.add_variable_collection("menu_variables", list(module.variables_by_name.values()))
     archive.write_out(directory, verbose=False)
 
 
@@ -299,17 +303,18 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
     if prune:
         model = prune_menu(model, num_samples=prune_samples, seed=seed)
         kept_indices = getattr(model, "kept_indices", None)
-    allocations, boosts, bidder_weights = (t.numpy() for t in model.menu(tf.float64))
+    menu = model.exact_menu()
     try:  # before anything is written: the exact outcome refuses such a menu at every request
-        check_menu_limits(boosts, bidder_weights)
+        check_menu_limits(menu.boosts, menu.bidder_weights)
     except ValueError as error:
         raise ExportError(
             f"Not exported: the served auction would refuse every request for this menu. {error} "
             "(Multiplying all bidder weights and boosts by one positive constant leaves the "
             "auction unchanged.)") from None
     if micro_batch_size is None:
-        micro_batch_size = default_micro_batch_size(model.setting.num_bidders, len(allocations))
-    module = _ServingModule(allocations, boosts, bidder_weights, micro_batch_size)
+        micro_batch_size = default_micro_batch_size(model.setting.num_bidders,
+                                                    len(menu.allocations))
+    module = _ServingModule(menu, micro_batch_size)
     try:
         return _write_version(module, model, base_dir, version, prune, training_config,
                               micro_batch_size, seed, kept_indices)
@@ -423,6 +428,7 @@ def load_menu_model(saved_model_version_dir):
         return AffineMaximizerAuction.from_menu(
             setting, menu["allocations"].numpy(), menu["boosts"].numpy(),
             menu["bidder_weights"].numpy(),
+            menu["separable_boosts"].numpy() if "separable_boosts" in menu else None,
             **{key: config["model"][key] for key in ("temperature",) if key in config["model"]})
     except ValueError as error:
         raise ExportError(

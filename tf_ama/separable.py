@@ -26,6 +26,7 @@ lexicographically first maximizer is made of each item's first one).
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 MAX_FAMILY_INDEX = 2**62  # K + (m + 1)^n must stay below it (int64 menu indices)
@@ -139,3 +140,27 @@ def family_block(bids_by_bidder, bidder_weights, separable_boosts, explicit_size
         result["counterfactual_index"] = explicit_size + _rank(others_owners, num_bidders,
                                                                num_items)
     return result
+
+
+def owner_codes(menu_index, explicit_size, num_bidders, num_items):
+    """The owner code of every item `[..., n]` int64 of the entries `menu_index` `[...]`
+    (int64): 0 nobody, i + 1 bidder i for a family entry (index `>= explicit_size`, decoded
+    from its rank), -1 for an explicit entry."""
+    menu_index = tf.convert_to_tensor(menu_index, tf.int64)
+    rank = menu_index - explicit_size
+    powers = tf.constant([(num_bidders + 1) ** (num_items - 1 - j) for j in range(num_items)],
+                         tf.int64)
+    codes = (rank[..., None] // powers) % (num_bidders + 1)
+    return tf.where(rank[..., None] >= 0, codes, tf.constant(-1, tf.int64))
+
+
+def family_entry(rank, separable_boosts):
+    """`(allocation [m, n], boost)` of family entry `rank` as NumPy values (float64 `c`)."""
+    num_bidders, num_items = separable_boosts.shape[0] - 1, separable_boosts.shape[1]
+    codes = owner_codes(rank, 0, num_bidders, num_items).numpy()
+    allocation = np.zeros((num_bidders, num_items))
+    for item, code in enumerate(codes):
+        if code:
+            allocation[code - 1, item] = 1.0
+    rows = np.where(codes == 0, num_bidders, codes - 1)
+    return allocation, float(np.sum(separable_boosts[rows, np.arange(num_items)]))

@@ -17,9 +17,14 @@ them: numpy arrays (gRPC tensors) or JSON values (REST). Either way:
   a relative `IR_TOLERANCE` (the server guarantees it exactly; the tolerance absorbs a REST
   bid parsed one ulp off and the rounding of the value computed here, both relative to the
   value: a payment for a value of 0 must be 0);
-* `menu_index` >= 0, and < K when the client knows the menu size K;
+* `menu_index` >= 0, and < K when the client knows the menu size K (K + (m + 1)^n with the
+  item-separable family);
 * menu boosts finite with `|boost| <= MAX_ABS_BOOST`, bidder weights in
-  `[MIN_BIDDER_WEIGHT, MAX_BIDDER_WEIGHT]` (`tf_ama.exactness`).
+  `[MIN_BIDDER_WEIGHT, MAX_BIDDER_WEIGHT]` (`tf_ama.exactness`);
+* a model with the item-separable family (`tf_ama.separable`): menu `separable_boosts`
+  `[m + 1, n]`, finite with `sum_j max_o |c[o, j]| <= MAX_ABS_BOOST`; outcome `owners`
+  `[batch, n]` integers, per profile either all -1 (an explicit entry) or owner codes in
+  `[0, m]` (0 nobody, `i + 1` bidder `i`) that are exactly the returned allocation.
 """
 
 from __future__ import annotations
@@ -135,7 +140,8 @@ def _require(outputs, keys, what):
 
 def check_outcome(outputs, bids, menu_size=None):
     """The checked outcome of `bids` (float64 `[batch, m, n]`, as sent): `allocation` float64
-    `[batch, m, n]`, `payments` float64 `[batch, m]`, `menu_index` int64 `[batch]`; or a
+    `[batch, m, n]`, `payments` float64 `[batch, m]`, `menu_index` int64 `[batch]` (and
+    `owners` int64 `[batch, n]` if served); or a
     ServingError naming what is wrong (see the module docstring)."""
     _require(outputs, OUTPUTS, "is this a tf_ama model?")
     batch, num_bidders, num_items = bids.shape
@@ -161,12 +167,38 @@ def check_outcome(outputs, bids, menu_size=None):
     if np.any(bad):
         expected = f"in [0, {menu_size})" if menu_size is not None else ">= 0"
         raise malformed("menu_index", expected, _first("menu_index", bad, menu_index))
-    return {"allocation": allocation, "payments": payments, "menu_index": menu_index}
+    checked = {"allocation": allocation, "payments": payments, "menu_index": menu_index}
+    if "owners" in outputs:
+        checked["owners"] = _check_owners(to_array("owners", outputs["owners"], True),
+                                          allocation)
+    return checked
+
+
+def _check_owners(owners, allocation):
+    """`owners` `[batch, n]`: all -1, or the owner codes of the 0/1 `allocation`."""
+    batch, num_bidders, num_items = allocation.shape
+    owners = _shaped("owners", owners, (batch, num_items))
+    bad = (owners < -1) | (owners > num_bidders)
+    if np.any(bad):
+        raise malformed("owners", f"in [-1, {num_bidders}]", _first("owners", bad, owners))
+    family = owners[:, :1] >= 0
+    bad = (owners >= 0) != family
+    if np.any(bad):
+        raise malformed("owners", "all -1 (an explicit entry) or all >= 0 (a family entry) in "
+                        "each profile", _first("owners", bad, owners))
+    one_hot = (owners[:, None, :] == np.arange(1, num_bidders + 1)[None, :, None])
+    bad = family[:, :, None] & (allocation != one_hot)
+    if np.any(bad):
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise malformed("owners", "the owners of the returned allocation",
+                        f"owner {owners[index[0], index[2]]} of item {index[2]} for "
+                        f"{_at('allocation', index)} = {allocation[index]!r}")
+    return owners
 
 
 def check_menu(outputs):
     """The checked menu: `allocations` float64 `[K, m, n]`, `boosts` `[K]`, `bidder_weights`
-    `[m]`; or a ServingError naming what is wrong (see the module docstring)."""
+    `[m]` (and `separable_boosts` `[m + 1, n]` if served); or a ServingError naming what is wrong (see the module docstring)."""
     _require(outputs, MENU_OUTPUTS, "the `menu` signature of a tf_ama model")
     allocations = to_array("allocations", outputs["allocations"])
     if allocations.ndim != 3 or allocations.shape[0] == 0:
@@ -177,6 +209,16 @@ def check_menu(outputs):
     weights = _shaped("bidder_weights", to_array("bidder_weights", outputs["bidder_weights"]),
                       (num_bidders,))
     _check_allocation("allocations", allocations)
+    checked = {"allocations": allocations, "boosts": boosts, "bidder_weights": weights}
+    if "separable_boosts" in outputs:
+        table = _shaped("separable_boosts",
+                        to_array("separable_boosts", outputs["separable_boosts"]),
+                        (num_bidders + 1, allocations.shape[2]))
+        largest = np.sum(np.max(np.abs(table), axis=0)) if table.size else 0.0
+        if not largest <= MAX_ABS_BOOST:  # NaN too
+            raise malformed("separable_boosts", f"finite with sum_j max_o |c[o, j]| <= "
+                            f"{MAX_ABS_BOOST:g}", f"{largest!r}")
+        checked["separable_boosts"] = table
     bad = ~(np.abs(boosts) <= MAX_ABS_BOOST)
     if np.any(bad):
         raise malformed("boosts", f"finite with |boost| <= {MAX_ABS_BOOST:g}",
@@ -185,4 +227,4 @@ def check_menu(outputs):
     if np.any(bad):
         raise malformed("bidder_weights", f"in [{MIN_BIDDER_WEIGHT:g}, {MAX_BIDDER_WEIGHT:g}]",
                         _first("bidder_weights", bad, weights))
-    return {"allocations": allocations, "boosts": boosts, "bidder_weights": weights}
+    return checked

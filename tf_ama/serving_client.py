@@ -124,7 +124,10 @@ class _Closing:
 
     def _remember_menu(self, menu):
         if self.version is not None:
-            self.menu_size = menu["allocations"].shape[0]
+            size, num_bidders, num_items = menu["allocations"].shape
+            if "separable_boosts" in menu:  # the family's entries follow the explicit ones
+                size += (num_bidders + 1) ** num_items
+            self.menu_size = size
         return menu
 
     def __enter__(self):

@@ -1,7 +1,11 @@
 """Training runs: a model trained with Keras `fit` into a resumable run directory.
 
 `train_run(setting, out, ...)` is what `tf-ama train` calls. It writes the run directory of
-`tf_ama.runs` (config, TensorBoard logs, CSV history, checkpoints, the final model). Re-run
+`tf_ama.runs` (config, TensorBoard logs, CSV history, checkpoints, the final model). A
+`"lottery+separable"` menu is trained in the phases of `tf_ama.joining`: its lottery menu
+alone, as a run of its own in `out/lottery/`, then joined with the item-separable family at
+the shift chosen on the validation sample (recorded in the config as `start`), then both
+jointly for `joint_steps`. Re-run
 with the same `out` and arguments, an interrupted run resumes from its last completed epoch
 and a finished run is loaded, not trained again. A run killed at any moment (even while
 writing a checkpoint: `tf_ama.checkpoints` publishes each one atomically) resumes into the
@@ -21,11 +25,15 @@ from typing import Optional
 
 import keras
 
-from tf_ama import checkpoints, checks, runs, seeds
+from tf_ama import checkpoints, checks, joining, runs, seeds
 from tf_ama.annealing import TemperatureScheduler, annealing_schedule
+from tf_ama.menu_layers import LotteryMenu, LotterySeparableMenu
 from tf_ama.model import (AffineMaximizerAuction, expectation_dataset, fresh_valuations,
                           valuation_dataset)
 from tf_ama.settings import get_setting
+
+
+LOTTERY_RUN = "lottery"  # the run folder of a joined menu's lottery phase, inside its run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,22 +56,27 @@ class TrainingConfig:
     # (tf_ama.expectation_dataset) instead of on samples; batch_size and
     # validation_samples are then unused.
     exact_expectation: bool = False
+    # A "lottery+separable" menu (tf_ama.joining): after `steps` of its lottery menu alone,
+    # `joint_steps` of both parts at `joint_learning_rate`, at the model's temperature.
+    joint_steps: int = 1000
+    joint_learning_rate: float = 0.001
 
     def __post_init__(self):
         def checked(field, check, *args, **kwargs):  # stored as a plain int / float / bool
             object.__setattr__(self, field, check(field, getattr(self, field), *args, **kwargs))
 
         for field in ("steps", "batch_size", "steps_per_epoch", "validation_samples",
-                      "evaluation_samples"):
+                      "evaluation_samples", "joint_steps"):
             checked(field, checks.integer, minimum=1)
-        if self.steps % self.steps_per_epoch:
-            raise ValueError(
-                f"`steps` ({self.steps}) must be a multiple of `steps_per_epoch` "
-                f"({self.steps_per_epoch}): checkpoints are taken at epoch ends."
-            )
+        for field in ("steps", "joint_steps"):
+            if getattr(self, field) % self.steps_per_epoch:
+                raise ValueError(
+                    f"`{field}` ({getattr(self, field)}) must be a multiple of `steps_per_epoch` "
+                    f"({self.steps_per_epoch}): checkpoints are taken at epoch ends.")
         if not (isinstance(self.jit_compile, bool) or self.jit_compile == "auto"):
             raise ValueError(f"`jit_compile` must be 'auto', True or False; got {self.jit_compile!r}.")
         checked("learning_rate", checks.number, above=0)
+        checked("joint_learning_rate", checks.number, above=0)
         checked("final_temperature", functools.partial(checks.optional, checks.number), above=0)
         checked("exact_expectation", checks.boolean)
         checked("anneal_fraction", checks.number, above=0, maximum=1)
@@ -94,7 +107,7 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
       model_kwargs: keyword arguments of `AffineMaximizerAuction` (menu, menu_size, ...).
       training: a `TrainingConfig`.
       verbose: Keras verbosity (default: progress bar on a terminal, one line per epoch otherwise).
-      callbacks: extra Keras callbacks.
+      callbacks: extra Keras callbacks (of both phases of a "lottery+separable" menu).
     """
     setting = get_setting(setting)
     training = TrainingConfig() if training is None else training
@@ -116,8 +129,11 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
     }
     config_path = os.path.join(out, runs.CONFIG)
     backup = os.path.join(out, runs.BACKUP)
+    previous = None
     if os.path.exists(config_path):
-        _check_same_run(out, runs.read_config(out, repair=True), config, config_path)
+        previous = runs.read_config(out, repair=True)
+        _check_same_run(out, {k: v for k, v in previous.items() if k != "start"}, config,
+                        config_path)
         runs.remove_leftovers(out)  # of writes a kill interrupted
         model_path = os.path.join(out, runs.MODEL)
         if os.path.exists(model_path):
@@ -129,6 +145,14 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
                 print(f"{out}: this run has finished; loading its model (nothing to train).")
                 checkpoints.remove_all(backup)  # left if killed just before it was removed
                 return runs.load_run(out)[0]
+    epochs, learning_rate = training.epochs, training.learning_rate
+    annealing = training.annealing_callbacks(model.temperature)
+    if isinstance(model.menu_layer, LotterySeparableMenu):
+        config["start"] = _lottery_phase(setting, out, model, training, verbose, callbacks)
+        if previous is not None:
+            _check_same_run(out, previous, config, config_path)
+        epochs = training.joint_steps // training.steps_per_epoch
+        learning_rate, annealing = training.joint_learning_rate, []
     resume = checkpoints.latest(backup)
     if resume is not None and resume.config is not None:
         _check_same_run(out, resume.config, config, resume.metadata_path)
@@ -137,18 +161,18 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
         runs.write_json_atomic(config_path, config)
     _trim_history(os.path.join(out, runs.HISTORY), resume.epoch if resume is not None else 0)
 
-    model.compile(optimizer=keras.optimizers.Adam(training.learning_rate),
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   jit_compile=training.jit_compile)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     model.fit(
         data,
-        epochs=training.epochs,
+        epochs=epochs,
         steps_per_epoch=training.steps_per_epoch,
         validation_data=validation,
         callbacks=[
             # Before the loggers, which then see the epoch's `temperature` in the logs.
-            *training.annealing_callbacks(model.temperature),
+            *annealing,
             keras.callbacks.CSVLogger(os.path.join(out, runs.HISTORY), append=True),
             keras.callbacks.TensorBoard(os.path.join(out, runs.LOGS)),
             *callbacks,
@@ -161,6 +185,25 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
     runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
     checkpoints.remove_all(backup)  # only now: a run killed before resumes from it
     return model
+
+
+def _lottery_phase(setting, out, model, training, verbose, callbacks):
+    """Trains (or loads) the lottery menu of `model` (a "lottery+separable" one) alone in
+    `out/lottery/` and joins it into `model` at the shift chosen on the validation sample
+    (`tf_ama.joining`); returns what the run's config records as `start`."""
+    lottery_kwargs = {**model.own_config(),
+                      "menu": LotteryMenu.from_config(joining.lottery_options(model.menu_layer))}
+    defaults = TrainingConfig()  # the joint phase's fields are not the lottery run's
+    lottery_training = dataclasses.replace(training, joint_steps=defaults.joint_steps,
+                                           joint_learning_rate=defaults.joint_learning_rate)
+    lottery = train_run(setting, os.path.join(out, LOTTERY_RUN), lottery_kwargs,
+                        lottery_training, verbose, callbacks)
+    validation = setting.sample(training.validation_samples, seeds.validation_seed(model.seed))
+    shift, revenues = joining.choose_shift(model, lottery, validation)
+    print(f"{out}: the lottery menu of {LOTTERY_RUN}/ joined with the item-separable family at "
+          f"separate Myerson, its boosts shifted by {shift:g} (exact validation revenue "
+          f"{revenues[shift]:.4f}); training both for {training.joint_steps} steps.")
+    return {"lottery_run": LOTTERY_RUN, "shift": shift}
 
 
 def _check_same_run(out, previous, config, source):
