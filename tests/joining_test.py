@@ -108,8 +108,16 @@ def test_a_joined_run_trains_its_lottery_first_then_both(reference, tmp_path):
     phase = tf_ama.runs.load_run(os.path.join(out, LOTTERY_RUN))[0]
     for got, want in zip(phase.exact_menu(), plain.exact_menu(), strict=True):
         assert np.array_equal(got, want)
-    # Both parts then trained: the family's boosts moved from the reserves.
-    assert not np.array_equal(model.exact_menu().separable_boosts[-1], [0.5, 0.5])
+    # Both parts then trained together; the run keeps the better of the join (its start) and
+    # the trained menu on the validation sample.
+    with open(os.path.join(out, "selection.json")) as file:
+        kept = json.load(file)["kept"]
+    family_moved = not np.array_equal(model.exact_menu().separable_boosts[-1], [0.5, 0.5])
+    assert family_moved == (kept == "trained")
+    if kept == "start":
+        np.testing.assert_allclose(model.exact_menu().boosts[1:],
+                                   phase.exact_menu().boosts[1:] + config["start"]["shift"],
+                                   rtol=0, atol=1e-6)
     with open(os.path.join(out, "history.csv")) as file:
         assert len(file.read().splitlines()) == 1 + 2  # the joint phase's 2 epochs
 
@@ -140,5 +148,28 @@ def test_tf_ama_train_a_joined_menu(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "joined with the item-separable family" in printed
     assert "family chosen on" in printed and "lottery+separable menu" in printed
+    assert "its lottery menu alone" in printed
+    assert os.path.exists(os.path.join(out, LOTTERY_RUN, "evaluation.json"))
+    assert os.path.getsize(os.path.join(out, "separable_boosts.png")) > 0
     with open(os.path.join(out, "evaluation.json")) as file:
         assert 0 < json.load(file)["family_share"] < 1
+
+
+@pytest.mark.parametrize("learning_rate", [0.2, 0.001])
+def test_a_family_run_ends_no_worse_than_its_start_on_validation(tmp_path, learning_rate):
+    """The family alone starts at separate Myerson, where the gradient is mostly noise: the
+    run keeps whichever of start and trained state has the higher exact validation revenue."""
+    out = str(tmp_path / "family")
+    training = TrainingConfig(steps=100, steps_per_epoch=50, batch_size=256,
+                              validation_samples=3000, learning_rate=learning_rate)
+    model = train_run(SETTING, out, {"menu": "separable", "reserves": [0.5, 0.5]}, training,
+                      verbose=0)
+    with open(os.path.join(out, "selection.json")) as file:
+        selection = json.load(file)
+    revenues = selection["validation_revenue"]
+    assert selection["kept"] == max(revenues, key=revenues.get)
+    report = tf_ama.evaluate(model, 3000, selection["seed"], baselines=False)
+    assert report.revenue == revenues[selection["kept"]]
+    if selection["kept"] == "start":
+        np.testing.assert_array_equal(model.exact_menu().separable_boosts,
+                                      [[0, 0], [0, 0], [0.5, 0.5]])

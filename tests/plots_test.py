@@ -75,6 +75,17 @@ class TestPlotMenu:
         assert not os.path.exists(tmp_path / "x.png")
 
 
+@pytest.mark.parametrize("setting", ["additive_1x2_uniform", "additive_5x10_uniform"])
+def test_plot_separable_boosts(setting, tmp_path):
+    model = tf_ama.AffineMaximizerAuction(setting, menu="separable")
+    path = plots.plot_separable_boosts(model, str(tmp_path / "family.png"))
+    decoded(path)
+    assert no_temporary_files(tmp_path)
+    with pytest.raises(ValueError, match="'lottery'\\) has no item-separable family to draw"):
+        plots.plot_separable_boosts(tf_ama.AffineMaximizerAuction(setting, menu_size=4),
+                                    str(tmp_path / "none.png"))
+
+
 class TestTrainingCurves:
     def test_from_a_real_fit_history(self, tmp_path):
         setting = tf_ama.get_setting("additive_1x2_uniform")

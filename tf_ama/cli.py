@@ -57,7 +57,7 @@ def _baselines(args):
 def _train(args):
     from tf_ama import runs, seeds
     from tf_ama.evaluation import evaluate
-    from tf_ama.plots import plot_training_curves
+    from tf_ama.plots import plot_separable_boosts, plot_training_curves
     from tf_ama.training import TrainingConfig, train_run
 
     model_kwargs, fields = ({name: getattr(args, name) for name in args.sections[section]}
@@ -73,6 +73,16 @@ def _train(args):
                          os.path.join(args.out, runs.CURVES), baselines=baselines,
                          steps_per_epoch=training.steps_per_epoch)
     print(report.format_table())
+    if model.menu().separable_boosts is not None:
+        plot_separable_boosts(model, os.path.join(args.out, runs.SEPARABLE_BOOSTS))
+    start = runs.read_config(args.out).get("start")
+    if start is not None:  # a joined menu: its lottery phase alone, on the same profiles
+        phase = os.path.join(args.out, start["lottery_run"])
+        alone = evaluate(runs.load_run(phase)[0], num_samples=training.evaluation_samples,
+                         seed=report.seed, baselines=False)
+        runs.write_json_atomic(os.path.join(phase, runs.EVALUATION), alone.to_dict())
+        print(f"  its lottery menu alone ({phase}): {alone.revenue:.4f} +- "
+              f"{alone.revenue_stderr:.4f}")
     print(f"\nrun directory: {args.out} (model.keras, evaluation.json, {runs.CURVES}, "
           f"TensorBoard logs in {os.path.join(args.out, runs.LOGS)})")
 
@@ -111,6 +121,12 @@ def _menu(args):
 
         plot_menu(entries, model.setting, args.plot)
         print(f"\nplot written to {args.plot}")
+        if model.menu().separable_boosts is not None:
+            from tf_ama.plots import plot_separable_boosts
+
+            stem, extension = os.path.splitext(args.plot)
+            family = plot_separable_boosts(model, f"{stem}_separable{extension or '.png'}")
+            print(f"the item-separable family's boosts drawn in {family}")
 
 
 def _export(args):

@@ -1,7 +1,9 @@
-"""Figures: the learned menu (as in the paper's Fig. 3 and 4) and training curves.
+"""Figures: the learned menu (as in the paper's Fig. 3 and 4), the item-separable family's
+boosts, and training curves.
 
     entries = tf_ama.menu_usage(model)
     tf_ama.plots.plot_menu(entries, model.setting, "menu.png")
+    tf_ama.plots.plot_separable_boosts(model, "separable_boosts.png")
     tf_ama.plots.plot_training_curves("runs/a22/history.csv", "curves.png",
                                       baselines=tf_ama.baselines(setting), steps_per_epoch=100)
 
@@ -96,6 +98,51 @@ def plot_menu(entries, setting, path, max_entries=24):
     figure.colorbar(image, ax=grid, shrink=min(0.8, 3.0 / rows + 0.2), aspect=25)
     indices = ",".join(str(entry.index) for entry in shown)
     return _save_atomic(figure, path, metadata={MENU_INDICES_KEY: indices})
+
+
+def plot_separable_boosts(model, path):
+    """Draws the item-separable family of `model` (a menu with the family) and writes a PNG.
+
+    Left, its boosts `c` `[m + 1, n]` (rows the bidders, then nobody; a family allocation's
+    boost is `sum_j c[owner_j, j]`). Right, what they mean item by item: the bid at which
+    bidder `i` outbids "nobody" for item `j`, `(c[nobody, j] - c[i, j]) / w_i`, its reserve
+    when the family's allocation is served (separate Myerson: every row at the item's
+    reserve).
+
+    Returns:
+      `path`.
+    """
+    menu = model.exact_menu()
+    if menu.separable_boosts is None:
+        raise ValueError(f"The menu of this model ({model.menu_layer.kind!r}) has no "
+                         "item-separable family to draw.")
+    c, weights = menu.separable_boosts, menu.bidder_weights
+    num_bidders, num_items = model.setting.num_bidders, model.setting.num_items
+    reserves = (c[-1][None, :] - c[:-1]) / weights[:, None]
+    cell = 0.55 if num_items <= 5 else 0.45
+    figure = Figure(figsize=(2 * (cell * num_items + 1.6) + 0.6, cell * (num_bidders + 1) + 1.6),
+                    layout="constrained")
+    left, right = figure.subplots(1, 2)
+    fontsize = 8 if num_items <= 5 else 6.5
+    for axis, values, labels, title, cmap in (
+            (left, c, [f"b{i + 1}" for i in range(num_bidders)] + ["nobody"],
+             "boosts c[owner, item]", "RdBu"),
+            (right, reserves, [f"b{i + 1}" for i in range(num_bidders)],
+             "reserve of bidder i for item j\n(c[nobody, j] - c[i, j]) / w_i", _COLORMAP)):
+        limit = float(np.max(np.abs(values))) or 1.0
+        image = axis.imshow(values, cmap=cmap, aspect="equal",
+                            vmin=-limit if cmap == "RdBu" else min(0.0, float(values.min())),
+                            vmax=limit)
+        for (row, item), value in np.ndenumerate(values):
+            axis.text(item, row, f"{value:.2f}", ha="center", va="center", fontsize=fontsize)
+        axis.set_xticks(range(num_items), [f"{j + 1}" for j in range(num_items)], fontsize=7)
+        axis.set_yticks(range(len(labels)), labels, fontsize=7)
+        axis.set_xlabel("item", fontsize=8)
+        axis.set_title(title, fontsize=9)
+        axis.tick_params(length=0)
+        figure.colorbar(image, ax=axis, shrink=0.8, aspect=20)
+    figure.suptitle(f"{model.setting.name}: the item-separable family", fontsize=10)
+    return _save_atomic(figure, path)
 
 
 def _percent(share):

@@ -31,6 +31,8 @@ LOGS = "logs"
 HISTORY = "history.csv"
 EVALUATION = "evaluation.json"
 CURVES = "training_curves.png"
+SEPARABLE_BOOSTS = "separable_boosts.png"  # menus with the item-separable family
+SELECTION = "selection.json"  # their start or trained state, whichever validated higher
 _TEMPORARY = ".tmp-"  # atomic_file's temporary files
 
 
