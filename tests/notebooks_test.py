@@ -39,7 +39,7 @@ TINY = {
 CASES = {
     "01_spherical_lotteries.ipynb": ({"RESTARTS": 2}, 150),
     "02_uniform_2x2.ipynb": ({}, 120),
-    "03_uniform_3x10.ipynb": ({}, 120),
+    "03_uniform_3x10.ipynb": ({"JOINT_STEPS": 10}, 150),
     "04_menu_usage_and_lottery_tickets.ipynb": (
         {"MENU_SIZE_3X10": 16, "INIT_SEED": 0, "DATA_SEEDS": [0, 1], "TICKET_DATA_SEEDS": [10, 11],
          "SMALL_RANDOM_SEEDS": [20, 21], "VAL_SAMPLES": 0},

@@ -192,7 +192,7 @@ def _check_owners(owners, allocation):
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise malformed("owners", "the owners of the returned allocation",
                         f"owner {owners[index[0], index[2]]} of item {index[2]} for "
-                        f"{_at('allocation', index)} = {allocation[index]!r}")
+                        f"{_at('allocation', index)} = {allocation[index].item()!r}")
     return owners
 
 
@@ -217,7 +217,7 @@ def check_menu(outputs):
         largest = np.sum(np.max(np.abs(table), axis=0)) if table.size else 0.0
         if not largest <= MAX_ABS_BOOST:  # NaN too
             raise malformed("separable_boosts", f"finite with sum_j max_o |c[o, j]| <= "
-                            f"{MAX_ABS_BOOST:g}", f"{largest!r}")
+                            f"{MAX_ABS_BOOST:g}", f"{float(largest)!r}")
         checked["separable_boosts"] = table
     bad = ~(np.abs(boosts) <= MAX_ABS_BOOST)
     if np.any(bad):
