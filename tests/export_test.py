@@ -226,6 +226,15 @@ def test_a_joined_menu_serves_its_family_and_the_owners(exported):
         assert np.array_equal(got, want)
 
 
+def test_a_family_outside_the_exactness_limits_is_refused_before_writing(tmp_path):
+    model = _joined_model()
+    model.menu_layer.family_boosts.assign(np.full((3, 5), 3e37, np.float32))
+    with pytest.raises(ExportError, match=r"Not exported: .*`separable_boosts` must be finite "
+                                          r"with sum_j max_o \|c\[o, j\]\| <= 1e\+38"):
+        export_saved_model(model, tmp_path / "family")
+    assert not os.path.exists(tmp_path / "family" / "1")
+
+
 def test_export_with_prune_keeps_the_family(tmp_path):
     model = _joined_model()
     path = export_saved_model(model, tmp_path, prune=True, prune_samples=2000, seed=3)

@@ -173,3 +173,23 @@ def test_a_family_run_ends_no_worse_than_its_start_on_validation(tmp_path, learn
     if selection["kept"] == "start":
         np.testing.assert_array_equal(model.exact_menu().separable_boosts,
                                       [[0, 0], [0, 0], [0.5, 0.5]])
+
+
+def test_joint_steps_are_whole_epochs_only_where_they_are_used(tmp_path):
+    config = TrainingConfig(steps=600, steps_per_epoch=300)  # the default joint_steps (1000)
+    assert config.epochs == 2  # is not checked for a menu without the joint phase
+    with pytest.raises(ValueError, match=r"`joint_steps` \(1000\) must be a multiple of "
+                                         r"`steps_per_epoch` \(300\)"):
+        train_run(SETTING, str(tmp_path / "run"), KWARGS, config, verbose=0)
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_resumed_joint_phase_keeps_its_recorded_shift(reference, tmp_path, monkeypatch):
+    """The shift is chosen once; a resumed run joins at the one its config records."""
+    out = str(tmp_path / "run")
+    with pytest.raises(Stop):
+        train_run(SETTING, out, KWARGS, TRAINING, verbose=0, callbacks=[_StopJoinedAt(1)])
+    monkeypatch.setattr(joining, "choose_shift", None)  # would fail if called
+    resumed = train_run(SETTING, out, KWARGS, TRAINING, verbose=0)
+    for got, want in zip(resumed.exact_menu(), reference[1].exact_menu(), strict=True):
+        assert np.array_equal(got, want)

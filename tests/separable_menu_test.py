@@ -107,12 +107,14 @@ def test_from_menu_takes_the_family_and_checks_it():
     with pytest.raises(ValueError, match=r"`separable_boosts` must have shape \[num_bidders "
                                          r"\+ 1=3, num_items=2\]"):
         tf_ama.AffineMaximizerAuction.from_menu(A22, allocations, boosts, np.ones(2), c[:2])
-    with pytest.raises(tf.errors.InvalidArgumentError, match="`separable_boosts` must be finite"):
-        tf_ama.AffineMaximizerAuction.from_menu(A22, allocations, boosts, np.ones(2),
-                                                np.where(c > 0.4, np.nan, c))
-    with pytest.raises(TypeError, match="`separable_boosts` must hold real numbers"):
-        tf_ama.AffineMaximizerAuction.from_menu(A22, allocations, boosts, np.ones(2),
-                                                [[0, 1], [0, True], [0, 0]])
+    for bad, message in ((np.where(c > 0.4, np.nan, c), "`separable_boosts` must be finite"),
+                         ([[0, 1], [0, True], [0, 0]], "`separable_boosts` must hold real numbers"),
+                         (np.full((3, 2), 1e38), r"sum_j max_o \|c\[o, j\]\| <= 1e\+38; got 2e\+38")):
+        with pytest.raises(ValueError, match=message):
+            tf_ama.AffineMaximizerAuction.from_menu(A22, allocations, boosts, np.ones(2), bad)
+    with pytest.raises(ValueError, match="the item-separable family is for additive bidders"):
+        tf_ama.AffineMaximizerAuction.from_menu("unit_demand_2x2_uniform", allocations, boosts,
+                                                np.ones(2), c)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["plain", "xla"])

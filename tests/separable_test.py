@@ -68,17 +68,18 @@ def test_joined_outcome_equals_the_enumerated_menu(jit_compile, auction):
     want = exact_outcome(tf.constant(bids), explicit_allocations, explicit_boosts, weights,
                          with_certificate=True, with_counterfactual=True)
     # The same entry where the enumerated welfare is not a near-tie (the two sum in
-    # different orders); the money within the contract's bound either way.
-    bound = exactness.payment_error_bound(bids, explicit_boosts, weights)
+    # different orders); the money within the contract's bound either way (whose scale with
+    # the family is the larger of max |b| and sum_j max_o |c[o, j]|).
+    bound = exactness.payment_error_bound(bids, boosts, weights, c)
     np.testing.assert_array_less(np.abs(got["payments"] - want["payments"].numpy()),
                                  2 * bound + 1e-300)
     assert np.all(got["payments"] >= 0) and np.all(got["payments"] <= got["values"])
-    regret_bound = exactness.regret_error_bound(bids, explicit_boosts, weights)
+    regret_bound = exactness.regret_error_bound(bids, boosts, weights, c)
     assert np.all(got["regret"] <= regret_bound + 1e-300)
     welfare = np.einsum("kin,bin,i->bk", explicit_allocations, bids, weights) + explicit_boosts
     best = welfare.max(axis=1)
     chosen = welfare[np.arange(len(bids)), got["menu_index"]]
-    assert np.all(best - chosen <= exactness.welfare_error_bound(bids, explicit_boosts, weights))
+    assert np.all(best - chosen <= exactness.welfare_error_bound(bids, boosts, weights, c))
     np.testing.assert_array_equal(got["allocation"], explicit_allocations[got["menu_index"]])
 
 

@@ -110,7 +110,9 @@ class EvaluationReport:
             f"({self.lottery_entries_used} lotteries)",
         ]
         if self.family_share is not None:
-            lines[-1] += " and the item-separable family"
+            lines[-1] = (f"  {'menu entries used':<22}{self.entries_used}: explicit ones (of "
+                         f"{self.menu_size}, {self.lottery_entries_used} lotteries) and "
+                         "allocations of the item-separable family")
             lines.append(f"  {'family chosen on':<22}{self.family_share:.2%} of the profiles")
         if self.baselines:
             lines += ["", f"  {'mechanism':<22}{'revenue':>9}{'stderr':>9}{'AMA minus':>10}",
@@ -318,16 +320,18 @@ def _count(counts, menu_index):
 def _entries(model, counts):
     """The `MenuEntry` of every index in `counts`, most used first (ties by index)."""
     allocations, boosts, _, separable_boosts = model.exact_menu()
+    order = sorted(counts, key=lambda k: (-counts[k], k))
+    family = [k for k in order if k >= model.menu_size]
+    if family:  # decoded all at once: a large family can have many thousands in use
+        decoded = separable.family_entries(np.asarray(family) - model.menu_size, separable_boosts)
+        family = dict(zip(family, zip(*decoded)))
     total = sum(counts.values())
     entries = []
-    for k in sorted(counts, key=lambda k: (-counts[k], k)):
-        if k < model.menu_size:
-            allocation, boost = allocations[k], float(boosts[k])
-        else:
-            allocation, boost = separable.family_entry(k - model.menu_size, separable_boosts)
-        entries.append(MenuEntry(index=int(k), allocation=allocation.tolist(), boost=boost,
+    for k in order:
+        allocation, boost = family[k] if k >= model.menu_size else (allocations[k], boosts[k])
+        entries.append(MenuEntry(index=int(k), allocation=allocation.tolist(), boost=float(boost),
                                  share=counts[k] / total, count=int(counts[k]),
-                                 is_lottery=is_lottery(allocation),
+                                 is_lottery=k < model.menu_size and is_lottery(allocation),
                                  family=k >= model.menu_size))
     return entries
 

@@ -245,7 +245,8 @@ def _write_assets(model, directory, pruned, training_config, micro_batch_size, s
         "exactness": exactness.contract(),
     }
     if kept_indices is not None:
-        # Entry k of the exported menu is entry kept_indices[k] of the unpruned model.
+        # Explicit entry k of the exported menu is entry kept_indices[k] of the unpruned model;
+        # a family entry k >= len(kept_indices) is entry k - len(kept_indices) + its menu_size.
         config["kept_indices"] = [int(k) for k in kept_indices]
     write_json_atomic(os.path.join(assets, CONFIG_FILE), config)
 
@@ -305,7 +306,7 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
         kept_indices = getattr(model, "kept_indices", None)
     menu = model.exact_menu()
     try:  # before anything is written: the exact outcome refuses such a menu at every request
-        check_menu_limits(menu.boosts, menu.bidder_weights)
+        check_menu_limits(menu.boosts, menu.bidder_weights, menu.separable_boosts)
     except ValueError as error:
         raise ExportError(
             f"Not exported: the served auction would refuse every request for this menu. {error} "

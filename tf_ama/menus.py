@@ -122,18 +122,22 @@ def deterministic_allocations(num_bidders, num_items, demand, max_size=MAX_DETER
     return allocations
 
 
-def validate_fixed_menu(allocations, boosts, bidder_weights, num_bidders, num_items, demand):
-    """Checks a user-given menu and returns it as float64 numpy arrays.
+def validate_fixed_menu(allocations, boosts, bidder_weights, num_bidders, num_items, demand,
+                        separable_boosts=None):
+    """Checks a user-given menu and returns it as a `Menu` of float64 numpy arrays.
 
     Raises ValueError naming the argument for wrong shapes, non-finite values, infeasible
-    allocations, a first entry that is not the empty allocation with boost 0, or boosts and
-    bidder weights outside the limits of `tf_ama.exactness` (e.g. a weight of 5e-324, which
-    would make every payment inexact).
+    allocations, a first entry that is not the empty allocation with boost 0, or boosts,
+    bidder weights and the item-separable family's `separable_boosts` (`[m + 1, n]`, None:
+    no family; additive only) outside the limits of `tf_ama.exactness` (e.g. a weight of
+    5e-324, which would make every payment inexact).
     """
     _check_setting_shape(num_bidders, num_items, demand)
     arrays = {}
-    for name, value in (("allocations", allocations), ("boosts", boosts),
-                        ("bidder_weights", bidder_weights)):
+    given = [("allocations", allocations), ("boosts", boosts), ("bidder_weights", bidder_weights)]
+    if separable_boosts is not None:
+        given.append(("separable_boosts", separable_boosts))
+    for name, value in given:
         try:  # no silent coercion: a complex boost would lose its imaginary part
             array = real_array(value, name).astype(np.float64)
         except TypeError as error:
@@ -143,6 +147,19 @@ def validate_fixed_menu(allocations, boosts, bidder_weights, num_bidders, num_it
         arrays[name] = array
     allocations, boosts, bidder_weights = (
         arrays["allocations"], arrays["boosts"], arrays["bidder_weights"])
+    separable_boosts = arrays.get("separable_boosts")
+    if separable_boosts is not None:
+        if demand != "additive":
+            raise ValueError("`separable_boosts`: the item-separable family is for additive "
+                             f"bidders; this setting is {demand}.")
+        if separable_boosts.shape != (num_bidders + 1, num_items):
+            raise ValueError(
+                f"`separable_boosts` must have shape [num_bidders + 1={num_bidders + 1}, "
+                f"num_items={num_items}] (a row per bidder, then nobody's); got "
+                f"{list(separable_boosts.shape)}.")
+        if allocations.shape[0] + (num_bidders + 1) ** num_items >= 2**62:
+            raise ValueError(f"`separable_boosts`: the family of {num_bidders} bidders and "
+                             f"{num_items} items is too large to index in int64.")
     if allocations.ndim != 3 or allocations.shape[1:] != (num_bidders, num_items):
         raise ValueError(
             f"`allocations` must have shape [menu_size, num_bidders={num_bidders}, "
@@ -161,7 +178,8 @@ def validate_fixed_menu(allocations, boosts, bidder_weights, num_bidders, num_it
         )
     if np.any(bidder_weights <= 0):
         raise ValueError(f"`bidder_weights` must be > 0; got {bidder_weights.tolist()}.")
-    check_menu_limits(boosts, bidder_weights)  # the exactness contract (tf_ama.exactness)
+    # the exactness contract (tf_ama.exactness)
+    check_menu_limits(boosts, bidder_weights, separable_boosts)
     if np.any(allocations < 0):
         raise ValueError("`allocations` must be >= 0.")
     over = allocations.sum(axis=1).max()
@@ -183,4 +201,4 @@ def validate_fixed_menu(allocations, boosts, bidder_weights, num_bidders, num_it
             "Prepend it (np.concatenate([np.zeros((1, m, n)), allocations])) and shift all "
             "boosts by the same constant so that boosts[0] == 0; the mechanism is unchanged."
         )
-    return allocations, boosts, bidder_weights
+    return Menu(allocations, boosts, bidder_weights, separable_boosts)

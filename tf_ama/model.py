@@ -24,8 +24,7 @@ from tf_ama import checks, menus, relaxation
 from tf_ama.compat import Version01Compatibility
 from tf_ama.data import (expectation_dataset, fresh_valuations,  # noqa: F401  (0.1 names)
                          step_valuations, valuation_dataset)
-from tf_ama.exactness import real_array
-from tf_ama.mechanism import exact_outcome, validate_separable_boosts
+from tf_ama.mechanism import exact_outcome
 from tf_ama.menu_layers import BidderWeights, FixedMenu, LotteryMenu, make_menu
 from tf_ama.settings import Setting, get_setting
 
@@ -111,13 +110,9 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         """A fixed AMA from a given menu (e.g. a published one), validated for feasibility;
         with `separable_boosts` `c` `[m + 1, n]`, the item-separable family joins it."""
         setting = get_setting(setting)
-        allocations, boosts, bidder_weights = menus.validate_fixed_menu(
+        allocations, boosts, bidder_weights, separable_boosts = menus.validate_fixed_menu(
             allocations, boosts, bidder_weights, setting.num_bidders, setting.num_items,
-            setting.demand)
-        if separable_boosts is not None:
-            separable_boosts = validate_separable_boosts(
-                real_array(separable_boosts, "separable_boosts").astype(np.float64),
-                len(allocations), setting.num_bidders, setting.num_items).numpy()
+            setting.demand, separable_boosts)
         model = cls(setting, menu=FixedMenu.for_setting(
             setting, menu_size=len(allocations), separable=separable_boosts is not None), **kwargs)
         model.menu_layer.assign_menu(allocations, boosts, separable_boosts)

@@ -92,10 +92,8 @@ def joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights
     lam = temperature
     w = bidder_weights[:, None, None]
     bids_by_bidder, values, others, welfare = _welfare(valuations, allocations, boosts, w)
-    log_z = tf.reduce_logsumexp(lam * welfare, axis=-1)  # [B]
-    log_z_others = tf.reduce_logsumexp(lam * others, axis=-1)  # [m, B]
-    chosen = tf.exp(lam * welfare - log_z[:, None])  # pi_E: [B, K]
-    counterfactual = tf.exp(lam * others - log_z_others[..., None])  # s_E: [m, B, K]
+    chosen, log_z = _softmax_and_log_partition(lam * welfare)  # pi_E: [B, K]; [B]
+    counterfactual, log_z_others = _softmax_and_log_partition(lam * others)  # s_E; [m, B]
     expected_with = tf.reduce_sum(chosen[None] * others, axis=-1)  # [m, B]
     expected_without = tf.reduce_sum(counterfactual * others, axis=-1)  # [m, B]
     statistics = [log_z, expected_with, log_z_others, expected_without]
@@ -149,6 +147,16 @@ def _softmax(logits):
     division per element (what `tf.nn.softmax` does)."""
     exponentials = tf.exp(logits - tf.reduce_max(logits, axis=-1, keepdims=True))
     return exponentials * (1.0 / tf.reduce_sum(exponentials, axis=-1, keepdims=True))
+
+
+def _softmax_and_log_partition(logits):
+    """`(softmax, logsumexp)` over the last axis from one pass of exponentials. The softmax
+    is normalized by its own sum (not as `exp(logits - logsumexp)`, whose rounding of a
+    large logsumexp, ~1e-4 at 1e3 in float32, would scale every probability)."""
+    largest = tf.reduce_max(logits, axis=-1, keepdims=True)
+    exponentials = tf.exp(logits - largest)
+    total = tf.reduce_sum(exponentials, axis=-1, keepdims=True)
+    return exponentials * (1.0 / total), (largest + tf.math.log(total))[..., 0]
 
 
 _MIN_MICRO_BATCH, _MAX_MICRO_BATCH = 8, 4096

@@ -50,11 +50,15 @@ def _lowest_maximizer(scores):
     return tf.reduce_min(tf.where(scores == best, codes, tf.int64.max), axis=0)
 
 
+def _powers(num_bidders, num_items):
+    """`(m + 1)^(n - 1 - j)` for every item `j`, int64: the place value of item j's code."""
+    return tf.constant([(num_bidders + 1) ** (num_items - 1 - j) for j in range(num_items)],
+                       tf.int64)
+
+
 def _rank(codes, num_bidders, num_items):
     """Index within the family of owner codes `[..., n]`: item 0 most significant."""
-    powers = tf.constant([(num_bidders + 1) ** (num_items - 1 - j) for j in range(num_items)],
-                         tf.int64)
-    return tf.reduce_sum(codes * powers, axis=-1)
+    return tf.reduce_sum(codes * _powers(num_bidders, num_items), axis=-1)
 
 
 def _scores(bids_by_bidder, bidder_weights, separable_boosts):
@@ -148,19 +152,16 @@ def owner_codes(menu_index, explicit_size, num_bidders, num_items):
     from its rank), -1 for an explicit entry."""
     menu_index = tf.convert_to_tensor(menu_index, tf.int64)
     rank = menu_index - explicit_size
-    powers = tf.constant([(num_bidders + 1) ** (num_items - 1 - j) for j in range(num_items)],
-                         tf.int64)
-    codes = (rank[..., None] // powers) % (num_bidders + 1)
+    codes = (rank[..., None] // _powers(num_bidders, num_items)) % (num_bidders + 1)
     return tf.where(rank[..., None] >= 0, codes, tf.constant(-1, tf.int64))
 
 
-def family_entry(rank, separable_boosts):
-    """`(allocation [m, n], boost)` of family entry `rank` as NumPy values (float64 `c`)."""
+def family_entries(ranks, separable_boosts):
+    """`(allocations [R, m, n], boosts [R])` of the family entries `ranks` `[R]` as NumPy
+    arrays (float64 `c`), decoded all at once."""
     num_bidders, num_items = separable_boosts.shape[0] - 1, separable_boosts.shape[1]
-    codes = owner_codes(rank, 0, num_bidders, num_items).numpy()
-    allocation = np.zeros((num_bidders, num_items))
-    for item, code in enumerate(codes):
-        if code:
-            allocation[code - 1, item] = 1.0
-    rows = np.where(codes == 0, num_bidders, codes - 1)
-    return allocation, float(np.sum(separable_boosts[rows, np.arange(num_items)]))
+    codes = owner_codes(np.asarray(ranks, np.int64), 0, num_bidders, num_items).numpy()
+    allocations = (codes[:, None, :] == np.arange(1, num_bidders + 1)[None, :, None])
+    rows = np.where(codes == 0, num_bidders, codes - 1)  # c's row of each item's owner
+    return (allocations.astype(np.float64),
+            np.sum(separable_boosts[rows, np.arange(num_items)], axis=1))

@@ -116,8 +116,10 @@ def _simplify_signatures(signature_def_map):
 class _Closing:
     """`with Client(...) as client:` closes the connection at the end.
 
-    `menu_size` is K once `menu()` has been read from a pinned `version`; `predict` then also
-    checks `menu_index < K` (without a pinned version, a rollout may change K between calls).
+    `menu_size` is the number of menu entries once `menu()` has been read from a pinned
+    `version` (K, plus the (m + 1)^n of the item-separable family if the menu has it);
+    `predict` then also checks `menu_index` below it (without a pinned version, a rollout may
+    change the menu between calls).
     """
 
     menu_size = None

@@ -70,11 +70,7 @@ class TrainingConfig:
         for field in ("steps", "batch_size", "steps_per_epoch", "validation_samples",
                       "evaluation_samples", "joint_steps"):
             checked(field, checks.integer, minimum=1)
-        for field in ("steps", "joint_steps"):
-            if getattr(self, field) % self.steps_per_epoch:
-                raise ValueError(
-                    f"`{field}` ({getattr(self, field)}) must be a multiple of `steps_per_epoch` "
-                    f"({self.steps_per_epoch}): checkpoints are taken at epoch ends.")
+        self.check_epochs("steps")
         if not (isinstance(self.jit_compile, bool) or self.jit_compile == "auto"):
             raise ValueError(f"`jit_compile` must be 'auto', True or False; got {self.jit_compile!r}.")
         checked("learning_rate", checks.number, above=0)
@@ -82,6 +78,14 @@ class TrainingConfig:
         checked("final_temperature", functools.partial(checks.optional, checks.number), above=0)
         checked("exact_expectation", checks.boolean)
         checked("anneal_fraction", checks.number, above=0, maximum=1)
+
+    def check_epochs(self, field):
+        """Refuses `steps` or `joint_steps` (`field`) if not whole epochs (the joint steps are
+        checked only for a menu that uses them)."""
+        if getattr(self, field) % self.steps_per_epoch:
+            raise ValueError(
+                f"`{field}` ({getattr(self, field)}) must be a multiple of `steps_per_epoch` "
+                f"({self.steps_per_epoch}): checkpoints are taken at epoch ends.")
 
     @property
     def epochs(self) -> int:
@@ -151,8 +155,9 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
     annealing = training.annealing_callbacks(model.temperature)
     start = None  # a menu with the family starts at a known-good mechanism: rebuilt by this
     if isinstance(model.menu_layer, LotterySeparableMenu):
+        training.check_epochs("joint_steps")
         config["start"], start = _lottery_phase(setting, out, model, training, verbose,
-                                                callbacks)
+                                                callbacks, previous)
         if previous is not None:
             _check_same_run(out, previous, config, config_path)
         epochs = training.joint_steps // training.steps_per_epoch
@@ -189,13 +194,13 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
         shuffle=False,  # the data is one repeated batch; there is nothing to shuffle
     )
     if start is not None:
-        model = _better_of_start_and_end(out, start, model, training)
+        model = _better_of_start_and_end(out, start, model, training, learning_rate)
     runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
     checkpoints.remove_all(backup)  # only now: a run killed before resumes from it
     return model
 
 
-def _better_of_start_and_end(out, start, trained, training):
+def _better_of_start_and_end(out, start, trained, training, learning_rate):
     """`trained`, or the model `start()` builds if its exact revenue on the validation sample
     is higher; the choice is written to `out/selection.json`.
 
@@ -208,7 +213,7 @@ def _better_of_start_and_end(out, start, trained, training):
     from tf_ama.evaluation import evaluate
 
     start = start()
-    start.compile(optimizer=keras.optimizers.Adam(training.learning_rate))
+    start.compile(optimizer=keras.optimizers.Adam(learning_rate))
     seed = seeds.validation_seed(trained.seed)
     revenues = {name: evaluate(model, training.validation_samples, seed, baselines=False).revenue
                 for name, model in (("start", start), ("trained", trained))}
@@ -222,11 +227,12 @@ def _better_of_start_and_end(out, start, trained, training):
     return trained if kept == "trained" else start
 
 
-def _lottery_phase(setting, out, model, training, verbose, callbacks):
+def _lottery_phase(setting, out, model, training, verbose, callbacks, previous):
     """Trains (or loads) the lottery menu of `model` (a "lottery+separable" one) alone in
     `out/lottery/` and joins it into `model` at the shift chosen on the validation sample
-    (`tf_ama.joining`); returns what the run's config records as `start`, and a function
-    that builds that start again."""
+    (`tf_ama.joining`), or at the shift recorded in `previous` (the run's config, when it
+    resumes: the choice is not made again); returns what the run's config records as
+    `start`, and a function that builds that start again."""
     lottery_kwargs = {**model.own_config(),
                       "menu": LotteryMenu.from_config(joining.lottery_options(model.menu_layer))}
     defaults = TrainingConfig()  # the joint phase's fields are not the lottery run's
@@ -234,11 +240,17 @@ def _lottery_phase(setting, out, model, training, verbose, callbacks):
                                            joint_learning_rate=defaults.joint_learning_rate)
     lottery = train_run(setting, os.path.join(out, LOTTERY_RUN), lottery_kwargs,
                         lottery_training, verbose, callbacks)
-    validation = setting.sample(training.validation_samples, seeds.validation_seed(model.seed))
-    shift, revenues = joining.choose_shift(model, lottery, validation)
-    print(f"{out}: the lottery menu of {LOTTERY_RUN}/ joined with the item-separable family at "
-          f"separate Myerson, its boosts shifted by {shift:g} (exact validation revenue "
-          f"{revenues[shift]:.4f}); training both for {training.joint_steps} steps.")
+    recorded = (previous or {}).get("start", {})
+    if "shift" in recorded:
+        shift = recorded["shift"]
+        joining.join(model, lottery, shift)
+    else:
+        validation = setting.sample(training.validation_samples,
+                                    seeds.validation_seed(model.seed))
+        shift, revenues = joining.choose_shift(model, lottery, validation)
+        print(f"{out}: the lottery menu of {LOTTERY_RUN}/ joined with the item-separable family "
+              f"at separate Myerson, its boosts shifted by {shift:g} (exact validation revenue "
+              f"{revenues[shift]:.4f}); training both for {training.joint_steps} steps.")
     initial = model.get_config()
 
     def start():
