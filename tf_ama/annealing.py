@@ -44,6 +44,24 @@ def annealing_schedule(start_temperature, final_temperature, epochs, start_epoch
     return schedule
 
 
+def warmup_schedule(initial_temperature, temperature, warmup_epochs, then=None):
+    """`schedule(epoch, current=None)`: a soft start, lambda rising geometrically from
+    `initial_temperature` at epoch 0 to `temperature` at epoch `warmup_epochs` (one step per
+    epoch), then `then(epoch, current)` (e.g. an `annealing_schedule` from `temperature`),
+    or `temperature` if None."""
+    initial_temperature = checks.number("initial_temperature", initial_temperature, above=0)
+    temperature = checks.number("temperature", temperature, above=0)
+    warmup_epochs = checks.integer("warmup_epochs", warmup_epochs, minimum=1)
+
+    def schedule(epoch, current=None):
+        if epoch < warmup_epochs:
+            return initial_temperature * (temperature / initial_temperature) ** (
+                epoch / warmup_epochs)
+        return temperature if then is None else then(epoch, current)
+
+    return schedule
+
+
 def phase_schedule(phase_epochs, values):
     """`schedule(epoch, current=None)`: `values[i]` during phase `i`, phases of
     `phase_epochs[i]` epochs one after the other (a phase may have 0 epochs); the last value
@@ -76,8 +94,9 @@ class TemperatureScheduler(keras.callbacks.Callback):
     Args:
       schedule: a function `(epoch, temperature) -> temperature` (e.g. `annealing_schedule`).
       scale_learning_rate: also set the optimizer's learning rate to
-        `initial_lr * initial_temperature / temperature`. The relaxation's gradients grow
-        like `lambda`; with this, Adam's step in the soft payments stays the same size.
+        `initial_lr * min(1, initial_temperature / temperature)`. The relaxation's gradients
+        grow like `lambda`; with this, Adam's step in the soft payments stays the same size
+        as lambda rises (a soft start below the initial temperature keeps the initial rate).
       verbose: print each change.
 
     The temperature is a Python number in the traced step, so each change retraces the
@@ -115,7 +134,7 @@ class TemperatureScheduler(keras.callbacks.Callback):
         if self.scale_learning_rate:
             initial_temperature, initial_rate = self._initial
             self.model.optimizer.learning_rate.assign(
-                initial_rate * initial_temperature / temperature)
+                initial_rate * min(1.0, initial_temperature / temperature))
         if temperature != self.model.temperature:
             self.model.temperature = temperature
             self.model.make_train_function(force=True)

@@ -2,8 +2,9 @@ r"""The `tf-ama` command: settings, baselines, train, evaluate, menu, export, qu
 
     tf-ama settings
     tf-ama baselines additive_2x2_uniform [--samples N] [--json]
-    tf-ama train additive_2x2_uniform --menu-size 1024 --steps 2000 --batch-size 4096 --out runs/a22
-    tf-ama train unit_demand_2x4_spherical --exact-expectation --boost-init-scale 1 --out runs/sph
+    tf-ama train additive_2x2_uniform --out runs/a22              (the setting's recipe)
+    tf-ama train additive_2x2_uniform --menu lottery --menu-size 256 --steps 600 --out runs/b
+    tf-ama train unit_demand_2x4_spherical --recipe paper --out runs/sph
     tf-ama evaluate runs/a22 [--samples 100000] [--json]        (or a SavedModel version dir)
     tf-ama menu runs/a22 [--plot menu.png]
     tf-ama export runs/a22 --to models/additive_2x2_uniform
@@ -60,11 +61,13 @@ def _train(args):
     from tf_ama.plots import plot_separable_boosts, plot_training_curves
     from tf_ama.training import TrainingConfig, train_run
 
-    model_kwargs, fields = ({name: getattr(args, name) for name in args.sections[section]}
-                            for section in ("model", "training"))
-    fields["steps_per_epoch"] = min(fields["steps_per_epoch"], fields["steps"])
-    training = TrainingConfig(**fields)
-    model = train_run(args.setting, args.out, model_kwargs, training)
+    from tf_ama.recipes import resolve
+
+    # Only the flags given override the recipe's fields (the others are not set: SUPPRESS).
+    model_kwargs, training, recipe = resolve(args.setting, args.recipe, *(
+        {name: getattr(args, name) for name in args.sections[section] if hasattr(args, name)}
+        for section in ("model", "training")))
+    model = train_run(args.setting, args.out, model_kwargs, training, recipe=recipe)
     report = evaluate(model, num_samples=training.evaluation_samples,
                       seed=seeds.evaluation_seed(model.seed))
     runs.write_json_atomic(os.path.join(args.out, runs.EVALUATION), report.to_dict())
@@ -75,8 +78,8 @@ def _train(args):
     print(report.format_table())
     if model.menu().separable_boosts is not None:
         plot_separable_boosts(model, os.path.join(args.out, runs.SEPARABLE_BOOSTS))
-    start = runs.read_config(args.out).get("start")
-    if start is not None:  # a joined menu: its lottery phase alone, on the same profiles
+    start = runs.read_config(args.out).get("start", {})
+    if "lottery_run" in start:  # a joined menu: its lottery phase alone, on the same profiles
         phase = os.path.join(args.out, start["lottery_run"])
         alone = evaluate(runs.load_run(phase)[0], num_samples=training.evaluation_samples,
                          seed=report.seed, baselines=False)
@@ -203,6 +206,7 @@ def _checked(check, parse, **bounds):
 # The menu kinds `tf-ama train` builds (tf_ama.MENU_KINDS without "fixed", which only a given
 # menu makes); listed here so that the command line starts without TensorFlow.
 TRAINABLE_MENU_KINDS = ("lottery", "deterministic", "separable", "lottery+separable")
+RECIPES = ("default", "paper")  # tf_ama.recipes.RECIPES (tests/cli_test.py checks)
 _COUNT = _checked("integer", int, minimum=1)
 _SEED = _checked("seed", int)
 _POSITIVE = _checked("number", float, above=0)
@@ -233,18 +237,31 @@ def _add_model_command(commands, name, help_text):
 
 def _add_train_arguments(sub):
     """`tf-ama train`'s flags, in two sections whose destinations are the arguments of
-    `AffineMaximizerAuction` (and its menu kind) and the fields of `TrainingConfig`: `_train`
-    passes each section on as it is, so a new argument is one flag here. The defaults are
-    the library's (tests/cli_test.py checks that they agree)."""
+    `AffineMaximizerAuction` (and its menu kind) and the fields of `TrainingConfig`: each
+    flag given overrides that field of the recipe (`tf_ama.recipes.resolve`), so a new
+    argument is one flag here. A flag not given is not set (argparse.SUPPRESS); the
+    `default=` below is only what `--help` shows for settings the recipe leaves alone (the
+    library's default, tests/cli_test.py checks that they agree)."""
     sections = {"model": [], "training": []}
     groups = {"model": sub.add_argument_group("model (tf_ama.AffineMaximizerAuction, its menu)"),
               "training": sub.add_argument_group("training (tf_ama.TrainingConfig)")}
 
-    def add(section, *flags, **options):
-        sections[section].append(groups[section].add_argument(*flags, **options).dest)
+    def add(section, *flags, default=None, help=None, **options):
+        shown = "default: the recipe's" + ("" if default is None else f", else {default}")
+        shown = shown if help is None else f"{help} ({shown})"
+        action = groups[section].add_argument(*flags, default=argparse.SUPPRESS, help=shown,
+                                              **options)
+        sections[section].append(action.dest)
+        defaults[action.dest] = default
 
+    defaults = {}
     sub.add_argument("setting")
     sub.add_argument("--out", required=True, help="run directory (re-using it resumes the run)")
+    sub.add_argument("--recipe", choices=RECIPES, default="default",
+                     help="the recipe of every field below that is not given "
+                          "(tf_ama.recipes): 'default' is chosen from the setting's kind and "
+                          "size (shown at start, recorded in the run's config); 'paper' is "
+                          "the paper's budget (9000 x 2^15, K = 4096), for a GPU")
     add("model", "--menu", choices=TRAINABLE_MENU_KINDS, default="lottery",
         help="the menu kind (tf_ama.MENU_KINDS): lottery entries, every deterministic "
              "allocation, the item-separable family (additive), or lottery entries joined "
@@ -256,11 +273,12 @@ def _add_train_arguments(sub):
              "or a number")
     add("model", "--temperature", type=_POSITIVE, default=100.0,
         help="lambda, the softmax's inverse temperature in the relaxation (larger is sharper)")
-    add("model", "--seed", type=_SEED, default=0)
+    add("model", "--seed", type=_SEED, default=0,
+        help="seeds the initial parameters and the training data")
     add("model", "--boost-init-scale", type=_checked("number", float, minimum=0), default=0.0,
-        help="standard deviation of the initial boosts (default 0: all start at 0)")
+        help="standard deviation of random initial boosts")
     add("model", "--learn-bidder-weights", action=argparse.BooleanOptionalAction, default=None,
-        help="default: only for asymmetric settings")
+        help="learn the bidder weights; else only for asymmetric settings")
     add("training", "--steps", type=_COUNT, default=2000)
     add("training", "--batch-size", type=_COUNT, default=4096)
     add("training", "--lr", "--learning-rate", dest="learning_rate", type=_POSITIVE,
@@ -270,7 +288,7 @@ def _add_train_arguments(sub):
              "--anneal-fraction of the epochs (learning rate scaled down in proportion)")
     add("training", "--anneal-fraction", type=_checked("number", float, above=0, maximum=1),
         default=0.4)
-    add("training", "--exact-expectation", action="store_true",
+    add("training", "--exact-expectation", action=argparse.BooleanOptionalAction, default=False,
         help="discrete settings (e.g. spherical): train and validate on every profile "
              "weighted by its probability, with no sampling noise (--batch-size and "
              "--validation-samples are then unused)")
@@ -288,7 +306,15 @@ def _add_train_arguments(sub):
         type=lambda text: {"auto": "auto", "on": True, "off": False}.get(text, text),
         choices=("auto", True, False), metavar="{auto,on,off}",
         help="XLA for the training step (Keras 'auto': on with an accelerator)")
-    sub.set_defaults(sections=sections)
+    add("training", "--restarts", type=_COUNT, default=1,
+        help="train this many initializations for --restart-steps, keep the best by exact "
+             "validation revenue, train it on (OUT/restarts/R)")
+    add("training", "--restart-steps", type=_COUNT, default=None,
+        help="steps before the restarts are compared (default: before annealing, else half)")
+    add("training", "--polish", action=argparse.BooleanOptionalAction, default=False,
+        help="after training, an exact coordinate search on the boosts and learned weights "
+             "(tf_ama.polish), kept if it raises the exact revenue on a held-out sample")
+    sub.set_defaults(sections=sections, shown_defaults=defaults)
     return sub
 
 
@@ -352,8 +378,7 @@ def build_parser():
     sub.set_defaults(run=_baselines)
 
     _add_train_arguments(commands.add_parser(
-        "train", help="train an AMA with Keras fit (re-run to resume)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)).set_defaults(run=_train)
+        "train", help="train an AMA with Keras fit (re-run to resume)")).set_defaults(run=_train)
 
     sub = _add_model_command(commands, "evaluate", "exact evaluation against the baselines")
     sub.add_argument("--json", action="store_true")

@@ -183,14 +183,20 @@ class DeterministicMenu(MenuLayer):
     size when too large to enumerate), fixed; only the boosts are learned.
 
     Args:
-      boost_init_scale: standard deviation of the initial boosts; 0 (default): all at 0.
+      boost_init_scale: standard deviation of random initial boosts (added to the start
+        below); 0 (default): none.
+      reserves: `[n]` reserves the boosts start from: allocation `a` starts at
+        `-sum_j reserves[j] * (item j allocated in a)`, a second-price auction per item
+        with these reserves (additive bidders); None: all boosts start at 0 (VCG).
+        `for_setting` gives additive settings separate Myerson's
+        (`baseline_auctions.separate_reserves`), as for the item-separable family.
     """
 
     SEED_OFFSETS = {"boosts": 3}
     unused_options = ("menu_size", "init_scale")  # the size is the number of allocations
 
     def __init__(self, num_bidders, num_items, demand="additive", seed=0, boost_init_scale=0.0,
-                 **kwargs):
+                 reserves=None, **kwargs):
         super().__init__(num_bidders, num_items, demand, seed, **kwargs)
         self.boost_init_scale = checks.number("boost_init_scale", boost_init_scale, minimum=0)
         table = menus.deterministic_allocations(self.num_bidders, self.num_items, self.demand)
@@ -198,17 +204,41 @@ class DeterministicMenu(MenuLayer):
         self.allocations = self.add_weight(
             shape=table.shape, initializer=keras.initializers.Constant(table), trainable=False,
             dtype="float32", name="allocations")
+        self.reserves = _checked_reserves(reserves, self.num_items)
+        start = (np.zeros(self.menu_size - 1) if self.reserves is None else
+                 -table[1:].sum(axis=1) @ np.asarray(self.reserves))
+        random = (self.initializer("boosts", self.boost_init_scale)((self.menu_size - 1,))
+                  if self.boost_init_scale else 0.0)
         self.boosts = self.add_weight(
-            shape=(self.menu_size - 1,), name="boosts", initializer=(
-                self.initializer("boosts", self.boost_init_scale) if self.boost_init_scale
-                else "zeros"))
+            shape=(self.menu_size - 1,), name="boosts",
+            initializer=keras.initializers.Constant(np.asarray(start + random, np.float32)))
         self.built = True
+
+    @classmethod
+    def for_setting(cls, setting, **options):
+        if "reserves" not in options and setting.demand == "additive":
+            from tf_ama.baseline_auctions import separate_reserves
+
+            options["reserves"] = separate_reserves(setting)
+        return super().for_setting(setting, **options)
 
     def allocations_and_boosts(self, dtype):
         return tf.cast(self.allocations, dtype), self._boosts(self.boosts, dtype)
 
     def get_config(self):
-        return {**super().get_config(), "boost_init_scale": self.boost_init_scale}
+        return {**super().get_config(), "boost_init_scale": self.boost_init_scale,
+                "reserves": self.reserves}
+
+
+def _checked_reserves(reserves, num_items):
+    """`reserves` as a list of `num_items` finite numbers, or None."""
+    if reserves is None:
+        return None
+    reserves = list(reserves)
+    if len(reserves) != num_items:
+        raise ValueError(f"`reserves` must have one value per item ({num_items}); "
+                         f"got {len(reserves)}.")
+    return [checks.number(f"reserves[{j}]", r) for j, r in enumerate(reserves)]
 
 
 class SeparableFamily:
@@ -245,11 +275,8 @@ class ReservesFamily(SeparableFamily):
         return super().for_setting(setting, **options)
 
     def _add_reserves_family(self, reserves):
-        reserves = [0.0] * self.num_items if reserves is None else list(reserves)
-        if len(reserves) != self.num_items:
-            raise ValueError(f"`reserves` must have one value per item ({self.num_items}); "
-                             f"got {len(reserves)}.")
-        self.reserves = [checks.number(f"reserves[{j}]", r) for j, r in enumerate(reserves)]
+        self.reserves = _checked_reserves(
+            [0.0] * self.num_items if reserves is None else reserves, self.num_items)
         initial = np.zeros((self.num_bidders + 1, self.num_items), np.float32)
         initial[-1] = self.reserves
         self._add_family(initial)

@@ -33,6 +33,7 @@ EVALUATION = "evaluation.json"
 CURVES = "training_curves.png"
 SEPARABLE_BOOSTS = "separable_boosts.png"  # menus with the item-separable family
 SELECTION = "selection.json"  # their start or trained state, whichever validated higher
+POLISH = "polish.json"  # runs with TrainingConfig.polish: the trained or polished menu
 _TEMPORARY = ".tmp-"  # atomic_file's temporary files
 
 

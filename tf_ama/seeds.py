@@ -7,12 +7,14 @@ they never coincide with each other:
 
     validation (during training, and `prune`'s selection sample)   seed + VALIDATION_OFFSET
     final exact evaluation (`evaluate`, `menu_usage`, the CLI)      seed + EVALUATION_OFFSET
+    the polish's held-out check (`TrainingConfig.polish`)            seed + HOLDOUT_OFFSET
 
 NumPy-free and TensorFlow-free: the CLI imports it to print its defaults.
 """
 
 VALIDATION_OFFSET = 1
 EVALUATION_OFFSET = 2
+HOLDOUT_OFFSET = 3
 
 
 def validation_seed(model_seed):
@@ -23,3 +25,8 @@ def validation_seed(model_seed):
 def evaluation_seed(model_seed):
     """The seed of the final exact evaluation sample of a model seeded `model_seed`."""
     return model_seed + EVALUATION_OFFSET
+
+
+def holdout_seed(model_seed):
+    """The seed of the sample on which a polished menu is checked (`TrainingConfig.polish`)."""
+    return model_seed + HOLDOUT_OFFSET

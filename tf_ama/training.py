@@ -17,6 +17,7 @@ stream keyed by the optimizer step, and the checkpoint holds the optimizer's sta
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import functools
@@ -28,7 +29,7 @@ from typing import Optional
 import keras
 
 from tf_ama import checkpoints, checks, joining, runs, seeds
-from tf_ama.annealing import TemperatureScheduler, annealing_schedule
+from tf_ama.annealing import TemperatureScheduler, annealing_schedule, warmup_schedule
 from tf_ama.menu_layers import LotteryMenu, LotterySeparableMenu
 from tf_ama.model import (AffineMaximizerAuction, expectation_dataset, fresh_valuations,
                           valuation_dataset)
@@ -36,6 +37,8 @@ from tf_ama.settings import get_setting
 
 
 LOTTERY_RUN = "lottery"  # the run folder of a joined menu's lottery phase, inside its run
+RESTARTS = "restarts"  # the folder of a run's restarts (restarts/0, restarts/1, ...)
+RESTART_SEED_STRIDE = 1000  # restart r is seeded model seed + 1000 r
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +57,11 @@ class TrainingConfig:
     # learning rate falling in proportion. None: the temperature stays fixed.
     final_temperature: Optional[float] = None
     anneal_fraction: float = 0.4
+    # A soft start: over the first `warmup_fraction` of the epochs (at least one, ending
+    # before annealing starts), lambda rises geometrically, one step per epoch, from
+    # `initial_temperature` to the model's temperature, at the learning rate. None: none.
+    initial_temperature: Optional[float] = None
+    warmup_fraction: float = 0.5
     # Discrete settings: train and validate on every profile weighted by its probability
     # (tf_ama.expectation_dataset) instead of on samples; batch_size and
     # validation_samples are then unused.
@@ -62,15 +70,25 @@ class TrainingConfig:
     # `joint_steps` of both parts at `joint_learning_rate`, at the model's temperature.
     joint_steps: int = 1000
     joint_learning_rate: float = 0.001
+    # Restarts: `restarts` initializations (model seeds seed + 1000 r, the same training
+    # data) are trained for `restart_steps` (default: the steps before annealing, else half
+    # the steps), each a run of its own in `out/restarts/r`; the one with the best exact
+    # validation revenue is trained on to `steps`.
+    restarts: int = 1
+    restart_steps: Optional[int] = None
+    # After training, the exact search of `tf_ama.polish` on the boosts (and learned bidder
+    # weights), kept when it raises the exact revenue on a held-out sample.
+    polish: bool = False
 
     def __post_init__(self):
         def checked(field, check, *args, **kwargs):  # stored as a plain int / float / bool
             object.__setattr__(self, field, check(field, getattr(self, field), *args, **kwargs))
 
         for field in ("steps", "batch_size", "steps_per_epoch", "validation_samples",
-                      "evaluation_samples", "joint_steps"):
+                      "evaluation_samples", "joint_steps", "restarts"):
             checked(field, checks.integer, minimum=1)
         self.check_epochs("steps")
+        checked("restart_steps", functools.partial(checks.optional, checks.integer), minimum=1)
         if not (isinstance(self.jit_compile, bool) or self.jit_compile == "auto"):
             raise ValueError(f"`jit_compile` must be 'auto', True or False; got {self.jit_compile!r}.")
         checked("learning_rate", checks.number, above=0)
@@ -78,6 +96,22 @@ class TrainingConfig:
         checked("final_temperature", functools.partial(checks.optional, checks.number), above=0)
         checked("exact_expectation", checks.boolean)
         checked("anneal_fraction", checks.number, above=0, maximum=1)
+        checked("polish", checks.boolean)
+        checked("initial_temperature", functools.partial(checks.optional, checks.number),
+                above=0)
+        checked("warmup_fraction", checks.number, above=0, maximum=1)
+        warmup_steps = self.warmup_epochs * self.steps_per_epoch
+        if self.restarts > 1 and warmup_steps > self.selection_steps:
+            raise ValueError(f"The soft start ({warmup_steps} steps) must end before the "
+                             f"restarts are compared (`restart_steps` {self.selection_steps}).")
+        if self.restart_steps is not None:
+            self.check_epochs("restart_steps")
+            if self.restart_steps > self._constant_epochs() * self.steps_per_epoch:
+                raise ValueError(
+                    f"`restart_steps` ({self.restart_steps}) must be at most `steps` and end "
+                    f"before annealing starts (step "
+                    f"{self._constant_epochs() * self.steps_per_epoch}): restarts are compared "
+                    "at the model's temperature.")
 
     def check_epochs(self, field):
         """Refuses `steps` or `joint_steps` (`field`) if not whole epochs (the joint steps are
@@ -91,20 +125,46 @@ class TrainingConfig:
     def epochs(self) -> int:
         return self.steps // self.steps_per_epoch
 
-    def annealing_callbacks(self, temperature):
-        """`[TemperatureScheduler]` for this config from the model's `temperature`, or `[]`."""
+    @property
+    def selection_steps(self) -> int:
+        """The steps each restart trains before the best is chosen: `restart_steps`, or the
+        steps before annealing starts, or half the steps (at least one epoch)."""
+        if self.restart_steps is not None:
+            return self.restart_steps
+        epochs = self._constant_epochs() if self.final_temperature else self.epochs // 2
+        return max(1, epochs) * self.steps_per_epoch
+
+    @property
+    def warmup_epochs(self) -> int:
+        """The epochs of the soft start (0 without `initial_temperature`)."""
+        if self.initial_temperature is None:
+            return 0
+        return min(self._constant_epochs(), max(1, round(self.warmup_fraction * self.epochs)))
+
+    def _constant_epochs(self):
+        """The epochs before annealing starts (all of them without annealing)."""
         if self.final_temperature is None:
-            return []
-        annealed = max(1, round(self.anneal_fraction * self.epochs))
-        return [TemperatureScheduler(annealing_schedule(
-            temperature, self.final_temperature, self.epochs, self.epochs - annealed))]
+            return self.epochs
+        return self.epochs - max(1, round(self.anneal_fraction * self.epochs))
+
+    def annealing_callbacks(self, temperature):
+        """`[TemperatureScheduler]` for this config's soft start and annealing from the
+        model's `temperature`, or `[]`."""
+        schedule = None
+        if self.final_temperature is not None:
+            schedule = annealing_schedule(temperature, self.final_temperature, self.epochs,
+                                          self._constant_epochs())
+        if self.warmup_epochs:
+            schedule = warmup_schedule(self.initial_temperature, temperature,
+                                       self.warmup_epochs, schedule)
+        return [] if schedule is None else [TemperatureScheduler(schedule)]
 
     def to_dict(self):
         return dataclasses.asdict(self)
 
 
 def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[int] = None,
-              callbacks=()):
+              callbacks=(), recipe=None):
     """Trains (or resumes) a run in directory `out`; returns the trained model.
 
     Args:
@@ -114,6 +174,8 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
       training: a `TrainingConfig`.
       verbose: Keras verbosity (default: progress bar on a terminal, one line per epoch otherwise).
       callbacks: extra Keras callbacks (of both phases of a "lottery+separable" menu).
+      recipe: the record of the recipe these arguments come from (`tf_ama.recipes.resolve`),
+        printed at start and kept in the run's config (not compared on resume).
     """
     setting = get_setting(setting)
     training = TrainingConfig() if training is None else training
@@ -133,6 +195,9 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
         "model": model.own_config(),
         "training": training.to_dict(),
     }
+    if recipe is not None:
+        config["recipe"] = recipe
+        print(_describe(out, recipe, model, training))
     config_path = os.path.join(out, runs.CONFIG)
     backup = os.path.join(out, runs.BACKUP)
     previous = None
@@ -162,23 +227,38 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
             _check_same_run(out, previous, config, config_path)
         epochs = training.joint_steps // training.steps_per_epoch
         learning_rate, annealing = training.joint_learning_rate, []
-    elif model.menu().separable_boosts is not None:  # at separate Myerson (menu_layers)
+    elif getattr(model.menu_layer, "reserves", None) is not None:  # at separate Myerson
         start = functools.partial(AffineMaximizerAuction.from_config, model.get_config())
+    chosen, initial_epoch = None, 0
+    if training.restarts > 1 and not isinstance(model.menu_layer, LotterySeparableMenu):
+        config["start"], chosen = _restart_phase(setting, out, model, training, validation,
+                                                 verbose, callbacks, previous)
+        initial_epoch = training.selection_steps // training.steps_per_epoch
+        if previous is not None:
+            _check_same_run(out, previous, config, config_path)
     resume = checkpoints.latest(backup)
     if resume is not None and resume.config is not None:
         _check_same_run(out, resume.config, config, resume.metadata_path)
     if not os.path.exists(config_path):
         runs.remove_leftovers(out)
         runs.write_json_atomic(config_path, config)
-    _trim_history(os.path.join(out, runs.HISTORY), resume.epoch if resume is not None else 0)
+    history = os.path.join(out, runs.HISTORY)
+    if chosen is not None and resume is None:  # the curves start with the kept restart's
+        kept = config["start"]["restarts"][config["start"]["kept"]]["run"]
+        _copy_history(os.path.join(out, kept, runs.HISTORY), history,
+                      {"temperature": model.temperature} if annealing else {})
+    _trim_history(history, resume.epoch if resume is not None else initial_epoch)
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   jit_compile=training.jit_compile)
+    if chosen is not None:  # continues the chosen restart: its parameters and Adam's state
+        _continue_from(model, chosen)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     model.fit(
         data,
         epochs=epochs,
+        initial_epoch=initial_epoch,
         steps_per_epoch=training.steps_per_epoch,
         validation_data=validation,
         callbacks=[
@@ -195,6 +275,8 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
     )
     if start is not None:
         model = _better_of_start_and_end(out, start, model, training, learning_rate)
+    if training.polish:
+        _polish(out, setting, model, training, validation)
     runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
     checkpoints.remove_all(backup)  # only now: a run killed before resumes from it
     return model
@@ -225,6 +307,98 @@ def _better_of_start_and_end(out, start, trained, training, learning_rate):
         print(f"{out}: training did not raise the exact validation revenue of the start "
               f"({revenues['trained']:.4f} vs {revenues['start']:.4f}); keeping the start.")
     return trained if kept == "trained" else start
+
+
+def _polish(out, setting, model, training, validation):
+    """Polishes `model` in place (`tf_ama.polish`) on the validation sample and keeps the
+    result only if its exact revenue on a held-out sample (the exact expectation of a
+    discrete setting; else `validation_samples` profiles drawn with `seeds.holdout_seed`) is
+    higher; the numbers go to `out/polish.json`."""
+    from tf_ama.distributions import finite_support
+    from tf_ama.polish import polish
+
+    if training.exact_expectation:
+        profiles, probabilities = finite_support(setting.distribution_fn())
+        holdout = validation
+    else:
+        profiles, probabilities = setting.sample(training.validation_samples,
+                                                 seeds.validation_seed(model.seed)), None
+        holdout = valuation_dataset(setting, training.validation_samples,
+                                    seed=seeds.holdout_seed(model.seed))
+    before = [v.numpy() for v in model.weights]
+    revenues = {"trained": _exact_revenue(model, holdout)}
+    searched = polish(model, profiles, probabilities)
+    revenues["polished"] = _exact_revenue(model, holdout)
+    kept = "polished" if revenues["polished"] > revenues["trained"] else "trained"
+    if kept == "trained":
+        model.set_weights(before)
+    runs.write_json_atomic(os.path.join(out, runs.POLISH), {
+        "search_revenue": dict(zip(("trained", "polished"), searched)),
+        "holdout_revenue": revenues, "kept": kept,
+        "holdout": "exact expectation" if training.exact_expectation else {
+            "samples": training.validation_samples, "seed": seeds.holdout_seed(model.seed)}})
+    print(f"{out}: the polish moved the exact revenue {searched[0]:.4f} -> {searched[1]:.4f} "
+          f"on the validation sample and {revenues['trained']:.4f} -> "
+          f"{revenues['polished']:.4f} on the held-out one: kept the {kept} menu.")
+
+
+def _exact_revenue(model, dataset):
+    """The exact (weighted) mean revenue of `model` on `dataset` (its `test_step`)."""
+    if model.optimizer is None:
+        model.compile(optimizer=keras.optimizers.Adam())
+    return float(model.evaluate(dataset, verbose=0, return_dict=True)["revenue"])
+
+
+def _restart_phase(setting, out, model, training, validation, verbose, callbacks, previous):
+    """Trains (or loads) `training.restarts` initializations of `model` for
+    `training.selection_steps`, each in `out/restarts/r` (model seed `seed + 1000 r`, the
+    model's own for r = 0; the same training data), and returns what the run's config
+    records as `start` (every restart's exact validation revenue, the one kept) and the
+    kept restart's model. A resumed run keeps its recorded choice."""
+    epochs = training.selection_steps // training.steps_per_epoch
+    early = dataclasses.replace(  # the same soft start, no annealing, no polish
+        training, steps=training.selection_steps, restarts=1, restart_steps=None,
+        polish=False, final_temperature=None,
+        warmup_fraction=min(1.0, max(training.warmup_epochs, 1) / epochs))
+    recorded = (previous or {}).get("start", {})
+    trained, rows = [], []
+    for restart in range(training.restarts):
+        seed = model.seed + RESTART_SEED_STRIDE * restart
+        run = os.path.join(RESTARTS, str(restart))
+        print(f"{out}: restart {restart + 1} of {training.restarts} (model seed {seed}), "
+              f"{early.steps} steps in {run}/")
+        trained.append(train_run(setting, os.path.join(out, run), _reseeded(model, seed),
+                                 early, verbose, callbacks))
+        rows.append({"run": run, "seed": seed})
+    if "kept" in recorded:
+        rows, kept = recorded["restarts"], recorded["kept"]
+    else:
+        for row, restart in zip(rows, trained):
+            row["validation_revenue"] = _exact_revenue(restart, validation)
+        kept = max(range(len(rows)), key=lambda r: rows[r]["validation_revenue"])
+        print(f"{out}: exact validation revenue of the restarts "
+              f"{[round(row['validation_revenue'], 4) for row in rows]}; training restart "
+              f"{kept} on to {training.steps} steps.")
+    return {"restarts": rows, "kept": kept}, trained[kept]
+
+
+def _reseeded(model, seed):
+    """The arguments of `model` with `seed` as the seed of its initial parameters (its
+    menu's too), its training data seeded as before."""
+    kwargs = model.own_config()
+    menu = copy.deepcopy(kwargs["menu"])
+    menu["config"]["seed"] = seed
+    return {**kwargs, "menu": menu, "seed": seed, "data_seed": model.data_seed}
+
+
+def _continue_from(model, restart):
+    """Sets `model`'s parameters and optimizer state (Adam's moments and step, so that the
+    training data goes on where the restart stopped) to those of `restart`."""
+    model.set_weights(restart.get_weights())
+    model.optimizer.build(model.trainable_variables)
+    if len(model.optimizer.variables) == len(restart.optimizer.variables):
+        for variable, value in zip(model.optimizer.variables, restart.optimizer.variables):
+            variable.assign(value)
 
 
 def _lottery_phase(setting, out, model, training, verbose, callbacks, previous):
@@ -261,9 +435,29 @@ def _lottery_phase(setting, out, model, training, verbose, callbacks, previous):
     return {"lottery_run": LOTTERY_RUN, "shift": shift}, start
 
 
+def _describe(out, recipe, model, training):
+    """What a run with a recipe prints at start: the recipe and every field it sets."""
+    model_config = model.own_config()
+    menu_options = model_config.pop("menu")["config"]
+    fields = {**{k: v for k, v in menu_options.items() if k not in ("name", "trainable",
+                                                                    "dtype", "num_bidders",
+                                                                    "num_items", "demand")},
+              **model_config, **training.to_dict()}
+    overridden = recipe["overridden"]
+    lines = [f"{out}: recipe {recipe['name']!r}: {recipe['summary']}",
+             "  " + ", ".join(f"{k}={v}" + ("*" if k in overridden else "")
+                              for k, v in fields.items())]
+    if overridden:
+        lines.append("  (* given, overriding the recipe)")
+    return "\n".join(lines)
+
+
 def _check_same_run(out, previous, config, source):
     """Refuses to resume a run whose recorded config (`previous`, read from `source`) is not
-    `config`, the arguments added since it was recorded counting as their defaults."""
+    `config`, the arguments added since it was recorded counting as their defaults (and its
+    recipe record not compared)."""
+    previous = {k: v for k, v in previous.items() if k != "recipe"}
+    config = {k: v for k, v in config.items() if k != "recipe"}
     previous = _with_new_defaults(previous, config)
     if previous != config:
         raise ValueError(
@@ -301,6 +495,19 @@ def _trim_history(path, epoch):
     if kept != lines:
         with runs.atomic_file(path, ".csv") as temporary, open(temporary, "w", newline="") as file:
             file.writelines(kept)
+
+
+def _copy_history(source, target, added):
+    """Writes the rows of `source` (a history.csv) to `target` with the columns `added`
+    (name: value), in the order of CSVLogger's columns (epoch, then the logs' keys sorted),
+    which then appends the next epochs' rows under the same header."""
+    with open(source, newline="") as file:
+        rows = [{**row, **added} for row in csv.DictReader(file)]
+    columns = ["epoch", *sorted({key for row in rows for key in row} - {"epoch"})]
+    with runs.atomic_file(target, ".csv") as temporary, open(temporary, "w", newline="") as file:
+        writer = csv.DictWriter(file, columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _with_new_defaults(previous, config):

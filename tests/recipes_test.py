@@ -1,0 +1,206 @@
+"""Recipes (tf_ama.recipes), restarts and the polish in a training run (tf_ama.train_run),
+and `tf-ama train --recipe`."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from interrupt import Stop, StopAt
+
+import tf_ama
+from tf_ama import recipes, runs
+from tf_ama.cli import build_parser, main
+from tf_ama.training import RESTARTS, TrainingConfig, train_run
+
+SETTING = "additive_2x2_uniform"
+KWARGS = {"menu": "lottery", "menu_size": 16, "seed": 3, "boost_init_scale": 0.5}
+RESTARTING = TrainingConfig(steps=60, steps_per_epoch=20, batch_size=256,
+                            validation_samples=1000, restarts=3, final_temperature=300.0,
+                            anneal_fraction=0.34)
+
+
+@pytest.mark.parametrize("setting,menu,kind", [
+    ("additive_3x1_exponential", None, "separable"),
+    ("additive_2x2_uniform", None, "lottery+separable"),
+    ("additive_3x10_uniform", None, "lottery+separable"),
+    ("unit_demand_2x2_uniform", None, "lottery"),
+    ("unit_demand_2x4_spherical", None, "lottery"),
+    ("additive_2x2_uniform", "deterministic", "deterministic"),
+    ("additive_2x2_uniform", "lottery", "lottery"),
+])
+def test_the_default_recipe_follows_the_settings_kind(setting, menu, kind):
+    chosen = recipes.recipe(setting, menu=menu)
+    assert chosen.name == "default" and chosen.model["menu"] == kind and chosen.summary
+    TrainingConfig(**chosen.training)  # every field is one of TrainingConfig's
+    tf_ama.AffineMaximizerAuction(setting, **chosen.model)  # and of the model's
+
+
+def test_a_discrete_prior_trains_on_its_expectation_with_restarts_and_the_polish():
+    training = recipes.recipe("unit_demand_2x4_spherical").training
+    assert training["exact_expectation"] and training["restarts"] > 1 and training["polish"]
+    deterministic = recipes.recipe("unit_demand_2x4_spherical", menu="deterministic")
+    assert deterministic.training["exact_expectation"] and deterministic.training["polish"]
+
+
+def test_the_paper_recipe_is_the_papers_budget():
+    chosen = recipes.recipe("additive_3x10_uniform", "paper")
+    assert chosen.model == {"menu": "lottery", "menu_size": 4096, "temperature": 100.0}
+    assert chosen.training == {"steps": 9000, "batch_size": 2 ** 15, "learning_rate": 0.01}
+
+
+def test_given_fields_override_the_recipe_and_are_recorded():
+    model_kwargs, training, record = recipes.resolve(
+        "unit_demand_2x4_spherical", "default", {"menu_size": 64}, {"steps": 40})
+    assert model_kwargs["menu_size"] == 64 and model_kwargs["boost_init_scale"] == 1.0
+    assert training.steps == 40 and training.restarts == 4
+    assert training.steps_per_epoch == 40  # a run shorter than the recipe's epoch is one epoch
+    assert record["name"] == "default" and record["overridden"] == ["menu_size", "steps"]
+    assert json.loads(json.dumps(record)) == record
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: recipes.recipe(SETTING, "fast"), "`recipe` must be one of"),
+    (lambda: recipes.recipe(SETTING, menu="fixed"), "`menu` must be one of"),
+    (lambda: recipes.resolve(SETTING, training_overrides={"stepz": 1}), "stepz"),
+    (lambda: TrainingConfig(restarts=0), "`restarts`"),
+    (lambda: TrainingConfig(steps=1000, restart_steps=150), "multiple of `steps_per_epoch`"),
+    (lambda: TrainingConfig(steps=1000, final_temperature=1000, restart_steps=700),
+     "before annealing starts"),
+])
+def test_bad_recipe_arguments_are_refused_by_name(call, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        call()
+
+
+def test_selection_steps_end_before_annealing_or_halfway():
+    assert TrainingConfig(steps=1000).selection_steps == 500
+    assert TrainingConfig(steps=1000, final_temperature=1000,
+                          anneal_fraction=0.3).selection_steps == 700
+    assert TrainingConfig(steps=1000, restart_steps=300).selection_steps == 300
+
+
+# ------------------------------------------------------------------------------ restarts
+@pytest.fixture(scope="module")
+def restarted(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("restarts") / "run")
+    return out, train_run(SETTING, out, KWARGS, RESTARTING, verbose=0)
+
+
+def test_restarts_are_recorded_and_the_best_one_is_trained_on(restarted):
+    out, model = restarted
+    start = runs.read_config(out)["start"]
+    assert [row["seed"] for row in start["restarts"]] == [3, 1003, 2003]
+    revenues = [row["validation_revenue"] for row in start["restarts"]]
+    assert start["kept"] == int(np.argmax(revenues))
+    # Each restart is a run of its own, trained to the selection point (step 40, where
+    # annealing starts), on the same training data; the kept one goes on to step 60.
+    for row in start["restarts"]:
+        restart, config = runs.load_run(os.path.join(out, row["run"]))
+        assert config["training"]["steps"] == 40 and config["model"]["data_seed"] == 3
+        assert int(restart.optimizer.iterations) == 40
+    assert int(model.optimizer.iterations) == 60 and model.seed == 3
+    with open(os.path.join(out, runs.HISTORY)) as file:
+        rows = file.read().splitlines()
+    assert rows[0] == "epoch,loss,temperature,val_revenue" and len(rows) == 1 + 3
+
+
+def test_an_interrupted_restarted_run_resumes_bit_identically(restarted, tmp_path):
+    # Stopped in the second restart's second epoch, then in the final phase (epoch 2).
+    out = str(tmp_path / "run")
+    for stop in (StopAt(1), StopAt(2)):
+        with pytest.raises(Stop):
+            train_run(SETTING, out, KWARGS, RESTARTING, verbose=0, callbacks=[stop])
+    resumed = train_run(SETTING, out, KWARGS, RESTARTING, verbose=0)
+    for got, want in zip(resumed.exact_menu(), restarted[1].exact_menu(), strict=True):
+        assert np.array_equal(got, want)
+
+
+def test_one_restart_is_the_plain_run(tmp_path):
+    out = str(tmp_path / "run")
+    train_run(SETTING, out, KWARGS, TrainingConfig(steps=20, steps_per_epoch=20,
+                                                   batch_size=256, validation_samples=500),
+              verbose=0)
+    assert not os.path.exists(os.path.join(out, RESTARTS))
+    assert "start" not in runs.read_config(out)
+
+
+def test_a_polished_run_keeps_the_menu_with_the_higher_held_out_revenue(tmp_path):
+    out = str(tmp_path / "run")
+    model = train_run(SETTING, out, {"menu": "deterministic", "reserves": None},
+                      TrainingConfig(steps=20, steps_per_epoch=20, batch_size=256,
+                                     validation_samples=2000, polish=True), verbose=0)
+    with open(os.path.join(out, runs.POLISH)) as file:
+        record = json.load(file)
+    held_out = record["holdout_revenue"]
+    assert record["kept"] == ("polished" if held_out["polished"] > held_out["trained"]
+                              else "trained")
+    assert record["holdout"] == {"samples": 2000, "seed": tf_ama.seeds.holdout_seed(0)}
+    # The saved model is the kept one: its exact revenue on the held-out sample.
+    holdout = tf_ama.valuation_dataset(SETTING, 2000, seed=tf_ama.seeds.holdout_seed(0))
+    saved = runs.load_run(out)[0]
+    assert saved.evaluate(holdout, verbose=0, return_dict=True)["revenue"] == pytest.approx(
+        held_out[record["kept"]], rel=1e-6)
+    assert model.evaluate(holdout, verbose=0, return_dict=True)["revenue"] == pytest.approx(
+        held_out[record["kept"]], rel=1e-6)
+
+
+# ------------------------------------------------------------------------------ CLI
+def test_the_command_lines_recipes_are_the_librarys():
+    from tf_ama.cli import RECIPES
+
+    assert RECIPES == recipes.RECIPES
+
+
+def test_train_without_flags_overrides_nothing():
+    """Flags not given are not set, so the recipe decides every field; the value `--help`
+    shows beside "else" is the library's own default."""
+    args = build_parser().parse_args(["train", SETTING, "--out", "x"])
+    for section in ("model", "training"):
+        assert not any(hasattr(args, name) for name in args.sections[section])
+    training_defaults = TrainingConfig().to_dict()
+    model_defaults = tf_ama.AffineMaximizerAuction(SETTING).own_config()
+    menu_defaults = model_defaults.pop("menu")["config"]
+    for name, shown in args.shown_defaults.items():
+        if name in training_defaults:
+            assert shown == training_defaults[name], name
+        elif name == "menu":
+            assert shown == "lottery"
+        elif name not in ("learn_bidder_weights",):
+            assert shown == {**menu_defaults, **model_defaults}[name], name
+
+
+def test_tf_ama_train_shows_and_records_its_recipe(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "additive_3x1_exponential", "--steps", "20", "--batch-size", "256",
+                 "--validation-samples", "500", "--samples", "1000", "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert f"{out}: recipe 'default': the item-separable family alone" in printed
+    assert "steps=20*" in printed and "(* given, overriding the recipe)" in printed
+    record = runs.read_config(out)["recipe"]
+    assert record["model"] == {"menu": "separable"}
+    assert record["overridden"] == ["batch_size", "evaluation_samples", "steps",
+                                    "validation_samples"]
+    # The same command resumes (the record is not compared); another recipe is refused.
+    assert main(["train", "additive_3x1_exponential", "--steps", "20", "--batch-size", "256",
+                 "--validation-samples", "500", "--samples", "1000", "--out", out]) == 0
+    assert main(["train", "additive_3x1_exponential", "--out", out]) == 2
+    assert "already holds a run with a different configuration" in capsys.readouterr().err
+
+
+def test_a_soft_start_raises_lambda_to_the_models_temperature_then_anneals(tmp_path):
+    training = TrainingConfig(steps=60, steps_per_epoch=10, initial_temperature=10.0,
+                              warmup_fraction=0.34, final_temperature=1000.0,
+                              anneal_fraction=0.34)
+    [scheduler] = training.annealing_callbacks(100.0)
+    assert [round(scheduler.schedule(epoch), 6) for epoch in range(6)] == [
+        10.0, 31.622777, 100.0, 100.0, 316.227766, 1000.0]
+    # At least one epoch, and never into the annealing.
+    assert TrainingConfig(steps=100, initial_temperature=10.0,
+                          warmup_fraction=0.01).warmup_epochs == 1
+    assert TrainingConfig(steps=200, initial_temperature=10.0, warmup_fraction=1.0,
+                          final_temperature=1000.0).warmup_epochs == 1
+    assert TrainingConfig(steps=200, warmup_fraction=1.0).warmup_epochs == 0
+    with pytest.raises(ValueError, match="before the restarts are compared"):
+        TrainingConfig(steps=1000, initial_temperature=10.0, warmup_fraction=0.5,
+                       restart_steps=300, restarts=2)

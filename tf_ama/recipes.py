@@ -1,0 +1,145 @@
+"""Training recipes: what `tf-ama train SETTING` runs when no tuning flag is given.
+
+A recipe is the model's arguments (`AffineMaximizerAuction`: menu kind, menu size,
+initialization, ...) and the training fields (`TrainingConfig`: steps, batch, learning rate,
+annealing, restarts, polish) for one setting. `recipe(setting, name, menu)` chooses them
+from the setting's kind and size; every field can still be overridden (each flag of
+`tf-ama train` overrides one), and the run's config records the recipe with what was
+overridden (`resolve`). The choices and the measurements behind them are in
+docs/design.md §9 and benchmarks/README.md ("Recipes").
+
+    model_kwargs, training, chosen = tf_ama.recipes.resolve("additive_2x2_uniform")
+    model = tf_ama.train_run("additive_2x2_uniform", "runs/a22", model_kwargs, training)
+
+Recipes (`RECIPES`):
+  default: the best this package knows how to learn in minutes on a 2-core CPU:
+    - additive, one item: the item-separable family alone, which starts at separate
+      Myerson (Myerson's optimal auction for i.i.d. regular bidders).
+    - additive, several items and bidders: the lottery menu joined with the
+      item-separable family (`tf_ama.joining`).
+    - a discrete prior (e.g. spherical): the exact expectation, a large lottery menu,
+      restarts selected on exact revenue, annealing to lambda 1000, then the polish.
+    - otherwise: a lottery menu.
+    `--menu deterministic`: every 0/1 allocation, boosts starting at separate Myerson
+    (additive), annealing and the polish.
+  paper: the paper's budget (9000 steps x 2^15 profiles, K = 4096, lambda 100, Adam 0.01),
+    for users with a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from tf_ama.settings import get_setting
+
+RECIPES = ("default", "paper")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A recipe for one setting: `model` (keyword arguments of `AffineMaximizerAuction`) and
+    `training` (fields of `TrainingConfig`), with a one-line `summary` of why."""
+
+    name: str
+    summary: str
+    model: dict
+    training: dict
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def recipe(setting, name: str = "default", menu: Optional[str] = None) -> Recipe:
+    """The recipe `name` (`RECIPES`) for `setting`, for menu kind `menu` (default: the
+    recipe's choice)."""
+    from tf_ama import checks
+
+    setting = get_setting(setting)
+    name = checks.choice("recipe", name, RECIPES)
+    if menu is not None:
+        from tf_ama.menu_layers import MENU_KINDS
+
+        menu = checks.choice("menu", menu, tuple(k for k in MENU_KINDS if k != "fixed"))
+    if name == "paper":
+        return Recipe("paper", "the paper's budget: 9000 steps x 2^15 profiles, K = 4096, "
+                      "lambda 100, Adam 0.01 (hours on a CPU; for a GPU)",
+                      {"menu": menu or "lottery", "menu_size": 4096, "temperature": 100.0},
+                      {"steps": 9000, "batch_size": 2 ** 15, "learning_rate": 0.01})
+    return _default(setting, menu)
+
+
+def _default(setting, menu):
+    additive = setting.demand == "additive"
+    if menu is None:
+        if _is_discrete(setting):
+            menu = "lottery"
+        elif additive and setting.num_items == 1:
+            menu = "separable"
+        elif additive and setting.num_bidders > 1:
+            menu = "lottery+separable"
+        else:
+            menu = "lottery"
+    if menu == "separable":
+        return Recipe("default", "the item-separable family alone, at separate Myerson "
+                      "(optimal for one item and i.i.d. regular bidders)",
+                      {"menu": menu}, {"steps": 500})
+    if menu == "deterministic":
+        return Recipe("default", "every 0/1 allocation, boosts from separate Myerson "
+                      "(additive), bidder weights learned, annealed to lambda 1000, polished",
+                      {"menu": menu, "learn_bidder_weights": True},
+                      {"steps": 4000, "final_temperature": 1000.0, "anneal_fraction": 0.25,
+                       **_discrete_fields(setting), "polish": True})
+    if _is_discrete(setting) and menu == "lottery":
+        return Recipe("default", "the exact expectation of a discrete prior, K = 4096 "
+                      "lotteries, lambda rising from 10 to 100, best of 4 initializations "
+                      "there, annealed to 1000, polished",
+                      {"menu": menu, "menu_size": 4096, "boost_init_scale": 1.0},
+                      {"steps": 8000, "steps_per_epoch": 500, "initial_temperature": 10.0,
+                       "warmup_fraction": 0.5, "final_temperature": 1000.0,
+                       "anneal_fraction": 0.25, "exact_expectation": True, "restarts": 4,
+                       "polish": True})
+    if menu == "lottery+separable":
+        return Recipe("default", "a lottery menu, then joined with the item-separable family "
+                      "at separate Myerson and trained jointly (tf_ama.joining)",
+                      {"menu": menu, "menu_size": 1024},
+                      {"steps": 2000, "batch_size": 4096, "joint_steps": 1000})
+    return Recipe("default", "a lottery menu, K = 1024, 2000 steps x 4096 profiles",
+                  {"menu": menu, "menu_size": 1024}, {"steps": 2000, "batch_size": 4096})
+
+
+def _discrete_fields(setting):
+    return {"exact_expectation": True, "steps_per_epoch": 500} if _is_discrete(setting) else {}
+
+
+def _is_discrete(setting):
+    """True when the setting's prior has a finite support small enough to train on its exact
+    expectation (`tf_ama.expectation_dataset`)."""
+    from tf_ama.distributions import finite_support
+
+    try:
+        finite_support(setting.distribution_fn())
+    except ValueError:
+        return False
+    return True
+
+
+def resolve(setting, name: str = "default", model_overrides=None, training_overrides=None):
+    """`(model_kwargs, TrainingConfig, record)` of recipe `name` for `setting`, each field
+    overridden by `model_overrides` / `training_overrides` (dicts of the fields given, e.g.
+    the flags of `tf-ama train`); `record` is what the run's config keeps: the recipe and
+    the overridden fields."""
+    from tf_ama.training import TrainingConfig
+
+    model_overrides, training_overrides = dict(model_overrides or {}), dict(training_overrides or {})
+    chosen = recipe(setting, name, model_overrides.get("menu"))
+    model_kwargs = {**chosen.model, **model_overrides}
+    fields = {**chosen.training, **training_overrides}
+    if "steps_per_epoch" not in training_overrides:  # a short run is one epoch
+        steps = fields.get("steps", TrainingConfig.steps)
+        fields["steps_per_epoch"] = min(fields.get("steps_per_epoch",
+                                                   TrainingConfig.steps_per_epoch), steps)
+    training = TrainingConfig(**fields)
+    record = {**chosen.to_dict(),
+              "overridden": sorted({*model_overrides, *training_overrides})}
+    return model_kwargs, training, record
