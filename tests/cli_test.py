@@ -186,20 +186,6 @@ def test_evaluate_and_menu_default_to_the_models_evaluation_seed(capsys, command
         capsys.readouterr().out.split())
 
 
-def test_train_flags_default_to_the_librarys_defaults():
-    """`tf-ama train` passes its two flag sections on as they are: with no flags it builds
-    the model and the TrainingConfig that the library builds with no arguments."""
-    from tf_ama.cli import build_parser
-
-    args = build_parser().parse_args(["train", "additive_2x2_uniform", "--out", "x"])
-    model_kwargs, fields = ({name: getattr(args, name) for name in args.sections[section]}
-                            for section in ("model", "training"))
-    assert tf_ama.TrainingConfig(**fields) == tf_ama.TrainingConfig()
-    setting = tf_ama.get_setting("additive_2x2_uniform")
-    assert (tf_ama.AffineMaximizerAuction(setting, **model_kwargs).own_config()
-            == tf_ama.AffineMaximizerAuction(setting).own_config())
-
-
 def test_train_offers_every_menu_kind_but_the_fixed_one():
     from tf_ama.cli import TRAINABLE_MENU_KINDS
 
@@ -299,7 +285,8 @@ def test_train_on_the_exact_expectation_of_a_discrete_setting(tmp_path, capsys):
     out = os.path.join(tmp_path, "sph")
     assert main(["train", "unit_demand_2x4_spherical", "--menu-size", "16", "--steps", "20",
                  "--steps-per-epoch", "10", "--exact-expectation", "--samples", "2000",
-                 "--boost-init-scale", "0.5", "--out", out]) == 0
+                 "--boost-init-scale", "0.5", "--restarts", "1", "--no-polish",
+                 "--out", out]) == 0
     config = json.load(open(os.path.join(out, runs.CONFIG)))
     assert config["training"]["exact_expectation"]
     lines = open(os.path.join(out, runs.HISTORY)).read().splitlines()
@@ -353,7 +340,8 @@ def test_unit_demand_report_shows_baselines_that_do_not_apply(tmp_path, capsys):
 @pytest.mark.slow
 def test_train_evaluate_menu_export_and_resume(tmp_path, capsys):
     out = os.path.join(tmp_path, "run")
-    argv = ["train", "additive_2x2_uniform", "--menu-size", "32", "--steps", "40",
+    argv = ["train", "additive_2x2_uniform", "--menu", "lottery", "--menu-size", "32",
+            "--steps", "40",
             "--steps-per-epoch", "20", "--batch-size", "256", "--validation-samples", "2000",
             "--samples", "5000", "--final-temperature", "300", "--out", out]
     assert main(argv) == 0

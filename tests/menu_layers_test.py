@@ -199,3 +199,23 @@ def test_registry_lists_the_built_in_kinds():
     assert {"lottery", "deterministic", "separable", "lottery+separable", "fixed"} <= set(MENU_KINDS)
     assert all(MENU_KINDS[kind].kind == kind for kind in MENU_KINDS)
     assert menu_layers.MENU_KINDS is tf_ama.menu_layers.MENU_KINDS
+
+
+def test_a_deterministic_menu_starts_at_separate_myerson_where_bidders_are_additive():
+    """Boosts `-sum of the allocated items' reserves`: the same outcome as the
+    item-separable family at separate Myerson; unit demand (and `reserves=None`) starts at
+    VCG (all boosts 0)."""
+    bids = np.asarray(tf_ama.get_setting("additive_2x2_uniform").sample(2000, 4), np.float64)
+    deterministic = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu="deterministic")
+    separable = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu="separable")
+    assert deterministic.menu_layer.reserves == separable.menu_layer.reserves
+    for key in ("allocation", "payments"):
+        np.testing.assert_allclose(deterministic(bids)[key].numpy(),
+                                   separable(bids)[key].numpy(), rtol=0, atol=1e-6)
+    vcg = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu="deterministic",
+                                        reserves=None)
+    unit = tf_ama.AffineMaximizerAuction("unit_demand_2x2_uniform", menu="deterministic")
+    for model in (vcg, unit):
+        assert not np.any(model.exact_menu().boosts)
+    with pytest.raises(ValueError, match="one value per item"):
+        DeterministicMenu(2, 2, "additive", reserves=[0.5])

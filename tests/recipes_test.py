@@ -204,3 +204,8 @@ def test_a_soft_start_raises_lambda_to_the_models_temperature_then_anneals(tmp_p
     with pytest.raises(ValueError, match="before the restarts are compared"):
         TrainingConfig(steps=1000, initial_temperature=10.0, warmup_fraction=0.5,
                        restart_steps=300, restarts=2)
+
+
+def test_every_training_field_has_a_flag():
+    args = build_parser().parse_args(["train", SETTING, "--out", "x"])
+    assert set(args.sections["training"]) == set(TrainingConfig().to_dict())

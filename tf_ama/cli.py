@@ -288,6 +288,11 @@ def _add_train_arguments(sub):
              "--anneal-fraction of the epochs (learning rate scaled down in proportion)")
     add("training", "--anneal-fraction", type=_checked("number", float, above=0, maximum=1),
         default=0.4)
+    add("training", "--initial-temperature", type=_POSITIVE, default=None,
+        help="a soft start: lambda rises geometrically from this value to --temperature "
+             "over the first --warmup-fraction of the epochs")
+    add("training", "--warmup-fraction", type=_checked("number", float, above=0, maximum=1),
+        default=0.5)
     add("training", "--exact-expectation", action=argparse.BooleanOptionalAction, default=False,
         help="discrete settings (e.g. spherical): train and validate on every profile "
              "weighted by its probability, with no sampling noise (--batch-size and "
@@ -314,6 +319,9 @@ def _add_train_arguments(sub):
     add("training", "--polish", action=argparse.BooleanOptionalAction, default=False,
         help="after training, an exact coordinate search on the boosts and learned weights "
              "(tf_ama.polish), kept if it raises the exact revenue on a held-out sample")
+    add("training", "--polish-perturbations", type=_checked("integer", int, minimum=0),
+        default=0, help="then an iterated local search of this many perturbations (for a "
+                        "discrete prior's exact expectation, which it cannot overfit)")
     sub.set_defaults(sections=sections, shown_defaults=defaults)
     return sub
 

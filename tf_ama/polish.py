@@ -33,36 +33,100 @@ STEPS = np.array([1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3])
 WEIGHT_FACTORS = np.array([0.9, 0.97, 0.99, 0.997, 1.003, 1.01, 1.03, 1.1])
 CHUNK = 4096  # profiles per block of the [profiles, entries] passes
 ALL_ENTRIES = 1 << 18  # profiles x entries up to which every entry is searched
+BREAKPOINT_MARGIN = 1e-5  # candidates beside a breakpoint, in units of the welfare scale
+PERTURBATIONS = np.array([0.01, 0.03, 0.1, 0.3])  # their scales, in the same units
 
 
-def polish(model, valuations, sample_weight=None, rounds=3, verbose=False):
+def polish(model, valuations, sample_weight=None, rounds=3, perturbations=0, seed=0,
+           verbose=False):
     """Polishes `model`'s boosts (and learned bidder weights) in place on `valuations`
     `[P, m, n]`, weighted by `sample_weight` `[P]` (default uniform); returns
-    `(revenue before, revenue after)` on that sample as this search computes it."""
+    `(revenue before, revenue after)` on that sample as this search computes it.
+
+    Args:
+      rounds: passes of the coordinate search (it stops earlier when a pass gains nothing).
+      perturbations: then, that many times (an iterated local search, seeded by `seed`):
+        perturb a random third of the searched boosts by a random scale, search again from
+        there, and keep the result if it earns more. For a sample that is the whole
+        distribution (a discrete prior's exact expectation), where it cannot overfit.
+    """
     valuations = np.asarray(valuations, np.float64)
     weights_p = (np.full(len(valuations), 1.0 / len(valuations)) if sample_weight is None
                  else np.asarray(sample_weight, np.float64) / np.sum(sample_weight))
-    menu = model.exact_menu()
-    allocations, boosts, bidder_weights, family = menu
-    boosts, bidder_weights = boosts.copy(), bidder_weights.copy()
+    allocations, boosts, bidder_weights, family = model.exact_menu()
+    problem = (valuations, weights_p, allocations, family, model.learn_bidder_weights)
+
+    def stored(boosts, bidder_weights):
+        """The parameters as the model stores them, and their revenue: every search result
+        is judged as it will be served."""
+        boosts, bidder_weights = _as_stored(boosts, bidder_weights, model.learn_bidder_weights)
+        return boosts, bidder_weights, revenue(valuations, weights_p, allocations, boosts,
+                                               bidder_weights, family)
+
     before = revenue(valuations, weights_p, allocations, boosts, bidder_weights, family)
-    current = before
+    best_boosts, best_weights, best = boosts, bidder_weights, before
+    found = _local_search(problem, boosts.copy(), bidder_weights.copy(), before, rounds, verbose)
+    rng = np.random.default_rng(seed)
+    scale = _welfare_scale(valuations, allocations, bidder_weights)
+    for attempt in range(perturbations + 1):
+        if attempt:  # perturb the best so far and search again from there
+            trial = best_boosts + (rng.uniform(size=len(boosts)) < 1 / 3) * rng.normal(
+                scale=scale * rng.choice(PERTURBATIONS), size=len(boosts))
+            trial[0] = 0.0
+            found = _local_search(
+                problem, trial, best_weights.copy(),
+                revenue(valuations, weights_p, allocations, trial, best_weights, family),
+                max(rounds, 20), False)
+        trial_boosts, trial_weights, value = stored(*found[:2])
+        if value > best + 1e-12:
+            best_boosts, best_weights, best = trial_boosts, trial_weights, value
+            if verbose and attempt:
+                print(f"polish perturbation {attempt}: {best:.6f}")
+    if len(best_boosts) > 1:  # the empty entry's boost is not a variable
+        model.menu_layer.boosts.assign(best_boosts[1:].astype(np.float32))
+    if model.learn_bidder_weights:
+        model.bidder_weights_layer.log_weights.assign(np.log(best_weights).astype(np.float32))
+    return before, best
+
+
+def _as_stored(boosts, bidder_weights, learned):
+    """`(boosts, bidder_weights)` as the model stores and serves them: float32 boosts and,
+    if learned, weights as float32 logarithms, clipped to the weights' range, after
+    scaling both so that the weights' geometric mean is 1 (scaling every weight and boost
+    by one factor leaves the AMA as it is)."""
+    from tf_ama.exactness import MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
+
+    if learned:
+        norm = np.exp(np.mean(np.log(bidder_weights)))
+        boosts, bidder_weights = boosts / norm, bidder_weights / norm
+        bidder_weights = np.clip(np.exp(np.log(bidder_weights).astype(np.float32).astype(
+            np.float64)), MIN_BIDDER_WEIGHT, MAX_BIDDER_WEIGHT)
+    boosts = boosts.astype(np.float32).astype(np.float64)
+    boosts[0] = 0.0
+    return boosts, bidder_weights
+
+
+def _local_search(problem, boosts, bidder_weights, current, rounds, verbose):
+    """Coordinate search from `boosts` and `bidder_weights` (revenue `current`)."""
+    valuations, weights_p, allocations, family, learn_weights = problem
     for round_ in range(rounds):
         start = current
-        boosts, current = _boost_round(valuations, weights_p, allocations, boosts,
-                                       bidder_weights, family)
-        if model.learn_bidder_weights:
+        if learn_weights:
             bidder_weights, current = _weight_round(valuations, weights_p, allocations, boosts,
                                                     bidder_weights, family, current)
+        boosts, current = _boost_round(valuations, weights_p, allocations, boosts,
+                                       bidder_weights, family)
         if verbose:
             print(f"polish round {round_ + 1}: {start:.6f} -> {current:.6f}")
         if current <= start + 1e-12:
             break
-    if len(boosts) > 1:  # the empty entry's boost is not a variable
-        model.menu_layer.boosts.assign(boosts[1:].astype(np.float32))
-    if model.learn_bidder_weights:
-        model.bidder_weights_layer.log_weights.assign(np.log(bidder_weights).astype(np.float32))
-    return before, current
+    return boosts, bidder_weights, current
+
+
+def _welfare_scale(valuations, allocations, bidder_weights):
+    """The largest weighted value of an allocation on the sample (its first block)."""
+    u = np.einsum("pij,kij->pki", valuations[:CHUNK], allocations)
+    return max(float(np.max(np.abs(u @ bidder_weights))), 1e-12)
 
 
 def revenue(valuations, weights_p, allocations, boosts, bidder_weights, family=None):
@@ -86,6 +150,7 @@ def _boost_round(valuations, weights_p, allocations, boosts, bidder_weights, fam
     plain = u @ bidder_weights  # [P, U]
     plain_without = plain[:, :, None] - u * bidder_weights  # [P, U, m]
     scale = max(float(np.max(np.abs(plain))), 1e-12)
+    margin = BREAKPOINT_MARGIN * scale  # beyond float32's rounding of the stored boosts
     current = None
     for position, k in enumerate(in_play):
         if k == 0:
@@ -99,7 +164,7 @@ def _boost_round(valuations, weights_p, allocations, boosts, bidder_weights, fam
         steps = np.concatenate([[0.0], STEPS * scale, -STEPS * scale])
         if len(valuations) * (num_bidders + 1) <= 4096:  # few profiles: every breakpoint too
             points = np.concatenate([best - s, (counterfactual - s_without).ravel()])
-            points = np.concatenate([points * (1 + 1e-6) + 1e-6, points * (1 - 1e-6) - 1e-6])
+            points = np.concatenate([points + margin, points - margin])
             steps = np.concatenate([steps, points - boosts[k]])
         candidates = boosts[k] + steps  # [T]
         values = _revenue_of_boost(candidates, s, s_without, best, without, counterfactual,

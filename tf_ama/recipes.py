@@ -89,7 +89,7 @@ def _default(setting, menu):
                       "(additive), bidder weights learned, annealed to lambda 1000, polished",
                       {"menu": menu, "learn_bidder_weights": True},
                       {"steps": 4000, "final_temperature": 1000.0, "anneal_fraction": 0.25,
-                       **_discrete_fields(setting), "polish": True})
+                       "polish": True, **_discrete_fields(setting)})
     if _is_discrete(setting) and menu == "lottery":
         return Recipe("default", "the exact expectation of a discrete prior, K = 4096 "
                       "lotteries, lambda rising from 10 to 100, best of 4 initializations "
@@ -109,7 +109,11 @@ def _default(setting, menu):
 
 
 def _discrete_fields(setting):
-    return {"exact_expectation": True, "steps_per_epoch": 500} if _is_discrete(setting) else {}
+    """A discrete prior: train on its exact expectation, and let the polish search beyond
+    the trained menu's basin (it cannot overfit the distribution itself)."""
+    if not _is_discrete(setting):
+        return {}
+    return {"exact_expectation": True, "steps_per_epoch": 500, "polish_perturbations": 1000}
 
 
 def _is_discrete(setting):

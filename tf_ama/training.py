@@ -79,6 +79,7 @@ class TrainingConfig:
     # After training, the exact search of `tf_ama.polish` on the boosts (and learned bidder
     # weights), kept when it raises the exact revenue on a held-out sample.
     polish: bool = False
+    polish_perturbations: int = 0  # of the polish's iterated local search (tf_ama.polish)
 
     def __post_init__(self):
         def checked(field, check, *args, **kwargs):  # stored as a plain int / float / bool
@@ -97,6 +98,7 @@ class TrainingConfig:
         checked("exact_expectation", checks.boolean)
         checked("anneal_fraction", checks.number, above=0, maximum=1)
         checked("polish", checks.boolean)
+        checked("polish_perturbations", checks.integer, minimum=0)
         checked("initial_temperature", functools.partial(checks.optional, checks.number),
                 above=0)
         checked("warmup_fraction", checks.number, above=0, maximum=1)
@@ -327,7 +329,8 @@ def _polish(out, setting, model, training, validation):
                                     seed=seeds.holdout_seed(model.seed))
     before = [v.numpy() for v in model.weights]
     revenues = {"trained": _exact_revenue(model, holdout)}
-    searched = polish(model, profiles, probabilities)
+    searched = polish(model, profiles, probabilities,
+                      perturbations=training.polish_perturbations, seed=model.seed)
     revenues["polished"] = _exact_revenue(model, holdout)
     kept = "polished" if revenues["polished"] > revenues["trained"] else "trained"
     if kept == "trained":
