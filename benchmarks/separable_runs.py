@@ -18,40 +18,14 @@ on the same profiles; times are wall-clock seconds of the `tf-ama train` process
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
-import time
+
+from recipe_runs import cell as _cell, read as _read, run  # benchmarks/ is on sys.path
 
 SETTINGS = ("additive_2x2_uniform", "additive_2x5_uniform", "additive_3x10_uniform",
             "additive_5x10_uniform")
 MENUS = ("separable", "lottery+separable")
-
-
-def _run(setting, menu, seed, out, flags):
-    """Trains (or resumes) one run; returns its seconds, or None if it had finished."""
-    if os.path.exists(os.path.join(out, "evaluation.json")):
-        return None
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "tf_ama.cli", "train", setting, "--menu", menu,
-                    "--seed", str(seed), "--out", out, *flags], check=True)
-    seconds = time.perf_counter() - start
-    with open(os.path.join(out, "seconds.json"), "w") as file:
-        json.dump(seconds, file)
-    return seconds
-
-
-def _read(path, name="evaluation.json"):
-    with open(os.path.join(path, name)) as file:
-        return json.load(file)
-
-
-def _cell(values):
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ({', '.join(f'{v:.4f}' for v in values)})"
 
 
 def main():
@@ -77,10 +51,11 @@ def main():
             for menu in MENUS:
                 out = os.path.join(args.out, setting, f"{menu}-{seed}")
                 steps = ["--steps", str(args.separable_steps)] if menu == "separable" else []
-                _run(setting, menu, seed, out, [*steps, *flags])
+                seconds = run(["train", setting, "--menu", menu, "--seed", str(seed), *steps,
+                               *flags], out)
                 report = _read(out)
                 results[menu].append(report["revenue"])
-                minutes[menu].append(_read(out, "seconds.json") / 60)
+                minutes[menu].append(seconds / 60)
                 if menu == "lottery+separable":
                     results["lottery"].append(_read(os.path.join(out, "lottery"))["revenue"])
                     shares.append(report["family_share"])

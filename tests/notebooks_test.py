@@ -37,7 +37,7 @@ TINY = {
 
 # notebook -> (overrides on top of TINY, seconds allowed for the whole notebook)
 CASES = {
-    "01_spherical_lotteries.ipynb": ({"RESTARTS": 2}, 150),
+    "01_spherical_lotteries.ipynb": ({"RESTARTS": 2, "POLISH_PERTURBATIONS": 5}, 150),
     "02_uniform_2x2.ipynb": ({}, 120),
     "03_uniform_3x10.ipynb": ({"JOINT_STEPS": 10}, 150),
     "04_menu_usage_and_lottery_tickets.ipynb": (

@@ -36,6 +36,18 @@ def test_the_default_recipe_follows_the_settings_kind(setting, menu, kind):
     tf_ama.AffineMaximizerAuction(setting, **chosen.model)  # and of the model's
 
 
+@pytest.mark.parametrize("setting,temperature", [
+    ("additive_2x2_uniform", 100.0), ("unit_demand_2x4_spherical", 100.0),
+    ("additive_1x2_uniform_4_16_4_7", 10.0), ("additive_3x1_exponential", 10.0)])
+def test_lambda_follows_the_order_of_magnitude_of_the_values(setting, temperature):
+    assert recipes.temperature_for(tf_ama.get_setting(setting)) == temperature
+    scaled = tf_ama.Setting("scaled", 2, 2, "additive", "uniform",
+                            {"low": 0.0, "high": 100.0})
+    chosen = recipes.recipe(scaled, menu="deterministic")
+    assert chosen.model["temperature"] == 1.0 and chosen.training["final_temperature"] == 10.0
+    assert recipes.recipe(scaled, "paper").model["temperature"] == 100.0
+
+
 def test_a_discrete_prior_trains_on_its_expectation_with_restarts_and_the_polish():
     training = recipes.recipe("unit_demand_2x4_spherical").training
     assert training["exact_expectation"] and training["restarts"] > 1 and training["polish"]
@@ -178,7 +190,7 @@ def test_tf_ama_train_shows_and_records_its_recipe(tmp_path, capsys):
     assert f"{out}: recipe 'default': the item-separable family alone" in printed
     assert "steps=20*" in printed and "(* given, overriding the recipe)" in printed
     record = runs.read_config(out)["recipe"]
-    assert record["model"] == {"menu": "separable"}
+    assert record["model"] == {"menu": "separable", "temperature": 10.0}  # values ~ 3
     assert record["overridden"] == ["batch_size", "evaluation_samples", "steps",
                                     "validation_samples"]
     # The same command resumes (the record is not compared); another recipe is refused.

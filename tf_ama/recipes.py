@@ -12,7 +12,8 @@ docs/design.md §9 and benchmarks/README.md ("Recipes").
     model = tf_ama.train_run("additive_2x2_uniform", "runs/a22", model_kwargs, training)
 
 Recipes (`RECIPES`):
-  default: the best this package knows how to learn in minutes on a 2-core CPU:
+  default: the best this package knows how to learn in minutes on a 2-core CPU, lambda
+    scaled to the setting's values (`temperature_for`):
     - additive, one item: the item-separable family alone, which starts at separate
       Myerson (Myerson's optimal auction for i.i.d. regular bidders).
     - additive, several items and bidders: the lottery menu joined with the
@@ -70,6 +71,29 @@ def recipe(setting, name: str = "default", menu: Optional[str] = None) -> Recipe
 
 
 def _default(setting, menu):
+    chosen = _default_for_kind(setting, menu)  # its temperatures are for lambda = 100
+    temperature = temperature_for(setting)
+    training = {key: value * temperature / 100.0 if key in ("initial_temperature",
+                                                            "final_temperature") else value
+                for key, value in chosen.training.items()}
+    return dataclasses.replace(chosen, model={**chosen.model, "temperature": temperature},
+                               training=training)
+
+
+def temperature_for(setting, num_samples=10_000, seed=0):
+    """lambda for `setting`: 100 (the paper's, for values of order 1) divided by the order
+    of magnitude of twice the mean value, `10**round(log10(2 mean))` (1 for U[0, 1] values,
+    10 for values around 3 to 30): the relaxation's softness is relative to the welfare
+    gaps, which scale with the values. Estimated on `num_samples` profiles."""
+    import numpy as np
+
+    mean = float(np.mean(setting.sample(num_samples, seed)))
+    if not mean > 0:
+        return 100.0
+    return 100.0 / 10.0 ** round(np.log10(2.0 * mean))
+
+
+def _default_for_kind(setting, menu):
     additive = setting.demand == "additive"
     if menu is None:
         if _is_discrete(setting):
