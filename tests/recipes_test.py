@@ -65,7 +65,7 @@ def test_given_fields_override_the_recipe_and_are_recorded():
     model_kwargs, training, record = recipes.resolve(
         "unit_demand_2x4_spherical", "default", {"menu_size": 64}, {"steps": 40})
     assert model_kwargs["menu_size"] == 64 and model_kwargs["boost_init_scale"] == 1.0
-    assert training.steps == 40 and training.restarts == 4
+    assert training.steps == 40 and training.restarts == 8
     assert training.steps_per_epoch == 40  # a run shorter than the recipe's epoch is one epoch
     assert record["name"] == "default" and record["overridden"] == ["menu_size", "steps"]
     assert json.loads(json.dumps(record)) == record

@@ -116,12 +116,12 @@ def _default_for_kind(setting, menu):
                        "polish": True, **_discrete_fields(setting)})
     if _is_discrete(setting) and menu == "lottery":
         return Recipe("default", "the exact expectation of a discrete prior, K = 4096 "
-                      "lotteries, lambda rising from 10 to 100, best of 4 initializations "
+                      "lotteries, lambda rising from 10 to 100, best of 8 initializations "
                       "there, annealed to 1000, polished",
                       {"menu": menu, "menu_size": 4096, "boost_init_scale": 1.0},
                       {"steps": 8000, "steps_per_epoch": 500, "initial_temperature": 10.0,
                        "warmup_fraction": 0.5, "final_temperature": 1000.0,
-                       "anneal_fraction": 0.25, "exact_expectation": True, "restarts": 4,
+                       "anneal_fraction": 0.25, "exact_expectation": True, "restarts": 8,
                        "polish": True})
     if menu == "lottery+separable":
         return Recipe("default", "a lottery menu, then joined with the item-separable family "
