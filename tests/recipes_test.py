@@ -221,3 +221,17 @@ def test_a_soft_start_raises_lambda_to_the_models_temperature_then_anneals(tmp_p
 def test_every_training_field_has_a_flag():
     args = build_parser().parse_args(["train", SETTING, "--out", "x"])
     assert set(args.sections["training"]) == set(TrainingConfig().to_dict())
+
+
+def test_the_kept_restarts_history_keeps_its_own_temperatures(tmp_path):
+    from tf_ama.training import _copy_history
+
+    source, target = tmp_path / "restart.csv", tmp_path / "run.csv"
+    source.write_text("epoch,loss,temperature,val_revenue\n0,-1,10.0,0.5\n1,-2,100.0,0.6\n")
+    _copy_history(str(source), str(target), {"temperature": 100.0})
+    assert target.read_text().splitlines() == [
+        "epoch,loss,temperature,val_revenue", "0,-1,10.0,0.5", "1,-2,100.0,0.6"]
+    source.write_text("epoch,loss,val_revenue\n0,-1,0.5\n")
+    _copy_history(str(source), str(target), {"temperature": 100.0})
+    assert target.read_text().splitlines() == ["epoch,loss,temperature,val_revenue",
+                                               "0,-1,100.0,0.5"]

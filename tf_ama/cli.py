@@ -59,9 +59,8 @@ def _train(args):
     from tf_ama import runs, seeds
     from tf_ama.evaluation import evaluate
     from tf_ama.plots import plot_separable_boosts, plot_training_curves
-    from tf_ama.training import TrainingConfig, train_run
-
     from tf_ama.recipes import resolve
+    from tf_ama.training import train_run
 
     # Only the flags given override the recipe's fields (the others are not set: SUPPRESS).
     model_kwargs, training, recipe = resolve(args.setting, args.recipe, *(

@@ -157,7 +157,7 @@ def resolve(setting, name: str = "default", model_overrides=None, training_overr
     overridden by `model_overrides` / `training_overrides` (dicts of the fields given, e.g.
     the flags of `tf-ama train`); `record` is what the run's config keeps: the recipe and
     the overridden fields."""
-    from tf_ama.training import TrainingConfig
+    from tf_ama.training_config import TrainingConfig
 
     model_overrides, training_overrides = dict(model_overrides or {}), dict(training_overrides or {})
     chosen = recipe(setting, name, model_overrides.get("menu"))
