@@ -84,9 +84,9 @@ def main():
         rows.append(
             f"| `{setting}` | {' '.join(flags) or '(none)'} | **{mean:.4f}** "
             f"({min(revenues):.4f} / {max(revenues):.4f}) | "
-            f"{', '.join(f'{v:.4f}' for v in revenues)} | {floor} ({goal}) "
-            f"{'met' if mean >= floor else 'MISSED'} | {statistics.mean(minutes):.1f} "
-            f"({allowed}) |")
+            f"{', '.join(f'{v:.4f}' for v in revenues)} | {floor} ({goal}): "
+            f"{'met' if mean >= floor else 'MISSED'}, goal {'met' if mean >= goal else 'missed'}"
+            f" | {statistics.mean(minutes):.1f} ({allowed}) |")
         print("\n".join(rows), flush=True)
     if args.table:
         with open(args.table, "w") as file:
