@@ -58,6 +58,13 @@ def cell(values):
     return f"{statistics.mean(values):.4f} ({', '.join(f'{v:.4f}' for v in values)})"
 
 
+def write_table(path, rows):
+    """Writes the markdown table `rows` to `path` (nothing if None)."""
+    if path:
+        with open(path, "w") as file:
+            file.write("\n".join(rows) + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,9 +95,7 @@ def main():
             f"{'met' if mean >= floor else 'MISSED'}, goal {'met' if mean >= goal else 'missed'}"
             f" | {statistics.mean(minutes):.1f} ({allowed}) |")
         print("\n".join(rows), flush=True)
-    if args.table:
-        with open(args.table, "w") as file:
-            file.write("\n".join(rows) + "\n")
+    write_table(args.table, rows)
 
 
 if __name__ == "__main__":

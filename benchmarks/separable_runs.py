@@ -21,7 +21,7 @@ import argparse
 import os
 import statistics
 
-from recipe_runs import cell as _cell, read as _read, run  # benchmarks/ is on sys.path
+from recipe_runs import cell as _cell, read as _read, run, write_table  # benchmarks/ on sys.path
 
 SETTINGS = ("additive_2x2_uniform", "additive_2x5_uniform", "additive_3x10_uniform",
             "additive_5x10_uniform")
@@ -68,9 +68,7 @@ def main():
             f"{statistics.mean(minutes['separable']):.1f}, "
             f"{statistics.mean(minutes['lottery+separable']):.1f} |")
         print("\n".join(rows), flush=True)
-    if args.table:
-        with open(args.table, "w") as file:
-            file.write("\n".join(rows) + "\n")
+    write_table(args.table, rows)
 
 
 if __name__ == "__main__":
