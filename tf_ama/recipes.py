@@ -35,6 +35,11 @@ from typing import Optional
 from tf_ama.settings import get_setting
 
 RECIPES = ("default", "paper")
+# A deterministic menu on a discrete prior: trained on its exact expectation, then the
+# polish's iterated local search goes beyond the trained menu's basin (on the distribution
+# itself, which it cannot overfit).
+_DISCRETE_DETERMINISTIC = {"exact_expectation": True, "steps_per_epoch": 500,
+                           "polish_perturbations": 1000}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,9 +99,9 @@ def temperature_for(setting, num_samples=10_000, seed=0):
 
 
 def _default_for_kind(setting, menu):
-    additive = setting.demand == "additive"
+    additive, discrete = setting.demand == "additive", _is_discrete(setting)
     if menu is None:
-        if _is_discrete(setting):
+        if discrete:
             menu = "lottery"
         elif additive and setting.num_items == 1:
             menu = "separable"
@@ -113,8 +118,8 @@ def _default_for_kind(setting, menu):
                       "(additive), bidder weights learned, annealed to lambda 1000, polished",
                       {"menu": menu, "learn_bidder_weights": True},
                       {"steps": 4000, "final_temperature": 1000.0, "anneal_fraction": 0.25,
-                       "polish": True, **_discrete_fields(setting)})
-    if _is_discrete(setting) and menu == "lottery":
+                       "polish": True, **(_DISCRETE_DETERMINISTIC if discrete else {})})
+    if discrete and menu == "lottery":
         return Recipe("default", "the exact expectation of a discrete prior, K = 4096 "
                       "lotteries, lambda rising from 10 to 100, best of 8 initializations "
                       "there, annealed to 1000, polished",
@@ -130,14 +135,6 @@ def _default_for_kind(setting, menu):
                       {"steps": 2000, "batch_size": 4096, "joint_steps": 1000})
     return Recipe("default", "a lottery menu, K = 1024, 2000 steps x 4096 profiles",
                   {"menu": menu, "menu_size": 1024}, {"steps": 2000, "batch_size": 4096})
-
-
-def _discrete_fields(setting):
-    """A discrete prior: train on its exact expectation, and let the polish search beyond
-    the trained menu's basin (it cannot overfit the distribution itself)."""
-    if not _is_discrete(setting):
-        return {}
-    return {"exact_expectation": True, "steps_per_epoch": 500, "polish_perturbations": 1000}
 
 
 def _is_discrete(setting):
