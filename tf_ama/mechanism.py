@@ -58,28 +58,33 @@ _FEASIBILITY_TOLERANCE = 1e-9
 
 
 def _validate_menu(allocations, boosts, bidder_weights):
-    """In-graph checks of the menu; returns the float64 tensors (raises on bad values)."""
+    """In-graph checks of the menu (one menu, or one per profile: `exact_outcome`); returns
+    the float64 tensors (raises on bad values)."""
     allocations = _float64(allocations, "allocations")
     boosts = _float64(boosts, "boosts")
     bidder_weights = _float64(bidder_weights, "bidder_weights")
-    if allocations.shape.rank != 3:
+    if allocations.shape.rank not in (3, 4):
         raise ValueError(
-            f"`allocations` must have shape [menu_size, num_bidders, num_items]; got {allocations.shape}."
-        )
-    menu_size, num_bidders, _ = allocations.shape
+            f"`allocations` must have shape [menu_size, num_bidders, num_items] (or "
+            f"[batch, menu_size, num_bidders, num_items]: a menu per profile); got "
+            f"{allocations.shape}.")
+    batch = [allocations.shape[0]] if allocations.shape.rank == 4 else []  # menu per profile
+    menu_size, num_bidders, _ = allocations.shape[-3:]
     if menu_size == 0:
         raise ValueError("`allocations` is an empty menu; give at least the empty allocation.")
-    if boosts.shape != [menu_size]:
-        raise ValueError(f"`boosts` must have shape [menu_size={menu_size}]; got {boosts.shape}.")
-    if bidder_weights.shape != [num_bidders]:
-        raise ValueError(
-            f"`bidder_weights` must have shape [num_bidders={num_bidders}]; got {bidder_weights.shape}."
-        )
+    named = "batch, " if batch else ""
+    if boosts.shape.rank != len(batch) + 1 or not boosts.shape.is_compatible_with(batch + [menu_size]):
+        raise ValueError(f"`boosts` must have shape [{named}menu_size={menu_size}]; got "
+                         f"{boosts.shape}.")
+    if (bidder_weights.shape.rank != len(batch) + 1
+            or not bidder_weights.shape.is_compatible_with(batch + [num_bidders])):
+        raise ValueError(f"`bidder_weights` must have shape [{named}num_bidders="
+                         f"{num_bidders}]; got {bidder_weights.shape}.")
     checks = [
         tf.debugging.assert_all_finite(allocations, "`allocations` must be finite"),
         tf.debugging.assert_non_negative(allocations, "`allocations` must be >= 0"),
         tf.debugging.assert_less_equal(
-            tf.reduce_sum(allocations, axis=1),
+            tf.reduce_sum(allocations, axis=-2),
             tf.constant(1.0 + _FEASIBILITY_TOLERANCE, tf.float64),
             "`allocations` is infeasible: an item is allocated more than once "
             "(sum over bidders of allocations[k, :, j] must be <= 1)",
@@ -105,17 +110,18 @@ def _validate_menu(allocations, boosts, bidder_weights):
 def validate_separable_boosts(separable_boosts, menu_size, num_bidders, num_items):
     """In-graph checks of the family's boosts `c` (tf_ama.separable); returns them."""
     separable_boosts = _float64(separable_boosts, "separable_boosts")
-    if separable_boosts.shape != [num_bidders + 1, num_items]:
+    per_profile = per_profile_menu(separable_boosts, rank=2)
+    if separable_boosts.shape[per_profile:] != [num_bidders + 1, num_items]:
         raise ValueError(
-            f"`separable_boosts` must have shape [num_bidders + 1={num_bidders + 1}, "
-            f"num_items={num_items}] (a row per bidder, then nobody's); got "
-            f"{separable_boosts.shape}.")
+            f"`separable_boosts` must have shape [{'batch, ' if per_profile else ''}"
+            f"num_bidders + 1={num_bidders + 1}, num_items={num_items}] (a row per bidder, "
+            f"then nobody's); got {separable_boosts.shape}.")
     if (menu_size or 0) + separable.family_size(num_bidders, num_items) >= separable.MAX_FAMILY_INDEX:
         raise ValueError(
             f"`separable_boosts`: the family of {num_bidders} bidders and {num_items} items has "
             f"{num_bidders + 1}^{num_items} allocations, too many to index in int64.")
     # A family entry's boost is sum_j c[o_j, j]: bounded like an explicit boost.
-    largest = tf.reduce_sum(tf.reduce_max(tf.abs(separable_boosts), axis=0))
+    largest = tf.reduce_max(tf.reduce_sum(tf.reduce_max(tf.abs(separable_boosts), axis=-2), axis=-1))
     checked = [
         tf.debugging.assert_all_finite(separable_boosts, "`separable_boosts` must be finite"),
         tf.debugging.assert_less_equal(
@@ -164,6 +170,15 @@ def validate_bids(bids, num_bidders, num_items, name="bids"):
             "the limit keeps the exact outcome far from float64 overflow)")
     with tf.control_dependencies([at_most_max_ok]):
         return tf.identity(bids)
+
+
+def per_profile_menu(tensor, rank):
+    """Whether a menu tensor whose one-menu form has rank `rank` has each profile's own
+    (a leading batch axis: a contextual menu); refuses any other rank."""
+    if tensor.shape.rank not in (rank, rank + 1):
+        raise ValueError(f"A menu tensor must have rank {rank} (one menu) or {rank + 1} (a menu "
+                         f"per profile); got shape {tensor.shape}.")
+    return tensor.shape.rank == rank + 1
 
 
 def _float64(value, name):
@@ -218,13 +233,22 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
     Works in the bidder-major `[m, B, K]` layout: the contraction is one batched matmul and
     no `[B, m, K]` tensor is transposed. With `separable_boosts`, the item-separable family
     (`tf_ama.separable`) joins the explicit menu: each max is the larger of the two parts'.
+    A menu per profile (a leading batch axis on every menu tensor) broadcasts through the same
+    formulas; only the contraction and the gather of the allocation differ.
     """
     num_bidders = bids.shape[1]
-    menu_size = tf.shape(allocations)[0]
+    per_profile = allocations.shape.rank == 4
+    menu_size = tf.shape(allocations)[-3]
     bids_by_bidder = tf.transpose(bids, [1, 0, 2])  # [m, B, n]
-    values = tf.matmul(bids_by_bidder, tf.transpose(allocations, [1, 2, 0]))  # u: [m, B, K]
-    weighted = bidder_weights[:, None, None] * values  # w_i u_ik
-    welfare = tf.reduce_sum(weighted, axis=0) + boosts[None, :]  # W: [B, K]
+    if per_profile:  # [m, B, 1, n] x [m, B, n, K]
+        values = tf.matmul(bids_by_bidder[:, :, None, :],
+                           tf.transpose(allocations, [2, 0, 3, 1]))[:, :, 0, :]
+        weights = tf.transpose(bidder_weights)  # [m, B]
+    else:
+        values = tf.matmul(bids_by_bidder, tf.transpose(allocations, [1, 2, 0]))  # u: [m, B, K]
+        weights = bidder_weights[:, None]  # [m, 1]
+    weighted = weights[:, :, None] * values  # w_i u_ik
+    welfare = tf.reduce_sum(weighted, axis=0) + boosts  # W: [B, K]
     best = tf.reduce_max(welfare, axis=1, keepdims=True)
     # Lowest index among the maximizers (tf.argmax does not promise it).
     indices = tf.range(menu_size, dtype=tf.int64)
@@ -239,7 +263,7 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
                          axis=-1)  # [m, B, 3]
     chosen_values = tf.gather_nd(values, at_chosen)  # u_i[k*]: [m, B]
     chosen_others = tf.gather_nd(others, at_chosen)  # W_-i[k*]: [m, B]
-    allocation = tf.gather(allocations, menu_index)
+    allocation = tf.gather(allocations, menu_index, batch_dims=int(per_profile))
     if separable_boosts is not None:
         family = separable.family_block(
             bids_by_bidder, bidder_weights, separable_boosts, tf.cast(menu_size, tf.int64),
@@ -251,7 +275,6 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
         chosen_others = tf.where(wins[None], family["chosen_others"], chosen_others)
         menu_index = tf.where(wins, family["index"], menu_index)
         allocation = tf.where(wins[:, None, None], family["allocation"], allocation)
-    weights = bidder_weights[:, None]
     # The max over k includes k*, so the difference is >= 0 (the clip at 0 only matters if
     # XLA rounds the two reads of W_-i differently). The clip at the value received removes
     # the rounding of a near-tie between k* and another entry: IR holds exactly.
@@ -369,13 +392,26 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=No
       outside the `tf_ama.exactness` limits.
     """
     allocations, boosts, bidder_weights = _validate_menu(allocations, boosts, bidder_weights)
-    menu_size, num_bidders, num_items = allocations.shape
+    menu_size, num_bidders, num_items = allocations.shape[-3:]
     if separable_boosts is not None:
         separable_boosts = validate_separable_boosts(separable_boosts, menu_size, num_bidders,
                                                       num_items)
     # Static shape from here on (validate_bids has asserted it, also for an unknown rank).
     bids = tf.ensure_shape(validate_bids(bids, num_bidders, num_items),
                            [None, num_bidders, num_items])
+    if allocations.shape.rank == 4:  # a menu per profile: one per bid profile
+        if separable_boosts is not None and separable_boosts.shape.rank != 3:
+            raise ValueError("`separable_boosts` must have a leading batch axis like the other "
+                             "menu tensors (a menu per profile).")
+        menu = [allocations, boosts, bidder_weights] + (
+            [] if separable_boosts is None else [separable_boosts])
+        same = [tf.debugging.assert_equal(
+            tf.shape(t)[0], tf.shape(bids)[0], message=(
+                "A menu per profile needs one menu per bid profile: the leading axis of "
+                "`allocations`, `boosts`, `bidder_weights` (and `separable_boosts`) must "
+                "equal the batch of `bids`.")) for t in menu]
+        with tf.control_dependencies(same):
+            bids = tf.identity(bids)
     jit_compile = checks.boolean("jit_compile", jit_compile)
     micro_batch_size = checks.optional(
         checks.integer, "micro_batch_size",
@@ -396,15 +432,20 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=No
 
 def _blocks(bids, allocations, boosts, bidder_weights, separable_boosts=None, *,
             micro_batch_size, with_certificate, with_counterfactual):
-    """The outcome of validated bids, block by block (see `exact_outcome`)."""
+    """The outcome of validated bids, block by block (see `exact_outcome`). A menu per
+    profile is cut into the same blocks as the bids (padded with the empty menu, weights 1)."""
+    menu = (allocations, boosts, bidder_weights, separable_boosts)
+    per_profile = allocations.shape.rank == 4
+    blocked = (bids, *menu) if per_profile else (bids,)
 
-    def block(block_bids):
-        return _outcome_block(block_bids, allocations, boosts, bidder_weights, with_certificate,
-                              with_counterfactual, separable_boosts)
+    def block(tensors):
+        block_menu = tensors[1:] if per_profile else menu
+        return _outcome_block(tensors[0], *block_menu[:3], with_certificate,
+                              with_counterfactual, block_menu[3])
 
     if bids.shape[0] == micro_batch_size:
-        return block(bids)
-    return _mapped(bids, micro_batch_size, block, with_certificate, with_counterfactual)
+        return block(blocked)
+    return _mapped(blocked, micro_batch_size, block, with_certificate, with_counterfactual)
 
 
 @functools.cache
@@ -417,15 +458,29 @@ def _compiled_blocks(*, micro_batch_size, with_certificate, with_counterfactual)
         jit_compile=True, autograph=False)
 
 
-def _mapped(bids, size, block, with_certificate, with_counterfactual):
-    """`block` over blocks of exactly `size` profiles (zero-padded), padding dropped."""
+def _mapped(tensors, size, block, with_certificate, with_counterfactual):
+    """`block` over blocks of exactly `size` profiles of `tensors` (bids first, then, if a
+    menu per profile, its tensors; None stays None), zero-padded (bidder weights with 1, so
+    that a padded profile divides by nothing smaller), padding dropped."""
+    bids = tensors[0]
     _, num_bidders, num_items = bids.shape
     batch = tf.shape(bids)[0]
     # At least one block, also for an empty batch: XLA compiles the loop body even when it
     # never runs, and a block cannot be read from an empty list.
     num_blocks = tf.maximum((batch + size - 1) // size, 1)
-    padded = tf.pad(bids, [[0, num_blocks * size - batch], [0, 0], [0, 0]])
-    blocks = tf.reshape(padded, [num_blocks, size, num_bidders, num_items])
+
+    def blocks_of(tensor, padding):
+        if tensor is None:
+            return None
+        rest = tensor.shape[1:]
+        padded = tf.pad(tensor, [[0, num_blocks * size - batch]] + [[0, 0]] * len(rest),
+                        constant_values=padding)
+        return tf.reshape(padded, [num_blocks, size, *rest])
+
+    paddings = (0.0, 0.0, 0.0, 1.0, 0.0)  # bids, allocations, boosts, weights, c
+    blocks = tuple(blocks_of(t, p) for t, p in zip(tensors, paddings))
+    if blocks[-1] is None:  # map_fn maps over tensors only
+        blocks, block = blocks[:-1], _with_none(block)
     signature = {
         "allocation": tf.TensorSpec([size, num_bidders, num_items], tf.float64),
         "payments": tf.TensorSpec([size, num_bidders], tf.float64),
@@ -442,6 +497,11 @@ def _mapped(bids, size, block, with_certificate, with_counterfactual):
         key: tf.reshape(value, tf.concat([[-1], tf.shape(value)[2:]], 0))[:batch]
         for key, value in mapped.items()
     }
+
+
+def _with_none(block):
+    """`block` of a tuple missing its last element (None: a menu without the family)."""
+    return lambda tensors: block((*tensors, None))
 
 
 def regret_certificate(bids, allocations, boosts, bidder_weights, separable_boosts=None, *,
@@ -462,7 +522,8 @@ def soft_payments(valuations, allocations, boosts, bidder_weights, temperature,
     Args:
       valuations: `[batch, num_bidders, num_items]`.
       allocations: `[menu_size, num_bidders, num_items]`.
-      boosts: `[menu_size]`; bidder_weights: `[num_bidders]`.
+      boosts: `[menu_size]`; bidder_weights: `[num_bidders]`. (Or a menu per profile: every
+        menu tensor with a leading `batch` axis, e.g. a contextual menu.)
       temperature: `lambda`, the inverse softmax temperature (100 in the paper).
       separable_boosts: None, or `c` `[num_bidders + 1, num_items]`: the item-separable
         family joins the menu (`tf_ama.separable`); each softmax is then over the union, a
@@ -473,9 +534,14 @@ def soft_payments(valuations, allocations, boosts, bidder_weights, temperature,
       `(sum_k softmax(l W_-i)[k] W_-i[k] - sum_k softmax(l W)[k] W_-i[k]) / w_i`.
     """
     _check_soft_shapes(valuations, allocations, boosts, bidder_weights, temperature)
-    values = tf.einsum("bij,kij->bik", valuations, allocations)  # one contraction: [B, m, K]
-    weighted = bidder_weights[None, :, None] * values
-    welfare = tf.reduce_sum(weighted, axis=1) + boosts[None, :]  # [B, K]
+    if len(allocations.shape) == 4:  # a menu per profile
+        values = tf.einsum("bij,bkij->bik", valuations, allocations)
+        weights = bidder_weights[:, :, None]
+    else:
+        values = tf.einsum("bij,kij->bik", valuations, allocations)  # one contraction: [B, m, K]
+        weights = bidder_weights[None, :, None]
+    weighted = weights * values
+    welfare = tf.reduce_sum(weighted, axis=1) + boosts  # [B, K]
     others = welfare[:, None, :] - weighted  # [B, m, K]
     chosen = tf.nn.softmax(temperature * welfare, axis=-1)  # [B, K]
     counterfactual = tf.nn.softmax(temperature * others, axis=-1)  # [B, m, K]
@@ -490,7 +556,7 @@ def soft_payments(valuations, allocations, boosts, bidder_weights, temperature,
             log_z_others - tf.reduce_logsumexp(temperature * others, axis=-1))
         expected_with += share[:, None] * (family_with - expected_with)
         expected_without += share_others * (family_without - expected_without)
-    return (expected_without - expected_with) / bidder_weights[None, :]
+    return (expected_without - expected_with) / weights[:, :, 0]
 
 
 def _check_soft_shapes(valuations, allocations, boosts, bidder_weights, temperature):
@@ -504,11 +570,14 @@ def _check_soft_shapes(valuations, allocations, boosts, bidder_weights, temperat
         raise ValueError(
             f"`valuations` must have shape [batch, num_bidders, num_items]; got {valuations_shape}."
         )
-    if allocations_shape.rank not in (None, 3):
+    if allocations_shape.rank not in (None, 3, 4):
         raise ValueError(
-            f"`allocations` must have shape [menu_size, num_bidders, num_items]; got "
-            f"{allocations_shape}."
+            f"`allocations` must have shape [menu_size, num_bidders, num_items] (or a menu per "
+            f"profile, [batch, menu_size, num_bidders, num_items]); got {allocations_shape}."
         )
+    batch = []
+    if allocations_shape.rank == 4:
+        batch, allocations_shape = allocations_shape[:1], allocations_shape[1:]
     if valuations_shape.rank == 3 and allocations_shape.rank == 3 and not (
         valuations_shape[1:].is_compatible_with(allocations_shape[1:])
     ):
@@ -518,9 +587,9 @@ def _check_soft_shapes(valuations, allocations, boosts, bidder_weights, temperat
         )
     menu_size = allocations_shape[0] if allocations_shape.rank == 3 else None
     num_bidders = allocations_shape[1] if allocations_shape.rank == 3 else None
-    if not shape(boosts).is_compatible_with([menu_size]):
+    if not shape(boosts).is_compatible_with(batch + [menu_size]):
         raise ValueError(f"`boosts` must have shape [menu_size={menu_size}]; got {shape(boosts)}.")
-    if not shape(bidder_weights).is_compatible_with([num_bidders]):
+    if not shape(bidder_weights).is_compatible_with(batch + [num_bidders]):
         raise ValueError(
             f"`bidder_weights` must have shape [num_bidders={num_bidders}]; got "
             f"{shape(bidder_weights)}."

@@ -61,16 +61,31 @@ def _rank(codes, num_bidders, num_items):
     return tf.reduce_sum(codes * _powers(num_bidders, num_items), axis=-1)
 
 
+def bidder_major(bidder_weights, separable_boosts):
+    """`(w [m, 1 or B, 1], c [m + 1, 1 or B, n])`: one menu's weights `[m]` and `c`
+    `[m + 1, n]`, or every profile's own (`[B, m]`, `[B, m + 1, n]`: a contextual menu),
+    laid out to broadcast against bidder-major `[m, B, n]` bids. Broadcasting changes no
+    bit of an elementwise result, so both cases share one formula."""
+    bidder_weights = tf.convert_to_tensor(bidder_weights)
+    separable_boosts = tf.convert_to_tensor(separable_boosts)
+    if separable_boosts.shape.rank == 3:
+        return (tf.transpose(bidder_weights)[:, :, None],
+                tf.transpose(separable_boosts, [1, 0, 2]))
+    return bidder_weights[:, None, None], separable_boosts[:, None, :]
+
+
 def _scores(bids_by_bidder, bidder_weights, separable_boosts):
-    """`(s [m + 1, B, n], s_-i [m, m + 1, B, n])` in owner-code order, from bids `[m, B, n]`."""
+    """`(s [m + 1, B, n], s_-i [m, m + 1, B, n])` in owner-code order, from bids `[m, B, n]`
+    and one menu's or each profile's weights and `c` (`bidder_major`)."""
     num_bidders = bids_by_bidder.shape[0]
-    bidder_rows, nobody_row = separable_boosts[:-1], separable_boosts[-1]
-    bidder_scores = bidder_weights[:, None, None] * bids_by_bidder + bidder_rows[:, None, :]
-    nobody_scores = tf.broadcast_to(nobody_row[None, :], tf.shape(bidder_scores)[1:])
+    weights, boosts = bidder_major(bidder_weights, separable_boosts)
+    bidder_rows, nobody_row = boosts[:-1], boosts[-1]
+    bidder_scores = weights * bids_by_bidder + bidder_rows
+    nobody_scores = tf.broadcast_to(nobody_row, tf.shape(bidder_scores)[1:])
     scores = _by_code(bidder_scores, nobody_scores)
     # s_-i: bidder i's row without its bid, for every i at once.
     own_row = tf.equal(tf.range(num_bidders)[:, None], tf.range(num_bidders + 1)[None, :] - 1)
-    others_scores = tf.where(own_row[:, :, None, None], bidder_rows[:, None, None, :],
+    others_scores = tf.where(own_row[:, :, None, None], bidder_rows[:, None],
                              scores[None])
     return scores, others_scores
 
@@ -103,7 +118,8 @@ def family_block(bids_by_bidder, bidder_weights, separable_boosts, explicit_size
     """The family's part of the exact outcome for one block of profiles (float64).
 
     Args:
-      bids_by_bidder: `[m, B, n]`. bidder_weights: `[m]`. separable_boosts: `c` `[m + 1, n]`.
+      bids_by_bidder: `[m, B, n]`. bidder_weights: `[m]`. separable_boosts: `c` `[m + 1, n]`
+        (or each profile's own: `[B, m]` and `[B, m + 1, n]`).
       explicit_size: `K`, the number of explicit entries before the family (int64 scalar).
 
     Returns a dict:
