@@ -24,6 +24,7 @@ import warnings
 
 PACKAGE = __name__.rpartition(".")[0]
 _WATCHED = ("keras", "tensorflow")
+_MODELS = ("model", "contextual")  # the modules whose import registers every Keras class
 
 
 def _watched(name):
@@ -37,13 +38,14 @@ def _half_imported(name, module):
 def register_if_ready(finished=None):
     """Imports `tf_ama.model` if Keras is loaded, it is not yet imported, and no watched
     module other than `finished` (whose code has just run) is half-imported."""
-    if f"{PACKAGE}.model" in sys.modules or sys.modules.get("keras") is None:
+    if all(f"{PACKAGE}.{m}" in sys.modules for m in _MODELS) or sys.modules.get("keras") is None:
         return
     if any(_half_imported(name, module) for name, module in list(sys.modules.items())
            if name != finished):
         return
     try:
-        importlib.import_module(f"{PACKAGE}.model")
+        for module in _MODELS:
+            importlib.import_module(f"{PACKAGE}.{module}")
     except Exception as error:  # noqa: BLE001  (never break the importer's `import keras`)
         warnings.warn(f"tf_ama could not register its Keras classes ({type(error).__name__}: "
                       f"{error}); `import tf_ama.model` before keras.saving.load_model.",

@@ -316,23 +316,31 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
         micro_batch_size = default_micro_batch_size(model.setting.num_bidders,
                                                     len(menu.allocations))
     module = _ServingModule(menu, micro_batch_size)
+
+    def write(directory):
+        _write_saved_model(module, directory)
+        _write_assets(model, directory, prune, training_config, micro_batch_size, seed,
+                      kept_indices)
+
+    return write_version(base_dir, version, write)
+
+
+def write_version(base_dir, version, write):
+    """Calls `write(folder)` on a temporary folder of `base_dir`, renamed to the version
+    folder when complete (removed if anything fails); returns the version folder. A failed
+    write raises the ExportError of `_write_failure`."""
     try:
-        return _write_version(module, model, base_dir, version, prune, training_config,
-                              micro_batch_size, seed, kept_indices)
+        return _write_version(base_dir, version, write)
     except _WRITE_ERRORS as error:
         raise _write_failure(base_dir, error) from error
 
 
-def _write_version(module, model, base_dir, version, prune, training_config, micro_batch_size, seed,
-                   kept_indices):
-    """Writes the SavedModel into a temporary folder of `base_dir`, renamed to the version
-    folder when complete (removed if anything fails); returns the version folder."""
+def _write_version(base_dir, version, write):
     os.makedirs(base_dir, exist_ok=True)
     _remove_stale_temporaries(base_dir)
     temporary = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{_host()}-{os.getpid()}-", dir=base_dir)
     try:
-        _write_saved_model(module, temporary)
-        _write_assets(model, temporary, prune, training_config, micro_batch_size, seed, kept_indices)
+        write(temporary)
         # mkdtemp makes the folder owner-only; a server running as another user must read it.
         os.chmod(temporary, 0o777 & ~current_umask())
         while True:

@@ -1,0 +1,128 @@
+"""Training runs of contextual auctions: `tf-ama train contextual_a --sizes 2x5`.
+
+`train_contextual_run(setting, out, ...)` writes the same run directory as `train_run`
+(`tf_ama.runs`: config, TensorBoard logs, CSV history, atomic checkpoints, the final model)
+and resumes the same way: the auctions of a step are drawn from a stateless stream keyed by
+the optimizer step, and the checkpoint holds the optimizer's state and step, so a run killed
+at any moment resumes into the model an uninterrupted run ends with.
+
+The learning rate decays along a cosine from `learning_rate` to a tenth of it over the run
+(Keras `CosineDecay`, a function of the step: resumable), so that the run ends on a settled
+menu rather than on one noisy step. Validation is the exact revenue on `validation_samples`
+fresh auctions of every trained size (seed + 1).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import keras
+
+from tf_ama import checkpoints, runs, seeds
+from tf_ama.contexts import get_contextual_setting
+from tf_ama.contextual import ContextualAuction, contextual_dataset
+from tf_ama.data import fresh_valuations
+from tf_ama.training_config import TrainingConfig
+
+# The defaults of a contextual run where `TrainingConfig`'s (made for one fixed menu) do not
+# fit a network: smaller batches at a smaller learning rate.
+CONTEXTUAL_TRAINING = dict(steps=3000, batch_size=512, learning_rate=0.001)
+FINAL_LEARNING_RATE_FRACTION = 0.1
+# TrainingConfig fields a contextual run does not implement, with their neutral values.
+_UNSUPPORTED = dict(final_temperature=None, initial_temperature=None, exact_expectation=False,
+                    restarts=1, restart_steps=None, polish=False, polish_perturbations=0)
+
+
+def contextual_training(**overrides):
+    """The `TrainingConfig` of a contextual run: `CONTEXTUAL_TRAINING` and `overrides`."""
+    return TrainingConfig(**{**CONTEXTUAL_TRAINING, **overrides})
+
+
+def check_training(training):
+    """Refuses the `TrainingConfig` fields a contextual run does not implement."""
+    for field, neutral in _UNSUPPORTED.items():
+        if getattr(training, field) != neutral:
+            raise ValueError(f"`{field}` is not supported for contextual settings (got "
+                             f"{getattr(training, field)!r}); leave it at {neutral!r}.")
+    return training
+
+
+def validation_dataset(model, num_samples, seed):
+    """Fresh auctions of each of the model's sizes, one size per batch, concatenated."""
+    dataset = None
+    for size in model.sizes:
+        part = contextual_dataset(model.setting, size, num_samples, seed)
+        dataset = part if dataset is None else dataset.concatenate(part)
+    return dataset
+
+
+def train_contextual_run(setting, out, model_kwargs=None, training=None,
+                         verbose: Optional[int] = None, callbacks=()):
+    """Trains (or resumes, or loads if finished) a contextual run in directory `out`.
+
+    Args:
+      setting: a `ContextualSetting` or a built-in name (`contextual_a`, `contextual_b`).
+      out: the run directory.
+      model_kwargs: keyword arguments of `ContextualAuction` (sizes, menu_size, ...).
+      training: a `TrainingConfig` (default `contextual_training()`).
+    """
+    setting = get_contextual_setting(setting)
+    training = check_training(contextual_training() if training is None else training)
+    model = ContextualAuction(setting, **(model_kwargs or {}))
+    own = {k: v for k, v in model.get_config().items()
+           if k not in ("name", "trainable", "dtype", "setting")}
+    config = {"setting": setting.to_dict(), "model": own, "training": training.to_dict(),
+              "contextual": True}
+    config_path = os.path.join(out, runs.CONFIG)
+    backup = os.path.join(out, runs.BACKUP)
+    if os.path.exists(config_path):
+        previous = runs.read_config(out, repair=True)
+        if {k: previous.get(k) for k in config} != config:
+            raise ValueError(f"{out!r} holds another run ({config_path} differs from these "
+                             "arguments): use another --out, or the same arguments to resume.")
+        runs.remove_leftovers(out)
+        if os.path.exists(os.path.join(out, runs.MODEL)):
+            print(f"{out}: this run has finished; loading its model (nothing to train).")
+            checkpoints.remove_all(backup)
+            return runs.load_run(out)[0]
+    else:
+        os.makedirs(out, exist_ok=True)
+        runs.remove_leftovers(out)
+        runs.write_json_atomic(config_path, config)
+    validation = validation_dataset(model, training.validation_samples,
+                                    seeds.validation_seed(model.seed))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        training.learning_rate, training.steps, alpha=FINAL_LEARNING_RATE_FRACTION)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), jit_compile=False)
+    resume = checkpoints.latest(backup)
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    model.fit(
+        fresh_valuations(training.batch_size),
+        epochs=training.epochs,
+        steps_per_epoch=training.steps_per_epoch,
+        validation_data=validation,
+        callbacks=[
+            keras.callbacks.CSVLogger(os.path.join(out, runs.HISTORY), append=True),
+            keras.callbacks.TensorBoard(os.path.join(out, runs.LOGS)),
+            *callbacks,
+            checkpoints.EpochCheckpoint(backup, resume, config),
+        ],
+        verbose=verbose,
+        shuffle=False,
+    )
+    runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
+    checkpoints.remove_all(backup)
+    return model
+
+
+def is_contextual(setting):
+    """Whether `setting` names (or is) a contextual setting."""
+    from tf_ama.contexts import ContextualSetting, list_contextual_settings
+
+    return (isinstance(setting, ContextualSetting)
+            or (isinstance(setting, dict) and "sizes" in setting)
+            or setting in list_contextual_settings())
+
