@@ -45,6 +45,7 @@ CASES = {
          "SMALL_RANDOM_SEEDS": [20, 21], "VAL_SAMPLES": 0},
         240,
     ),
+    "05_contextual_auctions.ipynb": ({"HIDDEN": 8, "TEST_SIZES": ["2x3", "2x4"]}, 240),
 }
 
 

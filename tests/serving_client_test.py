@@ -365,6 +365,29 @@ def test_command_line(deployment, capsys):
     assert "must be >= 0" in err and "not valid JSON" in err and "Traceback" not in err
 
 
+def test_a_contextual_model_is_queried_with_its_contexts(tmp_path, capsys):
+    model = tf_ama.ContextualAuction("contextual_a", sizes=["2x3"], menu_size=4, hidden=8,
+                                     blocks=1)
+    served = _Served("ctx", export_saved_model(model, tmp_path / "ctx"))
+    bids, x, y = (t.numpy() for t in model.setting.sample(5, 3, "2x3", tf.float64))
+    want = served.run("serving_default", {"bids": bids, "bidder_context": x, "item_context": y})
+    with StandInRestServer(served) as rest, StandInGrpcServer(served) as grpc_server:
+        for made in (RestClient(rest.url, "ctx"), GrpcClient(grpc_server.target, "ctx")):
+            with made:
+                got = made.predict(bids, bidder_context=x, item_context=y)
+                for key in ("allocation", "payments", "menu_index", "owners"):
+                    np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+                with pytest.raises(ValueError, match="`item_context` must have shape"):
+                    made.predict(bids, bidder_context=x, item_context=y[:, :1])
+                with pytest.raises(ValueError, match="both"):
+                    made.predict(bids, bidder_context=x)
+        argv = ["--rest", rest.url, "--model", "ctx", "--bids", json.dumps(bids[:1].tolist()),
+                "--bidder-context", json.dumps(x[:1].tolist()),
+                "--item-context", json.dumps(y[:1].tolist())]
+        assert main(argv) == 0
+        assert json.loads(capsys.readouterr().out)["payments"] == want["payments"][:1].tolist()
+
+
 # ------------------------------------------------------------- malformed answers are refused
 class CannedRestServer(_LoopbackHttpServer):
     """Answers `POST ...:predict` with `answers[signature_name]` and any GET with

@@ -18,6 +18,12 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "annealing": ("TemperatureScheduler", "annealing_schedule", "phase_schedule"),
     "baseline_auctions": ("baseline_details", "baselines"),
+    "contexts": ("ContextualSetting", "get_contextual_setting", "list_contextual_settings",
+                 "register_value_model"),
+    "contextual": ("ContextualAuction", "contextual_dataset"),
+    "contextual_evaluation": ("evaluate_contextual",),
+    "contextual_menu": ("ContextualMenu",),
+    "contextual_training": ("train_contextual_run",),
     "distributions": ("list_distributions", "register_distribution"),
     "evaluation": ("EvaluationReport", "MenuEntry", "evaluate", "format_menu_table",
                    "menu_usage", "prune"),

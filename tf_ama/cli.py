@@ -32,6 +32,7 @@ import sys
 
 
 def _settings(args):
+    from tf_ama.contexts import get_contextual_setting, list_contextual_settings
     from tf_ama.settings import ANCHORS, get_setting, list_settings
 
     rows = [("setting", "bidders x items", "demand", "values", "reference revenue")]
@@ -42,6 +43,11 @@ def _settings(args):
         rows.append((name, setting.shape_name, setting.demand,
                      f"{setting.distribution}({params})",
                      f"{anchor[1]} ({anchor[0]})" if anchor else ""))
+    for name in list_contextual_settings():  # contexts: tf-ama train NAME --sizes MxN
+        setting = get_contextual_setting(name)
+        rows.append((name, ",".join(f"{m}x{n}" for m, n in setting.sizes), setting.demand,
+                     f"{setting.values}(contexts d={setting.bidder_features},"
+                     f"{setting.item_features})", "per-context Myerson (tf-ama train)"))
     print(_table(rows))
 
 
@@ -56,6 +62,14 @@ def _baselines(args):
 
 
 def _train(args):
+    from tf_ama.contextual_training import is_contextual
+
+    if is_contextual(args.setting):
+        return _train_contextual(args)
+    given = [flag for flag, dest in CONTEXTUAL_FLAGS.items() if hasattr(args, dest)]
+    if given:
+        raise ValueError(f"{', '.join(given)}: only for contextual settings "
+                         "(tf-ama settings lists them).")
     from tf_ama import runs, seeds
     from tf_ama.evaluation import evaluate
     from tf_ama.plots import plot_separable_boosts, plot_training_curves
@@ -89,6 +103,26 @@ def _train(args):
           f"TensorBoard logs in {os.path.join(args.out, runs.LOGS)})")
 
 
+def _train_contextual(args):
+    """`tf-ama train contextual_a --sizes 2x5 ...`: `tf_ama.contextual_training`."""
+    from tf_ama import runs
+    from tf_ama.contextual_evaluation import evaluate_contextual, format_reports
+    from tf_ama.contextual_training import contextual_defaults, train_contextual_run
+
+    if args.recipe != "default":
+        raise ValueError("--recipe: contextual settings have one recipe, the default.")
+    given = {name: getattr(args, name) for section in ("model", "training", "contextual")
+             for name in args.sections[section] if hasattr(args, name)}
+    model_kwargs, training = contextual_defaults(args.setting, given)
+    model = train_contextual_run(args.setting, args.out, model_kwargs, training)
+    reports = evaluate_contextual(model, num_samples=training.evaluation_samples)
+    runs.write_json_atomic(os.path.join(args.out, runs.EVALUATION),
+                           {size: report.to_dict() for size, report in reports.items()})
+    print(format_reports(reports))
+    print(f"\nrun directory: {args.out} (model.keras, evaluation.json, TensorBoard logs in "
+          f"{os.path.join(args.out, runs.LOGS)})")
+
+
 def _load_any(path):
     """A model from a run directory or from an exported SavedModel version directory."""
     from tf_ama import runs
@@ -106,15 +140,33 @@ def _load_any(path):
 def _evaluate(args):
     from tf_ama.evaluation import evaluate
 
-    report = evaluate(_load_any(args.path), num_samples=args.samples, seed=args.seed,
+    model = _load_any(args.path)
+    if _contextual_model(model):
+        from tf_ama.contextual_evaluation import evaluate_contextual, format_reports
+
+        reports = evaluate_contextual(model, sizes=args.sizes, num_samples=args.samples,
+                                      seed=args.seed)
+        print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2) if args.json
+              else format_reports(reports))
+        return
+    if args.sizes is not None:
+        raise ValueError("--sizes: only for a contextual model.")
+    report = evaluate(model, num_samples=args.samples, seed=args.seed,
                       jit_compile=not args.no_xla)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_table())
+
+
+def _contextual_model(model):
+    return type(model).__name__ == "ContextualAuction"
 
 
 def _menu(args):
     from tf_ama.evaluation import format_menu_table, menu_usage
 
     model = _load_any(args.path)
+    if _contextual_model(model):
+        raise ValueError("A contextual model has a menu per auction; see its `menu` signature "
+                         "once exported (tf-ama export), or model.menu(contexts) in Python.")
     entries = menu_usage(model, num_samples=args.samples, seed=args.seed,
                          jit_compile=not args.no_xla)
     print(format_menu_table(entries))
@@ -140,7 +192,7 @@ def _export(args):
     print(export_saved_model(
         model, args.base_dir, version=args.version, prune=args.prune,
         prune_samples=args.prune_samples, seed=args.seed,
-        training_config=config.get("training")))
+        training_config=config.get("training"), sizes=args.sizes))
 
 
 def _query(args):
@@ -151,11 +203,18 @@ def _query(args):
     if args.rest and any(tls.values()):
         raise ValueError("--tls* options are for --grpc; for REST use an https:// URL (a "
                          "private CA: set REQUESTS_CA_BUNDLE=ca.pem)")
+    contexts = {}
     if args.bids is not None:
         try:
             bids = json.loads(args.bids)
+            contexts = {name: json.loads(text) for name, text in (
+                ("bidder_context", args.bidder_context), ("item_context", args.item_context))
+                if text is not None}
         except json.JSONDecodeError as error:
-            raise ValueError(f"--bids is not valid JSON: {error}") from None
+            raise ValueError(f"--bids, --bidder-context or --item-context is not valid JSON: "
+                             f"{error}") from None
+    elif args.bidder_context is not None or args.item_context is not None:
+        raise ValueError("--bidder-context and --item-context go with --bids.")
     from tf_ama.serving_client import GrpcClient, RestClient
 
     if args.rest:
@@ -166,7 +225,7 @@ def _query(args):
         if args.metadata:
             result = client.metadata()
         else:
-            result = client.menu() if args.menu else client.predict(bids)
+            result = client.menu() if args.menu else client.predict(bids, **contexts)
             result = {key: value.tolist() for key, value in result.items()}
     print(json.dumps(result, indent=2))
 
@@ -207,6 +266,18 @@ def _checked(check, parse, **bounds):
 TRAINABLE_MENU_KINDS = ("lottery", "deterministic", "separable", "lottery+separable")
 RECIPES = ("default", "paper")  # tf_ama.recipes.RECIPES (tests/cli_test.py checks)
 _COUNT = _checked("integer", int, minimum=1)
+# The flags of contextual settings only (tf_ama.ContextualAuction), with their destinations.
+CONTEXTUAL_FLAGS = {"--sizes": "sizes", "--hidden": "hidden", "--heads": "heads",
+                    "--blocks": "blocks"}
+
+
+def _sizes(text):
+    from tf_ama.contexts import parse_size  # no TensorFlow (imported when auctions are drawn)
+
+    try:
+        return [parse_size(part) for part in text.split(",")]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 _SEED = _checked("seed", int)
 _POSITIVE = _checked("number", float, above=0)
 
@@ -241,9 +312,13 @@ def _add_train_arguments(sub):
     argument is one flag here. A flag not given is not set (argparse.SUPPRESS); the
     `default=` below is only what `--help` shows for settings the recipe leaves alone (the
     library's default, tests/cli_test.py checks that they agree)."""
-    sections = {"model": [], "training": []}
+    sections = {"model": [], "training": [], "contextual": []}
     groups = {"model": sub.add_argument_group("model (tf_ama.AffineMaximizerAuction, its menu)"),
-              "training": sub.add_argument_group("training (tf_ama.TrainingConfig)")}
+              "training": sub.add_argument_group("training (tf_ama.TrainingConfig)"),
+              "contextual": sub.add_argument_group(
+                  "contextual settings only (tf_ama.ContextualAuction; the model flags above "
+                  "--menu, --menu-size, --seed, --temperature, --learn-bidder-weights and "
+                  "--micro-batch-size apply too)")}
 
     def add(section, *flags, default=None, help=None, **options):
         shown = "default: the recipe's" + ("" if default is None else f", else {default}")
@@ -321,6 +396,12 @@ def _add_train_arguments(sub):
     add("training", "--polish-perturbations", type=_checked("integer", int, minimum=0),
         default=0, help="then an iterated local search of this many perturbations (for a "
                         "discrete prior's exact expectation, which it cannot overfit)")
+    add("contextual", "--sizes", type=_sizes, default="the setting's",
+        help="market sizes to train on, e.g. 2x5 or 3x5,3x10 (batches of one size at a time)")
+    add("contextual", "--hidden", type=_COUNT, default=32, help="the menu network's width")
+    add("contextual", "--heads", type=_COUNT, default=2, help="attention heads")
+    add("contextual", "--blocks", type=_COUNT, default=2,
+        help="blocks of attention along items and along bidders")
     sub.set_defaults(sections=sections, shown_defaults=defaults)
     return sub
 
@@ -341,6 +422,9 @@ def _add_export_arguments(sub):
     sub.add_argument("--seed", type=_SEED, default=None,
                      help="seed of the --prune profiles and of the warm-up bids (default: the "
                           "model's seed + 1, its validation sample)")
+    sub.add_argument("--sizes", type=_sizes, default=None,
+                     help="a contextual model: the sizes served, e.g. 2x5,3x7 (default: the "
+                          "trained ones)")
     return sub
 
 
@@ -358,6 +442,8 @@ def _add_query_arguments(sub):
     what.add_argument("--bids", help="JSON [batch][bidder][item], e.g. '[[[0.5,0.2],[0.3,0.9]]]'")
     what.add_argument("--menu", action="store_true", help="print the served menu")
     what.add_argument("--metadata", action="store_true", help="print the signatures")
+    sub.add_argument("--bidder-context", help="a contextual model: JSON [batch][bidder][feature]")
+    sub.add_argument("--item-context", help="a contextual model: JSON [batch][item][feature]")
     sub.add_argument("--timeout", type=_POSITIVE, default=30.0, help="seconds per request")
     tls = sub.add_argument_group("gRPC over TLS (for REST, use an https:// URL)")
     tls.add_argument("--tls", action="store_true", help="TLS with gRPC's default root CAs")
@@ -389,6 +475,9 @@ def build_parser():
 
     sub = _add_model_command(commands, "evaluate", "exact evaluation against the baselines")
     sub.add_argument("--json", action="store_true")
+    sub.add_argument("--sizes", type=_sizes, default=None,
+                     help="a contextual model: the sizes to evaluate, e.g. 3x7 (default: the "
+                          "trained ones)")
     sub.set_defaults(run=_evaluate)
 
     sub = _add_model_command(commands, "menu", "the menu entries actually used")

@@ -39,12 +39,10 @@ import dataclasses
 import json
 from typing import Any, Callable, Optional
 
-import tensorflow as tf
-import tensorflow_probability as tfp
-
 from tf_ama import checks
 
-tfd = tfp.distributions
+# TensorFlow is imported only when auctions are drawn, so that listing the settings and
+# parsing `--sizes` (the command line) start without it, as in tf_ama.settings.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,16 +72,26 @@ def register_value_model(name, distribution, uniform_bounds=None):
 
 def affinity(bidder_context, item_context):
     """`sigmoid(<x_i, y_j>)` `[N, m, n]`: how much bidder i can value item j (settings A, B)."""
+    import tensorflow as tf
+
     return tf.sigmoid(tf.einsum("bid,bjd->bij", bidder_context, item_context))
 
 
 def _sigmoid_uniform(bidder_context, item_context, dtype):
+    import tensorflow as tf
+    import tensorflow_probability as tfp
+
     high = tf.cast(affinity(bidder_context, item_context), dtype)
-    return tfd.Independent(tfd.Uniform(tf.zeros_like(high), high), reinterpreted_batch_ndims=2,
-                           name="SigmoidUniformValues")
+    return tfp.distributions.Independent(
+        tfp.distributions.Uniform(tf.zeros_like(high), high), reinterpreted_batch_ndims=2,
+        name="SigmoidUniformValues")
 
 
 def _sigmoid_split(bidder_context, item_context, dtype):
+    import tensorflow as tf
+    import tensorflow_probability as tfp
+
+    tfd = tfp.distributions
     scale = tf.cast(affinity(bidder_context, item_context), dtype)
     if scale.shape[-1] != 2:
         raise ValueError(f"Value model 'sigmoid_split' (setting B) is for two items; got "
@@ -165,10 +173,15 @@ class ContextualSetting:
     def demand(self):
         return "additive"
 
-    def sample(self, num_samples, seed, size, dtype=tf.float32):
+    def sample(self, num_samples, seed, size, dtype="float32"):
         """`(bids [N, m, n], bidder_context [N, m, d_x], item_context [N, n, d_y])` for
         `num_samples` auctions of `size` (stateless: the same `seed` gives the same triple)."""
+        import tensorflow as tf
+        import tensorflow_probability as tfp
+
         from tf_ama import distributions
+
+        dtype = tf.as_dtype(dtype)
 
         num_bidders, num_items = parse_size(size)
         context_seed, item_seed, value_seed = tfp.random.split_seed(
@@ -181,13 +194,17 @@ class ContextualSetting:
         return bids, bidder_context, item_context
 
     def _contexts(self, shape, seed, dtype):
+        import tensorflow as tf
+
         return tf.random.stateless_uniform(shape, seed, self.context_low, self.context_high,
                                            dtype=dtype)
 
-    def value_distribution(self, bidder_context, item_context, dtype=tf.float32):
+    def value_distribution(self, bidder_context, item_context, dtype="float32"):
         """The value model's TFP distribution given the contexts (event shape `[m, n]`)."""
+        import tensorflow as tf
+
         distribution = VALUE_MODELS[self.values].distribution(
-            bidder_context, item_context, dtype, **self.values_params)
+            bidder_context, item_context, tf.as_dtype(dtype), **self.values_params)
         expected = [bidder_context.shape[1], item_context.shape[1]]
         if distribution.event_shape.as_list() != expected:
             raise ValueError(f"Value model {self.values!r} gave event shape "
@@ -210,6 +227,8 @@ class ContextualSetting:
         bounds = VALUE_MODELS[self.values].uniform_bounds
         if bounds is None:
             return None
+        import tensorflow as tf
+
         s = bounds(bidder_context, item_context, **self.values_params)
         return tf.concat([-0.5 * s, tf.zeros_like(s[:, :1])], axis=1)
 

@@ -146,6 +146,8 @@ class ContextualMenu(keras.layers.Layer):
             keras.layers.Dense(learned, activation="relu", kernel_initializer=init(4)),
             keras.layers.Dense(learned, kernel_initializer=init(5))],
             name="boosts") if learned else None
+        # The Myerson start stays float64: Keras would cast every input to float32.
+        self._convert_input_args = False
         self.weight_head = keras.layers.Dense(1, kernel_initializer="zeros", name="log_weights"
                                               ) if self.learn_bidder_weights else None
         self.family_head = keras.layers.Dense(1, kernel_initializer="zeros",

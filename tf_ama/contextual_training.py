@@ -40,6 +40,45 @@ def contextual_training(**overrides):
     return TrainingConfig(**{**CONTEXTUAL_TRAINING, **overrides})
 
 
+def default_menu_size(sizes):
+    """64 entries; 128 when a trained size has 20 or more bidder-item pairs (3x10)."""
+    return 128 if max(m * n for m, n in sizes) >= 20 else 64
+
+
+# `tf-ama train --menu` for a contextual menu: whether the family joins, and whether there
+# are lotteries (menu_size 1: the family alone).
+_MENU_KINDS = {"lottery+separable": True, "lottery": False, "separable": True}
+
+
+def contextual_defaults(setting, given):
+    """`(model_kwargs, TrainingConfig)` of `tf-ama train` for a contextual setting: the
+    command line's `given` arguments (names as in `AffineMaximizerAuction`, `TrainingConfig`
+    and `ContextualAuction`) over the defaults; arguments that have no meaning for a
+    contextual menu are refused by name."""
+    setting = get_contextual_setting(setting)
+    given = dict(given)
+    kind = given.pop("menu", "lottery+separable")
+    if kind not in _MENU_KINDS:
+        raise ValueError(f"--menu {kind}: a contextual menu is one of {sorted(_MENU_KINDS)}.")
+    training_fields = {f for f in TrainingConfig.__dataclass_fields__}
+    training = {k: given.pop(k) for k in list(given) if k in training_fields}
+    model = {"separable": _MENU_KINDS[kind]}
+    if given.get("micro_batch_size") == "auto":
+        given["micro_batch_size"] = None
+    for name in ("sizes", "menu_size", "seed", "temperature", "learn_bidder_weights",
+                 "micro_batch_size", "hidden", "heads", "blocks"):
+        if name in given:
+            model[name] = given.pop(name)
+    if given:
+        raise ValueError(f"Not for a contextual setting: {sorted(given)}.")
+    sizes = model.setdefault("sizes", setting.sizes)
+    model["menu_size"] = 1 if kind == "separable" else model.get("menu_size",
+                                                                 default_menu_size(sizes))
+    if model.get("learn_bidder_weights") is None:
+        model.pop("learn_bidder_weights", None)
+    return model, contextual_training(**training)
+
+
 def check_training(training):
     """Refuses the `TrainingConfig` fields a contextual run does not implement."""
     for field, neutral in _UNSUPPORTED.items():

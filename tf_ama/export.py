@@ -122,8 +122,21 @@ def _existing_versions(base_dir):
     return sorted(int(name) for name in os.listdir(base_dir) if name.isdigit())
 
 
+_EXISTING = ("Version {version} already exists in {base_dir!r} and is never overwritten. Pass "
+             "version=None (--version omitted) to export the next free version, or delete it.")
+
+
+def _check_training_config(training_config):
+    if training_config is not None:
+        try:
+            json.dumps(training_config)
+        except (TypeError, ValueError) as error:
+            raise ExportError(f"`training_config` must be JSON-serializable: {error}") from None
+
+
 def _check_arguments(model, base_dir, version, prune, prune_samples, micro_batch_size):
-    if not isinstance(model, AffineMaximizerAuction):
+    """Checks the arguments (`model` too, unless None)."""
+    if model is not None and not isinstance(model, AffineMaximizerAuction):
         raise ExportError(
             f"`model` must be a tf_ama.AffineMaximizerAuction; got {type(model).__name__}. "
             "Load a trained run with tf_ama.runs.load_run(RUN_DIR)[0], or build a fixed one "
@@ -253,11 +266,12 @@ def _write_assets(model, directory, pruned, training_config, micro_batch_size, s
 
 def export_saved_model(model, base_dir, version=None, prune=False, prune_samples=100_000,
                        seed=None, training_config=None, micro_batch_size=None, *,
-                       chunk_size=checks.RENAMED) -> str:
+                       sizes=None, chunk_size=checks.RENAMED) -> str:
     """Exports `model` as `<base_dir>/<version>` (TF Serving layout); returns that path.
 
     Args:
-      model: a `tf_ama.AffineMaximizerAuction` (learned or fixed).
+      model: a `tf_ama.AffineMaximizerAuction` (learned or fixed), or a
+        `tf_ama.ContextualAuction` (`tf_ama.contextual_export`: signatures with contexts).
       base_dir: the model's folder, e.g. `models/additive_2x2_uniform` (created if missing).
       version: an int >= 1 that does not exist yet, or None for the next free version (one
         more than the highest existing one). An existing version is never overwritten.
@@ -269,6 +283,8 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
       micro_batch_size: profiles per block of the exported graph (see the module docstring);
         default `tf_ama.mechanism.default_micro_batch_size(num_bidders, menu_size)` of the
         exported menu. (`chunk_size`: its deprecated name.)
+      sizes: a contextual model only: the sizes `(m, n)` (or `"3x7"`) served (default: the
+        ones it was trained on).
 
     Returns:
       The path of the new version folder.
@@ -282,22 +298,30 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
     """
     micro_batch_size = checks.renamed("chunk_size", chunk_size, "micro_batch_size",
                                       micro_batch_size)
+    if type(model).__name__ == "ContextualAuction":
+        if prune:
+            raise ExportError("`prune` is for one fixed menu; a contextual model computes a "
+                              "menu per auction.")
+        _check_arguments(None, base_dir, version, prune, prune_samples, micro_batch_size)
+        _check_training_config(training_config)
+        if version is not None and os.path.exists(os.path.join(base_dir, str(version))):
+            raise ExportError(_EXISTING.format(version=version, base_dir=os.fspath(base_dir)))
+        from tf_ama.contextual_export import export_contextual
+
+        return export_contextual(model, base_dir, version, sizes, training_config,
+                                 micro_batch_size)
+    if sizes is not None:
+        raise ExportError("`sizes` is for a contextual model (tf_ama.ContextualAuction).")
     _check_arguments(model, base_dir, version, prune, prune_samples, micro_batch_size)
     try:
         import tensorflow_serving.apis  # noqa: F401  (the warm-up requests)
     except ImportError:
         raise ExportError("Exporting writes TF Serving warm-up requests, which needs "
                           "tensorflow-serving-api: pip install -e \".[serving]\"") from None
-    if training_config is not None:
-        try:
-            json.dumps(training_config)
-        except (TypeError, ValueError) as error:
-            raise ExportError(f"`training_config` must be JSON-serializable: {error}") from None
+    _check_training_config(training_config)
     base_dir = os.fspath(base_dir)
     if version is not None and os.path.exists(os.path.join(base_dir, str(version))):
-        raise ExportError(
-            f"Version {version} already exists in {base_dir!r} and is never overwritten. Pass "
-            "version=None (--version omitted) to export the next free version, or delete it.")
+        raise ExportError(_EXISTING.format(version=version, base_dir=base_dir))
 
     seed = seeds.validation_seed(model.seed) if seed is None else checks.seed("seed", seed)
     kept_indices = None
@@ -417,6 +441,12 @@ def load_menu_model(saved_model_version_dir):
     """
     version_dir = resolve_version_dir(saved_model_version_dir)
     config = read_export_config(version_dir)
+    if config.get("contextual"):
+        raise ExportError(
+            f"{str(version_dir)!r} is a contextual auction: its SavedModel computes a menu per "
+            "auction from the contexts, so there is no one menu to rebuild. Evaluate its run "
+            "directory (tf-ama evaluate RUN_DIR --sizes ...), or query the served model with "
+            "contexts (tf-ama query ... --bidder-context ... --item-context ...).")
     try:
         setting = Setting.from_dict(config["setting"])
     except (TypeError, ValueError) as error:

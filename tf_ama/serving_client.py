@@ -41,6 +41,33 @@ from tf_ama.serving_checks import (MENU_OUTPUTS, OUTPUTS, ServingError,  # noqa:
                                    check_menu, check_outcome, json_type, malformed)
 
 SERVING_SIGNATURE = "serving_default"
+
+
+def _contexts(bids, bidder_context, item_context, validate):
+    """`{name: float64 array}` of the contexts given (both or neither), checked like bids
+    (finite, `[batch, m, d_x]` and `[batch, n, d_y]` matching `bids`) if `validate`."""
+    if (bidder_context is None) != (item_context is None):
+        raise ValueError("Give both `bidder_context` and `item_context` (a contextual model), "
+                         "or neither.")
+    if bidder_context is None:
+        return {}
+    contexts = {}
+    for name, value, axis in (("bidder_context", bidder_context, 1),
+                              ("item_context", item_context, 2)):
+        array = (np.asarray(value) if isinstance(value, np.ndarray) or hasattr(value, "numpy")
+                 else real_array(value, name).astype(np.float64))
+        if validate:
+            if array.dtype != np.float64:
+                raise TypeError(f"`{name}` must be float64; got {array.dtype}.")
+            if array.ndim != 3 or array.shape[0] != bids.shape[0] or (
+                    array.shape[1] != bids.shape[axis]):
+                raise ValueError(f"`{name}` must have shape [batch={bids.shape[0]}, "
+                                 f"{'num_bidders' if axis == 1 else 'num_items'}="
+                                 f"{bids.shape[axis]}, features]; got {list(array.shape)}.")
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"`{name}` must be finite (no NaN or inf).")
+        contexts[name] = array
+    return contexts
 MENU_SIGNATURE = "menu"
 
 
@@ -198,16 +225,21 @@ class RestClient(_Closing):
                              {"signature_name": signature_name, "inputs": inputs})
         return _field(body, "outputs", dict, "an object of named outputs")
 
-    def predict(self, bids, validate=True):
+    def predict(self, bids, validate=True, bidder_context=None, item_context=None):
         """The exact outcome of `bids` `[batch, m, n]`: numpy `allocation` float64
         `[batch, m, n]`, `payments` float64 `[batch, m]`, `menu_index` int64 `[batch]`.
+        A contextual model (`tf_ama.ContextualAuction`) needs `bidder_context` `[batch, m,
+        d_x]` and `item_context` `[batch, n, d_y]` too (float64 or nested lists).
         `validate=False` skips the client-side check of the bids (the server still checks).
         The answer is always checked (`tf_ama.serving_checks.check_outcome`): `ServingError`
         if it is malformed."""
         if validate:
             bids = validate_bids(bids)
         bids = np.asarray(bids)
-        outputs = self.predict_raw({"bids": bids.tolist()})
+        inputs = {"bids": bids.tolist(), **{
+            name: value.tolist() for name, value in _contexts(
+                bids, bidder_context, item_context, validate).items()}}
+        outputs = self.predict_raw(inputs)
         return check_outcome(outputs, _sent(bids), self.menu_size)
 
     def menu(self):
@@ -322,7 +354,7 @@ class GrpcClient(_Closing):
                 raise malformed(key, "a valid TensorProto", f"{type(error).__name__}: {error}")
         return outputs
 
-    def predict(self, bids, validate=True):
+    def predict(self, bids, validate=True, bidder_context=None, item_context=None):
         """As `RestClient.predict`; float64 bits travel unchanged."""
         import tensorflow as tf
 
@@ -331,7 +363,10 @@ class GrpcClient(_Closing):
             proto = tf.make_tensor_proto(bids, dtype=tf.float64)
         else:
             proto = tf.make_tensor_proto(np.asarray(bids))  # sent as is: the server checks
-        return check_outcome(self.predict_raw({"bids": proto}), _sent(bids), self.menu_size)
+        inputs = {"bids": proto, **{
+            name: tf.make_tensor_proto(value) for name, value in _contexts(
+                np.asarray(bids), bidder_context, item_context, validate).items()}}
+        return check_outcome(self.predict_raw(inputs), _sent(bids), self.menu_size)
 
     def menu(self):
         """As `RestClient.menu`."""

@@ -1,0 +1,192 @@
+"""Contextual auctions (issue 16): the acceptance table, the lottery AMA without contexts, and
+transfer to unseen sizes.
+
+    python benchmarks/contextual_runs.py --out runs/contextual --jobs contextual [--rows 0 2]
+    python benchmarks/contextual_runs.py --out runs/contextual --jobs lottery
+    python benchmarks/contextual_runs.py --out runs/contextual --jobs transfer
+    python benchmarks/contextual_runs.py --out runs/contextual --table benchmarks/contextual_runs.md
+
+* `contextual`: `tf-ama train SETTING --sizes SIZE --seed S` (the product's defaults), per
+  row and seed; exact revenue on the 100 000 auctions of the run's evaluation seed (seed + 2),
+  against per-context VCG and Myerson on the same auctions (`tf_ama.contextual_evaluation`).
+* `lottery`: a lottery AMA (K = 1024, the paper's menu, lambda 100, 2000 steps of 4096 at
+  Adam 0.01) trained on 2^20 bid profiles of the same setting and size, contexts dropped,
+  evaluated exactly on the bids of the same 100 000 auctions as the contextual run of that
+  seed.
+* `transfer`: models trained on some sizes and evaluated on unseen ones, and models trained
+  on those sizes, for the gap.
+
+Runs resume where they stopped; finished ones are only read. Minutes are wall-clock minutes
+of each `tf-ama train` process (the machine may be shared: see the README's notes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from recipe_runs import read, run
+
+# (setting, size, seeds, flags beyond the defaults): issue 16's acceptance rows. 3x10 runs
+# 2000 steps of 256 auctions (its step costs ~4x a 2x5 step: the 2-core time budget).
+ROWS = (
+    ("contextual_a", "2x5", (0, 1, 2), ()),
+    ("contextual_b", "5x2", (0, 1, 2), ()),
+    ("contextual_a", "3x10", (0, 1, 2), ("--steps", "2000", "--batch-size", "256")),
+)
+# (setting, trained sizes, evaluated unseen sizes, seed)
+TRANSFER = (
+    ("contextual_a", "3x5,3x10", "3x7", 0),
+    ("contextual_b", "2x2,3x2,4x2,5x2", "8x2", 0),
+)
+EVALUATION_SAMPLES = 100_000
+
+
+def row_dir(out, setting, sizes, seed):
+    return os.path.join(out, f"{setting}-{sizes.replace(',', '_')}", f"seed-{seed}")
+
+
+def contextual_jobs(out, rows):
+    for index in rows:
+        setting, size, seeds, flags = ROWS[index]
+        for seed in seeds:
+            run(["train", setting, "--sizes", size, "--seed", str(seed), *flags],
+                row_dir(out, setting, size, seed))
+
+
+def lottery_without_contexts(setting_name, size, seed, path):
+    """Trains and evaluates the lottery AMA on the bids alone; writes `path/lottery.json`."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import tf_ama
+    from tf_ama.contexts import get_contextual_setting, parse_size
+
+    target = os.path.join(path, "lottery.json")
+    if os.path.exists(target):
+        return read(path, "lottery.json")
+    start = time.perf_counter()
+    contextual = get_contextual_setting(setting_name)
+    num_bidders, num_items = parse_size(size)
+    bids = contextual.sample(1 << 20, seed=seed + 1000, size=size)[0]
+    setting = tf_ama.Setting(f"{setting_name}_{size}_bids", num_bidders, num_items)
+    model = tf_ama.AffineMaximizerAuction(setting, menu="lottery", menu_size=1024, seed=seed)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    data = tf.data.Dataset.from_tensor_slices(bids).shuffle(1 << 16, seed=seed).batch(
+        4096, drop_remainder=True).repeat()
+    model.fit(data, epochs=20, steps_per_epoch=100, verbose=2)
+    evaluation = contextual.sample(EVALUATION_SAMPLES, seed + 2, size, tf.float64)[0]
+    revenue = np.concatenate([
+        tf.reduce_sum(model(evaluation[i:i + 8192])["payments"], axis=1).numpy()
+        for i in range(0, EVALUATION_SAMPLES, 8192)])
+    result = {"revenue": float(revenue.mean()),
+              "revenue_stderr": float(revenue.std(ddof=1) / np.sqrt(len(revenue))),
+              "seconds": time.perf_counter() - start}
+    os.makedirs(path, exist_ok=True)
+    with open(target, "w") as file:
+        json.dump(result, file)
+    return result
+
+
+def lottery_jobs(out, rows, seeds=None):
+    for index in rows:
+        setting, size, row_seeds, _ = ROWS[index]
+        for seed in row_seeds if seeds is None else seeds:
+            lottery_without_contexts(setting, size, seed,
+                                     os.path.join(row_dir(out, setting, size, seed), "lottery"))
+
+
+def transfer_jobs(out):
+    for setting, trained, unseen, seed in TRANSFER:
+        path = row_dir(out, setting, trained, seed)
+        run(["train", setting, "--sizes", trained, "--seed", str(seed)], path)
+        target = os.path.join(path, "transfer.json")
+        if not os.path.exists(target):
+            result = subprocess.run(
+                [sys.executable, "-m", "tf_ama.cli", "evaluate", path, "--sizes", unseen,
+                 "--json"], check=True, capture_output=True, text=True)
+            with open(target, "w") as file:
+                file.write(result.stdout)
+        for size in unseen.split(","):  # the same size trained on directly
+            run(["train", setting, "--sizes", size, "--seed", str(seed)],
+                row_dir(out, setting, size, seed))
+
+
+def _mean(values):
+    return f"{statistics.mean(values):.4f}" if values else "-"
+
+
+def table(out):
+    lines = ["| setting | flags | revenue: mean (each seed) | per-context Myerson | gain over "
+             "Myerson (paired, mean ± se of each seed) | VCG | lottery AMA without contexts | "
+             "minutes per seed |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for setting, size, seeds, flags in ROWS:
+        reports, lotteries, minutes = [], [], []
+        for seed in seeds:
+            path = row_dir(out, setting, size, seed)
+            if not os.path.exists(os.path.join(path, "evaluation.json")):
+                continue
+            reports.append(read(path)[size])
+            minutes.append(read(path, "seconds.json") / 60)
+            if os.path.exists(os.path.join(path, "lottery", "lottery.json")):
+                lotteries.append(read(os.path.join(path, "lottery"), "lottery.json")["revenue"])
+        if not reports:
+            continue
+        revenues = [r["revenue"] for r in reports]
+        gains = ", ".join(f"{r['gain']:+.4f} ± {r['gain_stderr']:.4f}" for r in reports)
+        lines.append(
+            f"| {setting} | {' '.join(('--sizes', size) + flags)} | **{_mean(revenues)}** ({', '.join(f'{v:.4f}' for v in revenues)}) "
+            f"| {_mean([r['myerson'] for r in reports])} | {gains} "
+            f"| {_mean([r['vcg'] for r in reports])} | {_mean(lotteries)} "
+            f"| {_mean(minutes)} |")
+    lines += ["", "| setting | trained on | evaluated on | revenue | VCG | Myerson | trained on "
+              "that size | gap |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for setting, trained, unseen, seed in TRANSFER:
+        path = os.path.join(row_dir(out, setting, trained, seed), "transfer.json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as file:
+            reports = json.load(file)
+        for size in unseen.split(","):
+            report = reports[size]
+            direct_path = row_dir(out, setting, size, seed)
+            direct = (read(direct_path)[size]["revenue"]
+                      if os.path.exists(os.path.join(direct_path, "evaluation.json")) else None)
+            direct_cell = "-" if direct is None else f"{direct:.4f}"
+            gap = "-" if direct is None else f"{report['revenue'] - direct:+.4f}"
+            lines.append(
+                f"| {setting} | {trained} | {size} | {report['revenue']:.4f} | "
+                f"{report['vcg']:.4f} | {report['myerson']:.4f} | {direct_cell} | {gap} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--jobs", choices=("contextual", "lottery", "transfer"))
+    parser.add_argument("--rows", type=int, nargs="*", default=list(range(len(ROWS))))
+    parser.add_argument("--seeds", type=int, nargs="*", default=None,
+                        help="lottery jobs: only these seeds (default: the row's)")
+    parser.add_argument("--table", help="write the markdown tables here")
+    args = parser.parse_args()
+    if args.jobs == "contextual":
+        contextual_jobs(args.out, args.rows)
+    elif args.jobs == "lottery":
+        lottery_jobs(args.out, args.rows, args.seeds)
+    elif args.jobs == "transfer":
+        transfer_jobs(args.out)
+    text = table(args.out)
+    print(text)
+    if args.table:
+        with open(args.table, "w") as file:
+            file.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""Contextual auctions (issue 16): the menu network, the model, training, evaluation, export.
+
+Strategyproofness is asserted, not assumed: the regret certificate is 0 up to rounding on
+random contexts and bids, and no misreport gains a bidder anything; permuting bidders or
+items permutes the menu; the untrained family is per-context Myerson; the exported model
+serves bit for bit the exact outcome of the menu its `menu` signature returns.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_ama
+from tf_ama import exactness
+from tf_ama.cli import main
+from tf_ama.contextual import ContextualAuction, contextual_dataset
+from tf_ama.contextual_evaluation import baseline_revenues, evaluate_contextual
+from tf_ama.contextual_training import contextual_training, train_contextual_run
+from tf_ama.mechanism import exact_outcome
+
+SMALL = dict(menu_size=6, hidden=8, heads=2, blocks=1)
+
+
+def small_model(sizes=("2x3",), **kwargs):
+    return ContextualAuction("contextual_a", sizes=list(sizes), **{**SMALL, **kwargs})
+
+
+def test_the_menu_is_feasible_in_float64_for_any_size():
+    model = small_model()
+    for size in ("1x1", "2x3", "4x7"):
+        _, x, y = model.setting.sample(16, 0, size, tf.float64)
+        menu = model.menu(x, y, tf.float64)
+        m, n = x.shape[1], y.shape[1]
+        assert menu.allocations.shape == (16, 6, m, n) and menu.boosts.shape == (16, 6)
+        assert np.all(menu.allocations.numpy() >= 0)
+        assert np.all(menu.allocations.numpy().sum(axis=2) <= 1.0)
+        np.testing.assert_array_equal(menu.allocations[:, 0], 0.0)
+        np.testing.assert_array_equal(menu.boosts[:, 0], 0.0)
+        weights = menu.bidder_weights.numpy()
+        assert np.all((weights >= exactness.MIN_BIDDER_WEIGHT)
+                      & (weights <= exactness.MAX_BIDDER_WEIGHT))
+        assert menu.separable_boosts.shape == (16, m + 1, n)
+
+
+def test_permuting_bidders_and_items_permutes_the_menu():
+    model = small_model()
+    _, x, y = model.setting.sample(8, 1, "3x4", tf.float64)
+    bidders, items = np.array([2, 0, 1]), np.array([3, 1, 0, 2])
+    menu = model.menu(x, y, tf.float64)
+    permuted = model.menu(tf.gather(x, bidders, axis=1), tf.gather(y, items, axis=1), tf.float64)
+    want = menu.allocations.numpy()[:, :, bidders][:, :, :, items]
+    np.testing.assert_allclose(permuted.allocations, want, atol=1e-5)
+    np.testing.assert_allclose(permuted.boosts, menu.boosts, atol=1e-5)
+    np.testing.assert_allclose(permuted.bidder_weights, tf.gather(menu.bidder_weights, bidders,
+                                                                  axis=1), atol=1e-5)
+    rows = np.append(bidders, 3)  # nobody stays last
+    np.testing.assert_allclose(permuted.separable_boosts,
+                               menu.separable_boosts.numpy()[:, rows][:, :, items], atol=1e-5)
+
+
+def test_the_untrained_family_is_per_context_myerson():
+    model = small_model(menu_size=1)
+    bids, x, y = model.setting.sample(400, 2, "2x3", tf.float64)
+    np.testing.assert_array_equal(model.menu(x, y, tf.float64).separable_boosts,
+                                  model.setting.separate_myerson_boosts(x, y))
+    _, myerson = baseline_revenues(model.setting, bids, x, y)
+    np.testing.assert_array_equal(tf.reduce_sum(model((bids, x, y))["payments"], axis=1),
+                                  myerson)
+
+
+def test_the_same_seed_builds_the_same_network():
+    first, second, other = small_model(seed=3), small_model(seed=3), small_model(seed=4)
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(first.get_weights(), other.get_weights()))
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e4])
+def test_no_misreport_gains_and_the_regret_certificate_is_zero(scale):
+    model = small_model()
+    _, x, y = model.setting.sample(64, 4, "2x3", tf.float64)
+    rng = np.random.default_rng(0)
+    values = scale * rng.uniform(size=(64, 2, 3))
+    truthful = model((tf.constant(values), x, y), with_certificate=True)
+    menu = model.menu(x, y, tf.float64)
+    bound = max(float(np.max(exactness.regret_error_bound(
+        values[b:b + 1], menu.boosts[b].numpy(), menu.bidder_weights[b].numpy(),
+        menu.separable_boosts[b].numpy()))) for b in range(64))
+    assert np.max(truthful["regret"]) <= bound
+    utility = truthful["values"].numpy() - truthful["payments"].numpy()
+    assert np.all(utility >= 0)
+    for _ in range(5):  # bidder i reports something else; utility at the true values
+        for i in range(2):
+            report = values.copy()
+            report[:, i] = scale * rng.uniform(0, 2, size=(64, 3)) * (rng.uniform(size=(64, 1)) < .8)
+            lied = model((tf.constant(report), x, y))
+            gained = (np.einsum("bj,bj->b", lied["allocation"].numpy()[:, i], values[:, i])
+                      - lied["payments"].numpy()[:, i])
+            assert np.all(gained <= utility[:, i] + bound)
+
+
+def test_fit_trains_on_fresh_auctions_of_several_sizes_and_validates_on_both():
+    model = small_model(sizes=("2x2", "3x2"))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    before = [w.copy() for w in model.get_weights()]
+    validation = contextual_dataset("contextual_a", "2x2", 64, seed=1, batch_size=32).concatenate(
+        contextual_dataset("contextual_a", "3x2", 64, seed=1, batch_size=32))
+    history = model.fit(tf_ama.fresh_valuations(32), epochs=2, steps_per_epoch=3,
+                        validation_data=validation, verbose=0)
+    assert all(np.isfinite(history.history["loss"])) and len(history.history["val_revenue"]) == 2
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    exact = np.mean([tf.reduce_sum(model(inputs)["payments"]).numpy() / 32
+                     for (inputs,) in validation])
+    np.testing.assert_allclose(model.evaluate(validation, verbose=0, return_dict=True)["revenue"],
+                               exact, rtol=1e-5)
+    again = small_model(sizes=("2x2", "3x2"))
+    again.compile(optimizer=keras.optimizers.Adam(1e-2))
+    again.fit(tf_ama.fresh_valuations(32), epochs=2, steps_per_epoch=3, verbose=0)
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_size_unknown_in_the_graph_must_be_one_of_the_models():
+    model = small_model(sizes=("2x2",))
+    serve = tf.function(lambda b, x, y: model((b, x, y))["payments"], input_signature=[
+        tf.TensorSpec([None, None, None], tf.float64),
+        tf.TensorSpec([None, None, 10], tf.float64), tf.TensorSpec([None, None, 10], tf.float64)])
+    bids, x, y = model.setting.sample(3, 0, "2x2", tf.float64)
+    np.testing.assert_array_equal(serve(bids, x, y), model((bids, x, y))["payments"])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"a size served here \(2x2\)"):
+        serve(*model.setting.sample(3, 0, "3x2", tf.float64))
+
+
+@pytest.mark.parametrize("change,error,match", [
+    (lambda b, x, y: (b, tf.cast(x, tf.float32), y), TypeError, "`bidder_context` must be float64"),
+    (lambda b, x, y: (b, x[:, :1], y), tf.errors.InvalidArgumentError,
+     "`bidder_context` has the wrong shape"),
+    (lambda b, x, y: (b, x, y[..., :4]), tf.errors.InvalidArgumentError,
+     "`item_context` has the wrong shape"),
+    (lambda b, x, y: (b, x * np.nan, y), tf.errors.InvalidArgumentError,
+     "`bidder_context` must be finite"),
+    (lambda b, x, y: (-b, x, y), tf.errors.InvalidArgumentError, "negative bid"),
+    (lambda b, x, y: (b, x), ValueError, r"\(bids, bidder_context, item_context\)"),
+])
+def test_bad_contexts_are_refused_like_bad_bids(change, error, match):
+    model = small_model()
+    with pytest.raises(error, match=match):
+        model(change(*model.setting.sample(2, 0, "2x3", tf.float64)))
+
+
+def test_evaluation_reports_exact_revenues_and_paired_gains_per_size():
+    model = small_model(sizes=("2x2",))
+    reports = evaluate_contextual(model, sizes=["2x2", "3x3"], num_samples=300, seed=7, block=128)
+    bids, x, y = model.setting.sample(300, 7, "3x3", tf.float64)
+    revenue = tf.reduce_sum(model((bids, x, y))["payments"], axis=1).numpy()
+    vcg, myerson = baseline_revenues(model.setting, bids, x, y)
+    report = reports["3x3"]
+    np.testing.assert_allclose(report.revenue, revenue.mean(), rtol=1e-12)
+    np.testing.assert_allclose([report.vcg, report.myerson], [vcg.mean(), myerson.mean()],
+                               rtol=1e-12)
+    np.testing.assert_allclose(report.gain, (revenue - myerson).mean(), rtol=1e-9)
+    assert report.max_regret <= 1e-12 and report.min_utility >= 0
+
+
+def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
+    model = small_model(sizes=("2x3",))
+    path = tf_ama.export_saved_model(model, tmp_path / "models", sizes=["2x3", "3x2"])
+    loaded = tf.saved_model.load(path)
+    serve, menu = loaded.signatures["serving_default"], loaded.signatures["menu"]
+    for size in ("2x3", "3x2"):
+        bids, x, y = model.setting.sample(21, 9, size, tf.float64)
+        served = serve(bids=bids, bidder_context=x, item_context=y)
+        served_menu = menu(bidder_context=x, item_context=y)
+        direct = exact_outcome(bids, served_menu["allocations"], served_menu["boosts"],
+                               served_menu["bidder_weights"], served_menu["separable_boosts"])
+        for key in ("allocation", "payments", "menu_index"):
+            np.testing.assert_array_equal(served[key], direct[key], err_msg=key)
+        alone = serve(bids=bids[4:5], bidder_context=x[4:5], item_context=y[4:5])
+        for key in ("allocation", "payments", "menu_index", "owners"):
+            np.testing.assert_array_equal(alone[key][0], served[key][4], err_msg=key)
+        np.testing.assert_allclose(served["payments"], model((bids, x, y))["payments"],
+                                   atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"served here \(2x3, 3x2\)"):
+        serve(**dict(zip(("bids", "bidder_context", "item_context"),
+                         model.setting.sample(1, 0, "4x4", tf.float64))))
+    bids, x, y = model.setting.sample(2, 0, "2x3", tf.float64)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`item_context` must be finite"):
+        serve(bids=bids, bidder_context=x, item_context=y * np.inf)
+    config = json.loads((tmp_path / "models" / "1" / "assets.extra" / "tf_ama_config.json")
+                        .read_text())
+    assert config["serving"]["sizes"] == ["2x3", "3x2"] and config["contextual"]
+    assert (tmp_path / "models" / "1" / "assets.extra" / "tf_serving_warmup_requests").exists()
+    with pytest.raises(ValueError, match="prune"):
+        tf_ama.export_saved_model(model, tmp_path / "models", prune=True)
+    with pytest.raises(ValueError, match="is a contextual auction"):
+        tf_ama.load_menu_model(path)
+
+
+def test_a_run_trains_resumes_as_finished_and_refuses_other_arguments(tmp_path):
+    training = contextual_training(steps=20, steps_per_epoch=10, batch_size=16,
+                                   validation_samples=32)
+    kwargs = dict(sizes=["2x2"], **SMALL)
+    model = train_contextual_run("contextual_a", tmp_path / "run", kwargs, training, verbose=0)
+    for name in ("config.json", "model.keras", "history.csv"):
+        assert (tmp_path / "run" / name).exists()
+    assert not (tmp_path / "run" / "backup").exists() or not os.listdir(tmp_path / "run" / "backup")
+    again = train_contextual_run("contextual_a", tmp_path / "run", kwargs, training, verbose=0)
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="holds another run"):
+        train_contextual_run("contextual_a", tmp_path / "run", {**kwargs, "menu_size": 5},
+                             training, verbose=0)
+    with pytest.raises(ValueError, match="`restarts` is not supported"):
+        train_contextual_run("contextual_a", tmp_path / "other", kwargs,
+                             contextual_training(restarts=2), verbose=0)
+
+
+def test_the_command_line_trains_evaluates_and_exports_a_contextual_run(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    assert main(["train", "contextual_b", "--sizes", "3x2", "--steps", "20",
+                 "--steps-per-epoch", "10", "--batch-size", "16", "--validation-samples", "32",
+                 "--samples", "200", "--menu-size", "4", "--hidden", "8", "--blocks", "1",
+                 "--out", run]) == 0
+    assert "3x2" in json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert main(["evaluate", run, "--sizes", "5x2", "--samples", "100"]) == 0
+    assert "5x2" in capsys.readouterr().out
+    assert main(["export", run, "--to", str(tmp_path / "models"), "--sizes", "3x2,4x2"]) == 0
+    assert (tmp_path / "models" / "1" / "saved_model.pb").exists()
+    assert main(["train", "additive_2x2_uniform", "--sizes", "2x2", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "only for contextual settings" in capsys.readouterr().err
+    assert main(["train", "contextual_a", "--boost-init-scale", "1", "--out",
+                 str(tmp_path / "y")]) == 2
+    assert "Not for a contextual setting" in capsys.readouterr().err
