@@ -236,3 +236,27 @@ def test_the_command_line_trains_evaluates_and_exports_a_contextual_run(tmp_path
     assert main(["train", "contextual_a", "--boost-init-scale", "1", "--out",
                  str(tmp_path / "y")]) == 2
     assert "Not for a contextual setting" in capsys.readouterr().err
+
+
+def test_linear_family_boosts_extend_the_familys_boost_to_lotteries():
+    from tf_ama.contextual_menu import ContextualMenu, _linear_family_boosts
+    from tf_ama.separable import family_entries
+
+    rng = np.random.default_rng(1)
+    c = rng.normal(size=(3, 4, 2))  # [B, m + 1, n], m = 3 bidders
+    lotteries = rng.dirichlet(np.ones(4), size=(3, 5, 2)).transpose(0, 1, 3, 2)[:, :, :3]
+    allocations = np.concatenate([np.zeros((3, 1, 3, 2)), lotteries], axis=1)
+    got = _linear_family_boosts(tf.constant(allocations), tf.constant(c)).numpy()
+    for b in range(3):
+        assert got[b, 0] == 0.0
+        for k in range(1, 6):
+            want = sum(allocations[b, k, i, j] * c[b, i, j] for i in range(3) for j in range(2))
+            want += sum((1 - allocations[b, k, :, j].sum()) * c[b, 3, j] for j in range(2))
+            assert abs(got[b, k] - want) <= 1e-12
+    ranks = np.arange(16)  # every 0/1 allocation scores as the family's entry
+    deterministic, family = family_entries(ranks, c[0])
+    got = _linear_family_boosts(tf.constant(np.concatenate([np.zeros((1, 3, 2)), deterministic])[None]),
+                                tf.constant(c[:1])).numpy()[0, 1:]
+    np.testing.assert_allclose(got, family, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="needs separable=True"):
+        ContextualMenu(10, 10, separable=False, linear_family_boosts=True)

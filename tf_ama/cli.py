@@ -268,7 +268,7 @@ RECIPES = ("default", "paper")  # tf_ama.recipes.RECIPES (tests/cli_test.py chec
 _COUNT = _checked("integer", int, minimum=1)
 # The flags of contextual settings only (tf_ama.ContextualAuction), with their destinations.
 CONTEXTUAL_FLAGS = {"--sizes": "sizes", "--hidden": "hidden", "--heads": "heads",
-                    "--blocks": "blocks"}
+                    "--blocks": "blocks", "--linear-family-boosts": "linear_family_boosts"}
 
 
 def _sizes(text):
@@ -402,6 +402,9 @@ def _add_train_arguments(sub):
     add("contextual", "--heads", type=_COUNT, default=2, help="attention heads")
     add("contextual", "--blocks", type=_COUNT, default=2,
         help="blocks of attention along items and along bidders")
+    add("contextual", "--linear-family-boosts", action=argparse.BooleanOptionalAction,
+        default="on from 20 bidder-item pairs",
+        help="add to each lottery's boost the family's boost extended linearly to it")
     sub.set_defaults(sections=sections, shown_defaults=defaults)
     return sub
 

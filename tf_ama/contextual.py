@@ -76,7 +76,8 @@ class ContextualAuction(keras.Model):
       setting: a `tf_ama.ContextualSetting`, its dict, or a built-in name.
       sizes: the sizes `(m, n)` (or `"3x10"`) trained on; default: the setting's.
       menu: a `ContextualMenu` (or its config); default: built from the options below.
-      menu_size, separable, learn_bidder_weights, hidden, heads, blocks: the menu's options
+      menu_size, separable, learn_bidder_weights, hidden, heads, blocks,
+        linear_family_boosts: the menu's options
         (`ContextualMenu`).
       temperature: `lambda` of the softmax relaxation.
       seed: seeds the initial parameters (and, unless `data_seed` is given, the auctions drawn
@@ -86,7 +87,8 @@ class ContextualAuction(keras.Model):
     """
 
     def __init__(self, setting, sizes=None, *, menu=None, menu_size=64, separable=True,
-                 learn_bidder_weights=True, hidden=32, heads=2, blocks=2, temperature=100.0,
+                 learn_bidder_weights=True, hidden=32, heads=2, blocks=2,
+                 linear_family_boosts=False, temperature=100.0,
                  seed=0, data_seed=None, micro_batch_size=None, **kwargs):
         super().__init__(**kwargs)
         self.setting = get_contextual_setting(setting)
@@ -103,7 +105,8 @@ class ContextualAuction(keras.Model):
         self.menu_layer = menu if menu is not None else ContextualMenu(
             self.setting.bidder_features, self.setting.item_features, menu_size=menu_size,
             separable=separable, learn_bidder_weights=learn_bidder_weights, hidden=hidden,
-            heads=heads, blocks=blocks, seed=self.seed)
+            heads=heads, blocks=blocks, linear_family_boosts=linear_family_boosts,
+            seed=self.seed)
         if not isinstance(self.menu_layer, ContextualMenu):
             raise ValueError(f"`menu` must be a tf_ama.ContextualMenu or its config; got {menu!r}.")
         if (self.menu_layer.bidder_features, self.menu_layer.item_features) != (

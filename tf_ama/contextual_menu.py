@@ -42,6 +42,18 @@ def _glorot(seed, offset):
     return keras.initializers.GlorotUniform(seed=(seed * 1009 + offset) % 2**31)
 
 
+def _linear_family_boosts(allocations, separable_boosts):
+    """The family's boost extended linearly to each lottery: `sum_ij a[k, i, j] c[i, j] +
+    sum_j (1 - sum_i a[k, i, j]) c[nobody, j]` `[B, K]`, 0 for the empty entry 0 (whose boost
+    stays 0). A deterministic lottery then scores exactly as the family's entry of the same
+    allocation, and every lottery competes with the family on the same (virtual) terms."""
+    lotteries = allocations[:, 1:]
+    bidders = tf.einsum("bkij,bij->bk", lotteries, separable_boosts[:, :-1])
+    nobody = tf.einsum("bkj,bj->bk", 1.0 - tf.reduce_sum(lotteries, axis=2),
+                       separable_boosts[:, -1])
+    return tf.pad(bidders + nobody, [[0, 0], [1, 0]])
+
+
 @keras.saving.register_keras_serializable(package="tf_ama")
 class EncoderBlock(keras.layers.Layer):
     """Self-attention over the second-to-last axis, then a feed-forward layer, each with a
@@ -108,11 +120,15 @@ class ContextualMenu(keras.layers.Layer):
       separable: the item-separable family joins the menu, `c` from the tokens.
       learn_bidder_weights: bidder weights from the tokens (else all 1).
       hidden, heads, blocks: the grid network's width, attention heads and `AxialBlock`s.
+      linear_family_boosts: add to each lottery's boost the family's boost extended
+        linearly to it (`_linear_family_boosts`), so that lotteries compete with the family
+        on its terms from the start (docs/design.md §10).
       seed: seeds the initial parameters.
     """
 
     def __init__(self, bidder_features, item_features, menu_size=64, separable=True,
-                 learn_bidder_weights=True, hidden=32, heads=2, blocks=2, seed=0, **kwargs):
+                 learn_bidder_weights=True, hidden=32, heads=2, blocks=2,
+                 linear_family_boosts=False, seed=0, **kwargs):
         kwargs.setdefault("name", "contextual_menu")
         super().__init__(**kwargs)
         self.bidder_features = checks.integer("bidder_features", bidder_features, minimum=1)
@@ -126,6 +142,10 @@ class ContextualMenu(keras.layers.Layer):
         self.hidden = checks.integer("hidden", hidden, minimum=1)
         self.heads = checks.integer("heads", heads, minimum=1)
         self.blocks = checks.integer("blocks", blocks, minimum=1)
+        self.linear_family_boosts = checks.boolean("linear_family_boosts", linear_family_boosts)
+        if self.linear_family_boosts and not self.separable:
+            raise ValueError("`linear_family_boosts` extends the family's boosts to the "
+                             "lotteries: it needs separable=True.")
         self.seed = checks.seed("seed", seed)
         seed = self.seed * 101
 
@@ -206,6 +226,8 @@ class ContextualMenu(keras.layers.Layer):
             separable_boosts = tf.cast(self.family_head(tokens)[..., 0], dtype)
             if myerson is not None:
                 separable_boosts += tf.cast(myerson, dtype)
+            if self.linear_family_boosts and self.allocation_head is not None:
+                boosts += _linear_family_boosts(allocations, separable_boosts)
         return allocations, boosts, weights, separable_boosts
 
     def get_config(self):
@@ -213,4 +235,4 @@ class ContextualMenu(keras.layers.Layer):
                 "item_features": self.item_features, "menu_size": self.menu_size,
                 "separable": self.separable, "learn_bidder_weights": self.learn_bidder_weights,
                 "hidden": self.hidden, "heads": self.heads, "blocks": self.blocks,
-                "seed": self.seed}
+                "linear_family_boosts": self.linear_family_boosts, "seed": self.seed}

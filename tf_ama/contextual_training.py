@@ -40,6 +40,13 @@ def contextual_training(**overrides):
     return TrainingConfig(**{**CONTEXTUAL_TRAINING, **overrides})
 
 
+def default_linear_family_boosts(sizes):
+    """On from 20 bidder-item pairs (3x10), where lotteries without it outbid the family at
+    the start and training ended below Myerson; off below, where it held 2x5 near Myerson
+    (benchmarks/README.md, "Contextual auctions")."""
+    return max(m * n for m, n in sizes) >= 20
+
+
 def default_menu_size(sizes):
     """64 entries; 128 when a trained size has 20 or more bidder-item pairs (3x10)."""
     return 128 if max(m * n for m, n in sizes) >= 20 else 64
@@ -66,7 +73,7 @@ def contextual_defaults(setting, given):
     if given.get("micro_batch_size") == "auto":
         given["micro_batch_size"] = None
     for name in ("sizes", "menu_size", "seed", "temperature", "learn_bidder_weights",
-                 "micro_batch_size", "hidden", "heads", "blocks"):
+                 "micro_batch_size", "hidden", "heads", "blocks", "linear_family_boosts"):
         if name in given:
             model[name] = given.pop(name)
     if given:
@@ -74,6 +81,8 @@ def contextual_defaults(setting, given):
     sizes = model.setdefault("sizes", setting.sizes)
     model["menu_size"] = 1 if kind == "separable" else model.get("menu_size",
                                                                  default_menu_size(sizes))
+    model.setdefault("linear_family_boosts",
+                     kind == "lottery+separable" and default_linear_family_boosts(sizes))
     if model.get("learn_bidder_weights") is None:
         model.pop("learn_bidder_weights", None)
     return model, contextual_training(**training)
