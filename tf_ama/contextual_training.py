@@ -9,7 +9,11 @@ at any moment resumes into the model an uninterrupted run ends with.
 The learning rate decays along a cosine from `learning_rate` to a tenth of it over the run
 (Keras `CosineDecay`, a function of the step: resumable), so that the run ends on a settled
 menu rather than on one noisy step. Validation is the exact revenue on `validation_samples`
-fresh auctions of every trained size (seed + 1).
+fresh auctions of every trained size (seed + 1). A menu with the item-separable family, on a
+value model with `uniform_bounds`, ends as the better on that revenue of its trained state
+and Myerson's optimal separate auction per context (the family alone, untrained: a
+`ContextualAuction` of `menu_size=1`); `selection.json` records both revenues and the one
+kept, so a run never ends below per-context Myerson on its validation auctions.
 """
 
 from __future__ import annotations
@@ -161,9 +165,28 @@ def train_contextual_run(setting, out, model_kwargs=None, training=None,
         verbose=verbose,
         shuffle=False,
     )
+    model = _better_of_trained_and_myerson(out, model, validation)
     runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
     checkpoints.remove_all(backup)
     return model
+
+
+def _better_of_trained_and_myerson(out, model, validation):
+    """`model`, or per-context Myerson (the family alone at its start) if its exact
+    validation revenue is higher; writes `out/selection.json`."""
+    if not (model.menu_layer.separable and model.setting.has_uniform_bounds):
+        return model
+    myerson = ContextualAuction(model.setting, model.sizes, menu_size=1,
+                                learn_bidder_weights=False, seed=model.seed,
+                                micro_batch_size=model.micro_batch_size)
+    myerson.compile(optimizer=keras.optimizers.Adam())
+    revenues = {name: candidate.evaluate(validation, verbose=0, return_dict=True)["revenue"]
+                for name, candidate in (("trained", model), ("myerson", myerson))}
+    kept = "myerson" if revenues["myerson"] > revenues["trained"] else "trained"
+    runs.write_json_atomic(os.path.join(out, runs.SELECTION), {
+        "kept": kept, "trained_revenue": revenues["trained"],
+        "myerson_revenue": revenues["myerson"]})
+    return model if kept == "trained" else myerson
 
 
 def is_contextual(setting):
