@@ -23,7 +23,7 @@ from tf_ama.contextual_training import (contextual_training, train_contextual_ru
                                         validation_dataset)
 from tf_ama.mechanism import exact_outcome
 
-SMALL = dict(menu_size=6, hidden=8, heads=2, blocks=1, jit_objective=False)
+SMALL = dict(menu_size=12, hidden=8, heads=2, blocks=1, jit_objective=False)
 
 
 def small_model(sizes=("2x3",), **kwargs):
@@ -36,7 +36,7 @@ def test_the_menu_is_feasible_in_float64_for_any_size():
         _, x, y = model.setting.sample(16, 0, size, tf.float64)
         menu = model.menu(x, y, tf.float64)
         m, n = x.shape[1], y.shape[1]
-        assert menu.allocations.shape == (16, 6, m, n) and menu.boosts.shape == (16, 6)
+        assert menu.allocations.shape == (16, 12, m, n) and menu.boosts.shape == (16, 12)
         assert np.all(menu.allocations.numpy() >= 0)
         assert np.all(menu.allocations.numpy().sum(axis=2) <= 1.0)
         np.testing.assert_array_equal(menu.allocations[:, 0], 0.0)
@@ -169,10 +169,10 @@ def test_evaluation_reports_exact_revenues_and_paired_gains_per_size():
 
 def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
     model = small_model(sizes=("2x3",))
-    path = tf_ama.export_saved_model(model, tmp_path / "models", sizes=["2x3", "3x2"])
+    path = tf_ama.export_saved_model(model, tmp_path / "models", sizes=["2x3", "4x3"])
     loaded = tf.saved_model.load(path)
     serve, menu = loaded.signatures["serving_default"], loaded.signatures["menu"]
-    for size in ("2x3", "3x2"):
+    for size in ("2x3", "4x3"):
         bids, x, y = model.setting.sample(21, 9, size, tf.float64)
         served = serve(bids=bids, bidder_context=x, item_context=y)
         served_menu = menu(bidder_context=x, item_context=y)
@@ -185,7 +185,7 @@ def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
             np.testing.assert_array_equal(alone[key][0], served[key][4], err_msg=key)
         np.testing.assert_allclose(served["payments"], model((bids, x, y))["payments"],
                                    atol=1e-5)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"served here \(2x3, 3x2\)"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"served here \(2x3, 4x3\)"):
         serve(**dict(zip(("bids", "bidder_context", "item_context"),
                          model.setting.sample(1, 0, "4x4", tf.float64))))
     bids, x, y = model.setting.sample(2, 0, "2x3", tf.float64)
@@ -193,7 +193,7 @@ def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
         serve(bids=bids, bidder_context=x, item_context=y * np.inf)
     config = json.loads((tmp_path / "models" / "1" / "assets.extra" / "tf_ama_config.json")
                         .read_text())
-    assert config["serving"]["sizes"] == ["2x3", "3x2"] and config["contextual"]
+    assert config["serving"]["sizes"] == ["2x3", "4x3"] and config["contextual"]
     assert (tmp_path / "models" / "1" / "assets.extra" / "tf_serving_warmup_requests").exists()
     with pytest.raises(ValueError, match="prune"):
         tf_ama.export_saved_model(model, tmp_path / "models", prune=True)
@@ -212,7 +212,7 @@ def test_a_run_trains_resumes_as_finished_and_refuses_other_arguments(tmp_path):
     validation = validation_dataset(model, 32, 1)
     kept = model.evaluate(validation, verbose=0, return_dict=True)["revenue"]
     assert kept == max(selection["trained_revenue"], selection["myerson_revenue"])
-    assert model.menu_size == (1 if selection["kept"] == "myerson" else 6)
+    assert model.menu_size == (1 if selection["kept"] == "myerson" else 12)
     assert not (tmp_path / "run" / "backup").exists() or not os.listdir(tmp_path / "run" / "backup")
     again = train_contextual_run("contextual_a", tmp_path / "run", kwargs, training, verbose=0)
     for a, b in zip(model.get_weights(), again.get_weights()):

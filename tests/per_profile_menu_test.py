@@ -168,3 +168,20 @@ def test_bad_menus_per_profile_are_refused_by_name(change, error, match):
     menu = {**dict(zip(names, _menu())), **change}
     with pytest.raises(error, match=match):
         exact_outcome(tf.zeros([2, 2, 2], tf.float64), **menu)
+
+
+@pytest.mark.parametrize("num_bidders", [1, 2, 3, 5])
+@pytest.mark.parametrize("family", [False, True])
+def test_a_traced_graph_serves_the_eager_outcome_to_the_bit(num_bidders, family):
+    # Graph optimization may rewrite same-shape additions (AddN) and round them otherwise: a
+    # SavedModel must serve what eager exact_outcome computes.
+    rng = np.random.default_rng(num_bidders)
+    parts = [lottery_menu(rng, num_bidders, 5, 64, 0.3) for _ in range(16)]
+    menu = [np.stack([a for a, _ in parts]), np.stack([b for _, b in parts]),
+            rng.uniform(0.5, 2.0, size=(16, num_bidders)),
+            0.3 * rng.normal(size=(16, num_bidders + 1, 5)) if family else None]
+    bids = tf.constant(rng.uniform(size=(16, num_bidders, 5)))
+    eager = exact_outcome(bids, *menu)
+    traced = tf.function(lambda b: exact_outcome(b, *menu))(bids)
+    for key in ("allocation", "payments", "menu_index", "values"):
+        np.testing.assert_array_equal(eager[key], traced[key], err_msg=key)

@@ -223,7 +223,8 @@ def others_welfare(weighted, boosts):
     # One tensor, read by both the max and the gather at k*: under XLA, two fusions that each
     # recomputed W_-i could round it differently (FMA in one, not the other) and make a
     # payment depend on the block size.
-    return tf.stack(others)
+    stacked = tf.stack(others)
+    return stacked[:, 0] if stacked.shape.rank == 4 else stacked
 
 
 def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
@@ -254,7 +255,12 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
     indices = tf.range(menu_size, dtype=tf.int64)
     menu_index = tf.reduce_min(
         tf.where(welfare == best, indices[None, :], tf.cast(menu_size, tf.int64)), axis=1)
-    others = others_welfare(weighted, boosts)  # W_-i: [m, B, K]
+    # A menu per profile adds its boosts as [1, B, K], of another shape than the bidders'
+    # [B, K] terms: graph optimization (grappler's AddOpsRewrite) turns a chain of additions
+    # of ONE shape into an AddN that sums in its own order, so the served graph and eager
+    # execution would differ in the last bit (measured from 3 bidders); with the shapes
+    # apart it keeps the sums as written. (One menu's boosts [K] are apart already.)
+    others = others_welfare(weighted, boosts[None] if per_profile else boosts)  # W_-i: [m, B, K]
     best_others = tf.reduce_max(others, axis=2)  # [m, B]
     # (bidder, profile, k*) for every bidder and profile: gathers of m * B elements.
     batch = tf.shape(bids, out_type=tf.int64)[0]
