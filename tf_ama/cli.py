@@ -205,14 +205,10 @@ def _query(args):
                          "private CA: set REQUESTS_CA_BUNDLE=ca.pem)")
     contexts = {}
     if args.bids is not None:
-        try:
-            bids = json.loads(args.bids)
-            contexts = {name: json.loads(text) for name, text in (
-                ("bidder_context", args.bidder_context), ("item_context", args.item_context))
-                if text is not None}
-        except json.JSONDecodeError as error:
-            raise ValueError(f"--bids, --bidder-context or --item-context is not valid JSON: "
-                             f"{error}") from None
+        bids = _json("--bids", args.bids)
+        contexts = {name: _json(flag, text) for name, flag, text in (
+            ("bidder_context", "--bidder-context", args.bidder_context),
+            ("item_context", "--item-context", args.item_context)) if text is not None}
     elif args.bidder_context is not None or args.item_context is not None:
         raise ValueError("--bidder-context and --item-context go with --bids.")
     from tf_ama.serving_client import GrpcClient, RestClient
@@ -228,6 +224,13 @@ def _query(args):
             result = client.menu() if args.menu else client.predict(bids, **contexts)
             result = {key: value.tolist() for key, value in result.items()}
     print(json.dumps(result, indent=2))
+
+
+def _json(flag, text):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{flag} is not valid JSON: {error}") from None
 
 
 def _table(rows):
