@@ -143,7 +143,7 @@ def table(out):
             f"| {setting} | {' '.join(('--sizes', size) + flags)} | **{_mean(revenues)}** ({', '.join(f'{v:.4f}' for v in revenues)}) "
             f"| {_mean([r['myerson'] for r in reports])} | {gains} "
             f"| {_mean([r['vcg'] for r in reports])} | {_mean(lotteries)} "
-            f"| {_mean(minutes)} |")
+            f"| {statistics.mean(minutes):.1f} |")
     lines += ["", "| setting | trained on | evaluated on | revenue | VCG | Myerson | trained on "
               "that size | gap |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for setting, trained, unseen, seed in TRANSFER:
