@@ -1,6 +1,7 @@
 """Recipes (tf_ama.recipes), restarts and the polish in a training run (tf_ama.train_run),
 and `tf-ama train --recipe`."""
 
+import inspect
 import json
 import os
 
@@ -173,7 +174,12 @@ def test_train_without_flags_overrides_nothing():
     training_defaults = TrainingConfig().to_dict()
     model_defaults = tf_ama.AffineMaximizerAuction(SETTING).own_config()
     menu_defaults = model_defaults.pop("menu")["config"]
+    contextual = inspect.signature(tf_ama.ContextualMenu).parameters
     for name, shown in args.shown_defaults.items():
+        if name in args.sections["contextual"]:  # contextual settings only (their defaults)
+            if name in ("hidden", "heads", "blocks"):  # the others depend on the sizes
+                assert shown == contextual[name].default, name
+            continue
         if name in training_defaults:
             assert shown == training_defaults[name], name
         elif name == "menu":
