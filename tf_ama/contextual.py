@@ -26,7 +26,7 @@ from tf_ama.contexts import get_contextual_setting, parse_size, size_name
 from tf_ama.contextual_menu import ContextualMenu
 from tf_ama.mechanism import (default_micro_batch_size, exact_outcome, soft_payments,
                               validate_bids)
-from tf_ama.model import _replica_share, _sum_over_replicas
+from tf_ama.model import _replica_share, _sum_over_replicas, record_revenue
 
 _STREAM_KEY = 0xC0DE  # folded with the data seed: the contextual training stream's own key
 
@@ -250,10 +250,7 @@ class ContextualAuction(keras.Model):
         bids, bidder_context, item_context = _unpack(inputs)
         revenue = tf.reduce_sum(self((tf.cast(bids, tf.float64), tf.cast(bidder_context, tf.float64),
                                       tf.cast(item_context, tf.float64)))["payments"], axis=1)
-        total = _sum_over_replicas(tf.cast(tf.size(revenue), tf.float32))
-        summed = _sum_over_replicas(tf.cast(tf.reduce_sum(revenue), tf.float32))
-        self.revenue_tracker.update_state(tf.math.divide_no_nan(summed, total),
-                                          sample_weight=total)
+        record_revenue(self.revenue_tracker, revenue, tf.ones_like(revenue))
         return {"revenue": self.revenue_tracker.result()}
 
     @property

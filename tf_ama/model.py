@@ -167,13 +167,7 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         revenue = tf.reduce_sum(self(tf.cast(valuations, tf.float64))["payments"], axis=1)
         weight = (tf.ones_like(revenue) if sample_weight is None
                   else tf.cast(sample_weight, revenue.dtype))
-        # The global batch's weighted sum and weight, recorded by every replica (Keras
-        # averages the replicas' metric results), in float32 like the metric (collectives
-        # of one process must not mix dtypes).
-        total = _sum_over_replicas(tf.cast(tf.reduce_sum(weight), tf.float32))
-        weighted = _sum_over_replicas(tf.cast(tf.reduce_sum(weight * revenue), tf.float32))
-        self.revenue_tracker.update_state(tf.math.divide_no_nan(weighted, total),
-                                          sample_weight=total)
+        record_revenue(self.revenue_tracker, revenue, weight)
         return {"revenue": self.revenue_tracker.result()}
 
     @property
@@ -193,6 +187,16 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         arguments as a run directory records them."""
         keras_keys = set(super().get_config()) | {"setting"}
         return {k: v for k, v in self.get_config().items() if k not in keras_keys}
+
+
+def record_revenue(tracker, revenue, weight):
+    """Records in `tracker` (a Mean) the global batch's weighted mean of the exact
+    `revenue` `[batch]`: its weighted sum and weight, recorded by every replica (Keras
+    averages the replicas' metric results), in float32 like the metric (collectives of one
+    process must not mix dtypes)."""
+    total = _sum_over_replicas(tf.cast(tf.reduce_sum(weight), tf.float32))
+    weighted = _sum_over_replicas(tf.cast(tf.reduce_sum(weight * revenue), tf.float32))
+    tracker.update_state(tf.math.divide_no_nan(weighted, total), sample_weight=total)
 
 
 def _sum_over_replicas(value):
