@@ -30,13 +30,17 @@ def small_model(sizes=("2x3",), **kwargs):
     return ContextualAuction("contextual_a", sizes=list(sizes), **{**SMALL, **kwargs})
 
 
-def test_the_menu_is_feasible_in_float64_for_any_size():
-    model = small_model()
+@pytest.mark.parametrize("bundles", [False, True])
+def test_the_menu_is_feasible_in_float64_for_any_size(bundles):
+    model = small_model(bundles=bundles)
     for size in ("1x1", "2x3", "4x7"):
         _, x, y = model.setting.sample(16, 0, size, tf.float64)
         menu = model.menu(x, y, tf.float64)
         m, n = x.shape[1], y.shape[1]
-        assert menu.allocations.shape == (16, 12, m, n) and menu.boosts.shape == (16, 12)
+        entries = 12 + (m if bundles else 0)
+        assert model.menu_layer.entries(m) == entries
+        assert menu.allocations.shape == (16, entries, m, n)
+        assert menu.boosts.shape == (16, entries)
         assert np.all(menu.allocations.numpy() >= 0)
         assert np.all(menu.allocations.numpy().sum(axis=2) <= 1.0)
         np.testing.assert_array_equal(menu.allocations[:, 0], 0.0)
@@ -48,14 +52,17 @@ def test_the_menu_is_feasible_in_float64_for_any_size():
 
 
 def test_permuting_bidders_and_items_permutes_the_menu():
-    model = small_model()
+    model = small_model(bundles=True)
+    for layer in (model.menu_layer.bundle_head, model.menu_layer.family_head):
+        layer.kernel.assign(tf.random.stateless_normal(layer.kernel.shape, [5, 6]))
     _, x, y = model.setting.sample(8, 1, "3x4", tf.float64)
     bidders, items = np.array([2, 0, 1]), np.array([3, 1, 0, 2])
     menu = model.menu(x, y, tf.float64)
     permuted = model.menu(tf.gather(x, bidders, axis=1), tf.gather(y, items, axis=1), tf.float64)
-    want = menu.allocations.numpy()[:, :, bidders][:, :, :, items]
+    entries = np.append(np.arange(12), 12 + bidders)  # bidder i's grand bundle follows i
+    want = menu.allocations.numpy()[:, entries][:, :, bidders][:, :, :, items]
     np.testing.assert_allclose(permuted.allocations, want, atol=1e-5)
-    np.testing.assert_allclose(permuted.boosts, menu.boosts, atol=1e-5)
+    np.testing.assert_allclose(permuted.boosts, menu.boosts.numpy()[:, entries], atol=1e-5)
     np.testing.assert_allclose(permuted.bidder_weights, tf.gather(menu.bidder_weights, bidders,
                                                                   axis=1), atol=1e-5)
     rows = np.append(bidders, 3)  # nobody stays last
@@ -64,13 +71,31 @@ def test_permuting_bidders_and_items_permutes_the_menu():
 
 
 def test_the_untrained_family_is_per_context_myerson():
-    model = small_model(menu_size=1)
+    model = small_model(menu_size=1, bundles=False)
     bids, x, y = model.setting.sample(400, 2, "2x3", tf.float64)
     np.testing.assert_array_equal(model.menu(x, y, tf.float64).separable_boosts,
                                   model.setting.separate_myerson_boosts(x, y))
     _, myerson = baseline_revenues(model.setting, bids, x, y)
     np.testing.assert_array_equal(tf.reduce_sum(model((bids, x, y))["payments"], axis=1),
                                   myerson)
+
+
+def test_grand_bundles_start_at_the_family_boost_extended_to_them():
+    model = small_model(menu_size=1, bundles=True)
+    bids, x, y = model.setting.sample(400, 2, "3x4", tf.float64)
+    menu = model.menu(x, y, tf.float64)
+    np.testing.assert_array_equal(menu.allocations[:, 1:], np.broadcast_to(
+        np.eye(3)[None, :, :, None], (400, 3, 3, 4)))
+    np.testing.assert_array_equal(menu.boosts[:, 1:],
+                                  tf.reduce_sum(menu.separable_boosts[:, :-1], axis=2))
+    # They score at most as the family: the untrained menu's outcome is per-context Myerson.
+    alone = small_model(menu_size=1, bundles=False)((bids, x, y))
+    with_bundles = model((bids, x, y), with_certificate=True)
+    np.testing.assert_array_equal(with_bundles["allocation"], alone["allocation"])
+    np.testing.assert_allclose(with_bundles["payments"], alone["payments"], rtol=0, atol=1e-14)
+    assert np.max(with_bundles["regret"]) <= 1e-14
+    with pytest.raises(ValueError, match="bundles"):
+        small_model(separable=False, bundles=True)
 
 
 def test_the_same_seed_builds_the_same_network():
@@ -82,7 +107,7 @@ def test_the_same_seed_builds_the_same_network():
 
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 1e4])
 def test_no_misreport_gains_and_the_regret_certificate_is_zero(scale):
-    model = small_model()
+    model = small_model(bundles=True)
     _, x, y = model.setting.sample(64, 4, "2x3", tf.float64)
     rng = np.random.default_rng(0)
     values = scale * rng.uniform(size=(64, 2, 3))

@@ -271,7 +271,8 @@ RECIPES = ("default", "paper")  # tf_ama.recipes.RECIPES (tests/cli_test.py chec
 _COUNT = _checked("integer", int, minimum=1)
 # The flags of contextual settings only (tf_ama.ContextualAuction), with their destinations.
 CONTEXTUAL_FLAGS = {"--sizes": "sizes", "--hidden": "hidden", "--heads": "heads",
-                    "--blocks": "blocks", "--linear-family-boosts": "linear_family_boosts"}
+                    "--blocks": "blocks", "--linear-family-boosts": "linear_family_boosts",
+                    "--bundles": "bundles"}
 
 
 def _sizes(text):
@@ -406,8 +407,11 @@ def _add_train_arguments(sub):
     add("contextual", "--blocks", type=_COUNT, default=2,
         help="blocks of attention along items and along bidders")
     add("contextual", "--linear-family-boosts", action=argparse.BooleanOptionalAction,
-        default="on from 20 bidder-item pairs",
+        default="on with lotteries and the family",
         help="add to each lottery's boost the family's boost extended linearly to it")
+    add("contextual", "--bundles", action=argparse.BooleanOptionalAction,
+        default="on with lotteries and the family",
+        help="one more entry per bidder: the grand bundle, its boost from the family's")
     sub.set_defaults(sections=sections, shown_defaults=defaults)
     return sub
 

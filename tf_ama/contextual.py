@@ -77,7 +77,7 @@ class ContextualAuction(keras.Model):
       sizes: the sizes `(m, n)` (or `"3x10"`) trained on; default: the setting's.
       menu: a `ContextualMenu` (or its config); default: built from the options below.
       menu_size, separable, learn_bidder_weights, hidden, heads, blocks,
-        linear_family_boosts: the menu's options
+        linear_family_boosts, bundles: the menu's options
         (`ContextualMenu`).
       temperature: `lambda` of the softmax relaxation.
       seed: seeds the initial parameters (and, unless `data_seed` is given, the auctions drawn
@@ -90,7 +90,7 @@ class ContextualAuction(keras.Model):
 
     def __init__(self, setting, sizes=None, *, menu=None, menu_size=64, separable=True,
                  learn_bidder_weights=True, hidden=32, heads=2, blocks=2,
-                 linear_family_boosts=False, temperature=100.0,
+                 linear_family_boosts=None, bundles=None, temperature=100.0,
                  seed=0, data_seed=None, micro_batch_size=None, jit_objective=True, **kwargs):
         super().__init__(**kwargs)
         self.setting = get_contextual_setting(setting)
@@ -109,7 +109,7 @@ class ContextualAuction(keras.Model):
             self.setting.bidder_features, self.setting.item_features, menu_size=menu_size,
             separable=separable, learn_bidder_weights=learn_bidder_weights, hidden=hidden,
             heads=heads, blocks=blocks, linear_family_boosts=linear_family_boosts,
-            seed=self.seed)
+            bundles=bundles, seed=self.seed)
         if not isinstance(self.menu_layer, ContextualMenu):
             raise ValueError(f"`menu` must be a tf_ama.ContextualMenu or its config; got {menu!r}.")
         if (self.menu_layer.bidder_features, self.menu_layer.item_features) != (
@@ -164,7 +164,8 @@ class ContextualAuction(keras.Model):
     def block_size(self, num_bidders):
         """Auctions per block of the served menu and outcome: `micro_batch_size`, else
         `mechanism.default_micro_batch_size` for `num_bidders`."""
-        return self.micro_batch_size or default_micro_batch_size(num_bidders, self.menu_size)
+        return self.micro_batch_size or default_micro_batch_size(
+            num_bidders, self.menu_layer.entries(num_bidders))
 
     def served_menu(self, bidder_context, item_context):
         """The float64 menus of `menu` (contexts of a static size), computed in blocks of
@@ -185,8 +186,9 @@ class ContextualAuction(keras.Model):
             return tuple(t for t in self.menu(*contexts, dtype=tf.float64) if t is not None)
 
         num_bidders, num_items = bidder_context.shape[1], item_context.shape[1]
-        specs = [tf.TensorSpec([block, self.menu_size, num_bidders, num_items], tf.float64),
-                 tf.TensorSpec([block, self.menu_size], tf.float64),
+        entries = self.menu_layer.entries(num_bidders)
+        specs = [tf.TensorSpec([block, entries, num_bidders, num_items], tf.float64),
+                 tf.TensorSpec([block, entries], tf.float64),
                  tf.TensorSpec([block, num_bidders], tf.float64)]
         if self.menu_layer.separable:
             specs.append(tf.TensorSpec([block, num_bidders + 1, num_items], tf.float64))

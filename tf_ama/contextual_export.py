@@ -54,7 +54,8 @@ class _ContextualServingModule(tf.Module):
             served = {key: out[key] for key in ("allocation", "payments", "menu_index")}
             if self.model.menu_layer.separable:
                 served["owners"] = separable.owner_codes(
-                    out["menu_index"], self.model.menu_size, sized.shape[1], sized.shape[2])
+                    out["menu_index"], self.model.menu_layer.entries(sized.shape[1]),
+                    sized.shape[1], sized.shape[2])
             return served
 
         return by_size((bids, bidder_context, item_context), self.sizes, outcome)

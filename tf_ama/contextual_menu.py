@@ -3,8 +3,9 @@
 `ContextualMenu` maps `bidder_context [B, m, d_x]` and `item_context [B, n, d_y]` to one menu
 per auction (docs/design.md §10):
 
-    allocations [B, K, m, n]    entry 0 empty, K - 1 lotteries (softmax over bidders + nobody)
-    boosts      [B, K]          entry 0's is 0
+    allocations [B, K', m, n]   entry 0 empty, K - 1 lotteries (softmax over bidders + nobody),
+                                then with `bundles` one grand bundle per bidder (K' = K + m)
+    boosts      [B, K']         entry 0's is 0
     weights     [B, m]          positive, in the exactness contract's range
     c           [B, m + 1, n]   the item-separable family's boosts (if `separable`)
 
@@ -19,6 +20,14 @@ With `separable`, `c` starts at `myerson` (Myerson's optimal auction of each ite
 the context, `ContextualSetting.separate_myerson_boosts`; zero, i.e. VCG, without one) plus
 a learned correction whose last layer starts at 0, so that the untrained family IS the
 optimal separate auction of every context.
+
+With `bundles`, bidder i's grand bundle (every item to i) is an entry whose boost is the
+family's boost extended to it, `sum_j c[i, j]`, plus a learned correction from bidder i's
+tokens whose last layer starts at 0: it scores at most as the family does, equal when the
+family gives i every item, so the untrained menu's outcome is still the family's and the
+bundles enter only as training finds them profitable. The grand bundle carried 55 % of the
+auctions of the best 2x5 run without it, which found it as lotteries only on some seeds
+(benchmarks/README.md, "Contextual auctions").
 
 The float64 menu (`dtype=tf.float64`, for the exact outcome) is built from the network's
 float32 outputs cast to float64, the softmax taken in float64: its allocations are feasible
@@ -122,13 +131,16 @@ class ContextualMenu(keras.layers.Layer):
       hidden, heads, blocks: the grid network's width, attention heads and `AxialBlock`s.
       linear_family_boosts: add to each lottery's boost the family's boost extended
         linearly to it (`_linear_family_boosts`), so that lotteries compete with the family
-        on its terms from the start (docs/design.md §10).
+        on its terms from the start (docs/design.md §10); needs `separable`. Default (None):
+        on with the family.
+      bundles: one more entry per bidder, the grand bundle to that bidder (module doc);
+        needs `separable`. Default (None): on with the family.
       seed: seeds the initial parameters.
     """
 
     def __init__(self, bidder_features, item_features, menu_size=64, separable=True,
                  learn_bidder_weights=True, hidden=32, heads=2, blocks=2,
-                 linear_family_boosts=False, seed=0, **kwargs):
+                 linear_family_boosts=None, bundles=None, seed=0, **kwargs):
         kwargs.setdefault("name", "contextual_menu")
         super().__init__(**kwargs)
         self.bidder_features = checks.integer("bidder_features", bidder_features, minimum=1)
@@ -142,10 +154,16 @@ class ContextualMenu(keras.layers.Layer):
         self.hidden = checks.integer("hidden", hidden, minimum=1)
         self.heads = checks.integer("heads", heads, minimum=1)
         self.blocks = checks.integer("blocks", blocks, minimum=1)
-        self.linear_family_boosts = checks.boolean("linear_family_boosts", linear_family_boosts)
+        self.linear_family_boosts = checks.boolean(
+            "linear_family_boosts", self.separable if linear_family_boosts is None
+            else linear_family_boosts)
         if self.linear_family_boosts and not self.separable:
             raise ValueError("`linear_family_boosts` extends the family's boosts to the "
                              "lotteries: it needs separable=True.")
+        self.bundles = checks.boolean("bundles", self.separable if bundles is None else bundles)
+        if self.bundles and not self.separable:
+            raise ValueError("`bundles` start at the family's boost extended to them: they need "
+                             "separable=True.")
         self.seed = checks.seed("seed", seed)
         seed = self.seed * 101
 
@@ -162,9 +180,11 @@ class ContextualMenu(keras.layers.Layer):
         learned = self.menu_size - 1
         self.allocation_head = keras.layers.Dense(learned, name="allocation_logits",
                                                   kernel_initializer=init(3)) if learned else None
+        # The boosts' last layer starts at 0: with the family's boost extended to them, the
+        # untrained lotteries score at most as the family does (module doc).
         self.boost_head = keras.Sequential([
             keras.layers.Dense(learned, activation="relu", kernel_initializer=init(4)),
-            keras.layers.Dense(learned, kernel_initializer=init(5))],
+            keras.layers.Dense(learned, kernel_initializer="zeros")],
             name="boosts") if learned else None
         # The Myerson start stays float64: Keras would cast every input to float32.
         self._convert_input_args = False
@@ -172,6 +192,13 @@ class ContextualMenu(keras.layers.Layer):
                                               ) if self.learn_bidder_weights else None
         self.family_head = keras.layers.Dense(1, kernel_initializer="zeros",
                                               name="separable_boosts") if self.separable else None
+        self.bundle_head = keras.layers.Dense(1, kernel_initializer="zeros",
+                                              name="bundle_boosts") if self.bundles else None
+
+    def entries(self, num_bidders):
+        """`K'`, the explicit entries of a menu for `num_bidders`: `menu_size`, plus one
+        grand bundle per bidder with `bundles`."""
+        return self.menu_size + (num_bidders if self.bundles else 0)
 
     def build(self, input_shape=None):
         """Creates every variable, from a menu for one auction of one bidder and one item
@@ -228,6 +255,13 @@ class ContextualMenu(keras.layers.Layer):
                 separable_boosts += tf.cast(myerson, dtype)
             if self.linear_family_boosts and self.allocation_head is not None:
                 boosts += _linear_family_boosts(allocations, separable_boosts)
+        if self.bundles:
+            grand = tf.broadcast_to(tf.eye(num_bidders, dtype=dtype)[None, :, :, None],
+                                    [batch, num_bidders, num_bidders, num_items])
+            correction = tf.reduce_mean(self.bundle_head(tokens[:, :-1])[..., 0], axis=2)
+            extended = tf.reduce_sum(separable_boosts[:, :-1], axis=2)
+            allocations = tf.concat([allocations, grand], axis=1)
+            boosts = tf.concat([boosts, extended + tf.cast(correction, dtype)], axis=1)
         return allocations, boosts, weights, separable_boosts
 
     def get_config(self):
@@ -235,4 +269,5 @@ class ContextualMenu(keras.layers.Layer):
                 "item_features": self.item_features, "menu_size": self.menu_size,
                 "separable": self.separable, "learn_bidder_weights": self.learn_bidder_weights,
                 "hidden": self.hidden, "heads": self.heads, "blocks": self.blocks,
-                "linear_family_boosts": self.linear_family_boosts, "seed": self.seed}
+                "linear_family_boosts": self.linear_family_boosts, "bundles": self.bundles,
+                "seed": self.seed}
