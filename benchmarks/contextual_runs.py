@@ -14,8 +14,9 @@ transfer to unseen sizes.
   evaluated exactly on the bids of the same 100 000 auctions as the contextual run of that
   seed.
 * `transfer`: the acceptance rows' models (seed 0) evaluated on sizes they never saw: the
-  2x5 model on 3x10 and the 3x10 model on 2x5 (the gap to the model trained on that size is
-  then the other row), and setting B's 5x2 model on 3x2 and 8x2.
+  2x5 model on 3x10 and the 3x10 model on 2x5, and setting B's 5x2 model on 3x2 and 8x2;
+  beside each, a model trained on that size (the row's seed-0 run, else trained here with
+  the defaults) on the same auctions: the gap.
 
 Runs resume where they stopped; finished ones are only read. Minutes are wall-clock minutes
 of each `tf-ama train` process (the machine may be shared: see the README's notes).
@@ -107,6 +108,9 @@ def lottery_jobs(out, rows, seeds=None):
 
 def transfer_jobs(out):
     for setting, trained, unseen, seed in TRANSFER:
+        for size in unseen.split(","):  # the model trained on that size, for the gap
+            run(["train", setting, "--sizes", size, "--seed", str(seed),
+                 *_row_flags(setting, size)], row_dir(out, setting, size, seed))
         path = row_dir(out, setting, trained, seed)  # trained by the contextual jobs
         target = os.path.join(path, "transfer.json")
         if not os.path.exists(target):
@@ -115,6 +119,12 @@ def transfer_jobs(out):
                  "--json"], check=True, capture_output=True, text=True)
             with open(target, "w") as file:
                 file.write(result.stdout)
+
+
+def _row_flags(setting, size):
+    """The acceptance row's flags for `setting` and `size` (none if it is not a row)."""
+    return next((flags for row_setting, row_size, _, flags in ROWS
+                 if (row_setting, row_size) == (setting, size)), ())
 
 
 def _mean(values):

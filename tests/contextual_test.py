@@ -19,8 +19,8 @@ from tf_ama import exactness
 from tf_ama.cli import main
 from tf_ama.contextual import ContextualAuction, contextual_dataset
 from tf_ama.contextual_evaluation import baseline_revenues, evaluate_contextual
-from tf_ama.contextual_training import (contextual_training, train_contextual_run,
-                                        validation_dataset)
+from tf_ama.contextual_training import (SIGNIFICANCE, contextual_training,
+                                        train_contextual_run, validation_dataset)
 from tf_ama.mechanism import exact_outcome
 
 SMALL = dict(menu_size=12, hidden=8, heads=2, blocks=1, jit_objective=False)
@@ -236,7 +236,11 @@ def test_a_run_trains_resumes_as_finished_and_refuses_other_arguments(tmp_path):
     selection = json.loads((tmp_path / "run" / "selection.json").read_text())
     validation = validation_dataset(model, 32, 1)
     kept = model.evaluate(validation, verbose=0, return_dict=True)["revenue"]
-    assert kept == max(selection["trained_revenue"], selection["myerson_revenue"])
+    significant = selection["gain"] > SIGNIFICANCE * selection["gain_stderr"]
+    assert selection["kept"] == ("trained" if significant else "myerson")
+    np.testing.assert_allclose(kept, selection[f"{selection['kept']}_revenue"], rtol=1e-5)
+    np.testing.assert_allclose(selection["trained_revenue"] - selection["myerson_revenue"],
+                               selection["gain"], rtol=1e-9, atol=1e-12)
     assert model.menu_size == (1 if selection["kept"] == "myerson" else 12)
     assert not (tmp_path / "run" / "backup").exists() or not os.listdir(tmp_path / "run" / "backup")
     again = train_contextual_run("contextual_a", tmp_path / "run", kwargs, training, verbose=0)

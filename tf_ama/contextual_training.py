@@ -10,14 +10,16 @@ The learning rate decays along a cosine from `learning_rate` to a tenth of it ov
 (Keras `CosineDecay`, a function of the step: resumable), so that the run ends on a settled
 menu rather than on one noisy step. Validation is the exact revenue on `validation_samples`
 fresh auctions of every trained size (seed + 1). A menu with the item-separable family, on a
-value model with `uniform_bounds`, ends as the better on that revenue of its trained state
-and Myerson's optimal separate auction per context (the family alone, untrained: a
-`ContextualAuction` of `menu_size=1`); `selection.json` records both revenues and the one
-kept, so a run never ends below per-context Myerson on its validation auctions.
+value model with `uniform_bounds`, ends as its trained state only if that beats Myerson's
+optimal separate auction per context (the family alone, untrained: a `ContextualAuction` of
+`menu_size=1`) on those auctions by more than `SIGNIFICANCE` paired standard errors, else as
+Myerson; `selection.json` records both revenues, the paired gain with its standard error and
+the one kept, so a run does not end below per-context Myerson by a choice made on noise.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Optional
@@ -27,6 +29,7 @@ import keras
 from tf_ama import checkpoints, runs, seeds
 from tf_ama.contexts import get_contextual_setting
 from tf_ama.contextual import ContextualAuction, contextual_dataset
+from tf_ama.contextual_evaluation import evaluate_contextual
 from tf_ama.data import fresh_valuations
 from tf_ama.training_config import TrainingConfig
 
@@ -35,6 +38,9 @@ from tf_ama.training_config import TrainingConfig
 # bundles) 2x5 is within 0.003 of its end after 200 steps (docs/design.md §10).
 CONTEXTUAL_TRAINING = dict(steps=1000, batch_size=512, learning_rate=0.001)
 FINAL_LEARNING_RATE_FRACTION = 0.1
+# A run keeps its trained menu over per-context Myerson only if its paired gain on the
+# validation auctions exceeds this many standard errors: a gain within noise is not one.
+SIGNIFICANCE = 2.0
 # TrainingConfig fields a contextual run does not implement, with their neutral values.
 _UNSUPPORTED = dict(final_temperature=None, initial_temperature=None, exact_expectation=False,
                     restarts=1, restart_steps=None, polish=False, polish_perturbations=0)
@@ -160,28 +166,34 @@ def train_contextual_run(setting, out, model_kwargs=None, training=None,
         verbose=verbose,
         shuffle=False,
     )
-    model = _better_of_trained_and_myerson(out, model, validation)
+    model = _better_of_trained_and_myerson(out, model, training)
     runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
     checkpoints.remove_all(backup)
     return model
 
 
-def _better_of_trained_and_myerson(out, model, validation):
-    """`model`, or per-context Myerson (the family alone at its start) if its exact
-    validation revenue is higher; writes `out/selection.json`."""
+def _better_of_trained_and_myerson(out, model, training):
+    """`model`, or per-context Myerson (the family alone at its start) unless the model's
+    exact revenue beats it on the validation auctions by more than `SIGNIFICANCE` paired
+    standard errors; writes `out/selection.json`."""
     if not (model.menu_layer.separable and model.setting.has_uniform_bounds):
+        return model
+    reports = evaluate_contextual(model, num_samples=training.validation_samples,
+                                  seed=seeds.validation_seed(model.seed)).values()
+    gain = sum(r.gain for r in reports) / len(reports)  # the sizes weigh equally
+    stderr = math.sqrt(sum(r.gain_stderr ** 2 for r in reports)) / len(reports)
+    kept = "trained" if gain > SIGNIFICANCE * stderr else "myerson"
+    runs.write_json_atomic(os.path.join(out, runs.SELECTION), {
+        "kept": kept, "trained_revenue": sum(r.revenue for r in reports) / len(reports),
+        "myerson_revenue": sum(r.myerson for r in reports) / len(reports),
+        "gain": gain, "gain_stderr": stderr})
+    if kept == "trained":
         return model
     myerson = ContextualAuction(model.setting, model.sizes, menu_size=1, bundles=False,
                                 learn_bidder_weights=False, seed=model.seed,
                                 micro_batch_size=model.micro_batch_size)
-    myerson.compile(optimizer=keras.optimizers.Adam())
-    revenues = {name: candidate.evaluate(validation, verbose=0, return_dict=True)["revenue"]
-                for name, candidate in (("trained", model), ("myerson", myerson))}
-    kept = "myerson" if revenues["myerson"] > revenues["trained"] else "trained"
-    runs.write_json_atomic(os.path.join(out, runs.SELECTION), {
-        "kept": kept, "trained_revenue": revenues["trained"],
-        "myerson_revenue": revenues["myerson"]})
-    return model if kept == "trained" else myerson
+    myerson.compile(optimizer=keras.optimizers.Adam())  # saved and loaded like the trained
+    return myerson
 
 
 def is_contextual(setting):
