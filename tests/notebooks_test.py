@@ -48,7 +48,8 @@ CASES = {
     # One seed and one trained size: each costs its own XLA compilations, and
     # tests/contextual_test.py trains on a mixture of sizes.
     "05_contextual_auctions.ipynb": ({"HIDDEN": 8, "SEEDS": [0], "TRAIN_SIZES": ["2x3"],
-                                      "TEST_SIZES": ["2x3", "2x4"]}, 240),
+                                      "TEST_SIZES": ["2x3", "2x4"], "MISREPORT_SAMPLES": 200,
+                                      "MISREPORTS": 2}, 240),
 }
 
 
