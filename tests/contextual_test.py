@@ -98,6 +98,13 @@ def test_grand_bundles_start_at_the_family_boost_extended_to_them():
         small_model(separable=False, bundles=True)
 
 
+def test_a_menu_saved_before_its_options_existed_loads_as_it_was():
+    config = small_model().menu_layer.get_config()
+    for option in ("bundles", "linear_family_boosts"):  # today's defaults: on
+        assert config.pop(option)
+        assert not getattr(tf_ama.ContextualMenu.from_config(config), option)
+
+
 def test_the_same_seed_builds_the_same_network():
     first, second, other = small_model(seed=3), small_model(seed=3), small_model(seed=4)
     for a, b in zip(first.get_weights(), second.get_weights()):

@@ -264,6 +264,12 @@ class ContextualMenu(keras.layers.Layer):
             boosts = tf.concat([boosts, extended + tf.cast(correction, dtype)], axis=1)
         return allocations, boosts, weights, separable_boosts
 
+    @classmethod
+    def from_config(cls, config):
+        """A saved menu. One saved before an option existed behaves as it did: without
+        bundles or the extended family boosts (not today's defaults)."""
+        return cls(**{"bundles": False, "linear_family_boosts": False, **config})
+
     def get_config(self):
         return {**super().get_config(), "bidder_features": self.bidder_features,
                 "item_features": self.item_features, "menu_size": self.menu_size,
