@@ -166,13 +166,13 @@ def train_contextual_run(setting, out, model_kwargs=None, training=None,
         verbose=verbose,
         shuffle=False,
     )
-    model = _better_of_trained_and_myerson(out, model, training)
+    model = _trained_unless_myerson_is_as_good(out, model, training)
     runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
     checkpoints.remove_all(backup)
     return model
 
 
-def _better_of_trained_and_myerson(out, model, training):
+def _trained_unless_myerson_is_as_good(out, model, training):
     """`model`, or per-context Myerson (the family alone at its start) unless the model's
     exact revenue beats it on the validation auctions by more than `SIGNIFICANCE` paired
     standard errors; writes `out/selection.json`."""
