@@ -36,13 +36,22 @@ in float64, as for the learned menus (menu_layers).
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import tensorflow as tf
 
 from tf_ama import checks
 from tf_ama.exactness import MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
 
-_LOG_WEIGHT_RANGE = (float(tf.math.log(MIN_BIDDER_WEIGHT)), float(tf.math.log(MAX_BIDDER_WEIGHT)))
+
+@functools.lru_cache(maxsize=None)
+def _log_weight_range():
+    """The range of the log bidder weights, computed on first use rather than at import: an
+    op at import would start TensorFlow's runtime, after which no MultiWorkerMirroredStrategy
+    can be made (`tf-ama train` under TF_CONFIG: tf_ama.distributed)."""
+    with tf.init_scope():  # eager, also when first used inside a traced call
+        return (float(tf.math.log(MIN_BIDDER_WEIGHT)), float(tf.math.log(MAX_BIDDER_WEIGHT)))
 
 
 def _glorot(seed, offset):
@@ -244,7 +253,7 @@ class ContextualMenu(keras.layers.Layer):
             allocations, boosts = empty_allocation, empty_boost
         if self.learn_bidder_weights:
             log_weights = tf.reduce_mean(self.weight_head(tokens[:, :-1])[..., 0], axis=2)
-            weights = tf.exp(tf.clip_by_value(tf.cast(log_weights, dtype), *_LOG_WEIGHT_RANGE))
+            weights = tf.exp(tf.clip_by_value(tf.cast(log_weights, dtype), *_log_weight_range()))
             weights = tf.clip_by_value(weights, MIN_BIDDER_WEIGHT, MAX_BIDDER_WEIGHT)
         else:
             weights = tf.ones([batch, num_bidders], dtype)
