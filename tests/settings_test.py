@@ -179,3 +179,60 @@ def test_bad_seed_is_refused():
     setting = tf_ama.get_setting("additive_2x2_uniform")
     with pytest.raises(ValueError, match=r"`seed` must be an int or a pair of ints"):
         setting.sample(4, seed=(1, 2, 3))
+
+
+# ------------------------------------------------------------------ settings from JSON files
+@pytest.mark.parametrize("name", list(DESIGN_SETTINGS))
+def test_a_built_in_printed_as_json_loads_back_equal(tmp_path, name):
+    path = tmp_path / f"{name}.json"
+    path.write_text(tf_ama.setting_json(name))
+    assert tf_ama.load_setting(str(path)) == tf_ama.get_setting(name)
+    assert tf_ama.get_setting(str(path)) == tf_ama.get_setting(name)
+
+
+def test_a_tfp_class_by_name_with_per_item_parameters(tmp_path):
+    path = tmp_path / "gamma.json"
+    path.write_text(json.dumps(valid(name="gamma_2x2", distribution="Gamma", distribution_params={
+        "concentration": [2.0, 5.0], "rate": 1.0})))
+    setting = tf_ama.get_setting(str(path))
+    values = setting.sample(20_000, seed=(0, 1)).numpy()
+    assert values.shape == (20_000, 2, 2) and values.min() >= 0
+    np.testing.assert_allclose(values.mean(axis=0), [[2.0, 5.0], [2.0, 5.0]], rtol=0.03)
+
+
+@pytest.mark.parametrize("fields,match", [
+    (valid(distribution="Normal", distribution_params={"loc": 0.0, "scale": 1.0}),
+     r"`distribution`: tfd.Normal.* drew a value that is negative"),
+    (valid(distribution="Gamma", distribution_params={"concentration": -1.0, "rate": 1.0}),
+     r"`distribution_params` of tfd.Gamma"),
+    (valid(distribution="Gamma", distribution_params={"concentration": [1.0, 2.0, 3.0],
+                                                      "rate": 1.0}),
+     r"`distribution_params.concentration` must be a scalar or broadcast to"),
+    (valid(distribution="Gamma", distribution_params={"shape": 1.0}),
+     r"`distribution_params` of tfd.Gamma"),
+    (valid(distribution="Dirichlet", distribution_params={"concentration": 1.0}),
+     r"not one scalar per bidder and item|`distribution_params` of tfd.Dirichlet"),
+    (valid(distribution="Normalish"), r"Unknown distribution 'Normalish'"),
+    (valid(symmetric="yes"), r"`symmetric` must be"),
+    (valid(distribution=3), r"`distribution` must be a non-empty string"),
+])
+def test_bad_setting_files_name_the_file_and_the_field(tmp_path, fields, match):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(fields))
+    with pytest.raises(ValueError, match=rf"setting file .*bad.json: (.|\n)*{match}"):
+        tf_ama.get_setting(str(path))
+
+
+def test_setting_files_that_are_not_settings_are_refused(tmp_path):
+    cases = {"broken.json": ("{", "not valid JSON"),
+             "list.json": ("[1]", "must hold a JSON object"),
+             "short.json": ('{"name": "x"}', r"Missing setting fields \['num_bidders', 'num_items'\]"),
+             "clash.json": (json.dumps({**tf_ama.get_setting("additive_2x2_uniform").to_dict(),
+                                        "num_items": 3}),
+                            "is a built-in setting with other fields; give yours another name")}
+    for name, (text, match) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=match):
+            tf_ama.get_setting(str(tmp_path / name))
+    with pytest.raises(ValueError, match="cannot be read"):
+        tf_ama.get_setting(str(tmp_path / "missing.json"))

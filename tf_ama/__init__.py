@@ -30,13 +30,15 @@ _EXPORTS = {
     "export": ("export_saved_model", "load_menu_model"),
     "mechanism": ("exact_outcome", "regret_certificate", "soft_payments"),
     "menus": ("Menu", "deterministic_allocations"),
-    "data": ("expectation_dataset", "fresh_valuations", "valuation_dataset"),
+    "data": ("expectation_dataset", "fresh_valuations", "validation_dataset",
+             "validation_sample", "valuation_dataset"),
+    "empirical": ("empirical_setting", "save_valuations"),
     "menu_layers": ("BidderWeights", "DeterministicMenu", "FixedMenu", "LotteryMenu",
                     "LotterySeparableMenu", "MENU_KINDS", "MenuLayer", "SeparableMenu",
                     "menu_kind"),
     "model": ("AffineMaximizerAuction",),
     "plots": ("plot_menu", "plot_training_curves"),
-    "settings": ("Setting", "get_setting", "list_settings"),
+    "settings": ("Setting", "get_setting", "list_settings", "load_setting", "setting_json"),
     "training": ("TrainingConfig", "train_run"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -33,6 +33,25 @@ def valuation_dataset(setting, num_samples, seed, batch_size=4096):
     return tf.data.Dataset.from_tensor_slices(setting.sample(num_samples, seed)).batch(batch_size)
 
 
+def validation_sample(setting, num_samples, seed):
+    """A run's validation profiles `[N, m, n]` (float32): `setting.sample(num_samples, seed)`,
+    or, for a setting made from data (`tf_ama.empirical`), the rows of its validation split
+    (then `num_samples` and `seed` are not used: the split is the data's)."""
+    from tf_ama import empirical
+
+    setting = get_setting(setting)
+    if empirical.is_empirical(setting):
+        return tf.constant(empirical.split_rows(setting.distribution_params, setting.num_bidders,
+                                                setting.num_items, "validation"), tf.float32)
+    return setting.sample(num_samples, seed)
+
+
+def validation_dataset(setting, num_samples, seed, batch_size=4096):
+    """`validation_sample` as a `tf.data.Dataset` (Keras' `validation_data`)."""
+    return tf.data.Dataset.from_tensor_slices(
+        validation_sample(setting, num_samples, seed)).batch(batch_size)
+
+
 def expectation_dataset(setting, replicas=1, max_profiles=1 << 16):
     """One batch `(profiles, (), probabilities)` of EVERY profile of a discrete setting
     (`distributions.finite_support`), for `fit` and `evaluate`: Keras' `(x, y, sample_weight)`

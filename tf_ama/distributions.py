@@ -14,6 +14,12 @@ Built-in families (the `distribution` field of a `Setting`):
   construction of Briest et al. (2010) used in the paper's section 6.2: point `k` is
   `base**k * directions[k]` with probability proportional to `base**-k`.
 
+Any TFP distribution class of scalars is a family too, by its class name (e.g. `"Beta"`,
+`"Gamma"`, `"LogNormal"`, `"TruncatedNormal"`): its parameters, each a scalar or per bidder and
+item, are broadcast to `[num_bidders, num_items]` and the values are independent
+(`tfp_class`); so a settings file (`tf_ama.settings.load_setting`) needs no Python.
+`"empirical"` is the training rows of a data file (`tf_ama.empirical`).
+
 Users add their own family with `register_distribution(name, factory)`, where
 `factory(num_bidders, num_items, dtype=..., **params)` returns any TFP distribution with event
 shape `[num_bidders, num_items]` (`dtype` is always passed, as a keyword).
@@ -104,10 +110,48 @@ def spherical(num_bidders, num_items, base=2.0, directions=SPHERICAL_DIRECTIONS,
     return tfd.Independent(mixture, reinterpreted_batch_ndims=1, name="SphericalValuations")
 
 
+def tfp_class(num_bidders, num_items, class_name, dtype=tf.float32, **params):
+    """Independent values from `tfd.<class_name>(**params)`, every parameter broadcast to
+    `[num_bidders, num_items]`; refused if the class is not a TFP distribution of scalars or
+    if a check draw gives a value that is negative or not finite."""
+    factory = getattr(tfd, class_name, None)
+    if not (isinstance(factory, type) and issubclass(factory, tfd.Distribution)):
+        raise ValueError(
+            f"`distribution`: {class_name!r} is neither a family of tf_ama "
+            f"({', '.join(list_distributions())}) nor a tfp.distributions class (e.g. 'Beta', "
+            "'Gamma', 'LogNormal', 'TruncatedNormal').")
+    arrays = {key: tf.constant(_profile_array(value, f"distribution_params.{key}", num_bidders,
+                                              num_items), dtype)
+              for key, value in params.items()}
+    try:
+        base = factory(**arrays, validate_args=True)
+        draw = base.sample(256, seed=(0, 0))
+    except (TypeError, ValueError, tf.errors.InvalidArgumentError) as error:
+        message = str(error).strip().splitlines()[0]
+        raise ValueError(f"`distribution_params` of tfd.{class_name}: {message}") from None
+    if base.event_shape.rank != 0 or draw.shape[1:] != (num_bidders, num_items):
+        raise ValueError(f"`distribution`: tfd.{class_name} with these parameters draws "
+                         f"{draw.shape[1:]}, not one scalar per bidder and item.")
+    values = draw.numpy()
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(
+            f"`distribution`: tfd.{class_name}{params} drew a value that is negative or not "
+            "finite; valuations must be >= 0. Use a distribution on [0, inf) (e.g. Gamma, "
+            "LogNormal, TruncatedNormal with low >= 0).")
+    return tfd.Independent(base, reinterpreted_batch_ndims=2, name=f"{class_name}Valuations")
+
+
+def _empirical(num_bidders, num_items, dtype=tf.float32, **params):
+    from tf_ama import empirical
+
+    return empirical.distribution(num_bidders, num_items, dtype, **params)
+
+
 _FACTORIES: dict[str, Callable] = {
     "uniform": uniform,
     "exponential": exponential,
     "spherical": spherical,
+    "empirical": _empirical,
 }
 
 
@@ -128,13 +172,16 @@ def list_distributions() -> list[str]:
 
 
 def make_distribution(name, num_bidders, num_items, params=None, dtype=tf.float32):
-    """Builds the TFP distribution `name` with event shape `[num_bidders, num_items]`."""
-    if name not in _FACTORIES:
-        raise ValueError(
-            f"Unknown distribution {name!r}; known: {list_distributions()}. "
-            "Register your own with tf_ama.register_distribution(name, factory)."
-        )
+    """Builds the TFP distribution `name` (a family, or a `tfp.distributions` class name:
+    `tfp_class`) with event shape `[num_bidders, num_items]`."""
     params = dict(params or {})
+    if name not in _FACTORIES:
+        if not (isinstance(getattr(tfd, str(name), None), type) and name[:1].isupper()):
+            raise ValueError(
+                f"Unknown distribution {name!r}; known: {list_distributions()}, or the name "
+                "of a tfp.distributions class (e.g. 'Beta'). Register your own with "
+                "tf_ama.register_distribution(name, factory).")
+        return tfp_class(num_bidders, num_items, name, dtype=dtype, **params)
     try:
         dist = _FACTORIES[name](num_bidders, num_items, dtype=dtype, **params)
     except TypeError as error:

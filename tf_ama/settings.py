@@ -26,6 +26,8 @@ import dataclasses
 import json
 from typing import Any
 
+import numpy as np
+
 from tf_ama import checks
 
 # TensorFlow (through tf_ama.distributions) is imported only when a distribution is built, so
@@ -63,6 +65,8 @@ class Setting:
         for field in ("num_bidders", "num_items"):  # stored as plain ints (JSON-serializable)
             object.__setattr__(self, field, checks.integer(field, getattr(self, field), minimum=1))
         checks.choice("demand", self.demand, DEMANDS)
+        checks.string("distribution", self.distribution)
+        checks.boolean("symmetric", self.symmetric)
         if not isinstance(self.distribution_params, dict):
             raise ValueError(
                 f"`distribution_params` must be a dict; got {type(self.distribution_params).__name__}."
@@ -75,7 +79,11 @@ class Setting:
             ) from None
         # Builds the distribution once, so that a bad setting fails here, not mid-training (the
         # built-in ones are checked by tests/settings_test.py instead: see _BUILT_IN).
-        if not _BUILT_IN.checked_elsewhere:
+        if self.distribution == "empirical":  # the data file is read when rows are needed
+            from tf_ama import empirical
+
+            empirical.check_params(self.distribution_params)
+        elif not _BUILT_IN.checked_elsewhere:
             self.distribution_fn()
 
     def distribution_fn(self, dtype=None):
@@ -108,7 +116,59 @@ class Setting:
         unknown = set(config) - known
         if unknown:
             raise ValueError(f"Unknown setting fields {sorted(unknown)}; known: {sorted(known)}.")
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING}
+        if required - set(config):
+            raise ValueError(f"Missing setting fields {sorted(required - set(config))}.")
         return cls(**config)
+
+
+# Valuation elements per `setting.sample` call of `sample_blocks` (32 MB as float32). Every
+# built-in setting at 100 000 profiles fits in one block (3x10: 279 620 profiles per block).
+SAMPLE_BLOCK_ELEMENTS = 1 << 23
+
+
+def sample_block_size(setting) -> int:
+    """Profiles per block of `sample_blocks(setting, ...)`: `SAMPLE_BLOCK_ELEMENTS // (m n)`."""
+    return max(1, SAMPLE_BLOCK_ELEMENTS // (setting.num_bidders * setting.num_items))
+
+
+def sample_blocks(setting, num_samples, seed):
+    """The evaluation sample: `num_samples` profiles of `setting`, block by block.
+
+    The one home of the profiles that `tf_ama.evaluate`, `menu_usage`, `prune` and the
+    baselines (`tf_ama.baseline_auctions`) are computed on, so that an AMA and its baselines
+    are compared on the same profiles (paired), whatever `num_samples`, in bounded memory.
+    Block `b` holds profiles `[b B, (b + 1) B)` with `B = sample_block_size(setting)`; block
+    0 is `setting.sample(B0, seed)` and block `b > 0` is `setting.sample(Bb, (b, seed))`
+    (stateless seeds; `Bb` is `B` but for a shorter last block). So up to `B` profiles the
+    sample is exactly `setting.sample(num_samples, seed)`.
+
+    Args:
+      setting: a `Setting`.
+      num_samples: int >= 1.
+      seed: int in [0, 2**31).
+
+    Yields:
+      float64 NumPy arrays `[Bb, num_bidders, num_items]` (cast from the float32 draws).
+
+    Raises:
+      ValueError if the distribution draws a non-finite or negative value.
+    """
+    num_samples = checks.integer("num_samples", num_samples, minimum=1)
+    seed = checks.seed("seed", seed)
+    block = sample_block_size(setting)
+    for index, start in enumerate(range(0, num_samples, block)):
+        size = min(block, num_samples - start)
+        valuations = np.asarray(setting.sample(size, seed if index == 0 else (index, seed)),
+                                np.float64)
+        if not np.all(np.isfinite(valuations)) or np.any(valuations < 0):
+            raise ValueError(
+                f"The distribution of setting {setting.name!r} produced non-finite or negative "
+                "valuations; values must be finite and >= 0."
+            )
+        yield valuations
 
 
 class _BUILT_IN:
@@ -158,12 +218,49 @@ def list_settings() -> list[str]:
 
 
 def get_setting(name: str) -> Setting:
-    """The built-in setting `name` (see `list_settings()`)."""
+    """The built-in setting `name` (see `list_settings()`), or the setting in the JSON file
+    `name` (a path ending in `.json`: `load_setting`)."""
     if isinstance(name, Setting):
         return name
+    if isinstance(name, str) and name.endswith(".json"):
+        return load_setting(name)
     if name not in _SETTINGS:
         raise ValueError(
-            f"Unknown setting {name!r}. Known settings: {', '.join(_SETTINGS)}. "
-            "Define your own with tf_ama.Setting(...)."
+            f"Unknown setting {name!r}. Known settings: {', '.join(_SETTINGS)}, or a JSON "
+            "file (tf-ama settings --show NAME prints one to start from). Define your own "
+            "with tf_ama.Setting(...)."
         )
     return _SETTINGS[name]
+
+
+def setting_json(setting) -> str:
+    """`setting` (a `Setting`, a built-in's name or a JSON file) as the JSON text that
+    `load_setting` reads back into an equal setting."""
+    return json.dumps(get_setting(setting).to_dict(), indent=2) + "\n"
+
+
+def load_setting(path) -> Setting:
+    """The setting in the JSON file `path`: an object with the fields of `Setting`
+    (`tf-ama settings --show NAME` prints a built-in one in this form). `distribution` is a
+    family of `tf_ama.distributions` or the name of a `tfp.distributions` class (e.g.
+    `"Gamma"`, parameters per bidder and item). Errors name the file and the field. A file
+    that uses a built-in's name must equal that built-in (else give it another name)."""
+    try:
+        with open(path) as file:
+            fields = json.load(file)
+    except OSError as error:
+        raise ValueError(f"setting file {path}: cannot be read ({error.strerror}).") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"setting file {path}: not valid JSON ({error}).") from None
+    if not isinstance(fields, dict):
+        raise ValueError(f"setting file {path}: must hold a JSON object of the fields "
+                         f"{[f.name for f in dataclasses.fields(Setting)]}.")
+    try:
+        setting = Setting.from_dict(fields)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"setting file {path}: {error}") from None
+    built_in = _SETTINGS.get(setting.name)
+    if built_in is not None and built_in != setting:
+        raise ValueError(f"setting file {path}: `name` {setting.name!r} is a built-in setting "
+                         "with other fields; give yours another name.")
+    return setting

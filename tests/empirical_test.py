@@ -1,0 +1,220 @@
+"""Valuations from data (tf_ama.empirical): reading, checks, the seeded split, provenance,
+the bootstrap prior, and a model trained on data that loads without its file."""
+
+import hashlib
+import os
+
+import hypothesis
+import hypothesis.strategies as st
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_ama
+from tf_ama import empirical
+
+
+def _profiles(rows=300, m=2, n=3, seed=0, scale=1.0):
+    return np.random.default_rng(seed).uniform(0, scale, size=(rows, m, n))
+
+
+def _write(path, profiles, header=True):
+    """`profiles` in the format of `path`'s extension."""
+    flat = profiles.reshape(len(profiles), -1)
+    if path.endswith(".npy"):
+        np.save(path, profiles)
+    elif path.endswith(".npz"):
+        np.savez(path, valuations=flat)
+    else:
+        np.savetxt(path, flat, delimiter=",", fmt="%.17g",
+                   header=",".join(f"v{k}" for k in range(flat.shape[1])) if header else "",
+                   comments="")
+    return path
+
+
+@pytest.mark.parametrize("name", ["a.npy", "b.npz", "c.csv", "d.csv"])
+def test_every_format_reads_back_the_profiles_in_blocks(tmp_path, name):
+    profiles = _profiles(rows=1000, scale=1e6)
+    path = _write(str(tmp_path / name), profiles, header=name != "d.csv")
+    blocks = list(empirical.read_blocks(path, 2, 3, block_rows=128))
+    assert [len(b) for b in blocks] == [128] * 7 + [104]
+    np.testing.assert_array_equal(np.concatenate(blocks), profiles)  # %.17g round-trips
+
+
+def test_a_flat_npy_is_read_bidder_major(tmp_path):
+    profiles = _profiles(rows=10)
+    np.save(tmp_path / "flat.npy", profiles.reshape(10, 6))
+    np.testing.assert_array_equal(
+        np.concatenate(list(empirical.read_blocks(str(tmp_path / "flat.npy"), 2, 3))), profiles)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("1,2,3,4,5,6\n1,2,3,4,5\n", "line 2: 5 values; every row must hold num_bidders x num_items = 6"),
+    ("1,2,3,4,5,6\n1,2,nan,4,5,6\n", "line 2: values must be finite and >= 0"),
+    ("a,b,c,d,e,f\n1,2,3,4,5,-1\n", "line 2: values must be finite and >= 0"),
+    ("1,2,3,4,5,6\n1,2,x,4,5,6\n", "line 2: not a number"),
+    ("1,2,3,4,5,6\n1,2,inf,4,5,6\n", "line 2: values must be finite"),
+    ("a,b,c,d,e,f\n", "holds no profiles"),
+])
+def test_bad_csv_rows_are_refused_with_their_line(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match="`valuations` .*bad.csv " if "no profiles" not in message
+                       else "holds no profiles") as error:
+        list(empirical.read_blocks(str(path), 2, 3))
+    assert message in str(error.value)
+
+
+def test_bad_files_are_refused_with_the_fix(tmp_path):
+    np.save(tmp_path / "wide.npy", np.ones((5, 7)))
+    np.savez(tmp_path / "two.npz", a=np.ones((5, 6)), b=np.ones((5, 6)))
+    np.save(tmp_path / "nan.npy", np.array([[[1, 2, 3], [4, 5, 6]], [[1, 2, np.nan], [4, 5, 6]]]))
+    (tmp_path / "x.parquet").write_bytes(b"PAR1")
+    (tmp_path / "x.txt").write_text("1")
+    (tmp_path / "junk.npy").write_text("not numpy")
+    for name, message in [("wide.npy", r"shape \[5, 7\]; it must be \[profiles, 2, 3\]"),
+                          ("two.npz", "one array or one named 'valuations'"),
+                          ("nan.npy", r"profile 1: values must be finite and >= 0"),
+                          ("x.parquet", "Parquet is not read .*numpy.save"),
+                          ("x.txt", "unknown format '.txt'"),
+                          ("junk.npy", "not a readable .npy file"),
+                          ("missing.csv", "does not exist")]:
+        with pytest.raises(ValueError, match=message):
+            list(empirical.read_blocks(str(tmp_path / name), 2, 3))
+
+
+def _splitmix_uniform(seed, row):
+    """Plain-integer SplitMix64 (the oracle of the vectorized split)."""
+    mask = (1 << 64) - 1
+    z = (row + (seed << 32) + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    z ^= z >> 31
+    return (z >> 11) / float(1 << 53)
+
+
+@hypothesis.given(seed=st.integers(0, 2**31 - 1), start=st.integers(0, 2**40))
+@hypothesis.settings(max_examples=50, deadline=None)
+def test_the_split_hash_equals_a_plain_integer_oracle(seed, start):
+    rows = np.arange(start, start + 20, dtype=np.uint64)
+    assert empirical._row_uniforms(seed, rows).tolist() == [
+        _splitmix_uniform(seed, int(row)) for row in rows]
+
+
+def test_the_split_is_seeded_exhaustive_and_independent_of_the_blocks(tmp_path):
+    profiles = _profiles(rows=20_000, m=1, n=2)
+    path = _write(str(tmp_path / "p.npy"), profiles)
+    setting = tf_ama.empirical_setting("additive_1x2_uniform", path, 0.2, 0.1, split_seed=7)
+    params = setting.distribution_params
+    parts = {split: np.concatenate(list(empirical.split_blocks(params, 1, 2, split)))
+             for split in empirical.SPLITS}
+    assert {k: len(v) for k, v in parts.items()} == params["rows"]
+    # Every row in exactly one split, in file order within each.
+    together = np.concatenate(list(parts.values())).reshape(len(profiles), -1)
+    assert sorted(map(tuple, together)) == sorted(map(tuple, profiles.reshape(len(profiles), -1)))
+    assert abs(params["rows"]["validation"] / 20_000 - 0.2) < 0.015
+    assert abs(params["rows"]["test"] / 20_000 - 0.1) < 0.015
+    for block_rows in (1, 333):  # the split of a row does not depend on how the file is read
+        codes = np.concatenate([c for _, c in empirical._split_blocks(path, 1, 2, 7, 0.2, 0.1)])
+        original = empirical.read_blocks
+        try:
+            empirical.read_blocks = lambda *a, **k: original(*a, block_rows=block_rows)
+            again = np.concatenate([c for _, c in empirical._split_blocks(path, 1, 2, 7, 0.2, 0.1)])
+        finally:
+            empirical.read_blocks = original
+        np.testing.assert_array_equal(codes, again)
+    other = tf_ama.empirical_setting("additive_1x2_uniform", path, 0.2, 0.1, split_seed=8)
+    assert other.distribution_params["rows"] != params["rows"]
+
+
+def test_the_setting_records_the_provenance_and_samples_training_rows_only(tmp_path):
+    profiles = _profiles(rows=500)
+    path = _write(str(tmp_path / "bids.csv"), profiles)
+    setting = tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), path)
+    params = setting.distribution_params
+    assert setting.name == "bids" and setting.distribution == "empirical"
+    assert params["path"] == os.path.abspath(path) and params["format"] == ".csv"
+    assert params["sha256"] == hashlib.sha256(open(path, "rb").read()).hexdigest()
+    assert sum(params["rows"].values()) == 500
+    train = empirical.split_rows(params, 2, 3, "train")
+    drawn = setting.sample(2000, seed=(1, 2)).numpy()
+    train32 = {tuple(row) for row in train.astype(np.float32).reshape(len(train), -1)}
+    assert all(tuple(row) in train32 for row in drawn.reshape(2000, -1))
+    assert len({tuple(row) for row in drawn.reshape(2000, -1)}) > 0.9 * len(train)
+    np.testing.assert_array_equal(setting.sample(64, (3, 4)), setting.sample(64, (3, 4)))
+    # The setting round-trips through JSON (a run's config, an export's JSON).
+    assert tf_ama.Setting.from_dict(setting.to_dict()) == setting
+
+
+def test_a_changed_file_is_refused(tmp_path):
+    path = _write(str(tmp_path / "bids.npy"), _profiles())
+    setting = tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), path)
+    np.save(path, _profiles(seed=1))
+    with pytest.raises(ValueError, match="has changed since this setting was made"):
+        empirical.split_rows(setting.distribution_params, 2, 3, "validation")
+    os.remove(path)
+    with pytest.raises(ValueError, match="no longer exists"):
+        empirical.split_rows(setting.distribution_params, 2, 3, "test")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"validation_fraction": 0.5, "test_fraction": 0.5}, "must be < 1"),
+    ({"validation_fraction": 0}, "`validation_fraction` must be a finite number > 0"),
+    ({"split_seed": -1}, "`split_seed`"),
+])
+def test_bad_split_arguments_are_refused(tmp_path, kwargs, message):
+    path = _write(str(tmp_path / "bids.npy"), _profiles())
+    with pytest.raises(ValueError, match=message):
+        tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), path, **kwargs)
+
+
+def test_too_few_rows_for_a_split_are_refused(tmp_path):
+    path = _write(str(tmp_path / "bids.npy"), _profiles(rows=3))
+    with pytest.raises(ValueError, match="split.* empty"):
+        tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), path)
+
+
+def test_a_dataset_is_saved_atomically_and_becomes_the_data(tmp_path):
+    profiles = _profiles(rows=70)
+    target = str(tmp_path / "saved.npy")
+    for source in (tf.data.Dataset.from_tensor_slices(profiles),
+                   tf.data.Dataset.from_tensor_slices(profiles).batch(16), profiles):
+        setting = tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), source,
+                                           test_fraction=0.2, save_as=target)
+        np.testing.assert_array_equal(np.load(target), profiles)
+        assert setting.distribution_params["path"] == os.path.abspath(target)
+    bad = tf.data.Dataset.from_tensor_slices(np.concatenate([profiles, -profiles]))
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), bad,
+                                 save_as=str(tmp_path / "never.npy"))
+    assert sorted(os.listdir(tmp_path)) == ["saved.npy"]  # nothing half-written
+    with pytest.raises(ValueError, match="`save_as`: give an .npy path"):
+        tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), profiles)
+    with pytest.raises(ValueError, match=r"elements must be profiles \[2, 3\]"):
+        tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), np.ones((4, 3, 2)),
+                                 save_as=str(tmp_path / "never.npy"))
+
+
+def test_a_model_trained_on_data_loads_without_the_file(tmp_path):
+    path = _write(str(tmp_path / "bids.npy"), _profiles(rows=400))
+    setting = tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), path)
+    model = tf_ama.AffineMaximizerAuction(setting, menu="lottery", menu_size=8)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    model.fit(tf_ama.fresh_valuations(32), epochs=1, steps_per_epoch=2, verbose=0)
+    model.save(tmp_path / "m.keras")
+    os.remove(path)
+    empirical._cache.clear()  # as in a new process
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.setting == setting
+    bids = tf.constant(_profiles(rows=5), tf.float64)
+    np.testing.assert_array_equal(loaded(bids)["payments"],
+                                  model(bids)["payments"])
+    with pytest.raises(ValueError, match="no longer exists"):
+        loaded.valuation_distribution  # noqa: B018  (training it again needs the file)
+
+
+def test_empirical_params_are_checked_without_reading_the_file():
+    with pytest.raises(ValueError, match=r"missing \['sha256'"):
+        tf_ama.Setting("x", 2, 3, distribution="empirical",
+                       distribution_params={"path": "/nowhere.npy"})

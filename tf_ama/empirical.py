@@ -1,0 +1,348 @@
+"""Valuations from data: a file of valuation profiles as a setting's prior.
+
+    setting = tf_ama.empirical_setting("additive_3x10_uniform", "bids.csv")
+    model = tf_ama.train_run(setting, "runs/bids")       # or: tf-ama train ... --valuations
+
+The file is read in blocks (never whole), checked (finite, >= 0, `num_bidders * num_items`
+values per profile) and hashed; each row is assigned once to a split by a hash of
+(`split_seed`, row number), so the split is a fixed, seeded random partition that does not
+depend on how the file is read:
+
+    train       the prior: `setting.sample(n, seed)` draws n training rows uniformly with
+                replacement (a bootstrap; `tfd.Empirical`), so training batches, reserve
+                searches and recipes use the training rows only;
+    validation  the epoch-end validation, the choices of a run (start or trained, restarts,
+                a join's shift, the polish's check): all of its rows, held in memory;
+    test        the final exact evaluation and the baselines' revenue (`evaluation_blocks`),
+                read in blocks: reported as held-out revenue.
+
+The setting's `distribution` is `"empirical"` and its `distribution_params` are the data's
+provenance: absolute path, SHA-256, format, rows per split, the split's seed and fractions.
+They go into the run's config and the exported model's JSON; a file changed since is refused
+(the hash is checked whenever the rows are read). Only the training rows are held in memory
+(as one float32 tensor, 4 bytes per value, for the bootstrap); everything else streams.
+
+Formats: `.npy` (`[N, m, n]` or `[N, m * n]`, memory-mapped), `.npz` (one array, or the one
+named `valuations`; loaded whole, as NumPy cannot map a zip member), `.csv` (one row per
+profile, bidder-major: bidder 0's values for items 0..n-1, then bidder 1's, ...; an optional
+header line). Parquet is not read: it would need pyarrow, which nothing else here uses;
+convert with `pandas.read_parquet(path).to_numpy()` and `numpy.save`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import os
+import tempfile
+
+import numpy as np
+
+from tf_ama import checks
+
+FORMATS = (".npy", ".npz", ".csv")
+SPLITS = ("train", "validation", "test")
+BLOCK_ROWS = 1 << 16  # profiles per block read
+_PARAMS = ("path", "sha256", "format", "rows", "split_seed", "validation_fraction",
+           "test_fraction")
+_cache: dict = {}  # (path, sha256, split) -> rows of a split, float64 (train and validation)
+_hashes: dict = {}  # (path, size, mtime_ns) -> sha256, so that a file is hashed once per process
+
+
+def empirical_setting(setting, source, validation_fraction=0.1, test_fraction=0.1,
+                      split_seed=0, name=None, save_as=None):
+    """`setting` (bidders, items, demand; a name or a `Setting`) with the valuation profiles
+    of `source` as its prior (module docstring).
+
+    Args:
+      source: a file path (`FORMATS`), or any `tf.data.Dataset` of profiles `[m, n]` (or of
+        batches `[b, m, n]`) or array `[N, m, n]`, which is first written to `save_as` (an
+        `.npy` path), so that the provenance names a file holding the very rows used.
+      validation_fraction, test_fraction: the expected shares of the rows held out for
+        validation and for the final evaluation (each > 0, together < 1).
+      split_seed: seeds the partition into splits.
+      name: the new setting's name (default: the file's name without extension).
+    """
+    from tf_ama.settings import Setting, get_setting
+
+    setting = get_setting(setting)
+    if not isinstance(source, (str, os.PathLike)):
+        if save_as is None:
+            raise ValueError("`save_as`: give an .npy path to write the rows of a dataset or "
+                             "array to (the setting records that file as its data).")
+        source = save_valuations(source, save_as, setting.num_bidders, setting.num_items)
+    elif save_as is not None:
+        raise ValueError("`save_as` is for a dataset or array `source`; a file is read in place.")
+    path = _checked_path(source)
+    validation_fraction = checks.number("validation_fraction", validation_fraction, above=0)
+    test_fraction = checks.number("test_fraction", test_fraction, above=0)
+    if validation_fraction + test_fraction >= 1:
+        raise ValueError(f"`validation_fraction` + `test_fraction` must be < 1 (some rows must "
+                         f"be left to train on); got {validation_fraction} + {test_fraction}.")
+    split_seed = checks.seed("split_seed", split_seed)
+    rows = {split: 0 for split in SPLITS}
+    for block, codes in _split_blocks(path, setting.num_bidders, setting.num_items,
+                                      split_seed, validation_fraction, test_fraction):
+        for code, split in enumerate(SPLITS):
+            rows[split] += int(np.count_nonzero(codes == code))
+    empty = [split for split in SPLITS if rows[split] == 0]
+    if empty:
+        raise ValueError(f"`valuations` {path}: {sum(rows.values())} rows leave the "
+                         f"{' and '.join(empty)} split(s) empty; give more rows or larger "
+                         "fractions.")
+    params = {"path": path, "sha256": file_sha256(path), "format": os.path.splitext(path)[1],
+              "rows": rows, "split_seed": split_seed,
+              "validation_fraction": validation_fraction, "test_fraction": test_fraction}
+    name = os.path.splitext(os.path.basename(path))[0] if name is None else name
+    return dataclasses.replace(setting, name=checks.string("name", name),
+                               distribution="empirical", distribution_params=params)
+
+
+def save_valuations(source, path, num_bidders, num_items):
+    """Writes the profiles of `source` (a `tf.data.Dataset` of `[m, n]` profiles or `[b, m,
+    n]` batches, or an array) to the `.npy` file `path` as float64, block by block (bounded
+    memory) and atomically; returns `path`."""
+    from tf_ama.runs import atomic_file
+
+    if os.path.splitext(os.fspath(path))[1] != ".npy":
+        raise ValueError(f"`save_as` must end in .npy; got {path!r}.")
+    shape = [num_bidders, num_items]
+    blocks = source.as_numpy_iterator() if hasattr(source, "as_numpy_iterator") else [source]
+    count = 0
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    # The rows go to an anonymous file first: the .npy header needs their count.
+    with atomic_file(path, ".npy") as temporary, tempfile.TemporaryFile(dir=directory) as data:
+        for block in blocks:
+            block = np.asarray(block)
+            if list(block.shape[-2:]) != shape or block.ndim not in (2, 3):
+                raise ValueError(f"`source`: elements must be profiles {shape} or batches "
+                                 f"[b, {num_bidders}, {num_items}]; got shape "
+                                 f"{list(block.shape)}.")
+            block = block.reshape(-1, *shape).astype(np.float64)
+            _check_values("(the source)", block, count, None)
+            data.write(block.tobytes())
+            count += len(block)
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float64)),
+                  "fortran_order": False, "shape": (count, *shape)}
+        data.seek(0)
+        with open(temporary, "wb") as file:
+            np.lib.format.write_array_header_1_0(file, header)
+            for piece in iter(lambda: data.read(1 << 20), b""):
+                file.write(piece)
+    return os.fspath(path)
+
+
+def is_empirical(setting) -> bool:
+    return setting.distribution == "empirical"
+
+
+def check_params(params):
+    """Refuses `distribution_params` that are not an `empirical_setting`'s (without reading
+    the file: a model trained on data loads where the data is not)."""
+    missing = [key for key in _PARAMS if key not in params]
+    unknown = sorted(set(params) - set(_PARAMS))
+    if missing or unknown:
+        raise ValueError(
+            f"`distribution_params` of an 'empirical' setting must have exactly the fields "
+            f"{list(_PARAMS)}; missing {missing}, unknown {unknown}. Make one with "
+            "tf_ama.empirical_setting(setting, path) (tf-ama train ... --valuations FILE).")
+    if not isinstance(params["rows"], dict) or set(params["rows"]) != set(SPLITS):
+        raise ValueError(f"`distribution_params.rows` must give the rows of each split "
+                         f"{list(SPLITS)}; got {params['rows']!r}.")
+
+
+def distribution(num_bidders, num_items, dtype=None, **params):
+    """The bootstrap prior: `tfd.Empirical` over the training rows (the `"empirical"`
+    family of `tf_ama.distributions`)."""
+    import tensorflow as tf
+    import tensorflow_probability as tfp
+
+    check_params(params)
+    rows = split_rows(params, num_bidders, num_items, "train")
+    return tfp.distributions.Empirical(tf.constant(rows, dtype or tf.float32), event_ndims=2,
+                                       name="EmpiricalValuations")
+
+
+def split_rows(params, num_bidders, num_items, split):
+    """The rows of `split` ("train" or "validation"), float64 `[rows, m, n]`, read once per
+    process (the file's hash checked)."""
+    key = (params["path"], params["sha256"], params["split_seed"],
+           params["validation_fraction"], params["test_fraction"], split)
+    if key not in _cache:
+        _cache[key] = np.concatenate(list(split_blocks(params, num_bidders, num_items, split)))
+    return _cache[key]
+
+
+def split_blocks(params, num_bidders, num_items, split):
+    """Yields the rows of `split` of the data in `params`, in file order, float64 blocks
+    `[b, m, n]` (b <= BLOCK_ROWS, some possibly empty), after checking that the file is the
+    one recorded."""
+    checks.choice("split", split, SPLITS)
+    path = params["path"]
+    if not os.path.isfile(path):
+        raise ValueError(f"The valuations of this setting were read from {path}, which no "
+                         "longer exists; put the file back (its SHA-256 is in the setting's "
+                         "distribution_params) or train on another with --valuations.")
+    if file_sha256(path) != params["sha256"]:
+        raise ValueError(f"{path} has changed since this setting was made from it (SHA-256 "
+                         f"{params['sha256'][:12]}..., now {file_sha256(path)[:12]}...); "
+                         "restore it, or train a new run on the new file.")
+    code = SPLITS.index(split)
+    for block, codes in _split_blocks(path, num_bidders, num_items, params["split_seed"],
+                                      params["validation_fraction"], params["test_fraction"]):
+        yield block[codes == code]
+
+
+def _split_blocks(path, num_bidders, num_items, seed, validation_fraction, test_fraction):
+    """Yields `(block, codes)`: checked float64 blocks of the file and each row's split
+    (index into SPLITS), from a hash of (seed, row number)."""
+    start = 0
+    for block in read_blocks(path, num_bidders, num_items):
+        uniform = _row_uniforms(seed, np.arange(start, start + len(block), dtype=np.uint64))
+        codes = np.where(uniform < test_fraction, 2,
+                         np.where(uniform < test_fraction + validation_fraction, 1, 0))
+        start += len(block)
+        yield block, codes
+
+
+def _row_uniforms(seed, rows):
+    """A uniform in [0, 1) per row number: SplitMix64 of (seed << 32) + row, its top 53 bits."""
+    with np.errstate(over="ignore"):
+        z = rows + np.uint64(seed << 32) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def read_blocks(path, num_bidders, num_items, block_rows=BLOCK_ROWS):
+    """Yields the file's profiles as float64 blocks `[b, num_bidders, num_items]`, each
+    checked: a bad value is refused with its row (and line, for CSV) and the fix."""
+    path = _checked_path(path)
+    width = num_bidders * num_items
+    extension = os.path.splitext(path)[1]
+    if extension == ".csv":
+        blocks = _csv_blocks(path, width, block_rows)
+    else:
+        array = _numpy_array(path, extension)
+        shape = list(array.shape)
+        if not (array.ndim == 2 and shape[1] == width or
+                array.ndim == 3 and shape[1:] == [num_bidders, num_items]):
+            raise ValueError(
+                f"`valuations` {path}: the array has shape {shape}; it must be [profiles, "
+                f"{num_bidders}, {num_items}] or [profiles, {width}] (bidders x items of the "
+                "setting, bidder-major).")
+        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+            raise ValueError(f"`valuations` {path}: values must be numbers; the array's dtype "
+                             f"is {array.dtype}.")
+        blocks = ((start, array[start:start + block_rows], None)
+                  for start in range(0, len(array), block_rows))
+    total = 0
+    for start, block, first_line in blocks:
+        block = np.asarray(block, np.float64).reshape(-1, num_bidders, num_items)
+        _check_values(path, block, start, first_line)
+        total += len(block)
+        yield block
+    if total == 0:
+        raise ValueError(f"`valuations` {path} holds no profiles.")
+
+
+def _checked_path(path):
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`valuations` must be a file path; got {type(path).__name__}.")
+    path = os.path.abspath(os.fspath(path))
+    extension = os.path.splitext(path)[1].lower()
+    if extension == ".parquet":
+        raise ValueError(f"`valuations` {path}: Parquet is not read (it would need pyarrow); "
+                         "convert it: numpy.save('bids.npy', pandas.read_parquet(path).to_numpy()).")
+    if extension not in FORMATS:
+        raise ValueError(f"`valuations` {path}: unknown format {extension!r}; give one of "
+                         f"{', '.join(FORMATS)}.")
+    if not os.path.isfile(path):
+        raise ValueError(f"`valuations` {path} does not exist.")
+    return path
+
+
+def _numpy_array(path, extension):
+    try:
+        if extension == ".npy":
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        with np.load(path, allow_pickle=False) as archive:
+            names = archive.files
+            if len(names) != 1 and "valuations" not in names:
+                raise ValueError(f"`valuations` {path}: an .npz must hold one array or one "
+                                 f"named 'valuations'; it holds {names}.")
+            return archive["valuations" if "valuations" in names else names[0]]
+    except (OSError, EOFError, ValueError) as error:  # not a NumPy file, truncated, pickled
+        if str(error).startswith("`valuations`"):
+            raise
+        raise ValueError(f"`valuations` {path} is not a readable {extension} file: {error}") from None
+
+
+def _csv_blocks(path, width, block_rows):
+    """`(first row, block, its line number)` of a CSV file: one profile per line, an optional
+    header line."""
+    with open(path, newline="") as file:
+        lines = iter(file)
+        first = next(lines, "")
+        header = bool(first.strip()) and not _is_numeric_row(first)
+        line_number = 2 if header else 1
+        if not header:
+            lines = itertools.chain([first], lines)
+        start = 0
+        while True:
+            chunk = [line for line in itertools.islice(lines, block_rows)]
+            if not chunk:
+                return
+            yield start, _parse_csv(path, chunk, width, line_number), line_number
+            start += len(chunk)
+            line_number += len(chunk)
+
+
+def _is_numeric_row(line):
+    try:
+        [float(field) for field in line.split(",")]
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_csv(path, lines, width, first_line):
+    values = []
+    for offset, line in enumerate(lines):
+        fields = line.strip().split(",")
+        if len(fields) != width:
+            raise ValueError(f"`valuations` {path} line {first_line + offset}: {len(fields)} "
+                             f"values; every row must hold num_bidders x num_items = {width} "
+                             "(bidder-major).")
+        try:
+            values.append([float(field) for field in fields])
+        except ValueError:
+            raise ValueError(f"`valuations` {path} line {first_line + offset}: not a number in "
+                             f"{line.strip()!r}.") from None
+    return np.asarray(values, np.float64)
+
+
+def _check_values(path, block, start, first_line):
+    bad = ~np.isfinite(block) | (block < 0)
+    if bad.any():
+        row = int(np.argwhere(bad.reshape(len(block), -1).any(axis=1))[0, 0])
+        where = (f"profile {start + row}" if first_line is None else
+                 f"line {first_line + row}")
+        raise ValueError(f"`valuations` {path} {where}: values must be finite and >= 0; "
+                         f"got {block[row].reshape(-1).tolist()}. Remove or fix the row.")
+
+
+def file_sha256(path):
+    """The SHA-256 of a file's bytes (read in 1 MiB pieces; once per process per version)."""
+    status = os.stat(path)
+    key = (path, status.st_size, status.st_mtime_ns)
+    if key not in _hashes:
+        digest = hashlib.sha256()
+        with open(path, "rb") as file:
+            for piece in iter(lambda: file.read(1 << 20), b""):
+                digest.update(piece)
+        _hashes[key] = digest.hexdigest()
+    return _hashes[key]
