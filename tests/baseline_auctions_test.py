@@ -264,7 +264,7 @@ def test_evaluation_profiles_are_setting_sample():
 
 def test_sampling_in_blocks(monkeypatch):
     setting = tf_ama.get_setting("additive_2x2_uniform")
-    monkeypatch.setattr(baselines, "_SAMPLE_CALL_ELEMENTS", 50 * 4)  # 50 profiles per block
+    monkeypatch.setattr(tf_ama.settings, "SAMPLE_BLOCK_ELEMENTS", 50 * 4)  # 50 profiles per block
     result = baselines.baseline_details(setting, num_samples=120, seed=7)
     blocks = [setting.sample(50, 7), setting.sample(50, (1, 7)), setting.sample(20, (2, 7))]
     valuations = np.concatenate([block.numpy().astype(np.float64) for block in blocks])

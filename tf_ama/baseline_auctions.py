@@ -38,8 +38,10 @@ argmax of a noisy, flat curve), not the grid's.
     print(format_table(details))
     tf_ama.baselines("additive_2x2_uniform")   # {"vcg": 0.667, ...}
 
-All arithmetic is float64 NumPy on valuations drawn with `setting.sample` (stateless seeds),
-in blocks of bounded size.
+All arithmetic is float64 NumPy on valuations drawn block by block by
+`tf_ama.settings.sample_blocks` (stateless seeds; the profiles `tf_ama.evaluate` uses), in
+bounded memory: a few `[num_samples]` float64 arrays (per-profile revenues, the tops of the
+reserve search), never `[num_samples, m, n]`.
 """
 
 from __future__ import annotations
@@ -51,15 +53,15 @@ from typing import Any
 import numpy as np
 
 from tf_ama import checks, mechanism, menus
-from tf_ama.settings import Setting, get_setting
+from tf_ama.progress import Progress
+from tf_ama.settings import Setting, get_setting, sample_blocks
 
 BASELINES = ("vcg", "separate_myerson", "grand_bundle")
 # The reserve-search sample is drawn with seed `seed + RESERVE_SEED_OFFSET`.
 RESERVE_SEED_OFFSET = 1_000_003
-# Valuation elements drawn per `setting.sample` call (32 MB as float32). Every built-in
-# setting at 100 000 profiles fits in one call, so its profiles are exactly
-# `setting.sample(num_samples, seed)`; block b > 0 uses the stateless seed (b, seed).
-_SAMPLE_CALL_ELEMENTS = 1 << 23
+# Item tops kept at once by the reserve search (top and second, float64: 2 x 128 MB): with
+# more profiles x items than this, the reserve sample is drawn again for each group of items.
+_RESERVE_TOPS_ELEMENTS = 1 << 24
 _COARSE_POINTS = 101
 _FINE_POINTS = 201
 
@@ -245,40 +247,55 @@ def _check_arguments(num_samples, seed):
     return num_samples, seed
 
 
-def _valuation_blocks(setting, num_samples, seed):
-    """Yields float64 valuation blocks `[B, m, n]` that together make `num_samples` profiles."""
-    block = max(1, _SAMPLE_CALL_ELEMENTS // (setting.num_bidders * setting.num_items))
-    for index, start in enumerate(range(0, num_samples, block)):
-        size = min(block, num_samples - start)
-        block_seed = seed if index == 0 else (index, seed)
-        valuations = setting.sample(size, block_seed).numpy().astype(np.float64)
-        if not np.all(np.isfinite(valuations)) or np.any(valuations < 0):
-            raise ValueError(
-                f"The distribution of setting {setting.name!r} produced non-finite or negative "
-                "valuations; values must be finite and >= 0."
-            )
-        yield valuations
+def _reserve_tops(setting, num_samples, seed, items, bundle, progress):
+    """The top two values, on `sample_blocks(setting, num_samples, seed)`, of each item `j`
+    of `items` (`[N, len(items)]` x2) and, if `bundle`, of the grand bundle (`[N]` x2, else
+    None)."""
+    item_top, item_second = (np.empty((num_samples, len(items))) for _ in range(2))
+    bundle_top, bundle_second = (np.empty(num_samples) if bundle else None for _ in range(2))
+    start = 0
+    for valuations in sample_blocks(setting, num_samples, seed):
+        end = start + len(valuations)
+        if len(items):
+            chosen = valuations[:, :, list(items)]
+            top, second = top_two(np.moveaxis(chosen, 2, 1).reshape(-1, setting.num_bidders))
+            item_top[start:end] = top.reshape(-1, len(items))
+            item_second[start:end] = second.reshape(-1, len(items))
+        if bundle:
+            bundle_top[start:end], bundle_second[start:end] = top_two(
+                bundle_values(valuations, setting.demand))
+        start = end
+        progress.add(len(valuations))
+    return (item_top, item_second), (bundle_top, bundle_second) if bundle else None
 
 
-def _reserve_tops(setting, num_samples, seed):
-    """Top two values per item `[N, n]` x2 and for the grand bundle `[N]` x2."""
-    item_tops, item_seconds, bundle_tops, bundle_seconds = [], [], [], []
-    for valuations in _valuation_blocks(setting, num_samples, seed):
-        if setting.demand == "additive":
-            top, second = top_two(np.moveaxis(valuations, 2, 1).reshape(-1, setting.num_bidders))
-            item_tops.append(top.reshape(-1, setting.num_items))
-            item_seconds.append(second.reshape(-1, setting.num_items))
-        top, second = top_two(bundle_values(valuations, setting.demand))
-        bundle_tops.append(top)
-        bundle_seconds.append(second)
-    items = (np.concatenate(item_tops), np.concatenate(item_seconds)) if item_tops else None
-    return items, (np.concatenate(bundle_tops), np.concatenate(bundle_seconds))
+def _item_groups(setting, num_samples, items):
+    """The items whose tops `_reserves` keeps together, one group per pass over the sample."""
+    if not items:
+        return [range(0)]
+    per_pass = max(1, _RESERVE_TOPS_ELEMENTS // num_samples)
+    return [range(j, min(j + per_pass, setting.num_items))
+            for j in range(0, setting.num_items, per_pass)]
 
 
-def _item_reserves(items):
-    """The separate-Myerson reserve of each item, from `_reserve_tops`' item tops."""
-    top, second = items
-    return [_search_reserve(top[:, j], second[:, j]) for j in range(top.shape[1])]
+def _reserves(setting, num_samples, seed, items=True, progress=None):
+    """`(item reserves or None, grand-bundle reserve)`, searched on the reserve sample `seed`.
+
+    The item tops are kept for a group of items at a time (`_RESERVE_TOPS_ELEMENTS`), the
+    sample drawn again for each group: memory stays a few `[num_samples]` float64 arrays
+    however many items, and the reserves are the same as from all tops at once (each item's
+    search sees exactly its own tops).
+    """
+    progress = Progress(None, "", enabled=False) if progress is None else progress
+    item_reserves, bundle_reserve = [], None
+    for group in _item_groups(setting, num_samples, items):
+        (top, second), bundle = _reserve_tops(setting, num_samples, seed, group,
+                                              bundle_reserve is None, progress)
+        item_reserves += [_search_reserve(top[:, j], second[:, j]) for j in range(len(group))]
+        if bundle is not None:
+            bundle_reserve = _search_reserve(*bundle)
+        del top, second, bundle
+    return (item_reserves if items else None), bundle_reserve
 
 
 def separate_reserves(setting, num_samples=100_000, seed=1) -> list[float]:
@@ -290,8 +307,7 @@ def separate_reserves(setting, num_samples=100_000, seed=1) -> list[float]:
     if setting.demand != "additive":
         raise ValueError(f"Separate Myerson reserves are for additive settings; "
                          f"{setting.name!r} is {setting.demand}.")
-    items, _ = _reserve_tops(setting, num_samples, seed + RESERVE_SEED_OFFSET)
-    return _item_reserves(items)
+    return _reserves(setting, num_samples, seed + RESERVE_SEED_OFFSET)[0]
 
 
 def _mean_and_stderr(revenues):
@@ -301,15 +317,21 @@ def _mean_and_stderr(revenues):
     return float(revenues.mean()), float(revenues.std(ddof=1) / math.sqrt(len(revenues)))
 
 
-def baseline_details(setting, num_samples=100_000, seed=1) -> dict[str, BaselineResult]:
+def baseline_details(setting, num_samples=100_000, seed=1, *,
+                     progress=False) -> dict[str, BaselineResult]:
     """VCG, separate Myerson and grand-bundle revenue in `setting`, with how each was found.
 
     Args:
       setting: a `tf_ama.Setting` or the name of a built-in one.
       num_samples: valuation profiles to evaluate on (and, independently, to search the
         reserves on).
-      seed: int; evaluation profiles are `setting.sample(num_samples, seed)`, reserve-search
-        profiles use `seed + RESERVE_SEED_OFFSET`.
+      seed: int; evaluation profiles are `tf_ama.settings.sample_blocks(setting,
+        num_samples, seed)` (the profiles `tf_ama.evaluate` uses; up to 279 620 3x10
+        profiles exactly `setting.sample(num_samples, seed)`), reserve-search profiles use
+        `seed + RESERVE_SEED_OFFSET`.
+      progress: show a progress bar on standard error (`tf_ama.progress`), counting the
+        profiles drawn by every pass (the reserve search draws its sample again for each
+        group of items when `num_samples` is large).
 
     Returns:
       `{"vcg": BaselineResult, "separate_myerson": ..., "grand_bundle": ...}`. A baseline that
@@ -321,15 +343,17 @@ def baseline_details(setting, num_samples=100_000, seed=1) -> dict[str, Baseline
     additive = setting.demand == "additive"
     reserve_seed = seed + RESERVE_SEED_OFFSET
 
-    items, bundle = _reserve_tops(setting, num_samples, reserve_seed)
-    item_reserves = _item_reserves(items) if additive else None
-    bundle_reserve = _search_reserve(*bundle)
+    progress = Progress(
+        num_samples * (len(_item_groups(setting, num_samples, additive)) + 1),
+        "profile", checks.boolean("progress", progress))
+    item_reserves, bundle_reserve = _reserves(setting, num_samples, reserve_seed, additive,
+                                              progress)
 
     vcg_menu_size = menus.deterministic_menu_size(
         setting.num_bidders, setting.num_items, setting.demand)
     vcg_applies = additive or vcg_menu_size <= menus.MAX_DETERMINISTIC_MENU
     vcg, myerson, grand = [], [], []
-    for valuations in _valuation_blocks(setting, num_samples, seed):
+    for valuations in sample_blocks(setting, num_samples, seed):
         if vcg_applies:
             vcg.append(vcg_revenues(valuations, setting.demand))
         if additive:
@@ -339,6 +363,7 @@ def baseline_details(setting, num_samples=100_000, seed=1) -> dict[str, Baseline
             ]
             myerson.append(np.sum(per_item, axis=0))
         grand.append(second_price_revenues(bundle_values(valuations, setting.demand), bundle_reserve))
+        progress.add(len(valuations))
 
     on = f"on {num_samples:,} profiles (seed {seed})"
     search = (
