@@ -26,16 +26,32 @@ def _tf_ama(*args):
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
-def _fresh_python(code):
-    """Runs `code` in a fresh interpreter; returns the finished process and the HEAVY
-    packages it had loaded when it exited (also through SystemExit)."""
+def _start_python(code):
+    """Starts `code` in a fresh interpreter (see `_fresh_python`); returns the process."""
     probe = ("import atexit, json, sys\n"
              f"atexit.register(lambda: print('\\nLOADED', json.dumps([name for name in {HEAVY!r} "
              "if name in sys.modules])))\n")
-    result = subprocess.run([sys.executable, "-c", probe + code], capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return subprocess.Popen([sys.executable, "-c", probe + code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def _finish_python(process):
+    """`(result, loaded)` of a process of `_start_python`, once it has exited."""
+    try:
+        stdout, stderr = process.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     assert "\nLOADED " in result.stdout, result.stderr
     return result, json.loads(result.stdout.rsplit("\nLOADED ", 1)[1])
+
+
+def _fresh_python(code):
+    """Runs `code` in a fresh interpreter; returns the finished process and the HEAVY
+    packages it had loaded when it exited (also through SystemExit)."""
+    return _finish_python(_start_python(code))
 
 
 def _cli(*argv):
@@ -69,21 +85,39 @@ def test_import_tf_ama_is_lazy_and_keeps_every_public_name():
         tf_ama.nope  # noqa: B018
 
 
-@pytest.mark.parametrize("imports", [
+LOADING_IMPORTS = [
     "import keras, tf_ama", "import tensorflow, tf_ama", "import tf_ama, keras",
     "import tf_ama, tensorflow",
     "import tf_ama; tf_ama.fresh_valuations(8)",  # a name whose module imports Keras half-way
     "import tf_ama; tf_ama.LotteryMenu",
     "import tf_ama.menu_layers",                  # a submodule imported directly
-])
-def test_a_fresh_process_that_imported_keras_and_tf_ama_loads_a_saved_model(imports):
+]
+
+
+@pytest.fixture(scope="module")
+def loading_processes():
+    """The processes of the test below, started together: each spends ~20 s importing
+    TensorFlow on one core, so side by side they take about a third of their sum."""
+    path = os.path.join(REPO, "tests", "fixtures", "v0_1", "fixed.keras")
+    started = {imports: _start_python(
+        f"{imports}\nimport keras, tf_ama\nmodel = keras.saving.load_model({path!r})\n"
+        "assert type(model) is tf_ama.AffineMaximizerAuction, type(model)\n")
+        for imports in LOADING_IMPORTS}
+    try:
+        return {imports: _finish_python(process)[0] for imports, process in started.items()}
+    finally:
+        for process in started.values():
+            if process.poll() is None:
+                process.kill()
+
+
+@pytest.mark.parametrize("imports", LOADING_IMPORTS)
+def test_a_fresh_process_that_imported_keras_and_tf_ama_loads_a_saved_model(
+        imports, loading_processes):
     """A .keras file names "tf_ama>AffineMaximizerAuction", registered by tf_ama.model; Keras
     imports no module named in a file, so tf_ama registers it as soon as Keras is loaded,
     before or after `import tf_ama`, whatever imported Keras."""
-    path = os.path.join(REPO, "tests", "fixtures", "v0_1", "fixed.keras")
-    result, _ = _fresh_python(
-        f"{imports}\nimport keras, tf_ama\nmodel = keras.saving.load_model({path!r})\n"
-        "assert type(model) is tf_ama.AffineMaximizerAuction, type(model)\n")
+    result = loading_processes[imports]
     assert result.returncode == 0, result.stderr
 
 
