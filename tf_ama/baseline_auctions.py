@@ -343,9 +343,10 @@ def baseline_details(setting, num_samples=100_000, seed=1, *,
     additive = setting.demand == "additive"
     reserve_seed = seed + RESERVE_SEED_OFFSET
 
-    progress = Progress(
-        num_samples * (len(_item_groups(setting, num_samples, additive)) + 1),
-        "profile", checks.boolean("progress", progress))
+    passes = len(_item_groups(setting, num_samples, additive)) + 1
+    progress = Progress(num_samples * passes, "profile", checks.boolean("progress", progress),
+                        f"Baselines of {setting.name}: {passes} passes over {num_samples:,} "
+                        "profiles (reserve search, then revenue)")
     item_reserves, bundle_reserve = _reserves(setting, num_samples, reserve_seed, additive,
                                               progress)
 

@@ -6,6 +6,7 @@ r"""The `tf-ama` command: settings, baselines, train, evaluate, menu, export, qu
     tf-ama train additive_2x2_uniform --menu lottery --menu-size 256 --steps 600 --out runs/b
     tf-ama train unit_demand_2x4_spherical --recipe paper --out runs/sph
     tf-ama evaluate runs/a22 [--samples 100000] [--json]        (or a SavedModel version dir)
+    tf-ama evaluate runs/a22 --samples 10000000 --outcomes outcomes.npz   (streamed; bar on stderr)
     tf-ama menu runs/a22 [--plot menu.png]
     tf-ama export runs/a22 --to models/additive_2x2_uniform
     tf-ama query --rest http://localhost:8501 --model additive_2x2_uniform \
@@ -144,6 +145,9 @@ def _evaluate(args):
     if _contextual_model(model):
         from tf_ama.contextual_evaluation import evaluate_contextual, format_reports
 
+        if args.outcomes is not None:
+            raise ValueError("--outcomes: not supported for a contextual model (its auctions "
+                             "differ in size); evaluate without it.")
         reports = evaluate_contextual(model, sizes=args.sizes, num_samples=args.samples,
                                       seed=args.seed)
         print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2) if args.json
@@ -151,9 +155,13 @@ def _evaluate(args):
         return
     if args.sizes is not None:
         raise ValueError("--sizes: only for a contextual model.")
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
     report = evaluate(model, num_samples=args.samples, seed=args.seed,
-                      jit_compile=not args.no_xla)
+                      jit_compile=not args.no_xla, progress=progress, outcomes=args.outcomes)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_table())
+    if args.outcomes is not None and not args.json:
+        print(f"\nper-profile outcomes written to {args.outcomes} (columns: "
+              "tf_ama.outcome_files; read back with tf_ama.outcome_files.read_outcomes)")
 
 
 def _contextual_model(model):
@@ -294,6 +302,16 @@ def _micro_batch(text):
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"must be 'auto', 'none' or an int >= 1; got {text!r}.") from None
+
+
+def _outcomes_file(text):
+    """An argparse `type`: a writable .npz or .csv path (tf_ama.outcome_files.check_path)."""
+    from tf_ama.outcome_files import check_path  # NumPy only
+
+    try:
+        return check_path("value", text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).replace("`value` ", "", 1)) from None
 
 
 def _add_model_command(commands, name, help_text):
@@ -488,6 +506,12 @@ def build_parser():
     sub.add_argument("--sizes", type=_sizes, default=None,
                      help="a contextual model: the sizes to evaluate, e.g. 3x7 (default: the "
                           "trained ones)")
+    sub.add_argument("--outcomes", metavar="FILE", type=_outcomes_file, default=None,
+                     help="write every profile's bids, menu index, allocation, payments and "
+                          "values to FILE (.npz, or .csv: one line per profile), streamed and "
+                          "atomically; columns in tf_ama/outcome_files.py")
+    sub.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="a progress bar on stderr (default: when stderr is a terminal)")
     sub.set_defaults(run=_evaluate)
 
     sub = _add_model_command(commands, "menu", "the menu entries actually used")

@@ -1,14 +1,18 @@
 r"""Exact evaluation of an AMA: revenue, IR, the regret certificate, the menu actually used.
 
 Every number here comes from `tf_ama.exact_outcome` (float64, ties to the lowest index) on
-`num_samples` fresh valuation profiles `setting.sample(num_samples, seed)` (cast to float64),
-processed in micro-batches of profiles so that memory stays bounded by a few
-`[micro_batch_size, num_bidders + 1, menu_size]` tensors whatever `num_samples` is. The seed
-defaults to the model's evaluation seed (`tf_ama.seeds`: `model.seed + 2`, a sample that
-neither training nor validation drew; `prune` selects on the validation sample, `+ 1`):
+`num_samples` fresh valuation profiles drawn block by block by
+`tf_ama.settings.sample_blocks(setting, num_samples, seed)` (the profiles the baselines are
+computed on; up to `settings.sample_block_size(setting)` profiles, e.g. 279 620 for 3x10,
+exactly `setting.sample(num_samples, seed)` cast to float64). Memory stays bounded whatever
+`num_samples` is: one sample block, a few calls' outcomes and a few
+`[micro_batch_size, num_bidders + 1, menu_size]` tensors. The seed defaults to the model's
+evaluation seed (`tf_ama.seeds`: `model.seed + 2`, a sample that neither training nor
+validation drew; `prune` selects on the validation sample, `+ 1`):
 
     report = tf_ama.evaluate(model, num_samples=100_000)
-    print(report.format_table())               # revenue +- stderr, IR, regret, baselines
+    print(report.format_table())               # revenue +- stderr (95% CI), IR, regret, baselines
+    tf_ama.evaluate(model, 10_000_000, progress=True, outcomes="outcomes.npz")  # tf_ama.outcome_files
     entries = tf_ama.menu_usage(model)         # the entries actually chosen, most used first
     print(tf_ama.format_menu_table(entries))
     small = tf_ama.prune(model)                # a fixed AMA with only the entries that matter
@@ -30,15 +34,18 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import math
+import statistics
 
 import numpy as np
 import tensorflow as tf
 
-from tf_ama import checks, seeds, separable
+from tf_ama import checks, outcome_files, seeds, separable
 from tf_ama.mechanism import default_micro_batch_size, exact_outcome
-from tf_ama.settings import ANCHORS
+from tf_ama.progress import Progress
+from tf_ama.settings import ANCHORS, sample_blocks
 
 # Profiles per call of the traced exact_outcome (it blocks them internally).
 _PROFILES_PER_CALL = 1 << 14
@@ -49,6 +56,10 @@ _CALLS_IN_FLIGHT = 2
 # one percent separates those from real lotteries (e.g. 0.81 / 0.14).
 LOTTERY_TOLERANCE = 0.01
 
+# The two-sided 95 % quantile of the standard normal, 1.959963984540054: the revenue's
+# confidence interval is revenue +- Z_95 * stderr (a mean of N >> 30 i.i.d. profiles).
+Z_95 = statistics.NormalDist().inv_cdf(0.975)
+
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationReport:
@@ -57,10 +68,13 @@ class EvaluationReport:
     Attributes:
       setting: name of the setting.
       menu_type: the menu kind (`model.menu_layer.kind`: `"lottery"`, `"deterministic"`, ...).
-      num_samples, seed: the profiles evaluated, `setting.sample(num_samples, seed)` (the
-        seed used, also when it defaulted to the model's evaluation seed).
+      num_samples, seed: the profiles evaluated, `settings.sample_blocks(setting,
+        num_samples, seed)` (the seed used, also when it defaulted to the model's
+        evaluation seed).
       revenue: mean over profiles of the sum of payments.
       revenue_stderr: standard error of `revenue` (sample std / sqrt(num_samples)).
+      revenue_ci95: `[low, high]`, the 95 % confidence interval of the expected revenue,
+        `revenue -+ Z_95 * revenue_stderr` (normal approximation; NaN for one profile).
       revenue_per_bidder: `[num_bidders]` mean payment of each bidder.
       welfare: mean over profiles of the sum of the bidders' values of the allocation.
       ir_violations: number of (profile, bidder) pairs whose served utility is < 0 or whose
@@ -81,6 +95,7 @@ class EvaluationReport:
     seed: int
     revenue: float
     revenue_stderr: float
+    revenue_ci95: list
     revenue_per_bidder: list
     welfare: float
     ir_violations: int
@@ -101,7 +116,8 @@ class EvaluationReport:
         lines = [
             f"Exact evaluation of {self.setting} ({self.menu_type} menu, {self.menu_size} "
             f"entries) on {self.num_samples:,} profiles (seed {self.seed})",
-            f"  {'revenue':<22}{self.revenue:.4f} +- {self.revenue_stderr:.4f} (standard error)",
+            f"  {'revenue':<22}{self.revenue:.4f} +- {self.revenue_stderr:.4f} (standard error; "
+            f"95% CI [{self.revenue_ci95[0]:.4f}, {self.revenue_ci95[1]:.4f}])",
             f"  {'revenue per bidder':<22}{bidders}",
             f"  {'welfare':<22}{self.welfare:.4f}",
             f"  {'IR violations':<22}{self.ir_violations} (must be 0)",
@@ -185,16 +201,36 @@ def _check_arguments(model, num_samples, seed, micro_batch_size, chunk_size, jit
             checks.boolean("jit_compile", jit_compile))
 
 
+def _slices(blocks, size):
+    """The profiles of `blocks` (arrays `[B, m, n]`) re-cut into consecutive arrays of `size`
+    profiles (the last one shorter if need be)."""
+    pieces, have = [], 0
+    for block in blocks:
+        start = 0
+        while start < len(block):
+            piece = block[start:start + size - have]
+            pieces.append(piece)
+            have += len(piece)
+            start += len(piece)
+            if have == size:
+                yield pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+                pieces, have = [], 0
+    if pieces:
+        yield pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
 def _scan(model, num_samples, seed, micro_batch_size, menu, with_certificate=False,
           with_counterfactual=False, jit_compile=False):
-    """Yields, slice by slice of `setting.sample(num_samples, seed)` (cast to float64), the
+    """Yields, slice by slice of `sample_blocks(setting, num_samples, seed)`, the
     `exact_outcome` of the slice as numpy arrays (with the certificate and
-    `counterfactual_index` `[profiles, num_bidders]` if asked).
+    `counterfactual_index` `[profiles, num_bidders]` if asked), and its `bids`.
 
-    All slices have the same shape, so one `tf.function` trace serves them all: the last
-    slice is padded with zero bids to the full size and the padding is dropped.
+    The sample is drawn block by block (`tf_ama.settings.sample_blocks`) and re-cut into
+    slices, so memory is bounded whatever `num_samples`. All slices have the same shape, so
+    one `tf.function` trace serves them all: the last slice is padded with zero bids to the
+    full size and the padding is dropped. (`exact_outcome` is batch-invariant bit for bit,
+    so a profile's outcome depends neither on its slice nor on its sample block.)
     """
-    bids = tf.cast(model.setting.sample(num_samples, seed), tf.float64)
     micro = micro_batch_size or default_micro_batch_size(model.setting.num_bidders,
                                                          model.menu_size)
     # exact_outcome works through blocks of `micro` profiles inside one call; a slice of whole
@@ -206,23 +242,25 @@ def _scan(model, num_samples, seed, micro_batch_size, menu, with_certificate=Fal
     calls = min(blocks, -(-calls // _CALLS_IN_FLIGHT) * _CALLS_IN_FLIGHT)
     per_call = micro * -(-blocks // calls)
 
-    def outcome_of(start):
-        slice_bids = bids[start:start + per_call]
-        size = int(slice_bids.shape[0])
+    def outcome_of(slice_bids):
+        size = len(slice_bids)
+        padded = tf.constant(slice_bids, tf.float64)
         if size < per_call:
-            slice_bids = tf.pad(slice_bids, [[0, per_call - size], [0, 0], [0, 0]])
+            padded = tf.pad(padded, [[0, per_call - size], [0, 0], [0, 0]])
         outcome = _traced_exact_outcome(
-            slice_bids, *menu, micro_batch_size=micro, with_certificate=with_certificate,
+            padded, *menu, micro_batch_size=micro, with_certificate=with_certificate,
             with_counterfactual=with_counterfactual, jit_compile=jit_compile)
-        return {key: value.numpy()[:size] for key, value in outcome.items()}
+        outcome = {key: value.numpy()[:size] for key, value in outcome.items()}
+        outcome["bids"] = slice_bids
+        return outcome
 
     # Two calls in flight: a block's small ops leave cores idle, which the other call uses
     # (benchmarks/README.md, "Exact evaluation"). Results are yielded in order; memory stays
-    # two calls' worth.
+    # two calls' worth (and the sample block they come from).
     with concurrent.futures.ThreadPoolExecutor(_CALLS_IN_FLIGHT) as pool:
         pending = collections.deque()
-        for start in range(0, num_samples, per_call):
-            pending.append(pool.submit(outcome_of, start))
+        for slice_bids in _slices(sample_blocks(model.setting, num_samples, seed), per_call):
+            pending.append(pool.submit(outcome_of, slice_bids))
             if len(pending) == _CALLS_IN_FLIGHT:
                 yield pending.popleft().result()
         while pending:
@@ -233,22 +271,29 @@ _traced_exact_outcome = tf.function(exact_outcome)  # one trace per menu shape a
 
 
 def evaluate(model, num_samples=100_000, seed=None, baselines=True, micro_batch_size=None,
-             jit_compile=True, *, chunk_size=checks.RENAMED):
-    """Exact evaluation of `model` on `num_samples` fresh profiles.
+             jit_compile=True, *, progress=False, outcomes=None, chunk_size=checks.RENAMED):
+    """Exact evaluation of `model` on `num_samples` fresh profiles, in bounded memory.
 
     Args:
       model: a `tf_ama.AffineMaximizerAuction`.
-      num_samples: profiles `setting.sample(num_samples, seed)`, `[num_samples, m, n]`.
-      seed: an int in [0, 2**31) (stateless sampling; the baselines use the same seed);
+      num_samples: profiles `tf_ama.settings.sample_blocks(setting, num_samples, seed)`
+        (up to 279 620 3x10 profiles exactly `setting.sample(num_samples, seed)`), drawn
+        and evaluated block by block: 10^7 profiles need no more memory than 10^5.
+      seed: an int in [0, 2**31) (stateless sampling; the baselines use the same profiles);
         default `tf_ama.seeds.evaluation_seed(model.seed)`, i.e. `model.seed + 2`, a sample
         that training and validation never drew (what `tf-ama train` evaluates on).
-      baselines: also compute `tf_ama.baselines(...)` on the same number of samples and seed.
+      baselines: also compute `tf_ama.baselines(...)` on the same profiles (paired).
       micro_batch_size: profiles per block of `exact_outcome` (default
         `mechanism.default_micro_batch_size`, ~2 MB float64 blocks).
       jit_compile: compute the blocks with XLA (`exact_outcome(..., jit_compile=True)`:
         faster, benchmarks/README.md, "Exact evaluation"; payments may differ from the
         served ones in the last bits, ~1e-15). False evaluates exactly the computation the
         exported model serves.
+      progress: show a progress bar (`keras.utils.Progbar`) on standard error, over the
+        profiles evaluated, then over those the baselines draw.
+      outcomes: None, or a file path ending in `.npz` or `.csv`: every profile's bids, menu
+        index, allocation, payments and values are written there, streamed and atomically
+        (`tf_ama.outcome_files`, whose `read_outcomes` reads it back).
       chunk_size: deprecated name of `micro_batch_size`.
 
     Returns:
@@ -257,6 +302,9 @@ def evaluate(model, num_samples=100_000, seed=None, baselines=True, micro_batch_
     num_samples, seed, micro_batch_size, jit_compile = _check_arguments(
         model, num_samples, seed, micro_batch_size, chunk_size, jit_compile,
         seeds.evaluation_seed)
+    progress = checks.boolean("progress", progress)
+    if outcomes is not None:
+        outcomes = outcome_files.check_path("outcomes", outcomes)
     menu = model.menu(tf.float64)
     total = mean = m2 = welfare = 0.0
     count = 0
@@ -264,39 +312,53 @@ def evaluate(model, num_samples=100_000, seed=None, baselines=True, micro_batch_
     ir_violations = 0
     max_regret = -math.inf
     counts = collections.Counter()
-    for outcome in _scan(model, num_samples, seed, micro_batch_size, menu, with_certificate=True,
-                         jit_compile=jit_compile):
-        revenue = outcome["payments"].sum(axis=1)  # [profiles of the call]
-        # Chan et al.'s pairwise update of (count, mean, sum of squared deviations).
-        size, call_mean = len(revenue), float(revenue.mean())
-        delta = call_mean - mean
-        m2 += float(((revenue - call_mean) ** 2).sum())
-        m2 += delta ** 2 * count * size / (count + size)
-        mean += delta * size / (count + size)
-        count += size
-        total += float(revenue.sum())
-        payments_sum += outcome["payments"].sum(axis=0)
-        welfare += float(outcome["values"].sum())
-        # Served payments never exceed the value (rounding is clipped); a violation is a
-        # formula payment above the value by more than rounding.
-        ir_violations += int(np.count_nonzero(
-            (outcome["values"] - outcome["payments"] < 0) | (outcome["ir_excess"] > 1e-9)))
-        max_regret = max(max_regret, float(outcome["regret"].max()))
-        _count(counts, outcome["menu_index"])
+    bar = Progress(num_samples, "profile", progress,
+                   f"Exact evaluation of {model.setting.name} on {num_samples:,} profiles")
+    with contextlib.ExitStack() as stack:
+        writer = None if outcomes is None else stack.enter_context(outcome_files.outcome_writer(
+            outcomes, num_samples, model.setting.num_bidders, model.setting.num_items,
+            info={"setting": model.setting.to_dict(), "seed": seed, "num_samples": num_samples,
+                  "menu_type": model.menu_layer.kind, "menu_size": int(model.menu_size),
+                  "jit_compile": jit_compile}))
+        for outcome in _scan(model, num_samples, seed, micro_batch_size, menu,
+                             with_certificate=True, jit_compile=jit_compile):
+            revenue = outcome["payments"].sum(axis=1)  # [profiles of the call]
+            # Chan et al.'s pairwise update of (count, mean, sum of squared deviations).
+            size, call_mean = len(revenue), float(revenue.mean())
+            delta = call_mean - mean
+            m2 += float(((revenue - call_mean) ** 2).sum())
+            m2 += delta ** 2 * count * size / (count + size)
+            mean += delta * size / (count + size)
+            count += size
+            total += float(revenue.sum())
+            payments_sum += outcome["payments"].sum(axis=0)
+            welfare += float(outcome["values"].sum())
+            # Served payments never exceed the value (rounding is clipped); a violation is a
+            # formula payment above the value by more than rounding.
+            ir_violations += int(np.count_nonzero(
+                (outcome["values"] - outcome["payments"] < 0) | (outcome["ir_excess"] > 1e-9)))
+            max_regret = max(max_regret, float(outcome["regret"].max()))
+            _count(counts, outcome["menu_index"])
+            if writer is not None:
+                writer.write(outcome)
+            bar.add(size)
     entries = _entries(model, counts)
     details = {}
     if baselines:
         from tf_ama.baseline_auctions import baseline_details
 
-        details = {name: result.to_dict() for name, result in
-                   baseline_details(model.setting, num_samples=num_samples, seed=seed).items()}
+        details = {name: result.to_dict() for name, result in baseline_details(
+            model.setting, num_samples=num_samples, seed=seed, progress=progress).items()}
+    revenue = total / count
+    stderr = math.sqrt(m2 / (count - 1) / count) if count > 1 else math.nan
     return EvaluationReport(
         setting=model.setting.name,
         menu_type=model.menu_layer.kind,
         num_samples=num_samples,
         seed=seed,
-        revenue=total / count,
-        revenue_stderr=math.sqrt(m2 / (count - 1) / count) if count > 1 else math.nan,
+        revenue=revenue,
+        revenue_stderr=stderr,
+        revenue_ci95=confidence_interval(revenue, stderr),
         revenue_per_bidder=[float(p) for p in payments_sum / count],
         welfare=welfare / count,
         ir_violations=ir_violations,
@@ -308,6 +370,12 @@ def evaluate(model, num_samples=100_000, seed=None, baselines=True, micro_batch_
         family_share=(None if menu.separable_boosts is None else
                       sum(e.count for e in entries if e.family) / count),
     )
+
+
+def confidence_interval(mean, stderr, z=Z_95):
+    """`[mean - z stderr, mean + z stderr]`, floats: the two-sided interval of a mean whose
+    standard error is `stderr` (default `z`: 95 %, normal approximation)."""
+    return [float(mean - z * stderr), float(mean + z * stderr)]
 
 
 def _count(counts, menu_index):

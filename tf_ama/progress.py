@@ -12,17 +12,20 @@ import sys
 
 
 class Progress:
-    """A `keras.utils.Progbar` of `target` units named `unit`, drawn on standard error.
+    """A `keras.utils.Progbar` of `target` units named `unit`, drawn on standard error
+    under the line `title`.
 
     With `enabled=False` it draws nothing, so that callers need no branch.
     """
 
-    def __init__(self, target, unit, enabled=True):
+    def __init__(self, target, unit, enabled=True, title=None):
         self._bar = None
         self._done = 0
         if enabled:
             import keras
 
+            if title:
+                print(title, file=sys.stderr, flush=True)
             with contextlib.redirect_stdout(sys.stderr):  # it reads sys.stdout when made
                 self._bar = keras.utils.Progbar(target, unit_name=unit, interval=0.5)
 
