@@ -322,3 +322,104 @@ class TestDefaultsAndDeprecations:
             assert old == new
         with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="only"):
             function(model, chunk_size=7, micro_batch_size=7, **options)
+
+
+def block_profiles(setting, num_samples, seed, block):
+    """The oracle of `settings.sample_blocks` with `block` profiles per block: block 0 drawn
+    with `seed`, block b > 0 with the stateless seed (b, seed), concatenated."""
+    sizes = [min(block, num_samples - start) for start in range(0, num_samples, block)]
+    return np.concatenate([np.asarray(setting.sample(size, seed if b == 0 else (b, seed)),
+                                      np.float64) for b, size in enumerate(sizes)])
+
+
+class TestStreaming:
+    """`evaluate` draws `settings.sample_blocks` block by block and re-cuts it into calls."""
+
+    def test_sample_blocks_follow_the_block_rule(self, monkeypatch):
+        setting = tf_ama.get_setting("additive_2x2_uniform")
+        assert tf_ama.settings.sample_block_size(tf_ama.get_setting("additive_3x10_uniform")) \
+            == 279_620
+        monkeypatch.setattr(tf_ama.settings, "SAMPLE_BLOCK_ELEMENTS", 4 * 300)
+        blocks = list(tf_ama.settings.sample_blocks(setting, 700, 5))
+        assert [len(block) for block in blocks] == [300, 300, 100]
+        assert all(block.dtype == np.float64 for block in blocks)
+        np.testing.assert_array_equal(blocks[0], samples(random_model(setting), 300, 5))
+        np.testing.assert_array_equal(np.concatenate(blocks),
+                                      block_profiles(setting, 700, 5, 300))
+
+    def test_streaming_equals_the_blocks_evaluated_in_one_go(self, monkeypatch):
+        # 300 profiles per sample block, 512 per call: calls straddle the blocks.
+        model = random_model("additive_2x2_uniform", menu_size=40, seed=2)
+        monkeypatch.setattr(tf_ama.settings, "SAMPLE_BLOCK_ELEMENTS", 4 * 300)
+        report = evaluation.evaluate(model, num_samples=1000, seed=6, micro_batch_size=64,
+                                     jit_compile=False)
+        bids = block_profiles(model.setting, 1000, 6, 300)
+        outcome = tf_ama.exact_outcome(bids, *model.menu(tf.float64))
+        revenue = outcome["payments"].numpy().sum(axis=1)
+        np.testing.assert_allclose(report.revenue, revenue.mean(), rtol=1e-13)
+        np.testing.assert_allclose(report.revenue_stderr,
+                                   revenue.std(ddof=1) / np.sqrt(1000), rtol=1e-9)
+        np.testing.assert_allclose(report.revenue_per_bidder,
+                                   outcome["payments"].numpy().mean(axis=0), rtol=1e-13)
+        allocations, boosts, bidder_weights, _ = model.exact_menu()
+        oracle = numpy_ama(bids, allocations, boosts, bidder_weights)
+        np.testing.assert_array_equal(outcome["menu_index"], oracle["menu_index"])
+        assert report.entries_used == len(np.unique(oracle["menu_index"]))
+        counts = np.bincount(oracle["menu_index"], minlength=model.menu_size)
+        assert {e.index: e.count for e in evaluation.menu_usage(model, 1000, seed=6)} == {
+            int(k): int(counts[k]) for k in np.flatnonzero(counts)}
+        # The baselines are computed on the same profiles (paired).
+        from tf_ama import baseline_auctions
+
+        vcg = baseline_auctions.vcg_revenues(bids, "additive")
+        assert report.baselines["vcg"]["revenue"] == pytest.approx(vcg.mean(), rel=0, abs=1e-12)
+
+
+class TestConfidenceInterval:
+    def test_arithmetic(self):
+        assert evaluation.Z_95 == pytest.approx(1.959963984540054, rel=0, abs=1e-15)
+        low, high = evaluation.confidence_interval(2.0, 0.5)
+        assert (low, high) == (2.0 - 0.5 * evaluation.Z_95, 2.0 + 0.5 * evaluation.Z_95)
+        assert evaluation.confidence_interval(1.0, 0.1, z=1.0) == [0.9, 1.1]
+
+    def test_report_and_table(self, trained):
+        report = evaluation.evaluate(trained, num_samples=800, seed=3, baselines=False)
+        low, high = report.revenue_ci95
+        assert [low, high] == evaluation.confidence_interval(report.revenue,
+                                                             report.revenue_stderr)
+        assert high - low == pytest.approx(2 * 1.959963984540054 * report.revenue_stderr)
+        assert f"(standard error; 95% CI [{low:.4f}, {high:.4f}])" in report.format_table()
+        assert json.loads(json.dumps(report.to_dict()))["revenue_ci95"] == [low, high]
+
+
+def test_progress_bar_goes_to_stderr(capsys):
+    model = random_model("additive_2x2_uniform", menu_size=8)
+    evaluation.evaluate(model, num_samples=500, seed=1)
+    out, err = capsys.readouterr()  # off by default
+    assert out == "" and "Exact evaluation" not in err
+    evaluation.evaluate(model, num_samples=500, seed=1, progress=True)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "Exact evaluation of additive_2x2_uniform on 500 profiles" in err
+    assert "500/500" in err and "Baselines of additive_2x2_uniform" in err
+    with pytest.raises(ValueError, match="`progress` must be True or False"):
+        evaluation.evaluate(model, num_samples=10, progress=1)
+
+
+def test_memory_benchmark_smoke(tmp_path):
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "benchmarks", "evaluation_memory.py")
+    spec = importlib.util.spec_from_file_location("evaluation_memory", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    rows = benchmark.main(["--setting", "additive_1x2_uniform", "--menu-size", "8",
+                           "--samples", "300", "--outcomes", "npz",
+                           "--run-dir", str(tmp_path / "run"), "--json"])
+    (row,) = rows
+    assert row["samples"] == 300 and 0 < row["peak_rss_gb"] < 8 and row["seconds"] > 0
+    assert row["revenue_ci95"][0] <= row["revenue"] <= row["revenue_ci95"][1]
+    assert row["outcomes_bytes"] > 300 * 8 * 4 and set(row["baselines"]) == {
+        "vcg", "separate_myerson", "grand_bundle"}
