@@ -456,3 +456,44 @@ def test_a_corrupt_model_keras_is_named_in_one_line(tmp_path, capsys, command, d
     err = _one_line_error(capsys, f"tf-ama {command}: error: ")
     assert path in err and "not found" not in err.lower(), err
     assert not os.path.exists(base)
+
+
+def _saved_run(run_dir, setting="additive_2x2_uniform", menu_size=8):
+    runs.write_json_atomic(os.path.join(run_dir, runs.CONFIG), {"training": {"steps": 10}})
+    runs.save_model_atomic(tf_ama.AffineMaximizerAuction(setting, menu_size=menu_size),
+                           os.path.join(run_dir, runs.MODEL))
+    return run_dir
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npz"])
+def test_evaluate_progress_and_outcomes_keep_json_output_clean(tmp_path, capsys, suffix):
+    from tf_ama.outcome_files import read_outcomes
+
+    run_dir = _saved_run(str(tmp_path / "run"))
+    outcomes = str(tmp_path / f"outcomes{suffix}")
+    assert main(["evaluate", run_dir, "--samples", "300", "--json", "--progress",
+                 "--outcomes", outcomes]) == 0
+    out, err = capsys.readouterr()
+    report = json.loads(out)  # stdout is the report alone; the bar is on stderr
+    assert report["num_samples"] == 300 and len(report["revenue_ci95"]) == 2
+    assert "300/300" in err and "Exact evaluation of additive_2x2_uniform" in err
+    written = read_outcomes(outcomes)
+    assert written["payments"].shape == (300, 2)
+    assert written["payments"].sum(axis=1).mean() == pytest.approx(report["revenue"], rel=1e-12)
+    # Without --progress and off a terminal (as here): no bar.
+    assert main(["evaluate", run_dir, "--samples", "300"]) == 0
+    out, err = capsys.readouterr()
+    assert "95% CI [" in out and "300/300" not in err
+
+
+@pytest.mark.parametrize("name, message", [
+    ("outcomes.txt", "must be a file name ending in .npz (NumPy, for millions of profiles) "
+                     "or .csv (one line per profile); got"),
+    ("file/outcomes.npz", "cannot be written:"),
+])
+def test_evaluate_refuses_a_bad_outcomes_path_naming_the_flag(tmp_path, capsys, name, message):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exited:
+        main(["evaluate", str(tmp_path / "run"), "--outcomes", str(tmp_path / name)])
+    assert exited.value.code == 2
+    assert f"error: argument --outcomes: {message}" in capsys.readouterr().err
