@@ -325,3 +325,16 @@ def test_bad_input(kwargs, error, pattern):
         baselines.baseline_details(**arguments)
     with pytest.raises(error, match=pattern):
         baselines.baselines(**arguments)
+
+
+def test_reserve_search_in_groups_of_items_finds_the_same_reserves(monkeypatch, capsys):
+    # With more profiles x items than _RESERVE_TOPS_ELEMENTS, the reserve sample is drawn
+    # again for each group of items; each item's search sees the same tops as before.
+    setting = tf_ama.get_setting("additive_2x5_uniform")
+    whole = baselines.baseline_details(setting, num_samples=3000, seed=2)
+    monkeypatch.setattr(baselines, "_RESERVE_TOPS_ELEMENTS", 2 * 3000)  # 2 items per pass
+    grouped = baselines.baseline_details(setting, num_samples=3000, seed=2, progress=True)
+    assert {k: v.to_dict() for k, v in grouped.items()} == {
+        k: v.to_dict() for k, v in whole.items()}
+    out, err = capsys.readouterr()
+    assert out == "" and "4 passes over 3,000 profiles" in err and "12000/12000" in err

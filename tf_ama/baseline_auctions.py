@@ -172,14 +172,24 @@ class _RevenueCurve:
     With `top >= second` per profile, `N * revenue(r) = sum_{second >= r} second
     + r * (#{top >= r} - #{second >= r})`: profiles whose second value clears `r` pay it,
     those where only the top value clears `r` pay `r`. Sorting once makes each reserve an
-    `O(log N)` lookup.
+    `O(log N)` lookup. `in_place`: sort `top` and `second` (float64 arrays the caller no
+    longer needs) instead of copies, two `[N]` arrays less at 10^7 profiles.
     """
 
-    def __init__(self, top, second):
-        self.top = np.sort(np.asarray(top, np.float64))
-        self.second = np.sort(np.asarray(second, np.float64))
-        # suffix[k] = sum of second[k:], with suffix[N] = 0.
-        self.suffix = np.concatenate([np.cumsum(self.second[::-1])[::-1], [0.0]])
+    def __init__(self, top, second, in_place=False):
+        if in_place:
+            top.sort()
+            second.sort()
+            self.top, self.second = top, second
+        else:
+            self.top = np.sort(np.asarray(top, np.float64))
+            self.second = np.sort(np.asarray(second, np.float64))
+        # suffix[k] = sum of second[k:], with suffix[N] = 0 (the running sum from the end,
+        # written in place: the same additions in the same order as a reversed cumsum).
+        count = len(self.second)
+        self.suffix = np.empty(count + 1)
+        self.suffix[count] = 0.0
+        np.cumsum(self.second[::-1], out=self.suffix[count - 1::-1])
 
     def __call__(self, reserves):
         reserves = np.asarray(reserves, np.float64)
@@ -195,9 +205,9 @@ def revenue_curve(values, reserves):
     return _RevenueCurve(*top_two(values))(reserves)
 
 
-def _search_reserve(top, second):
+def _search_reserve(top, second, in_place=False):
     """The reserve maximizing empirical revenue: coarse grid, finer grid, snap (module doc)."""
-    curve = _RevenueCurve(top, second)
+    curve = _RevenueCurve(top, second, in_place)
     highest = float(curve.top[-1])
     if highest <= 0.0:
         return 0.0
@@ -249,9 +259,9 @@ def _check_arguments(num_samples, seed):
 
 def _reserve_tops(setting, num_samples, seed, items, bundle, progress):
     """The top two values, on `sample_blocks(setting, num_samples, seed)`, of each item `j`
-    of `items` (`[N, len(items)]` x2) and, if `bundle`, of the grand bundle (`[N]` x2, else
-    None)."""
-    item_top, item_second = (np.empty((num_samples, len(items))) for _ in range(2))
+    of `items` (`[len(items), N]` x2, one contiguous row per item) and, if `bundle`, of the
+    grand bundle (`[N]` x2, else None)."""
+    item_top, item_second = (np.empty((len(items), num_samples)) for _ in range(2))
     bundle_top, bundle_second = (np.empty(num_samples) if bundle else None for _ in range(2))
     start = 0
     for valuations in sample_blocks(setting, num_samples, seed):
@@ -259,8 +269,8 @@ def _reserve_tops(setting, num_samples, seed, items, bundle, progress):
         if len(items):
             chosen = valuations[:, :, list(items)]
             top, second = top_two(np.moveaxis(chosen, 2, 1).reshape(-1, setting.num_bidders))
-            item_top[start:end] = top.reshape(-1, len(items))
-            item_second[start:end] = second.reshape(-1, len(items))
+            item_top[:, start:end] = top.reshape(-1, len(items)).T
+            item_second[:, start:end] = second.reshape(-1, len(items)).T
         if bundle:
             bundle_top[start:end], bundle_second[start:end] = top_two(
                 bundle_values(valuations, setting.demand))
@@ -291,9 +301,10 @@ def _reserves(setting, num_samples, seed, items=True, progress=None):
     for group in _item_groups(setting, num_samples, items):
         (top, second), bundle = _reserve_tops(setting, num_samples, seed, group,
                                               bundle_reserve is None, progress)
-        item_reserves += [_search_reserve(top[:, j], second[:, j]) for j in range(len(group))]
+        item_reserves += [_search_reserve(top[j], second[j], in_place=True)
+                          for j in range(len(group))]
         if bundle is not None:
-            bundle_reserve = _search_reserve(*bundle)
+            bundle_reserve = _search_reserve(*bundle, in_place=True)
         del top, second, bundle
     return (item_reserves if items else None), bundle_reserve
 
@@ -311,7 +322,7 @@ def separate_reserves(setting, num_samples=100_000, seed=1) -> list[float]:
 
 
 def _mean_and_stderr(revenues):
-    revenues = np.concatenate(revenues)
+    """Mean and standard error of per-profile `revenues` `[N]`."""
     if len(revenues) < 2:
         return float(revenues.mean()), float("nan")
     return float(revenues.mean()), float(revenues.std(ddof=1) / math.sqrt(len(revenues)))
@@ -353,17 +364,24 @@ def baseline_details(setting, num_samples=100_000, seed=1, *,
     vcg_menu_size = menus.deterministic_menu_size(
         setting.num_bidders, setting.num_items, setting.demand)
     vcg_applies = additive or vcg_menu_size <= menus.MAX_DETERMINISTIC_MENU
-    vcg, myerson, grand = [], [], []
+    # Per-profile revenues, [N] float64 each (80 MB at 10^7 profiles), filled block by block.
+    vcg = np.empty(num_samples if vcg_applies else 0)
+    myerson = np.empty(num_samples if additive else 0)
+    grand = np.empty(num_samples)
+    start = 0
     for valuations in sample_blocks(setting, num_samples, seed):
+        end = start + len(valuations)
         if vcg_applies:
-            vcg.append(vcg_revenues(valuations, setting.demand))
+            vcg[start:end] = vcg_revenues(valuations, setting.demand)
         if additive:
             per_item = [
                 second_price_revenues(valuations[:, :, j], reserve)
                 for j, reserve in enumerate(item_reserves)
             ]
-            myerson.append(np.sum(per_item, axis=0))
-        grand.append(second_price_revenues(bundle_values(valuations, setting.demand), bundle_reserve))
+            myerson[start:end] = np.sum(per_item, axis=0)
+        grand[start:end] = second_price_revenues(bundle_values(valuations, setting.demand),
+                                                 bundle_reserve)
+        start = end
         progress.add(len(valuations))
 
     on = f"on {num_samples:,} profiles (seed {seed})"
