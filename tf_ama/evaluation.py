@@ -45,7 +45,7 @@ import tensorflow as tf
 from tf_ama import checks, outcome_files, seeds, separable
 from tf_ama.mechanism import default_micro_batch_size, exact_outcome
 from tf_ama.progress import Progress
-from tf_ama.settings import ANCHORS, sample_blocks
+from tf_ama.settings import ANCHORS, evaluation_sample
 
 # Profiles per call of the traced exact_outcome (it blocks them internally).
 _PROFILES_PER_CALL = 1 << 14
@@ -195,7 +195,7 @@ def _check_arguments(model, num_samples, seed, micro_batch_size, chunk_size, jit
         )
     micro_batch_size = checks.renamed("chunk_size", chunk_size, "micro_batch_size",
                                       micro_batch_size, stacklevel=4)
-    return (checks.integer("num_samples", num_samples, minimum=1),
+    return (checks.optional(checks.integer, "num_samples", num_samples, minimum=1),
             checks.seed("seed", default_seed(model.seed) if seed is None else seed),
             checks.optional(checks.integer, "micro_batch_size", micro_batch_size, minimum=1),
             checks.boolean("jit_compile", jit_compile))
@@ -219,7 +219,7 @@ def _slices(blocks, size):
         yield pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
 
-def _scan(model, num_samples, seed, micro_batch_size, menu, with_certificate=False,
+def _scan(model, sample, micro_batch_size, menu, with_certificate=False,
           with_counterfactual=False, jit_compile=False):
     """Yields, slice by slice of `sample_blocks(setting, num_samples, seed)`, the
     `exact_outcome` of the slice as numpy arrays (with the certificate and
@@ -231,6 +231,7 @@ def _scan(model, num_samples, seed, micro_batch_size, menu, with_certificate=Fal
     full size and the padding is dropped. (`exact_outcome` is batch-invariant bit for bit,
     so a profile's outcome depends neither on its slice nor on its sample block.)
     """
+    num_samples, profiles = sample  # settings.evaluation_sample
     micro = micro_batch_size or default_micro_batch_size(model.setting.num_bidders,
                                                          model.menu_size)
     # exact_outcome works through blocks of `micro` profiles inside one call; a slice of whole
@@ -259,7 +260,7 @@ def _scan(model, num_samples, seed, micro_batch_size, menu, with_certificate=Fal
     # two calls' worth (and the sample block they come from).
     with concurrent.futures.ThreadPoolExecutor(_CALLS_IN_FLIGHT) as pool:
         pending = collections.deque()
-        for slice_bids in _slices(sample_blocks(model.setting, num_samples, seed), per_call):
+        for slice_bids in _slices(profiles, per_call):
             pending.append(pool.submit(outcome_of, slice_bids))
             if len(pending) == _CALLS_IN_FLIGHT:
                 yield pending.popleft().result()
@@ -270,15 +271,19 @@ def _scan(model, num_samples, seed, micro_batch_size, menu, with_certificate=Fal
 _traced_exact_outcome = tf.function(exact_outcome)  # one trace per menu shape and options
 
 
-def evaluate(model, num_samples=100_000, seed=None, baselines=True, micro_batch_size=None,
-             jit_compile=True, *, progress=False, outcomes=None, chunk_size=checks.RENAMED):
+def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_size=None,
+             jit_compile=True, *, progress=False, outcomes=None, split="test",
+             chunk_size=checks.RENAMED):
     """Exact evaluation of `model` on `num_samples` fresh profiles, in bounded memory.
 
     Args:
       model: a `tf_ama.AffineMaximizerAuction`.
       num_samples: profiles `tf_ama.settings.sample_blocks(setting, num_samples, seed)`
         (up to 279 620 3x10 profiles exactly `setting.sample(num_samples, seed)`), drawn
-        and evaluated block by block: 10^7 profiles need no more memory than 10^5.
+        and evaluated block by block: 10^7 profiles need no more memory than 10^5. Default
+        100 000; a model whose setting is made from data (`tf_ama.empirical`) is evaluated
+        on every row of its held-out `split` instead (`settings.evaluation_sample`: leave
+        `num_samples` out; `seed` then draws nothing).
       seed: an int in [0, 2**31) (stateless sampling; the baselines use the same profiles);
         default `tf_ama.seeds.evaluation_seed(model.seed)`, i.e. `model.seed + 2`, a sample
         that training and validation never drew (what `tf-ama train` evaluates on).
@@ -294,6 +299,9 @@ def evaluate(model, num_samples=100_000, seed=None, baselines=True, micro_batch_
       outcomes: None, or a file path ending in `.npz` or `.csv`: every profile's bids, menu
         index, allocation, payments and values are written there, streamed and atomically
         (`tf_ama.outcome_files`, whose `read_outcomes` reads it back).
+      split: for a setting made from data, the held-out rows evaluated: `"test"` (the
+        final evaluation, and the baselines') or `"validation"` (a run's choices; without
+        baselines). Other settings have no splits: their sample is `seed`'s.
       chunk_size: deprecated name of `micro_batch_size`.
 
     Returns:
@@ -305,6 +313,11 @@ def evaluate(model, num_samples=100_000, seed=None, baselines=True, micro_batch_
     progress = checks.boolean("progress", progress)
     if outcomes is not None:
         outcomes = outcome_files.check_path("outcomes", outcomes)
+    if baselines and split != "test":
+        raise ValueError(f"`split`={split!r}: the baselines are computed on the test rows; "
+                         "pass baselines=False to evaluate another split.")
+    sample = evaluation_sample(model.setting, num_samples, seed, split)
+    num_samples = sample[0]
     menu = model.menu(tf.float64)
     total = mean = m2 = welfare = 0.0
     count = 0
@@ -320,7 +333,7 @@ def evaluate(model, num_samples=100_000, seed=None, baselines=True, micro_batch_
             info={"setting": model.setting.to_dict(), "seed": seed, "num_samples": num_samples,
                   "menu_type": model.menu_layer.kind, "menu_size": int(model.menu_size),
                   "jit_compile": jit_compile}))
-        for outcome in _scan(model, num_samples, seed, micro_batch_size, menu,
+        for outcome in _scan(model, sample, micro_batch_size, menu,
                              with_certificate=True, jit_compile=jit_compile):
             revenue = outcome["payments"].sum(axis=1)  # [profiles of the call]
             # Chan et al.'s pairwise update of (count, mean, sum of squared deviations).
@@ -404,7 +417,7 @@ def _entries(model, counts):
     return entries
 
 
-def menu_usage(model, num_samples=100_000, seed=None, micro_batch_size=None, jit_compile=True,
+def menu_usage(model, num_samples=None, seed=None, micro_batch_size=None, jit_compile=True,
                *, chunk_size=checks.RENAMED):
     """The menu entries chosen on `setting.sample(num_samples, seed)`, most used first
     (arguments as in `evaluate`: by default the evaluation seed `model.seed + 2`).
@@ -416,8 +429,8 @@ def menu_usage(model, num_samples=100_000, seed=None, micro_batch_size=None, jit
         model, num_samples, seed, micro_batch_size, chunk_size, jit_compile,
         seeds.evaluation_seed)
     counts = collections.Counter()
-    for outcome in _scan(model, num_samples, seed, micro_batch_size, model.menu(tf.float64),
-                         jit_compile=jit_compile):
+    for outcome in _scan(model, evaluation_sample(model.setting, num_samples, seed),
+                         micro_batch_size, model.menu(tf.float64), jit_compile=jit_compile):
         _count(counts, outcome["menu_index"])
     return _entries(model, counts)
 
@@ -441,7 +454,7 @@ def format_menu_table(entries, max_entries=None) -> str:
     return "\n".join(lines)
 
 
-def prune(model, num_samples=100_000, seed=None, micro_batch_size=None, jit_compile=False, *,
+def prune(model, num_samples=None, seed=None, micro_batch_size=None, jit_compile=False, *,
           chunk_size=checks.RENAMED):
     """A fixed AMA with only the menu entries that matter on `setting.sample(num_samples, seed)`.
 
@@ -475,7 +488,8 @@ def prune(model, num_samples=100_000, seed=None, micro_batch_size=None, jit_comp
         seeds.validation_seed)
     menu = model.menu(tf.float64)
     keep = np.zeros(model.menu_size, bool)
-    for outcome in _scan(model, num_samples, seed, micro_batch_size, menu, with_counterfactual=True,
+    sample = evaluation_sample(model.setting, num_samples, seed, split="validation")
+    for outcome in _scan(model, sample, micro_batch_size, menu, with_counterfactual=True,
                          jit_compile=jit_compile):
         for indices in (outcome["menu_index"], outcome["counterfactual_index"].reshape(-1)):
             keep[indices[indices < model.menu_size]] = True  # the family is kept whole

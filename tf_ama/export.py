@@ -149,7 +149,7 @@ def _check_arguments(model, base_dir, version, prune, prune_samples, micro_batch
             "(e.g. models/additive_2x2_uniform); versions 1, 2, ... are created inside it.")
     try:
         checks.optional(checks.integer, "version", version, minimum=1)
-        checks.integer("prune_samples", prune_samples, minimum=1)
+        checks.optional(checks.integer, "prune_samples", prune_samples, minimum=1)
         checks.optional(checks.integer, "micro_batch_size", micro_batch_size, minimum=1)
         checks.boolean("prune", prune)
     except ValueError as error:
@@ -264,7 +264,7 @@ def _write_assets(model, directory, pruned, training_config, micro_batch_size, s
     write_json_atomic(os.path.join(assets, CONFIG_FILE), config)
 
 
-def export_saved_model(model, base_dir, version=None, prune=False, prune_samples=100_000,
+def export_saved_model(model, base_dir, version=None, prune=False, prune_samples=None,
                        seed=None, training_config=None, micro_batch_size=None, *,
                        sizes=None, chunk_size=checks.RENAMED) -> str:
     """Exports `model` as `<base_dir>/<version>` (TF Serving layout); returns that path.
@@ -277,7 +277,8 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
         more than the highest existing one). An existing version is never overwritten.
       prune: export `tf_ama.evaluation.prune(model, prune_samples, seed)` instead: only the
         menu entries that matter on `prune_samples` profiles (cheaper to serve).
-      prune_samples, seed: the profiles `prune` uses (`seed` also draws the warm-up bids);
+      prune_samples, seed: the profiles `prune` uses (default 100 000; a model trained on
+        data: its validation rows) (`seed` also draws the warm-up bids);
         default seed: the model's validation seed, `tf_ama.seeds.validation_seed(model.seed)`.
       training_config: optional JSON-serializable dict stored in `tf_ama_config.json`.
       micro_batch_size: profiles per block of the exported graph (see the module docstring);

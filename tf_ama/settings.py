@@ -171,6 +171,34 @@ def sample_blocks(setting, num_samples, seed):
         yield valuations
 
 
+DEFAULT_EVALUATION_SAMPLES = 100_000
+
+
+def evaluation_sample(setting, num_samples=None, seed=0, split="test"):
+    """`(num_samples, blocks)`: the profiles an evaluation of `setting` is computed on.
+
+    For a setting made from data (`tf_ama.empirical`), every row of its `split` (`"test"`:
+    the final evaluation and the baselines' revenues; `"validation"`: `prune`'s selection),
+    read block by block, and `num_samples` must be None or their count (the data decide it;
+    `seed` is not used). Otherwise `num_samples` (default `DEFAULT_EVALUATION_SAMPLES`)
+    profiles `sample_blocks(setting, num_samples, seed)`.
+    """
+    from tf_ama import empirical
+
+    if not empirical.is_empirical(setting):
+        num_samples = DEFAULT_EVALUATION_SAMPLES if num_samples is None else num_samples
+        num_samples = checks.integer("num_samples", num_samples, minimum=1)
+        return num_samples, sample_blocks(setting, num_samples, seed)
+    rows = setting.distribution_params["rows"][checks.choice("split", split, empirical.SPLITS)]
+    if num_samples is not None and num_samples != rows:
+        raise ValueError(
+            f"`num_samples`: setting {setting.name!r} is made from data and is evaluated on "
+            f"the {rows:,} rows of its {split} split; leave num_samples out (tf-ama: drop "
+            "--samples).")
+    return rows, empirical.split_blocks(setting.distribution_params, setting.num_bidders,
+                                        setting.num_items, split)
+
+
 class _BUILT_IN:
     """While the built-in settings below are made, their distributions are not built (that
     would import TensorFlow with this module); tests/settings_test.py builds every one."""
