@@ -63,15 +63,29 @@ def _baselines(args):
 
 
 def _train(args):
+    """`tf-ama train`; with TF_CONFIG set, as one worker of several (tf_ama.distributed):
+    every worker trains, the chief alone evaluates the model and writes the run directory."""
     from tf_ama.contextual_training import is_contextual
 
     if is_contextual(args.setting):
+        if os.environ.get("TF_CONFIG", "").strip():
+            raise ValueError("TF_CONFIG is set, but contextual settings train on one machine "
+                             "only: unset TF_CONFIG.")
         return _train_contextual(args)
+    from tf_ama import distributed
+
+    strategy = distributed.strategy_from_environment()  # before TensorFlow runs anything
+    _train_setting(args, strategy)
+    distributed.wait_for_workers(strategy)  # no worker exits before the chief has written
+
+
+def _train_setting(args, strategy):
+    """`tf-ama train` of a setting without contexts, under `strategy`."""
     given = [flag for flag, dest in CONTEXTUAL_FLAGS.items() if hasattr(args, dest)]
     if given:
         raise ValueError(f"{', '.join(given)}: only for contextual settings "
                          "(tf-ama settings lists them).")
-    from tf_ama import runs, seeds
+    from tf_ama import distributed, runs, seeds
     from tf_ama.evaluation import evaluate
     from tf_ama.plots import plot_separable_boosts, plot_training_curves
     from tf_ama.recipes import resolve
@@ -81,7 +95,12 @@ def _train(args):
     model_kwargs, training, recipe = resolve(args.setting, args.recipe, *(
         {name: getattr(args, name) for name in args.sections[section] if hasattr(args, name)}
         for section in ("model", "training")))
-    model = train_run(args.setting, args.out, model_kwargs, training, recipe=recipe)
+    with strategy.scope():  # several workers train together; the chief alone writes the run
+        model = train_run(args.setting, args.out, model_kwargs, training, recipe=recipe)
+    if not distributed.is_chief(strategy):
+        print(f"{args.out}: trained as worker {strategy.cluster_resolver.task_id}; the chief "
+              "evaluates the model and writes the run directory.")
+        return
     report = evaluate(model, num_samples=training.evaluation_samples,
                       seed=seeds.evaluation_seed(model.seed))
     runs.write_json_atomic(os.path.join(args.out, runs.EVALUATION), report.to_dict())

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ama import checks, menus, relaxation
+from tf_ama import checks, distributed, menus, relaxation
 from tf_ama.compat import Version01Compatibility
 from tf_ama.data import (expectation_dataset, fresh_valuations,  # noqa: F401  (0.1 names)
                          step_valuations, valuation_dataset)
@@ -160,7 +160,8 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
                                   output_gradients=[-g * share for g in menu_gradients])
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.loss_tracker.update_state(_sum_over_replicas(-revenue * share))
-        return {"loss": self.loss_tracker.result()}
+        return distributed.step_logs(self.distribute_strategy,
+                                     {"loss": self.loss_tracker.result()})
 
     def test_step(self, data):
         valuations, sample_weight = step_valuations(data, self.setting)  # given ones only
@@ -168,7 +169,8 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         weight = (tf.ones_like(revenue) if sample_weight is None
                   else tf.cast(sample_weight, revenue.dtype))
         record_revenue(self.revenue_tracker, revenue, weight)
-        return {"revenue": self.revenue_tracker.result()}
+        return distributed.step_logs(self.distribute_strategy,
+                                     {"revenue": self.revenue_tracker.result()})
 
     @property
     def metrics(self):

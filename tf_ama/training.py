@@ -28,7 +28,7 @@ from typing import Optional
 
 import keras
 
-from tf_ama import checkpoints, joining, runs, seeds
+from tf_ama import checkpoints, distributed, joining, runs, seeds
 from tf_ama.menu_layers import LotteryMenu, LotterySeparableMenu
 from tf_ama.model import (AffineMaximizerAuction, expectation_dataset, fresh_valuations,
                           valuation_dataset)
@@ -54,7 +54,17 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
       callbacks: extra Keras callbacks (of both phases of a "lottery+separable" menu).
       recipe: the record of the recipe these arguments come from (`tf_ama.recipes.resolve`),
         printed at start and kept in the run's config (not compared on resume).
+
+    Trains under the `tf.distribute` strategy in scope. Under a MultiWorkerMirroredStrategy
+    every worker calls it with the same arguments and only the chief writes `out`; the others
+    train in a copy of it (`tf_ama.distributed.run_directory`).
     """
+    with distributed.run_directory(out) as directory:
+        return _train_run(setting, directory, model_kwargs, training, verbose, callbacks, recipe)
+
+
+def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=None):
+    """`train_run` in `out`, the run directory this worker writes."""
     setting = get_setting(setting)
     training = TrainingConfig() if training is None else training
     if not isinstance(training, TrainingConfig):
@@ -246,7 +256,7 @@ def _restart_phase(setting, out, model, training, validation, verbose, callbacks
         run = os.path.join(RESTARTS, str(restart))
         print(f"{out}: restart {restart + 1} of {training.restarts} (model seed {seed}), "
               f"{early.steps} steps in {run}/")
-        trained.append(train_run(setting, os.path.join(out, run), _reseeded(model, seed),
+        trained.append(_train_run(setting, os.path.join(out, run), _reseeded(model, seed),
                                  early, verbose, callbacks))
         rows.append({"run": run, "seed": seed})
     if "kept" in recorded:
@@ -291,8 +301,8 @@ def _lottery_phase(setting, out, model, training, verbose, callbacks, previous):
     defaults = TrainingConfig()  # the joint phase's fields are not the lottery run's
     lottery_training = dataclasses.replace(training, joint_steps=defaults.joint_steps,
                                            joint_learning_rate=defaults.joint_learning_rate)
-    lottery = train_run(setting, os.path.join(out, LOTTERY_RUN), lottery_kwargs,
-                        lottery_training, verbose, callbacks)
+    lottery = _train_run(setting, os.path.join(out, LOTTERY_RUN), lottery_kwargs,
+                         lottery_training, verbose, callbacks)
     recorded = (previous or {}).get("start", {})
     if "shift" in recorded:
         shift = recorded["shift"]
