@@ -2,6 +2,7 @@
 the bootstrap prior, and a model trained on data that loads without its file."""
 
 import hashlib
+import json
 import os
 
 import hypothesis
@@ -218,3 +219,73 @@ def test_empirical_params_are_checked_without_reading_the_file():
     with pytest.raises(ValueError, match=r"missing \['sha256'"):
         tf_ama.Setting("x", 2, 3, distribution="empirical",
                        distribution_params={"path": "/nowhere.npy"})
+
+
+# ------------------------------------------------------------------ the command line, end to end
+def _weights(run_dir):
+    return [w.numpy() for w in tf_ama.runs.load_run(run_dir)[0].weights]
+
+
+SMALL = ["--menu", "lottery", "--menu-size", "16", "--steps", "100", "--batch-size", "128",
+         "--validation-samples", "500", "--samples", "2000"]
+
+
+def test_train_on_a_csv_evaluate_on_held_out_rows_and_export(tmp_path, capsys):
+    """The README's two commands on a generated CSV: train (with the final evaluation on the
+    held-out test rows), export."""
+    from tf_ama.cli import main
+    from tf_ama.mechanism import exact_outcome
+
+    profiles = _profiles(rows=3000, m=2, n=2, seed=3)
+    csv = _write(str(tmp_path / "bids.csv"), profiles)
+    run, models = str(tmp_path / "run"), str(tmp_path / "models")
+    assert main(["train", "additive_2x2_uniform", "--valuations", csv, "--out", run, *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "on the test rows" in out and "profiles (held-out rows of the data)" in out
+    config = tf_ama.runs.read_config(run)
+    params = config["setting"]["distribution_params"]
+    assert config["setting"]["distribution"] == "empirical" and params["path"] == csv
+    assert params["sha256"] == hashlib.sha256(open(csv, "rb").read()).hexdigest()
+    # The final evaluation is on every test row, and equals exact_outcome on them.
+    report = json.loads(open(os.path.join(run, tf_ama.runs.EVALUATION)).read())
+    test = np.concatenate(list(empirical.split_blocks(params, 2, 2, "test")))
+    assert report["num_samples"] == len(test) == params["rows"]["test"]
+    assert report["seed"] is None  # the data, not a seed, decide the profiles
+    model = tf_ama.runs.load_run(run)[0]
+    payments = exact_outcome(tf.constant(test), *model.menu(tf.float64))["payments"].numpy()
+    np.testing.assert_allclose(report["revenue"], payments.sum(axis=1).mean(), rtol=1e-12)
+    assert report["baselines"]["vcg"]["revenue"] == pytest.approx(
+        np.mean(np.sort(test, axis=1)[:, -2, :].sum(axis=1)), rel=1e-12)  # second prices
+    assert main(["evaluate", run, "--json"]) == 0  # tf-ama evaluate: the same test rows
+    again = json.loads(capsys.readouterr().out)
+    assert (again["num_samples"], again["revenue"]) == (len(test), report["revenue"])
+    assert main(["export", run, "--to", models]) == 0
+    assert os.path.isfile(os.path.join(models, "1", "saved_model.pb"))
+
+
+def test_data_flags_without_a_file_are_refused(tmp_path, capsys):
+    from tf_ama.cli import main
+
+    assert main(["train", "additive_2x2_uniform", "--test-fraction", "0.2",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.rstrip().endswith(
+        "--validation-fraction, --test-fraction, --split-seed: only with --valuations FILE.")
+    assert main(["train", "additive_2x2_uniform", "--valuations", str(tmp_path / "none.csv"),
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "none.csv does not exist" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "r")
+
+
+def test_a_json_setting_equal_to_a_built_in_gives_the_bit_identical_run(tmp_path, capsys):
+    from tf_ama.cli import main
+
+    assert main(["settings", "--show", "additive_2x2_uniform"]) == 0
+    path = tmp_path / "mine.json"
+    path.write_text(capsys.readouterr().out)
+    assert json.loads(path.read_text())["distribution_params"] == {}
+    runs = [str(tmp_path / "built_in"), str(tmp_path / "from_file")]
+    for setting, run in zip(["additive_2x2_uniform", str(path)], runs):
+        assert main(["train", setting, "--out", run, *SMALL]) == 0
+    for mine, built_in in zip(_weights(runs[1]), _weights(runs[0])):
+        np.testing.assert_array_equal(mine, built_in)
+    assert tf_ama.runs.read_config(runs[0]) == tf_ama.runs.read_config(runs[1])

@@ -34,7 +34,11 @@ import sys
 
 def _settings(args):
     from tf_ama.contexts import get_contextual_setting, list_contextual_settings
-    from tf_ama.settings import ANCHORS, get_setting, list_settings
+    from tf_ama.settings import ANCHORS, get_setting, list_settings, setting_json
+
+    if args.show is not None:  # a starting point for one's own: tf-ama train FILE.json
+        print(setting_json(args.show), end="")
+        return
 
     rows = [("setting", "bidders x items", "demand", "values", "reference revenue")]
     for name in list_settings():
@@ -85,6 +89,20 @@ def _train_setting(args, strategy):
     if given:
         raise ValueError(f"{', '.join(given)}: only for contextual settings "
                          "(tf-ama settings lists them).")
+    from tf_ama.settings import get_setting
+
+    setting = get_setting(args.setting)
+    if args.valuations is not None:
+        from tf_ama.empirical import empirical_setting
+
+        setting = empirical_setting(setting, args.valuations, **{
+            name: getattr(args, name) for name in DATA_FLAGS.values()
+            if getattr(args, name) is not None})
+        print(f"{args.valuations}: {setting.distribution_params['rows']} profiles (train, "
+              "validation, test); training resamples the train rows, the final evaluation "
+              "is on the test rows.")
+    elif any(getattr(args, name) is not None for name in DATA_FLAGS.values()):
+        raise ValueError(f"{', '.join(DATA_FLAGS)}: only with --valuations FILE.")
     from tf_ama import distributed, runs, seeds
     from tf_ama.evaluation import evaluate
     from tf_ama.plots import plot_separable_boosts, plot_training_curves
@@ -92,16 +110,18 @@ def _train_setting(args, strategy):
     from tf_ama.training import train_run
 
     # Only the flags given override the recipe's fields (the others are not set: SUPPRESS).
-    model_kwargs, training, recipe = resolve(args.setting, args.recipe, *(
+    model_kwargs, training, recipe = resolve(setting, args.recipe, *(
         {name: getattr(args, name) for name in args.sections[section] if hasattr(args, name)}
         for section in ("model", "training")))
     with strategy.scope():  # several workers train together; the chief alone writes the run
-        model = train_run(args.setting, args.out, model_kwargs, training, recipe=recipe)
+        model = train_run(setting, args.out, model_kwargs, training, recipe=recipe)
     if not distributed.is_chief(strategy):
         print(f"{args.out}: trained as worker {strategy.cluster_resolver.task_id}; the chief "
               "evaluates the model and writes the run directory.")
         return
-    report = evaluate(model, num_samples=training.evaluation_samples,
+    # A setting made from data is evaluated on its test rows (all of them).
+    samples = None if setting.distribution == "empirical" else training.evaluation_samples
+    report = evaluate(model, num_samples=samples,
                       seed=seeds.evaluation_seed(model.seed))
     runs.write_json_atomic(os.path.join(args.out, runs.EVALUATION), report.to_dict())
     baselines = {k: v["revenue"] for k, v in report.baselines.items()}
@@ -114,7 +134,7 @@ def _train_setting(args, strategy):
     start = runs.read_config(args.out).get("start", {})
     if "lottery_run" in start:  # a joined menu: its lottery phase alone, on the same profiles
         phase = os.path.join(args.out, start["lottery_run"])
-        alone = evaluate(runs.load_run(phase)[0], num_samples=training.evaluation_samples,
+        alone = evaluate(runs.load_run(phase)[0], num_samples=samples,
                          seed=report.seed, baselines=False)
         runs.write_json_atomic(os.path.join(phase, runs.EVALUATION), alone.to_dict())
         print(f"  its lottery menu alone ({phase}): {alone.revenue:.4f} +- "
@@ -131,6 +151,9 @@ def _train_contextual(args):
 
     if args.recipe != "default":
         raise ValueError("--recipe: contextual settings have one recipe, the default.")
+    if args.valuations is not None:
+        raise ValueError("--valuations: contextual settings draw their own contexts and "
+                         "values; data files are for settings without contexts.")
     given = {name: getattr(args, name) for section in ("model", "training", "contextual")
              for name in args.sections[section] if hasattr(args, name)}
     model_kwargs, training = contextual_defaults(args.setting, given)
@@ -167,8 +190,9 @@ def _evaluate(args):
         if args.outcomes is not None:
             raise ValueError("--outcomes: not supported for a contextual model (its auctions "
                              "differ in size); evaluate without it.")
-        reports = evaluate_contextual(model, sizes=args.sizes, num_samples=args.samples,
-                                      seed=args.seed)
+        reports = evaluate_contextual(model, sizes=args.sizes, seed=args.seed,
+                                      **({} if args.samples is None else
+                                         {"num_samples": args.samples}))
         print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2) if args.json
               else format_reports(reports))
         return
@@ -297,6 +321,9 @@ TRAINABLE_MENU_KINDS = ("lottery", "deterministic", "separable", "lottery+separa
 RECIPES = ("default", "paper")  # tf_ama.recipes.RECIPES (tests/cli_test.py checks)
 _COUNT = _checked("integer", int, minimum=1)
 # The flags of contextual settings only (tf_ama.ContextualAuction), with their destinations.
+# The flags that make a setting's prior a data file (tf_ama.empirical_setting), but the file.
+DATA_FLAGS = {"--validation-fraction": "validation_fraction", "--test-fraction": "test_fraction",
+              "--split-seed": "split_seed"}
 CONTEXTUAL_FLAGS = {"--sizes": "sizes", "--hidden": "hidden", "--heads": "heads",
                     "--blocks": "blocks", "--linear-family-boosts": "linear_family_boosts",
                     "--bundles": "bundles"}
@@ -337,7 +364,9 @@ def _add_model_command(commands, name, help_text):
     """A command that reads a trained model and evaluates it on fresh samples."""
     sub = commands.add_parser(name, help=help_text)
     sub.add_argument("path", help="a run directory or an exported SavedModel (model or version folder)")
-    sub.add_argument("--samples", type=_COUNT, default=100_000)
+    sub.add_argument("--samples", type=_COUNT, default=None,
+                     help="profiles drawn (default 100000); a model trained on data is "
+                          "evaluated on its held-out test rows, all of them")
     sub.add_argument("--seed", type=_SEED, default=None,
                      help="default: the model's seed + 2, the sample `tf-ama train` evaluated on")
     sub.add_argument("--no-xla", action="store_true",
@@ -370,8 +399,24 @@ def _add_train_arguments(sub):
         defaults[action.dest] = default
 
     defaults = {}
-    sub.add_argument("setting")
+    sub.add_argument("setting", help="a built-in setting (tf-ama settings) or a JSON file "
+                                     "(tf-ama settings --show NAME prints one to edit)")
     sub.add_argument("--out", required=True, help="run directory (re-using it resumes the run)")
+    data = sub.add_argument_group(
+        "valuations from data (tf_ama.empirical): the setting gives bidders, items and demand")
+    data.add_argument("--valuations", metavar="FILE", default=None,
+                      help="profiles to train on instead of the setting's distribution: .npy "
+                           "[N, m, n] or [N, m*n], .npz, or .csv (one profile per row, "
+                           "bidder-major, optional header); training resamples the train "
+                           "rows with replacement, validation and the final evaluation use "
+                           "held-out rows")
+    data.add_argument("--validation-fraction", type=_checked("number", float, above=0, maximum=1),
+                      default=None, help="share of the rows held out for validation (0.1)")
+    data.add_argument("--test-fraction", type=_checked("number", float, above=0, maximum=1),
+                      default=None, help="share of the rows held out for the final "
+                                         "evaluation (0.1)")
+    data.add_argument("--split-seed", type=_SEED, default=None,
+                      help="seeds the random split of the rows (0)")
     sub.add_argument("--recipe", choices=RECIPES, default="default",
                      help="the recipe of every field below that is not given "
                           "(tf_ama.recipes): 'default' is chosen from the setting's kind and "
@@ -464,8 +509,9 @@ def _add_export_arguments(sub):
                      help="version number (default: next free one); never overwritten")
     sub.add_argument("--prune", action="store_true",
                      help="keep only the menu entries that matter (tf_ama.evaluation.prune)")
-    sub.add_argument("--prune-samples", type=_COUNT, default=100_000,
-                     help="profiles used by --prune (default 100000)")
+    sub.add_argument("--prune-samples", type=_COUNT, default=None,
+                     help="profiles used by --prune (default 100000; a run on data: its "
+                          "validation rows)")
     sub.add_argument("--seed", type=_SEED, default=None,
                      help="seed of the --prune profiles and of the warm-up bids (default: the "
                           "model's seed + 1, its validation sample)")
@@ -508,11 +554,16 @@ def build_parser():
                                    "maximizer auctions.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("settings", help="list the built-in settings").set_defaults(run=_settings)
+    sub = commands.add_parser("settings", help="list the built-in settings")
+    sub.add_argument("--show", metavar="NAME", default=None,
+                     help="print setting NAME (or a JSON file's) as JSON: save it, edit it, "
+                          "train on it with tf-ama train FILE.json")
+    sub.set_defaults(run=_settings)
 
     sub = commands.add_parser("baselines", help="VCG, separate Myerson and grand bundle revenue")
     sub.add_argument("setting")
-    sub.add_argument("--samples", type=_COUNT, default=100_000)
+    sub.add_argument("--samples", type=_COUNT, default=None,
+                     help="profiles (default 100000); a setting made from data: its test rows")
     sub.add_argument("--seed", type=_SEED, default=1)
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(run=_baselines)

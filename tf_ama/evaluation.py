@@ -70,7 +70,8 @@ class EvaluationReport:
       menu_type: the menu kind (`model.menu_layer.kind`: `"lottery"`, `"deterministic"`, ...).
       num_samples, seed: the profiles evaluated, `settings.sample_blocks(setting,
         num_samples, seed)` (the seed used, also when it defaulted to the model's
-        evaluation seed).
+        evaluation seed); for a setting made from data, the rows of the split evaluated and
+        None.
       revenue: mean over profiles of the sum of payments.
       revenue_stderr: standard error of `revenue` (sample std / sqrt(num_samples)).
       revenue_ci95: `[low, high]`, the 95 % confidence interval of the expected revenue,
@@ -92,7 +93,7 @@ class EvaluationReport:
     setting: str
     menu_type: str
     num_samples: int
-    seed: int
+    seed: int | None
     revenue: float
     revenue_stderr: float
     revenue_ci95: list
@@ -115,7 +116,8 @@ class EvaluationReport:
         bidders = ", ".join(f"{p:.4f}" for p in self.revenue_per_bidder)
         lines = [
             f"Exact evaluation of {self.setting} ({self.menu_type} menu, {self.menu_size} "
-            f"entries) on {self.num_samples:,} profiles (seed {self.seed})",
+            f"entries) on {self.num_samples:,} profiles " + (
+                f"(seed {self.seed})" if self.seed is not None else "(held-out rows of the data)"),
             f"  {'revenue':<22}{self.revenue:.4f} +- {self.revenue_stderr:.4f} (standard error; "
             f"95% CI [{self.revenue_ci95[0]:.4f}, {self.revenue_ci95[1]:.4f}])",
             f"  {'revenue per bidder':<22}{bidders}",
@@ -368,7 +370,7 @@ def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_siz
         setting=model.setting.name,
         menu_type=model.menu_layer.kind,
         num_samples=num_samples,
-        seed=seed,
+        seed=None if model.setting.distribution == "empirical" else seed,
         revenue=revenue,
         revenue_stderr=stderr,
         revenue_ci95=confidence_interval(revenue, stderr),

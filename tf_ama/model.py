@@ -73,13 +73,21 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         self.bidder_weights_layer = BidderWeights(
             self.setting.num_bidders, learned=self.learn_bidder_weights,
             given=self.menu_layer.given_bidder_weights)
-        self.valuation_distribution = self.setting.distribution_fn()
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.revenue_tracker = keras.metrics.Mean(name="revenue")
         # Bids stay float64: Keras would otherwise cast them to the compute dtype.
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
         self.built = True
+
+    @property
+    def valuation_distribution(self):
+        """The setting's TFP distribution, which training draws from; built on first use, so
+        that a model trained on a data file (`tf_ama.empirical`) loads without the file."""
+        if "_valuation_distribution" not in self.__dict__:
+            with tf.init_scope():  # eager, also when first used inside a traced step
+                self.__dict__["_valuation_distribution"] = self.setting.distribution_fn()
+        return self.__dict__["_valuation_distribution"]
 
     @property
     def menu_size(self):

@@ -30,6 +30,7 @@ import keras
 
 from tf_ama import checkpoints, distributed, joining, runs, seeds
 from tf_ama.menu_layers import LotteryMenu, LotterySeparableMenu
+from tf_ama.data import validation_dataset, validation_sample
 from tf_ama.model import (AffineMaximizerAuction, expectation_dataset, fresh_valuations,
                           valuation_dataset)
 from tf_ama.settings import get_setting
@@ -76,8 +77,8 @@ def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=
         data = validation.repeat()
     else:
         data = fresh_valuations(training.batch_size)
-        validation = valuation_dataset(setting, training.validation_samples,
-                                       seed=seeds.validation_seed(model.seed))
+        validation = validation_dataset(setting, training.validation_samples,
+                                        seed=seeds.validation_seed(model.seed))
     config = {
         "setting": setting.to_dict(),
         "model": model.own_config(),
@@ -185,7 +186,9 @@ def _better_of_start_and_end(out, start, trained, training, learning_rate):
     start = start()
     start.compile(optimizer=keras.optimizers.Adam(learning_rate))
     seed = seeds.validation_seed(trained.seed)
-    revenues = {name: evaluate(model, training.validation_samples, seed, baselines=False).revenue
+    # A setting made from data: all of its validation rows (tf_ama.empirical).
+    samples = None if start.setting.distribution == "empirical" else training.validation_samples
+    revenues = {name: evaluate(model, samples, seed, baselines=False, split="validation").revenue
                 for name, model in (("start", start), ("trained", trained))}
     kept = "trained" if revenues["trained"] >= revenues["start"] else "start"
     runs.write_json_atomic(os.path.join(out, runs.SELECTION), {
@@ -209,8 +212,8 @@ def _polish(out, setting, model, training, validation):
         profiles, probabilities = finite_support(setting.distribution_fn())
         holdout = validation
     else:
-        profiles, probabilities = setting.sample(training.validation_samples,
-                                                 seeds.validation_seed(model.seed)), None
+        profiles, probabilities = validation_sample(setting, training.validation_samples,
+                                                    seeds.validation_seed(model.seed)), None
         holdout = valuation_dataset(setting, training.validation_samples,
                                     seed=seeds.holdout_seed(model.seed))
     before = [v.numpy() for v in model.weights]
@@ -308,8 +311,8 @@ def _lottery_phase(setting, out, model, training, verbose, callbacks, previous):
         shift = recorded["shift"]
         joining.join(model, lottery, shift)
     else:
-        validation = setting.sample(training.validation_samples,
-                                    seeds.validation_seed(model.seed))
+        validation = validation_sample(setting, training.validation_samples,
+                                       seeds.validation_seed(model.seed))
         shift, revenues = joining.choose_shift(model, lottery, validation)
         print(f"{out}: the lottery menu of {LOTTERY_RUN}/ joined with the item-separable family "
               f"at separate Myerson, its boosts shifted by {shift:g} (exact validation revenue "
