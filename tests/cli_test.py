@@ -240,17 +240,42 @@ def test_baselines_json(capsys):
     assert abs(report["separate_myerson"]["revenue"] - 0.8333) < 0.01
 
 
-@pytest.mark.parametrize("argv,message", [
+BAD_INPUT = [
     (["baselines", "additive_9x9_uniform"], "Unknown setting"),
     (["evaluate", "no/such/run"], "does not exist"),
     (["train", "additive_2x2_uniform", "--steps", "150", "--steps-per-epoch", "100",
       "--out", "{tmp}/bad"], "multiple of"),
-])
-def test_bad_input_prints_one_line_and_exits_2(tmp_path, argv, message):
-    result = _tf_ama(*[a.format(tmp=tmp_path) for a in argv])
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+]
+
+
+@pytest.fixture(scope="module")
+def bad_input_processes(tmp_path_factory):
+    """The commands of the test below, run side by side (each imports TensorFlow first)."""
+    tmp = tmp_path_factory.mktemp("bad_input")
+    command = os.path.join(os.path.dirname(sys.executable), "tf-ama")
+    started = [subprocess.Popen([command, *[a.format(tmp=tmp) for a in argv]], text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               for argv, _ in BAD_INPUT]
+    try:
+        return [_returncode_and_stderr(process) for process in started]
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+
+
+def _returncode_and_stderr(process):
+    """`(returncode, stderr)` of a finished `subprocess.Popen` (stdout discarded)."""
+    stderr = process.communicate(timeout=600)[1]
+    return process.returncode, stderr
+
+
+@pytest.mark.parametrize("case", range(len(BAD_INPUT)), ids=[a[0] for a, _ in BAD_INPUT])
+def test_bad_input_prints_one_line_and_exits_2(case, bad_input_processes):
+    returncode, stderr = bad_input_processes[case]
+    assert returncode == 2, stderr
+    assert BAD_INPUT[case][1] in stderr
+    assert "Traceback" not in stderr
 
 
 def _one_line_error(capsys, prefix):
