@@ -1,8 +1,9 @@
 """Training on several machines: `tf.distribute.MultiWorkerMirroredStrategy` from `TF_CONFIG`.
 
-    # on each machine, its own "index" (0 is the chief):
-    TF_CONFIG='{"cluster":{"worker":["host1:12345","host2:12345"]},"task":{"type":"worker","index":0}}' \
-        tf-ama train additive_2x2_uniform --out runs/a22
+    # on host1; on host2 the same with "index":1 (worker 0 is the chief)
+    export TF_CONFIG='{"cluster":{"worker":["host1:12345","host2:12345"]},
+                       "task":{"type":"worker","index":0}}'
+    tf-ama train additive_2x2_uniform --out runs/a22
 
 Every worker runs the same command: the same steps, the same collective ops (gradients are
 summed across the workers' replicas). `tf-ama train` with `TF_CONFIG` set builds the
@@ -48,9 +49,10 @@ def strategy_from_environment():
         raise ValueError(f"TF_CONFIG is not valid JSON ({error}); set it like {_EXAMPLE} "
                          "(this machine's index in the worker list), or unset it to train "
                          "on one machine.") from None
-    task = config.get("task") if isinstance(config, dict) else None
-    if (not isinstance(config.get("cluster") if isinstance(config, dict) else None, dict)
-            or not isinstance(task, dict) or "type" not in task or "index" not in task):
+    config = config if isinstance(config, dict) else {}
+    task = config.get("task")
+    if (not isinstance(config.get("cluster"), dict) or not isinstance(task, dict)
+            or not {"type", "index"} <= task.keys()):
         raise ValueError(f"TF_CONFIG must give the cluster and this task, like {_EXAMPLE}; "
                          f"got {text!r}.")
     try:
