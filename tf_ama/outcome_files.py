@@ -21,12 +21,13 @@ Formats, chosen by the file's extension:
   array above, plus `info`, a JSON string (setting, seed, num_samples, menu, jit_compile).
   `numpy.load(FILE)["payments"]` reads one array. Written chunk by chunk: each array goes to
   a raw scratch file beside FILE, then into its zip member (header + bytes), so memory stays
-  bounded; the disk needs twice the file's size while it is written (3x10: 580 bytes per
-  profile, 5.8 GB for 10^7 profiles).
+  bounded; the disk needs twice the file's size while it is written (3x10: 536 bytes per
+  profile, 5.4 GB for 10^7 profiles).
 * `.csv`: a header line, then one line per profile: `profile, menu_index`, then
   `bid_i_j`, `allocation_i_j` (bidder i, item j, 0-based, bidder-major as the arrays),
   `payment_i`, `value_i`. Floats are written as Python's `repr`, the shortest text that
-  reads back to the same float64, bit for bit. About 1 KB per 3x10 profile.
+  reads back to the same float64, bit for bit. About 1.3 KB per 3x10 profile, and slower
+  to write (~9 s per 10^5 3x10 profiles, benchmarks/README.md): `.npz` for millions.
 
 Either is written atomically (`tf_ama.runs.atomic_file`): it appears complete at the end of
 the evaluation, or not at all. `read_outcomes(FILE)` reads either back into the arrays above.
