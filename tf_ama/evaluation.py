@@ -421,8 +421,9 @@ def _entries(model, counts):
 
 def menu_usage(model, num_samples=None, seed=None, micro_batch_size=None, jit_compile=True,
                *, chunk_size=checks.RENAMED):
-    """The menu entries chosen on `setting.sample(num_samples, seed)`, most used first
-    (arguments as in `evaluate`: by default the evaluation seed `model.seed + 2`).
+    """The menu entries chosen on `settings.sample_blocks(setting, num_samples, seed)`, most
+    used first (arguments as in `evaluate`: by default the evaluation seed `model.seed + 2`;
+    streamed, in bounded memory).
 
     Returns:
       A list of `MenuEntry` (ties in use broken by index), one per entry chosen at least once.
@@ -458,7 +459,8 @@ def format_menu_table(entries, max_entries=None) -> str:
 
 def prune(model, num_samples=None, seed=None, micro_batch_size=None, jit_compile=False, *,
           chunk_size=checks.RENAMED):
-    """A fixed AMA with only the menu entries that matter on `setting.sample(num_samples, seed)`.
+    """A fixed AMA with only the menu entries that matter on `settings.sample_blocks(setting,
+    num_samples, seed)` (streamed, in bounded memory).
 
     The seed defaults to the validation seed `tf_ama.seeds.validation_seed(model.seed)`
     (`model.seed + 1`): the entries are selected on the validation sample, so that `evaluate`'s
