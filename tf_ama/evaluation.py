@@ -2,7 +2,8 @@ r"""Exact evaluation of an AMA: revenue, IR, the regret certificate, the menu ac
 
 Every number here comes from `tf_ama.exact_outcome` (float64, ties to the lowest index) on
 `num_samples` fresh valuation profiles drawn block by block by
-`tf_ama.settings.sample_blocks(setting, num_samples, seed)` (the profiles the baselines are
+`tf_ama.settings.sample_blocks(setting, num_samples, seed)` (or, for a setting made from
+data, its held-out rows: `settings.evaluation_sample`) (the profiles the baselines are
 computed on; up to `settings.sample_block_size(setting)` profiles, e.g. 279 620 for 3x10,
 exactly `setting.sample(num_samples, seed)` cast to float64). Memory stays bounded whatever
 `num_samples` is: one sample block, a few calls' outcomes and a few
@@ -423,7 +424,7 @@ def menu_usage(model, num_samples=None, seed=None, micro_batch_size=None, jit_co
                *, chunk_size=checks.RENAMED):
     """The menu entries chosen on `settings.sample_blocks(setting, num_samples, seed)`, most
     used first (arguments as in `evaluate`: by default the evaluation seed `model.seed + 2`;
-    streamed, in bounded memory).
+    a setting made from data: its test rows; streamed, in bounded memory).
 
     Returns:
       A list of `MenuEntry` (ties in use broken by index), one per entry chosen at least once.
@@ -460,7 +461,8 @@ def format_menu_table(entries, max_entries=None) -> str:
 def prune(model, num_samples=None, seed=None, micro_batch_size=None, jit_compile=False, *,
           chunk_size=checks.RENAMED):
     """A fixed AMA with only the menu entries that matter on `settings.sample_blocks(setting,
-    num_samples, seed)` (streamed, in bounded memory).
+    num_samples, seed)` (streamed, in bounded memory; a setting made from data: its
+    validation rows, `settings.evaluation_sample`).
 
     The seed defaults to the validation seed `tf_ama.seeds.validation_seed(model.seed)`
     (`model.seed + 1`): the entries are selected on the validation sample, so that `evaluate`'s
