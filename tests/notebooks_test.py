@@ -3,11 +3,13 @@
 Each notebook keeps its expensive numbers in one cell tagged "parameters" (papermill's
 convention). The test copies the notebook, injects a cell right after that one which overrides
 the values with tiny ones (papermill's "injected-parameters"), executes the copy with nbclient in
-a fresh `python3` kernel whose working directory is `tmp_path` (figures land there, never in
-notebooks/), and fails if any cell fails or if the notebook draws no PNG.
+a fresh `python3` kernel whose working directory is a temporary folder of its own (figures land
+there, never in notebooks/), and fails if any cell fails or if the notebook draws no PNG. The
+notebooks run two at a time (`NOTEBOOKS_AT_ONCE`).
 """
 
 import ast
+import concurrent.futures
 import os
 import pathlib
 import re
@@ -88,14 +90,17 @@ def test_parameters_cell_is_literal_and_overridable(name):
                     f"{parameter} is assigned outside the parameters cell")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_notebook_runs_top_to_bottom_at_tiny_parameters(name, tmp_path):
+# Notebooks executed at once by `executed_notebooks`: each kernel is mostly one busy thread,
+# so two side by side use the two cores (about half the time of one after another).
+NOTEBOOKS_AT_ONCE = 2
+
+
+def _execute(name, directory):
+    """Executes a tiny copy of notebook `name` in `directory`; returns `(notebook, error)`:
+    the executed copy (also written there, for debugging) and what `execute` raised."""
     overrides, seconds_allowed = CASES[name]
     overrides = {**TINY, **overrides}
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-    before = sorted(os.listdir(NOTEBOOKS))
-
     position = _parameters_cell(notebook)
     injected = nbformat.v4.new_code_cell(
         "# Parameters injected by tests/notebooks_test.py\n"
@@ -109,17 +114,41 @@ def test_notebook_runs_top_to_bottom_at_tiny_parameters(name, tmp_path):
     client = nbclient.NotebookClient(
         notebook, kernel_name="python3", timeout=seconds_allowed,
         timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
-        resources={"metadata": {"path": str(tmp_path)}})
+        resources={"metadata": {"path": str(directory)}})
     try:
         client.execute()
+        error = None
+    except Exception as raised:  # reported by the notebook's own test
+        error = raised
     finally:
-        nbformat.write(notebook, tmp_path / name)  # the executed copy, for debugging
+        nbformat.write(notebook, directory / name)
+    return notebook, error
 
+
+@pytest.fixture(scope="module")
+def executed_notebooks(tmp_path_factory):
+    """`{name: (notebook, error, directory)}` of every notebook, executed
+    `NOTEBOOKS_AT_ONCE` at a time, each in its own working directory; the time allowed
+    (`CASES`) counts from its own start."""
+    before = sorted(os.listdir(NOTEBOOKS))
+    directories = {name: tmp_path_factory.mktemp(name.split("_")[0]) for name in CASES}
+    with concurrent.futures.ThreadPoolExecutor(NOTEBOOKS_AT_ONCE) as pool:
+        futures = {name: pool.submit(_execute, name, directories[name]) for name in sorted(CASES)}
+        results = {name: (*future.result(), directories[name]) for name, future in futures.items()}
+    assert sorted(os.listdir(NOTEBOOKS)) == before, "a notebook wrote into notebooks/"
+    return results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_notebook_runs_top_to_bottom_at_tiny_parameters(name, executed_notebooks):
+    notebook, error, directory = executed_notebooks[name]
+    if error is not None:
+        raise error
     kernel_prefix = notebook.cells[0].outputs[0]["text"].strip()
     assert os.path.realpath(kernel_prefix) == os.path.realpath(sys.prefix)
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
     pngs = [output for output in outputs if "image/png" in output.get("data", {})]
     assert pngs, "the notebook displayed no PNG figure"
-    assert list((tmp_path / "figures").glob("*.png")), "no figure written to the working directory"
-    assert sorted(os.listdir(NOTEBOOKS)) == before, "the notebook wrote into notebooks/"
+    assert list((directory / "figures").glob("*.png")), "no figure written to the working directory"
