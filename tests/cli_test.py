@@ -238,6 +238,11 @@ def test_baselines_json(capsys):
     report = json.loads(capsys.readouterr().out)
     assert set(report) == {"vcg", "separate_myerson", "grand_bundle"}
     assert abs(report["separate_myerson"]["revenue"] - 0.8333) < 0.01
+    # --progress draws on stderr only: stdout is the same JSON.
+    assert main(["baselines", "additive_2x2_uniform", "--samples", "20000", "--json",
+                 "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == report and "Baselines of additive_2x2_uniform" in captured.err
 
 
 BAD_INPUT = [

@@ -59,7 +59,8 @@ def _settings(args):
 def _baselines(args):
     from tf_ama.baseline_auctions import baseline_details, format_table
 
-    details = baseline_details(args.setting, num_samples=args.samples, seed=args.seed)
+    details = baseline_details(args.setting, num_samples=args.samples, seed=args.seed,
+                               progress=_progress(args))
     if args.json:
         print(json.dumps({k: v.to_dict() for k, v in details.items()}, indent=2))
     else:
@@ -198,13 +199,18 @@ def _evaluate(args):
         return
     if args.sizes is not None:
         raise ValueError("--sizes: only for a contextual model.")
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    progress = _progress(args)
     report = evaluate(model, num_samples=args.samples, seed=args.seed,
                       jit_compile=not args.no_xla, progress=progress, outcomes=args.outcomes)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_table())
     if args.outcomes is not None and not args.json:
         print(f"\nper-profile outcomes written to {args.outcomes} (columns: "
               "tf_ama.outcome_files; read back with tf_ama.outcome_files.read_outcomes)")
+
+
+def _progress(args):
+    """`--[no-]progress`: a progress bar on stderr; by default when stderr is a terminal."""
+    return sys.stderr.isatty() if args.progress is None else args.progress
 
 
 def _contextual_model(model):
@@ -358,6 +364,11 @@ def _outcomes_file(text):
         return check_path("value", text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error).replace("`value` ", "", 1)) from None
+
+
+def _add_progress_flag(sub):
+    sub.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="a progress bar on stderr (default: when stderr is a terminal)")
 
 
 def _add_model_command(commands, name, help_text):
@@ -566,6 +577,7 @@ def build_parser():
                      help="profiles (default 100000); a setting made from data: its test rows")
     sub.add_argument("--seed", type=_SEED, default=1)
     sub.add_argument("--json", action="store_true")
+    _add_progress_flag(sub)
     sub.set_defaults(run=_baselines)
 
     _add_train_arguments(commands.add_parser(
@@ -580,8 +592,7 @@ def build_parser():
                      help="write every profile's bids, menu index, allocation, payments and "
                           "values to FILE (.npz, or .csv: one line per profile), streamed and "
                           "atomically; columns in tf_ama/outcome_files.py")
-    sub.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                     help="a progress bar on stderr (default: when stderr is a terminal)")
+    _add_progress_flag(sub)
     sub.set_defaults(run=_evaluate)
 
     sub = _add_model_command(commands, "menu", "the menu entries actually used")
