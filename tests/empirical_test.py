@@ -50,12 +50,37 @@ def test_a_flat_npy_is_read_bidder_major(tmp_path):
         np.concatenate(list(empirical.read_blocks(str(tmp_path / "flat.npy"), 2, 3))), profiles)
 
 
+def test_csv_quirks_are_read_as_meant(tmp_path):
+    """A byte-order mark (Excel's "CSV UTF-8"), quoted fields, CRLF, spaces and blank lines."""
+    profiles = _profiles(rows=3, m=1, n=2)
+    rows = [",".join(f"{v:.17g}" for v in row) for row in profiles.reshape(3, 2)]
+    texts = {"bom.csv": ("\ufeff" + "\n".join(rows) + "\n").encode("utf-8"),
+             "quoted.csv": ("a,b\r\n" + "\r\n".join(
+                 ",".join(f'" {field} "' for field in row.split(",")) for row in rows)).encode(),
+             "blank.csv": ("\n" + "\n\n".join(rows) + "\n\n\n").encode()}
+    for name, data in texts.items():
+        (tmp_path / name).write_bytes(data)
+        np.testing.assert_array_equal(
+            np.concatenate(list(empirical.read_blocks(str(tmp_path / name), 1, 2))), profiles,
+            err_msg=name)
+    (tmp_path / "latin.csv").write_bytes("caf\xe9,1\n1,2\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="latin.csv: not UTF-8 text"):
+        list(empirical.read_blocks(str(tmp_path / "latin.csv"), 1, 2))
+    (tmp_path / "gap.csv").write_text("1,2\n\n3\n")
+    with pytest.raises(ValueError, match="line 3: 1 values"):  # numbered as in an editor
+        list(empirical.read_blocks(str(tmp_path / "gap.csv"), 1, 2))
+    (tmp_path / "empty.csv").write_text("\n\n")
+    with pytest.raises(ValueError, match="holds no profiles"):
+        list(empirical.read_blocks(str(tmp_path / "empty.csv"), 1, 2))
+
+
 @pytest.mark.parametrize("content, message", [
     ("1,2,3,4,5,6\n1,2,3,4,5\n", "line 2: 5 values; every row must hold num_bidders x num_items = 6"),
-    ("1,2,3,4,5,6\n1,2,nan,4,5,6\n", "line 2: values must be finite and >= 0"),
-    ("a,b,c,d,e,f\n1,2,3,4,5,-1\n", "line 2: values must be finite and >= 0"),
+    ("1,2,3,4,5,6\n1,2,nan,4,5,6\n", "line 2: values must be finite, >= 0"),
+    ("a,b,c,d,e,f\n1,2,3,4,5,-1\n", "line 2: values must be finite, >= 0"),
     ("1,2,3,4,5,6\n1,2,x,4,5,6\n", "line 2: not a number"),
     ("1,2,3,4,5,6\n1,2,inf,4,5,6\n", "line 2: values must be finite"),
+    ("1,2,3,4,5,6\n1,2,1e39,4,5,6\n", "line 2: values must be finite, >= 0 and <= 3.403e+38"),
     ("a,b,c,d,e,f\n", "holds no profiles"),
 ])
 def test_bad_csv_rows_are_refused_with_their_line(tmp_path, content, message):
@@ -76,7 +101,7 @@ def test_bad_files_are_refused_with_the_fix(tmp_path):
     (tmp_path / "junk.npy").write_text("not numpy")
     for name, message in [("wide.npy", r"shape \[5, 7\]; it must be \[profiles, 2, 3\]"),
                           ("two.npz", "one array or one named 'valuations'"),
-                          ("nan.npy", r"profile 1: values must be finite and >= 0"),
+                          ("nan.npy", r"profile 1: values must be finite, >= 0"),
                           ("x.parquet", "Parquet is not read .*numpy.save"),
                           ("x.txt", "unknown format '.txt'"),
                           ("junk.npy", "not a readable .npy file"),
@@ -186,7 +211,7 @@ def test_a_dataset_is_saved_atomically_and_becomes_the_data(tmp_path):
         np.testing.assert_array_equal(np.load(target), profiles)
         assert setting.distribution_params["path"] == os.path.abspath(target)
     bad = tf.data.Dataset.from_tensor_slices(np.concatenate([profiles, -profiles]))
-    with pytest.raises(ValueError, match="finite and >= 0"):
+    with pytest.raises(ValueError, match="finite, >= 0"):
         tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), bad,
                                  save_as=str(tmp_path / "never.npy"))
     assert sorted(os.listdir(tmp_path)) == ["saved.npy"]  # nothing half-written
@@ -221,13 +246,31 @@ def test_empirical_params_are_checked_without_reading_the_file():
                        distribution_params={"path": "/nowhere.npy"})
 
 
+def test_an_edited_empirical_setting_is_refused(tmp_path):
+    """A setting file copied from a run's config and edited: checked when made, and its rows
+    against the file when read."""
+    path = _write(str(tmp_path / "bids.npy"), _profiles())
+    fields = tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), path).to_dict()
+    params = fields["distribution_params"]
+    with pytest.raises(ValueError, match=r"`validation_fraction` \+ `test_fraction` must be < 1"):
+        tf_ama.Setting.from_dict({**fields, "distribution_params": {
+            **params, "validation_fraction": 0.9, "test_fraction": 0.9}})
+    with pytest.raises(ValueError, match=r"`distribution_params.rows.test` must be an int >= 1"):
+        tf_ama.Setting.from_dict({**fields, "distribution_params": {
+            **params, "rows": {**params["rows"], "test": 0}}})
+    edited = tf_ama.Setting.from_dict({**fields, "distribution_params": {
+        **params, "rows": {**params["rows"], "validation": 5}}})
+    with pytest.raises(ValueError, match=r"the validation split has more than 5 rows, not the 5"):
+        empirical.split_rows(edited.distribution_params, 2, 3, "validation")
+
+
 # ------------------------------------------------------------------ the command line, end to end
 def _weights(run_dir):
     return [w.numpy() for w in tf_ama.runs.load_run(run_dir)[0].weights]
 
 
-SMALL = ["--menu", "lottery", "--menu-size", "16", "--steps", "100", "--batch-size", "128",
-         "--validation-samples", "500", "--samples", "2000"]
+TINY = ["--menu", "lottery", "--menu-size", "16", "--steps", "100", "--batch-size", "128"]
+SMALL = [*TINY, "--validation-samples", "500", "--samples", "2000"]
 
 
 def test_train_on_a_csv_evaluate_on_held_out_rows_and_export(tmp_path, capsys):
@@ -239,7 +282,7 @@ def test_train_on_a_csv_evaluate_on_held_out_rows_and_export(tmp_path, capsys):
     profiles = _profiles(rows=3000, m=2, n=2, seed=3)
     csv = _write(str(tmp_path / "bids.csv"), profiles)
     run, models = str(tmp_path / "run"), str(tmp_path / "models")
-    assert main(["train", "additive_2x2_uniform", "--valuations", csv, "--out", run, *SMALL]) == 0
+    assert main(["train", "additive_2x2_uniform", "--valuations", csv, "--out", run, *TINY]) == 0
     out = capsys.readouterr().out
     assert "on the test rows" in out and "profiles (held-out rows of the data)" in out
     config = tf_ama.runs.read_config(run)
@@ -256,6 +299,18 @@ def test_train_on_a_csv_evaluate_on_held_out_rows_and_export(tmp_path, capsys):
     np.testing.assert_allclose(report["revenue"], payments.sum(axis=1).mean(), rtol=1e-12)
     assert report["baselines"]["vcg"]["revenue"] == pytest.approx(
         np.mean(np.sort(test, axis=1)[:, -2, :].sum(axis=1)), rel=1e-12)  # second prices
+    # The same command again loads the finished run; after the file changed, it is refused
+    # naming the hash.
+    assert main(["train", "additive_2x2_uniform", "--valuations", csv, "--out", run, *TINY]) == 0
+    assert "this run has finished" in capsys.readouterr().out
+    with open(csv, "a") as file:
+        file.write("0.5,0.5,0.5,0.5\n")
+    assert main(["train", "additive_2x2_uniform", "--valuations", csv, "--out", run, *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "it differs in setting.distribution_params." in err
+    assert "setting.distribution_params.sha256" in err.split("); resume")[0]
+    np.savetxt(csv, profiles.reshape(len(profiles), -1), delimiter=",", fmt="%.17g",
+               header="v0,v1,v2,v3", comments="")  # as it was
     assert main(["evaluate", run, "--json"]) == 0  # tf-ama evaluate: the same test rows
     again = json.loads(capsys.readouterr().out)
     assert (again["num_samples"], again["revenue"]) == (len(test), report["revenue"])
@@ -265,6 +320,13 @@ def test_train_on_a_csv_evaluate_on_held_out_rows_and_export(tmp_path, capsys):
 
 def test_data_flags_without_a_file_are_refused(tmp_path, capsys):
     from tf_ama.cli import main
+
+    csv = _write(str(tmp_path / "bids.csv"), _profiles(rows=50, m=2, n=2))
+    assert main(["train", "additive_2x2_uniform", "--valuations", csv, "--samples", "10",
+                 "--validation-samples", "10", "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.startswith(
+        "tf-ama train: error: --samples, --validation-samples: a run on data validates and "
+        "evaluates on its held-out rows")
 
     assert main(["train", "additive_2x2_uniform", "--test-fraction", "0.2",
                  "--out", str(tmp_path / "r")]) == 2

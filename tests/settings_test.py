@@ -202,7 +202,14 @@ def test_a_tfp_class_by_name_with_per_item_parameters(tmp_path):
 
 @pytest.mark.parametrize("fields,match", [
     (valid(distribution="Normal", distribution_params={"loc": 0.0, "scale": 1.0}),
-     r"`distribution`: tfd.Normal.* drew a value that is negative"),
+     r"`distribution`: tfd.Normal.* can draw a value that is negative"),
+    # Its draws are rarely negative, but its support reaches below 0.
+    (valid(distribution="Normal", distribution_params={"loc": 3.5, "scale": 1.0}),
+     r"`distribution`: tfd.Normal.* can draw a value that is negative"),
+    (valid(distribution="TruncatedNormal", distribution_params={
+        "loc": 1.0, "scale": 1.0, "low": -0.5, "high": 5.0}), r"can draw a value that is negative"),
+    (valid(distribution="Bernoulli", distribution_params={"probs": 0.5}),
+     r"tfd.Bernoulli draws int32 values"),
     (valid(distribution="Gamma", distribution_params={"concentration": -1.0, "rate": 1.0}),
      r"`distribution_params` of tfd.Gamma"),
     (valid(distribution="Gamma", distribution_params={"concentration": [1.0, 2.0, 3.0],

@@ -96,6 +96,14 @@ def _train_setting(args, strategy):
     if args.valuations is not None:
         from tf_ama.empirical import empirical_setting
 
+        ignored = [flag for flag, dest in (("--samples", "evaluation_samples"),
+                                           ("--validation-samples", "validation_samples"))
+                   if hasattr(args, dest)]
+        if ignored:
+            raise ValueError(f"{', '.join(ignored)}: a run on data validates and evaluates on "
+                             "its held-out rows, all of them; set their shares with "
+                             "--validation-fraction and --test-fraction.")
+
         setting = empirical_setting(setting, args.valuations, **{
             name: getattr(args, name) for name in DATA_FLAGS.values()
             if getattr(args, name) is not None})

@@ -132,13 +132,29 @@ def tfp_class(num_bidders, num_items, class_name, dtype=tf.float32, **params):
     if base.event_shape.rank != 0 or draw.shape[1:] != (num_bidders, num_items):
         raise ValueError(f"`distribution`: tfd.{class_name} with these parameters draws "
                          f"{draw.shape[1:]}, not one scalar per bidder and item.")
+    if not base.dtype.is_floating:
+        raise ValueError(f"`distribution`: tfd.{class_name} draws {base.dtype.name} values; "
+                         "valuations are real numbers (use a continuous distribution).")
     values = draw.numpy()
-    if not np.all(np.isfinite(values)) or np.any(values < 0):
+    if (not _support_is_nonnegative(base, dtype) or not np.all(np.isfinite(values))
+            or np.any(values < 0)):
         raise ValueError(
-            f"`distribution`: tfd.{class_name}{params} drew a value that is negative or not "
-            "finite; valuations must be >= 0. Use a distribution on [0, inf) (e.g. Gamma, "
+            f"`distribution`: tfd.{class_name}{params} can draw a value that is negative "
+            "(its support reaches below 0) or not finite; valuations must be >= 0. Use a distribution on [0, inf) (e.g. Gamma, "
             "LogNormal, TruncatedNormal with low >= 0).")
     return tfd.Independent(base, reinterpreted_batch_ndims=2, name=f"{class_name}Valuations")
+
+
+def _support_is_nonnegative(distribution, dtype):
+    """Whether every value `distribution` can draw is >= 0: its default event-space bijector
+    maps the real line onto its support, so the support's lower end is the image of a very
+    negative number (False if TFP does not know the support: the check draw decides)."""
+    try:
+        bijector = distribution.experimental_default_event_space_bijector()
+        low = bijector.forward(tf.fill(distribution.batch_shape, tf.constant(-1e30, dtype)))
+    except (NotImplementedError, TypeError, ValueError):
+        return True
+    return bool(np.all(np.nan_to_num(np.asarray(low), nan=-1.0) >= 0))
 
 
 def _empirical(num_bidders, num_items, dtype=tf.float32, **params):

@@ -31,6 +31,7 @@ convert with `pandas.read_parquet(path).to_numpy()` and `numpy.save`.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import itertools
@@ -44,6 +45,7 @@ from tf_ama import checks
 FORMATS = (".npy", ".npz", ".csv")
 SPLITS = ("train", "validation", "test")
 BLOCK_ROWS = 1 << 16  # profiles per block read
+MAX_VALUE = float(np.finfo(np.float32).max)  # training draws the train rows as float32
 _PARAMS = ("path", "sha256", "format", "rows", "split_seed", "validation_fraction",
            "test_fraction")
 _cache: dict = {}  # (path, sha256, split) -> rows of a split, float64 (train and validation)
@@ -75,11 +77,7 @@ def empirical_setting(setting, source, validation_fraction=0.1, test_fraction=0.
     elif save_as is not None:
         raise ValueError("`save_as` is for a dataset or array `source`; a file is read in place.")
     path = _checked_path(source)
-    validation_fraction = checks.number("validation_fraction", validation_fraction, above=0)
-    test_fraction = checks.number("test_fraction", test_fraction, above=0)
-    if validation_fraction + test_fraction >= 1:
-        raise ValueError(f"`validation_fraction` + `test_fraction` must be < 1 (some rows must "
-                         f"be left to train on); got {validation_fraction} + {test_fraction}.")
+    validation_fraction, test_fraction = _checked_fractions(validation_fraction, test_fraction)
     split_seed = checks.seed("split_seed", split_seed)
     rows = {split: 0 for split in SPLITS}
     for block, codes in _split_blocks(path, setting.num_bidders, setting.num_items,
@@ -151,6 +149,19 @@ def check_params(params):
     if not isinstance(params["rows"], dict) or set(params["rows"]) != set(SPLITS):
         raise ValueError(f"`distribution_params.rows` must give the rows of each split "
                          f"{list(SPLITS)}; got {params['rows']!r}.")
+    for split in SPLITS:
+        checks.integer(f"distribution_params.rows.{split}", params["rows"][split], minimum=1)
+    _checked_fractions(params["validation_fraction"], params["test_fraction"])
+    checks.seed("distribution_params.split_seed", params["split_seed"])
+
+
+def _checked_fractions(validation_fraction, test_fraction):
+    validation_fraction = checks.number("validation_fraction", validation_fraction, above=0)
+    test_fraction = checks.number("test_fraction", test_fraction, above=0)
+    if validation_fraction + test_fraction >= 1:
+        raise ValueError(f"`validation_fraction` + `test_fraction` must be < 1 (some rows must "
+                         f"be left to train on); got {validation_fraction} + {test_fraction}.")
+    return validation_fraction, test_fraction
 
 
 def distribution(num_bidders, num_items, dtype=None, **params):
@@ -189,10 +200,19 @@ def split_blocks(params, num_bidders, num_items, split):
         raise ValueError(f"{path} has changed since this setting was made from it (SHA-256 "
                          f"{params['sha256'][:12]}..., now {file_sha256(path)[:12]}...); "
                          "restore it, or train a new run on the new file.")
-    code = SPLITS.index(split)
+    code, count = SPLITS.index(split), 0
     for block, codes in _split_blocks(path, num_bidders, num_items, params["split_seed"],
                                       params["validation_fraction"], params["test_fraction"]):
+        count += int(np.count_nonzero(codes == code))
+        if count > params["rows"][split]:
+            break
         yield block[codes == code]
+    if count != params["rows"][split]:
+        found = f"more than {params['rows'][split]:,}" if count > params["rows"][split] else (
+            f"{count:,}")
+        raise ValueError(f"{path}: the {split} split has {found} rows, not the "
+                         f"{params['rows'][split]:,} this setting records; make the setting "
+                         "again from the file (tf_ama.empirical_setting, --valuations).")
 
 
 def _split_blocks(path, num_bidders, num_items, seed, validation_fraction, test_fraction):
@@ -240,9 +260,9 @@ def read_blocks(path, num_bidders, num_items, block_rows=BLOCK_ROWS):
         blocks = ((start, array[start:start + block_rows], None)
                   for start in range(0, len(array), block_rows))
     total = 0
-    for start, block, first_line in blocks:
+    for start, block, lines in blocks:
         block = np.asarray(block, np.float64).reshape(-1, num_bidders, num_items)
-        _check_values(path, block, start, first_line)
+        _check_values(path, block, start, lines)
         total += len(block)
         yield block
     if total == 0:
@@ -282,57 +302,62 @@ def _numpy_array(path, extension):
 
 
 def _csv_blocks(path, width, block_rows):
-    """`(first row, block, its line number)` of a CSV file: one profile per line, an optional
-    header line."""
-    with open(path, newline="") as file:
-        lines = iter(file)
-        first = next(lines, "")
-        header = bool(first.strip()) and not _is_numeric_row(first)
-        line_number = 2 if header else 1
-        if not header:
-            lines = itertools.chain([first], lines)
-        start = 0
-        while True:
-            chunk = [line for line in itertools.islice(lines, block_rows)]
-            if not chunk:
-                return
-            yield start, _parse_csv(path, chunk, width, line_number), line_number
-            start += len(chunk)
-            line_number += len(chunk)
-
-
-def _is_numeric_row(line):
+    """`(first row, block, line numbers)` of a CSV file: one profile per line (fields may be
+    quoted), an optional header line (a first line that is not all numbers), blank lines
+    skipped; UTF-8, with or without a byte-order mark."""
     try:
-        [float(field) for field in line.split(",")]
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            rows = ((number, fields) for number, fields in enumerate(csv.reader(file), start=1)
+                    if any(field.strip() for field in fields))
+            first = next(rows, None)
+            if first is not None and not _is_numeric_row(first[1]):
+                first = None  # a header
+            rows = itertools.chain([first] if first is not None else [], rows)
+            start = 0
+            while True:
+                chunk = list(itertools.islice(rows, block_rows))
+                if not chunk:
+                    return
+                numbers = np.array([number for number, _ in chunk])
+                yield start, _parse_csv(path, chunk, width), numbers
+                start += len(chunk)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"`valuations` {path}: not UTF-8 text ({error.reason} at byte "
+                         f"{error.start}); save the CSV as UTF-8.") from None
+
+
+def _is_numeric_row(fields):
+    try:
+        [float(field) for field in fields]
     except ValueError:
         return False
     return True
 
 
-def _parse_csv(path, lines, width, first_line):
+def _parse_csv(path, chunk, width):
     values = []
-    for offset, line in enumerate(lines):
-        fields = line.strip().split(",")
+    for number, fields in chunk:
         if len(fields) != width:
-            raise ValueError(f"`valuations` {path} line {first_line + offset}: {len(fields)} "
-                             f"values; every row must hold num_bidders x num_items = {width} "
-                             "(bidder-major).")
+            raise ValueError(f"`valuations` {path} line {number}: {len(fields)} values; every "
+                             f"row must hold num_bidders x num_items = {width} (bidder-major).")
         try:
             values.append([float(field) for field in fields])
         except ValueError:
-            raise ValueError(f"`valuations` {path} line {first_line + offset}: not a number in "
-                             f"{line.strip()!r}.") from None
+            raise ValueError(f"`valuations` {path} line {number}: not a number in "
+                             f"{','.join(fields)!r}.") from None
     return np.asarray(values, np.float64)
 
 
-def _check_values(path, block, start, first_line):
-    bad = ~np.isfinite(block) | (block < 0)
+def _check_values(path, block, start, lines):
+    """Refuses a block with a value that is not finite, negative, or beyond float32 (the
+    dtype training draws in), naming its profile (or CSV line: `lines`)."""
+    bad = ~np.isfinite(block) | (block < 0) | (block > MAX_VALUE)
     if bad.any():
         row = int(np.argwhere(bad.reshape(len(block), -1).any(axis=1))[0, 0])
-        where = (f"profile {start + row}" if first_line is None else
-                 f"line {first_line + row}")
-        raise ValueError(f"`valuations` {path} {where}: values must be finite and >= 0; "
-                         f"got {block[row].reshape(-1).tolist()}. Remove or fix the row.")
+        where = f"profile {start + row}" if lines is None else f"line {lines[row]}"
+        raise ValueError(f"`valuations` {path} {where}: values must be finite, >= 0 and <= "
+                         f"{MAX_VALUE:.4g} (float32, the dtype training draws in); got "
+                         f"{block[row].reshape(-1).tolist()}. Remove or fix the row.")
 
 
 def file_sha256(path):

@@ -353,10 +353,24 @@ def _check_same_run(out, previous, config, source):
     previous = _with_new_defaults(previous, config)
     if previous != config:
         raise ValueError(
-            f"--out {out!r} already holds a run with a different configuration ({source}); "
-            "resume it with the same arguments or choose another --out directory.\n"
+            f"--out {out!r} already holds a run with a different configuration ({source}; "
+            f"it differs in {', '.join(_differences(previous, config))}); resume it with the "
+            "same arguments (and data) or choose another --out directory.\n"
             f"  existing: {previous}\n  requested: {config}"
         )
+
+
+_ABSENT = object()  # a field one config has and the other lacks
+
+
+def _differences(previous, config, path=""):
+    """The dotted paths of the fields in which two configs differ (e.g.
+    `setting.distribution_params.sha256`: the data file changed)."""
+    if isinstance(previous, dict) and isinstance(config, dict):
+        return [found for key in sorted(set(previous) | set(config), key=str)
+                for found in _differences(previous.get(key, _ABSENT), config.get(key, _ABSENT),
+                                          f"{path}.{key}" if path else str(key))]
+    return [path or "the whole configuration"] if previous != config else []
 
 
 def _trim_history(path, epoch):
