@@ -79,6 +79,7 @@ def test_csv_quirks_are_read_as_meant(tmp_path):
     ("1,2,3,4,5,6\n1,2,nan,4,5,6\n", "line 2: values must be finite, >= 0"),
     ("a,b,c,d,e,f\n1,2,3,4,5,-1\n", "line 2: values must be finite, >= 0"),
     ("1,2,3,4,5,6\n1,2,x,4,5,6\n", "line 2: not a number"),
+    ("1,2,3,4,5,6\n1,2,1_000,4,5,6\n", "line 2: not a number"),
     ("1,2,3,4,5,6\n1,2,inf,4,5,6\n", "line 2: values must be finite"),
     ("1,2,3,4,5,6\n1,2,1e39,4,5,6\n", "line 2: values must be finite, >= 0 and <= 3.403e+38"),
     ("a,b,c,d,e,f\n", "holds no profiles"),
@@ -210,6 +211,11 @@ def test_a_dataset_is_saved_atomically_and_becomes_the_data(tmp_path):
                                            test_fraction=0.2, save_as=target)
         np.testing.assert_array_equal(np.load(target), profiles)
         assert setting.distribution_params["path"] == os.path.abspath(target)
+        with pytest.raises(ValueError, match="`save_as` .*saved.npy' exists"):
+            tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), source, save_as=target)
+        os.remove(target)
+    tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), profiles, test_fraction=0.2,
+                             save_as=target)
     bad = tf.data.Dataset.from_tensor_slices(np.concatenate([profiles, -profiles]))
     with pytest.raises(ValueError, match="finite, >= 0"):
         tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), bad,

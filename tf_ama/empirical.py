@@ -105,6 +105,9 @@ def save_valuations(source, path, num_bidders, num_items):
 
     if os.path.splitext(os.fspath(path))[1] != ".npy":
         raise ValueError(f"`save_as` must end in .npy; got {path!r}.")
+    if os.path.exists(path):  # a run may have recorded its hash: never replaced
+        raise ValueError(f"`save_as` {os.fspath(path)!r} exists; give a new path (or read it "
+                         "as the source).")
     shape = [num_bidders, num_items]
     blocks = source.as_numpy_iterator() if hasattr(source, "as_numpy_iterator") else [source]
     count = 0
@@ -341,6 +344,8 @@ def _parse_csv(path, chunk, width):
             raise ValueError(f"`valuations` {path} line {number}: {len(fields)} values; every "
                              f"row must hold num_bidders x num_items = {width} (bidder-major).")
         try:
+            if any("_" in field for field in fields):  # Python's float reads 1_000
+                raise ValueError
             values.append([float(field) for field in fields])
         except ValueError:
             raise ValueError(f"`valuations` {path} line {number}: not a number in "
