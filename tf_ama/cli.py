@@ -128,8 +128,10 @@ def _train_setting(args, strategy):
         print(f"{args.out}: trained as worker {strategy.cluster_resolver.task_id}; the chief "
               "evaluates the model and writes the run directory.")
         return
+    from tf_ama.empirical import is_empirical
+
     # A setting made from data is evaluated on its test rows (all of them).
-    samples = None if setting.distribution == "empirical" else training.evaluation_samples
+    samples = None if is_empirical(setting) else training.evaluation_samples
     report = evaluate(model, num_samples=samples,
                       seed=seeds.evaluation_seed(model.seed))
     runs.write_json_atomic(os.path.join(args.out, runs.EVALUATION), report.to_dict())

@@ -43,7 +43,7 @@ import statistics
 import numpy as np
 import tensorflow as tf
 
-from tf_ama import checks, outcome_files, seeds, separable
+from tf_ama import checks, empirical, outcome_files, seeds, separable
 from tf_ama.mechanism import default_micro_batch_size, exact_outcome
 from tf_ama.progress import Progress
 from tf_ama.settings import ANCHORS, evaluation_sample
@@ -371,7 +371,7 @@ def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_siz
         setting=model.setting.name,
         menu_type=model.menu_layer.kind,
         num_samples=num_samples,
-        seed=None if model.setting.distribution == "empirical" else seed,
+        seed=None if empirical.is_empirical(model.setting) else seed,
         revenue=revenue,
         revenue_stderr=stderr,
         revenue_ci95=confidence_interval(revenue, stderr),

@@ -28,7 +28,7 @@ from typing import Optional
 
 import keras
 
-from tf_ama import checkpoints, distributed, joining, runs, seeds
+from tf_ama import checkpoints, distributed, empirical, joining, runs, seeds
 from tf_ama.menu_layers import LotteryMenu, LotterySeparableMenu
 from tf_ama.data import validation_dataset, validation_sample
 from tf_ama.model import (AffineMaximizerAuction, expectation_dataset, fresh_valuations,
@@ -187,7 +187,7 @@ def _better_of_start_and_end(out, start, trained, training, learning_rate):
     start.compile(optimizer=keras.optimizers.Adam(learning_rate))
     seed = seeds.validation_seed(trained.seed)
     # A setting made from data: all of its validation rows (tf_ama.empirical).
-    samples = None if start.setting.distribution == "empirical" else training.validation_samples
+    samples = None if empirical.is_empirical(start.setting) else training.validation_samples
     revenues = {name: evaluate(model, samples, seed, baselines=False, split="validation").revenue
                 for name, model in (("start", start), ("trained", trained))}
     kept = "trained" if revenues["trained"] >= revenues["start"] else "start"
