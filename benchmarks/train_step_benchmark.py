@@ -8,7 +8,12 @@ its own. Usage (the rows of benchmarks/README.md):
 
     python benchmarks/train_step_benchmark.py --grid paper     # both paper-size settings, several configs
 
-`--objective plain` differentiates `mechanism.soft_payments` automatically (the straightforward
+    # today's fused step against the active set (tf_ama.ActiveSet), on a trained menu:
+    python benchmarks/train_step_benchmark.py --grid active --menu-from RUN/model.keras
+
+`--menu-from FILE.keras` starts from a trained model's menu (e.g. `tf-ama train ... --steps
+2000`); `--active-margin T` trains over the active set; `--jit-compile on` compiles the whole
+step with XLA (Keras' `jit_compile=True`, what `"auto"` does on a GPU). `--objective plain` differentiates `mechanism.soft_payments` automatically (the straightforward
 step of docs/design.md §3); `fused` is the model's own step
 (`relaxation.batched_revenue_and_gradients`).
 """
@@ -36,9 +41,17 @@ def run_one(args):
 
     micro = {"auto": "auto", "none": None}.get(args.micro_batch_size)
     micro = int(args.micro_batch_size) if micro is None and args.micro_batch_size != "none" else micro
-    model = tf_ama.AffineMaximizerAuction(
-        args.setting, menu_size=args.menu_size, seed=0, micro_batch_size=micro,
-        jit_objective=args.jit_objective == "on")
+    options = dict(micro_batch_size=micro, jit_objective=args.jit_objective == "on",
+                   active_margin=args.active_margin)
+    if args.menu_from:
+        trained = keras.models.load_model(args.menu_from)
+        model = tf_ama.AffineMaximizerAuction.from_config(
+            {**trained.get_config(), **options, "name": None})
+        model.menu_layer.set_weights(trained.menu_layer.get_weights())
+        model.bidder_weights_layer.set_weights(trained.bidder_weights_layer.get_weights())
+    else:
+        model = tf_ama.AffineMaximizerAuction(args.setting, menu_size=args.menu_size, seed=0,
+                                              **options)
     if args.objective == "plain":
         def plain_train_step(data):  # the straightforward step: autodiff of the formula
             valuations, _ = step_valuations(data, model.setting, model.valuation_distribution,
@@ -52,7 +65,7 @@ def run_one(args):
             model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
             return {"loss": loss}
         model.train_step = plain_train_step
-    model.compile(optimizer=keras.optimizers.Adam(0.01), jit_compile=False)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), jit_compile=args.jit_compile == "on")
     data = tf_ama.fresh_valuations(args.batch_size)
     model.fit(data, epochs=1, steps_per_epoch=1, verbose=0)  # trace and warm up
 
@@ -66,17 +79,22 @@ def run_one(args):
         def on_train_batch_end(self, batch, logs=None):
             float(logs["loss"])  # waits for the step's result
             self.ends.append(time.perf_counter())
+            if "active_entries" in logs:
+                self.active = float(logs["active_entries"])
 
     timer = StepTimer()
     model.fit(data, epochs=1, steps_per_epoch=args.steps, verbose=0, callbacks=[timer])
     times = np.diff(timer.ends)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return {"setting": args.setting, "menu_size": args.menu_size, "batch_size": args.batch_size,
+    active = getattr(timer, "active", None)
+    return {"setting": model.setting.name, "menu_size": model.menu_size, "batch_size": args.batch_size,
             "micro_batch_size": ((default_micro_batch_size(model.setting.num_bidders,
                                                            model.menu_size)
                                   if model.micro_batch_size == "auto" else model.micro_batch_size)
                                  if args.objective == "fused" else None),
-            "jit_objective": args.jit_objective,
+            "jit_objective": args.jit_objective, "jit_compile": args.jit_compile,
+            "active_margin": args.active_margin, "active_entries": active,
+            "trained_menu": bool(args.menu_from),
             "objective": args.objective, "seconds_per_step": float(np.median(times)),
             "step_seconds": [round(float(t), 3) for t in times],
             "peak_gb": round(peak_gb, 2)}
@@ -91,6 +109,9 @@ GRIDS = {
                            ("fused", "512", "off"), ("fused", "auto", "off"),
                            ("fused", "512", "on"), ("fused", "64", "on"), ("fused", "auto", "on"))
     ],
+    # Needs --menu-from: today's fused step and the active set's, on the same trained menu.
+    "active": [dict(micro_batch_size="auto", jit_objective="on", objective="fused",
+                    active_margin=margin) for margin in (None, 25.0)],
 }
 
 
@@ -103,13 +124,21 @@ def main():
     parser.add_argument("--micro-batch-size", default="auto", help="auto, none or a number")
     parser.add_argument("--jit-objective", choices=("on", "off"), default="on",
                         help="XLA for the fused per-micro-batch kernel")
+    parser.add_argument("--jit-compile", choices=("on", "off"), default="off",
+                        help="XLA for the whole step (Keras' compile(jit_compile=...))")
     parser.add_argument("--objective", choices=("plain", "fused"), default="fused")
+    parser.add_argument("--active-margin", type=float, default=None,
+                        help="train over the active set with this margin (tf_ama.ActiveSet)")
+    parser.add_argument("--menu-from", default=None,
+                        help="a model.keras whose trained menu the steps start from")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--grid", choices=sorted(GRIDS))
     args = parser.parse_args()
     if args.grid:
         for config in GRIDS[args.grid]:
             argv = [sys.executable, __file__, "--steps", str(args.steps)]
+            if args.menu_from:
+                argv += ["--menu-from", args.menu_from]
             for key, value in config.items():
                 if value is not None:
                     argv += ["--" + key.replace("_", "-"), str(value)]

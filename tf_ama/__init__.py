@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 # The public names, each with the module that defines it: the one table that `__all__`,
 # `__dir__` and `__getattr__` are made from.
 _EXPORTS = {
+    "active_set": ("ActiveSet",),
     "annealing": ("TemperatureScheduler", "annealing_schedule", "phase_schedule"),
     "baseline_auctions": ("baseline_details", "baselines"),
     "contexts": ("ContextualSetting", "get_contextual_setting", "list_contextual_settings",

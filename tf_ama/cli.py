@@ -452,6 +452,12 @@ def _add_train_arguments(sub):
     add("model", "--micro-batch-size", type=_micro_batch, default="auto",
         help="profiles per micro-batch: 'auto' (sized to stay in cache), 'none' (whole batch) "
              "or a number")
+    add("model", "--active-margin", type=_POSITIVE, default=None,
+        help="train over the active set (tf_ama.ActiveSet): the entries within "
+             "margin / temperature of the best on a recent batch, each left-out one weighing "
+             "at most exp(-margin), e.g. 25; the step then costs what the entries in play cost")
+    add("model", "--active-refresh-steps", type=_COUNT, default=10,
+        help="with --active-margin, choose the active set again every this many steps")
     add("model", "--temperature", type=_POSITIVE, default=100.0,
         help="lambda, the softmax's inverse temperature in the relaxation (larger is sharper)")
     add("model", "--seed", type=_SEED, default=0,

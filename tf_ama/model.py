@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ama import checks, distributed, menus, relaxation
+from tf_ama.active_set import ActiveSet, Largest
 from tf_ama.compat import Version01Compatibility
 from tf_ama.data import (expectation_dataset, fresh_valuations,  # noqa: F401  (0.1 names)
                          step_valuations, valuation_dataset)
@@ -51,13 +52,20 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         profiles (same gradient, bounded memory); "auto" (default): sized to stay in cache
         (`relaxation.default_micro_batch_size`); None: the whole batch at once.
       jit_objective: compile the per-micro-batch objective kernel with XLA.
+      active_margin: None (default): every step's softmaxes run over the whole menu. A
+        number `t` (e.g. 25): over the active set (`tf_ama.ActiveSet`), the entries within
+        `t / temperature` of the best boosted welfare on some profile and softmax of a recent
+        batch, each left-out entry weighing at most `exp(-t)`; the step then costs what
+        the entries in play cost, not `K`. Logs `active_entries` and `neglected_mass`.
+      active_refresh_steps: with `active_margin`, choose the active set again every this
+        many steps.
       **menu_options: options of the menu kind, e.g. `menu_size`, `init_scale`,
         `boost_init_scale` for a lottery menu (`tf_ama.LotteryMenu`); and Keras' `name`.
     """
 
     def __init__(self, setting, menu="lottery", *, temperature=100.0, learn_bidder_weights=None,
                  seed=0, data_seed=None, micro_batch_size="auto", jit_objective=True,
-                 **menu_options):
+                 active_margin=None, active_refresh_steps=10, **menu_options):
         super().__init__(**{key: menu_options.pop(key) for key in ("name", "trainable", "dtype")
                             if key in menu_options})
         self.setting = Setting.from_dict(setting) if isinstance(setting, dict) else get_setting(setting)
@@ -73,7 +81,15 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         self.bidder_weights_layer = BidderWeights(
             self.setting.num_bidders, learned=self.learn_bidder_weights,
             given=self.menu_layer.given_bidder_weights)
+        self.active_margin = (None if active_margin is None else
+                              checks.number("active_margin", active_margin, above=0))
+        self.active_refresh_steps = checks.integer("active_refresh_steps", active_refresh_steps,
+                                                   minimum=1)
+        self.active_set = (None if self.active_margin is None else ActiveSet(
+            self.menu_size, self.active_margin, self.active_refresh_steps, name="active_set"))
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.active_tracker = keras.metrics.Mean(name="active_entries")
+        self.neglected_tracker = Largest(name="neglected_mass")
         self.revenue_tracker = keras.metrics.Mean(name="revenue")
         # Bids stay float64: Keras would otherwise cast them to the compute dtype.
         self._convert_input_args = False
@@ -157,19 +173,45 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
             menu = self.menu(valuations.dtype)  # built once per step, whatever the micro-batches
         # The soft revenue and its gradient with respect to the menu tensors, accumulated over
         # micro-batches by the fused kernel; the tape then carries them to the variables.
-        micro = (self.micro_batch_size if self.micro_batch_size != "auto" else
-                 relaxation.default_micro_batch_size(self.setting.num_bidders, self.menu_size))
-        revenue, menu_gradients = relaxation.batched_revenue_and_gradients(
-            valuations, *menu[:3], self.temperature, micro_batch_size=micro,
-            jit_compile=self.jit_objective, sample_weight=sample_weight,
-            separable_boosts=menu.separable_boosts)
+        if self.active_set is None:
+            micro = (self.micro_batch_size if self.micro_batch_size != "auto" else
+                     relaxation.default_micro_batch_size(self.setting.num_bidders,
+                                                         self.menu_size))
+            revenue, menu_gradients = relaxation.batched_revenue_and_gradients(
+                valuations, *menu[:3], self.temperature, micro_batch_size=micro,
+                jit_compile=self._jit_kernels(), sample_weight=sample_weight,
+                separable_boosts=menu.separable_boosts)
+        else:
+            revenue, menu_gradients = self._active_step(valuations, menu, sample_weight)
         share = _replica_share(valuations, sample_weight)  # minimize -revenue, summed over replicas
         gradients = tape.gradient([t for t in menu if t is not None], variables,
                                   output_gradients=[-g * share for g in menu_gradients])
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.loss_tracker.update_state(_sum_over_replicas(-revenue * share))
-        return distributed.step_logs(self.distribute_strategy,
-                                     {"loss": self.loss_tracker.result()})
+        logs = {"loss": self.loss_tracker.result()}
+        if self.active_set is not None:
+            logs.update(active_entries=self.active_tracker.result(),
+                        neglected_mass=self.neglected_tracker.result())
+        return distributed.step_logs(self.distribute_strategy, logs)
+
+    def _jit_kernels(self):
+        """Whether the step's kernels are compiled with XLA on their own: `jit_objective`,
+        unless Keras compiles the whole step (`compile(jit_compile=True)`, what "auto" does on
+        a GPU), which fuses them anyway; a kernel compiled on its own inside it can crash
+        XLA (a failed shape check)."""
+        return self.jit_objective and not getattr(self, "jit_compile", False)
+
+    def _active_step(self, valuations, menu, sample_weight):
+        active = self.active_set
+        options = dict(micro_batch_size=self.micro_batch_size, jit_compile=self._jit_kernels())
+        bounds = active.refresh(
+            valuations, *menu[:3], self.temperature, **options,
+            refreshing=tf.equal(self.optimizer.iterations % self.active_refresh_steps, 0))
+        self.neglected_tracker.update_state(bounds)
+        revenue, gradients = active.revenue_and_gradients(
+            valuations, menu, self.temperature, sample_weight=sample_weight, **options)
+        self.active_tracker.update_state(tf.cast(active.size(), tf.float32))
+        return revenue, gradients
 
     def test_step(self, data):
         valuations, sample_weight = step_valuations(data, self.setting)  # given ones only
@@ -182,7 +224,10 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.revenue_tracker]
+        if self.active_set is None:
+            return [self.loss_tracker, self.revenue_tracker]
+        return [self.loss_tracker, self.revenue_tracker, self.active_tracker,
+                self.neglected_tracker]
 
     # ------------------------------------------------------------------------- serialization
     def get_config(self):
@@ -190,7 +235,9 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
                 "menu": keras.saving.serialize_keras_object(self.menu_layer),
                 "temperature": self.temperature, "learn_bidder_weights": self.learn_bidder_weights,
                 "seed": self.seed, "data_seed": self.data_seed,
-                "micro_batch_size": self.micro_batch_size, "jit_objective": self.jit_objective}
+                "micro_batch_size": self.micro_batch_size, "jit_objective": self.jit_objective,
+                "active_margin": self.active_margin,
+                "active_refresh_steps": self.active_refresh_steps}
 
     def own_config(self):
         """`get_config()` without the setting and Keras' own keys (name, ...): the model's

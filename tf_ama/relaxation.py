@@ -214,32 +214,42 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
     if micro is None:
         total, gradients = kernel(valuations, *menu[:3], temperature, sample_weight, *menu[3:])
     else:
-        _, num_bidders, num_items = valuations.shape
-        full = batch // micro
-        blocks = tf.reshape(valuations[:full * micro], [full, micro, num_bidders, num_items])
-        weight_blocks = tf.reshape(sample_weight[:full * micro], [full, micro])
-
-        zeros = tuple(tf.zeros_like(t) for t in menu)
-
-        def body(index, total, gradients):
-            partial, partial_gradients = kernel(
-                blocks[index], *menu[:3], temperature, weight_blocks[index], *menu[3:])
-            return (index + 1, total + partial,
-                    tuple(g + p for g, p in zip(gradients, partial_gradients)))
-
-        _, total, gradients = tf.while_loop(
-            lambda index, *_: index < full, body,
-            (tf.constant(0), tf.zeros([], valuations.dtype), zeros))
-        remainder = valuations[full * micro:]
-        partial, partial_gradients = tf.cond(
-            tf.shape(remainder)[0] > 0,
-            lambda: kernel(remainder, *menu[:3], temperature, sample_weight[full * micro:],
-                           *menu[3:]),
-            lambda: (tf.zeros([], valuations.dtype), zeros))
-        total += partial
-        gradients = tuple(g + p for g, p in zip(gradients, partial_gradients))
+        zeros = (tf.zeros([], valuations.dtype), tuple(tf.zeros_like(t) for t in menu))
+        total, gradients = over_micro_batches(
+            lambda block, weights: kernel(block, *menu[:3], temperature, weights, *menu[3:]),
+            (valuations, sample_weight), micro, lambda a, b: tf.nest.map_structure(tf.add, a, b),
+            zeros)
     # A sum of ones is exact: without weights this is the batch size. A batch of weight 0
     # (one replica's share of a weighted batch can be) has mean 0, not NaN.
     scale = tf.reduce_sum(sample_weight)
     return (tf.math.divide_no_nan(total, scale),
             tuple(tf.math.divide_no_nan(g, scale) for g in gradients))
+
+
+def over_micro_batches(kernel, arrays, micro_batch_size, combine, initial):
+    """`combine(...combine(combine(initial, kernel(*block_0)), kernel(*block_1))...)` over
+    consecutive blocks of `micro_batch_size` rows of `arrays` (tensors of the same first
+    dimension), the last one smaller if the rows do not divide evenly.
+
+    The one micro-batch loop of training (`batched_revenue_and_gradients`, and the active
+    set's refresh pass, `tf_ama.active_set`). When the number of rows is static (always under
+    XLA, e.g. Keras' `jit_compile=True`, which compiles the whole step), so are the number of
+    blocks and the remainder, and no block of size 0 is ever traced.
+    """
+    micro = int(micro_batch_size)
+    static_rows = arrays[0].shape[0]
+    rows = tf.shape(arrays[0])[0] if static_rows is None else static_rows
+    full = rows // micro
+    blocks = [tf.reshape(a[:full * micro], [full, micro, *a.shape[1:]]) for a in arrays]
+    result = initial
+    if static_rows is None or full > 0:
+        def body(index, result):
+            return index + 1, combine(result, kernel(*(b[index] for b in blocks)))
+
+        _, result = tf.while_loop(lambda index, _: index < full, body,
+                                  (tf.constant(0), result))
+    remainders = [a[full * micro:] for a in arrays]
+    if static_rows is None:
+        return tf.cond(tf.shape(remainders[0])[0] > 0,
+                       lambda: combine(result, kernel(*remainders)), lambda: result)
+    return combine(result, kernel(*remainders)) if static_rows % micro else result
