@@ -6,6 +6,9 @@ transfer to unseen sizes.
     python benchmarks/contextual_runs.py --out runs/contextual --jobs transfer
     python benchmarks/contextual_runs.py --out runs/contextual --table benchmarks/contextual_runs.md
 
+Flags after `--` go to every `tf-ama train` of the contextual and transfer jobs (none for the
+tables; tests/benchmarks_test.py passes tiny sizes).
+
 * `contextual`: `tf-ama train SETTING --sizes SIZE --seed S` (the product's defaults), per
   row and seed; exact revenue on the 100 000 auctions of the run's evaluation seed (seed + 2),
   against per-context VCG and Myerson on the same auctions (`tf_ama.contextual_evaluation`).
@@ -55,16 +58,19 @@ def row_dir(out, setting, sizes, seed):
     return os.path.join(out, f"{setting}-{sizes.replace(',', '_')}", f"seed-{seed}")
 
 
-def contextual_jobs(out, rows):
+def contextual_jobs(out, rows, seeds=None, train_flags=()):
     for index in rows:
-        setting, size, seeds, flags = ROWS[index]
-        for seed in seeds:
-            run(["train", setting, "--sizes", size, "--seed", str(seed), *flags],
+        setting, size, row_seeds, flags = ROWS[index]
+        for seed in row_seeds if seeds is None else seeds:
+            run(["train", setting, "--sizes", size, "--seed", str(seed), *flags, *train_flags],
                 row_dir(out, setting, size, seed))
 
 
-def lottery_without_contexts(setting_name, size, seed, path):
-    """Trains and evaluates the lottery AMA on the bids alone; writes `path/lottery.json`."""
+def lottery_without_contexts(setting_name, size, seed, path, menu_size=1024, profiles=1 << 20,
+                             batch_size=4096, epochs=20, steps_per_epoch=100,
+                             evaluation_samples=EVALUATION_SAMPLES):
+    """Trains and evaluates the lottery AMA on the bids alone; writes `path/lottery.json`.
+    The defaults are the table's (K = 1024, 2000 steps of 4096 from 2^20 profiles)."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -78,17 +84,18 @@ def lottery_without_contexts(setting_name, size, seed, path):
     start = time.perf_counter()
     contextual = get_contextual_setting(setting_name)
     num_bidders, num_items = parse_size(size)
-    bids = contextual.sample(1 << 20, seed=seed + 1000, size=size)[0]
+    bids = contextual.sample(profiles, seed=seed + 1000, size=size)[0]
     setting = tf_ama.Setting(f"{setting_name}_{size}_bids", num_bidders, num_items)
-    model = tf_ama.AffineMaximizerAuction(setting, menu="lottery", menu_size=1024, seed=seed)
+    model = tf_ama.AffineMaximizerAuction(setting, menu="lottery", menu_size=menu_size,
+                                           seed=seed)
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     data = tf.data.Dataset.from_tensor_slices(bids).shuffle(1 << 16, seed=seed).batch(
-        4096, drop_remainder=True).repeat()
-    model.fit(data, epochs=20, steps_per_epoch=100, verbose=2)
-    evaluation = contextual.sample(EVALUATION_SAMPLES, seed + 2, size, tf.float64)[0]
+        batch_size, drop_remainder=True).repeat()
+    model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=2)
+    evaluation = contextual.sample(evaluation_samples, seed + 2, size, tf.float64)[0]
     revenue = np.concatenate([
         tf.reduce_sum(model(evaluation[i:i + 8192])["payments"], axis=1).numpy()
-        for i in range(0, EVALUATION_SAMPLES, 8192)])
+        for i in range(0, evaluation_samples, 8192)])
     result = {"revenue": float(revenue.mean()),
               "revenue_stderr": float(revenue.std(ddof=1) / np.sqrt(len(revenue))),
               "seconds": time.perf_counter() - start}
@@ -106,17 +113,18 @@ def lottery_jobs(out, rows, seeds=None):
                                      os.path.join(row_dir(out, setting, size, seed), "lottery"))
 
 
-def transfer_jobs(out):
+def transfer_jobs(out, train_flags=(), samples=None):
     for setting, trained, unseen, seed in TRANSFER:
         for size in unseen.split(","):  # the model trained on that size, for the gap
             run(["train", setting, "--sizes", size, "--seed", str(seed),
-                 *_row_flags(setting, size)], row_dir(out, setting, size, seed))
+                 *_row_flags(setting, size), *train_flags], row_dir(out, setting, size, seed))
         path = row_dir(out, setting, trained, seed)  # trained by the contextual jobs
         target = os.path.join(path, "transfer.json")
         if not os.path.exists(target):
             result = subprocess.run(
                 [sys.executable, "-m", "tf_ama.cli", "evaluate", path, "--sizes", unseen,
-                 "--json"], check=True, capture_output=True, text=True)
+                 "--json", *(() if samples is None else ("--samples", str(samples)))],
+                check=True, capture_output=True, text=True)
             with open(target, "w") as file:
                 file.write(result.stdout)
 
@@ -175,26 +183,32 @@ def table(out):
     return "\n".join(lines)
 
 
-def main():
+def main(argv=None):
+    """Runs the jobs asked for; prints and returns the markdown tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--jobs", choices=("contextual", "lottery", "transfer"))
     parser.add_argument("--rows", type=int, nargs="*", default=list(range(len(ROWS))))
     parser.add_argument("--seeds", type=int, nargs="*", default=None,
-                        help="lottery jobs: only these seeds (default: the row's)")
+                        help="contextual and lottery jobs: only these seeds (default: the row's)")
+    parser.add_argument("--transfer-samples", type=int, default=None,
+                        help="transfer jobs: `tf-ama evaluate --samples` (default: its 100 000)")
     parser.add_argument("--table", help="write the markdown tables here")
-    args = parser.parse_args()
+    parser.add_argument("train_flags", nargs="*",
+                        help="after `--`: flags for every tf-ama train run (default: none)")
+    args = parser.parse_args(argv)
     if args.jobs == "contextual":
-        contextual_jobs(args.out, args.rows)
+        contextual_jobs(args.out, args.rows, args.seeds, args.train_flags)
     elif args.jobs == "lottery":
         lottery_jobs(args.out, args.rows, args.seeds)
     elif args.jobs == "transfer":
-        transfer_jobs(args.out)
+        transfer_jobs(args.out, args.train_flags, args.transfer_samples)
     text = table(args.out)
     print(text)
     if args.table:
         with open(args.table, "w") as file:
             file.write(text + "\n")
+    return text
 
 
 if __name__ == "__main__":

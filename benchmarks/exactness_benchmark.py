@@ -17,6 +17,7 @@ see the same machine load. Needs the git history (run it in a clone of the repos
 
     python benchmarks/exactness_benchmark.py        # 2x2 K=1024, 3x10 K=4096, 5x10 K=2048
     python benchmarks/exactness_benchmark.py --json
+    python benchmarks/exactness_benchmark.py --cases 2x2:64 --samples 300 --calls 3 --rounds 1
 """
 
 from __future__ import annotations
@@ -87,18 +88,33 @@ def measure(module, menu, bids_one, bids_many, calls):
     return result
 
 
-def main():
+def _case(text):
+    """`MxN:K` -> `("MxN", M, N, K)`, a row of CASES."""
+    try:
+        size, menu_size = text.split(":")
+        num_bidders, num_items = size.split("x")
+        return size, int(num_bidders), int(num_items), int(menu_size)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected BIDDERSxITEMS:K, e.g. 2x2:1024; got {text!r}") from None
+
+
+def main(argv=None):
+    """Prints the comparison; returns its rows (one per case)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=_case, nargs="+", default=CASES,
+                        help="BIDDERSxITEMS:K of each case (default: "
+                             f"{' '.join(f'{name}:{k}' for name, _, _, k in CASES)})")
     parser.add_argument("--calls", type=int, default=500, help="batch-1 calls per round")
     parser.add_argument("--samples", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; best kept")
     parser.add_argument("--reference", default=REFERENCE,
                         help=f"git revision of the reference mechanism (default {REFERENCE})")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     reference = load_reference(args.reference)
     rows = []
-    for name, num_bidders, num_items, menu_size in CASES:
+    for name, num_bidders, num_items, menu_size in args.cases:
         menu = random_menu(num_bidders, num_items, menu_size)
         rng = np.random.default_rng(1)
         bids_many = tf.constant(rng.uniform(size=(args.samples, num_bidders, num_items)))
@@ -112,12 +128,13 @@ def main():
         rows.append({"case": f"{name} K={menu_size}", **best, "ratio": ratios})
     if args.json:
         print(json.dumps(rows, indent=2))
-        return
+        return rows
     print(f"{'case':<14}{'measure':<20}{'exact':>10}{'reference':>11}{'ratio':>8}")
     for row in rows:
         for key, unit in (("latency_ms", "ms"), ("evaluate_plain_s", "s"), ("evaluate_xla_s", "s")):
             print(f"{row['case']:<14}{key:<20}{row['exact'][key]:>9.3f}{unit[0]}"
                   f"{row['reference'][key]:>10.3f}{unit[0]}{row['ratio'][key]:>8.2f}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -2,14 +2,16 @@
 flag (the setting's default recipe, `tf_ama.recipes`), per setting and seed.
 
     python benchmarks/recipe_runs.py --out runs/recipes [--rows 0 3] [--seeds 0 1 2]
-        [--table benchmarks/recipe_runs.md]
+        [--table benchmarks/recipe_runs.md] [-- TRAIN FLAGS]
 
 Each row is what a user gets from one command: `tf-ama train SETTING [FLAGS] --seed S --out
 OUT/ROW/seed-S`. Runs resume where they stopped; finished runs are only read (a run
 directory trained earlier with the same configuration, e.g. by benchmarks/separable_runs.py,
 can be copied in: `tf-ama train` then loads it, which proves the configuration is the
 recipe's). Revenues are exact, on the 100 000 profiles of each run's evaluation seed
-(seed + 2); minutes are wall-clock minutes of the `tf-ama train` process.
+(seed + 2); minutes are wall-clock minutes of the `tf-ama train` process. Flags after `--`
+go to every `tf-ama train` (none for the table: it is the recipes with no tuning flag;
+tests/benchmarks_test.py passes tiny sizes).
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def write_table(path, rows):
             file.write("\n".join(rows) + "\n")
 
 
-def main():
+def main(argv=None):
+    """Runs (or reads) the rows asked for; prints and returns the table's lines."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
@@ -74,7 +77,9 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="default: each row's own")
     parser.add_argument("--table", help="also write the markdown table to this file")
-    args = parser.parse_args()
+    parser.add_argument("train_flags", nargs="*",
+                        help="after `--`: flags for every tf-ama train run (default: none)")
+    args = parser.parse_args(argv)
 
     rows = ["| setting | command beyond `tf-ama train SETTING --seed S` | revenue: mean (min / max) "
             "| each seed | mean at least (goal) | minutes per seed (allowed) |",
@@ -85,7 +90,8 @@ def main():
         revenues, minutes = [], []
         for seed in args.seeds or seeds:
             out = os.path.join(args.out, name, f"seed-{seed}")
-            minutes.append(run(["train", setting, *flags, "--seed", str(seed)], out) / 60)
+            minutes.append(run(["train", setting, *flags, "--seed", str(seed),
+                                *args.train_flags], out) / 60)
             revenues.append(read(out)["revenue"])
         mean = statistics.mean(revenues)
         rows.append(
@@ -96,6 +102,7 @@ def main():
             f" | {statistics.mean(minutes):.1f} ({allowed}) |")
         print("\n".join(rows), flush=True)
     write_table(args.table, rows)
+    return rows
 
 
 if __name__ == "__main__":

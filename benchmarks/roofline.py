@@ -1,7 +1,7 @@
 """Roofline of the training step and of exact evaluation: what the machine can do, what a
 step must do, and how far a measured time is from the floor.
 
-    python benchmarks/roofline.py [--json]
+    python benchmarks/roofline.py [--json] [--bandwidth-mb 256] [--matmul-size 2048]
 
 Machine: memory bandwidth (NumPy `a = 3 * c; a += b` over 256 MB arrays) and matmul peak
 (TensorFlow float32 / float64 2048 x 2048 matmul). Work per step (`m` bidders, `n` items,
@@ -72,14 +72,19 @@ def evaluation_floor(machine, m, n, k, profiles):
     return 2 * profiles * m * n * k / (machine["matmul_f64_gflops"] * 1e9)
 
 
-def main():
+def main(argv=None):
+    """Prints and returns `{"machine": ..., "rows": [...]}`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--bandwidth-mb", type=int, default=256,
+                        help="size of each array of the bandwidth triad")
+    parser.add_argument("--matmul-size", type=int, default=2048,
+                        help="n of the n x n matmul of the peak")
+    args = parser.parse_args(argv)
     machine = {
-        "bandwidth_gbs": round(measure_bandwidth(), 1),
-        "matmul_f32_gflops": round(measure_matmul(tf.float32), 1),
-        "matmul_f64_gflops": round(measure_matmul(tf.float64), 1),
+        "bandwidth_gbs": round(measure_bandwidth(args.bandwidth_mb), 1),
+        "matmul_f32_gflops": round(measure_matmul(tf.float32, args.matmul_size), 1),
+        "matmul_f64_gflops": round(measure_matmul(tf.float64, args.matmul_size), 1),
     }
     rows = []
     for name, m, n in (("additive 2x2", 2, 2), ("additive 3x10", 3, 10)):
@@ -93,10 +98,11 @@ def main():
                  "contraction_floor_s": round(evaluation_floor(machine, 3, 10, 4096, 100_000), 3)})
     if args.json:
         print(json.dumps({"machine": machine, "rows": rows}, indent=2))
-        return
-    print("machine:", ", ".join(f"{k} {v}" for k, v in machine.items()))
-    for row in rows:
-        print(" ", ", ".join(f"{k}: {v}" for k, v in row.items()))
+    else:
+        print("machine:", ", ".join(f"{k} {v}" for k, v in machine.items()))
+        for row in rows:
+            print(" ", ", ".join(f"{k}: {v}" for k, v in row.items()))
+    return {"machine": machine, "rows": rows}
 
 
 if __name__ == "__main__":

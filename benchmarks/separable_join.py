@@ -17,12 +17,13 @@ import json
 import time
 
 
-def main():
+def main(argv=None):
+    """Prints and returns the report (a dict) of the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
     parser.add_argument("--samples", type=int, default=100_000)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import tf_ama
     from tf_ama import joining, runs, seeds
@@ -41,12 +42,14 @@ def main():
         return {"revenue": report.revenue, "stderr": report.revenue_stderr,
                 "family_share": report.family_share}
 
-    print(json.dumps({
+    report = {
         "run": args.run_dir, "setting": lottery.setting.name, "menu_size": lottery.menu_size,
         "lottery_alone": revenue(lottery), "family_alone": revenue(family),
         "shift_chosen_on_validation": shift, "joined": revenue(joined),
         "validation_by_shift": by_shift, "seconds": round(time.perf_counter() - start, 1),
-    }, indent=1))
+    }
+    print(json.dumps(report, indent=1))
+    return report
 
 
 if __name__ == "__main__":

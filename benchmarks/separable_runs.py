@@ -28,7 +28,8 @@ SETTINGS = ("additive_2x2_uniform", "additive_2x5_uniform", "additive_3x10_unifo
 MENUS = ("separable", "lottery+separable")
 
 
-def main():
+def main(argv=None):
+    """Runs (or reads) the runs asked for; prints and returns the table's lines."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
@@ -38,7 +39,7 @@ def main():
     parser.add_argument("--table", help="also write the markdown table to this file")
     parser.add_argument("flags", nargs=argparse.REMAINDER,
                         help="after `--`: flags for every tf-ama train run")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     flags = args.flags[1:] if args.flags[:1] == ["--"] else args.flags
 
     rows = ["| setting | separable | lottery (phase 1) | lottery+separable | family share | "
@@ -69,6 +70,7 @@ def main():
             f"{statistics.mean(minutes['lottery+separable']):.1f} |")
         print("\n".join(rows), flush=True)
     write_table(args.table, rows)
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Serving latency and throughput of exported SavedModels (tf.saved_model.load, in process).
 
     python benchmarks/serving_benchmark.py [--calls 2000] [--throughput-calls 20]
-        [--micro-batch-sizes 64] [--train-steps 300] [--out results.json]
+        [--micro-batch-sizes 64] [--train-steps 300] [--menu-sizes 1024 4096]
+        [--out results.json]
 
 For each menu it exports the model with `tf_ama.export_saved_model`, loads it with
 `tf.saved_model.load` and times `signatures["serving_default"]`:
@@ -48,15 +49,15 @@ def _machine():
             "tensorflow": tf.__version__, "gpu": bool(tf.config.list_physical_devices("GPU"))}
 
 
-def _models(train_steps):
-    small = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=1024, seed=0)
+def _models(train_steps, small_size=1024, large_size=4096):
+    small = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=small_size, seed=0)
     if train_steps:
         small.compile(optimizer=keras.optimizers.Adam(0.01))
         small.fit(tf_ama.fresh_valuations(batch_size=1024), epochs=1,
                   steps_per_epoch=train_steps, verbose=0)
-    large = tf_ama.AffineMaximizerAuction("additive_3x10_uniform", menu_size=4096, seed=0)
-    return [(f"additive_2x2_uniform K=1024 ({train_steps} steps trained)", small),
-            ("additive_3x10_uniform K=4096 (untrained)", large)]
+    large = tf_ama.AffineMaximizerAuction("additive_3x10_uniform", menu_size=large_size, seed=0)
+    return [(f"additive_2x2_uniform K={small_size} ({train_steps} steps trained)", small),
+            (f"additive_3x10_uniform K={large_size} (untrained)", large)]
 
 
 def _time(serve, setting, calls, throughput_calls, seed=0):
@@ -90,6 +91,8 @@ def main(argv=None):
                         help="profiles per block of the exported graph (default: export's)")
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--prune-samples", type=int, default=20_000)
+    parser.add_argument("--menu-sizes", type=int, nargs=2, default=[1024, 4096],
+                        metavar=("K_2x2", "K_3x10"), help="menu sizes of the two menus")
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
 
@@ -101,7 +104,7 @@ def main(argv=None):
     results = {"machine": _machine(), "runs": []}
     print(results["machine"])
     with tempfile.TemporaryDirectory() as tmp:
-        for label, model in _models(args.train_steps):
+        for label, model in _models(args.train_steps, *args.menu_sizes):
             variants = [("full", model)]
             if prune is not None:
                 variants.append(("pruned", prune(model, num_samples=args.prune_samples, seed=1)))
@@ -123,6 +126,7 @@ def main(argv=None):
     if args.out:
         with open(args.out, "w") as file:
             json.dump(results, file, indent=2)
+    return results
 
 
 if __name__ == "__main__":

@@ -1,0 +1,383 @@
+"""Smoke runs of every script in benchmarks/ at tiny sizes, so that a benchmark an API change
+breaks fails here (issue #18). Each test runs the script's own code path (its `main(argv)`,
+or the function its command line calls) and checks what it REPORTS: keys, row counts,
+numbers that agree with the run directories it read them from. Never a time or memory bound:
+timings are for benchmarks/README.md, measured, not asserted.
+
+`benchmarks/evaluation_memory.py` has its smoke test in tests/evaluation_test.py
+(`test_memory_benchmark_smoke`).
+
+The scripts that start `tf-ama train / evaluate / export` per configuration (recipe_runs,
+separable_runs, contextual_runs, data_runs) run here with those commands in process
+(`_tf_ama_in_process`: the same argv through `tf_ama.cli.main`), so that one TensorFlow
+import serves them all; train_step_benchmark runs in ONE child process, as its user does.
+What remains costly is each tiny `tf-ama train` itself (tracing, XLA compiles of the
+validation and evaluation passes: seconds each, a contextual one tens of seconds on a
+loaded 2-core machine), hence one run per kind, and `slow` on the tests that pay for them.
+"""
+
+import contextlib
+import importlib.util
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS = os.path.join(ROOT, "benchmarks")
+
+# `tf-ama train` at tiny sizes: 2 steps of 64 profiles, small validation and evaluation.
+TINY_TRAIN = ["--steps", "2", "--steps-per-epoch", "2", "--batch-size", "64",
+              "--validation-samples", "200", "--samples", "300"]
+# A contextual run: also a small network and menu.
+TINY_CONTEXTUAL = ["--steps", "2", "--steps-per-epoch", "2", "--batch-size", "16",
+                   "--validation-samples", "16", "--samples", "100", "--menu-size", "4",
+                   "--hidden", "8", "--blocks", "1"]
+
+
+def _load(name, monkeypatch=None):
+    """benchmarks/NAME.py as a module (benchmarks/ on sys.path, as when it is run)."""
+    if monkeypatch is not None:
+        monkeypatch.syspath_prepend(BENCHMARKS)  # `from recipe_runs import ...`
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}",
+                                                  os.path.join(BENCHMARKS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def _tf_ama_in_process(monkeypatch):
+    """Runs the `tf-ama` commands the benchmarks start (`python -m tf_ama.cli ARGV` or the
+    `tf-ama` script beside the interpreter) through `tf_ama.cli.main(ARGV)` in this process;
+    any other command runs for real. Yields the list of the argv run."""
+    from tf_ama.cli import main
+
+    real_run, commands = subprocess.run, []
+
+    def run(command, *args, check=False, capture_output=False, text=False, **kwargs):
+        command = list(command)
+        if command[:3] == [sys.executable, "-m", "tf_ama.cli"]:
+            argv = command[3:]
+        elif os.path.basename(command[0]) == "tf-ama":
+            assert os.path.exists(command[0]), f"the benchmark runs {command[0]}: not there"
+            argv = command[1:]
+        else:
+            return real_run(command, *args, check=check, capture_output=capture_output,
+                            text=text, **kwargs)
+        commands.append(argv)
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout) if capture_output else contextlib.nullcontext():
+            try:
+                code = main(argv)
+            except SystemExit as exit:  # argparse's errors: a process would exit with 2
+                code = exit.code
+        out = stdout.getvalue() if capture_output else None
+        if check and code:
+            raise subprocess.CalledProcessError(code, command, out)
+        return subprocess.CompletedProcess(command, code, out if text or out is None
+                                           else out.encode(), None)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    yield commands
+
+
+@pytest.fixture
+def _in_process_tf_ama(monkeypatch):
+    with _tf_ama_in_process(monkeypatch) as commands:
+        yield commands
+
+
+def _finite(*values):
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def _read(path, name="evaluation.json"):
+    with open(os.path.join(path, name)) as file:
+        return json.load(file)
+
+
+def test_evaluation_benchmark_smoke():
+    benchmark = _load("evaluation_benchmark")
+    result = benchmark.main(["--menu-size", "16", "--steps", "2", "--batch-size", "100",
+                             "--samples", "300", "--repeats", "1", "--json"])
+    assert (result["setting"], result["menu_size"], result["samples"]) == (
+        "additive_2x2_uniform", 16, 300)
+    timed = ["train_seconds", "prune_seconds", "evaluate_full_plain_seconds",
+             "evaluate_full_xla_seconds", "evaluate_pruned_xla_seconds",
+             "menu_usage_full_xla_seconds"]
+    assert all(_finite(result[key]) and result[key] >= 0 for key in timed)
+    assert 1 <= result["entries_used"] <= 16 and 1 <= result["entries_kept"] <= 16
+    assert result["fraction_used"] == result["entries_used"] / 16
+    assert result["fraction_kept"] == result["entries_kept"] / 16
+    # XLA and plain: the same outcome up to rounding; the pruned menu is a valid AMA.
+    assert abs(result["revenue_full_xla_minus_plain"]) < 1e-10
+    assert _finite(result["revenue_full"], result["revenue_pruned"], result["revenue_stderr"])
+    assert result["revenue_full"] >= 0 and result["revenue_stderr"] > 0
+    assert result["pruned_ir_violations"] == 0 and result["pruned_max_regret"] < 1e-9
+
+
+def test_exactness_benchmark_smoke():
+    benchmark = _load("exactness_benchmark")
+
+    def in_git(revision):
+        try:
+            return subprocess.run(["git", "cat-file", "-e", f"{revision}^{{commit}}"],
+                                  cwd=ROOT, capture_output=True).returncode == 0
+        except OSError:
+            return False
+
+    # The reference is tf_ama/mechanism.py at the benchmark's default revision when the clone
+    # has it (a shallow checkout may not: then HEAD's, the same code path).
+    reference = next((r for r in (benchmark.REFERENCE, "HEAD") if in_git(r)), None)
+    if reference is None:
+        pytest.skip("not a git clone: the benchmark reads tf_ama/mechanism.py from git history")
+    # Three bidders: where the others' welfare is summed, not subtracted.
+    rows = benchmark.main(["--cases", "3x2:8", "--samples", "300", "--calls", "3",
+                           "--rounds", "1", "--reference", reference, "--json"])
+    assert [row["case"] for row in rows] == ["3x2 K=8"]
+    keys = {"latency_ms", "evaluate_plain_s", "evaluate_xla_s"}
+    for row in rows:
+        assert set(row["exact"]) == set(row["reference"]) == set(row["ratio"]) == keys
+        for key in keys:
+            assert row["exact"][key] > 0 and row["reference"][key] > 0
+            assert row["ratio"][key] == pytest.approx(row["exact"][key] / row["reference"][key])
+
+
+def test_import_benchmark_smoke(tmp_path):
+    benchmark = _load("import_benchmark")
+    cases = ["tf-ama --help", "import tf_ama"]
+    results = benchmark.main(["--runs", "1", "--cases", *cases,
+                              "--json", str(tmp_path / "import.json")])
+    assert list(results) == cases
+    for row in results.values():
+        assert row["runs"] == 1 and 0 < row["min_s"] <= row["median_s"] <= row["max_s"]
+        # The start-up of issue 13: neither loads TensorFlow.
+        assert set(row["loaded"]) <= set(benchmark.HEAVY) and "tensorflow" not in row["loaded"]
+    assert json.loads((tmp_path / "import.json").read_text()) == results
+
+
+def test_roofline_smoke():
+    benchmark = _load("roofline")
+    report = benchmark.main(["--bandwidth-mb", "4", "--matmul-size", "128", "--json"])
+    machine = report["machine"]
+    assert set(machine) == {"bandwidth_gbs", "matmul_f32_gflops", "matmul_f64_gflops"}
+    assert all(_finite(value) and value > 0 for value in machine.values())
+    two, three, evaluation = report["rows"]
+    # The paper-size steps of benchmarks/README.md: 403 M and 537 M elements per step.
+    assert (two["elements_per_step_millions"], three["elements_per_step_millions"]) == (403, 537)
+    for row, (m, n) in ((two, (2, 2)), (three, (3, 10))):
+        contraction, plain, _ = benchmark.step_floors(machine, m, n, 4096, 2**15)
+        assert row["contraction_floor_s"] == round(contraction, 3)
+        assert row["plain_dram_floor_s"] == round(plain, 2)
+        assert row["bytes_per_pass_gb"] == round(4 * 2**15 * (m + 1) * 4096 / 1e9, 2)
+    assert "exact evaluation 3x10" in evaluation["step"] and evaluation["contraction_floor_s"] > 0
+
+
+@pytest.mark.slow
+def test_serving_benchmark_smoke(tmp_path):
+    """In process (`tf.saved_model.load` of the exported model): no `tensorflow_model_server`
+    is needed, so nothing is skipped."""
+    from tf_ama.mechanism import default_micro_batch_size
+
+    benchmark = _load("serving_benchmark")
+    out = tmp_path / "serving.json"
+    results = benchmark.main(["--menu-sizes", "16", "8", "--train-steps", "2",
+                              "--prune-samples", "200", "--calls", "3",
+                              "--throughput-calls", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    assert results["machine"]["cores"] == os.cpu_count()
+    runs = results["runs"]
+    assert [(run["menu"].split()[0], run["variant"]) for run in runs] == [
+        ("additive_2x2_uniform", "full"), ("additive_2x2_uniform", "pruned"),
+        ("additive_3x10_uniform", "full"), ("additive_3x10_uniform", "pruned")]
+    assert [runs[0]["menu_size"], runs[2]["menu_size"]] == [16, 8]
+    bidders = {"additive_2x2_uniform": 2, "additive_3x10_uniform": 3}
+    for full, pruned in (runs[:2], runs[2:]):
+        assert 1 <= pruned["menu_size"] <= full["menu_size"]
+    for run in runs:
+        assert run["micro_batch_size"] == default_micro_batch_size(
+            bidders[run["menu"].split()[0]], run["menu_size"])
+        assert 0 < run["latency_p50_ms"] <= run["latency_p99_ms"]
+        assert _finite(run["throughput_profiles_per_s"]) and run["throughput_profiles_per_s"] > 0
+
+
+def test_recipe_runs_smoke(tmp_path, monkeypatch, _in_process_tf_ama):
+    benchmark = _load("recipe_runs", monkeypatch)
+    out, table = tmp_path / "recipes", tmp_path / "recipes.md"
+    # Row 3: additive_2x2_uniform --menu deterministic (annealing and the polish).
+    lines = benchmark.main(["--out", str(out), "--rows", "3", "--seeds", "0",
+                            "--table", str(table), "--", *TINY_TRAIN])
+    run = out / "additive_2x2_uniform-menu-deterministic" / "seed-0"
+    assert _in_process_tf_ama == [["train", "additive_2x2_uniform", "--menu", "deterministic",
+                                   "--seed", "0", *TINY_TRAIN, "--out", str(run)]]
+    assert table.read_text() == "\n".join(lines) + "\n" and len(lines) == 3
+    revenue = _read(run)["revenue"]
+    cells = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    assert cells[:4] == ["`additive_2x2_uniform`", "--menu deterministic",
+                         f"**{revenue:.4f}** ({revenue:.4f} / {revenue:.4f})", f"{revenue:.4f}"]
+    assert cells[4] == f"0.865 (0.8673): {'met' if revenue >= 0.865 else 'MISSED'}, goal " \
+                       f"{'met' if revenue >= 0.8673 else 'missed'}"
+    assert cells[5] == f"{_read(run, 'seconds.json') / 60:.1f} (10)"
+    # Finished runs are only read: a second call runs nothing and gives the same table.
+    assert benchmark.main(["--out", str(out), "--rows", "3", "--seeds", "0"]) == lines
+    assert len(_in_process_tf_ama) == 1
+
+
+@pytest.fixture(scope="module")
+def separable_runs(tmp_path_factory):
+    """benchmarks/separable_runs.py on additive_2x2_uniform, seed 0, tiny: `(its table's
+    lines, OUT, the tf-ama argv it ran)`."""
+    out = tmp_path_factory.mktemp("separable")
+    with pytest.MonkeyPatch.context() as monkeypatch, \
+            _tf_ama_in_process(monkeypatch) as commands:
+        benchmark = _load("separable_runs", monkeypatch)
+        lines = benchmark.main(["--out", str(out), "--settings", "additive_2x2_uniform",
+                                "--seeds", "0", "--separable-steps", "2", "--", *TINY_TRAIN,
+                                "--menu-size", "8", "--joint-steps", "2"])
+    return lines, out, commands
+
+
+@pytest.mark.slow
+def test_separable_runs_smoke(separable_runs):
+    lines, out, commands = separable_runs
+    assert [argv[1:4] for argv in commands] == [
+        ["additive_2x2_uniform", "--menu", "separable"],
+        ["additive_2x2_uniform", "--menu", "lottery+separable"]]
+    assert len(lines) == 3
+    separable = _read(out / "additive_2x2_uniform" / "separable-0")
+    joined = _read(out / "additive_2x2_uniform" / "lottery+separable-0")
+    lottery = _read(out / "additive_2x2_uniform" / "lottery+separable-0" / "lottery")
+    cells = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    assert cells[:7] == [
+        "`additive_2x2_uniform`", f"{separable['revenue']:.4f}", f"{lottery['revenue']:.4f}",
+        f"**{joined['revenue']:.4f}**", f"{joined['family_share']:.0%}",
+        f"{joined['baselines']['separate_myerson']['revenue']:.4f}",
+        f"{joined['baselines']['vcg']['revenue']:.4f}"]
+    assert all(_finite(r["revenue"]) and r["revenue"] >= 0 for r in (separable, joined, lottery))
+
+
+@pytest.mark.slow
+def test_separable_join_smoke(separable_runs):
+    # A finished lottery run: the lottery phase of the joined run above (`RUN/lottery`).
+    lottery_run = str(separable_runs[1] / "additive_2x2_uniform" / "lottery+separable-0"
+                      / "lottery")
+    benchmark = _load("separable_join")
+    report = benchmark.main([lottery_run, "--samples", "300"])
+    assert (report["run"], report["setting"], report["menu_size"]) == (
+        lottery_run, "additive_2x2_uniform", 8)
+    for name in ("lottery_alone", "family_alone", "joined"):
+        assert _finite(report[name]["revenue"], report[name]["stderr"])
+        assert report[name]["revenue"] >= 0 and report[name]["stderr"] > 0
+    assert report["family_alone"]["family_share"] == 1.0
+    assert 0 <= report["joined"]["family_share"] <= 1
+    # The shift is the best one on the validation sample.
+    by_shift = report["validation_by_shift"]
+    assert len(by_shift) > 1 and report["shift_chosen_on_validation"] in by_shift
+    assert by_shift[report["shift_chosen_on_validation"]] == max(by_shift.values())
+
+
+@pytest.mark.slow
+def test_contextual_runs_smoke(tmp_path, monkeypatch, _in_process_tf_ama):
+    """Row 0 (contextual_a on 2x5), seed 0, tiny; its lottery AMA without contexts, tiny; and
+    the transfer job with one row whose "unseen" size is the row's own: the same code path
+    (train the size unless its run is there, `tf-ama evaluate --sizes`, the table) without a
+    second contextual training (each costs tens of seconds here)."""
+    benchmark = _load("contextual_runs", monkeypatch)
+    out = str(tmp_path / "contextual")
+    benchmark.main(["--out", out, "--jobs", "contextual", "--rows", "0", "--seeds", "0",
+                    "--", *TINY_CONTEXTUAL])
+    row = benchmark.row_dir(out, "contextual_a", "2x5", 0)
+    lottery = benchmark.lottery_without_contexts(
+        "contextual_a", "2x5", 0, os.path.join(row, "lottery"), menu_size=8, profiles=256,
+        batch_size=64, epochs=1, steps_per_epoch=2, evaluation_samples=100)
+    assert _finite(lottery["revenue"], lottery["revenue_stderr"]) and lottery["revenue"] >= 0
+    monkeypatch.setattr(benchmark, "TRANSFER", (("contextual_a", "2x5", "2x5", 0),))
+    table = tmp_path / "contextual.md"
+    text = benchmark.main(["--out", out, "--jobs", "transfer", "--transfer-samples", "100",
+                           "--table", str(table), "--", *TINY_CONTEXTUAL])
+    assert _in_process_tf_ama == [
+        ["train", "contextual_a", "--sizes", "2x5", "--seed", "0", *TINY_CONTEXTUAL, "--out",
+         row],
+        ["evaluate", row, "--sizes", "2x5", "--json", "--samples", "100"]]
+    assert table.read_text() == text + "\n"
+
+    report = _read(row)["2x5"]
+    lines = text.splitlines()
+    (first,) = [line for line in lines if line.startswith("| contextual_a | --sizes 2x5 |")]
+    cells = [cell.strip() for cell in first.strip("|").split("|")]
+    assert cells[2:7] == [
+        f"**{report['revenue']:.4f}** ({report['revenue']:.4f})", f"{report['myerson']:.4f}",
+        f"{report['gain']:+.4f} ± {report['gain_stderr']:.4f}", f"{report['vcg']:.4f}",
+        f"{lottery['revenue']:.4f}"]
+    assert cells[7] == f"{_read(row, 'seconds.json') / 60:.1f}"
+    transfer = _read(row, "transfer.json")["2x5"]
+    assert all(_finite(transfer[key]) for key in ("revenue", "vcg", "myerson"))
+    assert f"| contextual_a | 2x5 | 2x5 | {transfer['revenue']:.4f} | {transfer['vcg']:.4f} | " \
+           f"{transfer['myerson']:.4f} | {report['revenue']:.4f} | " \
+           f"{transfer['revenue'] - report['revenue']:+.4f} |" in lines
+
+
+def test_data_runs_smoke(tmp_path, _in_process_tf_ama):
+    benchmark = _load("data_runs")
+    out = tmp_path / "data"
+    # A run on data validates and evaluates on its held-out rows (no --samples).
+    summary = benchmark.main(["--out", str(out), "--rows", "600", "--", *TINY_TRAIN[:6],
+                              "--menu", "lottery", "--menu-size", "8"])
+    assert [argv[0] for argv in _in_process_tf_ama] == ["train", "export"]
+    assert sum(summary["rows"].values()) == 600 and min(summary["rows"].values()) > 0
+    report = _read(out / "run")
+    assert summary["test_revenue"] == report["revenue"] and summary["stderr"] > 0
+    assert set(summary["baselines"]) == {"vcg", "separate_myerson", "grand_bundle"}
+    assert all(_finite(v) for v in summary["baselines"].values())
+    assert set(summary["seconds"]) == {"train", "export"} and summary["peak_memory_gb"] >= 0
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert (out / "models" / "1" / "saved_model.pb").exists()
+    with open(out / "bids.csv") as file:
+        assert sum(1 for _ in file) == 1 + 600  # the header, then one profile per row
+
+
+@pytest.mark.slow
+def test_train_step_benchmark_smoke(monkeypatch, capsys):
+    """ONE child process (the active set's fused step, as its user runs it) while the plain
+    step runs in this process: the script's `main()` with its own parser (`sys.argv` set), so
+    that flags it gains keep their defaults here."""
+    script = os.path.join(BENCHMARKS, "train_step_benchmark.py")
+    child = subprocess.Popen(
+        [sys.executable, script, "--setting", "additive_2x2_uniform", "--menu-size", "256",
+         "--batch-size", "100", "--steps", "2", "--active-margin", "25"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        benchmark = _load("train_step_benchmark")
+        monkeypatch.setattr(sys, "argv", [
+            script, "--setting", "additive_2x2_uniform", "--menu-size", "64", "--batch-size",
+            "100", "--steps", "2", "--objective", "plain", "--micro-batch-size", "none",
+            "--jit-objective", "off"])
+        benchmark.main()
+        out, err = child.communicate(timeout=600)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, err[-3000:]
+
+    def result(text):
+        (line,) = [line for line in text.splitlines() if line.startswith("{")]
+        return json.loads(line)
+
+    fused, plain = result(out), result(capsys.readouterr().out)
+    assert (fused["setting"], fused["menu_size"], fused["batch_size"]) == (
+        "additive_2x2_uniform", 256, 100)
+    assert (fused["objective"], fused["active_margin"], fused["trained_menu"]) == (
+        "fused", 25.0, False)
+    assert 1 <= fused["active_entries"] <= 256
+    assert (plain["objective"], plain["menu_size"], plain["micro_batch_size"],
+            plain["active_margin"], plain["active_entries"]) == ("plain", 64, None, None, None)
+    for row in (fused, plain):
+        assert len(row["step_seconds"]) == 2
+        assert all(_finite(row[key]) and row[key] > 0
+                   for key in ("seconds_per_step", "median_seconds", "peak_gb"))
