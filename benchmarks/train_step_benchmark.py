@@ -42,7 +42,8 @@ def run_one(args):
     micro = {"auto": "auto", "none": None}.get(args.micro_batch_size)
     micro = int(args.micro_batch_size) if micro is None and args.micro_batch_size != "none" else micro
     options = dict(micro_batch_size=micro, jit_objective=args.jit_objective == "on",
-                   active_margin=args.active_margin)
+                   active_margin=args.active_margin,
+                   active_refresh_steps=args.active_refresh_steps)
     if args.menu_from:
         trained = keras.models.load_model(args.menu_from)
         model = tf_ama.AffineMaximizerAuction.from_config(
@@ -132,6 +133,8 @@ def main():
     parser.add_argument("--objective", choices=("plain", "fused"), default="fused")
     parser.add_argument("--active-margin", type=float, default=None,
                         help="train over the active set with this margin (tf_ama.ActiveSet)")
+    parser.add_argument("--active-refresh-steps", type=int, default=10,
+                        help="with --active-margin: choose the set again every this many steps")
     parser.add_argument("--menu-from", default=None,
                         help="a model.keras whose trained menu the steps start from")
     parser.add_argument("--steps", type=int, default=3)

@@ -214,3 +214,28 @@ def test_the_whole_step_compiles_with_xla_for_every_batch_and_micro_batch(micro_
 def test_bad_active_set_arguments_are_refused_by_name(kwargs, match):
     with pytest.raises(ValueError, match=match):
         tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=16, **kwargs)
+
+
+def test_tf_ama_train_takes_the_active_set_flags_and_logs_its_metrics(tmp_path, capsys):
+    import csv
+    import json
+
+    from tf_ama.cli import main
+
+    out = str(tmp_path / "run")
+    assert main(["train", "additive_2x2_uniform", "--menu", "lottery", "--menu-size", "256",
+                 "--steps", "4", "--steps-per-epoch", "2", "--batch-size", "64",
+                 "--validation-samples", "200", "--samples", "300", "--restarts", "1",
+                 "--no-polish", "--active-margin", "25", "--active-refresh-steps", "3",
+                 "--out", out]) == 0
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["model"]["active_margin"] == 25.0
+    assert config["model"]["active_refresh_steps"] == 3
+    with open(os.path.join(out, "history.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(
+        1 <= float(r["active_entries"]) <= 256 and float(r["neglected_mass"]) >= 0 for r in rows)
+    capsys.readouterr()
+    assert main(["train", "contextual_a", "--active-margin", "25",
+                 "--out", str(tmp_path / "contextual")]) == 2
+    assert "Not for a contextual setting: ['active_margin']" in capsys.readouterr().err

@@ -58,7 +58,8 @@ def test_a_discrete_prior_trains_on_its_expectation_with_restarts_and_the_polish
 
 def test_the_paper_recipe_is_the_papers_budget():
     chosen = recipes.recipe("additive_3x10_uniform", "paper")
-    assert chosen.model == {"menu": "lottery", "menu_size": 4096, "temperature": 100.0}
+    assert chosen.model == {"menu": "lottery", "menu_size": 4096, "temperature": 100.0,
+                            "active_margin": 25.0}
     assert chosen.training == {"steps": 9000, "batch_size": 2 ** 15, "learning_rate": 0.01}
 
 

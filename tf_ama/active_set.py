@@ -38,6 +38,7 @@ import keras
 import tensorflow as tf
 
 from tf_ama import checks, relaxation
+from tf_ama.mechanism import CACHE_BLOCK_ELEMENTS, cache_sized_batch
 
 SMALLEST_CAPACITY = 64
 
@@ -79,6 +80,14 @@ def entry_gaps(valuations, allocations, boosts, bidder_weights, micro_batch_size
     return relaxation.over_micro_batches(
         lambda block: kernel(block, allocations, boosts, bidder_weights), (valuations,),
         micro_batch_size, tf.minimum, largest)
+
+
+def gap_micro_batch_size(num_bidders, menu_size):
+    """Profiles per micro-batch of the refresh pass: ~2^20 `[profile, bidder + 1, entry]`
+    elements, 4 times the training step's (`relaxation.default_micro_batch_size`): the pass
+    keeps fewer tensors alive, and with the step's size its loop overhead dominates (2.3 s
+    against 3.9 s for a paper-size 3x10 batch on the 2-core machine, benchmarks/README.md)."""
+    return cache_sized_batch(num_bidders, menu_size, 4 * CACHE_BLOCK_ELEMENTS, 8, 4096)
 
 
 def neglected_bound(gaps, temperature, in_set):
@@ -138,8 +147,7 @@ class ActiveSet(keras.layers.Layer):
         cannot sit in a branch (tf.distribute)."""
         def pass_over_menu():
             return entry_gaps(valuations, allocations, boosts, bidder_weights,
-                              relaxation.default_micro_batch_size(valuations.shape[1],
-                                                                  self.menu_size)
+                              gap_micro_batch_size(valuations.shape[1], self.menu_size)
                               if micro_batch_size == "auto" else micro_batch_size, jit_compile)
 
         refreshing = tf.convert_to_tensor(refreshing)

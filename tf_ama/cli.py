@@ -442,7 +442,7 @@ def _add_train_arguments(sub):
                      help="the recipe of every field below that is not given "
                           "(tf_ama.recipes): 'default' is chosen from the setting's kind and "
                           "size (shown at start, recorded in the run's config); 'paper' is "
-                          "the paper's budget (9000 x 2^15, K = 4096), for a GPU")
+                          "the paper's budget (9000 x 2^15, K = 4096) over the active set")
     add("model", "--menu", choices=TRAINABLE_MENU_KINDS, default="lottery",
         help="the menu kind (tf_ama.MENU_KINDS): lottery entries, every deterministic "
              "allocation, the item-separable family (additive), or lottery entries joined "
