@@ -136,11 +136,14 @@ class ActiveSet(keras.layers.Layer):
         return tf.gather(tf.constant(self.capacities + [self.menu_size]), level)
 
     def refresh(self, valuations, allocations, boosts, bidder_weights, temperature,
-                micro_batch_size, jit_compile, refreshing=True):
-        """If `refreshing` (a boolean tensor), chooses the entries from this batch's gaps
-        (their minimum over every replica's batch) and returns the neglected-mass bound of
-        the previous and of the new set on this batch; else changes nothing and returns
-        `[-1, -1]`.
+                micro_batch_size, jit_compile, step=0):
+        """At a refresh step (`step`, the optimizer's iterations, a multiple of
+        `refresh_steps`), chooses the entries from this batch's gaps (their minimum over
+        every replica's batch) and returns the neglected-mass bound of the previous and of
+        the new set on this batch; at another step, changes nothing and returns `[-1, -1]`.
+        With the item-separable family joined, the gaps are to the explicit entries' best,
+        never above the gaps to the union's: the set is then larger than needed, not
+        smaller.
 
         Only the pass over the menu is conditional: the replicas' gaps are gathered and
         the variables assigned at every step (`[K]`-sized work), since a synchronization
@@ -150,7 +153,7 @@ class ActiveSet(keras.layers.Layer):
                               gap_micro_batch_size(valuations.shape[1], self.menu_size)
                               if micro_batch_size == "auto" else micro_batch_size, jit_compile)
 
-        refreshing = tf.convert_to_tensor(refreshing)
+        refreshing = tf.equal(tf.cast(step, tf.int64) % self.refresh_steps, 0)
         gaps = tf.cond(refreshing, pass_over_menu, lambda: tf.zeros_like(boosts))
         context = tf.distribute.get_replica_context()
         if context is not None and context.num_replicas_in_sync > 1:

@@ -179,7 +179,7 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
                                                          self.menu_size))
             revenue, menu_gradients = relaxation.batched_revenue_and_gradients(
                 valuations, *menu[:3], self.temperature, micro_batch_size=micro,
-                jit_compile=self._jit_kernels(), sample_weight=sample_weight,
+                jit_compile=self.jit_objective, sample_weight=sample_weight,
                 separable_boosts=menu.separable_boosts)
         else:
             revenue, menu_gradients = self._active_step(valuations, menu, sample_weight)
@@ -194,19 +194,16 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
                         neglected_mass=self.neglected_tracker.result())
         return distributed.step_logs(self.distribute_strategy, logs)
 
-    def _jit_kernels(self):
-        """Whether the step's kernels are compiled with XLA on their own: `jit_objective`,
-        unless Keras compiles the whole step (`compile(jit_compile=True)`, what "auto" does on
-        a GPU), which fuses them anyway; a kernel compiled on its own inside it can crash
-        XLA (a failed shape check)."""
-        return self.jit_objective and not getattr(self, "jit_compile", False)
-
     def _active_step(self, valuations, menu, sample_weight):
         active = self.active_set
-        options = dict(micro_batch_size=self.micro_batch_size, jit_compile=self._jit_kernels())
+        options = dict(micro_batch_size=self.micro_batch_size, jit_compile=self.jit_objective)
+        # Not its own XLA kernel inside a whole step that Keras compiles with XLA
+        # (`compile(jit_compile=True)`, "auto" on a GPU): that crashes XLA (a failed shape
+        # check), and the whole step's compilation fuses the pass anyway.
+        whole_step = bool(getattr(self, "jit_compile", False))
         bounds = active.refresh(
-            valuations, *menu[:3], self.temperature, **options,
-            refreshing=tf.equal(self.optimizer.iterations % self.active_refresh_steps, 0))
+            valuations, *menu[:3], self.temperature, self.micro_batch_size,
+            self.jit_objective and not whole_step, step=self.optimizer.iterations)
         self.neglected_tracker.update_state(bounds)
         revenue, gradients = active.revenue_and_gradients(
             valuations, menu, self.temperature, sample_weight=sample_weight, **options)
