@@ -123,6 +123,11 @@ def _checked_sample_weight(sample_weight, valuations):
             f"`sample_weight` must be a float vector [batch], one weight per profile; got "
             f"dtype {sample_weight.dtype.name}, shape {sample_weight.shape}.")
     sample_weight = tf.cast(sample_weight, tf.float32)
+    sizes = (sample_weight.shape[0], valuations.shape[0])
+    if None not in sizes and sizes[0] != sizes[1]:  # known when traced: the same error now
+        raise tf.errors.InvalidArgumentError(None, None, (
+            f"`sample_weight` must have one weight per profile of `x` (same batch size); got "
+            f"{sizes[0]} weights for {sizes[1]} profiles."))
     checks = [
         tf.debugging.assert_equal(tf.shape(sample_weight)[0], tf.shape(valuations)[0], message=(
             "`sample_weight` must have one weight per profile of `x` (same batch size).")),
