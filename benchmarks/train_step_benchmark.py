@@ -1,7 +1,8 @@
 """Training-step time and peak memory over (setting, menu size, batch, micro-batch, XLA, objective).
 
-Each configuration runs in its own subprocess so that its peak resident memory (ru_maxrss) is
-its own. Usage (the rows of benchmarks/README.md):
+Each configuration runs in its own subprocess so that its peak resident memory (ru_maxrss,
+`peak_gb`) is its own; `tensor_peak_gb` is the tensors' share of it (TensorFlow's CPU
+allocator's peak, what a GPU would hold). Usage (the rows of benchmarks/README.md):
 
     python benchmarks/train_step_benchmark.py --setting additive_2x2_uniform --menu-size 4096 \
         --batch-size 32768 --micro-batch-size auto --jit-objective on --objective fused --steps 3
@@ -87,6 +88,9 @@ def run_one(args):
     model.fit(data, epochs=1, steps_per_epoch=args.steps, verbose=0, callbacks=[timer])
     times = np.diff(timer.ends)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    # The tensors' share of it: TensorFlow's CPU allocator's peak (what a GPU would hold),
+    # without the runtime, the graphs and the compiled kernels that the resident peak counts.
+    tensor_peak_gb = tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**30
     active = getattr(timer, "active", None)
     return {"setting": model.setting.name, "menu_size": model.menu_size, "batch_size": args.batch_size,
             "micro_batch_size": ((default_micro_batch_size(model.setting.num_bidders,
@@ -101,7 +105,7 @@ def run_one(args):
             # the mean: what a run pays per step, the active set's refreshes included
             "seconds_per_step": float(np.mean(times)), "median_seconds": float(np.median(times)),
             "step_seconds": [round(float(t), 3) for t in times],
-            "peak_gb": round(peak_gb, 2)}
+            "peak_gb": round(peak_gb, 2), "tensor_peak_gb": round(tensor_peak_gb, 3)}
 
 
 GRIDS = {

@@ -25,7 +25,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, "benchmarks")
@@ -119,6 +122,37 @@ def test_evaluation_benchmark_smoke():
     assert _finite(result["revenue_full"], result["revenue_pruned"], result["revenue_stderr"])
     assert result["revenue_full"] >= 0 and result["revenue_stderr"] > 0
     assert result["pruned_ir_violations"] == 0 and result["pruned_max_regret"] < 1e-9
+    kept = result["block_bound_kept"]
+    assert sorted(kept) == [1, 8, 64, 1024] and all(1 <= kept[b] <= 16 for b in kept)
+    # The one block of all 300 profiles holds every smaller block's bid ranges: its bound
+    # keeps every entry that theirs keep.
+    assert all(kept[block] <= kept[1024] for block in kept)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 4), st.integers(1, 3), st.integers(1, 9),
+       st.sampled_from([1e-3, 1.0, 1e4]))
+def test_block_bound_keeps_every_maximizer(seed, num_bidders, num_items, block, scale):
+    """The block bound is sound: every profile's welfare maximizer and every counterfactual
+    maximizer of W_-i (a NumPy loop over profiles) is kept on the profile's block."""
+    benchmark = _load("evaluation_benchmark")
+    rng = np.random.default_rng(seed)
+    menu_size = 24
+    allocations = rng.dirichlet(np.ones(num_bidders + 1), (menu_size, num_items))
+    allocations = np.transpose(allocations[..., :num_bidders], (0, 2, 1))  # [K, m, n]
+    boosts = rng.normal(0, scale, menu_size)
+    weights = rng.uniform(0.5, 2, num_bidders)
+    profiles = rng.uniform(0, scale, (40, num_bidders, num_items))
+    masks = benchmark.block_bound_masks(profiles, allocations, boosts, weights, block)
+    assert masks.shape == (-(-40 // block), menu_size)
+    for index, bids in enumerate(profiles):
+        terms = [weights[i] * (allocations[:, i] @ bids[i]) for i in range(num_bidders)]
+        maximizers = [np.argmax(boosts + sum(terms))]
+        maximizers += [np.argmax(boosts + sum(t for j, t in enumerate(terms) if j != i))
+                       for i in range(num_bidders)]
+        assert masks[index // block, maximizers].all()
+    if block == 1:  # one profile: only its maximizers and exact ties survive
+        assert masks.sum(axis=1).max() <= num_bidders + 1
 
 
 def test_exactness_benchmark_smoke():
@@ -380,4 +414,5 @@ def test_train_step_benchmark_smoke(monkeypatch, capsys):
     for row in (fused, plain):
         assert len(row["step_seconds"]) == 2
         assert all(_finite(row[key]) and row[key] > 0
-                   for key in ("seconds_per_step", "median_seconds", "peak_gb"))
+                   for key in ("seconds_per_step", "median_seconds", "peak_gb", "tensor_peak_gb"))
+        assert row["tensor_peak_gb"] < row["peak_gb"]  # the tensors are part of the process

@@ -83,11 +83,12 @@ def entry_gaps(valuations, allocations, boosts, bidder_weights, micro_batch_size
 
 
 def gap_micro_batch_size(num_bidders, menu_size):
-    """Profiles per micro-batch of the refresh pass: ~2^20 `[profile, bidder + 1, entry]`
-    elements, 4 times the training step's (`relaxation.default_micro_batch_size`): the pass
-    keeps fewer tensors alive, and with the step's size its loop overhead dominates (2.3 s
-    against 3.9 s for a paper-size 3x10 batch on the 2-core machine, benchmarks/README.md)."""
-    return cache_sized_batch(num_bidders, menu_size, 4 * CACHE_BLOCK_ELEMENTS, 8, 4096)
+    """Profiles per micro-batch of the refresh pass: ~2^19 `[profile, bidder + 1, entry]`
+    elements, twice the training step's (`relaxation.default_micro_batch_size`). The pass
+    keeps three such tensors alive where the step keeps about ten, so its blocks stay below
+    the step's memory, and twice the step's size halves its loop overhead (a paper-size
+    3x10 refresh: 0.75 s, the same as at 4 times; benchmarks/README.md)."""
+    return cache_sized_batch(num_bidders, menu_size, 2 * CACHE_BLOCK_ELEMENTS, 8, 4096)
 
 
 def neglected_bound(gaps, temperature, in_set):
