@@ -30,6 +30,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tf_ama
+from builders import compiled_model, lottery_menu
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, "benchmarks")
 
@@ -129,6 +132,21 @@ def test_evaluation_benchmark_smoke():
     assert all(kept[block] <= kept[1024] for block in kept)
 
 
+
+def test_evaluation_benchmark_model_from(tmp_path):
+    """`--model-from` measures a saved model's menu, without training."""
+    benchmark = _load("evaluation_benchmark")
+    model = compiled_model(menu_size=8, seed=3)
+    model.fit(tf_ama.fresh_valuations(32), epochs=1, steps_per_epoch=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    result = benchmark.main(["--model-from", str(tmp_path / "model.keras"), "--samples", "200",
+                             "--repeats", "1", "--bound-blocks", "1,200", "--json"])
+    assert (result["setting"], result["menu_size"], result["train_steps"],
+            result["train_seconds"]) == ("additive_2x2_uniform", 8, None, None)
+    assert sorted(result["block_bound_kept"]) == [1, 200]
+    assert result["pruned_ir_violations"] == 0 and result["pruned_max_regret"] < 1e-9
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.integers(1, 4), st.integers(1, 3), st.integers(1, 9),
        st.sampled_from([1e-3, 1.0, 1e4]))
@@ -138,9 +156,7 @@ def test_block_bound_keeps_every_maximizer(seed, num_bidders, num_items, block, 
     benchmark = _load("evaluation_benchmark")
     rng = np.random.default_rng(seed)
     menu_size = 24
-    allocations = rng.dirichlet(np.ones(num_bidders + 1), (menu_size, num_items))
-    allocations = np.transpose(allocations[..., :num_bidders], (0, 2, 1))  # [K, m, n]
-    boosts = rng.normal(0, scale, menu_size)
+    allocations, boosts = lottery_menu(rng, num_bidders, num_items, menu_size, scale)
     weights = rng.uniform(0.5, 2, num_bidders)
     profiles = rng.uniform(0, scale, (40, num_bidders, num_items))
     masks = benchmark.block_bound_masks(profiles, allocations, boosts, weights, block)
