@@ -132,7 +132,6 @@ def test_evaluation_benchmark_smoke():
     assert all(kept[block] <= kept[1024] for block in kept)
 
 
-
 def test_evaluation_benchmark_model_from(tmp_path):
     """`--model-from` measures a saved model's menu, without training."""
     benchmark = _load("evaluation_benchmark")

@@ -84,10 +84,11 @@ def entry_gaps(valuations, allocations, boosts, bidder_weights, micro_batch_size
 
 def gap_micro_batch_size(num_bidders, menu_size):
     """Profiles per micro-batch of the refresh pass: ~2^19 `[profile, bidder + 1, entry]`
-    elements, twice the training step's (`relaxation.default_micro_batch_size`). The pass
-    keeps three such tensors alive where the step keeps about ten, so its blocks stay below
-    the step's memory, and twice the step's size halves its loop overhead (a paper-size
-    3x10 refresh: 0.75 s, the same as at 4 times; benchmarks/README.md)."""
+    elements, twice the training step's (`relaxation.default_micro_batch_size`). Measured on
+    a paper-size 3x10 batch (benchmarks/README.md, "The active set"): the refresh takes
+    0.72-0.76 s, as at 4 times the size, and the tensors' peak stays below the full step's,
+    which 4 times the size exceeded by 10 MB; at the step's own size the loop's overhead
+    makes it 0.87-1.12 s."""
     return cache_sized_batch(num_bidders, menu_size, 2 * CACHE_BLOCK_ELEMENTS, 8, 4096)
 
 
