@@ -183,19 +183,15 @@ class ActiveSet(keras.layers.Layer):
         results, with the gradients of the entries left out 0. `micro_batch_size` "auto" is
         sized for the set in use (`relaxation.default_micro_batch_size`)."""
         def step(capacity):
-            micro = (relaxation.default_micro_batch_size(valuations.shape[1], capacity)
-                     if micro_batch_size == "auto" else micro_batch_size)
+            options = dict(micro_batch_size=micro_batch_size, jit_compile=jit_compile,
+                           sample_weight=sample_weight, separable_boosts=menu.separable_boosts)
             if capacity == self.menu_size:
                 return relaxation.batched_revenue_and_gradients(
-                    valuations, *menu[:3], temperature, micro_batch_size=micro,
-                    jit_compile=jit_compile, sample_weight=sample_weight,
-                    separable_boosts=menu.separable_boosts)
+                    valuations, *menu[:3], temperature, **options)
             entries = self.entries.value[:capacity]
             revenue, gradients = relaxation.batched_revenue_and_gradients(
                 valuations, tf.gather(menu.allocations, entries), tf.gather(menu.boosts, entries),
-                menu.bidder_weights, temperature, micro_batch_size=micro,
-                jit_compile=jit_compile, sample_weight=sample_weight,
-                separable_boosts=menu.separable_boosts)
+                menu.bidder_weights, temperature, **options)
             scattered = tuple(tf.scatter_nd(entries[:, None], g, tf.shape(full))
                               for g, full in zip(gradients[:2], menu[:2]))
             return revenue, scattered + tuple(gradients[2:])

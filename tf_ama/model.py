@@ -174,11 +174,8 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         # The soft revenue and its gradient with respect to the menu tensors, accumulated over
         # micro-batches by the fused kernel; the tape then carries them to the variables.
         if self.active_set is None:
-            micro = (self.micro_batch_size if self.micro_batch_size != "auto" else
-                     relaxation.default_micro_batch_size(self.setting.num_bidders,
-                                                         self.menu_size))
             revenue, menu_gradients = relaxation.batched_revenue_and_gradients(
-                valuations, *menu[:3], self.temperature, micro_batch_size=micro,
+                valuations, *menu[:3], self.temperature, micro_batch_size=self.micro_batch_size,
                 jit_compile=self.jit_objective, sample_weight=sample_weight,
                 separable_boosts=menu.separable_boosts)
         else:
@@ -196,7 +193,6 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
 
     def _active_step(self, valuations, menu, sample_weight):
         active = self.active_set
-        options = dict(micro_batch_size=self.micro_batch_size, jit_compile=self.jit_objective)
         # Not its own XLA kernel inside a whole step that Keras compiles with XLA
         # (`compile(jit_compile=True)`, "auto" on a GPU): that crashes XLA (a failed shape
         # check), and the whole step's compilation fuses the pass anyway.
@@ -206,7 +202,8 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
             self.jit_objective and not whole_step, step=self.optimizer.iterations)
         self.neglected_tracker.update_state(bounds)
         revenue, gradients = active.revenue_and_gradients(
-            valuations, menu, self.temperature, sample_weight=sample_weight, **options)
+            valuations, menu, self.temperature, self.micro_batch_size, self.jit_objective,
+            sample_weight)
         self.active_tracker.update_state(tf.cast(active.size(), tf.float32))
         return revenue, gradients
 

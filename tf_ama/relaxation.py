@@ -185,9 +185,10 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
     """Mean soft revenue of the batch and its gradients, over micro-batches of the batch.
 
     The batch is cut into micro-batches of `micro_batch_size` profiles (the last one may be
-    smaller); their summed revenues and gradients add up to the whole batch's exactly (up
-    to float rounding), while only a few `[micro_batch_size, m, K]` tensors are alive at a
-    time, small enough to stay in cache. `jit_compile` compiles the per-micro-batch kernel
+    smaller; "auto": `default_micro_batch_size` for this menu's explicit entries); their
+    summed revenues and gradients add up to the whole batch's exactly (up to float
+    rounding), while only a few `[micro_batch_size, m, K]` tensors are alive at a time,
+    small enough to stay in cache. `jit_compile` compiles the per-micro-batch kernel
     with XLA, which fuses its elementwise passes.
 
     Args:
@@ -207,7 +208,8 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
     batch = tf.shape(valuations)[0]
     if sample_weight is None:
         sample_weight = tf.ones([batch], valuations.dtype)
-    micro = micro_batch_size
+    micro = (default_micro_batch_size(valuations.shape[1], allocations.shape[0])
+             if micro_batch_size == "auto" else micro_batch_size)
     menu = (allocations, boosts, bidder_weights)
     if separable_boosts is not None:
         menu += (separable_boosts,)
