@@ -243,3 +243,35 @@ def test_setting_files_that_are_not_settings_are_refused(tmp_path):
             tf_ama.get_setting(str(tmp_path / name))
     with pytest.raises(ValueError, match="cannot be read"):
         tf_ama.get_setting(str(tmp_path / "missing.json"))
+
+
+def test_setting_files_of_bad_bytes_are_refused_naming_the_file(tmp_path):
+    """Each was a traceback, or (the key given twice) silently the last value."""
+    cases = {"latin.json": ('{"name": "caf\xe9"}'.encode("latin-1"), "not UTF-8 text"),
+             "digits.json": (b'{"name": "x", "num_bidders": ' + b"9" * 5000 + b"}",
+                             "a number of 5000 digits"),
+             "twice.json": (b'{"name": "x", "num_bidders": 2, "num_bidders": 3, "num_items": 2}',
+                            r"the key\(s\) \['num_bidders'\] appear twice"),
+             "deep.json": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply to parse")}
+    for name, (data, match) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=rf"^setting file .*{name}: {match}") as error:
+            tf_ama.get_setting(str(tmp_path / name))
+        assert "\n" not in str(error.value)
+    (tmp_path / "folder.json").mkdir()
+    with pytest.raises(ValueError, match=r"setting file .*folder.json: is a directory, not a"):
+        tf_ama.get_setting(str(tmp_path / "folder.json"))
+
+
+def test_a_discrete_tfp_class_on_the_nonnegative_integers_is_a_prior(tmp_path):
+    """Poisson has no event-space bijector (it was an AttributeError); its draws decide."""
+    path = tmp_path / "poisson.json"
+    path.write_text(json.dumps(valid(name="poisson_2x2", distribution="Poisson",
+                                     distribution_params={"rate": 3.0})))
+    values = tf_ama.get_setting(str(path)).sample(20_000, seed=(0, 1)).numpy()
+    assert values.min() >= 0 and np.all(values == np.round(values))
+    np.testing.assert_allclose(values.mean(), 3.0, rtol=0.02)
+    path.write_text(json.dumps(valid(name="skellam_2x2", distribution="Skellam",
+                                     distribution_params={"rate1": 3.0, "rate2": 3.0})))
+    with pytest.raises(ValueError, match="can draw a value that is negative"):
+        tf_ama.get_setting(str(path))

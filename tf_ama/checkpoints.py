@@ -40,6 +40,8 @@ from typing import Optional
 import h5py  # Keras's own weights format (.weights.h5); used here to check a file reads
 import keras
 
+from tf_ama import files
+
 WEIGHTS = "model.weights.h5"
 METADATA = "training_metadata.json"
 KEEP = 2  # published checkpoints kept: the newest and one to fall back on
@@ -302,10 +304,10 @@ def _read_metadata(path):
     if not os.path.isfile(path):
         return None, f"{path} is missing"
     try:
-        with open(path) as file:
-            metadata = json.load(file)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        return None, f"{path} is not valid JSON, truncated or corrupt ({error})"
+        metadata = files.load_json(path)
+    except ValueError as error:  # tf_ama.files: not JSON, not UTF-8, unreadable, ...
+        return None, (f"{path} is not valid JSON, truncated or corrupt "
+                      f"({str(error).split(': ', 1)[-1]})")
     if not isinstance(metadata, dict) or not _is_count(metadata.get("epoch")):
         return None, f"{path} has no epoch count"
     return metadata, None

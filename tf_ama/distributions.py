@@ -148,9 +148,12 @@ def tfp_class(num_bidders, num_items, class_name, dtype=tf.float32, **params):
 def _support_is_nonnegative(distribution, dtype):
     """Whether every value `distribution` can draw is >= 0: its default event-space bijector
     maps the real line onto its support, so the support's lower end is the image of a very
-    negative number (False if TFP does not know the support: the check draw decides)."""
+    negative number (True if TFP does not know the support, or for a discrete distribution,
+    which has no such bijector: the check draw decides)."""
     try:
         bijector = distribution.experimental_default_event_space_bijector()
+        if bijector is None:  # a discrete distribution (e.g. Poisson) has none
+            return True
         low = bijector.forward(tf.fill(distribution.batch_shape, tf.constant(-1e30, dtype)))
     except (NotImplementedError, TypeError, ValueError):
         return True

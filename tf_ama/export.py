@@ -64,7 +64,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ama import __version__, checks, exactness, seeds, separable
+from tf_ama import __version__, checks, exactness, files, seeds, separable
 from tf_ama.evaluation import prune as prune_menu
 from tf_ama.exactness import check_menu_limits
 from tf_ama.mechanism import default_micro_batch_size, exact_outcome
@@ -413,13 +413,12 @@ def read_export_config(version_dir) -> dict:
             f"{ASSETS_EXTRA}/{CONFIG_FILE}). Give the numeric folder, e.g. "
             "models/additive_2x2_uniform/1, written by tf_ama.export_saved_model.")
     try:
-        with open(path, encoding="utf-8") as file:
-            config = json.load(file)
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError: a damaged file
+        config = files.load_json(path)
+    except ValueError as error:  # tf_ama.files: not JSON, not UTF-8, unreadable, ...
         raise ExportError(
             f"{path!r} is damaged: it is not the JSON that export writes. Delete the version "
             f"folder {str(version_dir)!r} and {_reexport(version_dir)}. "
-            f"({type(error).__name__}: {checks.one_line(error)})") from None
+            f"({str(error).split(': ', 1)[-1]})") from None
     if not (isinstance(config, dict) and isinstance(config.get("setting"), dict)
             and isinstance(config.get("model"), dict)):
         raise ExportError(

@@ -22,7 +22,7 @@ import zipfile
 
 import keras
 
-from tf_ama import checkpoints
+from tf_ama import checkpoints, files
 
 CONFIG = "config.json"
 MODEL = "model.keras"
@@ -110,11 +110,10 @@ def read_config(run_dir, repair=False):
             "`tf-ama train SETTING --out RUN_DIR`."
         )
     try:
-        with open(path) as file:
-            config = json.load(file)
+        config = files.load_json(path)
         problem = None if isinstance(config, dict) else "not a JSON object"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        problem = f"not valid JSON, truncated or corrupt ({error})"
+    except ValueError as error:  # tf_ama.files: not JSON, not UTF-8, unreadable, ...
+        problem = f"not valid JSON, truncated or corrupt ({str(error).split(': ', 1)[-1]})"
     if problem is None:
         return config
     try:

@@ -273,13 +273,9 @@ def load_setting(path) -> Setting:
     family of `tf_ama.distributions` or the name of a `tfp.distributions` class (e.g.
     `"Gamma"`, parameters per bidder and item). Errors name the file and the field. A file
     that uses a built-in's name must equal that built-in (else give it another name)."""
-    try:
-        with open(path) as file:
-            fields = json.load(file)
-    except OSError as error:
-        raise ValueError(f"setting file {path}: cannot be read ({error.strerror}).") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"setting file {path}: not valid JSON ({error}).") from None
+    from tf_ama.files import load_json
+
+    fields = load_json(path, f"setting file {path}")
     if not isinstance(fields, dict):
         raise ValueError(f"setting file {path}: must hold a JSON object of the fields "
                          f"{[f.name for f in dataclasses.fields(Setting)]}.")
