@@ -64,7 +64,7 @@ def test_csv_quirks_are_read_as_meant(tmp_path):
             np.concatenate(list(empirical.read_blocks(str(tmp_path / name), 1, 2))), profiles,
             err_msg=name)
     (tmp_path / "latin.csv").write_bytes("caf\xe9,1\n1,2\n".encode("latin-1"))
-    with pytest.raises(ValueError, match="latin.csv: not UTF-8 text"):
+    with pytest.raises(ValueError, match="latin.csv line 1: not UTF-8 text"):
         list(empirical.read_blocks(str(tmp_path / "latin.csv"), 1, 2))
     (tmp_path / "gap.csv").write_text("1,2\n\n3\n")
     with pytest.raises(ValueError, match="line 3: 1 values"):  # numbered as in an editor
@@ -81,8 +81,17 @@ def test_csv_quirks_are_read_as_meant(tmp_path):
     ("1,2,3,4,5,6\n1,2,x,4,5,6\n", "line 2: not a number"),
     ("1,2,3,4,5,6\n1,2,1_000,4,5,6\n", "line 2: not a number"),
     ("1,2,3,4,5,6\n1,2,inf,4,5,6\n", "line 2: values must be finite"),
-    ("1,2,3,4,5,6\n1,2,1e39,4,5,6\n", "line 2: values must be finite, >= 0 and <= 3.403e+38"),
+    ("1,2,3,4,5,6\n1,2,1e39,4,5,6\n", "line 2: values must be finite, >= 0 and add up to at "
+                                     "most 3.403e+38 per profile"),
+    ("1,2,3,4,5,6\n1,2,2e38,2e38,5,6\n", "line 2: values must be finite, >= 0 and add up to at "
+                                        "most 3.403e+38 per profile"),
     ("a,b,c,d,e,f\n", "holds no profiles"),
+    # A field beyond the csv module's limit (was a _csv.Error traceback).
+    ("1,2,3,4,5,6\n0." + "1" * 200_000 + ",2,3,4,5,6\n", "line 2: a field longer than 131,072 "
+                                                        "characters (no number is that long)"),
+    ('1,2,3,4,5,6\n"1,2,3,4,5,6\n1,2,3,4,5,6\n', "line 2: a quote opened on this line is not "
+                                                  "closed"),
+    ("1,2,3,4,5,6\n1,2,3,4,5,\u0663\n", "line 2: not a number"),  # ASCII decimals only
 ])
 def test_bad_csv_rows_are_refused_with_their_line(tmp_path, content, message):
     path = tmp_path / "bad.csv"
@@ -100,7 +109,37 @@ def test_bad_files_are_refused_with_the_fix(tmp_path):
     (tmp_path / "x.parquet").write_bytes(b"PAR1")
     (tmp_path / "x.txt").write_text("1")
     (tmp_path / "junk.npy").write_text("not numpy")
+    # Were a BadZipFile traceback, a silent rounding of 2**53 + 1, durations read as numbers,
+    # "does not exist" for a folder; an upper-case extension was read as .npy.
+    (tmp_path / "damaged.npz").write_bytes(b"PK\x03\x04junk")
+    np.savez(tmp_path / "crc.npz", a=np.ones((5, 6)))
+    damaged = bytearray((tmp_path / "crc.npz").read_bytes())
+    damaged[60:80] = bytes(20)
+    (tmp_path / "crc.npz").write_bytes(bytes(damaged))
+    np.save(tmp_path / "truncated.npy", np.ones((100, 6)))
+    (tmp_path / "truncated.npy").write_bytes((tmp_path / "truncated.npy").read_bytes()[:300])
+    np.save(tmp_path / "int64.npy", np.full((5, 6), 2**53 + 1, np.int64))
+    np.save(tmp_path / "uint64.npy", np.full((5, 6), 2**64 - 1, np.uint64))
+    np.save(tmp_path / "durations.npy", np.ones((5, 6), "timedelta64[s]"))
+    np.save(tmp_path / "booleans.npy", np.ones((5, 6), bool))
+    np.save(tmp_path / "complex.npy", np.ones((5, 6), complex))
+    np.save(tmp_path / "long.npy", np.ones((5, 6), np.longdouble))
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "upper.CSV").write_text("1,2,3,4,5,6\n" * 3 + "1,2,3,4,5\n")
     for name, message in [("wide.npy", r"shape \[5, 7\]; it must be \[profiles, 2, 3\]"),
+                          ("damaged.npz", r"not a readable .npz file: not a readable zip archive"),
+                          ("crc.npz", r"not a readable .npz file: .*Bad CRC-32"),
+                          ("truncated.npy", r"not a readable .npy file"),
+                          ("int64.npy", r"profile 0: the integer 9007199254740993 is beyond "
+                                        r"2\*\*53"),
+                          ("uint64.npy", r"the integer 18446744073709551615 is beyond 2\*\*53"),
+                          ("durations.npy", r"must be real numbers .*dtype is timedelta64\[s\]"),
+                          ("booleans.npy", r"must be real numbers .*dtype is bool"),
+                          ("complex.npy", r"must be real numbers .*dtype is complex128"),
+                          *([("long.npy", r"must be real numbers .*dtype is float(96|128)")]
+                            if np.dtype(np.longdouble).itemsize > 8 else []),
+                          ("folder.csv", r"folder.csv is a directory; give a data file in it"),
+                          ("upper.CSV", r"upper.CSV line 4: 5 values"),
                           ("two.npz", "one array or one named 'valuations'"),
                           ("nan.npy", r"profile 1: values must be finite, >= 0"),
                           ("x.parquet", "Parquet is not read .*numpy.save"),

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import hashlib
 import itertools
 import os
@@ -40,7 +41,7 @@ import tempfile
 
 import numpy as np
 
-from tf_ama import checks
+from tf_ama import checks, files
 
 FORMATS = (".npy", ".npz", ".csv")
 SPLITS = ("train", "validation", "test")
@@ -89,7 +90,8 @@ def empirical_setting(setting, source, validation_fraction=0.1, test_fraction=0.
         raise ValueError(f"`valuations` {path}: {sum(rows.values())} rows leave the "
                          f"{' and '.join(empty)} split(s) empty; give more rows or larger "
                          "fractions.")
-    params = {"path": path, "sha256": file_sha256(path), "format": os.path.splitext(path)[1],
+    params = {"path": path, "sha256": file_sha256(path),
+              "format": os.path.splitext(path)[1].lower(),
               "rows": rows, "split_seed": split_seed,
               "validation_fraction": validation_fraction, "test_fraction": test_fraction}
     name = os.path.splitext(os.path.basename(path))[0] if name is None else name
@@ -245,7 +247,7 @@ def read_blocks(path, num_bidders, num_items, block_rows=BLOCK_ROWS):
     checked: a bad value is refused with its row (and line, for CSV) and the fix."""
     path = _checked_path(path)
     width = num_bidders * num_items
-    extension = os.path.splitext(path)[1]
+    extension = os.path.splitext(path)[1].lower()
     if extension == ".csv":
         blocks = _csv_blocks(path, width, block_rows)
     else:
@@ -257,14 +259,15 @@ def read_blocks(path, num_bidders, num_items, block_rows=BLOCK_ROWS):
                 f"`valuations` {path}: the array has shape {shape}; it must be [profiles, "
                 f"{num_bidders}, {num_items}] or [profiles, {width}] (bidders x items of the "
                 "setting, bidder-major).")
-        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-            raise ValueError(f"`valuations` {path}: values must be numbers; the array's dtype "
-                             f"is {array.dtype}.")
+        _check_dtype(path, array.dtype)
         blocks = ((start, array[start:start + block_rows], None)
                   for start in range(0, len(array), block_rows))
     total = 0
     for start, block, lines in blocks:
-        block = np.asarray(block, np.float64).reshape(-1, num_bidders, num_items)
+        with files.reading(f"`valuations` {path}"):  # a memory map of a truncated file
+            block = np.array(block)
+        _check_exact_integers(path, block, start)
+        block = block.astype(np.float64).reshape(-1, num_bidders, num_items)
         _check_values(path, block, start, lines)
         total += len(block)
         yield block
@@ -283,50 +286,84 @@ def _checked_path(path):
     if extension not in FORMATS:
         raise ValueError(f"`valuations` {path}: unknown format {extension!r}; give one of "
                          f"{', '.join(FORMATS)}.")
+    if os.path.isdir(path):
+        raise ValueError(f"`valuations` {path} is a directory; give a data file in it.")
     if not os.path.isfile(path):
         raise ValueError(f"`valuations` {path} does not exist.")
     return path
 
 
 def _numpy_array(path, extension):
-    try:
+    """The array of an .npy file (memory-mapped) or the one array of an .npz file."""
+    what = f"`valuations` {path} is not a readable {extension} file"
+    fix = "Write it with numpy.save (or numpy.savez)."
+    with files.reading(what, fix):  # not NumPy's format, truncated, pickled, a damaged zip
         if extension == ".npy":
             return np.load(path, mmap_mode="r", allow_pickle=False)
         with np.load(path, allow_pickle=False) as archive:
             names = archive.files
-            if len(names) != 1 and "valuations" not in names:
-                raise ValueError(f"`valuations` {path}: an .npz must hold one array or one "
-                                 f"named 'valuations'; it holds {names}.")
-            return archive["valuations" if "valuations" in names else names[0]]
-    except (OSError, EOFError, ValueError) as error:  # not a NumPy file, truncated, pickled
-        if str(error).startswith("`valuations`"):
-            raise
-        raise ValueError(f"`valuations` {path} is not a readable {extension} file: {error}") from None
+            if len(names) == 1 or "valuations" in names:
+                return archive["valuations" if "valuations" in names else names[0]]
+    raise ValueError(f"`valuations` {path}: an .npz must hold one array or one named "
+                     f"'valuations'; it holds {names}.")
+
+
+# Integers above this are not all float64 numbers (2**53 + 1 would become 2**53).
+_EXACT_INTEGER = 2 ** 53
+
+
+def _check_dtype(path, dtype):
+    """Refuses arrays whose values are not plain real numbers: booleans, complex numbers,
+    dates and durations (NumPy counts timedelta64 as an integer), objects, strings, and
+    floats wider than float64 (they would be rounded)."""
+    if not (dtype.kind in "iu" or dtype.kind == "f" and dtype.itemsize <= 8):
+        raise ValueError(f"`valuations` {path}: values must be real numbers (float16, float32, "
+                         f"float64 or integers); the array's dtype is {dtype}. Convert it, "
+                         "e.g. numpy.save(path, array.astype(numpy.float64)), if that is what "
+                         "the values mean.")
+
+
+def _check_exact_integers(path, block, start):
+    """Refuses integers that float64 cannot hold exactly (they would be rounded)."""
+    if block.dtype.kind in "iu" and block.size:
+        too_large = block.reshape(len(block), -1) > _EXACT_INTEGER  # negatives: refused later
+        if too_large.any():
+            row = int(np.argwhere(too_large.any(axis=1))[0, 0])
+            raise ValueError(f"`valuations` {path} profile {start + row}: the integer "
+                             f"{block.reshape(len(block), -1)[row][too_large[row]][0]} is "
+                             f"beyond 2**53, where float64 (the dtype of bids) would round it; "
+                             "give values of at most 2**53.")
 
 
 def _csv_blocks(path, width, block_rows):
     """`(first row, block, line numbers)` of a CSV file: one profile per line (fields may be
     quoted), an optional header line (a first line that is not all numbers), blank lines
-    skipped; UTF-8, with or without a byte-order mark."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            rows = ((number, fields) for number, fields in enumerate(csv.reader(file), start=1)
-                    if any(field.strip() for field in fields))
+    skipped; UTF-8, with or without a byte-order mark (bytes that are not UTF-8 are refused
+    with their line, by `_parse_csv`)."""
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as file:
+        reader = csv.reader(file)
+        rows = ((number, fields) for number, fields in enumerate(reader, start=1)
+                if any(field.strip() for field in fields))
+        # A field beyond the csv module's limit (no number is that long), a NUL byte:
+        # refused with the line reached.
+        parsing = functools.partial(files.reading, lambda: f"`valuations` {path} line "
+                                    f"{reader.line_num}", "Save the file as CSV: numbers "
+                                    "separated by commas, one profile per line.")
+        with parsing():
             first = next(rows, None)
-            if first is not None and not _is_numeric_row(first[1]):
-                first = None  # a header
-            rows = itertools.chain([first] if first is not None else [], rows)
-            start = 0
-            while True:
+        if first is not None and not _is_numeric_row(first[1]):
+            _check_text(path, *first)
+            first = None  # a header
+        rows = itertools.chain([first] if first is not None else [], rows)
+        start = 0
+        while True:
+            with parsing():
                 chunk = list(itertools.islice(rows, block_rows))
-                if not chunk:
-                    return
-                numbers = np.array([number for number, _ in chunk])
-                yield start, _parse_csv(path, chunk, width), numbers
-                start += len(chunk)
-    except UnicodeDecodeError as error:
-        raise ValueError(f"`valuations` {path}: not UTF-8 text ({error.reason} at byte "
-                         f"{error.start}); save the CSV as UTF-8.") from None
+            if not chunk:
+                return
+            numbers = np.array([number for number, _ in chunk])
+            yield start, _parse_csv(path, chunk, width), numbers
+            start += len(chunk)
 
 
 def _is_numeric_row(fields):
@@ -337,14 +374,29 @@ def _is_numeric_row(fields):
     return True
 
 
+def _check_text(path, number, fields):
+    """Refuses a line with bytes that are not UTF-8 (read as lone surrogates) or that holds
+    a line break (a quote left open)."""
+    text = ",".join(fields)
+    if any("\udc80" <= character <= "\udcff" for character in text):
+        raise ValueError(f"`valuations` {path} line {number}: not UTF-8 text; save the file "
+                         "as UTF-8.")
+    if "\n" in text or "\r" in text:
+        raise ValueError(f"`valuations` {path} line {number}: a quote opened on this line is "
+                         "not closed before the next; remove it.")
+    return text
+
+
 def _parse_csv(path, chunk, width):
     values = []
     for number, fields in chunk:
+        text = _check_text(path, number, fields)
         if len(fields) != width:
             raise ValueError(f"`valuations` {path} line {number}: {len(fields)} values; every "
                              f"row must hold num_bidders x num_items = {width} (bidder-major).")
         try:
-            if any("_" in field for field in fields):  # Python's float reads 1_000
+            # ASCII decimals only: Python's float also reads 1_000 and other scripts' digits.
+            if not text.isascii() or "_" in text:
                 raise ValueError
             values.append([float(field) for field in fields])
         except ValueError:
@@ -355,14 +407,20 @@ def _parse_csv(path, chunk, width):
 
 def _check_values(path, block, start, lines):
     """Refuses a block with a value that is not finite, negative, or beyond float32 (the
-    dtype training draws in), naming its profile (or CSV line: `lines`)."""
-    bad = ~np.isfinite(block) | (block < 0) | (block > MAX_VALUE)
-    if bad.any():
-        row = int(np.argwhere(bad.reshape(len(block), -1).any(axis=1))[0, 0])
+    dtype training draws in), or a profile whose values add up beyond float32 (training
+    adds them up in welfares), naming its profile (or CSV line: `lines`)."""
+    flat = block.reshape(len(block), -1)
+    bad = ~np.isfinite(flat) | (flat < 0) | (flat > MAX_VALUE)
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.where(bad, 0.0, flat).sum(axis=1)
+    rows = bad.any(axis=1) | (total > MAX_VALUE)
+    if rows.any():
+        row = int(np.argwhere(rows)[0, 0])
         where = f"profile {start + row}" if lines is None else f"line {lines[row]}"
-        raise ValueError(f"`valuations` {path} {where}: values must be finite, >= 0 and <= "
-                         f"{MAX_VALUE:.4g} (float32, the dtype training draws in); got "
-                         f"{block[row].reshape(-1).tolist()}. Remove or fix the row.")
+        raise ValueError(f"`valuations` {path} {where}: values must be finite, >= 0 and add up "
+                         f"to at most {MAX_VALUE:.4g} per profile (float32, the dtype training "
+                         f"computes in); got {flat[row].tolist()}. Remove or fix the row, or "
+                         "scale all values down.")
 
 
 def file_sha256(path):
