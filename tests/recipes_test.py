@@ -49,6 +49,26 @@ def test_lambda_follows_the_order_of_magnitude_of_the_values(setting, temperatur
     assert recipes.recipe(scaled, "paper").model["temperature"] == 100.0
 
 
+@pytest.mark.parametrize("distribution,params,match", [
+    ("Pareto", {"concentration": 0.1}, "drew a profile whose values add up to inf"),
+    ("uniform", {"low": 3e38, "high": 3.4e38}, r"add up to 1.*e\+39, beyond float32"),
+])
+def test_values_beyond_float32_are_refused_naming_the_setting(distribution, params, match):
+    """They were an OverflowError (a float32 mean of the values) in the default recipe."""
+    setting = tf_ama.Setting("huge", 2, 2, "additive", distribution, params)
+    with pytest.raises(ValueError, match=rf"setting 'huge': its distribution .*{match}"):
+        recipes.temperature_for(setting)
+
+
+def test_lambda_of_values_near_float32s_largest_is_their_scale(tmp_path):
+    """A float64 mean: values whose float32 sum overflows still give their scale."""
+    np.save(tmp_path / "big.npy", np.full((300, 2, 2), 5e37))
+    setting = tf_ama.empirical_setting("additive_2x2_uniform", str(tmp_path / "big.npy"))
+    assert recipes.temperature_for(setting) == 100.0 / 1e38
+    wide = tf_ama.Setting("wide", 2, 100_000)  # 10 000 profiles would be 8 GB: one block
+    assert recipes.temperature_for(wide) == 100.0
+
+
 def test_a_discrete_prior_trains_on_its_expectation_with_restarts_and_the_polish():
     training = recipes.recipe("unit_demand_2x4_spherical").training
     assert training["exact_expectation"] and training["restarts"] > 1 and training["polish"]

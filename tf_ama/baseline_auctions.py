@@ -62,6 +62,10 @@ RESERVE_SEED_OFFSET = 1_000_003
 # Item tops kept at once by the reserve search (top and second, float64: 2 x 128 MB): with
 # more profiles x items than this, the reserve sample is drawn again for each group of items.
 _RESERVE_TOPS_ELEMENTS = 1 << 24
+# The most values a reserve search draws (its sample, drawn again per group of items):
+# about an hour at the ~1e7 values per second drawn on a 2-core CPU; 5x10 at 100 000
+# profiles draws 5e6.
+MAX_RESERVE_DRAWS = 1 << 35
 _COARSE_POINTS = 101
 _FINE_POINTS = 201
 
@@ -297,8 +301,17 @@ def _reserves(setting, num_samples, seed, items=True, progress=None):
     search sees exactly its own tops).
     """
     progress = Progress(None, "", enabled=False) if progress is None else progress
+    groups = _item_groups(setting, num_samples, items)
+    drawn = len(groups) * num_samples * setting.num_bidders * setting.num_items
+    if drawn > MAX_RESERVE_DRAWS:
+        raise ValueError(
+            f"setting {setting.name!r} ({setting.shape_name}): separate Myerson's reserve "
+            f"search would draw {drawn:.3g} values ({len(groups):,} passes over {num_samples:,} "
+            f"profiles, keeping {len(groups[0]):,} items' top bids at a time), more than the "
+            f"{MAX_RESERVE_DRAWS:.3g} it draws at most (hours on a CPU); give fewer samples "
+            "(tf-ama baselines --samples) or a setting with fewer items.")
     item_reserves, bundle_reserve = [], None
-    for group in _item_groups(setting, num_samples, items):
+    for group in groups:
         (top, second), bundle = _reserve_tops(setting, num_samples, seed, group,
                                               bundle_reserve is None, progress)
         item_reserves += [_search_reserve(top[j], second[j], in_place=True)

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tf_ama import checks
+from tf_ama import checks, footprint
 
 tfd = tfp.distributions
 
@@ -50,6 +50,9 @@ SPHERICAL_DIRECTIONS = (
 def _profile_array(value, name, num_bidders, num_items):
     """Broadcasts a scalar / per-bidder-per-item parameter to `[num_bidders, num_items]`."""
     array = np.asarray(value, dtype=np.float64)
+    footprint.check_fits(  # the array, and the tensor made from it
+        f"`{name}` broadcast to [num_bidders, num_items] = [{num_bidders}, {num_items}]",
+        16 * num_bidders * num_items, "give a setting with fewer bidders x items.")
     try:
         return np.broadcast_to(array, (num_bidders, num_items)).copy()
     except ValueError:

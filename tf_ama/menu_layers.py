@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ama import checks, menus
+from tf_ama import checks, footprint, menus
 from tf_ama.compat import LoadedByModel
 from tf_ama.exactness import MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
 from tf_ama.settings import DEMANDS
@@ -135,6 +135,11 @@ class LotteryMenu(MenuLayer):
         # tensors normalized over items and over bidders (menus.py).
         shapes = ({"allocation_logits": (learned, m + 1, n)} if self.demand == "additive" else
                   {"item_logits": (learned, m, n), "bidder_logits": (learned, m, n)})
+        parameters = sum(int(np.prod(shape)) for shape in shapes.values())
+        footprint.check_fits(  # each float32 variable and its initial value
+            f"A lottery menu of {self.menu_size} entries for {m} bidders x {n} items "
+            f"({parameters:.3g} parameters)", 8 * parameters,
+            "give a smaller menu_size (tf-ama train --menu-size) or a setting with fewer items.")
         self.allocation_logits = [
             self.add_weight(shape=shape, initializer=self.initializer(name, self.init_scale),
                             name=name) for name, shape in shapes.items()]

@@ -90,10 +90,23 @@ def temperature_for(setting, num_samples=10_000, seed=0):
     """lambda for `setting`: 100 (the paper's, for values of order 1) divided by the order
     of magnitude of twice the mean value, `10**round(log10(2 mean))` (1 for U[0, 1] values,
     10 for values around 3 to 30): the relaxation's softness is relative to the welfare
-    gaps, which scale with the values. Estimated on `num_samples` profiles."""
+    gaps, which scale with the values. Estimated on `num_samples` profiles (fewer if they
+    would not fit in one block of `tf_ama.settings.sample_blocks`)."""
     import numpy as np
 
-    mean = float(np.mean(setting.sample(num_samples, seed)))
+    from tf_ama.settings import sample_block_size
+
+    num_samples = min(num_samples, sample_block_size(setting))
+    values = np.asarray(setting.sample(num_samples, seed), np.float64)  # no float32 sum
+    largest = float(values.reshape(len(values), -1).sum(axis=1).max())
+    if not largest <= float(np.finfo(np.float32).max):
+        raise ValueError(
+            f"setting {setting.name!r}: its distribution ({setting.distribution}, "
+            f"{setting.distribution_params}) drew a profile whose values add up to {largest:.4g}, "
+            "beyond float32 (3.4e38), the dtype training draws and adds values in; choose "
+            "parameters whose values stay well below (e.g. a lighter tail), or scale the "
+            "values down.")
+    mean = float(np.mean(values))
     if not mean > 0:
         return 100.0
     return 100.0 / 10.0 ** round(np.log10(2.0 * mean))
