@@ -140,3 +140,13 @@ def test_a_run_killed_at_any_moment_resumes_into_the_bit_identical_model(tmp_pat
     with open(os.path.join(out, runs.HISTORY)) as mine, \
             open(os.path.join(str(tmp_path / "uninterrupted"), runs.HISTORY)) as theirs:
         assert mine.read() == theirs.read()
+
+
+def test_a_run_whose_parameters_overflow_stops_with_one_line_and_the_fix(tmp_path):
+    """Was the exact outcome's refusal of a NaN `allocations`, deep in a graph's traceback."""
+    with pytest.raises(ValueError, match=r"^\S*run: training diverged: the menu's parameters "
+                                         r"overflowed float32 .* at temperature 1e\+30\. .*"
+                                         r"scale the values down .* or lower --temperature\.$"):
+        tf_ama.train_run(SETTING, tmp_path / "run", {**MODEL_KWARGS, "temperature": 1e30},
+                         tf_ama.TrainingConfig(**{**TRAINING, "final_temperature": None}),
+                         verbose=0)

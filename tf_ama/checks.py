@@ -98,6 +98,21 @@ def string(name, value):
     return value
 
 
+def directory(name, value):
+    """`value` as a `str` path of a directory to write into: a non-empty path that is not an
+    existing file (it may exist as a directory, or not yet)."""
+    import os
+
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value).strip():
+        raise ValueError(f"`{name}` must be a directory path; got {value!r}. Name a new "
+                         "folder, e.g. runs/my_run.")
+    path = os.fspath(value)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"`{name}` {path!r} is a file, not a directory; name a new folder "
+                         "(or an earlier run's, to resume it).")
+    return path
+
+
 class _Renamed:
     def __repr__(self):
         return "<deprecated>"

@@ -26,7 +26,7 @@ from typing import Optional
 
 import keras
 
-from tf_ama import checkpoints, runs, seeds
+from tf_ama import checkpoints, checks, runs, seeds
 from tf_ama.contexts import get_contextual_setting
 from tf_ama.contextual import ContextualAuction, contextual_dataset
 from tf_ama.contextual_evaluation import evaluate_contextual
@@ -122,6 +122,7 @@ def train_contextual_run(setting, out, model_kwargs=None, training=None,
       training: a `TrainingConfig` (default `contextual_training()`).
     """
     setting = get_contextual_setting(setting)
+    out = checks.directory("out", out)
     training = check_training(contextual_training() if training is None else training)
     model = ContextualAuction(setting, **(model_kwargs or {}))
     own = {k: v for k, v in model.get_config().items()

@@ -17,6 +17,7 @@ stream keyed by the optimizer step, and the checkpoint holds the optimizer's sta
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -27,8 +28,10 @@ import warnings
 from typing import Optional
 
 import keras
+import numpy as np
 
-from tf_ama import checkpoints, distributed, empirical, joining, runs, seeds
+from tf_ama import (checkpoints, checks, distributed, empirical, footprint, joining, runs,
+                    seeds)
 from tf_ama.menu_layers import LotteryMenu, LotterySeparableMenu
 from tf_ama.data import validation_dataset, validation_sample
 from tf_ama.model import (AffineMaximizerAuction, expectation_dataset, fresh_valuations,
@@ -60,6 +63,7 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
     every worker calls it with the same arguments and only the chief writes `out`; the others
     train in a copy of it (`tf_ama.distributed.run_directory`).
     """
+    out = checks.directory("out", out)
     with distributed.run_directory(out) as directory:
         return _train_run(setting, directory, model_kwargs, training, verbose, callbacks, recipe)
 
@@ -71,6 +75,7 @@ def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=
     if not isinstance(training, TrainingConfig):
         raise TypeError(f"`training` must be a tf_ama.TrainingConfig; got {type(training).__name__}.")
     model = AffineMaximizerAuction(setting, **(model_kwargs or {}))
+    _check_memory(setting, model, training)
     if training.exact_expectation:  # refused here, before any file is written, if not discrete
         validation = expectation_dataset(
             setting, replicas=model.distribute_strategy.num_replicas_in_sync)
@@ -144,24 +149,25 @@ def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=
         _continue_from(model, chosen)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    model.fit(
-        data,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=training.steps_per_epoch,
-        validation_data=validation,
-        callbacks=[
-            # Before the loggers, which then see the epoch's `temperature` in the logs.
-            *annealing,
-            keras.callbacks.CSVLogger(os.path.join(out, runs.HISTORY), append=True),
-            keras.callbacks.TensorBoard(os.path.join(out, runs.LOGS)),
-            *callbacks,
-            # Last: restores after every set_model, records an epoch after the other callbacks.
-            checkpoints.EpochCheckpoint(backup, resume, config, attributes=("temperature",)),
-        ],
-        verbose=verbose,
-        shuffle=False,  # the data is one repeated batch; there is nothing to shuffle
-    )
+    with _refusing_divergence(model, out):
+        model.fit(
+            data,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=training.steps_per_epoch,
+            validation_data=validation,
+            callbacks=[
+                # Before the loggers, which then see the epoch's `temperature` in the logs.
+                *annealing,
+                keras.callbacks.CSVLogger(os.path.join(out, runs.HISTORY), append=True),
+                keras.callbacks.TensorBoard(os.path.join(out, runs.LOGS)),
+                *callbacks,
+                # Last: restores after every set_model, records an epoch after the others.
+                checkpoints.EpochCheckpoint(backup, resume, config, attributes=("temperature",)),
+            ],
+            verbose=verbose,
+            shuffle=False,  # the data is one repeated batch; there is nothing to shuffle
+        )
     if start is not None:
         model = _better_of_start_and_end(out, start, model, training, learning_rate)
     if training.polish:
@@ -169,6 +175,43 @@ def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=
     runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
     checkpoints.remove_all(backup)  # only now: a run killed before resumes from it
     return model
+
+
+def _check_memory(setting, model, training):
+    """Refuses, before anything is written, a run whose step and validation cannot fit in
+    the memory left once `model` is built (`tf_ama.footprint`)."""
+    variables = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    batch = 0 if training.exact_expectation else training.batch_size
+    validation = 0 if training.exact_expectation else training.validation_samples
+    per_profile = footprint.gigabytes(12 * setting.num_bidders * setting.num_items)
+    footprint.check_fits(
+        f"Training {setting.name} ({setting.shape_name}, batch {batch}, menu of "
+        f"{model.menu_size} entries)",
+        footprint.training_bytes(setting.num_bidders, setting.num_items, variables,
+                                 model.menu_size, batch, validation),
+        f"give a smaller --batch-size (each profile costs {per_profile}), --menu-size or "
+        "--validation-samples, or a setting with fewer items.")
+
+
+@contextlib.contextmanager
+def _refusing_divergence(model, out):
+    """Turns a training run whose parameters became NaN or inf (float32 overflow: values far
+    beyond the temperature's scale) into one ValueError that says so and gives the fix,
+    instead of the exact outcome's refusal of a non-finite menu deep in the graph."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.InvalidArgumentError:
+        if all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in model.trainable_variables):
+            raise
+        raise ValueError(
+            f"{out}: training diverged: the menu's parameters overflowed float32 (the dtype "
+            f"training computes in) at temperature {model.temperature:g}. Values far from their "
+            "typical size, or a temperature far above 100 / (their size), make the "
+            "relaxation's gradients overflow: scale the values down (an AMA is "
+            "scale-equivariant: train on values / s, then boosts and payments scale by s) or "
+            "lower --temperature.") from None
 
 
 def _better_of_start_and_end(out, start, trained, training, learning_rate):
