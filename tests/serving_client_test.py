@@ -25,6 +25,7 @@ import threading
 import time
 
 import grpc
+import hypothesis
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -635,7 +636,14 @@ REST_CASES = {  # JSON that no numpy array produces: name -> (outputs, message)
 }
 REST_BODIES = {  # raw HTTP 200 bodies: name -> (bytes, message)
     "not_json": (b"<html>gateway</html>",
-                 r"`response body` must be a JSON object; got text that is not JSON: '<html>"),
+                 r"`response body` must be a JSON object; got text that is not JSON \(not valid "
+                 r"JSON .*\): '<html>"),
+    # Were a RecursionError escaping predict, and the last of two values silently.
+    "deep": (b"[" * 100_000 + b"]" * 100_000, r"`response body` must be a JSON object; got "
+                                              r"text that is not JSON \(nested too deeply"),
+    "twice": (b'{"outputs": {}, "outputs": {}}', r"`response body` must be a JSON object; got "
+                                                  r"text that is not JSON \(the key\(s\) "
+                                                  r"\['outputs'\] appear twice"),
     "not_utf8": (b"\xff\xfe\x00", r"`response body` must be a JSON object; got text that is not"),
     "list": (b"[1, 2]", r"`response body` must be a JSON object; got a list"),
     "no_outputs": (b"{}", r"`outputs` must be an object of named outputs; got keys \[\]"),
@@ -772,6 +780,90 @@ def test_rest_error_bodies_keep_the_server_message(canned):
         with pytest.raises(ServingError, match=r"\[1\]") as raised:
             client.predict(BIDS)
         assert raised.value.status == 400
+
+
+class DrippingServer:
+    """On 127.0.0.1: answers every connection with an HTTP 200 whose bytes come one every
+    `delay` seconds (each read of the socket succeeds, so a per-read timeout never fires)."""
+
+    def __init__(self, delay, body=b'{"outputs": {}}' * 50):
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        self.answer, self.delay = head % len(body) + body, delay
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = self._socket.accept()
+                threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+
+    def _drip(self, connection):
+        with connection, contextlib.suppress(OSError):
+            connection.recv(1 << 16)
+            for byte in self.answer:
+                connection.sendall(bytes([byte]))
+                time.sleep(self.delay)
+
+    def close(self):
+        self._socket.close()
+
+
+def test_the_rest_timeout_bounds_the_whole_request():
+    """requests' timeout is per read: a dripping server held a 2 s request for minutes. The
+    answer here would take ~40 s; the client gives up at its timeout, saying so."""
+    server = DrippingServer(delay=0.05)
+    try:
+        with RestClient(server.url, MODEL, timeout=0.5) as client:
+            with pytest.raises(ServingError, match=r"no complete answer from TF Serving at "
+                                                   r".* within the timeout of 0.5 s"):
+                client.predict(BIDS)
+    finally:
+        server.close()
+    with pytest.raises(ValueError, match=r"`timeout` must be a finite number > 0"):
+        RestClient(server.url, MODEL, timeout=float("inf"))
+
+
+def test_a_rest_answer_larger_than_grpcs_limit_is_refused(canned, monkeypatch):
+    monkeypatch.setattr(tf_ama.serving_client, "MAX_ANSWER_BYTES", 1000)
+    _answer(canned, "rest", {**GOOD, "padding": np.zeros(500)})
+    with _canned_client(canned, "rest") as client:
+        with pytest.raises(ServingError, match=r"`response body` must be at most 1,000 bytes \(what gRPC receives\); got more"):
+            client.predict(BIDS)
+
+
+_JSON = hypothesis.strategies.recursive(
+    hypothesis.strategies.none() | hypothesis.strategies.booleans()
+    | hypothesis.strategies.floats(allow_nan=True) | hypothesis.strategies.integers()
+    | hypothesis.strategies.text(max_size=5),
+    lambda inner: hypothesis.strategies.lists(inner, max_size=3)
+    | hypothesis.strategies.dictionaries(hypothesis.strategies.sampled_from(
+        ["outputs", "allocation", "payments", "menu_index", "owners", "error", "x"]), inner,
+        max_size=4), max_leaves=12)
+
+
+@hypothesis.given(body=hypothesis.strategies.one_of(
+    hypothesis.strategies.binary(max_size=64),
+    _JSON.map(lambda value: json.dumps(value).encode()),
+    # A correct answer with one output replaced by garbage.
+    hypothesis.strategies.tuples(hypothesis.strategies.sampled_from(sorted(GOOD)), _JSON).map(
+        lambda change: json.dumps({"outputs": {**{k: v.tolist() for k, v in GOOD.items()},
+                                               change[0]: change[1]}}).encode())))
+@hypothesis.settings(max_examples=60, deadline=None)
+def test_any_rest_answer_is_a_checked_outcome_or_one_line_refusal(canned, body):
+    """The one contract for a server's answers: a ServingError of one line, or an outcome
+    that passed every check (feasible allocations, IR payments, menu indices in range)."""
+    canned["rest"].answers["serving_default"] = (200, body)
+    with _canned_client(canned, "rest") as client:
+        try:
+            outcome = client.predict(BIDS)
+        except ServingError as error:
+            assert "\n" not in str(error) and str(error)
+            return
+    values = np.sum(outcome["allocation"] * BIDS, axis=2)
+    assert np.all(outcome["payments"] >= 0) and np.all(outcome["payments"] <= values)
+    assert outcome["allocation"].dtype == np.float64 and outcome["menu_index"].dtype == np.int64
 
 
 # ----------------------------------------------------------------------------------- TLS

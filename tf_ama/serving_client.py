@@ -33,14 +33,20 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 import numpy as np
+
+from tf_ama import checks
+from tf_ama.files import parse_json
 
 from tf_ama.exactness import MAX_BID, real_array
 from tf_ama.serving_checks import (MENU_OUTPUTS, OUTPUTS, ServingError,  # noqa: F401
                                    check_menu, check_outcome, json_type, malformed)
 
 SERVING_SIGNATURE = "serving_default"
+# The largest answer either client reads (gRPC's grpc.max_receive_message_length below).
+MAX_ANSWER_BYTES = 256 << 20
 
 
 def _contexts(bids, bidder_context, item_context, validate):
@@ -173,7 +179,7 @@ class RestClient(_Closing):
       url: e.g. `http://localhost:8501`.
       model_name: the served model's name (`MODEL_NAME` / models.config `name`).
       version: a version number, or None for the version the server picks (the latest).
-      timeout: seconds per request.
+      timeout: seconds per request, from sending it to the answer's last byte.
     """
 
     def __init__(self, url, model_name, version=None, timeout=30.0):
@@ -182,7 +188,7 @@ class RestClient(_Closing):
         self.url = url.rstrip("/")
         self.model_name = model_name
         self.version = version
-        self.timeout = timeout
+        self.timeout = checks.number("timeout", timeout, above=0)
         self._session = requests.Session()
 
     def _model_url(self):
@@ -190,34 +196,71 @@ class RestClient(_Closing):
         return f"{self.url}/v1/models/{self.model_name}{version}"
 
     def _request(self, method, url, payload=None):
-        import requests
-
+        # json.dumps writes NaN / Infinity, which TF Serving parses (and then refuses).
+        data = None if payload is None else json.dumps(payload)
+        status, content = self._exchange(method, url, data)
         try:
-            # json.dumps writes NaN / Infinity, which TF Serving parses (and then refuses).
-            data = None if payload is None else json.dumps(payload)
-            response = self._session.request(
-                method, url, data=data, timeout=self.timeout,
-                headers={"Content-Type": "application/json"} if data is not None else None)
-        except requests.RequestException as error:
-            raise ServingError(f"cannot reach TF Serving at {self.url}: {error}") from None
-        try:
-            body = response.json()
-        except ValueError:  # requests' JSONDecodeError, also for bodies that are not UTF-8
-            body = _NOT_JSON
-        status = response.status_code
+            body = parse_json(content, "response body")
+        except ValueError as error:  # not JSON, not UTF-8, nested too deeply, a key twice
+            body, problem = _NOT_JSON, str(error).split(": ", 1)[1].rstrip(".")
         if status != 200:
-            message = response.text if body is _NOT_JSON else body
+            message = content.decode("utf-8", "replace") if body is _NOT_JSON else body
             if isinstance(body, dict) and "error" in body:
                 message = body["error"]
             raise ServingError(str(message), status=status)
         if body is _NOT_JSON:
-            raise malformed("response body", "a JSON object",
-                            f"text that is not JSON: {response.text[:200]!r}")
+            raise malformed("response body", "a JSON object", f"text that is not JSON ("
+                            f"{problem}): {content[:200].decode('utf-8', 'replace')!r}")
         if not isinstance(body, dict):
             raise malformed("response body", "a JSON object", json_type(body))
         if "error" in body:
             raise ServingError(str(body["error"]), status=status)
         return body
+
+    def _exchange(self, method, url, data):
+        """`(status, body bytes)` of one HTTP request, within `timeout` seconds in all.
+
+        requests' timeout bounds each read of the socket, not the whole answer: a server
+        that sends a byte now and then would hold the caller for ever. So the request runs
+        in a worker thread that the caller waits for at most `timeout` seconds; a worker
+        left behind stops at its next read and closes its connection (its session is not
+        used again). A body beyond `MAX_ANSWER_BYTES` is refused as gRPC refuses one."""
+        import requests
+
+        session, cancelled, result = self._session, threading.Event(), {}
+
+        def exchange():
+            try:
+                with session.request(method, url, data=data, timeout=self.timeout, stream=True,
+                                     headers={"Content-Type": "application/json"}
+                                     if data is not None else None) as response:
+                    content = bytearray()
+                    for chunk in response.iter_content(1 << 16):
+                        content += chunk
+                        if cancelled.is_set() or len(content) > MAX_ANSWER_BYTES:
+                            break
+                    result["answer"] = response.status_code, bytes(content)
+            except requests.RequestException as error:
+                result["error"] = error
+            finally:
+                if cancelled.is_set():
+                    session.close()
+
+        worker = threading.Thread(target=exchange, name="tf_ama.RestClient", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():
+            cancelled.set()
+            self._session = requests.Session()  # the worker's may still be in use
+            raise ServingError(f"no complete answer from TF Serving at {self.url} within the "
+                               f"timeout of {self.timeout:g} s")
+        if "error" in result:
+            raise ServingError(f"cannot reach TF Serving at {self.url}: {result['error']}")
+        status, content = result["answer"]
+        if len(content) > MAX_ANSWER_BYTES:
+            raise malformed("response body", f"at most {MAX_ANSWER_BYTES:,} bytes (what gRPC "
+                            "receives)", "more")
+        return status, content
 
     def predict_raw(self, inputs, signature_name=SERVING_SIGNATURE):
         """POSTs `{"signature_name": ..., "inputs": inputs}` (columnar); returns `outputs`."""
@@ -312,10 +355,10 @@ class GrpcClient(_Closing):
         self.target = target
         self.model_name = model_name
         self.version = version
-        self.timeout = timeout
+        self.timeout = checks.number("timeout", timeout, above=0)
         self.tls = credentials is not None
-        options = [("grpc.max_receive_message_length", 256 << 20),
-                   ("grpc.max_send_message_length", 256 << 20)]
+        options = [("grpc.max_receive_message_length", MAX_ANSWER_BYTES),
+                   ("grpc.max_send_message_length", MAX_ANSWER_BYTES)]
         self._channel = (grpc.secure_channel(target, credentials, options=options)
                          if self.tls else grpc.insecure_channel(target, options=options))
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
