@@ -185,6 +185,19 @@ def test_bad_contexts_are_refused_like_bad_bids(change, error, match):
         model(change(*model.setting.sample(2, 0, "2x3", tf.float64)))
 
 
+def test_no_auctions_give_empty_outcomes_and_huge_contexts_are_named():
+    """A batch of 0 auctions failed in a reshape (the fixed menu's model returns empty
+    outcomes); contexts of 1e30 were refused as a NaN `allocations` of the menu."""
+    model = small_model()
+    bids, x, y = model.setting.sample(2, 0, "2x3", tf.float64)
+    empty = model((bids[:0], x[:0], y[:0]))
+    assert empty["payments"].shape == (0, 2) and empty["allocation"].shape == (0, 2, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"menu is not finite for these "
+                       r"contexts \(largest \|context\|:(.|\n)*e\+29(.|\n)*trained on "
+                       r"contexts in \[-1, 1\]"):
+        model((bids, x * 1e30, y))
+
+
 def test_evaluation_reports_exact_revenues_and_paired_gains_per_size():
     model = small_model(sizes=("2x2",))
     reports = evaluate_contextual(model, sizes=["2x2", "3x3"], num_samples=300, seed=7, block=128)
@@ -212,6 +225,8 @@ def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
                                served_menu["bidder_weights"], served_menu["separable_boosts"])
         for key in ("allocation", "payments", "menu_index"):
             np.testing.assert_array_equal(served[key], direct[key], err_msg=key)
+        empty = serve(bids=bids[:0], bidder_context=x[:0], item_context=y[:0])
+        assert empty["payments"].shape == (0, int(size[0])) and empty["owners"].shape[0] == 0
         alone = serve(bids=bids[4:5], bidder_context=x[4:5], item_context=y[4:5])
         for key in ("allocation", "payments", "menu_index", "owners"):
             np.testing.assert_array_equal(alone[key][0], served[key][4], err_msg=key)

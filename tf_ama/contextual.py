@@ -178,7 +178,10 @@ class ContextualAuction(keras.Model):
         num_blocks = tf.maximum((batch + block - 1) // block, 1)
 
         def blocks_of(context):
-            padding = tf.repeat(context[:1], num_blocks * block - batch, axis=0)
+            # Copies of the first auction (of zeros for a batch of none).
+            first = tf.concat([context[:1], tf.zeros([1, *context.shape[1:]], context.dtype)],
+                              axis=0)[:1]
+            padding = tf.repeat(first, num_blocks * block - batch, axis=0)
             padded = tf.concat([context, padding], axis=0)
             return tf.reshape(padded, tf.concat([[num_blocks, block], tf.shape(context)[1:]], 0))
 
@@ -195,6 +198,17 @@ class ContextualAuction(keras.Model):
         mapped = tf.map_fn(menu, (blocks_of(bidder_context), blocks_of(item_context)),
                            fn_output_signature=tuple(specs), parallel_iterations=1)
         unblocked = [tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0))[:batch] for t in mapped]
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in unblocked])
+        largest = tf.reduce_max(tf.abs(tf.concat([tf.reshape(bidder_context, [-1]),
+                                                  tf.reshape(item_context, [-1]), [0.0]], 0)))
+        setting = self.setting
+        check = tf.debugging.Assert(finite, [
+            "The menu network's menu is not finite for these contexts (largest |context|:",
+            largest, f"); it was trained on contexts in [{setting.context_low:g}, "
+            f"{setting.context_high:g}]: give `bidder_context` and `item_context` of that "
+            "scale."], summarize=1)
+        with tf.control_dependencies([check]):
+            unblocked = [tf.identity(t) for t in unblocked]
         return menus.Menu(*unblocked, *([None] * (4 - len(unblocked))))
 
     # ------------------------------------------------------------------------------ training
