@@ -186,7 +186,7 @@ def test_serving_client_main_is_a_deprecated_alias(capsys):
 
     with pytest.warns(DeprecationWarning, match="tf-ama query"):
         assert old_main(["--rest", "http://127.0.0.1:1", "--model", "m", "--bids", "[[["]) == 2
-    assert capsys.readouterr().err.startswith("tf-ama query: error: --bids is not valid JSON")
+    assert capsys.readouterr().err.startswith("tf-ama query: error: --bids: not valid JSON")
 
 
 @pytest.mark.parametrize("argv, message", [

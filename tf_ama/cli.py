@@ -182,8 +182,9 @@ def _load_any(path):
     from tf_ama import runs
 
     if not os.path.isdir(path):
-        raise ValueError(f"{path!r} does not exist: give a run directory (tf-ama train ... --out "
-                         "RUN_DIR) or an exported SavedModel folder (tf-ama export).")
+        raise ValueError(f"{path!r} {'is a file' if os.path.exists(path) else 'does not exist'}: "
+                         "give a run directory (tf-ama train ... --out RUN_DIR) or an exported "
+                         "SavedModel folder (tf-ama export).")
     if os.path.isfile(os.path.join(path, runs.CONFIG)):
         return runs.load_run(path)[0]
     from tf_ama.export import load_menu_model
@@ -294,10 +295,9 @@ def _query(args):
 
 
 def _json(flag, text):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{flag} is not valid JSON: {error}") from None
+    from tf_ama.files import parse_json  # the standard library only
+
+    return parse_json(text, flag)
 
 
 def _table(rows):
@@ -422,7 +422,8 @@ def _add_train_arguments(sub):
     defaults = {}
     sub.add_argument("setting", help="a built-in setting (tf-ama settings) or a JSON file "
                                      "(tf-ama settings --show NAME prints one to edit)")
-    sub.add_argument("--out", required=True, help="run directory (re-using it resumes the run)")
+    sub.add_argument("--out", required=True, type=_checked("directory", str),
+                     help="run directory (re-using it resumes the run)")
     data = sub.add_argument_group(
         "valuations from data (tf_ama.empirical): the setting gives bidders, items and demand")
     data.add_argument("--valuations", metavar="FILE", default=None,
@@ -633,10 +634,10 @@ def _input_errors():
     """The exception types that report bad input or files (see `run_command`). Those of
     TensorFlow and of the serving client only once loaded: a command that has not imported
     them cannot raise them, and `tf-ama --help` should not pay for importing TensorFlow."""
-    errors = [ValueError, TypeError, OSError]
+    errors = [ValueError, TypeError, OSError, MemoryError]
     tf = sys.modules.get("tensorflow")
     if tf is not None and hasattr(tf, "errors"):
-        errors.append(tf.errors.InvalidArgumentError)
+        errors += [tf.errors.InvalidArgumentError, tf.errors.ResourceExhaustedError]
     serving = sys.modules.get("tf_ama.serving_checks")
     if serving is not None and hasattr(serving, "ServingError"):
         errors.append(serving.ServingError)
@@ -648,9 +649,15 @@ def run_command(prog, run, args) -> int:
 
     Caught: the errors that report bad input or files, whose messages name the argument or
     file and the fix: ValueError (incl. tf_ama.export.ExportError), TypeError, OSError,
-    TensorFlow's InvalidArgumentError (e.g. bids refused by the exact outcome) and the serving
-    client's ServingError (a refusal by the server, an unreachable server, a malformed
-    answer). Anything else is a bug and keeps its traceback.
+    MemoryError (NumPy's names the array it could not allocate), TensorFlow's
+    InvalidArgumentError (e.g. bids refused by the exact outcome) and
+    ResourceExhaustedError (out of memory, past `tf_ama.footprint`'s up-front estimate), and
+    the serving client's ServingError (a refusal by the server, an unreachable server, a
+    malformed answer). Every reader of files, flags and answers turns what its parser
+    raises on bad bytes (a damaged zip, JSON nested too deeply, text that is not UTF-8, ...:
+    `tf_ama.files.READ_ERRORS`) into a ValueError naming the file (`tf_ama.files.reading`),
+    so no reader-specific type is caught here. Anything else is a bug and keeps its
+    traceback.
     """
     try:
         run(args)
