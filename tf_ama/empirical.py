@@ -344,7 +344,7 @@ def _csv_blocks(path, width, block_rows):
         reader = csv.reader(file)
         rows = ((number, fields) for number, fields in enumerate(reader, start=1)
                 if any(field.strip() for field in fields))
-        # A field beyond the csv module's limit (no number is that long), a NUL byte:
+        # What the csv module refuses (a field beyond its limit: no number is that long) is
         # refused with the line reached.
         parsing = functools.partial(files.reading, lambda: f"`valuations` {path} line "
                                     f"{reader.line_num}", "Save the file as CSV: numbers "

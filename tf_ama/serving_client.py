@@ -38,9 +38,8 @@ import threading
 import numpy as np
 
 from tf_ama import checks
-from tf_ama.files import parse_json
-
 from tf_ama.exactness import MAX_BID, real_array
+from tf_ama.files import parse_json
 from tf_ama.serving_checks import (MENU_OUTPUTS, OUTPUTS, ServingError,  # noqa: F401
                                    check_menu, check_outcome, json_type, malformed)
 
