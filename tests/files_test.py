@@ -3,6 +3,7 @@ JSON is strict (a key given twice is refused)."""
 
 import csv
 import json
+import os
 import zipfile
 
 import hypothesis
@@ -68,3 +69,20 @@ def test_any_bytes_are_pythons_json_or_one_line_refusal(data):
         assert str(error).startswith("input: ") and "\n" not in str(error)
         return
     assert repr(value) == repr(json.loads(data.decode("utf-8")))
+
+
+def test_a_key_twice_among_many_is_found_in_one_pass():
+    """The check was quadratic: 200 000 keys took minutes."""
+    text = "{" + ", ".join(f'"k{i}": {i}' for i in range(200_000)) + ', "k7": 0}'
+    with pytest.raises(ValueError, match=r"the key\(s\) \['k7'\] appear twice"):
+        files.parse_json(text, "big")
+
+
+def test_only_regular_files_of_bounded_size_are_read(tmp_path):
+    (tmp_path / "big.json").write_bytes(b" " * 101)
+    with pytest.raises(ValueError, match=r"big.json: larger than 100 bytes"):
+        files.read_bytes(tmp_path / "big.json", limit=100)
+    assert files.read_bytes(tmp_path / "big.json", limit=101) == b" " * 101
+    os.mkfifo(tmp_path / "pipe.json")
+    with pytest.raises(ValueError, match=r"pipe.json: not a regular file \(a pipe or a device"):
+        files.load_json(tmp_path / "pipe.json")

@@ -3,6 +3,7 @@ and sampling."""
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -261,6 +262,40 @@ def test_setting_files_of_bad_bytes_are_refused_naming_the_file(tmp_path):
     (tmp_path / "folder.json").mkdir()
     with pytest.raises(ValueError, match=r"setting file .*folder.json: is a directory, not a"):
         tf_ama.get_setting(str(tmp_path / "folder.json"))
+
+
+def test_setting_files_that_are_not_regular_files_or_too_large_are_refused(tmp_path):
+    """A pipe blocked and /dev/zero was read until memory ran out."""
+    os.mkfifo(tmp_path / "pipe.json")
+    os.symlink("/dev/zero", tmp_path / "zero.json")
+    for name in ("pipe.json", "zero.json"):
+        with pytest.raises(ValueError, match=rf"setting file .*{name}: not a regular file"):
+            tf_ama.get_setting(str(tmp_path / name))
+    (tmp_path / "UPPER.JSON").write_text(json.dumps(valid(name="upper")))
+    assert tf_ama.get_setting(str(tmp_path / "UPPER.JSON")).name == "upper"
+    with pytest.raises(TypeError, match=r"`setting` must be a tf_ama.Setting, a built-in name "
+                                        r"or a .json file; got list"):
+        tf_ama.get_setting(["additive_2x2_uniform"])
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"low": False, "high": True}, r"`low` must hold real numbers only; got False \(bool\)"),
+    ({"high": "2"}, r"`high` must hold real numbers only; got '2' \(str\)"),
+    ({"high": 9007199254740993}, r"`high`: the integer 9007199254740993 is not exactly a "
+                                 r"float64"),
+    ({"high": 10**400}, r"`high`: the integer 1000+ is not exactly a float64"),
+    ({"high": 1e39}, r"uniform with \{'high': 1e\+39\} draws inf, but values must be finite "
+                     r"in float32"),
+    ({"low": 1.0, "high": 1.00000001}, r"`low` must be < `high` everywhere, also in float32"),
+])
+def test_distribution_parameters_are_real_numbers_that_float32_holds(tmp_path, params, match):
+    """Each was coerced (True as 1, "2" as 2, 2**53 + 1 rounded), an OverflowError (10**400),
+    a distribution drawing inf (1e39), or one constant value (bounds equal in float32)."""
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(valid(distribution_params=params)))
+    with pytest.raises(ValueError, match=rf"^setting file .*s.json: .*{match}") as error:
+        tf_ama.get_setting(str(path))
+    assert "\n" not in str(error.value)
 
 
 def test_a_discrete_tfp_class_on_the_nonnegative_integers_is_a_prior(tmp_path):

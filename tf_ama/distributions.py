@@ -34,6 +34,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_ama import checks, footprint
+from tf_ama.exactness import real_array
 
 tfd = tfp.distributions
 
@@ -48,8 +49,9 @@ SPHERICAL_DIRECTIONS = (
 
 
 def _profile_array(value, name, num_bidders, num_items):
-    """Broadcasts a scalar / per-bidder-per-item parameter to `[num_bidders, num_items]`."""
-    array = np.asarray(value, dtype=np.float64)
+    """Broadcasts a scalar / per-bidder-per-item parameter to `[num_bidders, num_items]`:
+    real numbers only (no boolean, string or integer beyond 2**53 coerced)."""
+    array = real_array(value, name).astype(np.float64)
     footprint.check_fits(  # the array, and the tensor made from it
         f"`{name}` broadcast to [num_bidders, num_items] = [{num_bidders}, {num_items}]",
         16 * num_bidders * num_items, "give a setting with fewer bidders x items.")
@@ -68,11 +70,16 @@ def uniform(num_bidders, num_items, low=0.0, high=1.0, dtype=tf.float32):
     low = _profile_array(low, "low", num_bidders, num_items)
     high = _profile_array(high, "high", num_bidders, num_items)
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-        raise ValueError(f"`low` and `high` must be finite; got low={low}, high={high}.")
+        raise ValueError(f"`low` and `high` must be finite; got low={low.tolist()}, "
+                         f"high={high.tolist()}.")
     if np.any(low < 0):
-        raise ValueError(f"`low` must be >= 0 (values are non-negative); got {low}.")
-    if np.any(low >= high):
-        raise ValueError(f"`low` must be < `high` everywhere; got low={low}, high={high}.")
+        raise ValueError(f"`low` must be >= 0 (values are non-negative); got {low.tolist()}.")
+    # Compared in the sampling dtype, where close bounds may be one number.
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused by the check draw
+        equal = np.any(low.astype(dtype.as_numpy_dtype) >= high.astype(dtype.as_numpy_dtype))
+    if equal:
+        raise ValueError(f"`low` must be < `high` everywhere, also in {dtype.name} (the dtype "
+                         f"of the values); got low={low.tolist()}, high={high.tolist()}.")
     base = tfd.Uniform(low=tf.constant(low, dtype), high=tf.constant(high, dtype))
     return tfd.Independent(base, reinterpreted_batch_ndims=2, name="UniformValuations")
 
@@ -81,14 +88,14 @@ def exponential(num_bidders, num_items, mean=1.0, dtype=tf.float32):
     """Independent exponential values with the given mean (rate = 1 / mean)."""
     mean = _profile_array(mean, "mean", num_bidders, num_items)
     if not np.all(np.isfinite(mean)) or np.any(mean <= 0):
-        raise ValueError(f"`mean` must be finite and > 0; got {mean}.")
+        raise ValueError(f"`mean` must be finite and > 0; got {mean.tolist()}.")
     base = tfd.Exponential(rate=tf.constant(1.0 / mean, dtype))
     return tfd.Independent(base, reinterpreted_batch_ndims=2, name="ExponentialValuations")
 
 
 def spherical(num_bidders, num_items, base=2.0, directions=SPHERICAL_DIRECTIONS, dtype=tf.float32):
     """Bidders i.i.d. on `P` points: point `k` = `base**k * directions[k]`, prob ∝ `base**-k`."""
-    directions = np.asarray(directions, dtype=np.float64)
+    directions = real_array(directions, "directions").astype(np.float64)
     if directions.ndim != 2 or directions.shape[1] != num_items:
         raise ValueError(
             f"`directions` must have shape [num_points, num_items={num_items}]; "

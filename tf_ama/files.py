@@ -21,14 +21,21 @@ import csv
 import json
 import os
 import re
+import stat
 import struct
+import tokenize
 import zipfile
 import zlib
 
 # What parsers of user bytes raise on bad input (ValueError includes json.JSONDecodeError,
 # UnicodeDecodeError and int()'s digit limit; OSError includes a directory opened as a file).
+# The largest settings, config or certificate file read (a run's config.json is a few kB).
+MAX_FILE_BYTES = 64 << 20
+# RuntimeError: zipfile's for an encrypted member; SyntaxError and tokenize.TokenError:
+# NumPy's parse of a damaged .npy header.
 READ_ERRORS = (ValueError, OSError, EOFError, csv.Error, zipfile.BadZipFile, zlib.error,
-               struct.error, RecursionError, OverflowError, NotImplementedError)
+               struct.error, RecursionError, OverflowError, NotImplementedError, RuntimeError,
+               SyntaxError, tokenize.TokenError)
 
 
 def describe(error) -> str:
@@ -69,11 +76,14 @@ def reading(what, fix=""):
 
 
 def _unique_keys(pairs):
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        twice = sorted({key for key in keys if keys.count(key) > 1})
-        raise ValueError(f"the key(s) {twice} appear twice in one object; give each once")
-    return dict(pairs)
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen, twice = set(), set()
+        for key, _ in pairs:
+            (twice if key in seen else seen).add(key)
+        raise ValueError(f"the key(s) {sorted(twice)[:5]} appear twice in one object; give "
+                         "each once")
+    return result
 
 
 def parse_json(text, what):
@@ -88,11 +98,25 @@ def parse_json(text, what):
             raise ValueError(f"not valid JSON ({error})") from None
 
 
-def load_json(path, what=None):
-    """The JSON value in the file `path` (UTF-8), read strictly; a ValueError naming the
-    file (as `what`, default the path) if it cannot be read or is not valid JSON."""
+def read_bytes(path, what=None, limit=MAX_FILE_BYTES):
+    """The bytes of the regular file `path`, or a ValueError naming it (as `what`, default
+    the path): a pipe or a device (/dev/zero) would be read without end, and a file beyond
+    `limit` bytes is not what a setting or a certificate is."""
     what = os.fspath(path) if what is None else what
     with reading(what):
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before open(), which blocks on a pipe
+            raise ValueError("not a regular file (a pipe or a device?); save it to a file"
+                             if not os.path.isdir(path) else "is a directory, not a file")
         with open(path, "rb") as file:
-            text = file.read()
-    return parse_json(text, what)
+            data = file.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{what}: larger than {limit:,} bytes, more than such a file holds.")
+    return data
+
+
+def load_json(path, what=None):
+    """The JSON value in the file `path` (UTF-8, a regular file of at most `MAX_FILE_BYTES`),
+    read strictly; a ValueError naming the file (as `what`, default the path) if it cannot
+    be read or is not valid JSON."""
+    what = os.fspath(path) if what is None else what
+    return parse_json(read_bytes(path, what), what)

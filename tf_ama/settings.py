@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any
 
 import numpy as np
@@ -84,7 +85,20 @@ class Setting:
 
             empirical.check_params(self.distribution_params)
         elif not _BUILT_IN.checked_elsewhere:
-            self.distribution_fn()
+            self._check_draw()
+
+    def _check_draw(self, num_samples=256):
+        """Builds the distribution and refuses it if a check draw (of at most one block of
+        `sample_blocks`) holds a value that is not finite in float32 (e.g. a uniform `high`
+        of 1e39) or is negative."""
+        num_samples = min(num_samples, sample_block_size(self))
+        values = np.asarray(self.sample(num_samples, seed=(0, 0)))
+        bad = ~np.isfinite(values) | (values < 0)
+        if bad.any():
+            raise ValueError(
+                f"`distribution_params`: {self.distribution} with {self.distribution_params} "
+                f"draws {float(values[bad][0])}, but values must be finite in float32 (the dtype "
+                "they are drawn in, up to 3.4e38) and >= 0; choose other parameters.")
 
     def distribution_fn(self, dtype=None):
         """The TFP distribution of valuation profiles, event shape `[num_bidders, num_items]`,
@@ -250,7 +264,12 @@ def get_setting(name: str) -> Setting:
     `name` (a path ending in `.json`: `load_setting`)."""
     if isinstance(name, Setting):
         return name
-    if isinstance(name, str) and name.endswith(".json"):
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str):
+        raise TypeError(f"`setting` must be a tf_ama.Setting, a built-in name or a .json file; "
+                        f"got {type(name).__name__}.")
+    if name.lower().endswith(".json"):
         return load_setting(name)
     if name not in _SETTINGS:
         raise ValueError(
