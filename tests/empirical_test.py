@@ -2,8 +2,10 @@
 the bootstrap prior, and a model trained on data that loads without its file."""
 
 import hashlib
+import io
 import json
 import os
+import zipfile
 
 import hypothesis
 import hypothesis.strategies as st
@@ -125,6 +127,21 @@ def test_bad_files_are_refused_with_the_fix(tmp_path):
     np.save(tmp_path / "complex.npy", np.ones((5, 6), complex))
     np.save(tmp_path / "long.npy", np.ones((5, 6), np.longdouble))
     (tmp_path / "folder.csv").mkdir()
+    os.mkfifo(tmp_path / "pipe.csv")  # reading it would wait for a writer
+    with zipfile.ZipFile(tmp_path / "pickle.npz", "w") as archive:
+        archive.writestr("x.pkl", b"abc")
+    with open(tmp_path / "archive.npy", "wb") as file:  # an .npz under an .npy name
+        np.savez(file, x=np.ones((5, 6)))
+    with open(tmp_path / "array.npz", "wb") as file:  # and the other way round
+        np.save(file, np.ones((5, 6)))
+    with zipfile.ZipFile(tmp_path / "twice.npz", "w") as archive:
+        member = io.BytesIO()
+        np.save(member, np.ones((5, 6)))
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            for _ in range(2):
+                archive.writestr("valuations.npy", member.getvalue())
+    (tmp_path / "big.csv").write_text("1,2,3,4,5,6\n9007199254740993,1,2,3,4,5\n")
+    (tmp_path / "semicolons.csv").write_text("1;2;3;4;5;6\n")
     (tmp_path / "upper.CSV").write_text("1,2,3,4,5,6\n" * 3 + "1,2,3,4,5\n")
     for name, message in [("wide.npy", r"shape \[5, 7\]; it must be \[profiles, 2, 3\]"),
                           ("damaged.npz", r"not a readable .npz file: not a readable zip archive"),
@@ -139,6 +156,14 @@ def test_bad_files_are_refused_with_the_fix(tmp_path):
                           *([("long.npy", r"must be real numbers .*dtype is float(96|128)")]
                             if np.dtype(np.longdouble).itemsize > 8 else []),
                           ("folder.csv", r"folder.csv is a directory; give a data file in it"),
+                          ("pipe.csv", r"pipe.csv is not a regular file"),
+                          ("pickle.npz", r"its member 'x.pkl' is not a NumPy array"),
+                          ("archive.npy", r"the file is in the .npz format; name it .npz"),
+                          ("array.npz", r"the file is in the .npy format; name it .npy"),
+                          ("twice.npz", r"the archive holds a member name twice"),
+                          ("big.csv", r"line 2: the integer 9007199254740993 is beyond 2\*\*53"),
+                          ("semicolons.csv", r"holds no profiles: its one line, '1;2;3;4;5;6', "
+                                             r"is not all numbers, so it is read as a header"),
                           ("upper.CSV", r"upper.CSV line 4: 5 values"),
                           ("two.npz", "one array or one named 'valuations'"),
                           ("nan.npy", r"profile 1: values must be finite, >= 0"),
@@ -265,6 +290,15 @@ def test_a_dataset_is_saved_atomically_and_becomes_the_data(tmp_path):
     with pytest.raises(ValueError, match=r"elements must be profiles \[2, 3\]"):
         tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), np.ones((4, 3, 2)),
                                  save_as=str(tmp_path / "never.npy"))
+    # Converted before (an imaginary part dropped, 2**53 + 1 rounded, "0.5" read as 0.5).
+    for array, message in [(np.ones((4, 2, 3), complex), "dtype is complex128"),
+                           (np.full((4, 2, 3), "0.5"), "dtype is <U3"),
+                           (np.ones((4, 2, 3), bool), "dtype is bool"),
+                           (np.full((4, 2, 3), 2**53 + 1, np.uint64), "beyond 2\\*\\*53")]:
+        with pytest.raises(ValueError, match=rf"`valuations` \(the source\).*{message}"):
+            tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), array,
+                                     save_as=str(tmp_path / "never.npy"))
+    assert sorted(os.listdir(tmp_path)) == ["saved.npy"]
 
 
 def test_a_model_trained_on_data_loads_without_the_file(tmp_path):

@@ -37,6 +37,7 @@ import functools
 import hashlib
 import itertools
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -123,6 +124,8 @@ def save_valuations(source, path, num_bidders, num_items):
                 raise ValueError(f"`source`: elements must be profiles {shape} or batches "
                                  f"[b, {num_bidders}, {num_items}]; got shape "
                                  f"{list(block.shape)}.")
+            _check_dtype("(the source)", block.dtype)
+            _check_exact_integers("(the source)", block, count)
             block = block.reshape(-1, *shape).astype(np.float64)
             _check_values("(the source)", block, count, None)
             data.write(block.tobytes())
@@ -246,6 +249,9 @@ def read_blocks(path, num_bidders, num_items, block_rows=BLOCK_ROWS):
     """Yields the file's profiles as float64 blocks `[b, num_bidders, num_items]`, each
     checked: a bad value is refused with its row (and line, for CSV) and the fix."""
     path = _checked_path(path)
+    num_bidders = checks.integer("num_bidders", num_bidders, minimum=1)
+    num_items = checks.integer("num_items", num_items, minimum=1)
+    block_rows = checks.integer("block_rows", block_rows, minimum=1)
     width = num_bidders * num_items
     extension = os.path.splitext(path)[1].lower()
     if extension == ".csv":
@@ -288,24 +294,43 @@ def _checked_path(path):
                          f"{', '.join(FORMATS)}.")
     if os.path.isdir(path):
         raise ValueError(f"`valuations` {path} is a directory; give a data file in it.")
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise ValueError(f"`valuations` {path} does not exist.")
+    if not os.path.isfile(path):  # a pipe or a device would be read without end
+        raise ValueError(f"`valuations` {path} is not a regular file; save the data to one.")
     return path
 
 
 def _numpy_array(path, extension):
     """The array of an .npy file (memory-mapped) or the one array of an .npz file."""
-    what = f"`valuations` {path} is not a readable {extension} file"
-    fix = "Write it with numpy.save (or numpy.savez)."
-    with files.reading(what, fix):  # not NumPy's format, truncated, pickled, a damaged zip
-        if extension == ".npy":
-            return np.load(path, mmap_mode="r", allow_pickle=False)
-        with np.load(path, allow_pickle=False) as archive:
-            names = archive.files
-            if len(names) == 1 or "valuations" in names:
-                return archive["valuations" if "valuations" in names else names[0]]
-    raise ValueError(f"`valuations` {path}: an .npz must hold one array or one named "
-                     f"'valuations'; it holds {names}.")
+    reading = functools.partial(files.reading, f"`valuations` {path} is not a readable "
+                                f"{extension} file", "Write it with numpy.save (or numpy.savez).")
+    with reading():  # not NumPy's format, truncated, pickled, a damaged zip
+        loaded = np.load(path, mmap_mode="r" if extension == ".npy" else None,
+                         allow_pickle=False)
+    if isinstance(loaded, np.ndarray) != (extension == ".npy"):
+        kind = ".npy" if isinstance(loaded, np.ndarray) else ".npz"
+        if kind == ".npz":
+            loaded.close()
+        raise ValueError(f"`valuations` {path}: the file is in the {kind} format; name it "
+                         f"{kind}.")
+    if extension == ".npy":
+        return loaded
+    with loaded as archive:
+        members, names = archive.zip.namelist(), archive.files
+        if len(set(members)) != len(members):
+            raise ValueError(f"`valuations` {path}: the archive holds a member name twice "
+                             f"({members}); which one is meant is unclear.")
+        if len(names) != 1 and "valuations" not in names:
+            raise ValueError(f"`valuations` {path}: an .npz must hold one array or one named "
+                             f"'valuations'; it holds {names}.")
+        name = "valuations" if "valuations" in names else names[0]
+        with reading():
+            array = archive[name]
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"`valuations` {path}: its member {name!r} is not a NumPy array "
+                         "(.npy).")
+    return array
 
 
 # Integers above this are not all float64 numbers (2**53 + 1 would become 2**53).
@@ -351,15 +376,20 @@ def _csv_blocks(path, width, block_rows):
                                     "separated by commas, one profile per line.")
         with parsing():
             first = next(rows, None)
+        header = None
         if first is not None and not _is_numeric_row(first[1]):
-            _check_text(path, *first)
-            first = None  # a header
+            header = _check_text(path, *first)
+            first = None
         rows = itertools.chain([first] if first is not None else [], rows)
         start = 0
         while True:
             with parsing():
                 chunk = list(itertools.islice(rows, block_rows))
             if not chunk:
+                if start == 0 and header is not None:
+                    raise ValueError(f"`valuations` {path} holds no profiles: its one line, "
+                                     f"{header[:80]!r}, is not all numbers, so it is read as a "
+                                     "header (numbers are separated by commas).")
                 return
             numbers = np.array([number for number, _ in chunk])
             yield start, _parse_csv(path, chunk, width), numbers
@@ -402,7 +432,15 @@ def _parse_csv(path, chunk, width):
         except ValueError:
             raise ValueError(f"`valuations` {path} line {number}: not a number in "
                              f"{','.join(fields)!r}.") from None
+        for field in fields:  # an integer beyond 2**53 would be rounded, as in an .npy
+            if _INTEGER.fullmatch(field.strip()) and abs(int(field)) > _EXACT_INTEGER:
+                raise ValueError(f"`valuations` {path} line {number}: the integer "
+                                 f"{field.strip()} is beyond 2**53, where float64 (the dtype "
+                                 "of bids) would round it; give values of at most 2**53.")
     return np.asarray(values, np.float64)
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def _check_values(path, block, start, lines):
