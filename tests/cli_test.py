@@ -177,8 +177,8 @@ def test_serving_client_script_is_tf_ama_query(argv):
     assert (command.returncode, command.stdout, command.stderr) == (
         query.returncode, query.stdout, query.stderr)
     if argv != ["--help"]:
-        assert query.returncode == 2 and "argument --timeout: must be a finite number > 0; " \
-            "got 0.0." in query.stderr
+        assert query.returncode == 2 and "argument --timeout: must be a finite number > 0 " \
+            "and <= 1000000.0; got 0.0." in query.stderr
 
 
 def test_serving_client_main_is_a_deprecated_alias(capsys):
@@ -199,9 +199,11 @@ def test_serving_client_main_is_a_deprecated_alias(capsys):
     (["evaluate", "p", "--seed", "-1"], "argument --seed: must be an int in [0, 2**31); got -1."),
     (["baselines", "s", "--samples", "1.5"], "argument --samples: must be an int >= 1; got '1.5'."),
     (["export", "r", "--to", "b", "--version", "0"],
-     "argument --version: must be an int >= 1; got 0."),
+     "argument --version: must be an int >= 1 and <= 9223372036854775807; got 0."),
     (["query", "--grpc", "h:1", "--model", "m", "--menu", "--timeout", "inf"],
-     "argument --timeout: must be a finite number > 0; got inf."),
+     "argument --timeout: must be a finite number > 0 and <= 1000000.0; got inf."),
+    (["baselines", "s", "--samples", "1_000"], "argument --samples: must be an int >= 1; "
+                                                "got '1_000'."),  # was read as 1000
 ])
 def test_flag_values_are_checked_by_tf_ama_checks(capsys, argv, message):
     with pytest.raises(SystemExit) as exited:
@@ -303,14 +305,21 @@ def test_a_multi_line_message_prints_as_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("error", [
     ValueError("first line\n  second line"),
     tf.errors.InvalidArgumentError(None, None, "bids must be finite\n\t [[{{node Assert}}]]"),
-], ids=["ValueError", "InvalidArgumentError"])
+    # A graph's: where the node was built, then the message (the stack is left out).
+    tf.errors.InvalidArgumentError(None, None, (
+        "Graph execution error:\n\nDetected at node model/VerifyFinite/CheckNumerics defined at "
+        "(most recent call last):\n  File \"/bin/tf-ama\", line 8, in <module>\n\n  File "
+        "\"/tf_ama/mechanism.py\", line 84, in _validate_menu\n\nbids must be finite : Tensor "
+        "had NaN values\n\t [[{{node model/VerifyFinite/CheckNumerics}}]] [Op:__inference_x]")),
+], ids=["ValueError", "InvalidArgumentError", "graph"])
 def test_run_command_prints_a_multi_line_message_as_one_line(capsys, error):
     def command(args):
         raise error
 
     assert run_command("tf-ama x", command, None) == 2
-    assert capsys.readouterr().err in ("tf-ama x: error: first line second line\n",
-                                       "tf-ama x: error: bids must be finite [[{{node Assert}}]]\n")
+    assert capsys.readouterr().err in (
+        "tf-ama x: error: first line second line\n", "tf-ama x: error: bids must be finite\n",
+        "tf-ama x: error: bids must be finite : Tensor had NaN values\n")
 
 
 def test_run_command_does_not_hide_bugs():

@@ -630,7 +630,10 @@ REST_CASES = {  # JSON that no numpy array produces: name -> (outputs, message)
                r"`payments` must be a nested list of JSON numbers; got irregular nesting"),
     "object": ({**GOOD, "allocation": {"value": 1}}, r"`allocation` .*; got an object"),
     "huge_integer": ({**GOOD, "payments": [[10**400, 0], [0, 0]]},
-                     r"`payments` must be numbers that fit float64"),
+                     r"`payments` must be numbers that float64 holds exactly; got the integer "
+                     r"1000+ at payments\[0\]\[0\], beyond 2\*\*53"),
+    "inexact_integer": ({**GOOD, "payments": [[0, 0], [2**53 + 1, 0]]},  # was rounded
+                        r"`payments` .*; got the integer 9007199254740993 at payments\[1\]\[0\]"),
     "menu_index_too_big": ({**GOOD, "menu_index": [2**64, 0]},
                            r"`menu_index` must be integers that fit int64"),
 }
@@ -755,7 +758,10 @@ def test_malformed_rest_status_is_refused(canned, body, message):
     (b'{"metadata": {}}', r"`signature_def` must be a SignatureDefMap object; got keys \[\]"),
     (b'{"metadata": {"signature_def": {"signature_def": {"x": {"inputs": 5}}}}}',
      r"`signature_def` must be a SignatureDefMap object; got .*inputs"),
-], ids=["no_metadata", "no_signature_def", "not_a_signature_def_map"])
+    (b'{"metadata": {"signature_def": {"signature_def": {"x": {"inputs": {"bids": {"dtype": '
+     b'"DT_NOPE", "name": "b"}}}}}}}',  # was shown as DT_INVALID
+     r"`signature_def` must be TensorFlow dtypes; got an unknown or invalid dtype for 'bids'"),
+], ids=["no_metadata", "no_signature_def", "not_a_signature_def_map", "unknown_dtype"])
 def test_malformed_rest_metadata_is_refused(canned, body, message):
     canned["rest"].answers["GET"] = (200, body)
     with _canned_client(canned, "rest") as client:
@@ -780,6 +786,31 @@ def test_rest_error_bodies_keep_the_server_message(canned):
         with pytest.raises(ServingError, match=r"\[1\]") as raised:
             client.predict(BIDS)
         assert raised.value.status == 400
+        # A page of HTML was the whole message, over many lines; no body said nothing.
+        canned["rest"].answers["serving_default"] = (500, b"<html>\n" + b"<p>x</p>\n" * 10**5)
+        with pytest.raises(ServingError, match=r"^<html> <p>x</p> .*\.\.\. \(900,007 bytes\)"
+                                               r" \(status 500\)$") as raised:
+            client.predict(BIDS)
+        assert "\n" not in str(raised.value) and len(str(raised.value)) < 600
+        canned["rest"].answers["serving_default"] = (404, b"")
+        with pytest.raises(ServingError, match="HTTP 404 with an empty body"):
+            client.predict(BIDS)
+
+
+def test_client_arguments_are_checked():
+    """A timeout of 1e10 s overflowed the thread's deadline, gRPC took port 99999999 modulo
+    2**16, `version=True` asked for version 1."""
+    for make, match in [
+            (lambda: RestClient("http://h:1", MODEL, timeout=1e10),
+             r"`timeout` must be a finite number > 0 and <= 1000000.0"),
+            (lambda: GrpcClient("h:1", MODEL, timeout=1e10), r"`timeout` must be"),
+            (lambda: GrpcClient("localhost:99999999", MODEL),
+             r"`target` must be host:port with a port in \[1, 65535\]"),
+            (lambda: RestClient("http://h:1", MODEL, version=True),
+             r"`version` must be None or an int >= 1"),
+            (lambda: RestClient(5, MODEL), r"`url` must be a non-empty string")]:
+        with pytest.raises(ValueError, match=match):
+            make()
 
 
 class DrippingServer:
@@ -944,7 +975,7 @@ def test_tls_arguments_are_checked(tmp_path):
         GrpcClient("127.0.0.1:1", MODEL, root_certificates=b"ca",
                    credentials=grpc.ssl_channel_credentials())
     missing = tmp_path / "missing.pem"
-    with pytest.raises(ValueError, match="`root_certificates`: cannot read .*missing.pem"):
+    with pytest.raises(ValueError, match=r"`root_certificates` .*missing.pem.: cannot be read"):
         GrpcClient("127.0.0.1:1", MODEL, root_certificates=missing)
     with pytest.raises(TypeError, match="`root_certificates` must be PEM bytes or a file path"):
         GrpcClient("127.0.0.1:1", MODEL, root_certificates=123)

@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 
 SEED_LIMIT = 2**31  # seeds are int32 in the stateless random ops
+MAX_MODEL_VERSION = 2**63 - 1  # TF Serving's model versions are int64
 
 
 def _range_text(minimum, maximum, *, above=None):
@@ -143,10 +144,19 @@ def renamed(old_name, old_value, new_name, new_value, *, stacklevel=3):
     return old_value
 
 
+# Lines of graph context in TensorFlow's messages: where the failing node was built (a Python
+# stack), the node itself; the message proper is the rest.
+_GRAPH_CONTEXT = ("Graph execution error", "Detected at node", 'File "', "<stack traces",
+                  "[[{{", "in user code")
+
+
 def one_line(error) -> str:
     """`error`'s message on one line: some messages list details on further lines,
-    TensorFlow's (`OpError.message`) add lines of graph context."""
+    TensorFlow's (`OpError.message`) add lines of graph context, which are left out."""
     tf = sys.modules.get("tensorflow")
     is_op_error = tf is not None and hasattr(tf, "errors") and isinstance(error, tf.errors.OpError)
-    message = error.message if is_op_error else str(error)
-    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+    lines = [line.strip() for line in (error.message if is_op_error else str(error)).splitlines()]
+    lines = [line for line in lines if line]
+    if is_op_error:
+        lines = [line for line in lines if not line.startswith(_GRAPH_CONTEXT)] or lines
+    return " ".join(lines)

@@ -318,8 +318,8 @@ def _checked(check, parse, **bounds):
     def convert(text):
         from tf_ama import checks  # NumPy only, and only once a value is given
 
-        try:
-            value = parse(text)
+        try:  # ASCII digits only: int() and float() also read 1_000 and other scripts' digits
+            value = parse(text) if text.isascii() and "_" not in text else text
         except ValueError:
             value = text
         try:
@@ -353,6 +353,16 @@ def _sizes(text):
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 _SEED = _checked("seed", int)
+def _VERSION(text):
+    from tf_ama.checks import MAX_MODEL_VERSION  # NumPy only
+
+    return _checked("integer", int, minimum=1, maximum=MAX_MODEL_VERSION)(text)
+
+
+def _timeout(text):
+    from tf_ama.serving_client import MAX_TIMEOUT  # NumPy only
+
+    return _checked("number", float, above=0, maximum=MAX_TIMEOUT)(text)
 _POSITIVE = _checked("number", float, above=0)
 
 
@@ -533,7 +543,7 @@ def _add_export_arguments(sub):
                      help="run directory written by `tf-ama train ... --out RUN_DIR`")
     sub.add_argument("--to", dest="base_dir", metavar="BASE_DIR", required=True,
                      help="model folder watched by TF Serving, e.g. models/additive_2x2_uniform")
-    sub.add_argument("--version", type=_COUNT, default=None,
+    sub.add_argument("--version", type=_VERSION, default=None,
                      help="version number (default: next free one); never overwritten")
     sub.add_argument("--prune", action="store_true",
                      help="keep only the menu entries that matter (tf_ama.evaluation.prune)")
@@ -557,7 +567,7 @@ def _add_query_arguments(sub):
     where.add_argument("--rest", metavar="URL", help="REST endpoint, e.g. http://localhost:8501")
     where.add_argument("--grpc", metavar="HOST:PORT", help="gRPC endpoint, e.g. localhost:8500")
     sub.add_argument("--model", required=True, help="served model name")
-    sub.add_argument("--version", type=_COUNT, default=None,
+    sub.add_argument("--version", type=_VERSION, default=None,
                      help="model version (default: the latest the server has)")
     what = sub.add_mutually_exclusive_group(required=True)
     what.add_argument("--bids", help="JSON [batch][bidder][item], e.g. '[[[0.5,0.2],[0.3,0.9]]]'")
@@ -565,7 +575,8 @@ def _add_query_arguments(sub):
     what.add_argument("--metadata", action="store_true", help="print the signatures")
     sub.add_argument("--bidder-context", help="a contextual model: JSON [batch][bidder][feature]")
     sub.add_argument("--item-context", help="a contextual model: JSON [batch][item][feature]")
-    sub.add_argument("--timeout", type=_POSITIVE, default=30.0, help="seconds per request")
+    sub.add_argument("--timeout", type=_timeout, default=30.0,
+                     help="seconds per request (at most 1e6)")
     tls = sub.add_argument_group("gRPC over TLS (for REST, use an https:// URL)")
     tls.add_argument("--tls", action="store_true", help="TLS with gRPC's default root CAs")
     tls.add_argument("--tls-ca", metavar="FILE", help="PEM CA certificate(s) that signed the "

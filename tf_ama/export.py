@@ -148,7 +148,8 @@ def _check_arguments(model, base_dir, version, prune, prune_samples, micro_batch
             f"`base_dir`={str(base_dir)!r} is a file, not a directory. Give the model's folder "
             "(e.g. models/additive_2x2_uniform); versions 1, 2, ... are created inside it.")
     try:
-        checks.optional(checks.integer, "version", version, minimum=1)
+        checks.optional(checks.integer, "version", version, minimum=1,
+                        maximum=checks.MAX_MODEL_VERSION)
         checks.optional(checks.integer, "prune_samples", prune_samples, minimum=1)
         checks.optional(checks.integer, "micro_batch_size", micro_batch_size, minimum=1)
         checks.boolean("prune", prune)

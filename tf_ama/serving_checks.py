@@ -94,6 +94,12 @@ def to_array(field, value, integer=False):
         leaf = array[index]
         problem = "irregular nesting" if isinstance(leaf, list) else json_type(leaf)
         raise malformed(field, f"a nested list of JSON {kind}", f"{problem} at {_at(field, index)}")
+    inexact = np.asarray(np.frompyfunc(lambda leaf: type(leaf) is int and abs(leaf) > 2**53,
+                                       1, 1)(array), bool)
+    if not integer and np.any(inexact):  # float64 would round it
+        index = tuple(int(i) for i in np.argwhere(inexact)[0]) if array.ndim else ()
+        raise malformed(field, "numbers that float64 holds exactly", f"the integer "
+                        f"{array[index]} at {_at(field, index)}, beyond 2**53")
     try:
         return array.astype(np.int64 if integer else np.float64)
     except OverflowError:

@@ -39,11 +39,14 @@ import numpy as np
 
 from tf_ama import checks
 from tf_ama.exactness import MAX_BID, real_array
-from tf_ama.files import parse_json
+from tf_ama.files import parse_json, read_bytes
 from tf_ama.serving_checks import (MENU_OUTPUTS, OUTPUTS, ServingError,  # noqa: F401
                                    check_menu, check_outcome, json_type, malformed)
 
 SERVING_SIGNATURE = "serving_default"
+# The longest timeout, in seconds (11.6 days); threads' and gRPC's deadlines overflow far
+# beyond (1e10 s was an OverflowError).
+MAX_TIMEOUT = 1e6
 # The largest answer either client reads (gRPC's grpc.max_receive_message_length below).
 MAX_ANSWER_BYTES = 256 << 20
 
@@ -184,10 +187,8 @@ class RestClient(_Closing):
     def __init__(self, url, model_name, version=None, timeout=30.0):
         import requests
 
-        self.url = url.rstrip("/")
-        self.model_name = model_name
-        self.version = version
-        self.timeout = checks.number("timeout", timeout, above=0)
+        self.url = checks.string("url", url).rstrip("/")
+        self.model_name, self.version, self.timeout = _checked(model_name, version, timeout)
         self._session = requests.Session()
 
     def _model_url(self):
@@ -197,16 +198,15 @@ class RestClient(_Closing):
     def _request(self, method, url, payload=None):
         # json.dumps writes NaN / Infinity, which TF Serving parses (and then refuses).
         data = None if payload is None else json.dumps(payload)
-        status, content = self._exchange(method, url, data)
-        try:
-            body = parse_json(content, "response body")
-        except ValueError as error:  # not JSON, not UTF-8, nested too deeply, a key twice
-            body, problem = _NOT_JSON, str(error).split(": ", 1)[1].rstrip(".")
+        status, content, body, problem = self._exchange(method, url, data)
         if status != 200:
             message = content.decode("utf-8", "replace") if body is _NOT_JSON else body
             if isinstance(body, dict) and "error" in body:
                 message = body["error"]
-            raise ServingError(str(message), status=status)
+            message = " ".join(str(message).split())  # one line, e.g. of an HTML page
+            if len(message) > 500:
+                message = f"{message[:500]}... ({len(content):,} bytes)"
+            raise ServingError(message or f"HTTP {status} with an empty body", status=status)
         if body is _NOT_JSON:
             raise malformed("response body", "a JSON object", f"text that is not JSON ("
                             f"{problem}): {content[:200].decode('utf-8', 'replace')!r}")
@@ -217,7 +217,8 @@ class RestClient(_Closing):
         return body
 
     def _exchange(self, method, url, data):
-        """`(status, body bytes)` of one HTTP request, within `timeout` seconds in all.
+        """`(status, body bytes, parsed body or _NOT_JSON, why not)` of one HTTP request,
+        received and parsed within `timeout` seconds in all.
 
         requests' timeout bounds each read of the socket, not the whole answer: a server
         that sends a byte now and then would hold the caller for ever. So the request runs
@@ -238,7 +239,15 @@ class RestClient(_Closing):
                         content += chunk
                         if cancelled.is_set() or len(content) > MAX_ANSWER_BYTES:
                             break
-                    result["answer"] = response.status_code, bytes(content)
+                    status, content = response.status_code, bytes(content)
+                if len(content) <= MAX_ANSWER_BYTES:
+                    try:
+                        body, problem = parse_json(content, "response body"), None
+                    except ValueError as error:  # not JSON or UTF-8, too deep, a key twice
+                        body, problem = _NOT_JSON, str(error).split(": ", 1)[1].rstrip(".")
+                    result["answer"] = status, content, body, problem
+                else:
+                    result["answer"] = status, content, _NOT_JSON, None
             except requests.RequestException as error:
                 result["error"] = error
             finally:
@@ -255,11 +264,10 @@ class RestClient(_Closing):
                                f"timeout of {self.timeout:g} s")
         if "error" in result:
             raise ServingError(f"cannot reach TF Serving at {self.url}: {result['error']}")
-        status, content = result["answer"]
-        if len(content) > MAX_ANSWER_BYTES:
+        if len(result["answer"][1]) > MAX_ANSWER_BYTES:
             raise malformed("response body", f"at most {MAX_ANSWER_BYTES:,} bytes (what gRPC "
                             "receives)", "more")
-        return status, content
+        return result["answer"]
 
     def predict_raw(self, inputs, signature_name=SERVING_SIGNATURE):
         """POSTs `{"signature_name": ..., "inputs": inputs}` (columnar); returns `outputs`."""
@@ -304,6 +312,11 @@ class RestClient(_Closing):
                 ignore_unknown_fields=True)
         except json_format.ParseError as error:
             raise malformed("signature_def", "a SignatureDefMap object", str(error)) from None
+        for name, signature in signature_map.signature_def.items():  # unknown names parse as 0
+            for key, info in [*signature.inputs.items(), *signature.outputs.items()]:
+                if info.dtype == 0 and not name.startswith("__"):  # as _simplify_signatures
+                    raise malformed("signature_def", "TensorFlow dtypes", f"an unknown or "
+                                    f"invalid dtype for {key!r} of {name!r}")
         return _simplify_signatures(signature_map)
 
     def status(self):
@@ -351,10 +364,8 @@ class GrpcClient(_Closing):
                              "client's key and certificate); pass both or neither.")
         if credentials is None and (tls or given):
             credentials = grpc.ssl_channel_credentials(**pems)
-        self.target = target
-        self.model_name = model_name
-        self.version = version
-        self.timeout = checks.number("timeout", timeout, above=0)
+        self.target = _checked_target(target)
+        self.model_name, self.version, self.timeout = _checked(model_name, version, timeout)
         self.tls = credentials is not None
         options = [("grpc.max_receive_message_length", MAX_ANSWER_BYTES),
                    ("grpc.max_send_message_length", MAX_ANSWER_BYTES)]
@@ -439,6 +450,23 @@ class GrpcClient(_Closing):
 _NOT_JSON = object()
 
 
+def _checked(model_name, version, timeout):
+    """`(model_name, version, timeout)` of a client, checked."""
+    return (checks.string("model_name", model_name),
+            checks.optional(checks.integer, "version", version, minimum=1,
+                            maximum=checks.MAX_MODEL_VERSION),
+            checks.number("timeout", timeout, above=0, maximum=MAX_TIMEOUT))
+
+
+def _checked_target(target):
+    """`host:port` with a port in [1, 65535] (gRPC would take 99999999 modulo 2**16)."""
+    host, _, port = checks.string("target", target).rpartition(":")
+    if not host or not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"`target` must be host:port with a port in [1, 65535]; got "
+                         f"{target!r}.")
+    return target
+
+
 def _field(body, key, expected_type, expected):
     """`body[key]` if it is an `expected_type`, else a ServingError naming the key."""
     if not isinstance(body.get(key), expected_type):
@@ -455,11 +483,7 @@ def _pem(name, value):
         return value.encode()
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"`{name}` must be PEM bytes or a file path; got {type(value).__name__}.")
-    try:
-        with open(value, "rb") as file:
-            return file.read()
-    except OSError as error:
-        raise ValueError(f"`{name}`: cannot read {os.fspath(value)!r}: {error.strerror}.") from None
+    return read_bytes(value, f"`{name}` {os.fspath(value)!r}")
 
 
 # ------------------------------------------------------------------------------ command line
