@@ -192,6 +192,8 @@ def test_no_auctions_give_empty_outcomes_and_huge_contexts_are_named():
     bids, x, y = model.setting.sample(2, 0, "2x3", tf.float64)
     empty = model((bids[:0], x[:0], y[:0]))
     assert empty["payments"].shape == (0, 2) and empty["allocation"].shape == (0, 2, 3)
+    with pytest.raises(ValueError, match=r"`bids` must have at least one bidder and one item"):
+        model((bids[:, :0], x[:, :0], y))  # was a StridedSlice error from the network
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"menu is not finite for these "
                        r"contexts \(largest \|context\|:(.|\n)*e\+29(.|\n)*trained on "
                        r"contexts in \[-1, 1\]"):

@@ -3,6 +3,7 @@ actually used, pruning, and bad input."""
 
 import dataclasses
 import json
+import os
 
 import keras
 import numpy as np
@@ -424,3 +425,16 @@ def test_memory_benchmark_smoke(tmp_path):
     assert row["revenue_ci95"][0] <= row["revenue"] <= row["revenue_ci95"][1]
     assert row["outcomes_bytes"] > 300 * 8 * 4 and set(row["baselines"]) == {
         "vcg", "separate_myerson", "grand_bundle"}
+
+
+def test_baselines_beyond_the_reserve_searchs_work_are_refused_before_the_models_pass(
+        tmp_path, monkeypatch):
+    """evaluate --samples 10**15 ran the model over every profile before the baselines
+    refused the same size."""
+    from tf_ama import baseline_auctions
+
+    monkeypatch.setattr(baseline_auctions, "MAX_RESERVE_DRAWS", 100)
+    model = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=4)
+    with pytest.raises(ValueError, match=r"reserve search would draw 400 values"):
+        tf_ama.evaluate(model, num_samples=100, outcomes=tmp_path / "o.npz")
+    assert not os.listdir(tmp_path)

@@ -119,3 +119,14 @@ def test_writer_checks_shapes_and_count(tmp_path):
                           "allocation": np.zeros((1, 1, 1)), "payments": np.zeros((1, 2)),
                           "values": np.zeros((1, 1))})
     assert os.listdir(tmp_path) == []
+
+
+def test_files_that_are_not_outcome_files_are_refused_naming_them(tmp_path):
+    """Were a KeyError (an .npz without its arrays) and empty shapes (a foreign CSV)."""
+    np.savez(tmp_path / "other.npz", bids=np.ones((2, 1, 1)))
+    (tmp_path / "other.csv").write_text("a,b,c\n1,2,3\n")
+    for name, problem in [("other.npz", r"it lacks \['allocation', 'info', 'menu_index'"),
+                          ("other.csv", "its header is not one")]:
+        with pytest.raises(ValueError, match=rf"{name}: not an outcome file written by tf_ama "
+                                             rf"\(tf-ama evaluate --outcomes\): {problem}"):
+            outcome_files.read_outcomes(tmp_path / name)

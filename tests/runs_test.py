@@ -2,9 +2,11 @@
 is replaced by an intact copy where one exists."""
 
 import errno
+import io
 import json
 import os
 import warnings
+import zipfile
 
 import keras
 import numpy as np
@@ -76,6 +78,23 @@ def test_a_truncated_model_file_names_the_file_and_the_fix_and_retraining_fixes_
     with pytest.warns(UserWarning, match="Training it again"):
         _train(out)
     _assert_finished_model(out, finished, tmp_path)
+
+
+@pytest.mark.parametrize("config, problem", [
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply to parse"),  # was a RecursionError
+    (b'{"a": 1, "a": 2}', r"the key\(s\) \['a'\] appear twice"),  # Keras took the last
+])
+def test_a_model_file_whose_config_is_not_strict_json_is_refused(tmp_path, finished, config,
+                                                                 problem):
+    out = _copy(finished, str(tmp_path / "run"))
+    path = os.path.join(out, runs.MODEL)
+    with zipfile.ZipFile(io.BytesIO(finished[runs.MODEL])) as original, \
+            zipfile.ZipFile(path, "w") as damaged:
+        for name in original.namelist():
+            damaged.writestr(name, config if name == "config.json" else original.read(name))
+    with pytest.raises(ValueError, match=rf"{path} is not a readable Keras model file \(its "
+                                         rf"config.json: {problem}"):
+        runs.load_run(out)
 
 
 def test_a_truncated_config_names_the_file_and_the_fix(tmp_path, finished):

@@ -292,15 +292,9 @@ def _item_groups(setting, num_samples, items):
             for j in range(0, setting.num_items, per_pass)]
 
 
-def _reserves(setting, num_samples, seed, items=True, progress=None):
-    """`(item reserves or None, grand-bundle reserve)`, searched on the reserve sample `seed`.
-
-    The item tops are kept for a group of items at a time (`_RESERVE_TOPS_ELEMENTS`), the
-    sample drawn again for each group: memory stays a few `[num_samples]` float64 arrays
-    however many items, and the reserves are the same as from all tops at once (each item's
-    search sees exactly its own tops).
-    """
-    progress = Progress(None, "", enabled=False) if progress is None else progress
+def check_reserve_work(setting, num_samples, items=True):
+    """Refuses a reserve search on `num_samples` profiles that would draw more than
+    `MAX_RESERVE_DRAWS` values (its sample is drawn again per group of items)."""
     groups = _item_groups(setting, num_samples, items)
     drawn = len(groups) * num_samples * setting.num_bidders * setting.num_items
     if drawn > MAX_RESERVE_DRAWS:
@@ -310,8 +304,20 @@ def _reserves(setting, num_samples, seed, items=True, progress=None):
             f"profiles, keeping {len(groups[0]):,} items' top bids at a time), more than the "
             f"{MAX_RESERVE_DRAWS:.3g} it draws at most (hours on a CPU); give fewer samples "
             "(tf-ama baselines --samples) or a setting with fewer items.")
+
+
+def _reserves(setting, num_samples, seed, items=True, progress=None):
+    """`(item reserves or None, grand-bundle reserve)`, searched on the reserve sample `seed`.
+
+    The item tops are kept for a group of items at a time (`_RESERVE_TOPS_ELEMENTS`), the
+    sample drawn again for each group: memory stays a few `[num_samples]` float64 arrays
+    however many items, and the reserves are the same as from all tops at once (each item's
+    search sees exactly its own tops).
+    """
+    progress = Progress(None, "", enabled=False) if progress is None else progress
+    check_reserve_work(setting, num_samples, items)
     item_reserves, bundle_reserve = [], None
-    for group in groups:
+    for group in _item_groups(setting, num_samples, items):
         (top, second), bundle = _reserve_tops(setting, num_samples, seed, group,
                                               bundle_reserve is None, progress)
         item_reserves += [_search_reserve(top[j], second[j], in_place=True)

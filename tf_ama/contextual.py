@@ -147,6 +147,10 @@ class ContextualAuction(keras.Model):
         have no static size (e.g. validation data of several sizes), one of the model's
         `sizes` (`by_size`)."""
         bids, bidder_context, item_context = _unpack(inputs)
+        shape = tf.TensorShape(getattr(bids, "shape", None))
+        if shape.rank == 3 and 0 in shape[1:]:
+            raise ValueError(f"`bids` must have at least one bidder and one item: shape "
+                             f"[batch, num_bidders, num_items]; got {shape}.")
         bidder_context, item_context = validate_contexts(
             bids, bidder_context, item_context, self.setting.bidder_features,
             self.setting.item_features)

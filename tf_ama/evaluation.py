@@ -321,6 +321,10 @@ def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_siz
                          "pass baselines=False to evaluate another split.")
     sample = evaluation_sample(model.setting, num_samples, seed, split)
     num_samples = sample[0]
+    if baselines:  # refused now, not after the pass over the model
+        from tf_ama.baseline_auctions import check_reserve_work
+
+        check_reserve_work(model.setting, num_samples, model.setting.demand == "additive")
     menu = model.menu(tf.float64)
     total = mean = m2 = welfare = 0.0
     count = 0

@@ -45,6 +45,8 @@ import zipfile
 
 import numpy as np
 
+from tf_ama import files
+
 SUFFIXES = (".npz", ".csv")
 # The arrays of a file: name -> (dtype, trailing axes: "mn", "m" or "").
 ARRAYS = {"bids": (np.float64, "mn"), "menu_index": (np.int64, ""),
@@ -139,16 +141,20 @@ class _NpzWriter(_Writer):
             raw.close()
 
 
+def _csv_header(num_bidders, num_items):
+    """The columns of an outcome CSV of `num_bidders` x `num_items`."""
+    pairs = [f"{i}_{j}" for i in range(num_bidders) for j in range(num_items)]
+    return (["profile", "menu_index"] + [f"bid_{p}" for p in pairs]
+            + [f"allocation_{p}" for p in pairs] + [f"payment_{i}" for i in range(num_bidders)]
+            + [f"value_{i}" for i in range(num_bidders)])
+
+
 class _CsvWriter(_Writer):
     def __init__(self, text, *shape):
         super().__init__(*shape)
         _, num_bidders, num_items = self.shapes["bids"]
-        pairs = [f"{i}_{j}" for i in range(num_bidders) for j in range(num_items)]
         self._text = text
-        self._text.write(",".join(
-            ["profile", "menu_index"] + [f"bid_{p}" for p in pairs]
-            + [f"allocation_{p}" for p in pairs] + [f"payment_{i}" for i in range(num_bidders)]
-            + [f"value_{i}" for i in range(num_bidders)]) + "\n")
+        self._text.write(",".join(_csv_header(num_bidders, num_items)) + "\n")
 
     def _append(self, arrays, size):
         floats = np.concatenate([arrays[name].reshape(size, -1) for name in
@@ -202,20 +208,28 @@ def read_outcomes(path) -> dict:
     `.npz` also gives `info` (a dict). Reads the whole file into memory."""
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
+    written = "not an outcome file written by tf_ama (tf-ama evaluate --outcomes)"
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
+        with files.reading(path), np.load(path, allow_pickle=False) as archive:
+            missing = sorted((set(ARRAYS) | {"info"}) - set(archive.files))
+            if missing:
+                raise ValueError(f"{written}: it lacks {missing}")
             arrays = {name: archive[name] for name in ARRAYS}
-            arrays["info"] = json.loads(str(archive["info"]))
+            arrays["info"] = files.parse_json(str(archive["info"]), "its info")
         return arrays
     if suffix != ".csv":
         raise ValueError(f"`path` must end in .npz or .csv; got {path!r}.")
-    with open(path) as file:
-        header = file.readline().strip().split(",")
-    num_bidders = sum(column.startswith("payment_") for column in header)
-    num_items = sum(column.startswith("bid_0_") for column in header)
-    indices = np.loadtxt(path, np.int64, delimiter=",", skiprows=1, usecols=(0, 1), ndmin=2)
-    floats = np.loadtxt(path, np.float64, delimiter=",", skiprows=1, ndmin=2,
-                        usecols=range(2, len(header)))
+    with files.reading(path):
+        with open(path, encoding="utf-8") as file:
+            header = file.readline(1 << 20).strip().split(",")
+        num_bidders = sum(column.startswith("payment_") for column in header)
+        num_items = sum(column.startswith("bid_0_") for column in header)
+        if num_bidders < 1 or num_items < 1 or header != _csv_header(num_bidders, num_items):
+            raise ValueError(f"{written}: its header is not one")
+        indices = np.loadtxt(path, np.int64, delimiter=",", skiprows=1, usecols=(0, 1),
+                             ndmin=2)
+        floats = np.loadtxt(path, np.float64, delimiter=",", skiprows=1, ndmin=2,
+                            usecols=range(2, len(header)))
     cells = num_bidders * num_items
     size = len(indices)
     return {"bids": floats[:, :cells].reshape(size, num_bidders, num_items),

@@ -140,12 +140,14 @@ def check_model_file(path):
     the checksum of a member. Keras itself reports either as "File not found".
     """
     try:
-        with zipfile.ZipFile(path) as archive:
+        with files.reading(path), zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
             problem = (f"member {damaged} fails its checksum" if damaged is not None else
                        None if "config.json" in archive.namelist() else "no config.json inside")
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
-        problem = str(error) or type(error).__name__
+            if problem is None:  # read strictly (Keras would take a key given twice)
+                files.parse_json(archive.read("config.json"), "its config.json")
+    except ValueError as error:  # tf_ama.files: damaged, not a zip, not JSON, ...
+        problem = str(error).split(": ", 1)[-1].rstrip(".")
     if problem is not None:
         run_dir = os.path.dirname(path) or "."
         raise ValueError(
@@ -170,4 +172,6 @@ def load_run(run_dir):
     check_model_file(path)
     import tf_ama.model  # noqa: F401  (registers the class for deserialization)
 
-    return keras.saving.load_model(path), config
+    with files.reading(f"{path} (a Keras model file) cannot be loaded", "Re-run the same "
+                       f"`tf-ama train ... --out {run_dir}` command to train it again."):
+        return keras.saving.load_model(path), config
