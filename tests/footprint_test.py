@@ -63,7 +63,8 @@ def test_a_run_whose_step_cannot_fit_is_refused_before_anything_is_written(monke
 
 def test_a_setting_whose_parameters_cannot_fit_is_refused(monkeypatch):
     monkeypatch.setattr(footprint, "available_bytes", lambda: 10**6)
-    with pytest.raises(ValueError, match=r"`low` broadcast to \[num_bidders, num_items\] = "
-                                         r"\[2, 1000000\] needs at least 0.032 GB"):
+    with pytest.raises(ValueError, match=r"Setting 'huge': its distribution's parameters, each "
+                                         r"broadcast to \[num_bidders, num_items\] = "
+                                         r"\[2, 1000000\], needs at least 0.032 GB"):
         tf_ama.Setting("huge", 2, 1_000_000)
     assert np.prod(tf_ama.Setting("small", 2, 1000).sample(1, 0).shape) == 2000

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tf_ama import checks, footprint
+from tf_ama import checks
 from tf_ama.exactness import real_array
 
 tfd = tfp.distributions
@@ -52,9 +52,6 @@ def _profile_array(value, name, num_bidders, num_items):
     """Broadcasts a scalar / per-bidder-per-item parameter to `[num_bidders, num_items]`:
     real numbers only (no boolean, string or integer beyond 2**53 coerced)."""
     array = real_array(value, name).astype(np.float64)
-    footprint.check_fits(  # the array, and the tensor made from it
-        f"`{name}` broadcast to [num_bidders, num_items] = [{num_bidders}, {num_items}]",
-        16 * num_bidders * num_items, "give a setting with fewer bidders x items.")
     try:
         return np.broadcast_to(array, (num_bidders, num_items)).copy()
     except ValueError:

@@ -5,6 +5,8 @@ A setting with a million items is a valid `Setting`, but a lottery menu for it h
 B = 4096): a run would die of an out-of-memory error midway, or be killed by the system.
 So what certainly cannot fit is refused up front, with the sizes and the fix:
 
+* a `Setting` refuses parameter arrays `[m, n]` larger than the memory available, before
+  it builds its distribution;
 * a menu layer refuses to build variables larger than the memory available (`check_fits`
   from `tf_ama.menu_layers`);
 * a training run refuses a step whose tensors (`training_bytes`: the gradient and Adam's

@@ -85,6 +85,12 @@ class Setting:
 
             empirical.check_params(self.distribution_params)
         elif not _BUILT_IN.checked_elsewhere:
+            from tf_ama import footprint
+
+            footprint.check_fits(  # a parameter array and the tensor made from it
+                f"Setting {self.name!r}: its distribution's parameters, each broadcast to "
+                f"[num_bidders, num_items] = [{self.num_bidders}, {self.num_items}],",
+                16 * self.num_bidders * self.num_items, "give fewer bidders x items.")
             self._check_draw()
 
     def _check_draw(self, num_samples=256):
