@@ -43,6 +43,7 @@ import tempfile
 import numpy as np
 
 from tf_ama import checks, files
+from tf_ama.exactness import MAX_EXACT_INTEGER
 
 FORMATS = (".npy", ".npz", ".csv")
 SPLITS = ("train", "validation", "test")
@@ -333,10 +334,6 @@ def _numpy_array(path, extension):
     return array
 
 
-# Integers above this are not all float64 numbers (2**53 + 1 would become 2**53).
-_EXACT_INTEGER = 2 ** 53
-
-
 def _check_dtype(path, dtype):
     """Refuses arrays whose values are not plain real numbers: booleans, complex numbers,
     dates and durations (NumPy counts timedelta64 as an integer), objects, strings, and
@@ -351,13 +348,17 @@ def _check_dtype(path, dtype):
 def _check_exact_integers(path, block, start):
     """Refuses integers that float64 cannot hold exactly (they would be rounded)."""
     if block.dtype.kind in "iu" and block.size:
-        too_large = block.reshape(len(block), -1) > _EXACT_INTEGER  # negatives: refused later
+        too_large = block.reshape(len(block), -1) > MAX_EXACT_INTEGER  # negatives: later
         if too_large.any():
             row = int(np.argwhere(too_large.any(axis=1))[0, 0])
-            raise ValueError(f"`valuations` {path} profile {start + row}: the integer "
-                             f"{block.reshape(len(block), -1)[row][too_large[row]][0]} is "
-                             f"beyond 2**53, where float64 (the dtype of bids) would round it; "
-                             "give values of at most 2**53.")
+            _refuse_integer(f"{path} profile {start + row}",
+                            block.reshape(len(block), -1)[row][too_large[row]][0])
+
+
+def _refuse_integer(where, value):
+    raise ValueError(f"`valuations` {where}: the integer {value} is beyond 2**53, where "
+                     "float64 (the dtype of bids) would round it; give values of at most "
+                     "2**53.")
 
 
 def _csv_blocks(path, width, block_rows):
@@ -433,10 +434,8 @@ def _parse_csv(path, chunk, width):
             raise ValueError(f"`valuations` {path} line {number}: not a number in "
                              f"{','.join(fields)!r}.") from None
         for field in fields:  # an integer beyond 2**53 would be rounded, as in an .npy
-            if _INTEGER.fullmatch(field.strip()) and abs(int(field)) > _EXACT_INTEGER:
-                raise ValueError(f"`valuations` {path} line {number}: the integer "
-                                 f"{field.strip()} is beyond 2**53, where float64 (the dtype "
-                                 "of bids) would round it; give values of at most 2**53.")
+            if _INTEGER.fullmatch(field.strip()) and abs(int(field)) > MAX_EXACT_INTEGER:
+                _refuse_integer(f"{path} line {number}", field.strip())
     return np.asarray(values, np.float64)
 
 

@@ -49,6 +49,8 @@ import numpy as np
 # A bid above this is refused: no currency amount is this large, and the bound keeps every
 # intermediate sum of the exact outcome far from float64 overflow (see docs/design.md).
 MAX_BID = 1e38
+# Integers up to this are float64 numbers; 2**53 + 1 would be rounded to 2**53.
+MAX_EXACT_INTEGER = 2**53
 MAX_ABS_BOOST = 1e38
 # Bidder weights divide payments: a weight far from the others would multiply the rounding
 # of the others' welfare into a payment (e.g. 5e-324 gives inf), so menus are refused
@@ -82,7 +84,7 @@ def real_array(value, name):
                     element, (int, float, np.integer, np.floating)):
                 raise TypeError(f"`{name}` must hold real numbers only; got {element!r} "
                                 f"({type(element).__name__}).")
-            if isinstance(element, (int, np.integer)) and abs(int(element)) > 2**53:
+            if isinstance(element, (int, np.integer)) and abs(int(element)) > MAX_EXACT_INTEGER:
                 raise TypeError(f"`{name}`: the integer {element} is not exactly a float64; "
                                 "give it as a float.")
         array = np.asarray(value)

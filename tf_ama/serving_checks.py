@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_ama.exactness import MAX_ABS_BOOST, MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
+from tf_ama.exactness import (MAX_ABS_BOOST, MAX_BIDDER_WEIGHT, MAX_EXACT_INTEGER,
+                               MIN_BIDDER_WEIGHT)
 
 FEASIBILITY_TOLERANCE = 1e-9
 # Relative: REST may deliver a bid one ulp (2**-52) off, and the server's float64 value and
@@ -94,7 +95,7 @@ def to_array(field, value, integer=False):
         leaf = array[index]
         problem = "irregular nesting" if isinstance(leaf, list) else json_type(leaf)
         raise malformed(field, f"a nested list of JSON {kind}", f"{problem} at {_at(field, index)}")
-    inexact = np.asarray(np.frompyfunc(lambda leaf: type(leaf) is int and abs(leaf) > 2**53,
+    inexact = np.asarray(np.frompyfunc(lambda leaf: type(leaf) is int and abs(leaf) > MAX_EXACT_INTEGER,
                                        1, 1)(array), bool)
     if not integer and np.any(inexact):  # float64 would round it
         index = tuple(int(i) for i in np.argwhere(inexact)[0]) if array.ndim else ()
