@@ -12,7 +12,7 @@ INSTALL_REQUIRES = [
     "tensorboard==2.20.0",  # the TensorBoard callback of `tf-ama train`; not a TF 2.21 dependency
     "numpy==2.4.6",
     "matplotlib==3.11.2",
-    "h5py==3.14.0",  # tf_ama.checkpoints writes weights with it (a keras dependency too)
+    "h5py==3.14.0",  # tf_ama.training.checkpoints writes weights with it (a keras dependency too)
 ]
 
 EXTRAS = {

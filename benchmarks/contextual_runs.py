@@ -11,7 +11,7 @@ tables; tests/benchmarks_test.py passes tiny sizes).
 
 * `contextual`: `tf-ama train SETTING --sizes SIZE --seed S` (the product's defaults), per
   row and seed; exact revenue on the 100 000 auctions of the run's evaluation seed (seed + 2),
-  against per-context VCG and Myerson on the same auctions (`tf_ama.contextual_evaluation`).
+  against per-context VCG and Myerson on the same auctions (`tf_ama.evaluation.contextual`).
 * `lottery`: a lottery AMA (K = 1024, the paper's menu, lambda 100, 2000 steps of 4096 at
   Adam 0.01) trained on 2^20 bid profiles of the same setting and size, contexts dropped,
   evaluated exactly on the bids of the same 100 000 auctions as the contextual run of that
@@ -76,7 +76,7 @@ def lottery_without_contexts(setting_name, size, seed, path, menu_size=1024, pro
     import tensorflow as tf
 
     import tf_ama
-    from tf_ama.contexts import get_contextual_setting, parse_size
+    from tf_ama.data.contexts import get_contextual_setting, parse_size
 
     target = os.path.join(path, "lottery.json")
     if os.path.exists(target):
@@ -122,7 +122,7 @@ def transfer_jobs(out, train_flags=(), samples=None):
         target = os.path.join(path, "transfer.json")
         if not os.path.exists(target):
             result = subprocess.run(
-                [sys.executable, "-m", "tf_ama.cli", "evaluate", path, "--sizes", unseen,
+                [sys.executable, "-m", "tf_ama.cli.app", "evaluate", path, "--sizes", unseen,
                  "--json", *(() if samples is None else ("--samples", str(samples)))],
                 check=True, capture_output=True, text=True)
             with open(target, "w") as file:

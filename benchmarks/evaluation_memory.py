@@ -3,7 +3,7 @@
 Builds an UNTRAINED lottery AMA (`tf_ama.AffineMaximizerAuction(SETTING, menu_size=K)`, seed
 0) and saves it as a run directory (config.json + model.keras, what `tf-ama evaluate` loads);
 then, for each N of `--samples`, runs `tf-ama evaluate RUN --samples N --json` in its own
-process (`python -m tf_ama.cli`, XLA on, baselines included, as a user runs it) and reports
+process (`python -m tf_ama.cli.app`, XLA on, baselines included, as a user runs it) and reports
 its peak resident memory (`ru_maxrss` of that child, from `os.wait4`) and wall time (TensorFlow's
 import and the XLA compile included). An untrained menu costs what a trained one of the same
 size costs: the exact outcome is dense in the K entries, whatever their values (only the
@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from tf_ama.utils import files
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -32,11 +33,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def save_untrained_run(run_dir, setting, menu_size):
     """An untrained lottery AMA saved as a run directory `tf-ama evaluate` loads."""
     import tf_ama
-    from tf_ama import runs
+    from tf_ama.training import runs
 
     model = tf_ama.AffineMaximizerAuction(setting, menu_size=menu_size, seed=0)
     os.makedirs(run_dir, exist_ok=True)
-    runs.write_json_atomic(os.path.join(run_dir, runs.CONFIG), {
+    files.write_json_atomic(os.path.join(run_dir, runs.CONFIG), {
         "setting": model.setting.to_dict(), "model": {"menu": "lottery", "menu_size": menu_size},
         "note": "untrained, for benchmarks/evaluation_memory.py"})
     runs.save_model_atomic(model, os.path.join(run_dir, runs.MODEL))
@@ -45,7 +46,7 @@ def save_untrained_run(run_dir, setting, menu_size):
 def measure(run_dir, samples, outcomes=None):
     """`tf-ama evaluate RUN --samples N --json` in a child process: its report, peak RSS
     (bytes) and wall seconds."""
-    command = [sys.executable, "-m", "tf_ama.cli", "evaluate", run_dir, "--samples",
+    command = [sys.executable, "-m", "tf_ama.cli.app", "evaluate", run_dir, "--samples",
                str(samples), "--json", "--no-progress"]
     if outcomes:
         command += ["--outcomes", outcomes]

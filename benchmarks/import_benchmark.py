@@ -33,13 +33,13 @@ atexit.register(lambda: print("\\nLOADED " + json.dumps(sorted(
 
 CASES = {
     "tf-ama --help": "import sys; sys.argv = ['tf-ama', '--help']; "
-                     "from tf_ama.cli import main; sys.exit(main())",
+                     "from tf_ama.cli.app import main; sys.exit(main())",
     "tf-ama settings": "import sys; sys.argv = ['tf-ama', 'settings']; "
-                       "from tf_ama.cli import main; sys.exit(main())",
+                       "from tf_ama.cli.app import main; sys.exit(main())",
     "import tf_ama": "import tf_ama",
     "import tf_ama; tf_ama.AffineMaximizerAuction":
         "import tf_ama; tf_ama.AffineMaximizerAuction",
-    "import tf_ama.serving_client": "import tf_ama.serving_client",
+    "import tf_ama.serving.client": "import tf_ama.serving.client",
 }
 
 

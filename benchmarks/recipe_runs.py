@@ -1,5 +1,5 @@
 """The recipes' table: `tf-ama train SETTING [--menu deterministic] --seed S` with no tuning
-flag (the setting's default recipe, `tf_ama.recipes`), per setting and seed.
+flag (the setting's default recipe, `tf_ama.training.recipes`), per setting and seed.
 
     python benchmarks/recipe_runs.py --out runs/recipes [--rows 0 3] [--seeds 0 1 2]
         [--table benchmarks/recipe_runs.md] [-- TRAIN FLAGS]
@@ -42,7 +42,7 @@ def run(argv, out):
     `OUT/seconds.json` when it had finished)."""
     if not os.path.exists(os.path.join(out, "evaluation.json")):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "tf_ama.cli", *argv, "--out", out], check=True)
+        subprocess.run([sys.executable, "-m", "tf_ama.cli.app", *argv, "--out", out], check=True)
         with open(os.path.join(out, "seconds.json"), "w") as file:
             json.dump(time.perf_counter() - start, file)
     return read(out, "seconds.json")

@@ -5,7 +5,7 @@
 Takes the lottery AMA of a finished `tf-ama train` run (additive setting), joins it with the
 item-separable family at separate Myerson and shifts every lottery boost by the constant of
 the highest exact revenue on the model's validation sample (seed + 1): phase 2 of
-`tf-ama train --menu lottery+separable` (`tf_ama.joining`), alone. Reports, on its
+`tf-ama train --menu lottery+separable` (`tf_ama.training.joining`), alone. Reports, on its
 evaluation sample (seed + 2), the lottery alone, the family alone and the join: what the
 union gives before the joint steps.
 """
@@ -26,7 +26,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import tf_ama
-    from tf_ama import joining, runs, seeds
+    from tf_ama.training import joining, runs
+    from tf_ama.utils import seeds
 
     lottery = runs.load_run(args.run_dir)[0]
     options = {"menu_size": lottery.menu_size, "seed": lottery.seed,

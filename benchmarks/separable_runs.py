@@ -8,7 +8,7 @@ Every run is `tf-ama train SETTING --menu MENU --seed S --out OUT/SETTING/MENU-S
 command line's defaults (plus the flags after `--`), so a row is what a user gets from one
 command. A `lottery+separable` run trains its lottery menu alone first (in `.../lottery`,
 the "lottery" column: a lottery-only run of the same budget), then joins it with the family
-(`tf_ama.joining`). The family alone trains for `--separable-steps` (it starts at separate
+(`tf_ama.training.joining`). The family alone trains for `--separable-steps` (it starts at separate
 Myerson, optimal among separate auctions for i.i.d. regular bidders, and keeps its start
 unless training raises its validation revenue). Runs resume where they stopped; finished runs are only read. Revenues
 are exact, on the 100 000 profiles of each run's evaluation seed (seed + 2), the baselines

@@ -12,7 +12,7 @@ For each menu it exports the model with `tf_ama.export_saved_model`, loads it wi
 
 Menus: additive_2x2_uniform lottery K=1024 (briefly trained, `--train-steps`, so that pruning
 is realistic) and additive_3x10_uniform lottery K=4096 (untrained: the timing depends on the
-menu size, not on the values), each full and pruned (`tf_ama.evaluation.prune`, 20 000
+menu size, not on the values), each full and pruned (`tf_ama.evaluation.reports.prune`, 20 000
 profiles). This measures the graph TF Serving would run, without TF Serving's RPC overhead
 (`tensorflow_model_server` is not installable on the development machine).
 """
@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_ama  # noqa: E402
-from tf_ama.export import export_saved_model  # noqa: E402
-from tf_ama.mechanism import default_micro_batch_size  # noqa: E402
+from tf_ama.serving.export import export_saved_model  # noqa: E402
+from tf_ama.core.mechanism import default_micro_batch_size  # noqa: E402
 
 
 def _machine():
@@ -97,10 +97,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     try:
-        from tf_ama.evaluation import prune
+        from tf_ama.evaluation.reports import prune
     except ImportError:
         prune = None
-        print("tf_ama.evaluation.prune unavailable: pruned menus skipped")
+        print("tf_ama.evaluation.reports.prune unavailable: pruned menus skipped")
     results = {"machine": _machine(), "runs": []}
     print(results["machine"])
     with tempfile.TemporaryDirectory() as tmp:

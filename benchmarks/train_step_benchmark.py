@@ -36,9 +36,9 @@ def run_one(args):
     import tensorflow as tf
 
     import tf_ama
-    from tf_ama.data import step_valuations
-    from tf_ama.mechanism import soft_payments
-    from tf_ama.relaxation import default_micro_batch_size
+    from tf_ama.data.datasets import step_valuations
+    from tf_ama.core.mechanism import soft_payments
+    from tf_ama.core.relaxation import default_micro_batch_size
 
     micro = {"auto": "auto", "none": None}.get(args.micro_batch_size)
     micro = int(args.micro_batch_size) if micro is None and args.micro_batch_size != "none" else micro

@@ -4,14 +4,14 @@
         [--prune] [--prune-samples N] [--seed S]
 
 Prints the new version folder (models/additive_2x2_uniform/1, then /2, ...). Exactly
-`tf-ama export` (`tf_ama.cli`, the home of its flags and errors): errors (a bad argument, a
+`tf-ama export` (`tf_ama.cli.app`, the home of its flags and errors): errors (a bad argument, a
 damaged run, a full disk) print as one line naming the file and the fix, without a
 traceback, and exit with status 2.
 """
 
 import sys
 
-from tf_ama.cli import main as tf_ama_main
+from tf_ama.cli.app import main as tf_ama_main
 
 
 def main(argv=None) -> int:

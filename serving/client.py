@@ -1,4 +1,4 @@
-"""Query an auction served by TensorFlow Serving: `tf-ama query` (`tf_ama.cli`), as a script.
+"""Query an auction served by TensorFlow Serving: `tf-ama query` (`tf_ama.cli.app`), as a script.
 
     python serving/client.py --rest http://localhost:8501 --model additive_2x2_uniform \
         --bids '[[[0.5,0.2],[0.3,0.9]]]'
@@ -14,7 +14,7 @@ the problem and exits with status 2.
 
 import sys
 
-from tf_ama.cli import main
+from tf_ama.cli.app import main
 
 if __name__ == "__main__":
     sys.exit(main(["query", *sys.argv[1:]]))

@@ -1,4 +1,4 @@
-"""The active set (`tf_ama.active_set`): its gaps against a NumPy loop, its step against the
+"""The active set (`tf_ama.models.active_set`): its gaps against a NumPy loop, its step against the
 full step within the stated bound, the full path when every entry is in play, resume,
 replicas, XLA and bad input."""
 
@@ -11,9 +11,9 @@ import tensorflow as tf
 from builders import lottery_menu
 
 import tf_ama
-from tf_ama import menus
-from tf_ama.active_set import ActiveSet, capacities, entry_gaps
-from tf_ama.relaxation import batched_revenue_and_gradients
+from tf_ama.core import allocations as menus
+from tf_ama.models.active_set import ActiveSet, capacities, entry_gaps
+from tf_ama.core.relaxation import batched_revenue_and_gradients
 
 
 def numpy_gaps(valuations, allocations, boosts, weights):
@@ -224,7 +224,7 @@ def test_tf_ama_train_takes_the_active_set_flags_and_logs_its_metrics(tmp_path, 
     import csv
     import json
 
-    from tf_ama.cli import main
+    from tf_ama.cli.app import main
 
     out = str(tmp_path / "run")
     assert main(["train", "additive_2x2_uniform", "--menu", "lottery", "--menu-size", "256",

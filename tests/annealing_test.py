@@ -1,4 +1,4 @@
-"""Tests of tf_ama.annealing: the schedule, the callback's effect on training, resume."""
+"""Tests of tf_ama.training.annealing: the schedule, the callback's effect on training, resume."""
 
 import os
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import tf_ama
-from tf_ama import annealing
-from tf_ama.training import TrainingConfig
+from tf_ama.training import annealing
+from tf_ama.training.run import TrainingConfig
 
 
 def _model(temperature=100.0, seed=5):

@@ -1,4 +1,4 @@
-"""Tests of tf_ama.baseline_auctions: oracles against plain NumPy loops, the numbers of
+"""Tests of tf_ama.evaluation.baselines: oracles against plain NumPy loops, the numbers of
 docs/design.md §5, bad input.
 
 Reserve tolerances come from measured spread, not from the grid: the argmax of an empirical
@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 import tf_ama
-from tf_ama import baseline_auctions as baselines
-from tf_ama.baseline_auctions import BaselineResult
+from tf_ama.data import reserves
+from tf_ama.evaluation import baselines
+from tf_ama.evaluation.baselines import BaselineResult
 
 NUM_SAMPLES = 100_000
 
@@ -141,7 +142,7 @@ def test_revenue_curve_matches_loop(num_bidders):
     values = np.round(rng.exponential(size=(400, num_bidders)), 2)  # many ties
     reserves = np.concatenate([[0.0, 0.25, 1.0, 3.0, 50.0], values[:20, 0]])  # also at data
     expected = [loop_second_price(values, r).mean() for r in reserves]
-    np.testing.assert_allclose(baselines.revenue_curve(values, reserves), expected,
+    np.testing.assert_allclose(reserves.revenue_curve(values, reserves), expected,
                                rtol=0, atol=1e-12)
 
 
@@ -152,20 +153,20 @@ def test_optimal_reserve_reaches_empirical_maximum(num_bidders):
     values = rng.uniform(size=(2000, num_bidders)) + rng.uniform(size=(2000, num_bidders))
     candidates = values.max(axis=1)
     brute = max(baselines.second_price_revenues(values, r).mean() for r in candidates)
-    found = baselines.optimal_reserve(values)
+    found = reserves.optimal_reserve(values)
     assert baselines.second_price_revenues(values, found).mean() >= brute - 1e-3
 
 
 def test_optimal_reserve_lands_on_an_atom():
     # One bidder, value 1 or 3 with equal probability: price 3 earns 1.5, price 1 earns 1.
     values = np.array([[1.0], [3.0]] * 500)
-    assert baselines.optimal_reserve(values) == 3.0
+    assert reserves.optimal_reserve(values) == 3.0
 
 
 def test_optimal_reserve_of_uniform_items_is_one_half():
     rng = np.random.default_rng(0)
     for num_bidders in (1, 2, 5):
-        reserve = baselines.optimal_reserve(rng.uniform(size=(NUM_SAMPLES, num_bidders)))
+        reserve = reserves.optimal_reserve(rng.uniform(size=(NUM_SAMPLES, num_bidders)))
         assert abs(reserve - 0.5) < 0.04, (num_bidders, reserve)
 
 
@@ -264,7 +265,7 @@ def test_evaluation_profiles_are_setting_sample():
 
 def test_sampling_in_blocks(monkeypatch):
     setting = tf_ama.get_setting("additive_2x2_uniform")
-    monkeypatch.setattr(tf_ama.settings, "SAMPLE_BLOCK_ELEMENTS", 50 * 4)  # 50 profiles per block
+    monkeypatch.setattr(tf_ama.data.settings, "SAMPLE_BLOCK_ELEMENTS", 50 * 4)  # 50 profiles per block
     result = baselines.baseline_details(setting, num_samples=120, seed=7)
     blocks = [setting.sample(50, 7), setting.sample(50, (1, 7)), setting.sample(20, (2, 7))]
     valuations = np.concatenate([block.numpy().astype(np.float64) for block in blocks])
@@ -332,7 +333,7 @@ def test_reserve_search_in_groups_of_items_finds_the_same_reserves(monkeypatch, 
     # again for each group of items; each item's search sees the same tops as before.
     setting = tf_ama.get_setting("additive_2x5_uniform")
     whole = baselines.baseline_details(setting, num_samples=3000, seed=2)
-    monkeypatch.setattr(baselines, "_RESERVE_TOPS_ELEMENTS", 2 * 3000)  # 2 items per pass
+    monkeypatch.setattr(reserves, "_RESERVE_TOPS_ELEMENTS", 2 * 3000)  # 2 items per pass
     grouped = baselines.baseline_details(setting, num_samples=3000, seed=2, progress=True)
     assert {k: v.to_dict() for k, v in grouped.items()} == {
         k: v.to_dict() for k, v in whole.items()}

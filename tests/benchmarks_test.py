@@ -9,7 +9,7 @@ timings are for benchmarks/README.md, measured, not asserted.
 
 The scripts that start `tf-ama train / evaluate / export` per configuration (recipe_runs,
 separable_runs, contextual_runs, data_runs) run here with those commands in process
-(`_tf_ama_in_process`: the same argv through `tf_ama.cli.main`), so that one TensorFlow
+(`_tf_ama_in_process`: the same argv through `tf_ama.cli.app.main`), so that one TensorFlow
 import serves them all; train_step_benchmark runs in ONE child process, as its user does.
 What remains costly is each tiny `tf-ama train` itself (tracing, XLA compiles of the
 validation and evaluation passes: seconds each, a contextual one tens of seconds on a
@@ -58,16 +58,16 @@ def _load(name, monkeypatch=None):
 
 @contextlib.contextmanager
 def _tf_ama_in_process(monkeypatch):
-    """Runs the `tf-ama` commands the benchmarks start (`python -m tf_ama.cli ARGV` or the
-    `tf-ama` script beside the interpreter) through `tf_ama.cli.main(ARGV)` in this process;
+    """Runs the `tf-ama` commands the benchmarks start (`python -m tf_ama.cli.app ARGV` or the
+    `tf-ama` script beside the interpreter) through `tf_ama.cli.app.main(ARGV)` in this process;
     any other command runs for real. Yields the list of the argv run."""
-    from tf_ama.cli import main
+    from tf_ama.cli.app import main
 
     real_run, commands = subprocess.run, []
 
     def run(command, *args, check=False, capture_output=False, text=False, **kwargs):
         command = list(command)
-        if command[:3] == [sys.executable, "-m", "tf_ama.cli"]:
+        if command[:3] == [sys.executable, "-m", "tf_ama.cli.app"]:
             argv = command[3:]
         elif os.path.basename(command[0]) == "tf-ama":
             assert os.path.exists(command[0]), f"the benchmark runs {command[0]}: not there"
@@ -180,11 +180,11 @@ def test_exactness_benchmark_smoke():
         except OSError:
             return False
 
-    # The reference is tf_ama/mechanism.py at the benchmark's default revision when the clone
+    # The reference is tf_ama/core/mechanism.py at the benchmark's default revision when the clone
     # has it (a shallow checkout may not: then HEAD's, the same code path).
     reference = next((r for r in (benchmark.REFERENCE, "HEAD") if in_git(r)), None)
     if reference is None:
-        pytest.skip("not a git clone: the benchmark reads tf_ama/mechanism.py from git history")
+        pytest.skip("not a git clone: the benchmark reads tf_ama/core/mechanism.py from git history")
     # Three bidders: where the others' welfare is summed, not subtracted.
     rows = benchmark.main(["--cases", "3x2:8", "--samples", "300", "--calls", "3",
                            "--rounds", "1", "--reference", reference, "--json"])
@@ -231,7 +231,7 @@ def test_roofline_smoke():
 def test_serving_benchmark_smoke(tmp_path):
     """In process (`tf.saved_model.load` of the exported model): no `tensorflow_model_server`
     is needed, so nothing is skipped."""
-    from tf_ama.mechanism import default_micro_batch_size
+    from tf_ama.core.mechanism import default_micro_batch_size
 
     benchmark = _load("serving_benchmark")
     out = tmp_path / "serving.json"

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 import tf_ama
-from tf_ama import menus
+from tf_ama.core import allocations as menus
 
 
 def compiled_model(setting="additive_2x2_uniform", **kwargs):

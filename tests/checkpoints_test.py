@@ -1,4 +1,4 @@
-"""tf_ama.checkpoints: damaged checkpoints fall back to intact ones, and run directories in
+"""tf_ama.training.checkpoints: damaged checkpoints fall back to intact ones, and run directories in
 keras.callbacks.BackupAndRestore's layout (written before the module) still resume.
 
 Every resumed run must end bit-identical to an uninterrupted one; the epochs it trains show
@@ -15,7 +15,7 @@ import pytest
 from interrupt import Stop, StopAt
 
 import tf_ama
-from tf_ama import checkpoints, runs
+from tf_ama.training import checkpoints, runs
 
 SETTING = "additive_1x2_uniform"
 MODEL_KWARGS = {"menu_size": 8, "seed": 5, "jit_objective": False}
@@ -76,7 +76,7 @@ def _truncate(path):
 
 
 def _legacy_run(out, epochs_done):
-    """A run directory as train_run wrote it before tf_ama.checkpoints: BackupAndRestore
+    """A run directory as train_run wrote it before tf_ama.training.checkpoints: BackupAndRestore
     (double_checkpoint=True) in backup/, interrupted after `epochs_done` epochs."""
     _interrupted(out, 0)  # config.json, as train_run writes it; no checkpoint yet
     model = tf_ama.AffineMaximizerAuction(SETTING, **MODEL_KWARGS)

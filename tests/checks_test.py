@@ -1,4 +1,4 @@
-"""tf_ama.checks (argument checks) and tf_ama.seeds (the seed policy)."""
+"""tf_ama.utils.checks (argument checks) and tf_ama.utils.seeds (the seed policy)."""
 
 import math
 import warnings
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tf_ama import checks, seeds
+from tf_ama.utils import checks, seeds
 
 
 @given(st.integers(-10**6, 10**6), st.integers(-10, 10))

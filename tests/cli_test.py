@@ -13,8 +13,9 @@ import pytest
 import tensorflow as tf
 
 import tf_ama
-from tf_ama import runs
-from tf_ama.cli import build_parser, main, run_command
+from tf_ama.training import runs
+from tf_ama.cli.app import build_parser, main, run_command
+from tf_ama.utils import files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAVY = ("tensorflow", "keras", "tensorflow_probability", "matplotlib")
@@ -55,7 +56,7 @@ def _fresh_python(code):
 
 
 def _cli(*argv):
-    return f"import sys; from tf_ama.cli import main; sys.exit(main({list(argv)!r}))"
+    return f"import sys; from tf_ama.cli.app import main; sys.exit(main({list(argv)!r}))"
 
 
 @pytest.mark.parametrize("argv", [
@@ -70,8 +71,8 @@ def test_the_command_line_starts_without_tensorflow(argv):
 def test_import_tf_ama_is_lazy_and_keeps_every_public_name():
     result, loaded = _fresh_python(
         "import tf_ama\n"
-        "assert tf_ama.exactness.MAX_BID == 1e38 and tf_ama.seeds.evaluation_seed(0) == 2\n"
-        "assert tf_ama.checks.integer('n', 3) == 3 and tf_ama.__version__\n")
+        "assert tf_ama.core.exactness.MAX_BID == 1e38 and tf_ama.utils.seeds.evaluation_seed(0) == 2\n"
+        "assert tf_ama.utils.checks.integer('n', 3) == 3 and tf_ama.__version__\n")
     assert result.returncode == 0, result.stderr
     assert loaded == []
     # Every name of __all__ is its module's object; dir() lists them and the submodules.
@@ -90,7 +91,7 @@ LOADING_IMPORTS = [
     "import tf_ama, tensorflow",
     "import tf_ama; tf_ama.fresh_valuations(8)",  # a name whose module imports Keras half-way
     "import tf_ama; tf_ama.LotteryMenu",
-    "import tf_ama.menu_layers",                  # a submodule imported directly
+    "import tf_ama.menus.layers",                  # a submodule imported directly
 ]
 
 
@@ -114,7 +115,7 @@ def loading_processes():
 @pytest.mark.parametrize("imports", LOADING_IMPORTS)
 def test_a_fresh_process_that_imported_keras_and_tf_ama_loads_a_saved_model(
         imports, loading_processes):
-    """A .keras file names "tf_ama>AffineMaximizerAuction", registered by tf_ama.model; Keras
+    """A .keras file names "tf_ama>AffineMaximizerAuction", registered by tf_ama.models.auction; Keras
     imports no module named in a file, so tf_ama registers it as soon as Keras is loaded,
     before or after `import tf_ama`, whatever imported Keras."""
     result = loading_processes[imports]
@@ -130,7 +131,7 @@ def test_keras_and_tf_ama_model_imported_by_two_threads_do_not_deadlock():
                 __import__(name)
             except Exception as error:
                 errors.append(repr(error))
-        threads = [threading.Thread(target=run, args=(n,)) for n in ("keras", "tf_ama.model")]
+        threads = [threading.Thread(target=run, args=(n,)) for n in ("keras", "tf_ama.models.auction")]
         [thread.start() for thread in threads]
         [thread.join() for thread in threads]
         assert not errors, errors
@@ -139,10 +140,10 @@ def test_keras_and_tf_ama_model_imported_by_two_threads_do_not_deadlock():
 
 
 def test_a_failing_registration_does_not_break_import_keras():
-    """Another library's `import keras` must work even if tf_ama.model cannot be imported."""
+    """Another library's `import keras` must work even if tf_ama.models.auction cannot be imported."""
     result, loaded = _fresh_python(textwrap.dedent("""
         import sys, warnings
-        sys.modules["tensorflow_probability"] = None  # tf_ama.model cannot be imported
+        sys.modules["tensorflow_probability"] = None  # tf_ama.models.auction cannot be imported
         import tf_ama
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -181,14 +182,6 @@ def test_serving_client_script_is_tf_ama_query(argv):
             "and <= 1000000.0; got 0.0." in query.stderr
 
 
-def test_serving_client_main_is_a_deprecated_alias(capsys):
-    from tf_ama.serving_client import main as old_main
-
-    with pytest.warns(DeprecationWarning, match="tf-ama query"):
-        assert old_main(["--rest", "http://127.0.0.1:1", "--model", "m", "--bids", "[[["]) == 2
-    assert capsys.readouterr().err.startswith("tf-ama query: error: --bids: not valid JSON")
-
-
 @pytest.mark.parametrize("argv, message", [
     (["train", "s", "--out", "o", "--lr", "nan"],
      "argument --lr/--learning-rate: must be a finite number > 0; got nan."),
@@ -214,7 +207,7 @@ def test_flag_values_are_checked_by_tf_ama_checks(capsys, argv, message):
 
 @pytest.mark.parametrize("command", ["evaluate", "menu"])
 def test_evaluate_and_menu_default_to_the_models_evaluation_seed(capsys, command):
-    # None: evaluate / menu_usage draw tf_ama.seeds.evaluation_seed(model.seed).
+    # None: evaluate / menu_usage draw tf_ama.utils.seeds.evaluation_seed(model.seed).
     assert build_parser().parse_args([command, "run"]).seed is None
     with pytest.raises(SystemExit):
         main([command, "--help"])
@@ -223,7 +216,7 @@ def test_evaluate_and_menu_default_to_the_models_evaluation_seed(capsys, command
 
 
 def test_train_offers_every_menu_kind_but_the_fixed_one():
-    from tf_ama.cli import TRAINABLE_MENU_KINDS
+    from tf_ama.cli.app import TRAINABLE_MENU_KINDS
 
     assert set(TRAINABLE_MENU_KINDS) == set(tf_ama.MENU_KINDS) - {"fixed"}
 
@@ -295,7 +288,7 @@ def _one_line_error(capsys, prefix):
 def test_a_multi_line_message_prints_as_one_line(tmp_path, capsys):
     """The "different configuration" error lists both configurations on further lines."""
     out = tmp_path / "run"
-    runs.write_json_atomic(out / runs.CONFIG, {})  # another run's configuration
+    files.write_json_atomic(out / runs.CONFIG, {})  # another run's configuration
     assert main(["train", "additive_1x2_uniform", "--out", str(out)]) == 2
     err = _one_line_error(capsys, f"tf-ama train: error: --out {str(out)!r} already holds a run "
                                   "with a different configuration")
@@ -309,7 +302,7 @@ def test_a_multi_line_message_prints_as_one_line(tmp_path, capsys):
     tf.errors.InvalidArgumentError(None, None, (
         "Graph execution error:\n\nDetected at node model/VerifyFinite/CheckNumerics defined at "
         "(most recent call last):\n  File \"/bin/tf-ama\", line 8, in <module>\n\n  File "
-        "\"/tf_ama/mechanism.py\", line 84, in _validate_menu\n\nbids must be finite : Tensor "
+        "\"/tf_ama/core/mechanism.py\", line 84, in _validate_menu\n\nbids must be finite : Tensor "
         "had NaN values\n\t [[{{node model/VerifyFinite/CheckNumerics}}]] [Op:__inference_x]")),
 ], ids=["ValueError", "InvalidArgumentError", "graph"])
 def test_run_command_prints_a_multi_line_message_as_one_line(capsys, error):
@@ -366,7 +359,7 @@ def test_train_on_the_exact_expectation_of_a_discrete_setting(tmp_path, capsys):
     validated = float(lines[-1].split(",")[lines[0].split(",").index("val_revenue")])
     model, _ = runs.load_run(out)
     assert model.menu_layer.boost_init_scale == 0.5
-    profiles, probabilities = tf_ama.distributions.finite_support(
+    profiles, probabilities = tf_ama.data.distributions.finite_support(
         model.setting.distribution_fn("float64"))
     payments = model(profiles)["payments"].numpy().sum(axis=1)
     assert validated == pytest.approx(float(np.dot(probabilities, payments)), rel=1e-6)
@@ -485,7 +478,7 @@ def _corrupt_model_keras(run_dir, damage):
 def test_a_corrupt_model_keras_is_named_in_one_line(tmp_path, capsys, command, damage):
     """Before: Keras's "File not found: filepath=.../model.keras" for a file that is there."""
     run_dir = str(tmp_path / "run")
-    runs.write_json_atomic(os.path.join(run_dir, runs.CONFIG), {"training": {"steps": 10}})
+    files.write_json_atomic(os.path.join(run_dir, runs.CONFIG), {"training": {"steps": 10}})
     runs.save_model_atomic(tf_ama.AffineMaximizerAuction("additive_1x2_uniform", menu_size=4),
                            os.path.join(run_dir, runs.MODEL))
     path = _corrupt_model_keras(run_dir, damage)
@@ -498,7 +491,7 @@ def test_a_corrupt_model_keras_is_named_in_one_line(tmp_path, capsys, command, d
 
 
 def _saved_run(run_dir, setting="additive_2x2_uniform", menu_size=8):
-    runs.write_json_atomic(os.path.join(run_dir, runs.CONFIG), {"training": {"steps": 10}})
+    files.write_json_atomic(os.path.join(run_dir, runs.CONFIG), {"training": {"steps": 10}})
     runs.save_model_atomic(tf_ama.AffineMaximizerAuction(setting, menu_size=menu_size),
                            os.path.join(run_dir, runs.MODEL))
     return run_dir
@@ -506,7 +499,7 @@ def _saved_run(run_dir, setting="additive_2x2_uniform", menu_size=8):
 
 @pytest.mark.parametrize("suffix", [".csv", ".npz"])
 def test_evaluate_progress_and_outcomes_keep_json_output_clean(tmp_path, capsys, suffix):
-    from tf_ama.outcome_files import read_outcomes
+    from tf_ama.evaluation.outcome_files import read_outcomes
 
     run_dir = _saved_run(str(tmp_path / "run"))
     outcomes = str(tmp_path / f"outcomes{suffix}")

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import tf_ama
-from tf_ama import runs
+from tf_ama.training import runs
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "v0_1")
 RECORDED = np.load(os.path.join(FIXTURES, "outcomes.npz"))

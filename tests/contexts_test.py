@@ -1,4 +1,4 @@
-"""Contextual settings (tf_ama.contexts, issue 16): sampling, value models, per-context
+"""Contextual settings (tf_ama.data.contexts, issue 16): sampling, value models, per-context
 Myerson as an AMA of the item-separable family (against a NumPy loop of Myerson's auction)."""
 
 import numpy as np
@@ -7,9 +7,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tf_ama
-from tf_ama.contexts import (ContextualSetting, affinity, get_contextual_setting, parse_size,
+from tf_ama.data.contexts import (ContextualSetting, affinity, get_contextual_setting, parse_size,
                              register_value_model)
-from tf_ama.contextual_evaluation import baseline_revenues
+from tf_ama.evaluation.contextual import baseline_revenues
 
 
 @pytest.mark.parametrize("name,size", [("contextual_a", (2, 5)), ("contextual_b", (3, 2))])

@@ -15,13 +15,13 @@ import pytest
 import tensorflow as tf
 
 import tf_ama
-from tf_ama import exactness
-from tf_ama.cli import main
-from tf_ama.contextual import ContextualAuction, contextual_dataset
-from tf_ama.contextual_evaluation import baseline_revenues, evaluate_contextual
-from tf_ama.contextual_training import (SIGNIFICANCE, contextual_training,
+from tf_ama.core import exactness
+from tf_ama.cli.app import main
+from tf_ama.models.contextual import ContextualAuction, contextual_dataset
+from tf_ama.evaluation.contextual import baseline_revenues, evaluate_contextual
+from tf_ama.training.contextual import (SIGNIFICANCE, contextual_training,
                                         train_contextual_run, validation_dataset)
-from tf_ama.mechanism import exact_outcome
+from tf_ama.core.mechanism import exact_outcome
 
 SMALL = dict(menu_size=12, hidden=8, heads=2, blocks=1, jit_objective=False)
 
@@ -298,8 +298,8 @@ def test_the_command_line_trains_evaluates_and_exports_a_contextual_run(tmp_path
 
 
 def test_linear_family_boosts_extend_the_familys_boost_to_lotteries():
-    from tf_ama.contextual_menu import ContextualMenu, _linear_family_boosts
-    from tf_ama.separable import family_entries
+    from tf_ama.menus.contextual import ContextualMenu, _linear_family_boosts
+    from tf_ama.core.separable import family_entries
 
     rng = np.random.default_rng(1)
     c = rng.normal(size=(3, 4, 2))  # [B, m + 1, n], m = 3 bidders

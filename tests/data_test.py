@@ -1,4 +1,4 @@
-"""tf_ama.data: the valuations of a step (fresh, stateless samples or given ones with
+"""tf_ama.data.datasets: the valuations of a step (fresh, stateless samples or given ones with
 checked sample weights), fixed samples and the exact expectation of a discrete setting."""
 
 import numpy as np
@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import tf_ama
 from builders import compiled_model
-from tf_ama.data import step_valuations
+from tf_ama.data.datasets import step_valuations
 
 SPHERICAL = "unit_demand_2x4_spherical"
 

@@ -1,4 +1,4 @@
-"""Tests of tf_ama.distributions: the TFP valuation distributions (bounds, means, the
+"""Tests of tf_ama.data.distributions: the TFP valuation distributions (bounds, means, the
 spherical construction), stateless seeds, user-registered distributions and bad parameters."""
 
 import itertools
@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tf_ama
-from tf_ama import distributions
+from tf_ama.data import distributions
 
 tfd = tfp.distributions
 

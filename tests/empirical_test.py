@@ -1,4 +1,4 @@
-"""Valuations from data (tf_ama.empirical): reading, checks, the seeded split, provenance,
+"""Valuations from data (tf_ama.data.empirical): reading, checks, the seeded split, provenance,
 the bootstrap prior, and a model trained on data that loads without its file."""
 
 import hashlib
@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 import tf_ama
-from tf_ama import empirical
+from tf_ama.data import data_files
 
 
 def _profiles(rows=300, m=2, n=3, seed=0, scale=1.0):
@@ -40,7 +40,7 @@ def _write(path, profiles, header=True):
 def test_every_format_reads_back_the_profiles_in_blocks(tmp_path, name):
     profiles = _profiles(rows=1000, scale=1e6)
     path = _write(str(tmp_path / name), profiles, header=name != "d.csv")
-    blocks = list(empirical.read_blocks(path, 2, 3, block_rows=128))
+    blocks = list(data_files.read_blocks(path, 2, 3, block_rows=128))
     assert [len(b) for b in blocks] == [128] * 7 + [104]
     np.testing.assert_array_equal(np.concatenate(blocks), profiles)  # %.17g round-trips
 
@@ -49,7 +49,7 @@ def test_a_flat_npy_is_read_bidder_major(tmp_path):
     profiles = _profiles(rows=10)
     np.save(tmp_path / "flat.npy", profiles.reshape(10, 6))
     np.testing.assert_array_equal(
-        np.concatenate(list(empirical.read_blocks(str(tmp_path / "flat.npy"), 2, 3))), profiles)
+        np.concatenate(list(data_files.read_blocks(str(tmp_path / "flat.npy"), 2, 3))), profiles)
 
 
 def test_csv_quirks_are_read_as_meant(tmp_path):
@@ -63,17 +63,17 @@ def test_csv_quirks_are_read_as_meant(tmp_path):
     for name, data in texts.items():
         (tmp_path / name).write_bytes(data)
         np.testing.assert_array_equal(
-            np.concatenate(list(empirical.read_blocks(str(tmp_path / name), 1, 2))), profiles,
+            np.concatenate(list(data_files.read_blocks(str(tmp_path / name), 1, 2))), profiles,
             err_msg=name)
     (tmp_path / "latin.csv").write_bytes("caf\xe9,1\n1,2\n".encode("latin-1"))
     with pytest.raises(ValueError, match="latin.csv line 1: not UTF-8 text"):
-        list(empirical.read_blocks(str(tmp_path / "latin.csv"), 1, 2))
+        list(data_files.read_blocks(str(tmp_path / "latin.csv"), 1, 2))
     (tmp_path / "gap.csv").write_text("1,2\n\n3\n")
     with pytest.raises(ValueError, match="line 3: 1 values"):  # numbered as in an editor
-        list(empirical.read_blocks(str(tmp_path / "gap.csv"), 1, 2))
+        list(data_files.read_blocks(str(tmp_path / "gap.csv"), 1, 2))
     (tmp_path / "empty.csv").write_text("\n\n")
     with pytest.raises(ValueError, match="holds no profiles"):
-        list(empirical.read_blocks(str(tmp_path / "empty.csv"), 1, 2))
+        list(data_files.read_blocks(str(tmp_path / "empty.csv"), 1, 2))
 
 
 @pytest.mark.parametrize("content, message", [
@@ -100,7 +100,7 @@ def test_bad_csv_rows_are_refused_with_their_line(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(ValueError, match="`valuations` .*bad.csv " if "no profiles" not in message
                        else "holds no profiles") as error:
-        list(empirical.read_blocks(str(path), 2, 3))
+        list(data_files.read_blocks(str(path), 2, 3))
     assert message in str(error.value)
 
 
@@ -172,7 +172,7 @@ def test_bad_files_are_refused_with_the_fix(tmp_path):
                           ("junk.npy", "not a readable .npy file"),
                           ("missing.csv", "does not exist")]:
         with pytest.raises(ValueError, match=message):
-            list(empirical.read_blocks(str(tmp_path / name), 2, 3))
+            list(data_files.read_blocks(str(tmp_path / name), 2, 3))
 
 
 def _splitmix_uniform(seed, row):
@@ -189,7 +189,7 @@ def _splitmix_uniform(seed, row):
 @hypothesis.settings(max_examples=50, deadline=None)
 def test_the_split_hash_equals_a_plain_integer_oracle(seed, start):
     rows = np.arange(start, start + 20, dtype=np.uint64)
-    assert empirical._row_uniforms(seed, rows).tolist() == [
+    assert data_files._row_uniforms(seed, rows).tolist() == [
         _splitmix_uniform(seed, int(row)) for row in rows]
 
 
@@ -198,8 +198,8 @@ def test_the_split_is_seeded_exhaustive_and_independent_of_the_blocks(tmp_path):
     path = _write(str(tmp_path / "p.npy"), profiles)
     setting = tf_ama.empirical_setting("additive_1x2_uniform", path, 0.2, 0.1, split_seed=7)
     params = setting.distribution_params
-    parts = {split: np.concatenate(list(empirical.split_blocks(params, 1, 2, split)))
-             for split in empirical.SPLITS}
+    parts = {split: np.concatenate(list(data_files.split_blocks(params, 1, 2, split)))
+             for split in data_files.SPLITS}
     assert {k: len(v) for k, v in parts.items()} == params["rows"]
     # Every row in exactly one split, in file order within each.
     together = np.concatenate(list(parts.values())).reshape(len(profiles), -1)
@@ -207,13 +207,13 @@ def test_the_split_is_seeded_exhaustive_and_independent_of_the_blocks(tmp_path):
     assert abs(params["rows"]["validation"] / 20_000 - 0.2) < 0.015
     assert abs(params["rows"]["test"] / 20_000 - 0.1) < 0.015
     for block_rows in (1, 333):  # the split of a row does not depend on how the file is read
-        codes = np.concatenate([c for _, c in empirical._split_blocks(path, 1, 2, 7, 0.2, 0.1)])
-        original = empirical.read_blocks
+        codes = np.concatenate([c for _, c in data_files.assign_splits(path, 1, 2, 7, 0.2, 0.1)])
+        original = data_files.read_blocks
         try:
-            empirical.read_blocks = lambda *a, **k: original(*a, block_rows=block_rows)
-            again = np.concatenate([c for _, c in empirical._split_blocks(path, 1, 2, 7, 0.2, 0.1)])
+            data_files.read_blocks = lambda *a, **k: original(*a, block_rows=block_rows)
+            again = np.concatenate([c for _, c in data_files.assign_splits(path, 1, 2, 7, 0.2, 0.1)])
         finally:
-            empirical.read_blocks = original
+            data_files.read_blocks = original
         np.testing.assert_array_equal(codes, again)
     other = tf_ama.empirical_setting("additive_1x2_uniform", path, 0.2, 0.1, split_seed=8)
     assert other.distribution_params["rows"] != params["rows"]
@@ -228,7 +228,7 @@ def test_the_setting_records_the_provenance_and_samples_training_rows_only(tmp_p
     assert params["path"] == os.path.abspath(path) and params["format"] == ".csv"
     assert params["sha256"] == hashlib.sha256(open(path, "rb").read()).hexdigest()
     assert sum(params["rows"].values()) == 500
-    train = empirical.split_rows(params, 2, 3, "train")
+    train = data_files.split_rows(params, 2, 3, "train")
     drawn = setting.sample(2000, seed=(1, 2)).numpy()
     train32 = {tuple(row) for row in train.astype(np.float32).reshape(len(train), -1)}
     assert all(tuple(row) in train32 for row in drawn.reshape(2000, -1))
@@ -243,10 +243,10 @@ def test_a_changed_file_is_refused(tmp_path):
     setting = tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), path)
     np.save(path, _profiles(seed=1))
     with pytest.raises(ValueError, match="has changed since this setting was made"):
-        empirical.split_rows(setting.distribution_params, 2, 3, "validation")
+        data_files.split_rows(setting.distribution_params, 2, 3, "validation")
     os.remove(path)
     with pytest.raises(ValueError, match="no longer exists"):
-        empirical.split_rows(setting.distribution_params, 2, 3, "test")
+        data_files.split_rows(setting.distribution_params, 2, 3, "test")
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -309,7 +309,7 @@ def test_a_model_trained_on_data_loads_without_the_file(tmp_path):
     model.fit(tf_ama.fresh_valuations(32), epochs=1, steps_per_epoch=2, verbose=0)
     model.save(tmp_path / "m.keras")
     os.remove(path)
-    empirical._cache.clear()  # as in a new process
+    data_files._cache.clear()  # as in a new process
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert loaded.setting == setting
     bids = tf.constant(_profiles(rows=5), tf.float64)
@@ -340,12 +340,12 @@ def test_an_edited_empirical_setting_is_refused(tmp_path):
     edited = tf_ama.Setting.from_dict({**fields, "distribution_params": {
         **params, "rows": {**params["rows"], "validation": 5}}})
     with pytest.raises(ValueError, match=r"the validation split has more than 5 rows, not the 5"):
-        empirical.split_rows(edited.distribution_params, 2, 3, "validation")
+        data_files.split_rows(edited.distribution_params, 2, 3, "validation")
 
 
 # ------------------------------------------------------------------ the command line, end to end
 def _weights(run_dir):
-    return [w.numpy() for w in tf_ama.runs.load_run(run_dir)[0].weights]
+    return [w.numpy() for w in tf_ama.training.runs.load_run(run_dir)[0].weights]
 
 
 TINY = ["--menu", "lottery", "--menu-size", "16", "--steps", "100", "--batch-size", "128"]
@@ -355,8 +355,8 @@ SMALL = [*TINY, "--validation-samples", "500", "--samples", "2000"]
 def test_train_on_a_csv_evaluate_on_held_out_rows_and_export(tmp_path, capsys):
     """The README's two commands on a generated CSV: train (with the final evaluation on the
     held-out test rows), export."""
-    from tf_ama.cli import main
-    from tf_ama.mechanism import exact_outcome
+    from tf_ama.cli.app import main
+    from tf_ama.core.mechanism import exact_outcome
 
     profiles = _profiles(rows=3000, m=2, n=2, seed=3)
     csv = _write(str(tmp_path / "bids.csv"), profiles)
@@ -364,16 +364,16 @@ def test_train_on_a_csv_evaluate_on_held_out_rows_and_export(tmp_path, capsys):
     assert main(["train", "additive_2x2_uniform", "--valuations", csv, "--out", run, *TINY]) == 0
     out = capsys.readouterr().out
     assert "on the test rows" in out and "profiles (held-out rows of the data)" in out
-    config = tf_ama.runs.read_config(run)
+    config = tf_ama.training.runs.read_config(run)
     params = config["setting"]["distribution_params"]
     assert config["setting"]["distribution"] == "empirical" and params["path"] == csv
     assert params["sha256"] == hashlib.sha256(open(csv, "rb").read()).hexdigest()
     # The final evaluation is on every test row, and equals exact_outcome on them.
-    report = json.loads(open(os.path.join(run, tf_ama.runs.EVALUATION)).read())
-    test = np.concatenate(list(empirical.split_blocks(params, 2, 2, "test")))
+    report = json.loads(open(os.path.join(run, tf_ama.training.runs.EVALUATION)).read())
+    test = np.concatenate(list(data_files.split_blocks(params, 2, 2, "test")))
     assert report["num_samples"] == len(test) == params["rows"]["test"]
     assert report["seed"] is None  # the data, not a seed, decide the profiles
-    model = tf_ama.runs.load_run(run)[0]
+    model = tf_ama.training.runs.load_run(run)[0]
     payments = exact_outcome(tf.constant(test), *model.menu(tf.float64))["payments"].numpy()
     np.testing.assert_allclose(report["revenue"], payments.sum(axis=1).mean(), rtol=1e-12)
     assert report["baselines"]["vcg"]["revenue"] == pytest.approx(
@@ -398,7 +398,7 @@ def test_train_on_a_csv_evaluate_on_held_out_rows_and_export(tmp_path, capsys):
 
 
 def test_data_flags_without_a_file_are_refused(tmp_path, capsys):
-    from tf_ama.cli import main
+    from tf_ama.cli.app import main
 
     csv = _write(str(tmp_path / "bids.csv"), _profiles(rows=50, m=2, n=2))
     assert main(["train", "additive_2x2_uniform", "--valuations", csv, "--samples", "10",
@@ -418,7 +418,7 @@ def test_data_flags_without_a_file_are_refused(tmp_path, capsys):
 
 
 def test_a_json_setting_equal_to_a_built_in_gives_the_bit_identical_run(tmp_path, capsys):
-    from tf_ama.cli import main
+    from tf_ama.cli.app import main
 
     assert main(["settings", "--show", "additive_2x2_uniform"]) == 0
     path = tmp_path / "mine.json"
@@ -429,4 +429,4 @@ def test_a_json_setting_equal_to_a_built_in_gives_the_bit_identical_run(tmp_path
         assert main(["train", setting, "--out", run, *SMALL]) == 0
     for mine, built_in in zip(_weights(runs[1]), _weights(runs[0])):
         np.testing.assert_array_equal(mine, built_in)
-    assert tf_ama.runs.read_config(runs[0]) == tf_ama.runs.read_config(runs[1])
+    assert tf_ama.training.runs.read_config(runs[0]) == tf_ama.training.runs.read_config(runs[1])

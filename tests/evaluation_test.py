@@ -1,4 +1,4 @@
-"""Tests of tf_ama.evaluation: exact reports against the loop-based NumPy oracle, the menu
+"""Tests of tf_ama.evaluation.reports: exact reports against the loop-based NumPy oracle, the menu
 actually used, pruning, and bad input."""
 
 import dataclasses
@@ -12,7 +12,8 @@ import tensorflow as tf
 from oracle import numpy_ama
 
 import tf_ama
-from tf_ama import evaluation, seeds
+from tf_ama.evaluation import reports as evaluation
+from tf_ama.utils import seeds
 
 # Shapes of the house style: 1x1, 1x2, 2x2, 3x1 exponential, 2x4 unit-demand spherical.
 TINY_1X1 = tf_ama.Setting("tiny_1x1_uniform", num_bidders=1, num_items=1)
@@ -277,7 +278,7 @@ class TestBadInput:
 
 
 class TestDefaultsAndDeprecations:
-    """The seeds of `tf_ama.seeds` by default; `chunk_size`, the old name of
+    """The seeds of `tf_ama.utils.seeds` by default; `chunk_size`, the old name of
     `micro_batch_size`, still works (with a DeprecationWarning) and changes nothing."""
 
     def test_evaluate_and_menu_usage_default_to_the_evaluation_seed(self):
@@ -338,10 +339,10 @@ class TestStreaming:
 
     def test_sample_blocks_follow_the_block_rule(self, monkeypatch):
         setting = tf_ama.get_setting("additive_2x2_uniform")
-        assert tf_ama.settings.sample_block_size(tf_ama.get_setting("additive_3x10_uniform")) \
+        assert tf_ama.data.settings.sample_block_size(tf_ama.get_setting("additive_3x10_uniform")) \
             == 279_620
-        monkeypatch.setattr(tf_ama.settings, "SAMPLE_BLOCK_ELEMENTS", 4 * 300)
-        blocks = list(tf_ama.settings.sample_blocks(setting, 700, 5))
+        monkeypatch.setattr(tf_ama.data.settings, "SAMPLE_BLOCK_ELEMENTS", 4 * 300)
+        blocks = list(tf_ama.data.settings.sample_blocks(setting, 700, 5))
         assert [len(block) for block in blocks] == [300, 300, 100]
         assert all(block.dtype == np.float64 for block in blocks)
         np.testing.assert_array_equal(blocks[0], samples(random_model(setting), 300, 5))
@@ -351,7 +352,7 @@ class TestStreaming:
     def test_streaming_equals_the_blocks_evaluated_in_one_go(self, monkeypatch):
         # 300 profiles per sample block, 512 per call: calls straddle the blocks.
         model = random_model("additive_2x2_uniform", menu_size=40, seed=2)
-        monkeypatch.setattr(tf_ama.settings, "SAMPLE_BLOCK_ELEMENTS", 4 * 300)
+        monkeypatch.setattr(tf_ama.data.settings, "SAMPLE_BLOCK_ELEMENTS", 4 * 300)
         report = evaluation.evaluate(model, num_samples=1000, seed=6, micro_batch_size=64,
                                      jit_compile=False)
         bids = block_profiles(model.setting, 1000, 6, 300)
@@ -370,7 +371,7 @@ class TestStreaming:
         assert {e.index: e.count for e in evaluation.menu_usage(model, 1000, seed=6)} == {
             int(k): int(counts[k]) for k in np.flatnonzero(counts)}
         # The baselines are computed on the same profiles (paired).
-        from tf_ama import baseline_auctions
+        from tf_ama.evaluation import baselines as baseline_auctions
 
         vcg = baseline_auctions.vcg_revenues(bids, "additive")
         assert report.baselines["vcg"]["revenue"] == pytest.approx(vcg.mean(), rel=0, abs=1e-12)
@@ -431,9 +432,9 @@ def test_baselines_beyond_the_reserve_searchs_work_are_refused_before_the_models
         tmp_path, monkeypatch):
     """evaluate --samples 10**15 ran the model over every profile before the baselines
     refused the same size."""
-    from tf_ama import baseline_auctions
+    from tf_ama.data import reserves
 
-    monkeypatch.setattr(baseline_auctions, "MAX_RESERVE_DRAWS", 100)
+    monkeypatch.setattr(reserves, "MAX_RESERVE_DRAWS", 100)
     model = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=4)
     with pytest.raises(ValueError, match=r"reserve search would draw 400 values"):
         tf_ama.evaluate(model, num_samples=100, outcomes=tmp_path / "o.npz")

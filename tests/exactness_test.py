@@ -1,4 +1,4 @@
-"""The exactness contract (tf_ama.exactness) against an exact rational oracle.
+"""The exactness contract (tf_ama.core.exactness) against an exact rational oracle.
 
 `exact_outcome` (plain and XLA) and the exported serving signature are compared with
 `oracle.fraction_ama`, the AMA in `fractions.Fraction` arithmetic, on random menus, weights
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from builders import lottery_menu
 from oracle import fraction_ama
 
-from tf_ama import exactness, mechanism
+from tf_ama.core import exactness, mechanism
 
 JIT = [pytest.param(False, id="plain"), pytest.param(True, id="xla")]
 INVALID = tf.errors.InvalidArgumentError
@@ -64,7 +64,7 @@ def outcome_of(bids, menu, jit_compile=False):
 
 
 def assert_within_contract(bids, menu, outcome):
-    """Every guarantee of tf_ama.exactness for each profile, against the rational oracle."""
+    """Every guarantee of tf_ama.core.exactness for each profile, against the rational oracle."""
     allocations, boosts, bidder_weights = menu
     welfare_bound = exactness.welfare_error_bound(bids, boosts, bidder_weights)
     payment_bound = exactness.payment_error_bound(bids, boosts, bidder_weights)
@@ -134,7 +134,7 @@ def test_payments_on_random_lottery_menus_do_not_degrade_with_the_payers_bid(bid
 def test_bids_above_max_bid_are_refused_not_nan(bids):
     # Old main: menu_index 1, payments [nan, nan].
     allocations = np.array([[[0.0, 0.0], [0.0, 0.0]], [[1.0, 1.0], [0.0, 0.0]]])
-    with pytest.raises(INVALID, match=r"`bids` must be <= 1e\+38 \(tf_ama.exactness.MAX_BID"):
+    with pytest.raises(INVALID, match=r"`bids` must be <= 1e\+38 \(tf_ama.core.exactness.MAX_BID"):
         mechanism.exact_outcome(np.array(bids), allocations, np.array([0.0, -0.5]), np.ones(2))
 
 

@@ -1,4 +1,4 @@
-"""Tests of tf_ama.export: the SavedModel contract of docs/design.md §6.
+"""Tests of tf_ama.serving.export: the SavedModel contract of docs/design.md §6.
 
 The exported `serving_default` must equal `tf_ama.exact_outcome` on the in-memory model bit
 for bit. Two slow subprocesses (`saved_model_cli`, and an export killed with SIGKILL) start
@@ -23,9 +23,10 @@ import pytest
 import tensorflow as tf
 
 import tf_ama
-from tf_ama import export
-from tf_ama.export import ExportError, export_saved_model, load_menu_model, read_export_config
-from tf_ama.mechanism import exact_outcome
+from tf_ama.serving import export, versions
+from tf_ama.serving.export import ExportError, export_saved_model, load_menu_model, read_export_config
+from tf_ama.core.mechanism import exact_outcome
+from tf_ama.utils import files
 
 sys.path.insert(0, os.path.dirname(__file__))
 from oracle import numpy_ama  # noqa: E402
@@ -88,7 +89,7 @@ _KILLED_EXPORT = textwrap.dedent("""
     import os, sys, time
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     import tf_ama
-    from tf_ama import export
+    from tf_ama.serving import export
 
     write_assets = export._write_assets
     def write_then_hang(*args, **kwargs):
@@ -299,7 +300,7 @@ def test_layout_config_and_warmup(exported):
     assert config["training"] == {"steps": 3} and config["pruned"] is False
     assert config["tf_ama_version"] == tf_ama.__version__
     # Whoever serves the model reads what the signature accepts and guarantees.
-    assert config["exactness"]["max_bid"] == tf_ama.exactness.MAX_BID == 1e38
+    assert config["exactness"]["max_bid"] == tf_ama.core.exactness.MAX_BID == 1e38
     assert config["exactness"]["bidder_weight_range"] == [1e-6, 1e6]
     records = list(tf.data.TFRecordDataset(
         os.path.join(path, "assets.extra", "tf_serving_warmup_requests")).as_numpy_iterator())
@@ -402,9 +403,9 @@ def _small_disk(path, size, monkeypatch):
 
 def _run_dir(path, model):
     """A finished run directory holding `model` (what `tf-ama train` leaves)."""
-    from tf_ama import runs
+    from tf_ama.training import runs
 
-    runs.write_json_atomic(path / runs.CONFIG, {"training": {"steps": 10}})
+    files.write_json_atomic(path / runs.CONFIG, {"training": {"steps": 10}})
     runs.save_model_atomic(model, str(path / runs.MODEL))
     return path
 
@@ -421,7 +422,7 @@ def _export_script_main():
 @pytest.mark.parametrize("size, command", [("4k", "export_model.py"), ("64k", "tf-ama export")])
 def test_a_full_disk_is_one_line_naming_the_folder_and_no_version(tmp_path, monkeypatch, capsys,
                                                                     size, command):
-    from tf_ama.cli import main as tf_ama_main
+    from tf_ama.cli.app import main as tf_ama_main
 
     run_dir = _run_dir(tmp_path / "run", tf_ama.AffineMaximizerAuction(
         "additive_1x2_uniform", menu_size=4, seed=2))
@@ -530,11 +531,11 @@ def test_export_with_prune(tmp_path):
 
 
 def test_export_command_line(tmp_path, capsys):
-    from tf_ama import runs
+    from tf_ama.training import runs
 
     model = tf_ama.AffineMaximizerAuction("additive_1x2_uniform", menu_size=4, seed=2)
     run_dir = tmp_path / "run"
-    runs.write_json_atomic(run_dir / runs.CONFIG, {"training": {"steps": 10}})
+    files.write_json_atomic(run_dir / runs.CONFIG, {"training": {"steps": 10}})
     runs.save_model_atomic(model, str(run_dir / runs.MODEL))
     script = os.path.join(REPO, "export", "export_model.py")
     namespace = {"__name__": "export_model"}
@@ -558,7 +559,7 @@ def test_export_command_line(tmp_path, capsys):
     ["no/such/run", "--to", "models/a12"],  # refused by the export: one line, status 2
 ], ids=["help", "bad_flag", "missing_run"])
 def test_export_script_is_tf_ama_export(tmp_path, argv):
-    """export/export_model.py has tf-ama export's flags and errors (tf_ama.cli is their home)."""
+    """export/export_model.py has tf-ama export's flags and errors (tf_ama.cli.app is their home)."""
     script = os.path.join(REPO, "export", "export_model.py")
     tf_ama_command = os.path.join(os.path.dirname(sys.executable), "tf-ama")
     results = [subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
@@ -598,7 +599,7 @@ def test_export_killed_midway_leaves_no_version_folder(exported):
     assert len(names) == 1 and names[0].startswith(".tmp-export-")  # ignored by TF Serving
     assert os.path.exists(os.path.join(base_dir, names[0], "saved_model.pb"))
     # The next export takes version 1 and removes the dead process's temporary folder.
-    assert names[0].startswith(f".tmp-export-{export._host()}-{process.pid}-")
+    assert names[0].startswith(f".tmp-export-{versions._host()}-{process.pid}-")
     # Another host's temporary (same dead pid) is left alone: its process cannot be checked.
     elsewhere = os.path.join(base_dir, f".tmp-export-other-host.example-{process.pid}-abc_12")
     os.mkdir(elsewhere)

@@ -1,4 +1,4 @@
-"""tf_ama.files: every parser error of user bytes becomes one ValueError naming the input;
+"""tf_ama.utils.files: every parser error of user bytes becomes one ValueError naming the input;
 JSON is strict (a key given twice is refused)."""
 
 import csv
@@ -10,7 +10,7 @@ import hypothesis
 import hypothesis.strategies as st
 import pytest
 
-from tf_ama import files
+from tf_ama.utils import files
 
 
 @pytest.mark.parametrize("text, message", [

@@ -1,4 +1,4 @@
-"""tf_ama.footprint: jobs that certainly cannot fit in memory are refused up front, naming
+"""tf_ama.utils.footprint: jobs that certainly cannot fit in memory are refused up front, naming
 the sizes and the fix (the machine's memory is replaced by a fixed number here)."""
 
 import os
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import tf_ama
-from tf_ama import footprint
-from tf_ama.training import TrainingConfig, train_run
+from tf_ama.utils import footprint
+from tf_ama.training.run import TrainingConfig, train_run
 
 
 def test_the_available_memory_is_known_on_linux():

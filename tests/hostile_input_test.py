@@ -23,9 +23,9 @@ import pytest
 import tensorflow as tf
 
 import tf_ama
-from tf_ama import empirical
-from tf_ama.cli import main
-from tf_ama.contextual import ContextualAuction
+from tf_ama.data import data_files
+from tf_ama.cli.app import main
+from tf_ama.models.contextual import ContextualAuction
 
 
 def _refused(capsys, argv, message):
@@ -87,7 +87,7 @@ def test_3_a_data_file_whose_values_reach_5e37_has_a_scale(folder):
                                                 np.full((299, 2, 2), 0.5)]))
     setting = tf_ama.empirical_setting("additive_2x2_uniform", "big.npy")
     # A float64 mean (the float32 one overflowed into an OverflowError).
-    assert 0 < tf_ama.recipes.temperature_for(setting) < 1e-30
+    assert 0 < tf_ama.training.recipes.temperature_for(setting) < 1e-30
 
 
 def test_4_a_discrete_tfp_class_is_a_prior(folder, capsys):
@@ -128,7 +128,7 @@ def test_11_an_upper_case_extension(folder):
     np.savetxt(folder / "G.CSV", rows, delimiter=",", fmt="%.17g")
     setting = tf_ama.empirical_setting("additive_2x2_uniform", "G.CSV")
     assert setting.distribution_params["format"] == ".csv"
-    blocks = np.concatenate(list(empirical.read_blocks("G.CSV", 2, 2)))
+    blocks = np.concatenate(list(data_files.read_blocks("G.CSV", 2, 2)))
     np.testing.assert_array_equal(blocks.reshape(40, 4), rows)
 
 
@@ -217,7 +217,7 @@ def test_any_csv_is_its_numbers_or_one_line_refusal(tmp_path_factory, text, enco
     path.write_bytes(text.encode(encoding, "replace"))
     expected = _oracle_csv(path.read_bytes().decode("utf-8-sig", "replace"), 2)
     try:
-        read = np.concatenate(list(empirical.read_blocks(str(path), 1, 2))).reshape(-1, 2)
+        read = np.concatenate(list(data_files.read_blocks(str(path), 1, 2))).reshape(-1, 2)
     except ValueError as error:
         assert str(error).startswith(f"`valuations` {path}") and "\n" not in str(error)
         assert expected is None or "\ufffd" in path.read_bytes().decode("utf-8", "replace")
@@ -265,7 +265,7 @@ def test_any_npy_or_npz_is_its_numbers_or_one_line_refusal(tmp_path_factory, spe
     path = tmp_path_factory.mktemp("npy") / f"v{extension}"
     path.write_bytes(bytes(data))
     try:
-        read = np.concatenate(list(empirical.read_blocks(str(path), 1, 2)))
+        read = np.concatenate(list(data_files.read_blocks(str(path), 1, 2)))
     except ValueError as error:
         assert str(error).startswith(f"`valuations` {path}") and "\n" not in str(error)
         hypothesis.event("refused")

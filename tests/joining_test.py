@@ -1,5 +1,5 @@
-"""A trained lottery menu joined with the item-separable family (tf_ama.joining) and the
-phased training of a "lottery+separable" run (tf_ama.training.train_run)."""
+"""A trained lottery menu joined with the item-separable family (tf_ama.training.joining) and the
+phased training of a "lottery+separable" run (tf_ama.training.run.train_run)."""
 
 import json
 import os
@@ -11,10 +11,10 @@ import tensorflow as tf
 from interrupt import Stop, StopAt
 
 import tf_ama
-from tf_ama import joining
-from tf_ama.cli import main
-from tf_ama.mechanism import exact_outcome
-from tf_ama.training import LOTTERY_RUN, TrainingConfig, train_run
+from tf_ama.training import joining
+from tf_ama.cli.app import main
+from tf_ama.core.mechanism import exact_outcome
+from tf_ama.training.run import LOTTERY_RUN, TrainingConfig, train_run
 
 SETTING = "additive_2x2_uniform"
 KWARGS = {"menu": "lottery+separable", "menu_size": 16, "seed": 3, "reserves": [0.5, 0.5]}
@@ -105,7 +105,7 @@ def test_a_joined_run_trains_its_lottery_first_then_both(reference, tmp_path):
     # The lottery phase is the plain lottery run of the same arguments, bit for bit.
     lottery_kwargs = {k: v for k, v in KWARGS.items() if k not in ("menu", "reserves")}
     plain = train_run(SETTING, str(tmp_path / "plain"), lottery_kwargs, TRAINING, verbose=0)
-    phase = tf_ama.runs.load_run(os.path.join(out, LOTTERY_RUN))[0]
+    phase = tf_ama.training.runs.load_run(os.path.join(out, LOTTERY_RUN))[0]
     for got, want in zip(phase.exact_menu(), plain.exact_menu(), strict=True):
         assert np.array_equal(got, want)
     # Both parts then trained together; the run keeps the better of the join (its start) and

@@ -1,4 +1,4 @@
-"""Tests of tf_ama.mechanism: the exact AMA outcome against a loop-based NumPy oracle,
+"""Tests of tf_ama.core.mechanism: the exact AMA outcome against a loop-based NumPy oracle,
 hand-made fixtures (ties, zero / huge bids, one bidder, second price), strategyproofness
 properties, and refusal of bad input."""
 
@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from oracle import numpy_ama, numpy_soft_payments
 
-from tf_ama import mechanism, menus
+from tf_ama.core import allocations as menus, mechanism
 
 # (num_bidders, num_items, demand): the shapes the paper's settings use, small K for the loop.
 SHAPES = [
@@ -572,7 +572,7 @@ def test_validate_bids():
 def test_ir_excess_reports_a_payment_formula_above_the_value():
     """The IR check is live: outside the AMA's domain (a negative bid, bypassing validation)
     the formula's payment exceeds the value and `ir_excess` says by how much."""
-    from tf_ama.mechanism import _outcome_block
+    from tf_ama.core.mechanism import _outcome_block
 
     allocations = tf.constant([[[0.0]], [[1.0]]], tf.float64)  # 1 bidder, 1 item: empty / sell
     boosts = tf.constant([0.0, 0.5], tf.float64)

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 import tf_ama
-from tf_ama import menu_layers
-from tf_ama.menu_layers import (MENU_KINDS, BidderWeights, DeterministicMenu, FixedMenu,
+from tf_ama.menus import layers as menu_layers
+from tf_ama.menus.layers import (MENU_KINDS, BidderWeights, DeterministicMenu, FixedMenu,
                                 LotteryMenu, MenuLayer, make_menu, menu_kind)
 
 LAYERS = {
@@ -172,7 +172,7 @@ def single_lottery_kind():
             self.built = True
 
         def allocations_and_boosts(self, dtype):
-            allocations = tf_ama.menus.additive_lottery(tf.cast(self.logits, dtype))
+            allocations = tf_ama.core.allocations.additive_lottery(tf.cast(self.logits, dtype))
             return allocations, self._boosts(self.boosts, dtype)
 
     yield SingleLotteryMenu
@@ -198,7 +198,7 @@ def test_a_new_menu_kind_trains_saves_and_loads(single_lottery_kind, tmp_path):
 def test_registry_lists_the_built_in_kinds():
     assert {"lottery", "deterministic", "separable", "lottery+separable", "fixed"} <= set(MENU_KINDS)
     assert all(MENU_KINDS[kind].kind == kind for kind in MENU_KINDS)
-    assert menu_layers.MENU_KINDS is tf_ama.menu_layers.MENU_KINDS
+    assert menu_layers.MENU_KINDS is tf_ama.menus.layers.MENU_KINDS
 
 
 def test_a_deterministic_menu_starts_at_separate_myerson_where_bidders_are_additive():

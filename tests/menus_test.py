@@ -1,4 +1,4 @@
-"""Tests of tf_ama.menus: lottery parameterizations are feasible for every parameter value,
+"""Tests of tf_ama.core.allocations: lottery parameterizations are feasible for every parameter value,
 deterministic menus enumerate exactly the feasible 0/1 allocations, and fixed menus are
 validated with messages that name the bad argument."""
 
@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from oracle import partial_matchings
 
-from tf_ama import mechanism, menus
+from tf_ama.core import allocations as menus, mechanism
 
 SHAPES = [(1, 1), (1, 2), (2, 2), (3, 1), (2, 4), (3, 10)]
 TOLERANCE = 1e-12

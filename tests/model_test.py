@@ -9,8 +9,9 @@ import tensorflow as tf
 
 import tf_ama
 from builders import compiled_model
-from tf_ama import data, exactness, menus
-from tf_ama.mechanism import exact_outcome, soft_payments
+from tf_ama.core import allocations as menus, exactness
+from tf_ama.data import datasets as data
+from tf_ama.core.mechanism import exact_outcome, soft_payments
 
 from interrupt import Stop, StopAt
 from oracle import numpy_ama
@@ -344,7 +345,7 @@ def test_the_expectation_dataset_validates_to_the_exact_expected_revenue():
     model.fit(dataset.repeat(), epochs=1, steps_per_epoch=5, verbose=0)
     revenue = model.evaluate(dataset, verbose=0, return_dict=True)["revenue"]
     # Oracle: the probability-weighted sum of the loop AMA's payments over every profile.
-    profiles, probabilities = tf_ama.distributions.finite_support(
+    profiles, probabilities = tf_ama.data.distributions.finite_support(
         tf_ama.get_setting(SPHERICAL).distribution_fn(tf.float64))
     payments = numpy_ama(profiles, *model.exact_menu())["payments"]
     expected = float(np.sum(probabilities * payments.sum(axis=1)))
@@ -355,7 +356,7 @@ def test_the_expectation_dataset_validates_to_the_exact_expected_revenue():
 def test_a_step_on_the_expectation_dataset_equals_one_on_every_profile_repeated():
     """Base 2: the probabilities are multiplicities / 961, so the 961 profiles with their
     multiplicities are the same expectation; one SGD step must be the same."""
-    profiles, probabilities = tf_ama.distributions.finite_support(
+    profiles, probabilities = tf_ama.data.distributions.finite_support(
         tf_ama.get_setting(SPHERICAL).distribution_fn(tf.float64))
     counts = np.rint(probabilities * 961).astype(int)
     assert counts.sum() == 961 and np.allclose(counts / 961, probabilities, rtol=1e-12, atol=0)

@@ -1,10 +1,10 @@
 """Several machines, tested for real: two worker processes on localhost, each with its own
-`TF_CONFIG`, train under `tf.distribute.MultiWorkerMirroredStrategy` (tf_ama/distributed.py).
+`TF_CONFIG`, train under `tf.distribute.MultiWorkerMirroredStrategy` (tf_ama/utils/distributed.py).
 
 They run a plain `fit`, then the README's `tf-ama train` commands (README.md, "Several
 devices: `tf.distribute`"), interrupted after an epoch and run again. Each result is compared
 with the same run on two logical CPU devices of this process (tests/conftest.py): the
-training stream folds the replica id into the seed (`tf_ama.data.step_valuations`), so the
+training stream folds the replica id into the seed (`tf_ama.data.datasets.step_valuations`), so the
 single-process run must have two replicas too.
 
 Tolerance: none, the weights must be EQUAL. With two replicas every all-reduce (gradients,
@@ -29,10 +29,12 @@ import pytest
 import tensorflow as tf
 
 import tf_ama
-from tf_ama import cli, distributed, runs
+from tf_ama.cli import app as cli
+from tf_ama.training import runs
+from tf_ama.utils import distributed
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
-README = os.path.join(os.path.dirname(TESTS), "README.md")
+README = os.path.join(os.path.dirname(TESTS), "docs", "user_guide.md")  # the multi-machine block
 TIMEOUT = 240  # seconds for each pair of workers; both are killed when it runs out
 SETTING, MENU_SIZE, SEED = "additive_2x2_uniform", 16, 0
 GLOBAL_BATCH = 64  # of the plain fit: 32 profiles per replica
@@ -40,14 +42,15 @@ GLOBAL_BATCH = 64  # of the plain fit: 32 profiles per replica
 # One worker: a plain fit, then the README's command interrupted at the start of epoch 2.
 WORKER = f"""
 import json, os, sys
-from tf_ama import distributed
+from tf_ama.utils import distributed
 
 strategy = distributed.strategy_from_environment()  # first: before TensorFlow runs anything
 
 import keras
 import numpy as np
 import tf_ama
-from tf_ama import cli, training
+from tf_ama.cli import app as cli
+from tf_ama.training import run as training
 from interrupt import Stop, StopAt
 
 output, argv = sys.argv[1], sys.argv[2:]
@@ -214,7 +217,7 @@ def test_the_readme_command_on_two_workers_resumes_into_the_run_of_one_process(
 
     # The README's commands, as they are, run again: they resume and finish.
     results = _run_workers(workers_tmp, "resumed", [
-        (config, ["-m", "tf_ama.cli", *args]) for config, args in commands])
+        (config, ["-m", "tf_ama.cli.app", *args]) for config, args in commands])
     _expect(results, 0, "the re-run README commands")
     assert "Epoch 2/2" in results[0][1] and "Epoch 1/2" not in results[0][1], results[0][1]
     assert "trained as worker 1; the chief evaluates" in results[1][1]

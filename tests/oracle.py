@@ -1,6 +1,6 @@
 """An independent, loop-based NumPy affine maximizer auction (docs/design.md §1).
 
-Written from the maths, not from `tf_ama.mechanism`: explicit Python loops over profiles,
+Written from the maths, not from `tf_ama.core.mechanism`: explicit Python loops over profiles,
 bidders and menu entries, so that it is obviously correct and shares no vectorization (and
 no bug) with the library. Slow: use it on small batches and small menus only.
 
@@ -21,7 +21,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from tf_ama.menus import deterministic_allocations
+from tf_ama.core.allocations import deterministic_allocations
 
 
 def family_boosts(c, exact=False):
@@ -173,7 +173,7 @@ def fraction_ama(bids, allocations, boosts, bidder_weights):
 
     Every float64 input is converted exactly (`Fraction(float)` is exact), so this is the
     outcome a computer with infinite precision would serve for the same numbers: the money
-    oracle of the exactness tests (tf_ama.exactness states how far float64 may be from it).
+    oracle of the exactness tests (tf_ama.core.exactness states how far float64 may be from it).
 
     Args:
       bids: `[num_bidders, num_items]` (one profile); allocations `[menu_size, num_bidders,

@@ -1,4 +1,4 @@
-"""Tests of per-profile outcome files (tf_ama.outcome_files, `evaluate(..., outcomes=)`):
+"""Tests of per-profile outcome files (tf_ama.evaluation.outcome_files, `evaluate(..., outcomes=)`):
 their content against `tf_ama.exact_outcome` on the same bids, atomicity, bad paths."""
 
 import os
@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 import tf_ama
-from tf_ama import evaluation, outcome_files, settings
+from tf_ama.data import settings
+from tf_ama.evaluation import outcome_files, reports as evaluation
 
 
 def model_with_boosts(setting="additive_2x2_uniform", menu_size=24, seed=1):

@@ -1,4 +1,4 @@
-"""Tests of tf_ama.plots: the menu figure and the training curves are real, decodable PNGs,
+"""Tests of tf_ama.evaluation.plots: the menu figure and the training curves are real, decodable PNGs,
 written atomically, and the menu figure draws the entries the menu table lists."""
 
 import os
@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import tf_ama
-from tf_ama import evaluation, plots
+from tf_ama.evaluation import plots, reports as evaluation
 
 
 def decoded(path):

@@ -1,4 +1,4 @@
-"""The polish (tf_ama.polish): its revenue against the NumPy-loop oracle and the exact
+"""The polish (tf_ama.training.polish): its revenue against the NumPy-loop oracle and the exact
 mechanism, its one-boost line search against a full recomputation, and the search itself."""
 
 import numpy as np
@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from oracle import numpy_ama
 
 import tf_ama
-from tf_ama import polish
-from tf_ama.polish import _block_statistics, _combine, _revenue_of_boost
+from tf_ama.training import polish
+from tf_ama.training.polish import _block_statistics, _combine, _revenue_of_boost
 
 PROPERTY = settings(max_examples=30, deadline=None, derandomize=True)
 
@@ -95,7 +95,7 @@ def test_the_iterated_search_on_a_discrete_prior_earns_what_is_served():
     the start."""
     model = tf_ama.AffineMaximizerAuction("unit_demand_2x4_spherical", menu="deterministic",
                                           learn_bidder_weights=True)
-    profiles, probabilities = tf_ama.distributions.finite_support(
+    profiles, probabilities = tf_ama.data.distributions.finite_support(
         model.setting.distribution_fn())
     before, after = polish.polish(model, profiles, probabilities, perturbations=20, seed=1)
     served = float(probabilities @ model(profiles)["payments"].numpy().sum(axis=1))

@@ -1,4 +1,4 @@
-"""Recipes (tf_ama.recipes), restarts and the polish in a training run (tf_ama.train_run),
+"""Recipes (tf_ama.training.recipes), restarts and the polish in a training run (tf_ama.train_run),
 and `tf-ama train --recipe`."""
 
 import inspect
@@ -10,9 +10,9 @@ import pytest
 from interrupt import Stop, StopAt
 
 import tf_ama
-from tf_ama import recipes, runs
-from tf_ama.cli import build_parser, main
-from tf_ama.training import RESTARTS, TrainingConfig, train_run
+from tf_ama.training import recipes, runs
+from tf_ama.cli.app import build_parser, main
+from tf_ama.training.run import RESTARTS, TrainingConfig, train_run
 
 SETTING = "additive_2x2_uniform"
 KWARGS = {"menu": "lottery", "menu_size": 16, "seed": 3, "boost_init_scale": 0.5}
@@ -169,9 +169,9 @@ def test_a_polished_run_keeps_the_menu_with_the_higher_held_out_revenue(tmp_path
     held_out = record["holdout_revenue"]
     assert record["kept"] == ("polished" if held_out["polished"] > held_out["trained"]
                               else "trained")
-    assert record["holdout"] == {"samples": 2000, "seed": tf_ama.seeds.holdout_seed(0)}
+    assert record["holdout"] == {"samples": 2000, "seed": tf_ama.utils.seeds.holdout_seed(0)}
     # The saved model is the kept one: its exact revenue on the held-out sample.
-    holdout = tf_ama.valuation_dataset(SETTING, 2000, seed=tf_ama.seeds.holdout_seed(0))
+    holdout = tf_ama.valuation_dataset(SETTING, 2000, seed=tf_ama.utils.seeds.holdout_seed(0))
     saved = runs.load_run(out)[0]
     assert saved.evaluate(holdout, verbose=0, return_dict=True)["revenue"] == pytest.approx(
         held_out[record["kept"]], rel=1e-6)
@@ -181,7 +181,7 @@ def test_a_polished_run_keeps_the_menu_with_the_higher_held_out_revenue(tmp_path
 
 # ------------------------------------------------------------------------------ CLI
 def test_the_command_lines_recipes_are_the_librarys():
-    from tf_ama.cli import RECIPES
+    from tf_ama.cli.app import RECIPES
 
     assert RECIPES == recipes.RECIPES
 
@@ -251,7 +251,7 @@ def test_every_training_field_has_a_flag():
 
 
 def test_the_kept_restarts_history_keeps_its_own_temperatures(tmp_path):
-    from tf_ama.training import _copy_history
+    from tf_ama.training.run import _copy_history
 
     source, target = tmp_path / "restart.csv", tmp_path / "run.csv"
     source.write_text("epoch,loss,temperature,val_revenue\n0,-1,10.0,0.5\n1,-2,100.0,0.6\n")

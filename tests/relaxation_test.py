@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_ama import menus
-from tf_ama.mechanism import soft_payments
-from tf_ama.relaxation import (batched_revenue_and_gradients, default_micro_batch_size,
+from tf_ama.core import allocations as menus
+from tf_ama.core.mechanism import soft_payments
+from tf_ama.core.relaxation import (batched_revenue_and_gradients, default_micro_batch_size,
                                revenue_and_gradients)
 
 

@@ -1,4 +1,4 @@
-"""tf_ama.runs: a damaged file of a run directory is an error naming the file and the fix, or
+"""tf_ama.training.runs: a damaged file of a run directory is an error naming the file and the fix, or
 is replaced by an intact copy where one exists."""
 
 import errno
@@ -14,7 +14,8 @@ import pytest
 from interrupt import Stop, StopAt
 
 import tf_ama
-from tf_ama import runs
+from tf_ama.training import runs
+from tf_ama.utils import files
 
 SETTING = "additive_1x2_uniform"
 MODEL_KWARGS = {"menu_size": 8, "seed": 7, "jit_objective": False}
@@ -129,7 +130,7 @@ def test_a_truncated_config_is_restored_from_the_checkpoint_copy(tmp_path, finis
 def test_a_full_disk_names_the_file_and_keeps_the_previous_version(tmp_path, monkeypatch):
     # Python's own ENOSPC message names no file ("[Errno 28] No space left on device").
     path = tmp_path / "evaluation.json"
-    runs.write_json_atomic(path, {"revenue": 1.0})
+    files.write_json_atomic(path, {"revenue": 1.0})
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -137,7 +138,7 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_version(tmp_path, mon
     monkeypatch.setattr(json, "dump", full_disk)
     with pytest.raises(OSError, match=r"Could not write '.*evaluation\.json': no space left on "
                                       r"its device .* Free space there and re-run") as raised:
-        runs.write_json_atomic(path, {"revenue": 2.0})
+        files.write_json_atomic(path, {"revenue": 2.0})
     assert raised.value.errno == errno.ENOSPC
     monkeypatch.undo()
     assert json.loads(path.read_text()) == {"revenue": 1.0}

@@ -15,11 +15,12 @@ import tensorflow as tf
 from oracle import numpy_ama
 
 import tf_ama
-from tf_ama import menus
-from tf_ama.baseline_auctions import baseline_details, separate_reserves
-from tf_ama.mechanism import soft_payments
-from tf_ama.menu_layers import LotterySeparableMenu, SeparableMenu
-from tf_ama.relaxation import batched_revenue_and_gradients
+from tf_ama.core import allocations as menus
+from tf_ama.data.reserves import separate_reserves
+from tf_ama.evaluation.baselines import baseline_details
+from tf_ama.core.mechanism import soft_payments
+from tf_ama.menus.layers import LotterySeparableMenu, SeparableMenu
+from tf_ama.core.relaxation import batched_revenue_and_gradients
 
 A22 = "additive_2x2_uniform"
 

@@ -1,4 +1,4 @@
-"""The item-separable family joined with an explicit menu (tf_ama.separable, issue 14).
+"""The item-separable family joined with an explicit menu (tf_ama.core.separable, issue 14).
 
 Oracle: the same AMA with the family enumerated as explicit deterministic entries (in the
 order of `menus.deterministic_allocations`, boosts `sum_j c[o_j, j]`), computed by the plain
@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oracle import enumerated, fraction_ama
 
-from tf_ama import exactness, separable
-from tf_ama.mechanism import exact_outcome, soft_payments
-from tf_ama.menus import deterministic_allocations
+from tf_ama.core import exactness, separable
+from tf_ama.core.mechanism import exact_outcome, soft_payments
+from tf_ama.core.allocations import deterministic_allocations
 
 JIT = [pytest.param(False, id="plain"), pytest.param(True, id="xla")]
 PROPERTY = settings(max_examples=25, deadline=None, derandomize=True,

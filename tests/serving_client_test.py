@@ -1,4 +1,4 @@
-"""Tests of tf_ama.serving_client against STAND-IN servers, and against real TF Serving.
+"""Tests of tf_ama.serving.client against STAND-IN servers, and against real TF Serving.
 
 `StandInRestServer` and `StandInGrpcServer` are tiny servers written for these tests: they
 answer TF Serving's REST / gRPC Predict and metadata requests by running the exported
@@ -35,11 +35,11 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
                                      prediction_service_pb2_grpc)
 
 import tf_ama
-from tf_ama.exactness import MAX_BID
-from tf_ama.export import export_saved_model
-from tf_ama.mechanism import exact_outcome
-from tf_ama.cli import main as tf_ama_main
-from tf_ama.serving_client import GrpcClient, RestClient, ServingError, validate_bids
+from tf_ama.core.exactness import MAX_BID
+from tf_ama.serving.export import export_saved_model
+from tf_ama.core.mechanism import exact_outcome
+from tf_ama.cli.app import main as tf_ama_main
+from tf_ama.serving.client import GrpcClient, RestClient, ServingError, validate_bids
 
 MODEL = "additive_2x2_uniform"
 OUTPUTS = ("allocation", "payments", "menu_index")
@@ -857,7 +857,7 @@ def test_the_rest_timeout_bounds_the_whole_request():
 
 
 def test_a_rest_answer_larger_than_grpcs_limit_is_refused(canned, monkeypatch):
-    monkeypatch.setattr(tf_ama.serving_client, "MAX_ANSWER_BYTES", 1000)
+    monkeypatch.setattr(tf_ama.serving.client, "MAX_ANSWER_BYTES", 1000)
     _answer(canned, "rest", {**GOOD, "padding": np.zeros(500)})
     with _canned_client(canned, "rest") as client:
         with pytest.raises(ServingError, match=r"`response body` must be at most 1,000 bytes \(what gRPC receives\); got more"):

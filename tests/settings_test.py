@@ -1,4 +1,4 @@
-"""Tests of tf_ama.settings: the named settings of docs/design.md §4, serialization, validation
+"""Tests of tf_ama.data.settings: the named settings of docs/design.md §4, serialization, validation
 and sampling."""
 
 import dataclasses
@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import tf_ama
-from tf_ama import settings
+from tf_ama.data import settings
 
 # docs/design.md §4: name -> (num_bidders, num_items, demand, distribution).
 DESIGN_SETTINGS = {
@@ -50,7 +50,7 @@ def test_named_setting(name):
 
 
 def test_every_built_in_setting_passes_the_checks_of_a_new_one():
-    """Built-ins skip building their distribution at import (tf_ama.settings._BUILT_IN);
+    """Built-ins skip building their distribution at import (tf_ama.data.settings._BUILT_IN);
     made again as a user's setting, each one is checked in full."""
     for name in tf_ama.list_settings():
         setting = tf_ama.get_setting(name)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import tf_ama
-from tf_ama import checkpoints, runs
+from tf_ama.training import checkpoints, runs
 
 SETTING = "additive_1x2_uniform"
 MODEL_KWARGS = {"menu_size": 8, "seed": 3, "jit_objective": False}  # no XLA compile: faster

@@ -5,7 +5,7 @@ The public API; see the README and docs/design.md for the maths.
 Importing the package is cheap: each public name is imported from its module on first use
 (PEP 562), so `tf-ama --help` and the REST serving client do not load TensorFlow, Keras or
 matplotlib. `tf_ama.AffineMaximizerAuction`, `from tf_ama import evaluate` and submodules
-(`tf_ama.exactness`, `tf_ama.checks`, `tf_ama.seeds`, ...) work as before.
+(`tf_ama.core.exactness`, `tf_ama.utils.checks`, `tf_ama.utils.seeds`, ...) work as before.
 """
 
 import importlib
@@ -16,31 +16,33 @@ __version__ = "0.1.0"
 # The public names, each with the module that defines it: the one table that `__all__`,
 # `__dir__` and `__getattr__` are made from.
 _EXPORTS = {
-    "active_set": ("ActiveSet",),
-    "annealing": ("TemperatureScheduler", "annealing_schedule", "phase_schedule"),
-    "baseline_auctions": ("baseline_details", "baselines"),
-    "contexts": ("ContextualSetting", "get_contextual_setting", "list_contextual_settings",
-                 "register_value_model"),
-    "contextual": ("ContextualAuction", "contextual_dataset"),
-    "contextual_evaluation": ("evaluate_contextual",),
-    "contextual_menu": ("ContextualMenu",),
-    "contextual_training": ("train_contextual_run",),
-    "distributions": ("list_distributions", "register_distribution"),
-    "evaluation": ("EvaluationReport", "MenuEntry", "evaluate", "format_menu_table",
-                   "menu_usage", "prune"),
-    "export": ("export_saved_model", "load_menu_model"),
-    "mechanism": ("exact_outcome", "regret_certificate", "soft_payments"),
-    "menus": ("Menu", "deterministic_allocations"),
-    "data": ("expectation_dataset", "fresh_valuations", "validation_dataset",
-             "validation_sample", "valuation_dataset"),
-    "empirical": ("empirical_setting", "save_valuations"),
-    "menu_layers": ("BidderWeights", "DeterministicMenu", "FixedMenu", "LotteryMenu",
-                    "LotterySeparableMenu", "MENU_KINDS", "MenuLayer", "SeparableMenu",
-                    "menu_kind"),
-    "model": ("AffineMaximizerAuction",),
-    "plots": ("plot_menu", "plot_training_curves"),
-    "settings": ("Setting", "get_setting", "list_settings", "load_setting", "setting_json"),
-    "training": ("TrainingConfig", "train_run"),
+    "core.allocations": ("Menu", "deterministic_allocations"),
+    "core.mechanism": ("exact_outcome", "regret_certificate"),
+    "core.relaxation": ("soft_payments",),
+    "data.contexts": ("ContextualSetting", "get_contextual_setting", "list_contextual_settings",
+                      "register_value_model"),
+    "data.datasets": ("expectation_dataset", "fresh_valuations", "validation_dataset",
+                      "validation_sample", "valuation_dataset"),
+    "data.distributions": ("list_distributions", "register_distribution"),
+    "data.empirical": ("empirical_setting", "save_valuations"),
+    "data.settings": ("Setting", "get_setting", "list_settings", "load_setting", "setting_json"),
+    "menus.contextual": ("ContextualMenu",),
+    "menus.layers": ("BidderWeights", "DeterministicMenu", "FixedMenu", "LotteryMenu",
+                     "LotterySeparableMenu", "MENU_KINDS", "MenuLayer", "SeparableMenu",
+                     "menu_kind"),
+    "models.active_set": ("ActiveSet",),
+    "models.auction": ("AffineMaximizerAuction",),
+    "models.contextual": ("ContextualAuction", "contextual_dataset"),
+    "evaluation.baselines": ("baseline_details", "baselines"),
+    "evaluation.contextual": ("evaluate_contextual",),
+    "evaluation.plots": ("plot_menu", "plot_training_curves"),
+    "evaluation.reports": ("EvaluationReport", "MenuEntry", "evaluate", "format_menu_table",
+                           "menu_usage", "prune"),
+    "training.annealing": ("TemperatureScheduler", "annealing_schedule", "phase_schedule"),
+    "training.config": ("TrainingConfig",),
+    "training.contextual": ("train_contextual_run",),
+    "training.run": ("train_run",),
+    "serving.export": ("export_saved_model", "load_menu_model"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -53,7 +55,7 @@ def _submodules():
 
 def __getattr__(name):
     """A public name, imported from its module on first use (then cached here), or a
-    submodule (`tf_ama.exactness`)."""
+    submodule (`tf_ama.core.exactness`)."""
     if name in _MODULE_OF:
         value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
         globals()[name] = value
@@ -67,8 +69,8 @@ def __dir__():
     return sorted(set(globals()) | set(_MODULE_OF) | _submodules())
 
 
-# Keras finds tf_ama's classes in a saved model once tf_ama.model has registered them; this
-# happens as soon as Keras is loaded, before or after `import tf_ama` (tf_ama/_keras_registration.py).
-from tf_ama import _keras_registration  # noqa: E402  (standard library only)
+# Keras finds tf_ama's classes in a saved model once tf_ama.models.auction has registered them; this
+# happens as soon as Keras is loaded, before or after `import tf_ama` (tf_ama/models/_registration.py).
+from tf_ama.models import _registration as _keras_registration  # noqa: E402  (standard library only)
 
 _keras_registration.install()

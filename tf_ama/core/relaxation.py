@@ -1,0 +1,257 @@
+r"""The training objective, fused: soft revenue with a hand-derived gradient.
+
+`mechanism.soft_payments` states the softmax relaxation as plainly as possible. Training
+differentiates it millions of times, and automatic differentiation of that formula makes many
+passes over `[batch, num_bidders + 1, menu_size]` tensors, so the step is bound by memory
+traffic (benchmarks/README.md, "Roofline"). `revenue_and_gradients` computes the same value
+with the gradient written out:
+
+    u[b,i,k] = sum_j a[k,i,j] v[b,i,j]          W = sum_i w_i u_i + b     O_i = W - w_i u_i
+    pi = softmax(l W)      s_i = softmax(l O_i)      E_s,i = <s_i, O_i>    E_pi,i = <pi, O_i>
+    R  = sum_b c_b sum_i (E_s,i - E_pi,i) / w_i
+
+    dR/dO_i[k] = c_b / w_i * ( s_i[k] (1 + l (O_i[k] - E_s,i)) - pi[k] )
+    dR/dW[k]   = -l * pi[k] * sum_i c_b (O_i[k] - E_pi,i) / w_i  +  sum_i dR/dO_i[k]
+    dR/du_i[k] = w_i * (dR/dW[k] - dR/dO_i[k])
+    dR/da      = sum_b dR/du[b] v[b]   (one contraction)      dR/db = sum_b dR/dW
+    dR/dw_i    = -sum_b c_b p_i / w_i + sum_b sum_k (dR/dW[k] - dR/dO_i[k]) u_i[k]
+
+where `c_b` is profile `b`'s share of the mean: `1 / batch`, or `s_b / sum s` for sample
+weights `s` (e.g. the probabilities of a finite support, `tf_ama.expectation_dataset`).
+
+so only `u`, `O`, the two softmaxes and the gradients with respect to `W` and `O` are ever
+materialized. `tests/relaxation_test.py` checks value and gradients against automatic
+differentiation of `mechanism.soft_payments` in float64.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tf_ama.core import separable
+from tf_ama.core.mechanism import CACHE_BLOCK_ELEMENTS, cache_sized_batch
+
+
+def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature,
+                          sample_weight, separable_boosts=None):
+    """Soft revenue SUMMED over the batch, each profile times its `sample_weight` `[B]`, and
+    its gradients (also weighted sums) with respect to `allocations` `[K, m, n]`, `boosts`
+    `[K]` and `bidder_weights` `[m]` (formulas above), and `separable_boosts` `[m + 1, n]`
+    when the item-separable family joins the menu (`joined_revenue_and_gradients`).
+
+    Sums, so that micro-batches add up; `temperature` is a scalar tensor. Internally the
+    `[m, B, K]` (bidder-major) layout makes both contractions plain batched matmuls, with no
+    transpose of a `[B, m, K]` tensor.
+    """
+    if separable_boosts is not None:
+        return joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights,
+                                            temperature, sample_weight, separable_boosts)
+    lam = temperature
+    w = bidder_weights[:, None, None]
+    # Divisions are multiplications by reciprocals: a division per element of an [m, B, K]
+    # tensor costs several multiplications' time (benchmarks/README.md, "Training step").
+    inverse_w = 1.0 / w
+    # Each profile's weight rides on the 1 / w_i factor every per-profile term already has.
+    scale = inverse_w * sample_weight[None, :, None]  # [m, B, 1]
+    bids_by_bidder, values, others, welfare = _welfare(valuations, allocations, boosts, w)
+    chosen = _softmax(lam * welfare)  # pi: [B, K]
+    counterfactual = _softmax(lam * others)  # s: [m, B, K]
+    expected_without = tf.reduce_sum(counterfactual * others, axis=-1, keepdims=True)  # [m, B, 1]
+    expected_with = tf.reduce_sum(chosen[None] * others, axis=-1, keepdims=True)  # [m, B, 1]
+    payments = (expected_without - expected_with) * scale  # weighted: [m, B, 1]
+
+    grad_others = (counterfactual * (1.0 + lam * (others - expected_without))
+                   - chosen[None]) * scale
+    spread = tf.reduce_sum((others - expected_with) * scale, axis=0)  # [B, K]
+    grad_welfare = -lam * chosen * spread + tf.reduce_sum(grad_others, axis=0)  # [B, K]
+    grad_allocations, grad_boosts, grad_weights = _menu_gradients(
+        w, bids_by_bidder, values, grad_welfare, grad_others)
+    grad_weights = -tf.reduce_sum(payments, axis=[1, 2]) * inverse_w[:, 0, 0] + grad_weights
+    return tf.reduce_sum(payments), (grad_allocations, grad_boosts, grad_weights)
+
+
+def joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature,
+                                 sample_weight, separable_boosts):
+    r"""`revenue_and_gradients` when the item-separable family (`tf_ama.core.separable`) joins the
+    explicit menu: each softmax is over the union, a two-part mixture.
+
+    Each part is summarized per profile by four statistics, its log-partition functions and
+    expectations of `O_i` (`log Z`, `E_pi O_i`, `log Z_i`, `E_s,i O_i`), and the soft payment
+    is a function of the eight (`mechanism.soft_payments`): with the family's share
+    `f = sigmoid(log Z_F - log Z_E)`, `E_pi O_i = E_E + f (E_F - E_E)`, and the same for
+    `E_s,i`. The gradient goes back through that small function and the family's factorized
+    statistics (`separable.soft_family`, `[m + 1, B, n]`-sized) by automatic
+    differentiation, and through the explicit part's statistics by hand:
+
+        d/dW[k]   = l pi_E[k] (g_logZ + sum_i g_Epi,i (O_i[k] - E_pi,i))
+        d/dO_i[k] = g_Epi,i pi_E[k] + s_E,i[k] (l g_logZi + g_Es,i (1 + l (O_i[k] - E_s,i)))
+
+    (`pi_E`, `s_E,i`: the explicit part's own softmaxes, `g_x`: the gradient of the revenue
+    with respect to statistic `x`), then to the menu as in `revenue_and_gradients`.
+    """
+    lam = temperature
+    w = bidder_weights[:, None, None]
+    bids_by_bidder, values, others, welfare = _welfare(valuations, allocations, boosts, w)
+    chosen, log_z = _softmax_and_log_partition(lam * welfare)  # pi_E: [B, K]; [B]
+    counterfactual, log_z_others = _softmax_and_log_partition(lam * others)  # s_E; [m, B]
+    expected_with = tf.reduce_sum(chosen[None] * others, axis=-1)  # [m, B]
+    expected_without = tf.reduce_sum(counterfactual * others, axis=-1)  # [m, B]
+    statistics = [log_z, expected_with, log_z_others, expected_without]
+    with tf.GradientTape() as tape:
+        tape.watch([*statistics, bidder_weights, separable_boosts])
+        family = separable.soft_family(valuations, bidder_weights, separable_boosts, lam)
+        family_log_z, family_with, family_log_z_others, family_without = family
+        share = tf.sigmoid(family_log_z - log_z)  # [B]
+        share_others = tf.sigmoid(family_log_z_others - tf.transpose(log_z_others))  # [B, m]
+        with_ = tf.transpose(expected_with)
+        without = tf.transpose(expected_without)
+        payments = ((without + share_others * (family_without - without))
+                    - (with_ + share[:, None] * (family_with - with_))) / bidder_weights[None]
+        total = tf.reduce_sum(sample_weight[:, None] * payments)
+    g_log_z, g_with, g_log_z_others, g_without, g_weights, g_separable = tape.gradient(
+        total, [*statistics, bidder_weights, separable_boosts])
+    grad_welfare = lam * chosen * (g_log_z[:, None] + tf.reduce_sum(
+        g_with[..., None] * (others - expected_with[..., None]), axis=0))
+    grad_others = (g_with[..., None] * chosen[None] + counterfactual * (
+        lam * g_log_z_others[..., None]
+        + g_without[..., None] * (1.0 + lam * (others - expected_without[..., None]))))
+    grad_welfare += tf.reduce_sum(grad_others, axis=0)
+    grad_allocations, grad_boosts, grad_weights = _menu_gradients(
+        w, bids_by_bidder, values, grad_welfare, grad_others)
+    return total, (grad_allocations, grad_boosts, grad_weights + g_weights, g_separable)
+
+
+def _welfare(valuations, allocations, boosts, w):
+    """`(bids [m, B, n], u [m, B, K], O [m, B, K], W [B, K])` for weights `w` `[m, 1, 1]`."""
+    bids_by_bidder = tf.transpose(valuations, [1, 0, 2])  # [m, B, n]
+    values = tf.matmul(bids_by_bidder, tf.transpose(allocations, [1, 2, 0]))  # u: [m, B, K]
+    weighted = w * values
+    welfare = tf.reduce_sum(weighted, axis=0) + boosts[None, :]  # W: [B, K]
+    return bids_by_bidder, values, welfare[None] - weighted, welfare
+
+
+def _menu_gradients(w, bids_by_bidder, values, grad_welfare, grad_others):
+    """The gradients with respect to the allocations, the boosts and (through `u` only) the
+    bidder weights, from those with respect to `W` `[B, K]` (including the `O_i`'s share)
+    and `O` `[m, B, K]`."""
+    grad_values_unweighted = grad_welfare[None] - grad_others  # dR/du / w: [m, B, K]
+    grad_allocations = tf.transpose(  # [m, K, n] -> [K, m, n]
+        tf.matmul(w * grad_values_unweighted, bids_by_bidder, transpose_a=True), [1, 0, 2])
+    grad_boosts = tf.reduce_sum(grad_welfare, axis=0)
+    grad_weights = tf.reduce_sum(grad_values_unweighted * values, axis=[1, 2])
+    return grad_allocations, grad_boosts, grad_weights
+
+
+def _softmax(logits):
+    """Softmax over the last axis, normalized by one reciprocal per row rather than a
+    division per element (what `tf.nn.softmax` does)."""
+    exponentials = tf.exp(logits - tf.reduce_max(logits, axis=-1, keepdims=True))
+    return exponentials * (1.0 / tf.reduce_sum(exponentials, axis=-1, keepdims=True))
+
+
+def _softmax_and_log_partition(logits):
+    """`(softmax, logsumexp)` over the last axis from one pass of exponentials. The softmax
+    is normalized by its own sum (not as `exp(logits - logsumexp)`, whose rounding of a
+    large logsumexp, ~1e-4 at 1e3 in float32, would scale every probability)."""
+    largest = tf.reduce_max(logits, axis=-1, keepdims=True)
+    exponentials = tf.exp(logits - largest)
+    total = tf.reduce_sum(exponentials, axis=-1, keepdims=True)
+    return exponentials * (1.0 / total), (largest + tf.math.log(total))[..., 0]
+
+
+_MIN_MICRO_BATCH, _MAX_MICRO_BATCH = 8, 4096
+
+
+def default_micro_batch_size(num_bidders, menu_size):
+    """Profiles per micro-batch of the training step: a power of two in [8, 4096],
+    ~`mechanism.CACHE_BLOCK_ELEMENTS` (2^18) `[profile, bidder + 1, entry]` elements (~1 MB
+    of float32, so that a micro-batch's intermediates stay in cache).
+
+    Not `mechanism.default_micro_batch_size` (the exact outcome, at most 1024): the last
+    micro-batch here is not padded, so a larger cap costs a small batch nothing."""
+    return cache_sized_batch(num_bidders, menu_size, CACHE_BLOCK_ELEMENTS, _MIN_MICRO_BATCH,
+                             _MAX_MICRO_BATCH)
+
+
+_KERNELS = {
+    False: tf.function(revenue_and_gradients, autograph=False),
+    True: tf.function(revenue_and_gradients, autograph=False, jit_compile=True),
+}
+
+
+def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature,
+                                  micro_batch_size=None, jit_compile=False, sample_weight=None,
+                                  separable_boosts=None):
+    """Mean soft revenue of the batch and its gradients, over micro-batches of the batch.
+
+    The batch is cut into micro-batches of `micro_batch_size` profiles (the last one may be
+    smaller; "auto": `default_micro_batch_size` for this menu's explicit entries); their
+    summed revenues and gradients add up to the whole batch's exactly (up to float
+    rounding), while only a few `[micro_batch_size, m, K]` tensors are alive at a time,
+    small enough to stay in cache. `jit_compile` compiles the per-micro-batch kernel
+    with XLA, which fuses its elementwise passes.
+
+    Args:
+      sample_weight: optional `[batch]` weights >= 0: the mean is then
+        `sum_b s_b R_b / sum_b s_b`, as for Keras' weighted metrics (0 if all weights are
+        0). With the probabilities of a finite support as weights, it is the exact
+        expectation.
+      separable_boosts: None, or `c` `[m + 1, n]`: the item-separable family joins the menu
+        (`joined_revenue_and_gradients`).
+
+    Returns:
+      `(revenue, (grad_allocations, grad_boosts, grad_weights))`, (weighted) means over the
+      batch, and `grad_separable_boosts` last in the tuple when `separable_boosts` is given.
+    """
+    kernel = _KERNELS[bool(jit_compile)]
+    temperature = tf.constant(temperature, valuations.dtype)
+    batch = tf.shape(valuations)[0]
+    if sample_weight is None:
+        sample_weight = tf.ones([batch], valuations.dtype)
+    micro = (default_micro_batch_size(valuations.shape[1], allocations.shape[0])
+             if micro_batch_size == "auto" else micro_batch_size)
+    menu = (allocations, boosts, bidder_weights)
+    if separable_boosts is not None:
+        menu += (separable_boosts,)
+    if micro is None:
+        total, gradients = kernel(valuations, *menu[:3], temperature, sample_weight, *menu[3:])
+    else:
+        zeros = (tf.zeros([], valuations.dtype), tuple(tf.zeros_like(t) for t in menu))
+        total, gradients = over_micro_batches(
+            lambda block, weights: kernel(block, *menu[:3], temperature, weights, *menu[3:]),
+            (valuations, sample_weight), micro, lambda a, b: tf.nest.map_structure(tf.add, a, b),
+            zeros)
+    # A sum of ones is exact: without weights this is the batch size. A batch of weight 0
+    # (one replica's share of a weighted batch can be) has mean 0, not NaN.
+    scale = tf.reduce_sum(sample_weight)
+    return (tf.math.divide_no_nan(total, scale),
+            tuple(tf.math.divide_no_nan(g, scale) for g in gradients))
+
+
+def over_micro_batches(kernel, arrays, micro_batch_size, combine, initial):
+    """`combine(...combine(combine(initial, kernel(*block_0)), kernel(*block_1))...)` over
+    consecutive blocks of `micro_batch_size` rows of `arrays` (tensors of the same first
+    dimension), the last one smaller if the rows do not divide evenly.
+
+    The one micro-batch loop of training (`batched_revenue_and_gradients`, and the active
+    set's refresh pass, `tf_ama.models.active_set`). When the number of rows is static (always under
+    XLA, e.g. Keras' `jit_compile=True`, which compiles the whole step), so are the number of
+    blocks and the remainder, and no block of size 0 is ever traced.
+    """
+    micro = int(micro_batch_size)
+    static_rows = arrays[0].shape[0]
+    rows = tf.shape(arrays[0])[0] if static_rows is None else static_rows
+    full = rows // micro
+    blocks = [tf.reshape(a[:full * micro], [full, micro, *a.shape[1:]]) for a in arrays]
+    result = initial
+    if static_rows is None or full > 0:
+        def body(index, result):
+            return index + 1, combine(result, kernel(*(b[index] for b in blocks)))
+
+        _, result = tf.while_loop(lambda index, _: index < full, body,
+                                  (tf.constant(0), result))
+    remainders = [a[full * micro:] for a in arrays]
+    if static_rows is None:
+        return tf.cond(tf.shape(remainders[0])[0] > 0,
+                       lambda: combine(result, kernel(*remainders)), lambda: result)
+    return combine(result, kernel(*remainders)) if static_rows % micro else result

@@ -1,0 +1,4 @@
+"""Layer 3, menu kinds as Keras layers: each kind one layer that builds its menu's tensors
+(`layers`: lottery, deterministic, fixed, separable, lottery+separable, and the bidder
+weights), the contextual menu network (`contextual`), and 0.1 compatibility (`compat`).
+Imports `data`, `core` and `utils`."""

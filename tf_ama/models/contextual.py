@@ -1,0 +1,329 @@
+"""`ContextualAuction`: an AMA whose menu is computed from public contexts, trained with `fit`.
+
+    setting = tf_ama.get_contextual_setting("contextual_a")
+    model = tf_ama.ContextualAuction(setting, sizes=["2x5", "3x10"], menu_size=64, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(tf_ama.fresh_valuations(1024), epochs=20, steps_per_epoch=100,
+              validation_data=tf_ama.contextual_dataset(setting, "2x5", 10_000, seed=1))
+    outcome = model((bids, bidder_context, item_context))     # exact, float64
+
+Each training step draws fresh auctions of one size (the sizes in turn, `step % len(sizes)`;
+contexts and values from the setting, seeded by `data_seed`, the step and the replica), and
+minimizes minus the soft revenue (`mechanism.soft_payments` with a menu per auction) by
+automatic differentiation through the menu network (`ContextualMenu`). `test_step` and
+calling the model give the EXACT outcome (`tf_ama.exact_outcome` on the float64 menu the
+network computes for each auction's contexts). The menu never sees a bid: the mechanism is
+strategyproof and IR for every context (docs/design.md §10).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tf_ama.core import allocations as menus
+from tf_ama.utils import checks
+from tf_ama.data.contexts import get_contextual_setting, parse_size, size_name
+from tf_ama.menus.contextual import ContextualMenu
+from tf_ama.core.mechanism import (default_micro_batch_size, exact_outcome, soft_payments,
+                              validate_bids)
+from tf_ama.utils import distributed
+
+_STREAM_KEY = 0xC0DE  # folded with the data seed: the contextual training stream's own key
+
+
+def contextual_dataset(setting, size, num_samples, seed, batch_size=4096, dtype=tf.float64):
+    """A fixed `tf.data.Dataset` of `num_samples` auctions of `size`: batches of `(bids,
+    bidder_context, item_context)` (e.g. for validation; concatenate several sizes' datasets
+    to validate on several)."""
+    setting = get_contextual_setting(setting)
+    sample = setting.sample(num_samples, seed, size, dtype)
+    return tf.data.Dataset.from_tensor_slices(sample).batch(batch_size).map(lambda *t: (t,))
+
+
+def validate_contexts(bids, bidder_context, item_context, bidder_features, item_features):
+    """Checks contexts like bids (`mechanism.validate_bids`): float64, finite, shapes
+    `[batch, m, d_x]` and `[batch, n, d_y]` matching `bids` `[batch, m, n]`."""
+    checked = []
+    for name, context, axis, features in (("bidder_context", bidder_context, 1, bidder_features),
+                                          ("item_context", item_context, 2, item_features)):
+        context = tf.convert_to_tensor(context)
+        if context.dtype != tf.float64:
+            raise TypeError(f"`{name}` must be float64 like the bids; got {context.dtype.name}. "
+                            f"Cast it first, e.g. tf.cast({name}, tf.float64).")
+        if context.shape.rank is not None and context.shape.rank != 3:
+            raise ValueError(f"`{name}` must have shape [batch, {'m' if axis == 1 else 'n'}, "
+                             f"{features}]; got {context.shape}.")
+        padded = tf.concat([tf.shape(context), [-1, -1, -1]], axis=0)
+        expected = tf.stack([tf.shape(bids)[0], tf.shape(bids)[axis], features])
+        shape_ok = tf.debugging.Assert(tf.reduce_all(tf.equal(padded[:3], expected)) & tf.equal(
+            padded[3], -1), [f"`{name}` has the wrong shape: expected [batch, "
+                             f"{'num_bidders' if axis == 1 else 'num_items'} (as in bids), "
+                             f"{features}]; got shape", tf.shape(context), "with bids of shape",
+                             tf.shape(bids)], summarize=8)
+        with tf.control_dependencies([shape_ok]):
+            finite_ok = tf.debugging.assert_all_finite(
+                context, f"`{name}` must be finite (no NaN or inf)")
+        with tf.control_dependencies([finite_ok]):
+            checked.append(tf.ensure_shape(tf.identity(context), [None, None, features]))
+    return tuple(checked)
+
+
+@keras.saving.register_keras_serializable(package="tf_ama")
+class ContextualAuction(keras.Model):
+    """A contextual AMA: a `ContextualMenu` trained on a `ContextualSetting`.
+
+    Args:
+      setting: a `tf_ama.ContextualSetting`, its dict, or a built-in name.
+      sizes: the sizes `(m, n)` (or `"3x10"`) trained on; default: the setting's.
+      menu: a `ContextualMenu` (or its config); default: built from the options below.
+      menu_size, separable, learn_bidder_weights, hidden, heads, blocks,
+        linear_family_boosts, bundles: the menu's options
+        (`ContextualMenu`).
+      temperature: `lambda` of the softmax relaxation.
+      seed: seeds the initial parameters (and, unless `data_seed` is given, the auctions drawn
+        in training).
+      data_seed: seeds the auctions drawn in training; default `seed`.
+      micro_batch_size: profiles per block of the exact outcome (`exact_outcome`).
+      jit_objective: compile each size's training step (sampling, menus, soft revenue and
+        its gradient) with XLA: ~1.4x faster on CPU (docs/design.md §10).
+    """
+
+    def __init__(self, setting, sizes=None, *, menu=None, menu_size=64, separable=True,
+                 learn_bidder_weights=True, hidden=32, heads=2, blocks=2,
+                 linear_family_boosts=None, bundles=None, temperature=100.0,
+                 seed=0, data_seed=None, micro_batch_size=None, jit_objective=True, **kwargs):
+        super().__init__(**kwargs)
+        self.setting = get_contextual_setting(setting)
+        self.sizes = tuple(parse_size(s) for s in (self.setting.sizes if sizes is None else sizes))
+        if not self.sizes:
+            raise ValueError("`sizes` must name at least one size, e.g. ['2x5'].")
+        self.temperature = checks.number("temperature", temperature, above=0)
+        self.seed = checks.seed("seed", seed)
+        self.data_seed = self.seed if data_seed is None else checks.seed("data_seed", data_seed)
+        self.micro_batch_size = checks.optional(checks.integer, "micro_batch_size",
+                                                micro_batch_size, minimum=1)
+        self.jit_objective = checks.boolean("jit_objective", jit_objective)
+        if isinstance(menu, dict):
+            menu = keras.saving.deserialize_keras_object(menu)
+        self.menu_layer = menu if menu is not None else ContextualMenu(
+            self.setting.bidder_features, self.setting.item_features, menu_size=menu_size,
+            separable=separable, learn_bidder_weights=learn_bidder_weights, hidden=hidden,
+            heads=heads, blocks=blocks, linear_family_boosts=linear_family_boosts,
+            bundles=bundles, seed=self.seed)
+        if not isinstance(self.menu_layer, ContextualMenu):
+            raise ValueError(f"`menu` must be a tf_ama.ContextualMenu or its config; got {menu!r}.")
+        if (self.menu_layer.bidder_features, self.menu_layer.item_features) != (
+                self.setting.bidder_features, self.setting.item_features):
+            raise ValueError("`menu` is for other context dimensions than the setting's.")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.revenue_tracker = keras.metrics.Mean(name="revenue")
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+        # Every variable now, so that the model can be saved, loaded and distributed before
+        # it has seen data.
+        if not self.menu_layer.built:
+            self.menu_layer.build()
+        self.built = True
+
+    @property
+    def menu_size(self):
+        return self.menu_layer.menu_size
+
+    def menu(self, bidder_context, item_context, dtype=tf.float32):
+        """Each auction's menu, a `tf_ama.core.allocations.Menu` whose tensors have a leading batch axis
+        (`allocations [B, K, m, n]`, `boosts [B, K]`, `bidder_weights [B, m]`,
+        `separable_boosts [B, m + 1, n]` or None), in `dtype`."""
+        myerson = None
+        if self.menu_layer.separable and self.setting.has_uniform_bounds:
+            myerson = self.setting.separate_myerson_boosts(tf.cast(bidder_context, dtype),
+                                                           tf.cast(item_context, dtype))
+        return menus.Menu(*self.menu_layer(bidder_context, item_context, myerson=myerson,
+                                           dtype=dtype))
+
+    def call(self, inputs, with_certificate=False):
+        """The exact outcome (dict of float64 `allocation`, `payments`, `menu_index`,
+        `values`, and `regret` if `with_certificate`) of `(bids, bidder_context,
+        item_context)`, all float64. Bids of any size `[batch, m, n]`; in a graph whose bids
+        have no static size (e.g. validation data of several sizes), one of the model's
+        `sizes` (`by_size`)."""
+        bids, bidder_context, item_context = _unpack(inputs)
+        shape = tf.TensorShape(getattr(bids, "shape", None))
+        if shape.rank == 3 and 0 in shape[1:]:
+            raise ValueError(f"`bids` must have at least one bidder and one item: shape "
+                             f"[batch, num_bidders, num_items]; got {shape}.")
+        bidder_context, item_context = validate_contexts(
+            bids, bidder_context, item_context, self.setting.bidder_features,
+            self.setting.item_features)
+        if bids.shape.rank == 3 and None not in bids.shape[1:]:
+            return self._outcome(bids, bidder_context, item_context, with_certificate)
+        return by_size((bids, bidder_context, item_context), self.sizes,
+                       lambda *sized: self._outcome(*sized, with_certificate))
+
+    def _outcome(self, bids, bidder_context, item_context, with_certificate):
+        bids = validate_bids(bids, bids.shape[1], bids.shape[2])
+        return exact_outcome(bids, *self.served_menu(bidder_context, item_context),
+                             micro_batch_size=self.block_size(bids.shape[1]),
+                             with_certificate=with_certificate)
+
+    def block_size(self, num_bidders):
+        """Auctions per block of the served menu and outcome: `micro_batch_size`, else
+        `mechanism.default_micro_batch_size` for `num_bidders`."""
+        return self.micro_batch_size or default_micro_batch_size(
+            num_bidders, self.menu_layer.entries(num_bidders))
+
+    def served_menu(self, bidder_context, item_context):
+        """The float64 menus of `menu` (contexts of a static size), computed in blocks of
+        exactly `block_size` auctions (padded with copies of the first), so that an auction's
+        menu does not depend, bit for bit, on the other auctions in its batch (the network's
+        matmuls may round differently for another number of rows). What the exact outcome
+        (`call`) and the exported `menu` signature serve."""
+        block = self.block_size(bidder_context.shape[1])
+        batch = tf.shape(bidder_context)[0]
+        num_blocks = tf.maximum((batch + block - 1) // block, 1)
+
+        def blocks_of(context):
+            # Copies of the first auction (of zeros for a batch of none).
+            first = tf.concat([context[:1], tf.zeros([1, *context.shape[1:]], context.dtype)],
+                              axis=0)[:1]
+            padding = tf.repeat(first, num_blocks * block - batch, axis=0)
+            padded = tf.concat([context, padding], axis=0)
+            return tf.reshape(padded, tf.concat([[num_blocks, block], tf.shape(context)[1:]], 0))
+
+        def menu(contexts):
+            return tuple(t for t in self.menu(*contexts, dtype=tf.float64) if t is not None)
+
+        num_bidders, num_items = bidder_context.shape[1], item_context.shape[1]
+        entries = self.menu_layer.entries(num_bidders)
+        specs = [tf.TensorSpec([block, entries, num_bidders, num_items], tf.float64),
+                 tf.TensorSpec([block, entries], tf.float64),
+                 tf.TensorSpec([block, num_bidders], tf.float64)]
+        if self.menu_layer.separable:
+            specs.append(tf.TensorSpec([block, num_bidders + 1, num_items], tf.float64))
+        mapped = tf.map_fn(menu, (blocks_of(bidder_context), blocks_of(item_context)),
+                           fn_output_signature=tuple(specs), parallel_iterations=1)
+        unblocked = [tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0))[:batch] for t in mapped]
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in unblocked])
+        largest = tf.reduce_max(tf.abs(tf.concat([tf.reshape(bidder_context, [-1]),
+                                                  tf.reshape(item_context, [-1]), [0.0]], 0)))
+        setting = self.setting
+        check = tf.debugging.Assert(finite, [
+            "The menu network's menu is not finite for these contexts (largest |context|:",
+            largest, f"); it was trained on contexts in [{setting.context_low:g}, "
+            f"{setting.context_high:g}]: give `bidder_context` and `item_context` of that "
+            "scale."], summarize=1)
+        with tf.control_dependencies([check]):
+            unblocked = [tf.identity(t) for t in unblocked]
+        return menus.Menu(*unblocked, *([None] * (4 - len(unblocked))))
+
+    # ------------------------------------------------------------------------------ training
+    def soft_revenue(self, bids, bidder_context, item_context):
+        """The batch's mean soft revenue (float32), differentiable in the menu network."""
+        menu = self.menu(bidder_context, item_context)
+        payments = soft_payments(tf.cast(bids, tf.float32), *menu[:3], self.temperature,
+                                 separable_boosts=menu.separable_boosts)
+        return tf.reduce_mean(tf.reduce_sum(payments, axis=1))
+
+    def _gradients(self, bids, bidder_context, item_context):
+        variables = self.trainable_variables
+        with tf.GradientTape() as tape:
+            revenue = self.soft_revenue(bids, bidder_context, item_context)
+            share = distributed.replica_share(bids, None)
+            loss = -revenue * share  # summed over replicas: the global batch's mean
+        return loss, tape.gradient(loss, variables)
+
+    @tf.function(jit_compile=True, autograph=False)
+    def _compiled_gradients(self, bids, bidder_context, item_context):
+        return self._gradients(bids, bidder_context, item_context)
+
+    def _step_gradients(self, bids, bidder_context, item_context):
+        gradients = self._compiled_gradients if self.jit_objective else self._gradients
+        return gradients(bids, bidder_context, item_context)
+
+    def _fresh_gradients(self, batch_size):
+        """One size's fresh auctions (`step % len(sizes)`), drawn and differentiated in a
+        `tf.switch_case` branch of their own static shapes."""
+        step = self.optimizer.iterations
+        context = tf.distribute.get_replica_context()
+        replica = context.replica_id_in_sync_group if context is not None else 0
+        seed = tf.random.experimental.stateless_fold_in(
+            tf.constant([self.data_seed, _STREAM_KEY], tf.int32), step)
+        seed = tf.random.experimental.stateless_fold_in(seed, replica)
+
+        def branch(size):
+            return lambda: self._step_gradients(*self.setting.sample(batch_size, seed, size))
+
+        index = tf.cast(step % len(self.sizes), tf.int32)
+        return tf.switch_case(index, [branch(size) for size in self.sizes])
+
+    def train_step(self, data):
+        inputs = keras.utils.unpack_x_y_sample_weight(data)[0]
+        if isinstance(inputs, tf.Tensor) and inputs.shape.rank == 2 and inputs.shape[-1] == 0:
+            loss, gradients = self._fresh_gradients(tf.shape(inputs)[0])
+        else:
+            loss, gradients = self._gradients(*_unpack(inputs))
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        self.loss_tracker.update_state(distributed.sum_over_replicas(loss))
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, data):
+        inputs = keras.utils.unpack_x_y_sample_weight(data)[0]
+        bids, bidder_context, item_context = _unpack(inputs)
+        revenue = tf.reduce_sum(self((tf.cast(bids, tf.float64), tf.cast(bidder_context, tf.float64),
+                                      tf.cast(item_context, tf.float64)))["payments"], axis=1)
+        distributed.record_revenue(self.revenue_tracker, revenue, tf.ones_like(revenue))
+        return {"revenue": self.revenue_tracker.result()}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.revenue_tracker]
+
+    def get_config(self):
+        return {**super().get_config(), "setting": self.setting.to_dict(),
+                "sizes": [size_name(s) for s in self.sizes],
+                "menu": keras.saving.serialize_keras_object(self.menu_layer),
+                "temperature": self.temperature, "seed": self.seed, "data_seed": self.data_seed,
+                "micro_batch_size": self.micro_batch_size, "jit_objective": self.jit_objective}
+
+
+def _unpack(inputs):
+    """`(bids, bidder_context, item_context)` from a tuple/list or a dict of those names."""
+    if isinstance(inputs, dict):
+        missing = {"bids", "bidder_context", "item_context"} - set(inputs)
+        if missing:
+            raise ValueError(f"A contextual auction's input needs {sorted(missing)} too.")
+        return inputs["bids"], inputs["bidder_context"], inputs["item_context"]
+    if not isinstance(inputs, (tuple, list)) or len(inputs) != 3:
+        raise ValueError("A contextual auction's input is (bids, bidder_context, item_context) "
+                         "or a dict of those names; for fit, tf_ama.fresh_valuations(batch) or "
+                         "tf_ama.contextual_dataset(...).")
+    return tuple(inputs)
+
+
+def by_size(inputs, sizes, outcome):
+    """`outcome(bids, bidder_context, item_context)` with static sizes `[batch, m, n]`,
+    `[batch, m, d_x]`, `[batch, n, d_y]`, for `inputs` (those three, validated) whose size is
+    known only at run time: one traced branch per size of `sizes` (`tf.switch_case`); any
+    other size is refused, naming the sizes (the exact outcome is traced for static sizes)."""
+    bids, bidder_context, item_context = inputs
+    padded = tf.concat([tf.shape(bids), [-1, -1, -1, -1]], axis=0)
+    index = tf.constant(-1)
+    for k, (m, n) in enumerate(sizes):
+        index = tf.where(tf.reduce_all(tf.equal(padded[1:4], [m, n, -1])), k, index)
+    served = ", ".join(size_name(s) for s in sizes)
+    check = tf.debugging.Assert(index >= 0, [
+        f"`bids` must have shape [batch, num_bidders, num_items] of a size served here "
+        f"({served}); got shape", tf.shape(bids), "- a contextual model serves any size, but "
+        "each is traced on its own: give it in `sizes` (tf_ama.export_saved_model(..., "
+        "sizes=...), tf-ama export --sizes)."], summarize=8)
+    with tf.control_dependencies([check]):
+        index = tf.identity(index)
+
+    def branch(size):  # the asserted size, made static
+        m, n = size
+        return lambda: outcome(tf.reshape(bids, [-1, m, n]),
+                               tf.reshape(bidder_context, [-1, m, bidder_context.shape[2]]),
+                               tf.reshape(item_context, [-1, n, item_context.shape[2]]))
+
+    return tf.switch_case(index, [branch(size) for size in sizes])
+

@@ -1,0 +1,3 @@
+"""Layer 7, deployment: SavedModel export (`export`, `contextual_export`), the checks of a
+served answer (`checks`) and the TF Serving clients (`client`). Imports `evaluation`
+and the layers below, never `training`."""

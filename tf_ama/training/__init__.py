@@ -1,0 +1,4 @@
+"""Layer 6, training runs: their configuration (`config`), recipes (`recipes`), temperature
+schedules (`annealing`), the run directory (`runs`) and its checkpoints (`checkpoints`), the
+phases (`joining`, `polish`) and the run itself (`run`, `contextual`). Imports `evaluation`
+and the layers below."""

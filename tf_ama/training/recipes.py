@@ -1,0 +1,184 @@
+"""Training recipes: what `tf-ama train SETTING` runs when no tuning flag is given.
+
+A recipe is the model's arguments (`AffineMaximizerAuction`: menu kind, menu size,
+initialization, ...) and the training fields (`TrainingConfig`: steps, batch, learning rate,
+annealing, restarts, polish) for one setting. `recipe(setting, name, menu)` chooses them
+from the setting's kind and size; every field can still be overridden (each flag of
+`tf-ama train` overrides one), and the run's config records the recipe with what was
+overridden (`resolve`). The choices and the measurements behind them are in
+docs/design.md §9 and benchmarks/README.md ("Recipes").
+
+    model_kwargs, training, chosen = tf_ama.training.recipes.resolve("additive_2x2_uniform")
+    model = tf_ama.train_run("additive_2x2_uniform", "runs/a22", model_kwargs, training)
+
+Recipes (`RECIPES`):
+  default: the best this package knows how to learn in minutes on a 2-core CPU, lambda
+    scaled to the setting's values (`temperature_for`):
+    - additive, one item: the item-separable family alone, which starts at separate
+      Myerson (Myerson's optimal auction for i.i.d. regular bidders).
+    - additive, several items and bidders: the lottery menu joined with the
+      item-separable family (`tf_ama.training.joining`).
+    - a discrete prior (e.g. spherical): the exact expectation, a large lottery menu,
+      restarts selected on exact revenue, annealing to lambda 1000, then the polish.
+    - otherwise: a lottery menu.
+    `--menu deterministic`: every 0/1 allocation, boosts starting at separate Myerson
+    (additive), annealing and the polish.
+  paper: the paper's budget (9000 steps x 2^15 profiles, K = 4096, lambda 100, Adam 0.01),
+    its steps over the active set (`tf_ama.ActiveSet`, margin 25), which makes it a CPU run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from tf_ama.data.settings import get_setting
+
+RECIPES = ("default", "paper")
+# A deterministic menu on a discrete prior: trained on its exact expectation, then the
+# polish's iterated local search goes beyond the trained menu's basin (on the distribution
+# itself, which it cannot overfit).
+_DISCRETE_DETERMINISTIC = {"exact_expectation": True, "steps_per_epoch": 500,
+                           "polish_perturbations": 1000}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A recipe for one setting: `model` (keyword arguments of `AffineMaximizerAuction`) and
+    `training` (fields of `TrainingConfig`), with a one-line `summary` of why."""
+
+    name: str
+    summary: str
+    model: dict
+    training: dict
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def recipe(setting, name: str = "default", menu: Optional[str] = None) -> Recipe:
+    """The recipe `name` (`RECIPES`) for `setting`, for menu kind `menu` (default: the
+    recipe's choice)."""
+    from tf_ama.utils import checks
+
+    setting = get_setting(setting)
+    name = checks.choice("recipe", name, RECIPES)
+    if menu is not None:
+        from tf_ama.menus.layers import MENU_KINDS
+
+        menu = checks.choice("menu", menu, tuple(k for k in MENU_KINDS if k != "fixed"))
+    if name == "paper":
+        return Recipe("paper", "the paper's budget: 9000 steps x 2^15 profiles, K = 4096, "
+                      "lambda 100, Adam 0.01, over the active set (~1.5 h on 2 CPU cores)",
+                      {"menu": menu or "lottery", "menu_size": 4096, "temperature": 100.0,
+                       "active_margin": 25.0},
+                      {"steps": 9000, "batch_size": 2 ** 15, "learning_rate": 0.01})
+    return _default(setting, menu)
+
+
+def _default(setting, menu):
+    chosen = _default_for_kind(setting, menu)  # its temperatures are for lambda = 100
+    temperature = temperature_for(setting)
+    training = {key: value * temperature / 100.0 if key in ("initial_temperature",
+                                                            "final_temperature") else value
+                for key, value in chosen.training.items()}
+    return dataclasses.replace(chosen, model={**chosen.model, "temperature": temperature},
+                               training=training)
+
+
+def temperature_for(setting, num_samples=10_000, seed=0):
+    """lambda for `setting`: 100 (the paper's, for values of order 1) divided by the order
+    of magnitude of twice the mean value, `10**round(log10(2 mean))` (1 for U[0, 1] values,
+    10 for values around 3 to 30): the relaxation's softness is relative to the welfare
+    gaps, which scale with the values. Estimated on `num_samples` profiles (fewer if they
+    would not fit in one block of `tf_ama.data.settings.sample_blocks`)."""
+    import numpy as np
+
+    from tf_ama.data.settings import sample_block_size
+
+    num_samples = min(num_samples, sample_block_size(setting))
+    values = np.asarray(setting.sample(num_samples, seed), np.float64)  # no float32 sum
+    largest = float(values.reshape(len(values), -1).sum(axis=1).max())
+    if not largest <= float(np.finfo(np.float32).max):
+        raise ValueError(
+            f"setting {setting.name!r}: its distribution ({setting.distribution}, "
+            f"{setting.distribution_params}) drew a profile whose values add up to {largest:.4g}, "
+            "beyond float32 (3.4e38), the dtype training draws and adds values in; choose "
+            "parameters whose values stay well below (e.g. a lighter tail), or scale the "
+            "values down.")
+    mean = float(np.mean(values))
+    if not mean > 0:
+        return 100.0
+    return 100.0 / 10.0 ** round(np.log10(2.0 * mean))
+
+
+def _default_for_kind(setting, menu):
+    additive, discrete = setting.demand == "additive", _is_discrete(setting)
+    if menu is None:
+        if discrete:
+            menu = "lottery"
+        elif additive and setting.num_items == 1:
+            menu = "separable"
+        elif additive and setting.num_bidders > 1:
+            menu = "lottery+separable"
+        else:
+            menu = "lottery"
+    if menu == "separable":
+        return Recipe("default", "the item-separable family alone, at separate Myerson "
+                      "(optimal for one item and i.i.d. regular bidders)",
+                      {"menu": menu}, {"steps": 500})
+    if menu == "deterministic":
+        return Recipe("default", "every 0/1 allocation, boosts from separate Myerson "
+                      "(additive), bidder weights learned, annealed to lambda 1000, polished",
+                      {"menu": menu, "learn_bidder_weights": True},
+                      {"steps": 4000, "final_temperature": 1000.0, "anneal_fraction": 0.25,
+                       "polish": True, **(_DISCRETE_DETERMINISTIC if discrete else {})})
+    if discrete and menu == "lottery":
+        return Recipe("default", "the exact expectation of a discrete prior, K = 4096 "
+                      "lotteries, lambda rising from 10 to 100, best of 8 initializations "
+                      "there, annealed to 1000, polished",
+                      {"menu": menu, "menu_size": 4096, "boost_init_scale": 1.0},
+                      {"steps": 8000, "steps_per_epoch": 500, "initial_temperature": 10.0,
+                       "warmup_fraction": 0.5, "final_temperature": 1000.0,
+                       "anneal_fraction": 0.25, "exact_expectation": True, "restarts": 8,
+                       "polish": True})
+    if menu == "lottery+separable":
+        return Recipe("default", "a lottery menu, then joined with the item-separable family "
+                      "at separate Myerson and trained jointly (tf_ama.training.joining)",
+                      {"menu": menu, "menu_size": 1024},
+                      {"steps": 2000, "batch_size": 4096, "joint_steps": 1000})
+    return Recipe("default", "a lottery menu, K = 1024, 2000 steps x 4096 profiles",
+                  {"menu": menu, "menu_size": 1024}, {"steps": 2000, "batch_size": 4096})
+
+
+def _is_discrete(setting):
+    """True when the setting's prior has a finite support small enough to train on its exact
+    expectation (`tf_ama.expectation_dataset`)."""
+    from tf_ama.data.distributions import finite_support
+
+    try:
+        finite_support(setting.distribution_fn())
+    except ValueError:
+        return False
+    return True
+
+
+def resolve(setting, name: str = "default", model_overrides=None, training_overrides=None):
+    """`(model_kwargs, TrainingConfig, record)` of recipe `name` for `setting`, each field
+    overridden by `model_overrides` / `training_overrides` (dicts of the fields given, e.g.
+    the flags of `tf-ama train`); `record` is what the run's config keeps: the recipe and
+    the overridden fields."""
+    from tf_ama.training.config import TrainingConfig
+
+    model_overrides, training_overrides = dict(model_overrides or {}), dict(training_overrides or {})
+    chosen = recipe(setting, name, model_overrides.get("menu"))
+    model_kwargs = {**chosen.model, **model_overrides}
+    fields = {**chosen.training, **training_overrides}
+    if "steps_per_epoch" not in training_overrides:  # a short run is one epoch
+        steps = fields.get("steps", TrainingConfig.steps)
+        fields["steps_per_epoch"] = min(fields.get("steps_per_epoch",
+                                                   TrainingConfig.steps_per_epoch), steps)
+    training = TrainingConfig(**fields)
+    record = {**chosen.to_dict(),
+              "overridden": sorted({*model_overrides, *training_overrides})}
+    return model_kwargs, training, record

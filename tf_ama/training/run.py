@@ -1,0 +1,480 @@
+"""Training runs: a model trained with Keras `fit` into a resumable run directory.
+
+`train_run(setting, out, ...)` is what `tf-ama train` calls. It writes the run directory of
+`tf_ama.training.runs` (config, TensorBoard logs, CSV history, checkpoints, the final model). A
+`"lottery+separable"` menu is trained in the phases of `tf_ama.training.joining`: its lottery menu
+alone, as a run of its own in `out/lottery/`, then joined with the item-separable family at
+the shift chosen on the validation sample (recorded in the config as `start`), then both
+jointly for `joint_steps`. A menu with the family starts at a known-good mechanism (separate
+Myerson, or that join) and ends as the better of its start and its trained state by exact
+revenue on the validation sample (`selection.json` says which). Re-run
+with the same `out` and arguments, an interrupted run resumes from its last completed epoch
+and a finished run is loaded, not trained again. A run killed at any moment (even while
+writing a checkpoint: `tf_ama.training.checkpoints` publishes each one atomically) resumes into the
+bit-identical model an uninterrupted run ends with: valuations are drawn from a stateless
+stream keyed by the optimizer step, and the checkpoint holds the optimizer's state and step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import dataclasses
+import functools
+import os
+import sys
+import warnings
+from typing import Optional
+
+import keras
+import numpy as np
+
+from tf_ama.data import data_files
+from tf_ama.training import checkpoints, joining, runs
+from tf_ama.utils import checks, distributed, files, footprint, seeds
+from tf_ama.menus.layers import LotteryMenu, LotterySeparableMenu
+from tf_ama.data.datasets import (expectation_dataset, fresh_valuations, valuation_dataset,
+                                  validation_dataset, validation_sample)
+from tf_ama.models.auction import AffineMaximizerAuction
+from tf_ama.data.settings import get_setting
+from tf_ama.training.config import TrainingConfig  # noqa: F401  (also tf_ama.TrainingConfig)
+
+
+LOTTERY_RUN = "lottery"  # the run folder of a joined menu's lottery phase, inside its run
+RESTARTS = "restarts"  # the folder of a run's restarts (restarts/0, restarts/1, ...)
+RESTART_SEED_STRIDE = 1000  # restart r is seeded model seed + 1000 r
+
+
+def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[int] = None,
+              callbacks=(), recipe=None):
+    """Trains (or resumes) a run in directory `out`; returns the trained model.
+
+    Args:
+      setting: a `Setting` or a built-in setting name.
+      out: the run directory (created; re-running with the same arguments resumes).
+      model_kwargs: keyword arguments of `AffineMaximizerAuction` (menu, menu_size, ...).
+      training: a `TrainingConfig`.
+      verbose: Keras verbosity (default: progress bar on a terminal, one line per epoch otherwise).
+      callbacks: extra Keras callbacks (of both phases of a "lottery+separable" menu).
+      recipe: the record of the recipe these arguments come from (`tf_ama.training.recipes.resolve`),
+        printed at start and kept in the run's config (not compared on resume).
+
+    Trains under the `tf.distribute` strategy in scope. Under a MultiWorkerMirroredStrategy
+    every worker calls it with the same arguments and only the chief writes `out`; the others
+    train in a copy of it (`tf_ama.utils.distributed.run_directory`).
+    """
+    out = checks.directory("out", out)
+    with distributed.run_directory(out) as directory:
+        return _train_run(setting, directory, model_kwargs, training, verbose, callbacks, recipe)
+
+
+def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=None):
+    """`train_run` in `out`, the run directory this worker writes."""
+    setting = get_setting(setting)
+    training = TrainingConfig() if training is None else training
+    if not isinstance(training, TrainingConfig):
+        raise TypeError(f"`training` must be a tf_ama.TrainingConfig; got {type(training).__name__}.")
+    model = AffineMaximizerAuction(setting, **(model_kwargs or {}))
+    _check_memory(setting, model, training)
+    if training.exact_expectation:  # refused here, before any file is written, if not discrete
+        validation = expectation_dataset(
+            setting, replicas=model.distribute_strategy.num_replicas_in_sync)
+        data = validation.repeat()
+    else:
+        data = fresh_valuations(training.batch_size)
+        validation = validation_dataset(setting, training.validation_samples,
+                                        seed=seeds.validation_seed(model.seed))
+    config = {
+        "setting": setting.to_dict(),
+        "model": model.own_config(),
+        "training": training.to_dict(),
+    }
+    if recipe is not None:
+        config["recipe"] = recipe
+        print(_describe(out, recipe, model, training))
+    config_path = os.path.join(out, runs.CONFIG)
+    backup = os.path.join(out, runs.BACKUP)
+    previous = None
+    if os.path.exists(config_path):
+        previous = runs.read_config(out, repair=True)
+        _check_same_run(out, {k: v for k, v in previous.items() if k != "start"}, config,
+                        config_path)
+        files.remove_leftovers(out)  # of writes a kill interrupted
+        model_path = os.path.join(out, runs.MODEL)
+        if os.path.exists(model_path):
+            try:
+                runs.check_model_file(model_path)
+            except ValueError as error:
+                warnings.warn(f"{error} Training it again.", stacklevel=2)
+            else:
+                print(f"{out}: this run has finished; loading its model (nothing to train).")
+                checkpoints.remove_all(backup)  # left if killed just before it was removed
+                return runs.load_run(out)[0]
+    epochs, learning_rate = training.epochs, training.learning_rate
+    annealing = training.annealing_callbacks(model.temperature)
+    start = None  # a menu with the family starts at a known-good mechanism: rebuilt by this
+    if isinstance(model.menu_layer, LotterySeparableMenu):
+        training.check_epochs("joint_steps")
+        config["start"], start = _lottery_phase(setting, out, model, training, verbose,
+                                                callbacks, previous)
+        if previous is not None:
+            _check_same_run(out, previous, config, config_path)
+        epochs = training.joint_steps // training.steps_per_epoch
+        learning_rate, annealing = training.joint_learning_rate, []
+    elif getattr(model.menu_layer, "reserves", None) is not None:  # at separate Myerson
+        start = functools.partial(AffineMaximizerAuction.from_config, model.get_config())
+    chosen, initial_epoch = None, 0
+    if training.restarts > 1 and not isinstance(model.menu_layer, LotterySeparableMenu):
+        config["start"], chosen = _restart_phase(setting, out, model, training, validation,
+                                                 verbose, callbacks, previous)
+        initial_epoch = training.selection_steps // training.steps_per_epoch
+        if previous is not None:
+            _check_same_run(out, previous, config, config_path)
+    resume = checkpoints.latest(backup)
+    if resume is not None and resume.config is not None:
+        _check_same_run(out, resume.config, config, resume.metadata_path)
+    if not os.path.exists(config_path):
+        files.remove_leftovers(out)
+        files.write_json_atomic(config_path, config)
+    history = os.path.join(out, runs.HISTORY)
+    if chosen is not None and resume is None:  # the curves start with the kept restart's
+        kept = config["start"]["restarts"][config["start"]["kept"]]["run"]
+        _copy_history(os.path.join(out, kept, runs.HISTORY), history,
+                      {"temperature": model.temperature} if annealing else {})
+    _trim_history(history, resume.epoch if resume is not None else initial_epoch)
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  jit_compile=training.jit_compile)
+    if chosen is not None:  # continues the chosen restart: its parameters and Adam's state
+        _continue_from(model, chosen)
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    with _refusing_divergence(model, out):
+        model.fit(
+            data,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=training.steps_per_epoch,
+            validation_data=validation,
+            callbacks=[
+                # Before the loggers, which then see the epoch's `temperature` in the logs.
+                *annealing,
+                keras.callbacks.CSVLogger(os.path.join(out, runs.HISTORY), append=True),
+                keras.callbacks.TensorBoard(os.path.join(out, runs.LOGS)),
+                *callbacks,
+                # Last: restores after every set_model, records an epoch after the others.
+                checkpoints.EpochCheckpoint(backup, resume, config, attributes=("temperature",)),
+            ],
+            verbose=verbose,
+            shuffle=False,  # the data is one repeated batch; there is nothing to shuffle
+        )
+    if start is not None:
+        model = _better_of_start_and_end(out, start, model, training, learning_rate)
+    if training.polish:
+        _polish(out, setting, model, training, validation)
+    runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
+    checkpoints.remove_all(backup)  # only now: a run killed before resumes from it
+    return model
+
+
+def _check_memory(setting, model, training):
+    """Refuses, before anything is written, a run whose step and validation cannot fit in
+    the memory left once `model` is built (`tf_ama.utils.footprint`)."""
+    variables = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    batch = 0 if training.exact_expectation else training.batch_size
+    validation = 0 if training.exact_expectation else training.validation_samples
+    per_profile = footprint.gigabytes(12 * setting.num_bidders * setting.num_items)
+    footprint.check_fits(
+        f"Training {setting.name} ({setting.shape_name}, batch {batch}, menu of "
+        f"{model.menu_size} entries)",
+        footprint.training_bytes(setting.num_bidders, setting.num_items, variables,
+                                 model.menu_size, batch, validation),
+        f"give a smaller --batch-size (each profile costs {per_profile}), --menu-size or "
+        "--validation-samples, or a setting with fewer items.")
+
+
+@contextlib.contextmanager
+def _refusing_divergence(model, out):
+    """Turns a training run whose parameters became NaN or inf (float32 overflow: values far
+    beyond the temperature's scale) into one ValueError that says so and gives the fix,
+    instead of the exact outcome's refusal of a non-finite menu deep in the graph."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.InvalidArgumentError:
+        if all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in model.trainable_variables):
+            raise
+        raise ValueError(
+            f"{out}: training diverged: the menu's parameters overflowed float32 (the dtype "
+            f"training computes in) at temperature {model.temperature:g}. Values far from their "
+            "typical size, or a temperature far above 100 / (their size), make the "
+            "relaxation's gradients overflow: scale the values down (an AMA is "
+            "scale-equivariant: train on values / s, then boosts and payments scale by s) or "
+            "lower --temperature.") from None
+
+
+def _better_of_start_and_end(out, start, trained, training, learning_rate):
+    """`trained`, or the model `start()` builds if its exact revenue on the validation sample
+    is higher; the choice is written to `out/selection.json`.
+
+    A menu with the item-separable family starts at a known-good mechanism (separate
+    Myerson; the join of a trained lottery menu), where the relaxation's gradient is mostly
+    sampling noise, which Adam's normalized steps turn into a random walk (the family alone
+    on additive_2x2_uniform: 0.833 at the start, 0.79 after 400 steps at the default
+    learning rate). Keeping the better of the two on validation makes such a run never
+    worse than its start on the validation sample."""
+    from tf_ama.evaluation.reports import evaluate
+
+    start = start()
+    start.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    seed = seeds.validation_seed(trained.seed)
+    # A setting made from data: all of its validation rows (tf_ama.data.empirical).
+    samples = None if data_files.is_empirical(start.setting) else training.validation_samples
+    revenues = {name: evaluate(model, samples, seed, baselines=False, split="validation").revenue
+                for name, model in (("start", start), ("trained", trained))}
+    kept = "trained" if revenues["trained"] >= revenues["start"] else "start"
+    files.write_json_atomic(os.path.join(out, runs.SELECTION), {
+        "validation_revenue": revenues, "validation_samples": training.validation_samples,
+        "seed": seed, "kept": kept})
+    if kept == "start":
+        print(f"{out}: training did not raise the exact validation revenue of the start "
+              f"({revenues['trained']:.4f} vs {revenues['start']:.4f}); keeping the start.")
+    return trained if kept == "trained" else start
+
+
+def _polish(out, setting, model, training, validation):
+    """Polishes `model` in place (`tf_ama.training.polish`) on the validation sample and keeps the
+    result only if its exact revenue on a held-out sample (the exact expectation of a
+    discrete setting; else `validation_samples` profiles drawn with `seeds.holdout_seed`) is
+    higher; the numbers go to `out/polish.json`."""
+    from tf_ama.data.distributions import finite_support
+    from tf_ama.training.polish import polish
+
+    if training.exact_expectation:
+        profiles, probabilities = finite_support(setting.distribution_fn())
+        holdout = validation
+    else:
+        profiles, probabilities = validation_sample(setting, training.validation_samples,
+                                                    seeds.validation_seed(model.seed)), None
+        holdout = valuation_dataset(setting, training.validation_samples,
+                                    seed=seeds.holdout_seed(model.seed))
+    before = [v.numpy() for v in model.weights]
+    revenues = {"trained": _exact_revenue(model, holdout)}
+    searched = polish(model, profiles, probabilities,
+                      perturbations=training.polish_perturbations, seed=model.seed)
+    revenues["polished"] = _exact_revenue(model, holdout)
+    kept = "polished" if revenues["polished"] > revenues["trained"] else "trained"
+    if kept == "trained":
+        model.set_weights(before)
+    files.write_json_atomic(os.path.join(out, runs.POLISH), {
+        "search_revenue": dict(zip(("trained", "polished"), searched)),
+        "holdout_revenue": revenues, "kept": kept,
+        "holdout": "exact expectation" if training.exact_expectation else {
+            "samples": training.validation_samples, "seed": seeds.holdout_seed(model.seed)}})
+    print(f"{out}: the polish moved the exact revenue {searched[0]:.4f} -> {searched[1]:.4f} "
+          f"on the validation sample and {revenues['trained']:.4f} -> "
+          f"{revenues['polished']:.4f} on the held-out one: kept the {kept} menu.")
+
+
+def _exact_revenue(model, dataset):
+    """The exact (weighted) mean revenue of `model` on `dataset` (its `test_step`)."""
+    if model.optimizer is None:
+        model.compile(optimizer=keras.optimizers.Adam())
+    return float(model.evaluate(dataset, verbose=0, return_dict=True)["revenue"])
+
+
+def _restart_phase(setting, out, model, training, validation, verbose, callbacks, previous):
+    """Trains (or loads) `training.restarts` initializations of `model` for
+    `training.selection_steps`, each in `out/restarts/r` (model seed `seed + 1000 r`, the
+    model's own for r = 0; the same training data), and returns what the run's config
+    records as `start` (every restart's exact validation revenue, the one kept) and the
+    kept restart's model. A resumed run keeps its recorded choice."""
+    epochs = training.selection_steps // training.steps_per_epoch
+    early = dataclasses.replace(  # the same soft start, no annealing, no polish
+        training, steps=training.selection_steps, restarts=1, restart_steps=None,
+        polish=False, final_temperature=None,
+        warmup_fraction=min(1.0, max(training.warmup_epochs, 1) / epochs))
+    recorded = (previous or {}).get("start", {})
+    trained, rows = [], []
+    for restart in range(training.restarts):
+        seed = model.seed + RESTART_SEED_STRIDE * restart
+        run = os.path.join(RESTARTS, str(restart))
+        print(f"{out}: restart {restart + 1} of {training.restarts} (model seed {seed}), "
+              f"{early.steps} steps in {run}/")
+        trained.append(_train_run(setting, os.path.join(out, run), _reseeded(model, seed),
+                                 early, verbose, callbacks))
+        rows.append({"run": run, "seed": seed})
+    if "kept" in recorded:
+        rows, kept = recorded["restarts"], recorded["kept"]
+    else:
+        for row, restart in zip(rows, trained):
+            row["validation_revenue"] = _exact_revenue(restart, validation)
+        kept = max(range(len(rows)), key=lambda r: rows[r]["validation_revenue"])
+        print(f"{out}: exact validation revenue of the restarts "
+              f"{[round(row['validation_revenue'], 4) for row in rows]}; training restart "
+              f"{kept} on to {training.steps} steps.")
+    return {"restarts": rows, "kept": kept}, trained[kept]
+
+
+def _reseeded(model, seed):
+    """The arguments of `model` with `seed` as the seed of its initial parameters (its
+    menu's too), its training data seeded as before."""
+    kwargs = model.own_config()
+    menu = copy.deepcopy(kwargs["menu"])
+    menu["config"]["seed"] = seed
+    return {**kwargs, "menu": menu, "seed": seed, "data_seed": model.data_seed}
+
+
+def _continue_from(model, restart):
+    """Sets `model`'s parameters and optimizer state (Adam's moments and step, so that the
+    training data goes on where the restart stopped) to those of `restart`."""
+    model.set_weights(restart.get_weights())
+    model.optimizer.build(model.trainable_variables)
+    if len(model.optimizer.variables) == len(restart.optimizer.variables):
+        for variable, value in zip(model.optimizer.variables, restart.optimizer.variables):
+            variable.assign(value)
+
+
+def _lottery_phase(setting, out, model, training, verbose, callbacks, previous):
+    """Trains (or loads) the lottery menu of `model` (a "lottery+separable" one) alone in
+    `out/lottery/` and joins it into `model` at the shift chosen on the validation sample
+    (`tf_ama.training.joining`), or at the shift recorded in `previous` (the run's config, when it
+    resumes: the choice is not made again); returns what the run's config records as
+    `start`, and a function that builds that start again."""
+    lottery_kwargs = {**model.own_config(),
+                      "menu": LotteryMenu.from_config(joining.lottery_options(model.menu_layer))}
+    defaults = TrainingConfig()  # the joint phase's fields are not the lottery run's
+    lottery_training = dataclasses.replace(training, joint_steps=defaults.joint_steps,
+                                           joint_learning_rate=defaults.joint_learning_rate)
+    lottery = _train_run(setting, os.path.join(out, LOTTERY_RUN), lottery_kwargs,
+                         lottery_training, verbose, callbacks)
+    recorded = (previous or {}).get("start", {})
+    if "shift" in recorded:
+        shift = recorded["shift"]
+        joining.join(model, lottery, shift)
+    else:
+        validation = validation_sample(setting, training.validation_samples,
+                                       seeds.validation_seed(model.seed))
+        shift, revenues = joining.choose_shift(model, lottery, validation)
+        print(f"{out}: the lottery menu of {LOTTERY_RUN}/ joined with the item-separable family "
+              f"at separate Myerson, its boosts shifted by {shift:g} (exact validation revenue "
+              f"{revenues[shift]:.4f}); training both for {training.joint_steps} steps.")
+    initial = model.get_config()
+
+    def start():
+        joined = AffineMaximizerAuction.from_config(initial)
+        joining.join(joined, lottery, shift)
+        return joined
+
+    return {"lottery_run": LOTTERY_RUN, "shift": shift}, start
+
+
+def _describe(out, recipe, model, training):
+    """What a run with a recipe prints at start: the recipe and every field it sets."""
+    model_config = model.own_config()
+    menu_options = model_config.pop("menu")["config"]
+    fields = {**{k: v for k, v in menu_options.items() if k not in ("name", "trainable",
+                                                                    "dtype", "num_bidders",
+                                                                    "num_items", "demand")},
+              **model_config, **training.to_dict()}
+    overridden = recipe["overridden"]
+    lines = [f"{out}: recipe {recipe['name']!r}: {recipe['summary']}",
+             "  " + ", ".join(f"{k}={v}" + ("*" if k in overridden else "")
+                              for k, v in fields.items())]
+    if overridden:
+        lines.append("  (* given, overriding the recipe)")
+    return "\n".join(lines)
+
+
+def _check_same_run(out, previous, config, source):
+    """Refuses to resume a run whose recorded config (`previous`, read from `source`) is not
+    `config`, the arguments added since it was recorded counting as their defaults (and its
+    recipe record not compared)."""
+    previous = {k: v for k, v in previous.items() if k != "recipe"}
+    config = {k: v for k, v in config.items() if k != "recipe"}
+    previous = _with_new_defaults(previous, config)
+    if previous != config:
+        raise ValueError(
+            f"--out {out!r} already holds a run with a different configuration ({source}; "
+            f"it differs in {', '.join(_differences(previous, config))}); resume it with the "
+            "same arguments (and data) or choose another --out directory.\n"
+            f"  existing: {previous}\n  requested: {config}"
+        )
+
+
+_ABSENT = object()  # a field one config has and the other lacks
+
+
+def _differences(previous, config, path=""):
+    """The dotted paths of the fields in which two configs differ (e.g.
+    `setting.distribution_params.sha256`: the data file changed)."""
+    if isinstance(previous, dict) and isinstance(config, dict):
+        return [found for key in sorted(set(previous) | set(config), key=str)
+                for found in _differences(previous.get(key, _ABSENT), config.get(key, _ABSENT),
+                                          f"{path}.{key}" if path else str(key))]
+    return [path or "the whole configuration"] if previous != config else []
+
+
+def _trim_history(path, epoch):
+    """Keeps the rows of `history.csv` for the epochs before `epoch`, where training resumes.
+
+    CSVLogger appends a row at each epoch end, before the checkpoint that makes the epoch
+    final; a run killed in between wrote a row that the resumed run writes again. Rows of
+    later epochs and a row cut by a kill are dropped (atomically); a fresh start removes it.
+    """
+    if not os.path.exists(path):
+        return
+    if epoch == 0:
+        os.remove(path)
+        return
+    with open(path, newline="") as file:
+        lines = file.read().splitlines(keepends=True)
+    if not lines or not lines[0].endswith("\n"):
+        os.remove(path)  # not even a complete header
+        return
+    header = next(csv.reader([lines[0]]))
+    column = header.index("epoch") if "epoch" in header else 0
+    kept = [lines[0]]
+    for line in lines[1:]:
+        row = next(csv.reader([line]), [])
+        if (line.endswith("\n") and len(row) == len(header) and row[column].isdigit()
+                and int(row[column]) < epoch):
+            kept.append(line)
+    if kept != lines:
+        with files.atomic_file(path, ".csv") as temporary, open(temporary, "w", newline="") as file:
+            file.writelines(kept)
+
+
+def _copy_history(source, target, added):
+    """Writes the rows of `source` (a history.csv) to `target` with the columns `added`
+    (name: value) where they lack them, in the order of CSVLogger's columns (epoch, then the logs' keys sorted),
+    which then appends the next epochs' rows under the same header."""
+    with open(source, newline="") as file:
+        rows = [{**added, **row} for row in csv.DictReader(file)]
+    columns = ["epoch", *sorted({key for row in rows for key in row} - {"epoch"})]
+    with files.atomic_file(target, ".csv") as temporary, open(temporary, "w", newline="") as file:
+        writer = csv.DictWriter(file, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _with_new_defaults(previous, config):
+    """`previous` (a run's config.json) in the form of this version, so that a run started
+    by an older one still resumes: the model's arguments as the model built from them
+    records them (0.1's flat menu options become the menu layer's config; arguments added
+    since count as their defaults), the training fields added since as their defaults."""
+    previous = dict(previous)
+    if isinstance(previous.get("model"), dict) and isinstance(previous.get("setting"), dict):
+        try:
+            previous["model"] = AffineMaximizerAuction(previous["setting"],
+                                                       **previous["model"]).own_config()
+        except (TypeError, ValueError):
+            pass  # not a model this version builds: it differs from `config`
+    if isinstance(previous.get("training"), dict):
+        missing = set(config["training"]) - set(previous["training"])
+        defaults = TrainingConfig().to_dict()
+        previous["training"] = {**{key: defaults[key] for key in missing},
+                                **previous["training"]}
+    return previous
