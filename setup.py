@@ -1,6 +1,11 @@
 """tf_ama: strategyproof multi-bidder auctions learned as lottery affine maximizers."""
 
+import re
+
 from setuptools import find_packages, setup
+
+# The one place the version is written: tf_ama/utils/version.py.
+VERSION = re.search(r'VERSION = "([^"]+)"', open("tf_ama/utils/version.py", encoding="utf-8").read())[1]
 
 # A set measured to work together (docs/design.md §6): TFP 0.25 needs tf_keras, which depends on
 # `tensorflow`, so pin `tensorflow` (not `tensorflow-cpu`, which would add a second wheel).
@@ -23,7 +28,7 @@ EXTRAS["test"] = ["pytest==9.2.0", "hypothesis==6.155.2", *EXTRAS["serving"], *E
 
 setup(
     name="tf_ama",
-    version="0.1.0",
+    version=VERSION,
     description="Differentiable economics for randomized affine maximizer auctions, in TensorFlow/Keras",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

@@ -1,7 +1,7 @@
 """Exact evaluation of a full learned menu, with and without XLA, and of its pruned version.
 
 Trains a lottery AMA briefly, prunes it to the entries that matter on 100 000 profiles
-(`tf_ama.evaluation.reports.prune`), then times `evaluate(..., baselines=False)` on 100 000 FRESH
+(`tf_ama.evaluation.usage.prune`), then times `evaluate(..., baselines=False)` on 100 000 FRESH
 profiles (best of `--repeats`): the full menu without XLA (the served computation), the full
 menu with XLA (`jit_compile=True`, the default of `evaluate`) and the pruned menu (XLA); and
 `menu_usage` of the full menu (XLA), i.e. the exact outcome without the regret certificate. It
@@ -32,7 +32,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tf_ama  # noqa: E402
-from tf_ama.evaluation import reports as evaluation  # noqa: E402
+from tf_ama.evaluation import reports as evaluation, usage  # noqa: E402
 
 
 def best_time(function, repeats):
@@ -80,7 +80,7 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=100_000)
     parser.add_argument("--micro-batch-size", "--chunk-size", type=int, default=None,
                         help="profiles per block of the exact outcome (default: "
-                             "tf_ama.core.mechanism.default_micro_batch_size)")
+                             "tf_ama.core.blocks.outcome_block_size)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model-from", default=None,
                         help="a trained model.keras to evaluate instead of a brief training "
@@ -113,10 +113,10 @@ def main(argv=None):
                   for block in map(int, args.bound_blocks.split(","))}
 
     start = time.perf_counter()
-    pruned = evaluation.prune(model, num_samples=args.samples, seed=1,
+    pruned = usage.prune(model, num_samples=args.samples, seed=1,
                               micro_batch_size=args.micro_batch_size)
     prune_seconds = time.perf_counter() - start
-    used = evaluation.menu_usage(model, num_samples=args.samples, seed=1,
+    used = usage.menu_usage(model, num_samples=args.samples, seed=1,
                                  micro_batch_size=args.micro_batch_size)
 
     def run(which, jit_compile=True):
@@ -130,7 +130,7 @@ def main(argv=None):
     run(pruned)
     pruned_seconds, small = best_time(lambda: run(pruned), args.repeats)
     # The exact outcome alone (allocation, payments), without the regret certificate.
-    usage_seconds, _ = best_time(lambda: evaluation.menu_usage(
+    usage_seconds, _ = best_time(lambda: usage.menu_usage(
         model, num_samples=args.samples, seed=2, micro_batch_size=args.micro_batch_size),
         args.repeats)
     result = {

@@ -12,7 +12,7 @@ For each menu it exports the model with `tf_ama.export_saved_model`, loads it wi
 
 Menus: additive_2x2_uniform lottery K=1024 (briefly trained, `--train-steps`, so that pruning
 is realistic) and additive_3x10_uniform lottery K=4096 (untrained: the timing depends on the
-menu size, not on the values), each full and pruned (`tf_ama.evaluation.reports.prune`, 20 000
+menu size, not on the values), each full and pruned (`tf_ama.evaluation.usage.prune`, 20 000
 profiles). This measures the graph TF Serving would run, without TF Serving's RPC overhead
 (`tensorflow_model_server` is not installable on the development machine).
 """
@@ -35,7 +35,7 @@ import tensorflow as tf  # noqa: E402
 
 import tf_ama  # noqa: E402
 from tf_ama.serving.export import export_saved_model  # noqa: E402
-from tf_ama.core.mechanism import default_micro_batch_size  # noqa: E402
+from tf_ama.core.blocks import outcome_block_size  # noqa: E402
 
 
 def _machine():
@@ -100,7 +100,7 @@ def main(argv=None):
         from tf_ama.evaluation.reports import prune
     except ImportError:
         prune = None
-        print("tf_ama.evaluation.reports.prune unavailable: pruned menus skipped")
+        print("tf_ama.evaluation.usage.prune unavailable: pruned menus skipped")
     results = {"machine": _machine(), "runs": []}
     print(results["machine"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,7 +110,7 @@ def main(argv=None):
                 variants.append(("pruned", prune(model, num_samples=args.prune_samples, seed=1)))
             for variant, auction in variants:
                 for block in args.micro_batch_sizes:
-                    block = block or default_micro_batch_size(
+                    block = block or outcome_block_size(
                         auction.setting.num_bidders, auction.menu_size)
                     path = export_saved_model(auction, os.path.join(tmp, str(len(results["runs"]))),
                                               micro_batch_size=block)

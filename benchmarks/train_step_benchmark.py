@@ -14,7 +14,7 @@ allocator's peak, what a GPU would hold). Usage (the rows of benchmarks/README.m
 
 `--menu-from FILE.keras` starts from a trained model's menu (e.g. `tf-ama train ... --steps
 2000`); `--active-margin T` trains over the active set; `--jit-compile on` compiles the whole
-step with XLA (Keras' `jit_compile=True`, what `"auto"` does on a GPU). `--objective plain` differentiates `mechanism.soft_payments` automatically (the straightforward
+step with XLA (Keras' `jit_compile=True`, what `"auto"` does on a GPU). `--objective plain` differentiates `relaxation.soft_payments` automatically (the straightforward
 step of docs/design.md §3); `fused` is the model's own step
 (`relaxation.batched_revenue_and_gradients`).
 """
@@ -38,7 +38,7 @@ def run_one(args):
     import tf_ama
     from tf_ama.data.datasets import step_valuations
     from tf_ama.core.mechanism import soft_payments
-    from tf_ama.core.relaxation import default_micro_batch_size
+    from tf_ama.core.blocks import training_block_size
 
     micro = {"auto": "auto", "none": None}.get(args.micro_batch_size)
     micro = int(args.micro_batch_size) if micro is None and args.micro_batch_size != "none" else micro
@@ -93,7 +93,7 @@ def run_one(args):
     tensor_peak_gb = tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**30
     active = getattr(timer, "active", None)
     return {"setting": model.setting.name, "menu_size": model.menu_size, "batch_size": args.batch_size,
-            "micro_batch_size": ((default_micro_batch_size(model.setting.num_bidders,
+            "micro_batch_size": ((training_block_size(model.setting.num_bidders,
                                                            model.menu_size)
                                   if model.micro_batch_size == "auto" else model.micro_batch_size)
                                  if args.objective == "fused" and args.active_margin is None

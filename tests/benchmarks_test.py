@@ -231,7 +231,7 @@ def test_roofline_smoke():
 def test_serving_benchmark_smoke(tmp_path):
     """In process (`tf.saved_model.load` of the exported model): no `tensorflow_model_server`
     is needed, so nothing is skipped."""
-    from tf_ama.core.mechanism import default_micro_batch_size
+    from tf_ama.core.blocks import outcome_block_size
 
     benchmark = _load("serving_benchmark")
     out = tmp_path / "serving.json"
@@ -249,7 +249,7 @@ def test_serving_benchmark_smoke(tmp_path):
     for full, pruned in (runs[:2], runs[2:]):
         assert 1 <= pruned["menu_size"] <= full["menu_size"]
     for run in runs:
-        assert run["micro_batch_size"] == default_micro_batch_size(
+        assert run["micro_batch_size"] == outcome_block_size(
             bidders[run["menu"].split()[0]], run["menu_size"])
         assert 0 < run["latency_p50_ms"] <= run["latency_p99_ms"]
         assert _finite(run["throughput_profiles_per_s"]) and run["throughput_profiles_per_s"] > 0

@@ -302,7 +302,7 @@ def test_a_multi_line_message_prints_as_one_line(tmp_path, capsys):
     tf.errors.InvalidArgumentError(None, None, (
         "Graph execution error:\n\nDetected at node model/VerifyFinite/CheckNumerics defined at "
         "(most recent call last):\n  File \"/bin/tf-ama\", line 8, in <module>\n\n  File "
-        "\"/tf_ama/core/mechanism.py\", line 84, in _validate_menu\n\nbids must be finite : Tensor "
+        "\"/tf_ama/core/validation.py\", line 84, in validate_menu\n\nbids must be finite : Tensor "
         "had NaN values\n\t [[{{node model/VerifyFinite/CheckNumerics}}]] [Op:__inference_x]")),
 ], ids=["ValueError", "InvalidArgumentError", "graph"])
 def test_run_command_prints_a_multi_line_message_as_one_line(capsys, error):

@@ -13,6 +13,8 @@ from oracle import numpy_ama
 
 import tf_ama
 from tf_ama.evaluation import reports as evaluation
+from tf_ama.evaluation import scanning
+from tf_ama.evaluation import usage
 from tf_ama.utils import seeds
 
 # Shapes of the house style: 1x1, 1x2, 2x2, 3x1 exponential, 2x4 unit-demand spherical.
@@ -112,8 +114,8 @@ class TestEvaluate:
         assert xla.ir_violations == plain.ir_violations == 0
         np.testing.assert_allclose(xla.revenue, plain.revenue, rtol=1e-12)
         np.testing.assert_allclose(xla.revenue_per_bidder, plain.revenue_per_bidder, rtol=1e-12)
-        assert ([e.index for e in evaluation.menu_usage(trained, 1500, seed=5)]
-                == [e.index for e in evaluation.menu_usage(trained, 1500, seed=5,
+        assert ([e.index for e in usage.menu_usage(trained, 1500, seed=5)]
+                == [e.index for e in usage.menu_usage(trained, 1500, seed=5,
                                                            jit_compile=False)])
 
     @pytest.mark.parametrize("setting", SETTINGS + ["weighted_2x2"],
@@ -135,7 +137,7 @@ class TestEvaluate:
         boosts = np.array([0.0, -0.8, -0.8, -0.45])
         model = tf_ama.AffineMaximizerAuction.from_menu(setting, allocations, boosts, [1.0])
         report = evaluation.evaluate(model, num_samples=2000, seed=3, baselines=False)
-        usage = evaluation.menu_usage(model, num_samples=2000, seed=3)
+        usage = usage.menu_usage(model, num_samples=2000, seed=3)
         assert 2 not in [entry.index for entry in usage]
         assert report.entries_used == len(usage) == 3
         assert report.lottery_entries_used == 0
@@ -162,7 +164,7 @@ class TestEvaluate:
 
 class TestMenuUsage:
     def test_counts_match_oracle(self, trained):
-        entries = evaluation.menu_usage(trained, num_samples=1500, seed=5, micro_batch_size=333)
+        entries = usage.menu_usage(trained, num_samples=1500, seed=5, micro_batch_size=333)
         outcome, _ = oracle_report(trained, 1500, 5)
         counts = np.bincount(outcome["menu_index"], minlength=trained.menu_size)
         assert {entry.index: entry.count for entry in entries} == {
@@ -174,14 +176,14 @@ class TestMenuUsage:
         for entry in entries:
             np.testing.assert_array_equal(entry.allocation, allocations[entry.index])
             assert entry.boost == boosts[entry.index]
-            assert entry.is_lottery == evaluation.is_lottery(allocations[entry.index])
+            assert entry.is_lottery == scanning.is_lottery(allocations[entry.index])
 
     def test_table_lists_the_entries_in_order(self, trained):
-        entries = evaluation.menu_usage(trained, num_samples=1000, seed=5)
-        table = evaluation.format_menu_table(entries)
+        entries = usage.menu_usage(trained, num_samples=1000, seed=5)
+        table = usage.format_menu_table(entries)
         rows = [line.split() for line in table.splitlines()[1:] if line.split()[0].isdigit()]
         assert [int(row[1]) for row in rows] == [entry.index for entry in entries]
-        short = evaluation.format_menu_table(entries, max_entries=1)
+        short = usage.format_menu_table(entries, max_entries=1)
         assert "more entries" in short or len(entries) == 1
 
 
@@ -190,11 +192,11 @@ class TestPrune:
                              ids=lambda s: getattr(s, "name", s))
     def test_same_outcomes_on_the_pruning_samples(self, setting, trained):
         model = trained if setting == "trained" else make_model(setting)
-        pruned = evaluation.prune(model, num_samples=1200, seed=4)
+        pruned = usage.prune(model, num_samples=1200, seed=4)
         kept = pruned.kept_indices
         assert kept[0] == 0 and np.all(np.diff(kept) > 0)
         assert pruned.menu_size == len(kept) <= model.menu_size
-        used = {entry.index for entry in evaluation.menu_usage(model, 1200, seed=4)}
+        used = {entry.index for entry in usage.menu_usage(model, 1200, seed=4)}
         assert used <= set(kept.tolist())
         allocations, boosts, bidder_weights, _ = model.exact_menu()
         pruned_allocations, pruned_boosts, pruned_weights, _ = pruned.exact_menu()
@@ -214,7 +216,7 @@ class TestPrune:
             np.testing.assert_allclose(small["payments"], full["payments"], rtol=0, atol=1e-12)
 
     def test_fresh_samples_revenue_ir_and_regret(self, trained):
-        pruned = evaluation.prune(trained, num_samples=3000, seed=4)
+        pruned = usage.prune(trained, num_samples=3000, seed=4)
         full = evaluation.evaluate(trained, num_samples=2000, seed=11, baselines=False)
         small = evaluation.evaluate(pruned, num_samples=2000, seed=11, baselines=False)
         assert abs(small.revenue - full.revenue) <= 3 * full.revenue_stderr
@@ -226,8 +228,8 @@ class TestPrune:
         # payments (argmax of W_-i) are mostly never chosen; keeping only the chosen ones
         # would change payments. `prune` keeps them, so payments stay the same.
         model = random_model("unit_demand_2x4_spherical", menu_size=64, seed=3, boost_scale=0.0)
-        used = sorted({0} | {e.index for e in evaluation.menu_usage(model, 1000, seed=4)})
-        pruned = evaluation.prune(model, num_samples=1000, seed=4)
+        used = sorted({0} | {e.index for e in usage.menu_usage(model, 1000, seed=4)})
+        pruned = usage.prune(model, num_samples=1000, seed=4)
         assert len(pruned.kept_indices) > len(used)
         allocations, boosts, bidder_weights, _ = model.exact_menu()
         chosen_only = tf_ama.AffineMaximizerAuction.from_menu(
@@ -239,37 +241,37 @@ class TestPrune:
 
 
 class TestBadInput:
-    @pytest.mark.parametrize("function", [evaluation.evaluate, evaluation.menu_usage,
-                                          evaluation.prune])
+    @pytest.mark.parametrize("function", [evaluation.evaluate, usage.menu_usage,
+                                          usage.prune])
     @pytest.mark.parametrize("num_samples", [0, -3, 2.5, True])
     def test_num_samples(self, function, num_samples):
         model = random_model("additive_1x2_uniform", menu_size=4)
         with pytest.raises(ValueError, match="num_samples"):
             function(model, num_samples=num_samples)
 
-    @pytest.mark.parametrize("function", [evaluation.evaluate, evaluation.menu_usage,
-                                          evaluation.prune])
+    @pytest.mark.parametrize("function", [evaluation.evaluate, usage.menu_usage,
+                                          usage.prune])
     def test_not_a_model(self, function):
         with pytest.raises(TypeError, match="`model` must be a tf_ama.AffineMaximizerAuction"):
             function("additive_2x2_uniform", num_samples=10)
 
-    @pytest.mark.parametrize("function", [evaluation.evaluate, evaluation.menu_usage,
-                                          evaluation.prune])
+    @pytest.mark.parametrize("function", [evaluation.evaluate, usage.menu_usage,
+                                          usage.prune])
     def test_jit_compile(self, function):
         model = random_model("additive_1x2_uniform", menu_size=4)
         with pytest.raises(ValueError, match="`jit_compile` must be True or False"):
             function(model, num_samples=10, jit_compile=1)
 
-    @pytest.mark.parametrize("function", [evaluation.evaluate, evaluation.menu_usage,
-                                          evaluation.prune])
+    @pytest.mark.parametrize("function", [evaluation.evaluate, usage.menu_usage,
+                                          usage.prune])
     @pytest.mark.parametrize("micro_batch_size", [0, 2.5, True])
     def test_micro_batch_size(self, function, micro_batch_size):
         model = random_model("additive_1x2_uniform", menu_size=4)
         with pytest.raises(ValueError, match="`micro_batch_size` must be None or an int >= 1"):
             function(model, num_samples=10, micro_batch_size=micro_batch_size)
 
-    @pytest.mark.parametrize("function", [evaluation.evaluate, evaluation.menu_usage,
-                                          evaluation.prune])
+    @pytest.mark.parametrize("function", [evaluation.evaluate, usage.menu_usage,
+                                          usage.prune])
     @pytest.mark.parametrize("seed", [-1, 2**31, 1.0, (1, 2), True])
     def test_seed(self, function, seed):
         model = random_model("additive_1x2_uniform", menu_size=4)
@@ -287,18 +289,18 @@ class TestDefaultsAndDeprecations:
         explicit = evaluation.evaluate(model, num_samples=300, seed=9, baselines=False)
         assert default.seed == 9 == seeds.evaluation_seed(model.seed)
         assert default == explicit
-        assert (evaluation.menu_usage(model, num_samples=300)
-                == evaluation.menu_usage(model, num_samples=300, seed=9))
+        assert (usage.menu_usage(model, num_samples=300)
+                == usage.menu_usage(model, num_samples=300, seed=9))
 
     def test_prune_defaults_to_the_validation_seed(self):
         model = random_model("additive_2x2_uniform", menu_size=64, seed=3)
-        default = evaluation.prune(model, num_samples=20)
+        default = usage.prune(model, num_samples=20)
         np.testing.assert_array_equal(
-            default.kept_indices, evaluation.prune(model, num_samples=20, seed=4).kept_indices)
+            default.kept_indices, usage.prune(model, num_samples=20, seed=4).kept_indices)
         assert seeds.validation_seed(model.seed) == 4
         # Not the evaluation seed: on this menu the two samples keep different entries.
         assert not np.array_equal(
-            default.kept_indices, evaluation.prune(model, num_samples=20, seed=5).kept_indices)
+            default.kept_indices, usage.prune(model, num_samples=20, seed=5).kept_indices)
 
     def test_a_loaded_model_with_seed_0_is_evaluated_on_seed_2(self):
         model = tf_ama.AffineMaximizerAuction.from_menu(
@@ -306,8 +308,8 @@ class TestDefaultsAndDeprecations:
         assert model.seed == 0
         assert evaluation.evaluate(model, num_samples=100, baselines=False).seed == 2
 
-    @pytest.mark.parametrize("function", [evaluation.evaluate, evaluation.menu_usage,
-                                          evaluation.prune])
+    @pytest.mark.parametrize("function", [evaluation.evaluate, usage.menu_usage,
+                                          usage.prune])
     def test_chunk_size_is_a_deprecated_name_of_micro_batch_size(self, function):
         model = random_model("additive_2x2_uniform", menu_size=16)
         options = dict(num_samples=300, seed=4, jit_compile=False)
@@ -317,7 +319,7 @@ class TestDefaultsAndDeprecations:
             old = function(model, chunk_size=7, **options)
         assert warned[0].filename == __file__  # points at the caller
         new = function(model, micro_batch_size=7, **options)
-        if function is evaluation.prune:
+        if function is usage.prune:
             np.testing.assert_array_equal(old.kept_indices, new.kept_indices)
             np.testing.assert_array_equal(old.exact_menu()[0], new.exact_menu()[0])
         else:
@@ -368,7 +370,7 @@ class TestStreaming:
         np.testing.assert_array_equal(outcome["menu_index"], oracle["menu_index"])
         assert report.entries_used == len(np.unique(oracle["menu_index"]))
         counts = np.bincount(oracle["menu_index"], minlength=model.menu_size)
-        assert {e.index: e.count for e in evaluation.menu_usage(model, 1000, seed=6)} == {
+        assert {e.index: e.count for e in usage.menu_usage(model, 1000, seed=6)} == {
             int(k): int(counts[k]) for k in np.flatnonzero(counts)}
         # The baselines are computed on the same profiles (paired).
         from tf_ama.evaluation import baselines as baseline_auctions

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from oracle import numpy_ama, numpy_soft_payments
 
-from tf_ama.core import allocations as menus, mechanism
+from tf_ama.core import allocations as menus, blocks, mechanism, relaxation, validation
 
 # (num_bidders, num_items, demand): the shapes the paper's settings use, small K for the loop.
 SHAPES = [
@@ -195,11 +195,9 @@ def test_chunk_size_is_a_deprecated_name_of_micro_batch_size(function):
         compute(bids, allocations, boosts, bidder_weights, chunk_size=7, micro_batch_size=7)
 
 
-def test_default_chunk_size_is_a_deprecated_name():
-    with pytest.warns(DeprecationWarning, match="default_micro_batch_size"):
-        old = mechanism.default_chunk_size(3, 4096)
-    assert old == mechanism.default_micro_batch_size(3, 4096) == 16
-    assert mechanism.default_micro_batch_size(1, 16) == 1024  # the served block's cap
+def test_the_outcome_block_is_sized_for_the_cache_and_capped_for_one_profile():
+    assert blocks.outcome_block_size(3, 4096) == 16
+    assert blocks.outcome_block_size(1, 16) == 1024  # the served block's cap
 
 
 def test_jit_compile_must_be_a_bool():
@@ -409,7 +407,7 @@ def test_soft_payments_match_numpy_oracle(num_bidders, num_items, demand, temper
     rng = np.random.RandomState(int(temperature))
     allocations, boosts, bidder_weights = random_menu(rng, num_bidders, num_items, demand, "lottery")
     valuations = random_bids(rng, 8, num_bidders, num_items)
-    payments = mechanism.soft_payments(
+    payments = relaxation.soft_payments(
         valuations, allocations, boosts, bidder_weights, temperature).numpy()
     expected = numpy_soft_payments(valuations, allocations, boosts, bidder_weights, temperature)
     assert payments.shape == (8, num_bidders)
@@ -422,7 +420,7 @@ def test_soft_payments_tend_to_exact_payments_at_low_temperature():
     bids = np.array([[[0.9], [0.5], [0.1]], [[0.2], [0.7], [0.6]]])
     boosts, bidder_weights = np.zeros(len(allocations)), np.ones(3)
     exact = mechanism.exact_outcome(bids, allocations, boosts, bidder_weights)["payments"].numpy()
-    soft = mechanism.soft_payments(bids, allocations, boosts, bidder_weights, 1e4).numpy()
+    soft = relaxation.soft_payments(bids, allocations, boosts, bidder_weights, 1e4).numpy()
     np.testing.assert_allclose(soft, exact, atol=1e-9)
 
 
@@ -433,7 +431,7 @@ def test_soft_payments_are_differentiable_in_float32():
     bidder_weights = tf.Variable(np.ones(2, np.float32))
     valuations = tf.constant(random_bids(rng, 16, 2, 2).astype(np.float32))
     with tf.GradientTape() as tape:
-        revenue = tf.reduce_mean(tf.reduce_sum(mechanism.soft_payments(
+        revenue = tf.reduce_mean(tf.reduce_sum(relaxation.soft_payments(
             valuations, menus.additive_lottery(logits), boosts, bidder_weights, 100.0), axis=1))
     gradients = tape.gradient(revenue, [logits, boosts, bidder_weights])
     assert revenue.dtype == tf.float32
@@ -458,7 +456,7 @@ def test_soft_payments_refuse_bad_input(change, match):
                      boosts=np.zeros(5), bidder_weights=np.ones(2), temperature=100.0)
     arguments.update(change)
     with pytest.raises(ValueError, match=match):
-        mechanism.soft_payments(**arguments)
+        relaxation.soft_payments(**arguments)
 
 
 # --- Bad input ------------------------------------------------------------------------------
@@ -550,19 +548,19 @@ def test_bad_values_are_refused_inside_a_graph():
 
 def test_validate_bids():
     bids = np.random.RandomState(0).uniform(size=(4, 3, 2))
-    np.testing.assert_array_equal(mechanism.validate_bids(bids, 3, 2).numpy(), bids)
+    np.testing.assert_array_equal(validation.validate_bids(bids, 3, 2).numpy(), bids)
     with pytest.raises(ValueError, match=r"`valuations` must have shape \[batch, num_bidders=2"):
-        mechanism.validate_bids(bids, 2, 2, name="valuations")
+        validation.validate_bids(bids, 2, 2, name="valuations")
     with pytest.raises(TypeError, match=r"`bids` must be float64"):
-        mechanism.validate_bids(bids.astype(np.float32), 3, 2)
+        validation.validate_bids(bids.astype(np.float32), 3, 2)
     with pytest.raises(INVALID, match=r"`bids` must be >= 0"):
-        mechanism.validate_bids(-bids, 3, 2)
+        validation.validate_bids(-bids, 3, 2)
     with pytest.raises(INVALID, match=r"`bids` must be finite"):
-        mechanism.validate_bids(np.full_like(bids, np.nan), 3, 2)
+        validation.validate_bids(np.full_like(bids, np.nan), 3, 2)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None], tf.float64)])
     def check(value):
-        return mechanism.validate_bids(value, 3, 2)
+        return validation.validate_bids(value, 3, 2)
 
     check(tf.constant(bids))
     with pytest.raises(INVALID, match=r"`bids` has the wrong shape"):

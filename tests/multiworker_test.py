@@ -29,7 +29,7 @@ import pytest
 import tensorflow as tf
 
 import tf_ama
-from tf_ama.cli import app as cli
+from tf_ama.cli import app as cli, commands as cli_commands
 from tf_ama.training import runs
 from tf_ama.utils import distributed
 
@@ -49,7 +49,7 @@ strategy = distributed.strategy_from_environment()  # first: before TensorFlow r
 import keras
 import numpy as np
 import tf_ama
-from tf_ama.cli import app as cli
+from tf_ama.cli import app as cli, commands
 from tf_ama.training import run as training
 from interrupt import Stop, StopAt
 
@@ -73,7 +73,7 @@ json.dump(history.history, open(output + ".json", "w"))
 train_run = training.train_run  # tf-ama train imports it when it runs: stopped at epoch 2
 training.train_run = lambda *args, **kwargs: train_run(*args, callbacks=[StopAt(1)], **kwargs)
 try:
-    cli._train_setting(cli.build_parser().parse_args(argv), strategy)
+    commands.train_setting(cli.build_parser().parse_args(argv), strategy)
 except Stop:
     sys.exit(3)
 """
@@ -226,7 +226,7 @@ def test_the_readme_command_on_two_workers_resumes_into_the_run_of_one_process(
     reference = str(tmp_path / "one_process")
     argv = list(commands[0][1])
     argv[argv.index("--out") + 1] = reference
-    cli._train_setting(cli.build_parser().parse_args(argv), two_replicas)
+    cli_commands.train_setting(cli.build_parser().parse_args(argv), two_replicas)
 
     trained, expected = runs.load_run(out)[0], runs.load_run(reference)[0]
     for got, want in zip(trained.get_weights(), expected.get_weights(), strict=True):

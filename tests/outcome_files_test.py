@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import tf_ama
 from tf_ama.data import settings
-from tf_ama.evaluation import outcome_files, reports as evaluation
+from tf_ama.evaluation import outcome_files, reports as evaluation, scanning
 
 
 def model_with_boosts(setting="additive_2x2_uniform", menu_size=24, seed=1):
@@ -95,7 +95,7 @@ def test_an_interrupted_evaluation_leaves_nothing(tmp_path, monkeypatch, suffix)
     model = model_with_boosts(menu_size=4)
     path = tmp_path / f"o{suffix}"
     path.write_text("the previous file")
-    scan = evaluation._scan
+    scan = scanning.scan
 
     def failing_scan(*args, **kwargs):
         yield next(scan(*args, **kwargs))

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import tf_ama
-from tf_ama.evaluation import plots, reports as evaluation
+from tf_ama.evaluation import plots, usage
 
 
 def decoded(path):
@@ -32,7 +32,7 @@ def menu_entries():
     model = tf_ama.AffineMaximizerAuction("unit_demand_2x4_spherical", menu_size=48, seed=1)
     boosts = np.random.default_rng(1).normal(size=model.menu_layer.boosts.shape) * 0.2
     model.menu_layer.boosts.assign(boosts.astype("float32"))
-    return model.setting, evaluation.menu_usage(model, num_samples=2000, seed=1)
+    return model.setting, usage.menu_usage(model, num_samples=2000, seed=1)
 
 
 class TestPlotMenu:
@@ -44,7 +44,7 @@ class TestPlotMenu:
         assert plots.plot_menu(entries, setting, path, max_entries=max_entries) == path
         decoded(path)
         drawn = [int(k) for k in Image.open(path).text[plots.MENU_INDICES_KEY].split(",")]
-        table = evaluation.format_menu_table(entries, max_entries=max_entries)
+        table = usage.format_menu_table(entries, max_entries=max_entries)
         listed = [int(line.split()[1]) for line in table.splitlines()[1:]
                   if line.split()[0].isdigit()]
         assert drawn == listed == [entry.index for entry in entries[:max_entries]]
@@ -63,7 +63,7 @@ class TestPlotMenu:
     def test_deterministic_menu_of_every_shape(self, tmp_path):
         for name in ("additive_1x2_uniform", "additive_3x1_exponential"):
             model = tf_ama.AffineMaximizerAuction(name, menu="deterministic")
-            entries = evaluation.menu_usage(model, num_samples=500, seed=0)
+            entries = usage.menu_usage(model, num_samples=500, seed=0)
             decoded(plots.plot_menu(entries, model.setting, str(tmp_path / f"{name}.png")))
 
     def test_bad_input(self, menu_entries, tmp_path):

@@ -251,14 +251,14 @@ def test_every_training_field_has_a_flag():
 
 
 def test_the_kept_restarts_history_keeps_its_own_temperatures(tmp_path):
-    from tf_ama.training.run import _copy_history
+    from tf_ama.training.history import copy_history
 
     source, target = tmp_path / "restart.csv", tmp_path / "run.csv"
     source.write_text("epoch,loss,temperature,val_revenue\n0,-1,10.0,0.5\n1,-2,100.0,0.6\n")
-    _copy_history(str(source), str(target), {"temperature": 100.0})
+    copy_history(str(source), str(target), {"temperature": 100.0})
     assert target.read_text().splitlines() == [
         "epoch,loss,temperature,val_revenue", "0,-1,10.0,0.5", "1,-2,100.0,0.6"]
     source.write_text("epoch,loss,val_revenue\n0,-1,0.5\n")
-    _copy_history(str(source), str(target), {"temperature": 100.0})
+    copy_history(str(source), str(target), {"temperature": 100.0})
     assert target.read_text().splitlines() == ["epoch,loss,temperature,val_revenue",
                                                "0,-1,100.0,0.5"]

@@ -1,4 +1,4 @@
-"""The fused soft revenue equals the plain formula (`mechanism.soft_payments`), value and
+"""The fused soft revenue equals the plain formula (`relaxation.soft_payments`), value and
 gradients (float64)."""
 
 import numpy as np
@@ -6,9 +6,8 @@ import pytest
 import tensorflow as tf
 
 from tf_ama.core import allocations as menus
-from tf_ama.core.mechanism import soft_payments
-from tf_ama.core.relaxation import (batched_revenue_and_gradients, default_micro_batch_size,
-                               revenue_and_gradients)
+from tf_ama.core.blocks import training_block_size
+from tf_ama.core.relaxation import batched_revenue_and_gradients, revenue_and_gradients, soft_payments
 
 
 def soft_revenue(valuations, allocations, boosts, bidder_weights, temperature):
@@ -52,7 +51,7 @@ def _menu(build, boosts, log_weights):
 
 
 def _plain_mean_and_gradients(valuations, menu, sample_weight=None):
-    """The (weighted) mean soft revenue of `mechanism.soft_payments` and its autodiff
+    """The (weighted) mean soft revenue of `relaxation.soft_payments` and its autodiff
     gradients with respect to the menu tensors: the oracle of the fused kernel."""
     with tf.GradientTape() as tape:
         tape.watch(menu)
@@ -110,11 +109,11 @@ def test_micro_batches_add_up_to_the_whole_batch(micro_batch_size, jit_compile):
 
 
 def test_default_micro_batch_is_a_power_of_two_that_stays_small():
-    assert default_micro_batch_size(2, 4096) == 16
-    assert default_micro_batch_size(3, 4096) == 16
-    assert default_micro_batch_size(1, 16) == 4096
+    assert training_block_size(2, 4096) == 16
+    assert training_block_size(3, 4096) == 16
+    assert training_block_size(1, 16) == 4096
     for m, k in [(1, 1), (5, 4096), (3, 100000)]:
-        size = default_micro_batch_size(m, k)
+        size = training_block_size(m, k)
         assert 8 <= size <= 4096 and size & (size - 1) == 0
 
 

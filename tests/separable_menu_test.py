@@ -2,7 +2,7 @@
 layers, the model's menu, training, evaluation and pruning with the family.
 
 Oracles: the loop AMA over the enumerated family (`oracle.numpy_ama(..., separable_boosts)`),
-automatic differentiation of `mechanism.soft_payments` for the training kernel, and the
+automatic differentiation of `relaxation.soft_payments` for the training kernel, and the
 separate-Myerson baseline for the family at its initialization.
 """
 

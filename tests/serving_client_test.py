@@ -39,7 +39,8 @@ from tf_ama.core.exactness import MAX_BID
 from tf_ama.serving.export import export_saved_model
 from tf_ama.core.mechanism import exact_outcome
 from tf_ama.cli.app import main as tf_ama_main
-from tf_ama.serving.client import GrpcClient, RestClient, ServingError, validate_bids
+from tf_ama.serving.client import RestClient, ServingError, check_bids
+from tf_ama.serving.grpc_client import GrpcClient
 
 MODEL = "additive_2x2_uniform"
 OUTPUTS = ("allocation", "payments", "menu_index")
@@ -305,14 +306,14 @@ def test_client_refuses_bad_bids(client, bids, error, message):
     with pytest.raises(error, match=message):
         client.predict(bids)
     with pytest.raises(ValueError, match="num_bidders=3"):
-        validate_bids(np.ones((1, 2, 2)), num_bidders=3, num_items=2)
+        check_bids(np.ones((1, 2, 2)), num_bidders=3, num_items=2)
 
 
 def test_max_bid_is_accepted_and_its_successor_refused():
     at_limit = np.full((1, 2, 2), MAX_BID)
-    assert np.array_equal(validate_bids(at_limit), at_limit)
+    assert np.array_equal(check_bids(at_limit), at_limit)
     with pytest.raises(ValueError, match=r"`bids` must be <= 1e\+38.*MAX_BID"):
-        validate_bids(np.nextafter(at_limit, np.inf))
+        check_bids(np.nextafter(at_limit, np.inf))
 
 
 @pytest.mark.parametrize("bids, message", [

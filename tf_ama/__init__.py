@@ -11,7 +11,7 @@ matplotlib. `tf_ama.AffineMaximizerAuction`, `from tf_ama import evaluate` and s
 import importlib
 import pkgutil
 
-__version__ = "0.1.0"
+from tf_ama.utils.version import VERSION as __version__
 
 # The public names, each with the module that defines it: the one table that `__all__`,
 # `__dir__` and `__getattr__` are made from.
@@ -36,8 +36,9 @@ _EXPORTS = {
     "evaluation.baselines": ("baseline_details", "baselines"),
     "evaluation.contextual": ("evaluate_contextual",),
     "evaluation.plots": ("plot_menu", "plot_training_curves"),
-    "evaluation.reports": ("EvaluationReport", "MenuEntry", "evaluate", "format_menu_table",
-                           "menu_usage", "prune"),
+    "evaluation.reports": ("EvaluationReport", "evaluate"),
+    "evaluation.scanning": ("MenuEntry",),
+    "evaluation.usage": ("format_menu_table", "menu_usage", "prune"),
     "training.annealing": ("TemperatureScheduler", "annealing_schedule", "phase_schedule"),
     "training.config": ("TrainingConfig",),
     "training.contextual": ("train_contextual_run",),

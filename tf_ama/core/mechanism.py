@@ -30,169 +30,13 @@ where softmax with inverse temperature `lambda` stands in for every max / argmax
 from __future__ import annotations
 
 import functools
-import numbers
-import warnings
 
-import numpy as np
 import tensorflow as tf
 
 from tf_ama.core import separable
+from tf_ama.core.blocks import outcome_block_size
 from tf_ama.utils import checks
-from tf_ama.core.exactness import (MAX_ABS_BOOST, MAX_BID, MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT,
-                              real_array)
-
-# Profiles are evaluated in blocks of exactly `micro_batch_size` profiles (the batch is
-# zero-padded to whole blocks): a matmul over another number of rows may take other kernels and
-# round the last bit differently, so without the padding a profile's payment would depend on
-# the size of its batch (measured on 3x10 and 2x4: a batch of 1 vs the same profile in a batch
-# of 64).
-#
-# Elements of a block's `[profile, bidder + 1, entry]` tensors, for the exact outcome here and
-# the training kernel (`relaxation.default_micro_batch_size`) alike: blocks of this size stay in
-# cache (benchmarks/README.md, "Training step" for the micro-batch size, "Serving latency" for
-# the block size).
-CACHE_BLOCK_ELEMENTS = 1 << 18
-# A served request of one profile computes a whole block, so the largest block bounds the
-# latency of batch 1 (benchmarks/README.md, "Serving latency").
-_MIN_MICRO_BATCH, _MAX_MICRO_BATCH = 8, 1024
-_FEASIBILITY_TOLERANCE = 1e-9
-
-
-def _validate_menu(allocations, boosts, bidder_weights):
-    """In-graph checks of the menu (one menu, or one per profile: `exact_outcome`); returns
-    the float64 tensors (raises on bad values)."""
-    allocations = _float64(allocations, "allocations")
-    boosts = _float64(boosts, "boosts")
-    bidder_weights = _float64(bidder_weights, "bidder_weights")
-    if allocations.shape.rank not in (3, 4):
-        raise ValueError(
-            f"`allocations` must have shape [menu_size, num_bidders, num_items] (or "
-            f"[batch, menu_size, num_bidders, num_items]: a menu per profile); got "
-            f"{allocations.shape}.")
-    batch = [allocations.shape[0]] if allocations.shape.rank == 4 else []  # menu per profile
-    menu_size, num_bidders, _ = allocations.shape[-3:]
-    if menu_size == 0:
-        raise ValueError("`allocations` is an empty menu; give at least the empty allocation.")
-    named = "batch, " if batch else ""
-    if boosts.shape.rank != len(batch) + 1 or not boosts.shape.is_compatible_with(batch + [menu_size]):
-        raise ValueError(f"`boosts` must have shape [{named}menu_size={menu_size}]; got "
-                         f"{boosts.shape}.")
-    if (bidder_weights.shape.rank != len(batch) + 1
-            or not bidder_weights.shape.is_compatible_with(batch + [num_bidders])):
-        raise ValueError(f"`bidder_weights` must have shape [{named}num_bidders="
-                         f"{num_bidders}]; got {bidder_weights.shape}.")
-    checks = [
-        tf.debugging.assert_all_finite(allocations, "`allocations` must be finite"),
-        tf.debugging.assert_non_negative(allocations, "`allocations` must be >= 0"),
-        tf.debugging.assert_less_equal(
-            tf.reduce_sum(allocations, axis=-2),
-            tf.constant(1.0 + _FEASIBILITY_TOLERANCE, tf.float64),
-            "`allocations` is infeasible: an item is allocated more than once "
-            "(sum over bidders of allocations[k, :, j] must be <= 1)",
-        ),
-        tf.debugging.assert_all_finite(boosts, "`boosts` must be finite"),
-        tf.debugging.assert_less_equal(
-            tf.abs(boosts), tf.constant(MAX_ABS_BOOST, tf.float64),
-            f"`boosts` must satisfy |boosts| <= {MAX_ABS_BOOST:g} (tf_ama.core.exactness)"),
-        tf.debugging.assert_all_finite(bidder_weights, "`bidder_weights` must be finite"),
-        tf.debugging.assert_greater_equal(
-            bidder_weights, tf.constant(MIN_BIDDER_WEIGHT, tf.float64),
-            f"`bidder_weights` must be >= {MIN_BIDDER_WEIGHT:g} (tf_ama.core.exactness; scale all "
-            "weights and boosts by one positive constant to bring them into range)"),
-        tf.debugging.assert_less_equal(
-            bidder_weights, tf.constant(MAX_BIDDER_WEIGHT, tf.float64),
-            f"`bidder_weights` must be <= {MAX_BIDDER_WEIGHT:g} (tf_ama.core.exactness; scale all "
-            "weights and boosts by one positive constant to bring them into range)"),
-    ]
-    with tf.control_dependencies(checks):
-        return tf.identity(allocations), tf.identity(boosts), tf.identity(bidder_weights)
-
-
-def validate_separable_boosts(separable_boosts, menu_size, num_bidders, num_items):
-    """In-graph checks of the family's boosts `c` (tf_ama.core.separable); returns them."""
-    separable_boosts = _float64(separable_boosts, "separable_boosts")
-    per_profile = per_profile_menu(separable_boosts, rank=2)
-    if separable_boosts.shape[per_profile:] != [num_bidders + 1, num_items]:
-        raise ValueError(
-            f"`separable_boosts` must have shape [{'batch, ' if per_profile else ''}"
-            f"num_bidders + 1={num_bidders + 1}, num_items={num_items}] (a row per bidder, "
-            f"then nobody's); got {separable_boosts.shape}.")
-    if (menu_size or 0) + separable.family_size(num_bidders, num_items) >= separable.MAX_FAMILY_INDEX:
-        raise ValueError(
-            f"`separable_boosts`: the family of {num_bidders} bidders and {num_items} items has "
-            f"{num_bidders + 1}^{num_items} allocations, too many to index in int64.")
-    # A family entry's boost is sum_j c[o_j, j]: bounded like an explicit boost.
-    largest = tf.reduce_max(tf.reduce_sum(tf.reduce_max(tf.abs(separable_boosts), axis=-2), axis=-1))
-    checked = [
-        tf.debugging.assert_all_finite(separable_boosts, "`separable_boosts` must be finite"),
-        tf.debugging.assert_less_equal(
-            largest, tf.constant(MAX_ABS_BOOST, tf.float64),
-            f"`separable_boosts` must satisfy sum_j max_o |c[o, j]| <= {MAX_ABS_BOOST:g} "
-            "(tf_ama.core.exactness: a family entry's boost is sum_j c[o_j, j])"),
-    ]
-    with tf.control_dependencies(checked):
-        return tf.identity(separable_boosts)
-
-
-def validate_bids(bids, num_bidders, num_items, name="bids"):
-    """Checks bids `[batch, num_bidders, num_items]` (float64, finite, >= 0), in graph or eagerly."""
-    bids = _float64(bids, name)
-    if bids.shape.rank is not None and bids.shape.rank != 3:
-        raise ValueError(
-            f"`{name}` must have shape [batch, num_bidders={num_bidders}, num_items={num_items}]; "
-            f"got {bids.shape}. A single profile needs a leading batch axis: bids[None]."
-        )
-    static = bids.shape.as_list() if bids.shape.rank == 3 else [None, None, None]
-    if static[1] not in (None, num_bidders) or static[2] not in (None, num_items):
-        raise ValueError(
-            f"`{name}` must have shape [batch, num_bidders={num_bidders}, num_items={num_items}]; "
-            f"got {bids.shape}."
-        )
-    # A loaded SavedModel signature does not enforce its TensorSpec shape: assert it. The rank
-    # is read from the runtime shape padded with -1s (TF folds tf.rank to the static rank).
-    # Checked one after the other, so the message names the first problem (NaN is reported
-    # as non-finite, not as negative).
-    padded_shape = tf.concat([tf.shape(bids), tf.constant([-1, -1, -1, -1])], axis=0)
-    shape_ok = tf.debugging.Assert(
-        tf.reduce_all(tf.equal(padded_shape[1:4], tf.constant([num_bidders, num_items, -1]))),
-        [f"`{name}` has the wrong shape: expected [batch, num_bidders={num_bidders}, "
-         f"num_items={num_items}] (a single profile needs a leading batch axis); got shape",
-         tf.shape(bids)], summarize=8)
-    with tf.control_dependencies([shape_ok]):
-        finite_ok = tf.debugging.assert_all_finite(
-            bids, f"`{name}` must be finite (no NaN or inf)")
-    with tf.control_dependencies([finite_ok]):
-        non_negative_ok = tf.debugging.assert_non_negative(
-            bids, f"`{name}` must be >= 0 (negative bid)")
-    with tf.control_dependencies([non_negative_ok]):
-        at_most_max_ok = tf.debugging.assert_less_equal(
-            bids, tf.constant(MAX_BID, tf.float64),
-            f"`{name}` must be <= {MAX_BID:g} (tf_ama.core.exactness.MAX_BID: no amount is larger; "
-            "the limit keeps the exact outcome far from float64 overflow)")
-    with tf.control_dependencies([at_most_max_ok]):
-        return tf.identity(bids)
-
-
-def per_profile_menu(tensor, rank):
-    """Whether a menu tensor whose one-menu form has rank `rank` has each profile's own
-    (a leading batch axis: a contextual menu); refuses any other rank."""
-    if tensor.shape.rank not in (rank, rank + 1):
-        raise ValueError(f"A menu tensor must have rank {rank} (one menu) or {rank + 1} (a menu "
-                         f"per profile); got shape {tensor.shape}.")
-    return tensor.shape.rank == rank + 1
-
-
-def _float64(value, name):
-    if isinstance(value, (tf.Tensor, tf.Variable)):
-        tensor = tf.convert_to_tensor(value)
-    else:
-        tensor = tf.convert_to_tensor(real_array(value, name))
-    if tensor.dtype != tf.float64:
-        raise TypeError(
-            f"`{name}` must be float64 (the exact outcome is computed in float64); got "
-            f"{tensor.dtype.name}. Cast it first, e.g. tf.cast({name}, tf.float64)."
-        )
-    return tensor
+from tf_ama.core.validation import validate_bids, validate_menu, validate_separable_boosts
 
 
 def others_welfare(weighted, boosts):
@@ -318,32 +162,6 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
     return outcome
 
 
-def cache_sized_batch(num_bidders, menu_size, elements, smallest, largest):
-    """Profiles per block: the power of two in [smallest, largest] nearest below
-    `elements / ((num_bidders + 1) * menu_size)`, so that a block's `[profile, bidder + 1,
-    entry]` tensors hold about `elements` elements."""
-    target = max(1, elements // ((num_bidders + 1) * max(int(menu_size), 1)))
-    return int(min(largest, max(smallest, 1 << (target.bit_length() - 1))))
-
-
-def default_micro_batch_size(num_bidders, menu_size):
-    """Profiles per block of `exact_outcome`: a power of two in [8, 1024], ~2^18
-    `[profile, bidder + 1, entry]` elements (a ~2 MB float64 block that stays in cache).
-
-    Not `relaxation.default_micro_batch_size` (training, up to 4096 profiles): here every
-    block is computed whole, padding included, so the cap of 1024 bounds what a request of
-    one profile costs the served model."""
-    return cache_sized_batch(num_bidders, menu_size, CACHE_BLOCK_ELEMENTS, _MIN_MICRO_BATCH,
-                             _MAX_MICRO_BATCH)
-
-
-def default_chunk_size(num_bidders, menu_size):
-    """Deprecated name of `default_micro_batch_size`."""
-    warnings.warn("`tf_ama.core.mechanism.default_chunk_size` is deprecated; it is now called "
-                  "`default_micro_batch_size` (same value).", DeprecationWarning, stacklevel=2)
-    return default_micro_batch_size(num_bidders, menu_size)
-
-
 def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=None, *,
                   micro_batch_size=None, with_certificate=False, with_counterfactual=False,
                   jit_compile=False, chunk_size=checks.RENAMED):
@@ -363,7 +181,7 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=No
         item to one bidder or nobody, boost `sum_j c[o_j, j]`; its entries follow the
         explicit ones, menu index `menu_size + rank`). Additive valuations only.
       micro_batch_size: profiles per block (bounds memory to a few `[micro_batch_size,
-        num_bidders + 1, menu_size]` tensors; default `default_micro_batch_size`). Every block
+        num_bidders + 1, menu_size]` tensors; default `tf_ama.core.blocks.outcome_block_size`). Every block
         has exactly this many profiles (zero-padded), so a profile's outcome does not depend
         on its batch, bit for bit.
       with_certificate: also return `regret`, the exact regret certificate `[batch, num_bidders]`,
@@ -398,7 +216,7 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=No
       `exactness.MAX_BID`, wrong shapes, an empty or infeasible menu, boosts or weights
       outside the `tf_ama.core.exactness` limits.
     """
-    allocations, boosts, bidder_weights = _validate_menu(allocations, boosts, bidder_weights)
+    allocations, boosts, bidder_weights = validate_menu(allocations, boosts, bidder_weights)
     menu_size, num_bidders, num_items = allocations.shape[-3:]
     if separable_boosts is not None:
         separable_boosts = validate_separable_boosts(separable_boosts, menu_size, num_bidders,
@@ -425,7 +243,7 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=No
         checks.renamed("chunk_size", chunk_size, "micro_batch_size", micro_batch_size),
         minimum=1)
     if micro_batch_size is None:
-        micro_batch_size = default_micro_batch_size(num_bidders, menu_size)
+        micro_batch_size = outcome_block_size(num_bidders, menu_size)
 
     # The checks above run as ordinary TensorFlow ops, outside the compiled part; only the
     # arithmetic is compiled.
@@ -522,84 +340,3 @@ def regret_certificate(bids, allocations, boosts, bidder_weights, separable_boos
                          with_certificate=True)["regret"]
 
 
-def soft_payments(valuations, allocations, boosts, bidder_weights, temperature,
-                  separable_boosts=None):
-    """The softmax relaxation of the AMA payments, differentiable.
-
-    Args:
-      valuations: `[batch, num_bidders, num_items]`.
-      allocations: `[menu_size, num_bidders, num_items]`.
-      boosts: `[menu_size]`; bidder_weights: `[num_bidders]`. (Or a menu per profile: every
-        menu tensor with a leading `batch` axis, e.g. a contextual menu.)
-      temperature: `lambda`, the inverse softmax temperature (100 in the paper).
-      separable_boosts: None, or `c` `[num_bidders + 1, num_items]`: the item-separable
-        family joins the menu (`tf_ama.core.separable`); each softmax is then over the union, a
-        two-part mixture whose family part factorizes over items (`separable.soft_family`).
-
-    Returns:
-      `[batch, num_bidders]` soft payments
-      `(sum_k softmax(l W_-i)[k] W_-i[k] - sum_k softmax(l W)[k] W_-i[k]) / w_i`.
-    """
-    _check_soft_shapes(valuations, allocations, boosts, bidder_weights, temperature)
-    if len(allocations.shape) == 4:  # a menu per profile
-        values = tf.einsum("bij,bkij->bik", valuations, allocations)
-        weights = bidder_weights[:, :, None]
-    else:
-        values = tf.einsum("bij,kij->bik", valuations, allocations)  # one contraction: [B, m, K]
-        weights = bidder_weights[None, :, None]
-    weighted = weights * values
-    welfare = tf.reduce_sum(weighted, axis=1) + boosts  # [B, K]
-    others = welfare[:, None, :] - weighted  # [B, m, K]
-    chosen = tf.nn.softmax(temperature * welfare, axis=-1)  # [B, K]
-    counterfactual = tf.nn.softmax(temperature * others, axis=-1)  # [B, m, K]
-    expected_without = tf.reduce_sum(counterfactual * others, axis=-1)
-    expected_with = tf.einsum("bk,bik->bi", chosen, others)
-    if separable_boosts is not None:
-        log_z, family_with, log_z_others, family_without = separable.soft_family(
-            valuations, bidder_weights, separable_boosts, temperature)
-        # The family's share of each partition function, Z_F / (Z_F + Z_explicit).
-        share = tf.sigmoid(log_z - tf.reduce_logsumexp(temperature * welfare, axis=-1))
-        share_others = tf.sigmoid(
-            log_z_others - tf.reduce_logsumexp(temperature * others, axis=-1))
-        expected_with += share[:, None] * (family_with - expected_with)
-        expected_without += share_others * (family_without - expected_without)
-    return (expected_without - expected_with) / weights[:, :, 0]
-
-
-def _check_soft_shapes(valuations, allocations, boosts, bidder_weights, temperature):
-    """Static (free, trace-time) checks of `soft_payments`' arguments, naming the bad one."""
-
-    def shape(value):
-        return tf.TensorShape(value.shape if hasattr(value, "shape") else np.shape(value))
-
-    valuations_shape, allocations_shape = shape(valuations), shape(allocations)
-    if valuations_shape.rank not in (None, 3):
-        raise ValueError(
-            f"`valuations` must have shape [batch, num_bidders, num_items]; got {valuations_shape}."
-        )
-    if allocations_shape.rank not in (None, 3, 4):
-        raise ValueError(
-            f"`allocations` must have shape [menu_size, num_bidders, num_items] (or a menu per "
-            f"profile, [batch, menu_size, num_bidders, num_items]); got {allocations_shape}."
-        )
-    batch = []
-    if allocations_shape.rank == 4:
-        batch, allocations_shape = allocations_shape[:1], allocations_shape[1:]
-    if valuations_shape.rank == 3 and allocations_shape.rank == 3 and not (
-        valuations_shape[1:].is_compatible_with(allocations_shape[1:])
-    ):
-        raise ValueError(
-            f"`valuations` {valuations_shape} and `allocations` {allocations_shape} disagree on "
-            "[num_bidders, num_items]."
-        )
-    menu_size = allocations_shape[0] if allocations_shape.rank == 3 else None
-    num_bidders = allocations_shape[1] if allocations_shape.rank == 3 else None
-    if not shape(boosts).is_compatible_with(batch + [menu_size]):
-        raise ValueError(f"`boosts` must have shape [menu_size={menu_size}]; got {shape(boosts)}.")
-    if not shape(bidder_weights).is_compatible_with(batch + [num_bidders]):
-        raise ValueError(
-            f"`bidder_weights` must have shape [num_bidders={num_bidders}]; got "
-            f"{shape(bidder_weights)}."
-        )
-    if isinstance(temperature, (numbers.Number, np.number)):  # not a tensor: checked here
-        checks.number("temperature", temperature, above=0)

@@ -1,6 +1,6 @@
 r"""The training objective, fused: soft revenue with a hand-derived gradient.
 
-`mechanism.soft_payments` states the softmax relaxation as plainly as possible. Training
+`relaxation.soft_payments` states the softmax relaxation as plainly as possible. Training
 differentiates it millions of times, and automatic differentiation of that formula makes many
 passes over `[batch, num_bidders + 1, menu_size]` tensors, so the step is bound by memory
 traffic (benchmarks/README.md, "Roofline"). `revenue_and_gradients` computes the same value
@@ -21,15 +21,19 @@ weights `s` (e.g. the probabilities of a finite support, `tf_ama.expectation_dat
 
 so only `u`, `O`, the two softmaxes and the gradients with respect to `W` and `O` are ever
 materialized. `tests/relaxation_test.py` checks value and gradients against automatic
-differentiation of `mechanism.soft_payments` in float64.
+differentiation of `relaxation.soft_payments` in float64.
 """
 
 from __future__ import annotations
 
+import numbers
+
+import numpy as np
 import tensorflow as tf
 
 from tf_ama.core import separable
-from tf_ama.core.mechanism import CACHE_BLOCK_ELEMENTS, cache_sized_batch
+from tf_ama.core.blocks import training_block_size
+from tf_ama.utils import checks
 
 
 def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature,
@@ -77,7 +81,7 @@ def joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights
 
     Each part is summarized per profile by four statistics, its log-partition functions and
     expectations of `O_i` (`log Z`, `E_pi O_i`, `log Z_i`, `E_s,i O_i`), and the soft payment
-    is a function of the eight (`mechanism.soft_payments`): with the family's share
+    is a function of the eight (`relaxation.soft_payments`): with the family's share
     `f = sigmoid(log Z_F - log Z_E)`, `E_pi O_i = E_E + f (E_F - E_E)`, and the same for
     `E_s,i`. The gradient goes back through that small function and the family's factorized
     statistics (`separable.soft_family`, `[m + 1, B, n]`-sized) by automatic
@@ -159,20 +163,6 @@ def _softmax_and_log_partition(logits):
     return exponentials * (1.0 / total), (largest + tf.math.log(total))[..., 0]
 
 
-_MIN_MICRO_BATCH, _MAX_MICRO_BATCH = 8, 4096
-
-
-def default_micro_batch_size(num_bidders, menu_size):
-    """Profiles per micro-batch of the training step: a power of two in [8, 4096],
-    ~`mechanism.CACHE_BLOCK_ELEMENTS` (2^18) `[profile, bidder + 1, entry]` elements (~1 MB
-    of float32, so that a micro-batch's intermediates stay in cache).
-
-    Not `mechanism.default_micro_batch_size` (the exact outcome, at most 1024): the last
-    micro-batch here is not padded, so a larger cap costs a small batch nothing."""
-    return cache_sized_batch(num_bidders, menu_size, CACHE_BLOCK_ELEMENTS, _MIN_MICRO_BATCH,
-                             _MAX_MICRO_BATCH)
-
-
 _KERNELS = {
     False: tf.function(revenue_and_gradients, autograph=False),
     True: tf.function(revenue_and_gradients, autograph=False, jit_compile=True),
@@ -185,7 +175,7 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
     """Mean soft revenue of the batch and its gradients, over micro-batches of the batch.
 
     The batch is cut into micro-batches of `micro_batch_size` profiles (the last one may be
-    smaller; "auto": `default_micro_batch_size` for this menu's explicit entries); their
+    smaller; "auto": `tf_ama.core.blocks.training_block_size` for this menu's explicit entries); their
     summed revenues and gradients add up to the whole batch's exactly (up to float
     rounding), while only a few `[micro_batch_size, m, K]` tensors are alive at a time,
     small enough to stay in cache. `jit_compile` compiles the per-micro-batch kernel
@@ -208,7 +198,7 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
     batch = tf.shape(valuations)[0]
     if sample_weight is None:
         sample_weight = tf.ones([batch], valuations.dtype)
-    micro = (default_micro_batch_size(valuations.shape[1], allocations.shape[0])
+    micro = (training_block_size(valuations.shape[1], allocations.shape[0])
              if micro_batch_size == "auto" else micro_batch_size)
     menu = (allocations, boosts, bidder_weights)
     if separable_boosts is not None:
@@ -255,3 +245,86 @@ def over_micro_batches(kernel, arrays, micro_batch_size, combine, initial):
         return tf.cond(tf.shape(remainders[0])[0] > 0,
                        lambda: combine(result, kernel(*remainders)), lambda: result)
     return combine(result, kernel(*remainders)) if static_rows % micro else result
+
+
+def soft_payments(valuations, allocations, boosts, bidder_weights, temperature,
+                  separable_boosts=None):
+    """The softmax relaxation of the AMA payments, differentiable.
+
+    Args:
+      valuations: `[batch, num_bidders, num_items]`.
+      allocations: `[menu_size, num_bidders, num_items]`.
+      boosts: `[menu_size]`; bidder_weights: `[num_bidders]`. (Or a menu per profile: every
+        menu tensor with a leading `batch` axis, e.g. a contextual menu.)
+      temperature: `lambda`, the inverse softmax temperature (100 in the paper).
+      separable_boosts: None, or `c` `[num_bidders + 1, num_items]`: the item-separable
+        family joins the menu (`tf_ama.core.separable`); each softmax is then over the union, a
+        two-part mixture whose family part factorizes over items (`separable.soft_family`).
+
+    Returns:
+      `[batch, num_bidders]` soft payments
+      `(sum_k softmax(l W_-i)[k] W_-i[k] - sum_k softmax(l W)[k] W_-i[k]) / w_i`.
+    """
+    _check_soft_shapes(valuations, allocations, boosts, bidder_weights, temperature)
+    if len(allocations.shape) == 4:  # a menu per profile
+        values = tf.einsum("bij,bkij->bik", valuations, allocations)
+        weights = bidder_weights[:, :, None]
+    else:
+        values = tf.einsum("bij,kij->bik", valuations, allocations)  # one contraction: [B, m, K]
+        weights = bidder_weights[None, :, None]
+    weighted = weights * values
+    welfare = tf.reduce_sum(weighted, axis=1) + boosts  # [B, K]
+    others = welfare[:, None, :] - weighted  # [B, m, K]
+    chosen = tf.nn.softmax(temperature * welfare, axis=-1)  # [B, K]
+    counterfactual = tf.nn.softmax(temperature * others, axis=-1)  # [B, m, K]
+    expected_without = tf.reduce_sum(counterfactual * others, axis=-1)
+    expected_with = tf.einsum("bk,bik->bi", chosen, others)
+    if separable_boosts is not None:
+        log_z, family_with, log_z_others, family_without = separable.soft_family(
+            valuations, bidder_weights, separable_boosts, temperature)
+        # The family's share of each partition function, Z_F / (Z_F + Z_explicit).
+        share = tf.sigmoid(log_z - tf.reduce_logsumexp(temperature * welfare, axis=-1))
+        share_others = tf.sigmoid(
+            log_z_others - tf.reduce_logsumexp(temperature * others, axis=-1))
+        expected_with += share[:, None] * (family_with - expected_with)
+        expected_without += share_others * (family_without - expected_without)
+    return (expected_without - expected_with) / weights[:, :, 0]
+
+
+def _check_soft_shapes(valuations, allocations, boosts, bidder_weights, temperature):
+    """Static (free, trace-time) checks of `soft_payments`' arguments, naming the bad one."""
+
+    def shape(value):
+        return tf.TensorShape(value.shape if hasattr(value, "shape") else np.shape(value))
+
+    valuations_shape, allocations_shape = shape(valuations), shape(allocations)
+    if valuations_shape.rank not in (None, 3):
+        raise ValueError(
+            f"`valuations` must have shape [batch, num_bidders, num_items]; got {valuations_shape}."
+        )
+    if allocations_shape.rank not in (None, 3, 4):
+        raise ValueError(
+            f"`allocations` must have shape [menu_size, num_bidders, num_items] (or a menu per "
+            f"profile, [batch, menu_size, num_bidders, num_items]); got {allocations_shape}."
+        )
+    batch = []
+    if allocations_shape.rank == 4:
+        batch, allocations_shape = allocations_shape[:1], allocations_shape[1:]
+    if valuations_shape.rank == 3 and allocations_shape.rank == 3 and not (
+        valuations_shape[1:].is_compatible_with(allocations_shape[1:])
+    ):
+        raise ValueError(
+            f"`valuations` {valuations_shape} and `allocations` {allocations_shape} disagree on "
+            "[num_bidders, num_items]."
+        )
+    menu_size = allocations_shape[0] if allocations_shape.rank == 3 else None
+    num_bidders = allocations_shape[1] if allocations_shape.rank == 3 else None
+    if not shape(boosts).is_compatible_with(batch + [menu_size]):
+        raise ValueError(f"`boosts` must have shape [menu_size={menu_size}]; got {shape(boosts)}.")
+    if not shape(bidder_weights).is_compatible_with(batch + [num_bidders]):
+        raise ValueError(
+            f"`bidder_weights` must have shape [num_bidders={num_bidders}]; got "
+            f"{shape(bidder_weights)}."
+        )
+    if isinstance(temperature, (numbers.Number, np.number)):  # not a tensor: checked here
+        checks.number("temperature", temperature, above=0)

@@ -91,7 +91,7 @@ def _scores(bids_by_bidder, bidder_weights, separable_boosts):
 
 
 def soft_family(valuations, bidder_weights, separable_boosts, temperature):
-    """The family's part of the softmax relaxation (`mechanism.soft_payments`), exactly.
+    """The family's part of the softmax relaxation (`relaxation.soft_payments`), exactly.
 
     Over the family, `exp(l W(a)) = prod_j exp(l s[o_j, j])`: the softmax is a product of
     per-item softmaxes over owners, its log-partition a sum of per-item logsumexps, and the

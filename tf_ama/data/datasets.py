@@ -14,10 +14,9 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ama.data import distributions
-from tf_ama.utils import checks
+from tf_ama.utils import checks, seeds
 from tf_ama.data.settings import get_setting
 
-_STREAM_KEY = 0x5EED  # folded with the data seed: the training stream's own key
 
 
 def fresh_valuations(batch_size):
@@ -102,7 +101,7 @@ def step_valuations(data, setting, distribution=None, data_seed=None, step=None)
         context = tf.distribute.get_replica_context()
         replica = context.replica_id_in_sync_group if context is not None else 0
         seed = tf.random.experimental.stateless_fold_in(
-            tf.constant([data_seed, _STREAM_KEY], tf.int32), step)
+            tf.constant([data_seed, seeds.TRAINING_STREAM_KEY], tf.int32), step)
         seed = tf.random.experimental.stateless_fold_in(seed, replica)
         return distribution.sample(tf.shape(valuations)[0], seed=seed), None
     expected = [setting.num_bidders, setting.num_items]

@@ -7,7 +7,7 @@ A second-price auction with reserve `r` over values `v_1..v_m` earns, per profil
 
 Reserves are never taken from a formula: each is found numerically for the setting's own
 distribution, by maximizing the empirical revenue on an *independent* sample (seed
-`seed + RESERVE_SEED_OFFSET`), so a revenue measured on the evaluation sample (seed `seed`)
+`seeds.reserve_seed(seed)`), so a revenue measured on the evaluation sample (seed `seed`)
 is an unbiased estimate for that reserve. The empirical revenue is piecewise linear in `r`,
 so it is evaluated exactly on many reserves at once from sorted top values
 (`revenue_curve`): a coarse grid (101 evenly spaced points on `[0, max]` and 101 quantiles
@@ -27,12 +27,11 @@ from __future__ import annotations
 import numpy as np
 
 from tf_ama.data.settings import Setting, get_setting, sample_blocks
-from tf_ama.utils import checks
+from tf_ama.utils import checks, seeds
 from tf_ama.utils.progress import Progress
 
 
-# The reserve-search sample is drawn with seed `seed + RESERVE_SEED_OFFSET`.
-RESERVE_SEED_OFFSET = 1_000_003
+# The reserve-search sample is drawn with seed `seeds.reserve_seed(seed)`.
 
 
 # Item tops kept at once by the reserve search (top and second, float64: 2 x 128 MB): with
@@ -150,10 +149,10 @@ def resolve_setting(setting):
 def check_arguments(num_samples, seed):
     num_samples = checks.optional(checks.integer, "num_samples", num_samples, minimum=1)
     seed = checks.seed("seed", seed)
-    if seed + RESERVE_SEED_OFFSET >= checks.SEED_LIMIT:
+    if seeds.reserve_seed(seed) >= checks.SEED_LIMIT:
         raise ValueError(
-            f"`seed` must be < {checks.SEED_LIMIT - RESERVE_SEED_OFFSET} (the reserve sample uses "
-            f"the stateless seed + {RESERVE_SEED_OFFSET}, also below 2**31); got {seed}.")
+            f"`seed` must be < {checks.SEED_LIMIT - seeds.RESERVE_OFFSET} (the reserve sample uses "
+            f"the stateless seed + {seeds.RESERVE_OFFSET}, also below 2**31); got {seed}.")
     return num_samples, seed
 
 
@@ -227,10 +226,10 @@ def search_reserves(setting, num_samples, seed, items=True, progress=None):
 def separate_reserves(setting, num_samples=100_000, seed=1) -> list[float]:
     """The reserve of each item of separate Myerson (additive settings), found as for
     `baseline_details(setting, num_samples, seed)`: on `num_samples` profiles drawn with seed
-    `seed + RESERVE_SEED_OFFSET`."""
+    `seeds.reserve_seed(seed)`."""
     setting = resolve_setting(setting)
     num_samples, seed = check_arguments(num_samples, seed)
     if setting.demand != "additive":
         raise ValueError(f"Separate Myerson reserves are for additive settings; "
                          f"{setting.name!r} is {setting.demand}.")
-    return search_reserves(setting, num_samples, seed + RESERVE_SEED_OFFSET)[0]
+    return search_reserves(setting, num_samples, seeds.reserve_seed(seed))[0]

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from tf_ama.core import allocations as menus, mechanism
-from tf_ama.utils import checks
+from tf_ama.utils import checks, seeds
 from tf_ama.utils.progress import Progress
 from tf_ama.data import reserves
 from tf_ama.data.settings import evaluation_sample
@@ -158,7 +158,7 @@ def baseline_details(setting, num_samples=None, seed=1, *,
       seed: int; evaluation profiles are `tf_ama.data.settings.sample_blocks(setting,
         num_samples, seed)` (the profiles `tf_ama.evaluate` uses; up to 279 620 3x10
         profiles exactly `setting.sample(num_samples, seed)`), reserve-search profiles use
-        `seed + reserves.RESERVE_SEED_OFFSET`.
+        `tf_ama.utils.seeds.reserve_seed(seed)`.
       progress: show a progress bar on standard error (`tf_ama.utils.progress`), counting the
         profiles drawn by every pass (the reserve search draws its sample again for each
         group of items when `num_samples` is large).
@@ -172,7 +172,7 @@ def baseline_details(setting, num_samples=None, seed=1, *,
     num_samples, seed = reserves.check_arguments(num_samples, seed)
     num_samples, profiles = evaluation_sample(setting, num_samples, seed)
     additive = setting.demand == "additive"
-    reserve_seed = seed + reserves.RESERVE_SEED_OFFSET
+    reserve_seed = seeds.reserve_seed(seed)
 
     passes = len(reserves.item_groups(setting, num_samples, additive)) + 1
     progress = Progress(num_samples * passes, "profile", checks.boolean("progress", progress),

@@ -34,7 +34,6 @@ the empty entry 0.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import contextlib
 import dataclasses
 import math
@@ -43,22 +42,13 @@ import statistics
 import numpy as np
 import tensorflow as tf
 
-from tf_ama.core import separable
 from tf_ama.data import data_files
 from tf_ama.evaluation import outcome_files
 from tf_ama.utils import checks, seeds
-from tf_ama.core.mechanism import default_micro_batch_size, exact_outcome
 from tf_ama.utils.progress import Progress
 from tf_ama.data.settings import ANCHORS, evaluation_sample
+from tf_ama.evaluation.scanning import check_arguments, count_entries, menu_entries, scan
 
-# Profiles per call of the traced exact_outcome (it blocks them internally).
-_PROFILES_PER_CALL = 1 << 14
-_CALLS_IN_FLIGHT = 2
-
-# An allocation is a lottery if some probability is farther than this from both 0 and 1. A
-# softmax never reaches 0 or 1 exactly, so a learned "deterministic" entry sits at 0.9999...:
-# one percent separates those from real lotteries (e.g. 0.81 / 0.14).
-LOTTERY_TOLERANCE = 0.01
 
 # The two-sided 95 % quantile of the standard normal, 1.959963984540054: the revenue's
 # confidence interval is revenue +- Z_95 * stderr (a mean of N >> 30 i.i.d. profiles).
@@ -115,6 +105,11 @@ class EvaluationReport:
         """A JSON-serializable dict of every field."""
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, fields) -> "EvaluationReport":
+        """The report `to_dict` wrote (e.g. a run's `evaluation.json`)."""
+        return cls(**fields)
+
     def format_table(self) -> str:
         """The report as a plain-text table, baselines and known reference included."""
         bidders = ", ".join(f"{p:.4f}" for p in self.revenue_per_bidder)
@@ -153,130 +148,6 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
-@dataclasses.dataclass(frozen=True)
-class MenuEntry:
-    """One menu entry chosen on sampled profiles (see `menu_usage`).
-
-    Attributes:
-      index: position `k` in the model's menu.
-      allocation: `[num_bidders][num_items]` nested list, P(bidder i gets item j).
-      boost: `b_k`.
-      share: fraction of the profiles on which it was chosen.
-      count: number of profiles on which it was chosen.
-      is_lottery: some probability is not 0 or 1 (tolerance `LOTTERY_TOLERANCE`).
-      family: an entry of the item-separable family (index >= the explicit menu size; its
-        boost is `sum_j c[o_j, j]`).
-    """
-
-    index: int
-    allocation: list
-    boost: float
-    share: float
-    count: int
-    is_lottery: bool
-    family: bool = False
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def is_lottery(allocation, tolerance=LOTTERY_TOLERANCE) -> bool:
-    """Whether an allocation `[num_bidders, num_items]` is a lottery (not all 0/1)."""
-    allocation = np.asarray(allocation, np.float64)
-    return bool(np.any(np.abs(allocation - np.round(allocation)) > tolerance))
-
-
-def _check_arguments(model, num_samples, seed, micro_batch_size, chunk_size, jit_compile,
-                     default_seed):
-    """`(num_samples, seed, micro_batch_size, jit_compile)` checked, the seed defaulting to
-    `default_seed(model.seed)` (`tf_ama.utils.seeds`), `chunk_size` the deprecated name of
-    `micro_batch_size`."""
-    from tf_ama.models.auction import AffineMaximizerAuction
-
-    if not isinstance(model, AffineMaximizerAuction):
-        raise TypeError(
-            "`model` must be a tf_ama.AffineMaximizerAuction (trained, deterministic or built "
-            f"with from_menu); got {type(model).__name__}. Load a run with "
-            "tf_ama.training.runs.load_run(RUN_DIR)."
-        )
-    micro_batch_size = checks.renamed("chunk_size", chunk_size, "micro_batch_size",
-                                      micro_batch_size, stacklevel=4)
-    return (checks.optional(checks.integer, "num_samples", num_samples, minimum=1),
-            checks.seed("seed", default_seed(model.seed) if seed is None else seed),
-            checks.optional(checks.integer, "micro_batch_size", micro_batch_size, minimum=1),
-            checks.boolean("jit_compile", jit_compile))
-
-
-def _slices(blocks, size):
-    """The profiles of `blocks` (arrays `[B, m, n]`) re-cut into consecutive arrays of `size`
-    profiles (the last one shorter if need be)."""
-    pieces, have = [], 0
-    for block in blocks:
-        start = 0
-        while start < len(block):
-            piece = block[start:start + size - have]
-            pieces.append(piece)
-            have += len(piece)
-            start += len(piece)
-            if have == size:
-                yield pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-                pieces, have = [], 0
-    if pieces:
-        yield pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-
-
-def _scan(model, sample, micro_batch_size, menu, with_certificate=False,
-          with_counterfactual=False, jit_compile=False):
-    """Yields, slice by slice of `sample_blocks(setting, num_samples, seed)`, the
-    `exact_outcome` of the slice as numpy arrays (with the certificate and
-    `counterfactual_index` `[profiles, num_bidders]` if asked), and its `bids`.
-
-    The sample is drawn block by block (`tf_ama.data.settings.sample_blocks`) and re-cut into
-    slices, so memory is bounded whatever `num_samples`. All slices have the same shape, so
-    one `tf.function` trace serves them all: the last slice is padded with zero bids to the
-    full size and the padding is dropped. (`exact_outcome` is batch-invariant bit for bit,
-    so a profile's outcome depends neither on its slice nor on its sample block.)
-    """
-    num_samples, profiles = sample  # settings.evaluation_sample
-    micro = micro_batch_size or default_micro_batch_size(model.setting.num_bidders,
-                                                         model.menu_size)
-    # exact_outcome works through blocks of `micro` profiles inside one call; a slice of whole
-    # blocks per call keeps the Python overhead small. The blocks are spread evenly over a
-    # multiple of _CALLS_IN_FLIGHT calls (no call runs alone at the end), so that the padding
-    # of the last call is less than one block per call.
-    blocks = -(-num_samples // micro)
-    calls = -(-blocks * micro // _PROFILES_PER_CALL)
-    calls = min(blocks, -(-calls // _CALLS_IN_FLIGHT) * _CALLS_IN_FLIGHT)
-    per_call = micro * -(-blocks // calls)
-
-    def outcome_of(slice_bids):
-        size = len(slice_bids)
-        padded = tf.constant(slice_bids, tf.float64)
-        if size < per_call:
-            padded = tf.pad(padded, [[0, per_call - size], [0, 0], [0, 0]])
-        outcome = _traced_exact_outcome(
-            padded, *menu, micro_batch_size=micro, with_certificate=with_certificate,
-            with_counterfactual=with_counterfactual, jit_compile=jit_compile)
-        outcome = {key: value.numpy()[:size] for key, value in outcome.items()}
-        outcome["bids"] = slice_bids
-        return outcome
-
-    # Two calls in flight: a block's small ops leave cores idle, which the other call uses
-    # (benchmarks/README.md, "Exact evaluation"). Results are yielded in order; memory stays
-    # two calls' worth (and the sample block they come from).
-    with concurrent.futures.ThreadPoolExecutor(_CALLS_IN_FLIGHT) as pool:
-        pending = collections.deque()
-        for slice_bids in _slices(profiles, per_call):
-            pending.append(pool.submit(outcome_of, slice_bids))
-            if len(pending) == _CALLS_IN_FLIGHT:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
-_traced_exact_outcome = tf.function(exact_outcome)  # one trace per menu shape and options
-
-
 def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_size=None,
              jit_compile=True, *, progress=False, outcomes=None, split="test",
              chunk_size=checks.RENAMED):
@@ -295,7 +166,7 @@ def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_siz
         that training and validation never drew (what `tf-ama train` evaluates on).
       baselines: also compute `tf_ama.baselines(...)` on the same profiles (paired).
       micro_batch_size: profiles per block of `exact_outcome` (default
-        `mechanism.default_micro_batch_size`, ~2 MB float64 blocks).
+        `tf_ama.core.blocks.outcome_block_size`, ~2 MB float64 blocks).
       jit_compile: compute the blocks with XLA (`exact_outcome(..., jit_compile=True)`:
         faster, benchmarks/README.md, "Exact evaluation"; payments may differ from the
         served ones in the last bits, ~1e-15). False evaluates exactly the computation the
@@ -313,7 +184,7 @@ def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_siz
     Returns:
       An `EvaluationReport` (its `seed` is the seed used).
     """
-    num_samples, seed, micro_batch_size, jit_compile = _check_arguments(
+    num_samples, seed, micro_batch_size, jit_compile = check_arguments(
         model, num_samples, seed, micro_batch_size, chunk_size, jit_compile,
         seeds.evaluation_seed)
     progress = checks.boolean("progress", progress)
@@ -343,7 +214,7 @@ def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_siz
             info={"setting": model.setting.to_dict(), "seed": seed, "num_samples": num_samples,
                   "menu_type": model.menu_layer.kind, "menu_size": int(model.menu_size),
                   "jit_compile": jit_compile}))
-        for outcome in _scan(model, sample, micro_batch_size, menu,
+        for outcome in scan(model, sample, micro_batch_size, menu,
                              with_certificate=True, jit_compile=jit_compile):
             revenue = outcome["payments"].sum(axis=1)  # [profiles of the call]
             # Chan et al.'s pairwise update of (count, mean, sum of squared deviations).
@@ -361,11 +232,11 @@ def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_siz
             ir_violations += int(np.count_nonzero(
                 (outcome["values"] - outcome["payments"] < 0) | (outcome["ir_excess"] > 1e-9)))
             max_regret = max(max_regret, float(outcome["regret"].max()))
-            _count(counts, outcome["menu_index"])
+            count_entries(counts, outcome["menu_index"])
             if writer is not None:
                 writer.write(outcome)
             bar.add(size)
-    entries = _entries(model, counts)
+    entries = menu_entries(model, counts)
     details = {}
     if baselines:
         from tf_ama.evaluation.baselines import baseline_details
@@ -401,116 +272,3 @@ def confidence_interval(mean, stderr, z=Z_95):
     return [float(mean - z * stderr), float(mean + z * stderr)]
 
 
-def _count(counts, menu_index):
-    """Adds the chosen entries `menu_index` to `counts` (a Counter: a menu with the family
-    has (m + 1)^n more indices than could be counted in an array)."""
-    indices, times = np.unique(menu_index, return_counts=True)
-    counts.update(dict(zip(indices.tolist(), times.tolist())))
-
-
-def _entries(model, counts):
-    """The `MenuEntry` of every index in `counts`, most used first (ties by index)."""
-    allocations, boosts, _, separable_boosts = model.exact_menu()
-    order = sorted(counts, key=lambda k: (-counts[k], k))
-    family = [k for k in order if k >= model.menu_size]
-    if family:  # decoded all at once: a large family can have many thousands in use
-        decoded = separable.family_entries(np.asarray(family) - model.menu_size, separable_boosts)
-        family = dict(zip(family, zip(*decoded)))
-    total = sum(counts.values())
-    entries = []
-    for k in order:
-        allocation, boost = family[k] if k >= model.menu_size else (allocations[k], boosts[k])
-        entries.append(MenuEntry(index=int(k), allocation=allocation.tolist(), boost=float(boost),
-                                 share=counts[k] / total, count=int(counts[k]),
-                                 is_lottery=k < model.menu_size and is_lottery(allocation),
-                                 family=k >= model.menu_size))
-    return entries
-
-
-def menu_usage(model, num_samples=None, seed=None, micro_batch_size=None, jit_compile=True,
-               *, chunk_size=checks.RENAMED):
-    """The menu entries chosen on `settings.sample_blocks(setting, num_samples, seed)`, most
-    used first (arguments as in `evaluate`: by default the evaluation seed `model.seed + 2`;
-    a setting made from data: its test rows; streamed, in bounded memory).
-
-    Returns:
-      A list of `MenuEntry` (ties in use broken by index), one per entry chosen at least once.
-    """
-    num_samples, seed, micro_batch_size, jit_compile = _check_arguments(
-        model, num_samples, seed, micro_batch_size, chunk_size, jit_compile,
-        seeds.evaluation_seed)
-    counts = collections.Counter()
-    for outcome in _scan(model, evaluation_sample(model.setting, num_samples, seed),
-                         micro_batch_size, model.menu(tf.float64), jit_compile=jit_compile):
-        _count(counts, outcome["menu_index"])
-    return _entries(model, counts)
-
-
-def format_menu_table(entries, max_entries=None) -> str:
-    """A text table of `menu_usage` entries (the first `max_entries` if given): one header
-    line per entry (rank, index, share, count, boost, lottery) and its allocation, one line
-    per bidder (P(bidder i gets item j), items left to right)."""
-    shown = list(entries)[:max_entries]
-    lines = [f"{'rank':>4} {'index':>6} {'share':>8} {'count':>8} {'boost':>10}  lottery"]
-    for rank, entry in enumerate(shown, start=1):
-        lines.append(f"{rank:>4} {entry.index:>6} {entry.share:>8.2%} {entry.count:>8} "
-                     f"{entry.boost:>10.4f}  {'yes' if entry.is_lottery else 'no'}"
-                     f"{'  (separable family)' if entry.family else ''}")
-        for bidder, row in enumerate(entry.allocation):
-            lines.append(f"{'':>13}bidder {bidder + 1}: " + " ".join(f"{p:.3f}" for p in row))
-    hidden = len(entries) - len(shown)
-    if hidden > 0:
-        share = sum(entry.share for entry in list(entries)[len(shown):])
-        lines.append(f"... {hidden} more entries, chosen on {share:.2%} of the profiles")
-    return "\n".join(lines)
-
-
-def prune(model, num_samples=None, seed=None, micro_batch_size=None, jit_compile=False, *,
-          chunk_size=checks.RENAMED):
-    """A fixed AMA with only the menu entries that matter on `settings.sample_blocks(setting,
-    num_samples, seed)` (streamed, in bounded memory; a setting made from data: its
-    validation rows, `settings.evaluation_sample`).
-
-    The seed defaults to the validation seed `tf_ama.utils.seeds.validation_seed(model.seed)`
-    (`model.seed + 1`): the entries are selected on the validation sample, so that `evaluate`'s
-    default sample (`model.seed + 2`) stays fresh for the pruned model. Other arguments as in
-    `evaluate`.
-
-    Kept, in their original order (entry 0 stays first, ties resolve as before): the empty
-    entry 0, every entry chosen on some profile, and every counterfactual maximizer of
-    `W_-i` (the entry that sets bidder i's payment; see the module docstring). Boosts and
-    bidder weights are unchanged, so on those profiles the pruned model gives the same
-    allocations, payments and (mapped back) menu indices; on other profiles it is a
-    different, smaller AMA, still strategyproof and IR. That promise is about the served
-    computation, so the kept entries are found without XLA by default; `jit_compile=True`
-    is faster but could miss an entry on a profile where XLA's rounding breaks a tie
-    (within ~1e-15) the other way.
-
-    The item-separable family, if the menu has it, is kept whole (it costs O(m n) per
-    profile, whatever its size); its entries follow the pruned explicit ones, so a family
-    index `k >= pruned_menu_size` is index `k - pruned_menu_size + model.menu_size` of `model`.
-
-    Returns:
-      An `AffineMaximizerAuction` (`menu="fixed"`) with attribute `kept_indices`, an int64
-      numpy array `[pruned_menu_size]`: explicit entry `k` of the pruned menu is entry
-      `kept_indices[k]` of `model` (map explicit menu indices back with
-      `kept_indices[menu_index]`). `kept_indices` is not serialized with the model.
-    """
-    num_samples, seed, micro_batch_size, jit_compile = _check_arguments(
-        model, num_samples, seed, micro_batch_size, chunk_size, jit_compile,
-        seeds.validation_seed)
-    menu = model.menu(tf.float64)
-    keep = np.zeros(model.menu_size, bool)
-    sample = evaluation_sample(model.setting, num_samples, seed, split="validation")
-    for outcome in _scan(model, sample, micro_batch_size, menu, with_counterfactual=True,
-                         jit_compile=jit_compile):
-        for indices in (outcome["menu_index"], outcome["counterfactual_index"].reshape(-1)):
-            keep[indices[indices < model.menu_size]] = True  # the family is kept whole
-    keep[0] = True
-    kept = np.flatnonzero(keep).astype(np.int64)
-    allocations, boosts, bidder_weights, separable_boosts = model.exact_menu()
-    pruned = type(model).from_menu(
-        model.setting, allocations[kept], boosts[kept], bidder_weights, separable_boosts,
-        temperature=model.temperature, seed=model.seed)
-    pruned.kept_indices = kept
-    return pruned

@@ -41,7 +41,7 @@ import functools
 import keras
 import tensorflow as tf
 
-from tf_ama.utils import checks
+from tf_ama.utils import checks, seeds
 from tf_ama.core.exactness import MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
 
 
@@ -57,7 +57,7 @@ def _log_weight_range():
 def _glorot(seed, offset):
     """A seeded initializer: every variable of the network has its own seed, so that a
     model's `seed` alone fixes its initial parameters."""
-    return keras.initializers.GlorotUniform(seed=(seed * 1009 + offset) % 2**31)
+    return keras.initializers.GlorotUniform(seed=seeds.network_layer_seed(seed, offset))
 
 
 def _linear_family_boosts(allocations, separable_boosts):
@@ -106,8 +106,8 @@ class AxialBlock(keras.layers.Layer):
     def __init__(self, hidden, heads, seed=0, **kwargs):
         super().__init__(**kwargs)
         self.hidden, self.heads, self.seed = hidden, heads, seed
-        self.along_items = EncoderBlock(hidden, heads, seed * 7 + 1, name="along_items")
-        self.along_bidders = EncoderBlock(hidden, heads, seed * 7 + 2, name="along_bidders")
+        self.along_items = EncoderBlock(hidden, heads, seeds.encoder_seed(seed, 1), name="along_items")
+        self.along_bidders = EncoderBlock(hidden, heads, seeds.encoder_seed(seed, 2), name="along_bidders")
         self.join = keras.Sequential([
             keras.layers.Dense(hidden, activation="relu", kernel_initializer=_glorot(seed, 3)),
             keras.layers.Dense(hidden, kernel_initializer=_glorot(seed, 4))], name="join")
@@ -174,7 +174,7 @@ class ContextualMenu(keras.layers.Layer):
             raise ValueError("`bundles` start at the family's boost extended to them: they need "
                              "separable=True.")
         self.seed = checks.seed("seed", seed)
-        seed = self.seed * 101
+        seed = seeds.network_seed(self.seed)
 
         def init(offset):
             return _glorot(seed, offset)
@@ -184,7 +184,8 @@ class ContextualMenu(keras.layers.Layer):
             keras.layers.Dense(self.hidden, kernel_initializer=init(2))], name="embed")
         self.nobody = self.add_weight(shape=(self.bidder_features,), name="nobody_context",
                                       initializer=keras.initializers.RandomUniform(-1, 1, seed=self.seed))
-        self.grid = [AxialBlock(self.hidden, self.heads, seed + 10 + b, name=f"block_{b}")
+        self.grid = [AxialBlock(self.hidden, self.heads, seeds.grid_block_seed(seed, b),
+                                name=f"block_{b}")
                      for b in range(self.blocks)]
         learned = self.menu_size - 1
         self.allocation_head = keras.layers.Dense(learned, name="allocation_logits",

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ama.core import allocations as menus
-from tf_ama.utils import checks, footprint
+from tf_ama.utils import checks, footprint, seeds
 from tf_ama.menus.compat import LoadedByModel
 from tf_ama.core.exactness import MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
 from tf_ama.core.exactness import DEMANDS
@@ -101,7 +101,7 @@ class MenuLayer(LoadedByModel, keras.layers.Layer):
         """The seeded initializer of variable `variable_name` (same values at every call)."""
         offset = self.SEED_OFFSETS[variable_name]
         return keras.initializers.RandomNormal(stddev=stddev,
-                                               seed=(self.seed * 1000 + offset) % 2**31)
+                                               seed=seeds.menu_variable_seed(self.seed, offset))
 
     def _boosts(self, learned, dtype):
         return tf.concat([tf.zeros([1], dtype), tf.cast(learned, dtype)], axis=0)

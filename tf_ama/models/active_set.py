@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from tf_ama.core import relaxation
 from tf_ama.utils import checks
-from tf_ama.core.mechanism import CACHE_BLOCK_ELEMENTS, cache_sized_batch
+from tf_ama.core.blocks import refresh_block_size
 
 SMALLEST_CAPACITY = 64
 
@@ -81,16 +81,6 @@ def entry_gaps(valuations, allocations, boosts, bidder_weights, micro_batch_size
     return relaxation.over_micro_batches(
         lambda block: kernel(block, allocations, boosts, bidder_weights), (valuations,),
         micro_batch_size, tf.minimum, largest)
-
-
-def gap_micro_batch_size(num_bidders, menu_size):
-    """Profiles per micro-batch of the refresh pass: ~2^19 `[profile, bidder + 1, entry]`
-    elements, twice the training step's (`relaxation.default_micro_batch_size`). Measured on
-    a paper-size 3x10 batch (benchmarks/README.md, "The active set"): the refresh takes
-    0.72-0.76 s, as at 4 times the size, and the tensors' peak stays below the full step's,
-    which 4 times the size exceeded by 10 MB; at the step's own size the loop's overhead
-    makes it 0.87-1.12 s."""
-    return cache_sized_batch(num_bidders, menu_size, 2 * CACHE_BLOCK_ELEMENTS, 8, 4096)
 
 
 def neglected_bound(gaps, temperature, in_set):
@@ -153,7 +143,7 @@ class ActiveSet(keras.layers.Layer):
         cannot sit in a branch (tf.distribute)."""
         def pass_over_menu():
             return entry_gaps(valuations, allocations, boosts, bidder_weights,
-                              gap_micro_batch_size(valuations.shape[1], self.menu_size)
+                              refresh_block_size(valuations.shape[1], self.menu_size)
                               if micro_batch_size == "auto" else micro_batch_size, jit_compile)
 
         refreshing = tf.equal(tf.cast(step, tf.int64) % self.refresh_steps, 0)
@@ -182,7 +172,7 @@ class ActiveSet(keras.layers.Layer):
                               jit_compile, sample_weight):
         """`relaxation.batched_revenue_and_gradients` over the chosen entries: the same
         results, with the gradients of the entries left out 0. `micro_batch_size` "auto" is
-        sized for the set in use (`relaxation.default_micro_batch_size`)."""
+        sized for the set in use (`tf_ama.core.blocks.training_block_size`)."""
         def step(capacity):
             options = dict(micro_batch_size=micro_batch_size, jit_compile=jit_compile,
                            sample_weight=sample_weight, separable_boosts=menu.separable_boosts)

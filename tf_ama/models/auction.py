@@ -50,7 +50,7 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
       data_seed: seeds the valuations drawn during training; default `seed`.
       micro_batch_size: accumulate each step's gradient over micro-batches of this many
         profiles (same gradient, bounded memory); "auto" (default): sized to stay in cache
-        (`relaxation.default_micro_batch_size`); None: the whole batch at once.
+        (`tf_ama.core.blocks.training_block_size`); None: the whole batch at once.
       jit_objective: compile the per-micro-batch objective kernel with XLA.
       active_margin: None (default): every step's softmaxes run over the whole menu. A
         number `t` (e.g. 25): over the active set (`tf_ama.ActiveSet`), the entries within

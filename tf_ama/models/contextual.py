@@ -9,7 +9,7 @@
 
 Each training step draws fresh auctions of one size (the sizes in turn, `step % len(sizes)`;
 contexts and values from the setting, seeded by `data_seed`, the step and the replica), and
-minimizes minus the soft revenue (`mechanism.soft_payments` with a menu per auction) by
+minimizes minus the soft revenue (`relaxation.soft_payments` with a menu per auction) by
 automatic differentiation through the menu network (`ContextualMenu`). `test_step` and
 calling the model give the EXACT outcome (`tf_ama.exact_outcome` on the float64 menu the
 network computes for each auction's contexts). The menu never sees a bid: the mechanism is
@@ -22,14 +22,14 @@ import keras
 import tensorflow as tf
 
 from tf_ama.core import allocations as menus
-from tf_ama.utils import checks
+from tf_ama.utils import checks, seeds
 from tf_ama.data.contexts import get_contextual_setting, parse_size, size_name
 from tf_ama.menus.contextual import ContextualMenu
-from tf_ama.core.mechanism import (default_micro_batch_size, exact_outcome, soft_payments,
-                              validate_bids)
+from tf_ama.core.blocks import outcome_block_size
+from tf_ama.core.mechanism import exact_outcome, validate_bids
+from tf_ama.core.relaxation import soft_payments
 from tf_ama.utils import distributed
 
-_STREAM_KEY = 0xC0DE  # folded with the data seed: the contextual training stream's own key
 
 
 def contextual_dataset(setting, size, num_samples, seed, batch_size=4096, dtype=tf.float64):
@@ -168,8 +168,8 @@ class ContextualAuction(keras.Model):
 
     def block_size(self, num_bidders):
         """Auctions per block of the served menu and outcome: `micro_batch_size`, else
-        `mechanism.default_micro_batch_size` for `num_bidders`."""
-        return self.micro_batch_size or default_micro_batch_size(
+        `tf_ama.core.blocks.outcome_block_size` for `num_bidders`."""
+        return self.micro_batch_size or outcome_block_size(
             num_bidders, self.menu_layer.entries(num_bidders))
 
     def served_menu(self, bidder_context, item_context):
@@ -247,7 +247,7 @@ class ContextualAuction(keras.Model):
         context = tf.distribute.get_replica_context()
         replica = context.replica_id_in_sync_group if context is not None else 0
         seed = tf.random.experimental.stateless_fold_in(
-            tf.constant([self.data_seed, _STREAM_KEY], tf.int32), step)
+            tf.constant([self.data_seed, seeds.CONTEXTUAL_STREAM_KEY], tf.int32), step)
         seed = tf.random.experimental.stateless_fold_in(seed, replica)
 
         def branch(size):

@@ -1,4 +1,5 @@
-"""Client for an auction served by TensorFlow Serving (REST on 8501, gRPC on 8500).
+"""Clients for an auction served by TensorFlow Serving: REST (port 8501, `RestClient`, here)
+and gRPC (port 8500, `tf_ama.serving.grpc_client.GrpcClient`).
 
     client = RestClient("http://localhost:8501", "additive_2x2_uniform")
     outcome = client.predict([[[0.5, 0.2], [0.3, 0.9]]])   # one profile, [1, 2, 2]
@@ -32,14 +33,13 @@ off. Use gRPC, or bids with at most 15 significant digits, when bit-exact inputs
 from __future__ import annotations
 
 import json
-import os
 import threading
 
 import numpy as np
 
 from tf_ama.utils import checks
 from tf_ama.core.exactness import MAX_BID, real_array
-from tf_ama.utils.files import parse_json, read_bytes
+from tf_ama.utils.files import parse_json
 from tf_ama.serving.checks import (MENU_SIGNATURE, SERVING_SIGNATURE, ServingError, check_menu,
                                    check_outcome, json_type, malformed)
 
@@ -50,7 +50,7 @@ MAX_TIMEOUT = 1e6
 MAX_ANSWER_BYTES = 256 << 20
 
 
-def _contexts(bids, bidder_context, item_context, validate):
+def request_contexts(bids, bidder_context, item_context, validate):
     """`{name: float64 array}` of the contexts given (both or neither), checked like bids
     (finite, `[batch, m, d_x]` and `[batch, n, d_y]` matching `bids`) if `validate`."""
     if (bidder_context is None) != (item_context is None):
@@ -77,7 +77,7 @@ def _contexts(bids, bidder_context, item_context, validate):
     return contexts
 
 
-def validate_bids(bids, num_bidders=None, num_items=None) -> np.ndarray:
+def check_bids(bids, num_bidders=None, num_items=None) -> np.ndarray:
     """Bids as a float64 array `[batch, num_bidders, num_items]`, or a ValueError / TypeError.
 
     Nested lists of numbers are converted to float64; arrays must already be float64 (a
@@ -112,7 +112,7 @@ def validate_bids(bids, num_bidders=None, num_items=None) -> np.ndarray:
     return array
 
 
-def _sent(bids):
+def sent_bids(bids):
     """The bids as sent, float64 `[batch, m, n]`, to check the answer against (with
     `validate=False` they may be anything: an answer to a malformed request is malformed)."""
     try:
@@ -125,7 +125,7 @@ def _sent(bids):
     return array
 
 
-def _simplify_signatures(signature_def_map):
+def simplify_signatures(signature_def_map):
     """`{name: {"inputs": {key: (dtype, shape)}, "outputs": {...}, "method_name": ...}}`
     from a `SignatureDefMap` proto; shape is a list with -1 for unknown dimensions (None for
     unknown rank); dtype a TF name such as "DT_DOUBLE"."""
@@ -146,7 +146,7 @@ def _simplify_signatures(signature_def_map):
     }
 
 
-class _Closing:
+class ClientBase:
     """`with Client(...) as client:` closes the connection at the end.
 
     `menu_size` is the number of menu entries once `menu()` has been read from a pinned
@@ -172,7 +172,7 @@ class _Closing:
         self.close()
 
 
-class RestClient(_Closing):
+class RestClient(ClientBase):
     """TF Serving's REST API: `POST {url}/v1/models/{model}[/versions/{v}]:predict`.
 
     Args:
@@ -186,7 +186,7 @@ class RestClient(_Closing):
         import requests
 
         self.url = checks.string("url", url).rstrip("/")
-        self.model_name, self.version, self.timeout = _checked(model_name, version, timeout)
+        self.model_name, self.version, self.timeout = checked_arguments(model_name, version, timeout)
         self._session = requests.Session()
 
     def _model_url(self):
@@ -271,7 +271,7 @@ class RestClient(_Closing):
         """POSTs `{"signature_name": ..., "inputs": inputs}` (columnar); returns `outputs`."""
         body = self._request("POST", self._model_url() + ":predict",
                              {"signature_name": signature_name, "inputs": inputs})
-        return _field(body, "outputs", dict, "an object of named outputs")
+        return answer_field(body, "outputs", dict, "an object of named outputs")
 
     def predict(self, bids, validate=True, bidder_context=None, item_context=None):
         """The exact outcome of `bids` `[batch, m, n]`: numpy `allocation` float64
@@ -282,13 +282,13 @@ class RestClient(_Closing):
         The answer is always checked (`tf_ama.serving.checks.check_outcome`): `ServingError`
         if it is malformed."""
         if validate:
-            bids = validate_bids(bids)
+            bids = check_bids(bids)
         bids = np.asarray(bids)
         inputs = {"bids": bids.tolist(), **{
-            name: value.tolist() for name, value in _contexts(
+            name: value.tolist() for name, value in request_contexts(
                 bids, bidder_context, item_context, validate).items()}}
         outputs = self.predict_raw(inputs)
-        return check_outcome(outputs, _sent(bids), self.menu_size)
+        return check_outcome(outputs, sent_bids(bids), self.menu_size)
 
     def menu(self):
         """The served menu: `allocations` `[K, m, n]`, `boosts` `[K]`, `bidder_weights` `[m]`,
@@ -297,13 +297,13 @@ class RestClient(_Closing):
         return self._remember_menu(check_menu(outputs))
 
     def metadata(self):
-        """The signatures of the served model (see `_simplify_signatures`)."""
+        """The signatures of the served model (see `simplify_signatures`)."""
         from google.protobuf import json_format
         from tensorflow_serving.apis import get_model_metadata_pb2
 
         body = self._request("GET", self._model_url() + "/metadata")
-        metadata = _field(body, "metadata", dict, "an object with `signature_def`")
-        signature_def = _field(metadata, "signature_def", dict, "a SignatureDefMap object")
+        metadata = answer_field(body, "metadata", dict, "an object with `signature_def`")
+        signature_def = answer_field(metadata, "signature_def", dict, "a SignatureDefMap object")
         try:
             signature_map = json_format.ParseDict(
                 signature_def, get_model_metadata_pb2.SignatureDefMap(),
@@ -312,143 +312,24 @@ class RestClient(_Closing):
             raise malformed("signature_def", "a SignatureDefMap object", str(error)) from None
         for name, signature in signature_map.signature_def.items():  # unknown names parse as 0
             for key, info in [*signature.inputs.items(), *signature.outputs.items()]:
-                if info.dtype == 0 and not name.startswith("__"):  # as _simplify_signatures
+                if info.dtype == 0 and not name.startswith("__"):  # as simplify_signatures
                     raise malformed("signature_def", "TensorFlow dtypes", f"an unknown or "
                                     f"invalid dtype for {key!r} of {name!r}")
-        return _simplify_signatures(signature_map)
+        return simplify_signatures(signature_map)
 
     def status(self):
         """`GET /v1/models/{model}`: `[{"version": "1", "state": "AVAILABLE", ...}, ...]`."""
-        return _field(self._request("GET", self._model_url()), "model_version_status",
+        return answer_field(self._request("GET", self._model_url()), "model_version_status",
                            list, "a list of version states")
 
     def close(self):
         self._session.close()
 
 
-class GrpcClient(_Closing):
-    """TF Serving's gRPC PredictionService (`Predict`, `GetModelMetadata`), in plaintext or TLS.
-
-    Args:
-      target: `host:port`, e.g. `localhost:8500`.
-      model_name, version, timeout: as for `RestClient`.
-      tls: True for TLS with gRPC's default root certificates. Implied by any of the next four.
-      root_certificates, private_key, certificate_chain: as for
-        `grpc.ssl_channel_credentials`: PEM bytes, a PEM string, or a file path. The CA that
-        signed the server's certificate (None: gRPC's default roots); `private_key` and
-        `certificate_chain` together for mutual TLS (a client certificate).
-      credentials: a `grpc.ChannelCredentials` instead (e.g. `grpc.ssl_channel_credentials(...)`
-        composed with call credentials); not together with the three PEM arguments.
-
-    The server's certificate must name the host in `target` (gRPC checks it). A TLS or
-    certificate failure surfaces as `ServingError` with status `UNAVAILABLE`.
-    """
-
-    def __init__(self, target, model_name, version=None, timeout=30.0, *, tls=False,
-                 root_certificates=None, private_key=None, certificate_chain=None,
-                 credentials=None):
-        import grpc
-        from tensorflow_serving.apis import prediction_service_pb2_grpc
-
-        pems = {name: _pem(name, value) for name, value in (
-            ("root_certificates", root_certificates), ("private_key", private_key),
-            ("certificate_chain", certificate_chain))}
-        given = [name for name, value in pems.items() if value is not None]
-        if credentials is not None and given:
-            raise ValueError(f"pass either `credentials` or {given}, not both: put the "
-                             "certificates into the credentials.")
-        if (pems["private_key"] is None) != (pems["certificate_chain"] is None):
-            raise ValueError("mutual TLS needs both `private_key` and `certificate_chain` (the "
-                             "client's key and certificate); pass both or neither.")
-        if credentials is None and (tls or given):
-            credentials = grpc.ssl_channel_credentials(**pems)
-        self.target = _checked_target(target)
-        self.model_name, self.version, self.timeout = _checked(model_name, version, timeout)
-        self.tls = credentials is not None
-        options = [("grpc.max_receive_message_length", MAX_ANSWER_BYTES),
-                   ("grpc.max_send_message_length", MAX_ANSWER_BYTES)]
-        self._channel = (grpc.secure_channel(target, credentials, options=options)
-                         if self.tls else grpc.insecure_channel(target, options=options))
-        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-
-    def _model_spec(self, spec, signature_name=None):
-        spec.name = self.model_name
-        if signature_name is not None:
-            spec.signature_name = signature_name
-        if self.version is not None:
-            spec.version.value = int(self.version)
-
-    def _call(self, method, request):
-        import grpc
-
-        try:
-            return method(request, timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise ServingError(error.details() or str(error), status=error.code().name) from None
-
-    def predict_raw(self, inputs, signature_name=SERVING_SIGNATURE):
-        """Sends `inputs` (name -> TensorProto); returns the outputs as numpy arrays (not
-        checked; a tensor that cannot be decoded raises `ServingError`)."""
-        import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2
-
-        request = predict_pb2.PredictRequest()
-        self._model_spec(request.model_spec, signature_name)
-        for name, proto in inputs.items():
-            request.inputs[name].CopyFrom(proto)
-        response = self._call(self._stub.Predict, request)
-        outputs = {}
-        for key, proto in response.outputs.items():
-            try:
-                outputs[key] = tf.make_ndarray(proto)
-            except Exception as error:  # a corrupt TensorProto: TypeError, ValueError, ...
-                raise malformed(key, "a valid TensorProto", f"{type(error).__name__}: {error}")
-        return outputs
-
-    def predict(self, bids, validate=True, bidder_context=None, item_context=None):
-        """As `RestClient.predict`; float64 bits travel unchanged."""
-        import tensorflow as tf
-
-        if validate:
-            bids = validate_bids(bids)
-            proto = tf.make_tensor_proto(bids, dtype=tf.float64)
-        else:
-            proto = tf.make_tensor_proto(np.asarray(bids))  # sent as is: the server checks
-        inputs = {"bids": proto, **{
-            name: tf.make_tensor_proto(value) for name, value in _contexts(
-                np.asarray(bids), bidder_context, item_context, validate).items()}}
-        return check_outcome(self.predict_raw(inputs), _sent(bids), self.menu_size)
-
-    def menu(self):
-        """As `RestClient.menu`."""
-        import tensorflow as tf
-
-        outputs = self.predict_raw({"dummy": tf.make_tensor_proto(0, dtype=tf.int32)},
-                                   signature_name=MENU_SIGNATURE)
-        return self._remember_menu(check_menu(outputs))
-
-    def metadata(self):
-        from tensorflow_serving.apis import get_model_metadata_pb2
-
-        request = get_model_metadata_pb2.GetModelMetadataRequest()
-        self._model_spec(request.model_spec)
-        request.metadata_field.append("signature_def")
-        response = self._call(self._stub.GetModelMetadata, request)
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        if "signature_def" not in response.metadata or not response.metadata[
-                "signature_def"].Unpack(signature_map):
-            raise malformed("metadata", "a `signature_def` entry holding a SignatureDefMap",
-                            f"entries {sorted(response.metadata)}")
-        return _simplify_signatures(signature_map)
-
-    def close(self):
-        self._channel.close()
-
-
 _NOT_JSON = object()
 
 
-def _checked(model_name, version, timeout):
+def checked_arguments(model_name, version, timeout):
     """`(model_name, version, timeout)` of a client, checked."""
     return (checks.string("model_name", model_name),
             checks.optional(checks.integer, "version", version, minimum=1,
@@ -456,16 +337,7 @@ def _checked(model_name, version, timeout):
             checks.number("timeout", timeout, above=0, maximum=MAX_TIMEOUT))
 
 
-def _checked_target(target):
-    """`host:port` with a port in [1, 65535] (gRPC would take 99999999 modulo 2**16)."""
-    host, _, port = checks.string("target", target).rpartition(":")
-    if not host or not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-        raise ValueError(f"`target` must be host:port with a port in [1, 65535]; got "
-                         f"{target!r}.")
-    return target
-
-
-def _field(body, key, expected_type, expected):
+def answer_field(body, key, expected_type, expected):
     """`body[key]` if it is an `expected_type`, else a ServingError naming the key."""
     if not isinstance(body.get(key), expected_type):
         got = f"keys {sorted(body)}" if key not in body else json_type(body[key])
@@ -473,12 +345,3 @@ def _field(body, key, expected_type, expected):
     return body[key]
 
 
-def _pem(name, value):
-    """PEM bytes from bytes, a PEM string or a file path (None stays None)."""
-    if value is None or isinstance(value, bytes):
-        return value
-    if isinstance(value, str) and value.lstrip().startswith("-----BEGIN"):
-        return value.encode()
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"`{name}` must be PEM bytes or a file path; got {type(value).__name__}.")
-    return read_bytes(value, f"`{name}` {os.fspath(value)!r}")

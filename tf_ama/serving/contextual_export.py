@@ -16,7 +16,7 @@ The exact outcome is traced for static sizes: the export serves the sizes it is 
 (default: the ones the model was trained on), any other size is refused with a message that
 names the served ones. Bad contexts (NaN, inf, wrong shape, float32) are refused like bad
 bids. Outcomes are computed in blocks of exactly `micro_batch_size` auctions (menus
-included; default: the model's, else `mechanism.default_micro_batch_size` of each size), so
+included; default: the model's, else `tf_ama.core.blocks.outcome_block_size` of each size), so
 an auction's outcome does not depend on the other requests in its batch.
 """
 
@@ -27,7 +27,7 @@ import os
 import keras
 import tensorflow as tf
 
-from tf_ama import __version__
+from tf_ama.utils.version import VERSION
 from tf_ama.core import exactness, separable
 from tf_ama.data.contexts import parse_size, size_name
 from tf_ama.models.contextual import ContextualAuction, by_size, validate_contexts
@@ -100,7 +100,7 @@ def export_contextual(model, base_dir, version=None, sizes=None, training_config
     sizes = tuple(dict.fromkeys(parse_size(s) for s in (model.sizes if sizes is None else sizes)))
     if not sizes:
         raise ExportError("`sizes` must name at least one size to serve, e.g. ['2x5'].")
-    if micro_batch_size is None:  # the model's: per size, `default_micro_batch_size`
+    if micro_batch_size is None:  # the model's: per size, `outcome_block_size`
         micro_batch_size = model.micro_batch_size
     serving = ContextualAuction.from_config({**model.get_config(),
                                              "micro_batch_size": micro_batch_size})
@@ -126,7 +126,7 @@ def export_contextual(model, base_dir, version=None, sizes=None, training_config
             "model": {k: v for k, v in model.get_config().items()
                       if k not in ("name", "trainable", "dtype", "setting")},
             "training": training_config,
-            "tf_ama_version": __version__,
+            "tf_ama_version": VERSION,
             "tensorflow_version": tf.__version__,
             "menu_size": int(model.menu_size),
             "serving": {"micro_batch_size": micro_batch_size,

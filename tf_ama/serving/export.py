@@ -58,12 +58,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ama import __version__
+from tf_ama.utils.version import VERSION
 from tf_ama.core import exactness, separable
 from tf_ama.utils import checks, seeds
-from tf_ama.evaluation.reports import prune as prune_menu
+from tf_ama.evaluation.usage import prune as prune_menu
 from tf_ama.core.exactness import check_menu_limits
-from tf_ama.core.mechanism import default_micro_batch_size, exact_outcome
+from tf_ama.core.blocks import outcome_block_size
+from tf_ama.core.mechanism import exact_outcome
 from tf_ama.models.auction import AffineMaximizerAuction
 from tf_ama.utils.files import write_json_atomic
 from tf_ama.data.settings import Setting
@@ -175,7 +176,7 @@ def _write_assets(model, directory, pruned, training_config, micro_batch_size, s
         "model": model.own_config(),
         "training": training_config,
         "pruned": pruned,
-        "tf_ama_version": __version__,
+        "tf_ama_version": VERSION,
         "tensorflow_version": tf.__version__,
         "menu_size": int(model.menu_size),
         "serving": {"micro_batch_size": micro_batch_size,
@@ -200,14 +201,14 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
       base_dir: the model's folder, e.g. `models/additive_2x2_uniform` (created if missing).
       version: an int >= 1 that does not exist yet, or None for the next free version (one
         more than the highest existing one). An existing version is never overwritten.
-      prune: export `tf_ama.evaluation.reports.prune(model, prune_samples, seed)` instead: only the
+      prune: export `tf_ama.evaluation.usage.prune(model, prune_samples, seed)` instead: only the
         menu entries that matter on `prune_samples` profiles (cheaper to serve).
       prune_samples, seed: the profiles `prune` uses (default 100 000; a model trained on
         data: its validation rows) (`seed` also draws the warm-up bids);
         default seed: the model's validation seed, `tf_ama.utils.seeds.validation_seed(model.seed)`.
       training_config: optional JSON-serializable dict stored in `tf_ama_config.json`.
       micro_batch_size: profiles per block of the exported graph (see the module docstring);
-        default `tf_ama.core.mechanism.default_micro_batch_size(num_bidders, menu_size)` of the
+        default `tf_ama.core.blocks.outcome_block_size(num_bidders, menu_size)` of the
         exported menu. (`chunk_size`: its deprecated name.)
       sizes: a contextual model only: the sizes `(m, n)` (or `"3x7"`) served (default: the
         ones it was trained on).
@@ -263,7 +264,7 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
             "(Multiplying all bidder weights and boosts by one positive constant leaves the "
             "auction unchanged.)") from None
     if micro_batch_size is None:
-        micro_batch_size = default_micro_batch_size(model.setting.num_bidders,
+        micro_batch_size = outcome_block_size(model.setting.num_bidders,
                                                     len(menu.allocations))
     module = _ServingModule(menu, micro_batch_size)
 

@@ -30,7 +30,7 @@ from tf_ama.training import checkpoints, runs
 from tf_ama.utils import checks, files, seeds
 from tf_ama.data.contexts import get_contextual_setting
 from tf_ama.models.contextual import ContextualAuction, contextual_dataset
-from tf_ama.evaluation.contextual import evaluate_contextual
+from tf_ama.evaluation.contextual import SizeReport, evaluate_contextual
 from tf_ama.data.datasets import fresh_valuations
 from tf_ama.training.config import TrainingConfig
 
@@ -141,7 +141,9 @@ def train_contextual_run(setting, out, model_kwargs=None, training=None,
         if os.path.exists(os.path.join(out, runs.MODEL)):
             print(f"{out}: this run has finished; loading its model (nothing to train).")
             checkpoints.remove_all(backup)
-            return runs.load_run(out)[0]
+            model = runs.load_run(out)[0]
+            write_reports(out, model, training)  # if a kill came before it was written
+            return model
     else:
         os.makedirs(out, exist_ok=True)
         files.remove_leftovers(out)
@@ -171,7 +173,23 @@ def train_contextual_run(setting, out, model_kwargs=None, training=None,
     model = _trained_unless_myerson_is_as_good(out, model, training)
     runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
     checkpoints.remove_all(backup)
+    write_reports(out, model, training)
     return model
+
+
+def write_reports(out, model, training):
+    """Writes `out/evaluation.json`, the exact evaluation of each trained size
+    (`evaluate_contextual` on `training.evaluation_samples` auctions), unless it is there."""
+    path = os.path.join(out, runs.EVALUATION)
+    if not os.path.isfile(path):
+        reports = evaluate_contextual(model, num_samples=training.evaluation_samples)
+        files.write_json_atomic(path, {size: report.to_dict() for size, report in reports.items()})
+
+
+def read_reports(out):
+    """`{size: SizeReport}` of the finished run `out` (`write_reports`)."""
+    return {size: SizeReport(**fields) for size, fields in
+            files.load_json(os.path.join(out, runs.EVALUATION)).items()}
 
 
 def _trained_unless_myerson_is_as_good(out, model, training):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import dataclasses
 import functools
 import os
@@ -38,17 +37,21 @@ from tf_ama.data.datasets import (expectation_dataset, fresh_valuations, valuati
                                   validation_dataset, validation_sample)
 from tf_ama.models.auction import AffineMaximizerAuction
 from tf_ama.data.settings import get_setting
-from tf_ama.training.config import TrainingConfig  # noqa: F401  (also tf_ama.TrainingConfig)
+from tf_ama.training.config import TrainingConfig
+from tf_ama.training.history import copy_history, trim_history
+from tf_ama.training.resume import check_same_run
+from tf_ama.training.report import write_report
 
 
 LOTTERY_RUN = "lottery"  # the run folder of a joined menu's lottery phase, inside its run
 RESTARTS = "restarts"  # the folder of a run's restarts (restarts/0, restarts/1, ...)
-RESTART_SEED_STRIDE = 1000  # restart r is seeded model seed + 1000 r
 
 
 def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[int] = None,
               callbacks=(), recipe=None):
-    """Trains (or resumes) a run in directory `out`; returns the trained model.
+    """Trains (or resumes) a run in directory `out`, then reports it there
+    (`tf_ama.training.report`: the exact evaluation, `evaluation.json`, and the figures);
+    returns the trained model.
 
     Args:
       setting: a `Setting` or a built-in setting name.
@@ -65,8 +68,12 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
     train in a copy of it (`tf_ama.utils.distributed.run_directory`).
     """
     out = checks.directory("out", out)
+    training = TrainingConfig() if training is None else training
     with distributed.run_directory(out) as directory:
-        return _train_run(setting, directory, model_kwargs, training, verbose, callbacks, recipe)
+        model = _train_run(setting, directory, model_kwargs, training, verbose, callbacks, recipe)
+        if distributed.is_chief():  # the one worker that writes the run directory
+            write_report(directory, model, training)
+    return model
 
 
 def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=None):
@@ -98,7 +105,7 @@ def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=
     previous = None
     if os.path.exists(config_path):
         previous = runs.read_config(out, repair=True)
-        _check_same_run(out, {k: v for k, v in previous.items() if k != "start"}, config,
+        check_same_run(out, {k: v for k, v in previous.items() if k != "start"}, config,
                         config_path)
         files.remove_leftovers(out)  # of writes a kill interrupted
         model_path = os.path.join(out, runs.MODEL)
@@ -119,7 +126,7 @@ def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=
         config["start"], start = _lottery_phase(setting, out, model, training, verbose,
                                                 callbacks, previous)
         if previous is not None:
-            _check_same_run(out, previous, config, config_path)
+            check_same_run(out, previous, config, config_path)
         epochs = training.joint_steps // training.steps_per_epoch
         learning_rate, annealing = training.joint_learning_rate, []
     elif getattr(model.menu_layer, "reserves", None) is not None:  # at separate Myerson
@@ -130,19 +137,19 @@ def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=
                                                  verbose, callbacks, previous)
         initial_epoch = training.selection_steps // training.steps_per_epoch
         if previous is not None:
-            _check_same_run(out, previous, config, config_path)
+            check_same_run(out, previous, config, config_path)
     resume = checkpoints.latest(backup)
     if resume is not None and resume.config is not None:
-        _check_same_run(out, resume.config, config, resume.metadata_path)
+        check_same_run(out, resume.config, config, resume.metadata_path)
     if not os.path.exists(config_path):
         files.remove_leftovers(out)
         files.write_json_atomic(config_path, config)
     history = os.path.join(out, runs.HISTORY)
     if chosen is not None and resume is None:  # the curves start with the kept restart's
         kept = config["start"]["restarts"][config["start"]["kept"]]["run"]
-        _copy_history(os.path.join(out, kept, runs.HISTORY), history,
+        copy_history(os.path.join(out, kept, runs.HISTORY), history,
                       {"temperature": model.temperature} if annealing else {})
-    _trim_history(history, resume.epoch if resume is not None else initial_epoch)
+    trim_history(history, resume.epoch if resume is not None else initial_epoch)
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   jit_compile=training.jit_compile)
@@ -299,7 +306,7 @@ def _restart_phase(setting, out, model, training, validation, verbose, callbacks
     recorded = (previous or {}).get("start", {})
     trained, rows = [], []
     for restart in range(training.restarts):
-        seed = model.seed + RESTART_SEED_STRIDE * restart
+        seed = seeds.restart_seed(model.seed, restart)
         run = os.path.join(RESTARTS, str(restart))
         print(f"{out}: restart {restart + 1} of {training.restarts} (model seed {seed}), "
               f"{early.steps} steps in {run}/")
@@ -388,93 +395,3 @@ def _describe(out, recipe, model, training):
     return "\n".join(lines)
 
 
-def _check_same_run(out, previous, config, source):
-    """Refuses to resume a run whose recorded config (`previous`, read from `source`) is not
-    `config`, the arguments added since it was recorded counting as their defaults (and its
-    recipe record not compared)."""
-    previous = {k: v for k, v in previous.items() if k != "recipe"}
-    config = {k: v for k, v in config.items() if k != "recipe"}
-    previous = _with_new_defaults(previous, config)
-    if previous != config:
-        raise ValueError(
-            f"--out {out!r} already holds a run with a different configuration ({source}; "
-            f"it differs in {', '.join(_differences(previous, config))}); resume it with the "
-            "same arguments (and data) or choose another --out directory.\n"
-            f"  existing: {previous}\n  requested: {config}"
-        )
-
-
-_ABSENT = object()  # a field one config has and the other lacks
-
-
-def _differences(previous, config, path=""):
-    """The dotted paths of the fields in which two configs differ (e.g.
-    `setting.distribution_params.sha256`: the data file changed)."""
-    if isinstance(previous, dict) and isinstance(config, dict):
-        return [found for key in sorted(set(previous) | set(config), key=str)
-                for found in _differences(previous.get(key, _ABSENT), config.get(key, _ABSENT),
-                                          f"{path}.{key}" if path else str(key))]
-    return [path or "the whole configuration"] if previous != config else []
-
-
-def _trim_history(path, epoch):
-    """Keeps the rows of `history.csv` for the epochs before `epoch`, where training resumes.
-
-    CSVLogger appends a row at each epoch end, before the checkpoint that makes the epoch
-    final; a run killed in between wrote a row that the resumed run writes again. Rows of
-    later epochs and a row cut by a kill are dropped (atomically); a fresh start removes it.
-    """
-    if not os.path.exists(path):
-        return
-    if epoch == 0:
-        os.remove(path)
-        return
-    with open(path, newline="") as file:
-        lines = file.read().splitlines(keepends=True)
-    if not lines or not lines[0].endswith("\n"):
-        os.remove(path)  # not even a complete header
-        return
-    header = next(csv.reader([lines[0]]))
-    column = header.index("epoch") if "epoch" in header else 0
-    kept = [lines[0]]
-    for line in lines[1:]:
-        row = next(csv.reader([line]), [])
-        if (line.endswith("\n") and len(row) == len(header) and row[column].isdigit()
-                and int(row[column]) < epoch):
-            kept.append(line)
-    if kept != lines:
-        with files.atomic_file(path, ".csv") as temporary, open(temporary, "w", newline="") as file:
-            file.writelines(kept)
-
-
-def _copy_history(source, target, added):
-    """Writes the rows of `source` (a history.csv) to `target` with the columns `added`
-    (name: value) where they lack them, in the order of CSVLogger's columns (epoch, then the logs' keys sorted),
-    which then appends the next epochs' rows under the same header."""
-    with open(source, newline="") as file:
-        rows = [{**added, **row} for row in csv.DictReader(file)]
-    columns = ["epoch", *sorted({key for row in rows for key in row} - {"epoch"})]
-    with files.atomic_file(target, ".csv") as temporary, open(temporary, "w", newline="") as file:
-        writer = csv.DictWriter(file, columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _with_new_defaults(previous, config):
-    """`previous` (a run's config.json) in the form of this version, so that a run started
-    by an older one still resumes: the model's arguments as the model built from them
-    records them (0.1's flat menu options become the menu layer's config; arguments added
-    since count as their defaults), the training fields added since as their defaults."""
-    previous = dict(previous)
-    if isinstance(previous.get("model"), dict) and isinstance(previous.get("setting"), dict):
-        try:
-            previous["model"] = AffineMaximizerAuction(previous["setting"],
-                                                       **previous["model"]).own_config()
-        except (TypeError, ValueError):
-            pass  # not a model this version builds: it differs from `config`
-    if isinstance(previous.get("training"), dict):
-        missing = set(config["training"]) - set(previous["training"])
-        defaults = TrainingConfig().to_dict()
-        previous["training"] = {**{key: defaults[key] for key in missing},
-                                **previous["training"]}
-    return previous

@@ -1,0 +1,49 @@
+"""Block sizes: how many profiles each pass over a batch computes at once.
+
+Every pass over a batch (the exact outcome, the training step, the active set's refresh)
+works on blocks of profiles whose `[profile, bidder + 1, entry]` tensors hold about
+`CACHE_BLOCK_ELEMENTS` elements, so that a block's intermediates stay in cache
+(benchmarks/README.md, "Training step" for the micro-batch size, "Serving latency" for the
+block size). Each size is a power of two, clipped to the pass's own range:
+
+* `outcome_block_size`: the exact outcome (`tf_ama.core.mechanism.exact_outcome`), at most
+  1024 profiles: every block is computed whole, padding included (so that a profile's
+  outcome does not depend, bit for bit, on its batch), and a served request of one profile
+  computes a whole block, so the cap bounds the latency of batch 1;
+* `training_block_size`: the fused training kernel (`tf_ama.core.relaxation`), at most
+  4096: its last micro-batch is not padded, so a larger cap costs a small batch nothing;
+* `refresh_block_size`: the active set's refresh pass (`tf_ama.models.active_set`), twice
+  the training step's elements (measured on a paper-size 3x10 batch, benchmarks/README.md,
+  "The active set": 0.72-0.76 s, as at 4 times the size, with the tensors' peak below the
+  full step's; at the step's own size the loop's overhead makes it 0.87-1.12 s).
+"""
+
+from __future__ import annotations
+
+CACHE_BLOCK_ELEMENTS = 1 << 18
+
+
+def cache_sized_batch(num_bidders, menu_size, elements, smallest, largest):
+    """Profiles per block: the power of two in [smallest, largest] nearest below
+    `elements / ((num_bidders + 1) * menu_size)`, so that a block's `[profile, bidder + 1,
+    entry]` tensors hold about `elements` elements."""
+    target = max(1, elements // ((num_bidders + 1) * max(int(menu_size), 1)))
+    return int(min(largest, max(smallest, 1 << (target.bit_length() - 1))))
+
+
+def outcome_block_size(num_bidders, menu_size):
+    """Profiles per block of the exact outcome: a power of two in [8, 1024] (a ~2 MB float64
+    block)."""
+    return cache_sized_batch(num_bidders, menu_size, CACHE_BLOCK_ELEMENTS, 8, 1024)
+
+
+def training_block_size(num_bidders, menu_size):
+    """Profiles per micro-batch of the training step: a power of two in [8, 4096] (~1 MB of
+    float32)."""
+    return cache_sized_batch(num_bidders, menu_size, CACHE_BLOCK_ELEMENTS, 8, 4096)
+
+
+def refresh_block_size(num_bidders, menu_size):
+    """Profiles per micro-batch of the active set's refresh pass: a power of two in [8, 4096]
+    of twice the training step's elements."""
+    return cache_sized_batch(num_bidders, menu_size, 2 * CACHE_BLOCK_ELEMENTS, 8, 4096)
