@@ -11,6 +11,7 @@ import tensorflow as tf
 
 import tf_ama
 from tf_ama.training import runs
+from tf_ama.utils import files
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "v0_1")
 RECORDED = np.load(os.path.join(FIXTURES, "outcomes.npz"))
@@ -51,3 +52,55 @@ def test_an_interrupted_run_of_0_1_resumes_into_the_model_it_would_have_finished
     shutil.copytree(os.path.join(FIXTURES, "run_interrupted"), out)
     model = tf_ama.train_run("additive_1x2_uniform", out, MODEL_KWARGS, TRAINING, verbose=0)
     _assert_recorded_outcomes(model, "run")
+
+
+# ---------------------------------------------------------------------------- contextual
+# tests/fixtures/contextual_before_merge: saved by main at ec4b18f, before contextual menus
+# joined the one auction model (make.py there wrote them).
+CONTEXTUAL = os.path.join(os.path.dirname(__file__), "fixtures", "contextual_before_merge")
+CONTEXTUAL_RECORDED = np.load(os.path.join(CONTEXTUAL, "outcomes.npz"))
+CONTEXTUAL_MODEL = dict(sizes=["2x3"], menu_size=4, hidden=4, heads=1, blocks=1, seed=5)
+CONTEXTUAL_TRAINING = dict(steps=4, steps_per_epoch=2, batch_size=16, validation_samples=32,
+                           evaluation_samples=32)
+
+
+def _assert_contextual_outcomes(model, name):
+    inputs = tuple(tf.constant(CONTEXTUAL_RECORDED[key])
+                   for key in ("bids", "bidder_context", "item_context"))
+    outcome = model(inputs)
+    for key in ("allocation", "payments", "menu_index"):
+        np.testing.assert_array_equal(outcome[key].numpy(), CONTEXTUAL_RECORDED[f"{name}/{key}"])
+    menu = model.served_menu(*inputs[1:])
+    for key, value in menu._asdict().items():
+        if value is not None:
+            np.testing.assert_array_equal(value.numpy(),
+                                          CONTEXTUAL_RECORDED[f"{name}/menu/{key}"])
+
+
+def test_a_contextual_model_saved_before_the_merge_loads_with_bit_identical_outcomes(tmp_path):
+    model = keras.saving.load_model(os.path.join(CONTEXTUAL, "model.keras"))
+    _assert_contextual_outcomes(model, "model")
+    path = str(tmp_path / "again.keras")
+    model.save(path)
+    _assert_contextual_outcomes(keras.saving.load_model(path), "model")
+
+
+def test_contextual_runs_written_before_the_merge_load_and_resume(tmp_path):
+    from tf_ama.training.contextual import contextual_training
+
+    training = contextual_training(**CONTEXTUAL_TRAINING)
+    finished = str(tmp_path / "finished")
+    shutil.copytree(os.path.join(CONTEXTUAL, "run_finished"), finished)
+    model = tf_ama.train_contextual_run("contextual_a", finished, CONTEXTUAL_MODEL, training,
+                                        verbose=0)  # loaded, not trained again
+    _assert_contextual_outcomes(model, "run")
+    interrupted = str(tmp_path / "interrupted")
+    shutil.copytree(os.path.join(CONTEXTUAL, "run_interrupted"), interrupted)
+    resumed = tf_ama.train_contextual_run("contextual_a", interrupted, CONTEXTUAL_MODEL,
+                                          training, verbose=0)
+    assert os.path.isfile(os.path.join(interrupted, runs.MODEL))
+    assert os.path.isfile(os.path.join(interrupted, runs.EVALUATION))
+    # Both runs end as per-context Myerson (their selection.json), which training does not
+    # change: the resumed run serves the finished run's outcomes.
+    assert files.load_json(os.path.join(interrupted, runs.SELECTION))["kept"] == "myerson"
+    _assert_contextual_outcomes(resumed, "run")
