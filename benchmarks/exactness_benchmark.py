@@ -2,7 +2,8 @@
 
 Since issue #12 the others' welfare `W_-i` is summed from the other bidders' terms
 (`tf_ama.core.mechanism.others_welfare`) instead of `W - w_i u_i` (one subtraction, which made an
-item free for a bid of 1e16). This benchmark loads `tf_ama/core/mechanism.py` as it was at git
+item free for a bid of 1e16). This benchmark loads the reference mechanism (`tf_ama/mechanism.py`, now
+`tf_ama/core/mechanism.py`) as it was at git
 revision `--reference` (default: main before the change) as a second module and times both
 `exact_outcome`s in the same process, interleaved, on the same random lottery menu and bids
 (both choose the same entries; the reference's payments are wrong only beside huge bids). It
@@ -42,13 +43,14 @@ REFERENCE = "5855271"  # main before issue #12 (W_-i = W - w_i u_i)
 
 
 def load_reference(revision):
-    """`tf_ama/core/mechanism.py` at git `revision`, imported as a separate module."""
+    """`tf_ama/mechanism.py` (its path before the layered package) at git `revision`,
+    imported as a separate module."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        source = subprocess.run(["git", "show", f"{revision}:tf_ama/core/mechanism.py"], cwd=root,
+        source = subprocess.run(["git", "show", f"{revision}:tf_ama/mechanism.py"], cwd=root,
                                 check=True, capture_output=True, text=True).stdout
     except (OSError, subprocess.CalledProcessError) as error:
-        raise SystemExit(f"--reference {revision}: cannot read tf_ama/core/mechanism.py at that "
+        raise SystemExit(f"--reference {revision}: cannot read tf_ama/mechanism.py at that "
                          f"revision with git ({error}); run this in a git clone of tf_ama.")
     path = os.path.join(tempfile.mkdtemp(), "reference_mechanism.py")
     with open(path, "w") as file:

@@ -97,7 +97,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     try:
-        from tf_ama.evaluation.reports import prune
+        from tf_ama.evaluation.usage import prune
     except ImportError:
         prune = None
         print("tf_ama.evaluation.usage.prune unavailable: pruned menus skipped")

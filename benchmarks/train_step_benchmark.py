@@ -37,7 +37,7 @@ def run_one(args):
 
     import tf_ama
     from tf_ama.data.datasets import step_valuations
-    from tf_ama.core.mechanism import soft_payments
+    from tf_ama.core.relaxation import soft_payments
     from tf_ama.core.blocks import training_block_size
 
     micro = {"auto": "auto", "none": None}.get(args.micro_batch_size)

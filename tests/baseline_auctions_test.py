@@ -140,9 +140,9 @@ def test_second_price_revenues_ties_and_reserve_at_value():
 def test_revenue_curve_matches_loop(num_bidders):
     rng = np.random.default_rng(10 + num_bidders)
     values = np.round(rng.exponential(size=(400, num_bidders)), 2)  # many ties
-    reserves = np.concatenate([[0.0, 0.25, 1.0, 3.0, 50.0], values[:20, 0]])  # also at data
-    expected = [loop_second_price(values, r).mean() for r in reserves]
-    np.testing.assert_allclose(reserves.revenue_curve(values, reserves), expected,
+    at = np.concatenate([[0.0, 0.25, 1.0, 3.0, 50.0], values[:20, 0]])  # also at data
+    expected = [loop_second_price(values, r).mean() for r in at]
+    np.testing.assert_allclose(reserves.revenue_curve(values, at), expected,
                                rtol=0, atol=1e-12)
 
 

@@ -216,7 +216,7 @@ def test_evaluate_and_menu_default_to_the_models_evaluation_seed(capsys, command
 
 
 def test_train_offers_every_menu_kind_but_the_fixed_one():
-    from tf_ama.cli.app import TRAINABLE_MENU_KINDS
+    from tf_ama.cli.flags import TRAINABLE_MENU_KINDS
 
     assert set(TRAINABLE_MENU_KINDS) == set(tf_ama.MENU_KINDS) - {"fixed"}
 

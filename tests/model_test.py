@@ -11,7 +11,8 @@ import tf_ama
 from builders import compiled_model
 from tf_ama.core import allocations as menus, exactness
 from tf_ama.data import datasets as data
-from tf_ama.core.mechanism import exact_outcome, soft_payments
+from tf_ama.core.mechanism import exact_outcome
+from tf_ama.core.relaxation import soft_payments
 
 from interrupt import Stop, StopAt
 from oracle import numpy_ama

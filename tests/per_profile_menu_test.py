@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from oracle import enumerated, fraction_ama
 
 from tf_ama.core import exactness
-from tf_ama.core.mechanism import exact_outcome, soft_payments
+from tf_ama.core.mechanism import exact_outcome
+from tf_ama.core.relaxation import soft_payments
 
 PROPERTY = settings(max_examples=20, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -181,7 +181,7 @@ def test_a_polished_run_keeps_the_menu_with_the_higher_held_out_revenue(tmp_path
 
 # ------------------------------------------------------------------------------ CLI
 def test_the_command_lines_recipes_are_the_librarys():
-    from tf_ama.cli.app import RECIPES
+    from tf_ama.cli.flags import RECIPES
 
     assert RECIPES == recipes.RECIPES
 

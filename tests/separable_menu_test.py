@@ -18,7 +18,7 @@ import tf_ama
 from tf_ama.core import allocations as menus
 from tf_ama.data.reserves import separate_reserves
 from tf_ama.evaluation.baselines import baseline_details
-from tf_ama.core.mechanism import soft_payments
+from tf_ama.core.relaxation import soft_payments
 from tf_ama.menus.layers import LotterySeparableMenu, SeparableMenu
 from tf_ama.core.relaxation import batched_revenue_and_gradients
 

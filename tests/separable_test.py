@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from oracle import enumerated, fraction_ama
 
 from tf_ama.core import exactness, separable
-from tf_ama.core.mechanism import exact_outcome, soft_payments
+from tf_ama.core.mechanism import exact_outcome
+from tf_ama.core.relaxation import soft_payments
 from tf_ama.core.allocations import deterministic_allocations
 
 JIT = [pytest.param(False, id="plain"), pytest.param(True, id="xla")]

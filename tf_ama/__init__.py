@@ -4,13 +4,13 @@ The public API; see the README and docs/design.md for the maths.
 
 Importing the package is cheap: each public name is imported from its module on first use
 (PEP 562), so `tf-ama --help` and the REST serving client do not load TensorFlow, Keras or
-matplotlib. `tf_ama.AffineMaximizerAuction`, `from tf_ama import evaluate` and submodules
-(`tf_ama.core.exactness`, `tf_ama.utils.checks`, `tf_ama.utils.seeds`, ...) work as before.
+matplotlib. The modules live in one subpackage per layer (docs/architecture.md); they too
+are imported on first use (`tf_ama.core.exactness.MAX_BID` after `import tf_ama`).
 """
 
-import importlib
-import pkgutil
+import importlib as _importlib
 
+from tf_ama.utils.lazy import submodules as _submodules
 from tf_ama.utils.version import VERSION as __version__
 
 # The public names, each with the module that defines it: the one table that `__all__`,
@@ -50,24 +50,21 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 __all__ = sorted(_MODULE_OF) + ["__version__"]
 
 
-def _submodules():
-    return {info.name for info in pkgutil.iter_modules(__path__)}
+_submodule, _submodule_names = _submodules(__name__, __path__)
 
 
 def __getattr__(name):
     """A public name, imported from its module on first use (then cached here), or a
-    submodule (`tf_ama.core.exactness`)."""
+    subpackage (`tf_ama.core`, whose modules are imported on first use in turn)."""
     if name in _MODULE_OF:
-        value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+        value = getattr(_importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
         globals()[name] = value
         return value
-    if not name.startswith("_") and name in _submodules():
-        return importlib.import_module(f"{__name__}.{name}")  # sets the attribute too
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _submodule(name)
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_MODULE_OF) | _submodules())
+    return sorted(set(globals()) | set(_MODULE_OF) | set(_submodule_names()))
 
 
 # Keras finds tf_ama's classes in a saved model once tf_ama.models.auction has registered them; this

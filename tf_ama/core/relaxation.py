@@ -46,18 +46,22 @@ def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, tempe
     Sums, so that micro-batches add up; `temperature` is a scalar tensor. Internally the
     `[m, B, K]` (bidder-major) layout makes both contractions plain batched matmuls, with no
     transpose of a `[B, m, K]` tensor.
+
+    A menu per profile (a contextual menu: `allocations [B, K, m, n]`, `boosts [B, K]`,
+    `bidder_weights [B, m]`, `separable_boosts [B, m + 1, n]`) gives each profile's own
+    gradients, with the same leading `B` axis.
     """
     if separable_boosts is not None:
         return joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights,
                                             temperature, sample_weight, separable_boosts)
     lam = temperature
-    w = bidder_weights[:, None, None]
+    w = weights_by_bidder(bidder_weights)  # [m, 1, 1], or [m, B, 1] for a menu per profile
     # Divisions are multiplications by reciprocals: a division per element of an [m, B, K]
     # tensor costs several multiplications' time (benchmarks/README.md, "Training step").
     inverse_w = 1.0 / w
     # Each profile's weight rides on the 1 / w_i factor every per-profile term already has.
     scale = inverse_w * sample_weight[None, :, None]  # [m, B, 1]
-    bids_by_bidder, values, others, welfare = _welfare(valuations, allocations, boosts, w)
+    bids_by_bidder, values, others, welfare = welfare_terms(valuations, allocations, boosts, w)
     chosen = _softmax(lam * welfare)  # pi: [B, K]
     counterfactual = _softmax(lam * others)  # s: [m, B, K]
     expected_without = tf.reduce_sum(counterfactual * others, axis=-1, keepdims=True)  # [m, B, 1]
@@ -69,8 +73,11 @@ def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, tempe
     spread = tf.reduce_sum((others - expected_with) * scale, axis=0)  # [B, K]
     grad_welfare = -lam * chosen * spread + tf.reduce_sum(grad_others, axis=0)  # [B, K]
     grad_allocations, grad_boosts, grad_weights = _menu_gradients(
-        w, bids_by_bidder, values, grad_welfare, grad_others)
-    grad_weights = -tf.reduce_sum(payments, axis=[1, 2]) * inverse_w[:, 0, 0] + grad_weights
+        w, bids_by_bidder, values, grad_welfare, grad_others, _per_profile(allocations))
+    if _per_profile(allocations):
+        grad_weights = tf.transpose(-payments[..., 0] * inverse_w[..., 0] + grad_weights)
+    else:
+        grad_weights = -tf.reduce_sum(payments, axis=[1, 2]) * inverse_w[:, 0, 0] + grad_weights
     return tf.reduce_sum(payments), (grad_allocations, grad_boosts, grad_weights)
 
 
@@ -94,8 +101,8 @@ def joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights
     with respect to statistic `x`), then to the menu as in `revenue_and_gradients`.
     """
     lam = temperature
-    w = bidder_weights[:, None, None]
-    bids_by_bidder, values, others, welfare = _welfare(valuations, allocations, boosts, w)
+    w = weights_by_bidder(bidder_weights)
+    bids_by_bidder, values, others, welfare = welfare_terms(valuations, allocations, boosts, w)
     chosen, log_z = _softmax_and_log_partition(lam * welfare)  # pi_E: [B, K]; [B]
     counterfactual, log_z_others = _softmax_and_log_partition(lam * others)  # s_E; [m, B]
     expected_with = tf.reduce_sum(chosen[None] * others, axis=-1)  # [m, B]
@@ -110,7 +117,8 @@ def joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights
         with_ = tf.transpose(expected_with)
         without = tf.transpose(expected_without)
         payments = ((without + share_others * (family_without - without))
-                    - (with_ + share[:, None] * (family_with - with_))) / bidder_weights[None]
+                    - (with_ + share[:, None] * (family_with - with_))) / (
+                        bidder_weights if _per_profile(allocations) else bidder_weights[None])
         total = tf.reduce_sum(sample_weight[:, None] * payments)
     g_log_z, g_with, g_log_z_others, g_without, g_weights, g_separable = tape.gradient(
         total, [*statistics, bidder_weights, separable_boosts])
@@ -121,24 +129,48 @@ def joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights
         + g_without[..., None] * (1.0 + lam * (others - expected_without[..., None]))))
     grad_welfare += tf.reduce_sum(grad_others, axis=0)
     grad_allocations, grad_boosts, grad_weights = _menu_gradients(
-        w, bids_by_bidder, values, grad_welfare, grad_others)
+        w, bids_by_bidder, values, grad_welfare, grad_others, _per_profile(allocations))
+    if _per_profile(allocations):
+        grad_weights = tf.transpose(grad_weights)
     return total, (grad_allocations, grad_boosts, grad_weights + g_weights, g_separable)
 
 
-def _welfare(valuations, allocations, boosts, w):
-    """`(bids [m, B, n], u [m, B, K], O [m, B, K], W [B, K])` for weights `w` `[m, 1, 1]`."""
+def _per_profile(allocations):
+    """Whether the menu tensors have a leading batch axis (a menu per profile)."""
+    return allocations.shape.rank == 4
+
+
+def weights_by_bidder(bidder_weights):
+    """The bidder weights `[m]` as `[m, 1, 1]`, or each profile's `[B, m]` as `[m, B, 1]`."""
+    if bidder_weights.shape.rank == 2:
+        return tf.transpose(bidder_weights)[:, :, None]
+    return bidder_weights[:, None, None]
+
+
+def welfare_terms(valuations, allocations, boosts, w):
+    """`(bids [m, B, n], u [m, B, K], O [m, B, K], W [B, K])` for weights `w`
+    (`weights_by_bidder`): the values, the others' welfare and the welfare of every entry,
+    for one menu (`[K, m, n]`, `[K]`) or a menu per profile (`[B, K, m, n]`, `[B, K]`)."""
     bids_by_bidder = tf.transpose(valuations, [1, 0, 2])  # [m, B, n]
-    values = tf.matmul(bids_by_bidder, tf.transpose(allocations, [1, 2, 0]))  # u: [m, B, K]
-    weighted = w * values
-    welfare = tf.reduce_sum(weighted, axis=0) + boosts[None, :]  # W: [B, K]
+    if _per_profile(allocations):
+        values = tf.einsum("ibj,bkij->ibk", bids_by_bidder, allocations)
+        weighted = w * values
+        welfare = tf.reduce_sum(weighted, axis=0) + boosts
+    else:
+        values = tf.matmul(bids_by_bidder, tf.transpose(allocations, [1, 2, 0]))  # u: [m, B, K]
+        weighted = w * values
+        welfare = tf.reduce_sum(weighted, axis=0) + boosts[None, :]  # W: [B, K]
     return bids_by_bidder, values, welfare[None] - weighted, welfare
 
 
-def _menu_gradients(w, bids_by_bidder, values, grad_welfare, grad_others):
+def _menu_gradients(w, bids_by_bidder, values, grad_welfare, grad_others, per_profile):
     """The gradients with respect to the allocations, the boosts and (through `u` only) the
     bidder weights, from those with respect to `W` `[B, K]` (including the `O_i`'s share)
     and `O` `[m, B, K]`."""
     grad_values_unweighted = grad_welfare[None] - grad_others  # dR/du / w: [m, B, K]
+    if per_profile:  # each profile's own: [B, K, m, n], [B, K], [m, B]
+        return (tf.einsum("ibk,ibj->bkij", w * grad_values_unweighted, bids_by_bidder),
+                grad_welfare, tf.reduce_sum(grad_values_unweighted * values, axis=2))
     grad_allocations = tf.transpose(  # [m, K, n] -> [K, m, n]
         tf.matmul(w * grad_values_unweighted, bids_by_bidder, transpose_a=True), [1, 0, 2])
     grad_boosts = tf.reduce_sum(grad_welfare, axis=0)
@@ -192,19 +224,27 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
     Returns:
       `(revenue, (grad_allocations, grad_boosts, grad_weights))`, (weighted) means over the
       batch, and `grad_separable_boosts` last in the tuple when `separable_boosts` is given.
+      For a menu per profile (leading batch axis on every menu tensor), each profile's own
+      gradients (its share of the mean), micro-batched with its menus.
     """
     kernel = _KERNELS[bool(jit_compile)]
     temperature = tf.constant(temperature, valuations.dtype)
     batch = tf.shape(valuations)[0]
     if sample_weight is None:
         sample_weight = tf.ones([batch], valuations.dtype)
-    micro = (training_block_size(valuations.shape[1], allocations.shape[0])
+    per_profile = _per_profile(allocations)
+    micro = (training_block_size(valuations.shape[1], allocations.shape[int(per_profile)])
              if micro_batch_size == "auto" else micro_batch_size)
     menu = (allocations, boosts, bidder_weights)
     if separable_boosts is not None:
         menu += (separable_boosts,)
     if micro is None:
         total, gradients = kernel(valuations, *menu[:3], temperature, sample_weight, *menu[3:])
+    elif per_profile:
+        total, gradients = _over_profile_blocks(
+            lambda block, weights, *block_menu: kernel(
+                block, *block_menu[:3], temperature, weights, *block_menu[3:]),
+            valuations, sample_weight, menu, micro)
     else:
         zeros = (tf.zeros([], valuations.dtype), tuple(tf.zeros_like(t) for t in menu))
         total, gradients = over_micro_batches(
@@ -216,6 +256,31 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
     scale = tf.reduce_sum(sample_weight)
     return (tf.math.divide_no_nan(total, scale),
             tuple(tf.math.divide_no_nan(g, scale) for g in gradients))
+
+
+def _over_profile_blocks(kernel, valuations, sample_weight, menu, micro_batch_size):
+    """`(total, gradients)` of `kernel(valuations, sample_weight, *menu)` for a menu per
+    profile, over blocks of `micro_batch_size` profiles: each block's menus go with its
+    profiles and its gradients are its profiles' own (concatenated, not summed). The last
+    block is filled up with copies of the first profile at weight 0, which add nothing."""
+    micro = int(micro_batch_size)
+    rows = tf.shape(valuations)[0]
+    blocks = (rows + micro - 1) // micro
+    padding = blocks * micro - rows
+
+    def blocked(tensor, filler):
+        padded = tf.concat([tensor, tf.repeat(filler, padding, axis=0)], axis=0)
+        return tf.reshape(padded, tf.concat([[blocks, micro], tf.shape(tensor)[1:]], axis=0))
+
+    arrays = [blocked(valuations, valuations[:1]),
+              blocked(sample_weight, tf.zeros([1], sample_weight.dtype)),
+              *(blocked(t, t[:1]) for t in menu)]
+    specs = (tf.TensorSpec([], valuations.dtype),
+             tuple(tf.TensorSpec([micro, *t.shape[1:]], t.dtype) for t in menu))
+    totals, gradients = tf.map_fn(lambda block: kernel(*block), tuple(arrays),
+                                  fn_output_signature=specs, parallel_iterations=1)
+    return tf.reduce_sum(totals), tuple(
+        tf.reshape(g, tf.concat([[-1], tf.shape(g)[2:]], axis=0))[:rows] for g in gradients)
 
 
 def over_micro_batches(kernel, arrays, micro_batch_size, combine, initial):

@@ -2,3 +2,7 @@
 files (`settings`), data files (`data_files`, `empirical`), contextual settings (`contexts`),
 separate Myerson reserves (`reserves`) and the `tf.data` pipelines of training
 (`datasets`). Imports `core` and `utils`."""
+
+from tf_ama.utils.lazy import submodules
+
+__getattr__, __dir__ = submodules(__name__, __path__)

@@ -2,3 +2,7 @@
 (`layers`: lottery, deterministic, fixed, separable, lottery+separable, and the bidder
 weights), the contextual menu network (`contextual`), and 0.1 compatibility (`compat`).
 Imports `data`, `core` and `utils`."""
+
+from tf_ama.utils.lazy import submodules
+
+__getattr__, __dir__ = submodules(__name__, __path__)

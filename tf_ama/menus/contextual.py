@@ -147,6 +147,8 @@ class ContextualMenu(keras.layers.Layer):
       seed: seeds the initial parameters.
     """
 
+    kind = "contextual"
+
     def __init__(self, bidder_features, item_features, menu_size=64, separable=True,
                  learn_bidder_weights=True, hidden=32, heads=2, blocks=2,
                  linear_family_boosts=None, bundles=None, seed=0, **kwargs):

@@ -56,9 +56,10 @@ def capacities(menu_size):
 
 def _gaps_kernel(valuations, allocations, boosts, bidder_weights):
     """`[K]`: for each entry, its smallest gap to the best over these profiles and the
-    `m + 1` maximizations (welfare and each bidder's counterfactual)."""
-    w = bidder_weights[:, None, None]
-    _, _, others, welfare = relaxation._welfare(valuations, allocations, boosts, w)
+    `m + 1` maximizations (welfare and each bidder's counterfactual); one menu, or a menu
+    per profile (its entry `k` the same head of the menu network for every profile)."""
+    w = relaxation.weights_by_bidder(bidder_weights)
+    _, _, others, welfare = relaxation.welfare_terms(valuations, allocations, boosts, w)
     welfare_gap = tf.reduce_max(welfare, axis=-1, keepdims=True) - welfare  # [B, K]
     others_gap = tf.reduce_max(others, axis=-1, keepdims=True) - others  # [m, B, K]
     return tf.minimum(tf.reduce_min(welfare_gap, axis=0), tf.reduce_min(others_gap, axis=[0, 1]))
@@ -77,7 +78,11 @@ def entry_gaps(valuations, allocations, boosts, bidder_weights, micro_batch_size
     kernel = _GAP_KERNELS[bool(jit_compile)]
     if micro_batch_size is None:
         return kernel(valuations, allocations, boosts, bidder_weights)
-    largest = tf.fill(tf.shape(boosts), tf.constant(float("inf"), boosts.dtype))
+    largest = tf.fill(tf.shape(boosts)[-1:], tf.constant(float("inf"), boosts.dtype))
+    if allocations.shape.rank == 4:  # a menu per profile: cut with its profiles
+        return relaxation.over_micro_batches(
+            kernel, (valuations, allocations, boosts, bidder_weights), micro_batch_size,
+            tf.minimum, largest)
     return relaxation.over_micro_batches(
         lambda block: kernel(block, allocations, boosts, bidder_weights), (valuations,),
         micro_batch_size, tf.minimum, largest)
@@ -147,7 +152,8 @@ class ActiveSet(keras.layers.Layer):
                               if micro_batch_size == "auto" else micro_batch_size, jit_compile)
 
         refreshing = tf.equal(tf.cast(step, tf.int64) % self.refresh_steps, 0)
-        gaps = tf.cond(refreshing, pass_over_menu, lambda: tf.zeros_like(boosts))
+        gaps = tf.cond(refreshing, pass_over_menu,
+                       lambda: tf.zeros([self.menu_size], boosts.dtype))
         context = tf.distribute.get_replica_context()
         if context is not None and context.num_replicas_in_sync > 1:
             gaps = tf.reduce_min(tf.reshape(context.all_gather(gaps[None], axis=0),
@@ -180,10 +186,12 @@ class ActiveSet(keras.layers.Layer):
                 return relaxation.batched_revenue_and_gradients(
                     valuations, *menu[:3], temperature, **options)
             entries = self.entries.value[:capacity]
+            axis = menu.allocations.shape.rank - 3  # 1 for a menu per profile
             revenue, gradients = relaxation.batched_revenue_and_gradients(
-                valuations, tf.gather(menu.allocations, entries), tf.gather(menu.boosts, entries),
-                menu.bidder_weights, temperature, **options)
-            scattered = tuple(tf.scatter_nd(entries[:, None], g, tf.shape(full))
+                valuations, tf.gather(menu.allocations, entries, axis=axis),
+                tf.gather(menu.boosts, entries, axis=axis), menu.bidder_weights, temperature,
+                **options)
+            scattered = tuple(_scattered(entries, g, full, axis)
                               for g, full in zip(gradients[:2], menu[:2]))
             return revenue, scattered + tuple(gradients[2:])
 
@@ -195,6 +203,17 @@ class ActiveSet(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "menu_size": self.menu_size, "margin": self.margin,
                 "refresh_steps": self.refresh_steps}
+
+
+def _scattered(entries, gradient, full, axis):
+    """The gradient of the chosen `entries` (along `axis`) put back in a zero tensor shaped
+    like `full`."""
+    if axis == 0:
+        return tf.scatter_nd(entries[:, None], gradient, tf.shape(full))
+    order = [1, 0, *range(2, len(full.shape))]  # the entries first, then back
+    shape = tf.gather(tf.shape(full), order)
+    return tf.transpose(tf.scatter_nd(entries[:, None], tf.transpose(gradient, order), shape),
+                        order)
 
 
 @keras.saving.register_keras_serializable(package="tf_ama")

@@ -68,25 +68,20 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
                  active_margin=None, active_refresh_steps=10, **menu_options):
         super().__init__(**{key: menu_options.pop(key) for key in ("name", "trainable", "dtype")
                             if key in menu_options})
-        self.setting = Setting.from_dict(setting) if isinstance(setting, dict) else get_setting(setting)
+        self.setting = self._checked_setting(setting)
         self.temperature = checks.number("temperature", temperature, above=0)
         self.seed = checks.seed("seed", seed)
         self.data_seed = self.seed if data_seed is None else checks.seed("data_seed", data_seed)
         self.micro_batch_size = (micro_batch_size if micro_batch_size in (None, "auto") else
                                  checks.integer("micro_batch_size", micro_batch_size, minimum=1))
         self.jit_objective = checks.boolean("jit_objective", jit_objective)
-        self.learn_bidder_weights = (not self.setting.symmetric if learn_bidder_weights is None
-                                     else checks.boolean("learn_bidder_weights", learn_bidder_weights))
-        self.menu_layer = make_menu(menu, self.setting, seed=self.seed, **menu_options)
-        self.bidder_weights_layer = BidderWeights(
-            self.setting.num_bidders, learned=self.learn_bidder_weights,
-            given=self.menu_layer.given_bidder_weights)
+        self.menu_layer = self._checked_menu(menu, menu_options)
+        self.bidder_weights_layer = self._bidder_weights(learn_bidder_weights)
         self.active_margin = (None if active_margin is None else
                               checks.number("active_margin", active_margin, above=0))
         self.active_refresh_steps = checks.integer("active_refresh_steps", active_refresh_steps,
                                                    minimum=1)
-        self.active_set = (None if self.active_margin is None else ActiveSet(
-            self.menu_size, self.active_margin, self.active_refresh_steps, name="active_set"))
+        self._add_active_sets()
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.active_tracker = keras.metrics.Mean(name="active_entries")
         self.neglected_tracker = Largest(name="neglected_mass")
@@ -95,6 +90,24 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
         self.built = True
+
+    # The parts of a setting's kind (`tf_ama.ContextualAuction` gives its own).
+    def _checked_setting(self, setting):
+        return Setting.from_dict(setting) if isinstance(setting, dict) else get_setting(setting)
+
+    def _checked_menu(self, menu, options):
+        return make_menu(menu, self.setting, seed=self.seed, **options)
+
+    def _bidder_weights(self, learn_bidder_weights):
+        self.learn_bidder_weights = (
+            not self.setting.symmetric if learn_bidder_weights is None
+            else checks.boolean("learn_bidder_weights", learn_bidder_weights))
+        return BidderWeights(self.setting.num_bidders, learned=self.learn_bidder_weights,
+                             given=self.menu_layer.given_bidder_weights)
+
+    def _add_active_sets(self):
+        self.active_set = (None if self.active_margin is None else ActiveSet(
+            self.menu_size, self.active_margin, self.active_refresh_steps, name="active_set"))
 
     @property
     def valuation_distribution(self):
@@ -165,60 +178,86 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
 
     # ------------------------------------------------------------------------------ training
     def train_step(self, data):
-        valuations, sample_weight = step_valuations(
-            data, self.setting, self.valuation_distribution, self.data_seed,
-            self.optimizer.iterations)
-        variables = self.trainable_variables
-        with tf.GradientTape() as tape:
-            menu = self.menu(valuations.dtype)  # built once per step, whatever the micro-batches
-        # The soft revenue and its gradient with respect to the menu tensors, accumulated over
-        # micro-batches by the fused kernel; the tape then carries them to the variables.
-        if self.active_set is None:
-            revenue, menu_gradients = relaxation.batched_revenue_and_gradients(
-                valuations, *menu[:3], self.temperature, micro_batch_size=self.micro_batch_size,
-                jit_compile=self.jit_objective, sample_weight=sample_weight,
-                separable_boosts=menu.separable_boosts)
-        else:
-            revenue, menu_gradients = self._active_step(valuations, menu, sample_weight)
-        share = distributed.replica_share(valuations, sample_weight)  # minimize -revenue, summed over replicas
-        gradients = tape.gradient([t for t in menu if t is not None], variables,
-                                  output_gradients=[-g * share for g in menu_gradients])
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        self.loss_tracker.update_state(distributed.sum_over_replicas(-revenue * share))
+        """One step of gradient ascent on the soft revenue of the step's valuations (one
+        menu, or each auction's menu from its contexts), with the fused kernel."""
+        loss, gradients = self._step_gradients(data)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        self.loss_tracker.update_state(distributed.sum_over_replicas(loss))
         logs = {"loss": self.loss_tracker.result()}
-        if self.active_set is not None:
+        if self.active_margin is not None:
             logs.update(active_entries=self.active_tracker.result(),
                         neglected_mass=self.neglected_tracker.result())
         return distributed.step_logs(self.distribute_strategy, logs)
 
-    def _active_step(self, valuations, menu, sample_weight):
-        active = self.active_set
+    def _step_gradients(self, data):
+        """`(loss, gradients)` of the step: its valuations are the data's, or drawn
+        (`tf_ama.data.datasets.step_valuations`)."""
+        valuations, sample_weight = step_valuations(
+            data, self.setting, self.valuation_distribution, self.data_seed,
+            self.optimizer.iterations)
+        return self._gradients(valuations, sample_weight, self.active_set)
+
+    def _kernel_micro_batch_size(self):
+        """The fused kernel's micro-batches (`micro_batch_size`)."""
+        return self.micro_batch_size
+
+    def _gradients(self, valuations, sample_weight, active_set, contexts=()):
+        """`(loss, gradients)`: this replica's share of minus the soft revenue of
+        `valuations` (weighted by `sample_weight`), and its gradients with respect to the
+        trainable variables, under the menu of `contexts` (none for one menu)."""
+        variables = self.trainable_variables
+        with tf.GradientTape() as tape:
+            # Built once per step, whatever the micro-batches.
+            menu = self.menu(*contexts, dtype=valuations.dtype)
+        # The soft revenue and its gradient with respect to the menu tensors, accumulated over
+        # micro-batches by the fused kernel; the tape then carries them to the variables.
+        if active_set is None:
+            revenue, menu_gradients = relaxation.batched_revenue_and_gradients(
+                valuations, *menu[:3], self.temperature,
+                micro_batch_size=self._kernel_micro_batch_size(),
+                jit_compile=self.jit_objective, sample_weight=sample_weight,
+                separable_boosts=menu.separable_boosts)
+        else:
+            revenue, menu_gradients = self._active_step(active_set, valuations, menu,
+                                                        sample_weight)
+        share = distributed.replica_share(valuations, sample_weight)  # summed over replicas
+        gradients = tape.gradient([t for t in menu if t is not None], variables,
+                                  output_gradients=[-g * share for g in menu_gradients])
+        return -revenue * share, gradients
+
+    def _active_step(self, active, valuations, menu, sample_weight):
         # Not its own XLA kernel inside a whole step that Keras compiles with XLA
         # (`compile(jit_compile=True)`, "auto" on a GPU): that crashes XLA (a failed shape
         # check), and the whole step's compilation fuses the pass anyway.
         whole_step = bool(getattr(self, "jit_compile", False))
+        micro_batch_size = self._kernel_micro_batch_size()
         bounds = active.refresh(
-            valuations, *menu[:3], self.temperature, self.micro_batch_size,
+            valuations, *menu[:3], self.temperature, micro_batch_size,
             self.jit_objective and not whole_step, step=self.optimizer.iterations)
         self.neglected_tracker.update_state(bounds)
         revenue, gradients = active.revenue_and_gradients(
-            valuations, menu, self.temperature, self.micro_batch_size, self.jit_objective,
+            valuations, menu, self.temperature, micro_batch_size, self.jit_objective,
             sample_weight)
         self.active_tracker.update_state(tf.cast(active.size(), tf.float32))
         return revenue, gradients
 
     def test_step(self, data):
-        valuations, sample_weight = step_valuations(data, self.setting)  # given ones only
-        revenue = tf.reduce_sum(self(tf.cast(valuations, tf.float64))["payments"], axis=1)
-        weight = (tf.ones_like(revenue) if sample_weight is None
-                  else tf.cast(sample_weight, revenue.dtype))
+        revenue, weight = self._exact_revenues(data)
         distributed.record_revenue(self.revenue_tracker, revenue, weight)
         return distributed.step_logs(self.distribute_strategy,
                                      {"revenue": self.revenue_tracker.result()})
 
+    def _exact_revenues(self, data):
+        """`(revenue [batch], weight [batch])`: the exact revenue of the data's auctions."""
+        valuations, sample_weight = step_valuations(data, self.setting)  # given ones only
+        revenue = tf.reduce_sum(self(tf.cast(valuations, tf.float64))["payments"], axis=1)
+        weight = (tf.ones_like(revenue) if sample_weight is None
+                  else tf.cast(sample_weight, revenue.dtype))
+        return revenue, weight
+
     @property
     def metrics(self):
-        if self.active_set is None:
+        if self.active_margin is None:
             return [self.loss_tracker, self.revenue_tracker]
         return [self.loss_tracker, self.revenue_tracker, self.active_tracker,
                 self.neglected_tracker]

@@ -25,10 +25,10 @@ from tf_ama.core import allocations as menus
 from tf_ama.utils import checks, seeds
 from tf_ama.data.contexts import get_contextual_setting, parse_size, size_name
 from tf_ama.menus.contextual import ContextualMenu
+from tf_ama.models.active_set import ActiveSet
+from tf_ama.models.auction import AffineMaximizerAuction
 from tf_ama.core.blocks import outcome_block_size
 from tf_ama.core.mechanism import exact_outcome, validate_bids
-from tf_ama.core.relaxation import soft_payments
-from tf_ama.utils import distributed
 
 
 
@@ -70,8 +70,11 @@ def validate_contexts(bids, bidder_context, item_context, bidder_features, item_
 
 
 @keras.saving.register_keras_serializable(package="tf_ama")
-class ContextualAuction(keras.Model):
-    """A contextual AMA: a `ContextualMenu` trained on a `ContextualSetting`.
+class ContextualAuction(AffineMaximizerAuction):
+    """A contextual AMA: an `AffineMaximizerAuction` whose menu layer is a `ContextualMenu`,
+    trained on a `ContextualSetting`. Training is the auction model's (the fused kernel, the
+    active set with `active_margin`); what differs is where a step's auctions come from
+    (contexts and values drawn per size) and that the menu is computed per auction.
 
     Args:
       setting: a `tf_ama.ContextualSetting`, its dict, or a built-in name.
@@ -84,55 +87,64 @@ class ContextualAuction(keras.Model):
       seed: seeds the initial parameters (and, unless `data_seed` is given, the auctions drawn
         in training).
       data_seed: seeds the auctions drawn in training; default `seed`.
-      micro_batch_size: profiles per block of the exact outcome (`exact_outcome`).
-      jit_objective: compile each size's training step (sampling, menus, soft revenue and
-        its gradient) with XLA: ~1.4x faster on CPU (docs/design.md §10).
+      micro_batch_size: profiles per block of the exact outcome (`exact_outcome`) and of the
+        served menus (`served_menu`); default `tf_ama.core.blocks.outcome_block_size`.
+      jit_objective: compile the fused kernel with XLA.
+      active_margin, active_refresh_steps: the active set (`AffineMaximizerAuction`), one per
+        trained size (its number of entries depends on the bidders).
     """
 
     def __init__(self, setting, sizes=None, *, menu=None, menu_size=64, separable=True,
                  learn_bidder_weights=True, hidden=32, heads=2, blocks=2,
                  linear_family_boosts=None, bundles=None, temperature=100.0,
-                 seed=0, data_seed=None, micro_batch_size=None, jit_objective=True, **kwargs):
-        super().__init__(**kwargs)
-        self.setting = get_contextual_setting(setting)
-        self.sizes = tuple(parse_size(s) for s in (self.setting.sizes if sizes is None else sizes))
+                 seed=0, data_seed=None, micro_batch_size=None, jit_objective=True,
+                 active_margin=None, active_refresh_steps=10, **kwargs):
+        setting = get_contextual_setting(setting)
+        self.sizes = tuple(parse_size(s) for s in (setting.sizes if sizes is None else sizes))
         if not self.sizes:
             raise ValueError("`sizes` must name at least one size, e.g. ['2x5'].")
-        self.temperature = checks.number("temperature", temperature, above=0)
-        self.seed = checks.seed("seed", seed)
-        self.data_seed = self.seed if data_seed is None else checks.seed("data_seed", data_seed)
-        self.micro_batch_size = checks.optional(checks.integer, "micro_batch_size",
-                                                micro_batch_size, minimum=1)
-        self.jit_objective = checks.boolean("jit_objective", jit_objective)
+        if menu is None:
+            menu = ContextualMenu(
+                setting.bidder_features, setting.item_features, menu_size=menu_size,
+                separable=separable, learn_bidder_weights=learn_bidder_weights, hidden=hidden,
+                heads=heads, blocks=blocks, linear_family_boosts=linear_family_boosts,
+                bundles=bundles, seed=checks.seed("seed", seed))
+        micro_batch_size = checks.optional(checks.integer, "micro_batch_size",
+                                           micro_batch_size, minimum=1)
+        super().__init__(setting, menu, temperature=temperature, seed=seed, data_seed=data_seed,
+                         micro_batch_size=micro_batch_size, jit_objective=jit_objective,
+                         active_margin=active_margin,
+                         active_refresh_steps=active_refresh_steps, **kwargs)
+
+    def _checked_setting(self, setting):
+        return get_contextual_setting(setting)
+
+    def _checked_menu(self, menu, options):
         if isinstance(menu, dict):
             menu = keras.saving.deserialize_keras_object(menu)
-        self.menu_layer = menu if menu is not None else ContextualMenu(
-            self.setting.bidder_features, self.setting.item_features, menu_size=menu_size,
-            separable=separable, learn_bidder_weights=learn_bidder_weights, hidden=hidden,
-            heads=heads, blocks=blocks, linear_family_boosts=linear_family_boosts,
-            bundles=bundles, seed=self.seed)
-        if not isinstance(self.menu_layer, ContextualMenu):
+        if not isinstance(menu, ContextualMenu):
             raise ValueError(f"`menu` must be a tf_ama.ContextualMenu or its config; got {menu!r}.")
-        if (self.menu_layer.bidder_features, self.menu_layer.item_features) != (
+        if (menu.bidder_features, menu.item_features) != (
                 self.setting.bidder_features, self.setting.item_features):
             raise ValueError("`menu` is for other context dimensions than the setting's.")
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.revenue_tracker = keras.metrics.Mean(name="revenue")
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
         # Every variable now, so that the model can be saved, loaded and distributed before
         # it has seen data.
-        if not self.menu_layer.built:
-            self.menu_layer.build()
-        self.built = True
+        if not menu.built:
+            menu.build()
+        return menu
 
-    @property
-    def menu_size(self):
-        return self.menu_layer.menu_size
+    def _bidder_weights(self, learn_bidder_weights):
+        del learn_bidder_weights  # the menu network's (`ContextualMenu.learn_bidder_weights`)
+        return None
+
+    def _add_active_sets(self):
+        self.active_sets = [] if self.active_margin is None else [
+            ActiveSet(self.menu_layer.entries(m), self.active_margin, self.active_refresh_steps,
+                      name=f"active_set_{size_name((m, n))}") for m, n in self.sizes]
 
     def menu(self, bidder_context, item_context, dtype=tf.float32):
-        """Each auction's menu, a `tf_ama.core.allocations.Menu` whose tensors have a leading batch axis
-        (`allocations [B, K, m, n]`, `boosts [B, K]`, `bidder_weights [B, m]`,
+        """Each auction's menu, a `tf_ama.core.allocations.Menu` whose tensors have a leading
+        batch axis (`allocations [B, K, m, n]`, `boosts [B, K]`, `bidder_weights [B, m]`,
         `separable_boosts [B, m + 1, n]` or None), in `dtype`."""
         myerson = None
         if self.menu_layer.separable and self.setting.has_uniform_bounds:
@@ -217,73 +229,61 @@ class ContextualAuction(keras.Model):
         return menus.Menu(*unblocked, *([None] * (4 - len(unblocked))))
 
     # ------------------------------------------------------------------------------ training
-    def soft_revenue(self, bids, bidder_context, item_context):
-        """The batch's mean soft revenue (float32), differentiable in the menu network."""
-        menu = self.menu(bidder_context, item_context)
-        payments = soft_payments(tf.cast(bids, tf.float32), *menu[:3], self.temperature,
-                                 separable_boosts=menu.separable_boosts)
-        return tf.reduce_mean(tf.reduce_sum(payments, axis=1))
+    def _kernel_micro_batch_size(self):
+        return None  # the whole batch: a step's menus are computed for it at once anyway
 
-    def _gradients(self, bids, bidder_context, item_context):
-        variables = self.trainable_variables
-        with tf.GradientTape() as tape:
-            revenue = self.soft_revenue(bids, bidder_context, item_context)
-            share = distributed.replica_share(bids, None)
-            loss = -revenue * share  # summed over replicas: the global batch's mean
-        return loss, tape.gradient(loss, variables)
-
-    @tf.function(jit_compile=True, autograph=False)
-    def _compiled_gradients(self, bids, bidder_context, item_context):
-        return self._gradients(bids, bidder_context, item_context)
-
-    def _step_gradients(self, bids, bidder_context, item_context):
-        gradients = self._compiled_gradients if self.jit_objective else self._gradients
-        return gradients(bids, bidder_context, item_context)
-
-    def _fresh_gradients(self, batch_size):
-        """One size's fresh auctions (`step % len(sizes)`), drawn and differentiated in a
-        `tf.switch_case` branch of their own static shapes."""
+    def _step_gradients(self, data):
+        """`(loss, gradients)` of the step's auctions: the data's `(bids, bidder_context,
+        item_context)`, or, for `fresh_valuations(batch)`, `batch` fresh auctions of one
+        size (`step % len(sizes)`), drawn and differentiated in a `tf.switch_case` branch
+        of their own static shapes."""
+        inputs = keras.utils.unpack_x_y_sample_weight(data)[0]
+        if not (isinstance(inputs, tf.Tensor) and inputs.shape.rank == 2
+                and inputs.shape[-1] == 0):
+            bids, bidder_context, item_context = _unpack(inputs)
+            size = tuple(bids.shape[1:])
+            active = (self.active_sets[self.sizes.index(size)]
+                      if self.active_sets and size in self.sizes else None)
+            return self._gradients(tf.cast(bids, tf.float32), None, active,
+                                   (bidder_context, item_context))
         step = self.optimizer.iterations
         context = tf.distribute.get_replica_context()
         replica = context.replica_id_in_sync_group if context is not None else 0
         seed = tf.random.experimental.stateless_fold_in(
             tf.constant([self.data_seed, seeds.CONTEXTUAL_STREAM_KEY], tf.int32), step)
         seed = tf.random.experimental.stateless_fold_in(seed, replica)
+        batch_size = tf.shape(inputs)[0]
+        variables = self.trainable_variables
 
-        def branch(size):
-            return lambda: self._step_gradients(*self.setting.sample(batch_size, seed, size))
+        def branch(index):
+            def gradients():
+                bids, bidder_context, item_context = self.setting.sample(
+                    batch_size, seed, self.sizes[index])
+                active = self.active_sets[index] if self.active_sets else None
+                loss, found = self._gradients(bids, None, active, (bidder_context, item_context))
+                # Every branch gives a gradient for every variable (tf.switch_case).
+                return loss, [tf.zeros_like(v) if g is None else g
+                              for g, v in zip(found, variables)]
+            return gradients
 
         index = tf.cast(step % len(self.sizes), tf.int32)
-        return tf.switch_case(index, [branch(size) for size in self.sizes])
+        return tf.switch_case(index, [branch(k) for k in range(len(self.sizes))])
 
-    def train_step(self, data):
-        inputs = keras.utils.unpack_x_y_sample_weight(data)[0]
-        if isinstance(inputs, tf.Tensor) and inputs.shape.rank == 2 and inputs.shape[-1] == 0:
-            loss, gradients = self._fresh_gradients(tf.shape(inputs)[0])
-        else:
-            loss, gradients = self._gradients(*_unpack(inputs))
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        self.loss_tracker.update_state(distributed.sum_over_replicas(loss))
-        return {"loss": self.loss_tracker.result()}
-
-    def test_step(self, data):
+    def _exact_revenues(self, data):
         inputs = keras.utils.unpack_x_y_sample_weight(data)[0]
         bids, bidder_context, item_context = _unpack(inputs)
         revenue = tf.reduce_sum(self((tf.cast(bids, tf.float64), tf.cast(bidder_context, tf.float64),
                                       tf.cast(item_context, tf.float64)))["payments"], axis=1)
-        distributed.record_revenue(self.revenue_tracker, revenue, tf.ones_like(revenue))
-        return {"revenue": self.revenue_tracker.result()}
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.revenue_tracker]
+        return revenue, tf.ones_like(revenue)
 
     def get_config(self):
-        return {**super().get_config(), "setting": self.setting.to_dict(),
+        return {**keras.Model.get_config(self), "setting": self.setting.to_dict(),
                 "sizes": [size_name(s) for s in self.sizes],
                 "menu": keras.saving.serialize_keras_object(self.menu_layer),
                 "temperature": self.temperature, "seed": self.seed, "data_seed": self.data_seed,
-                "micro_batch_size": self.micro_batch_size, "jit_objective": self.jit_objective}
+                "micro_batch_size": self.micro_batch_size, "jit_objective": self.jit_objective,
+                "active_margin": self.active_margin,
+                "active_refresh_steps": self.active_refresh_steps}
 
 
 def _unpack(inputs):

@@ -126,14 +126,12 @@ def train_contextual_run(setting, out, model_kwargs=None, training=None,
     out = checks.directory("out", out)
     training = check_training(contextual_training() if training is None else training)
     model = ContextualAuction(setting, **(model_kwargs or {}))
-    own = {k: v for k, v in model.get_config().items()
-           if k not in ("name", "trainable", "dtype", "setting")}
-    config = {"setting": setting.to_dict(), "model": own, "training": training.to_dict(),
-              "contextual": True}
+    config = {"setting": setting.to_dict(), "model": model.own_config(),
+              "training": training.to_dict(), "contextual": True}
     config_path = os.path.join(out, runs.CONFIG)
     backup = os.path.join(out, runs.BACKUP)
     if os.path.exists(config_path):
-        previous = runs.read_config(out, repair=True)
+        previous = _in_this_version(runs.read_config(out, repair=True))
         if {k: previous.get(k) for k in config} != config:
             raise ValueError(f"{out!r} holds another run ({config_path} differs from these "
                              "arguments): use another --out, or the same arguments to resume.")
@@ -190,6 +188,16 @@ def read_reports(out):
     """`{size: SizeReport}` of the finished run `out` (`write_reports`)."""
     return {size: SizeReport(**fields) for size, fields in
             files.load_json(os.path.join(out, runs.EVALUATION)).items()}
+
+
+def _in_this_version(previous):
+    """A run's recorded config with the model's arguments as this version records them (the
+    arguments added since counting as their defaults), so that an older run resumes."""
+    try:
+        model = ContextualAuction(previous["setting"], **previous["model"])
+    except (KeyError, TypeError, ValueError):
+        return previous  # not a model this version builds: it differs from the arguments
+    return {**previous, "model": model.own_config()}
 
 
 def _trained_unless_myerson_is_as_good(out, model, training):
