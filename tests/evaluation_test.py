@@ -137,9 +137,9 @@ class TestEvaluate:
         boosts = np.array([0.0, -0.8, -0.8, -0.45])
         model = tf_ama.AffineMaximizerAuction.from_menu(setting, allocations, boosts, [1.0])
         report = evaluation.evaluate(model, num_samples=2000, seed=3, baselines=False)
-        usage = usage.menu_usage(model, num_samples=2000, seed=3)
-        assert 2 not in [entry.index for entry in usage]
-        assert report.entries_used == len(usage) == 3
+        used = usage.menu_usage(model, num_samples=2000, seed=3)
+        assert 2 not in [entry.index for entry in used]
+        assert report.entries_used == len(used) == 3
         assert report.lottery_entries_used == 0
         _, expected = oracle_report(model, 2000, 3)
         assert_report_matches(report, expected)
