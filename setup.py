@@ -36,5 +36,5 @@ setup(
     python_requires=">=3.10,<3.14",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["tf-ama=tf_ama.cli:main"]},
+    entry_points={"console_scripts": ["tf-ama=tf_ama.cli.app:main"]},
 )

@@ -91,12 +91,12 @@ def test_contextual_runs_written_before_the_merge_load_and_resume(tmp_path):
     training = contextual_training(**CONTEXTUAL_TRAINING)
     finished = str(tmp_path / "finished")
     shutil.copytree(os.path.join(CONTEXTUAL, "run_finished"), finished)
-    model = tf_ama.train_contextual_run("contextual_a", finished, CONTEXTUAL_MODEL, training,
+    model = tf_ama.train_run("contextual_a", finished, CONTEXTUAL_MODEL, training,
                                         verbose=0)  # loaded, not trained again
     _assert_contextual_outcomes(model, "run")
     interrupted = str(tmp_path / "interrupted")
     shutil.copytree(os.path.join(CONTEXTUAL, "run_interrupted"), interrupted)
-    resumed = tf_ama.train_contextual_run("contextual_a", interrupted, CONTEXTUAL_MODEL,
+    resumed = tf_ama.train_run("contextual_a", interrupted, CONTEXTUAL_MODEL,
                                           training, verbose=0)
     assert os.path.isfile(os.path.join(interrupted, runs.MODEL))
     assert os.path.isfile(os.path.join(interrupted, runs.EVALUATION))

@@ -20,7 +20,7 @@ from tf_ama.cli.app import main
 from tf_ama.models.contextual import ContextualAuction, contextual_dataset
 from tf_ama.evaluation.contextual import baseline_revenues, evaluate_contextual
 from tf_ama.training.contextual import (SIGNIFICANCE, contextual_training,
-                                        train_contextual_run, validation_dataset)
+                                        validation_dataset)
 from tf_ama.core.mechanism import exact_outcome
 
 SMALL = dict(menu_size=12, hidden=8, heads=2, blocks=1, jit_objective=False)
@@ -254,7 +254,7 @@ def test_a_run_trains_resumes_as_finished_and_refuses_other_arguments(tmp_path):
     training = contextual_training(steps=20, steps_per_epoch=10, batch_size=16,
                                    validation_samples=32)
     kwargs = dict(sizes=["2x2"], **SMALL)
-    model = train_contextual_run("contextual_a", tmp_path / "run", kwargs, training, verbose=0)
+    model = tf_ama.train_run("contextual_a", tmp_path / "run", kwargs, training, verbose=0)
     for name in ("config.json", "model.keras", "history.csv"):
         assert (tmp_path / "run" / name).exists()
     selection = json.loads((tmp_path / "run" / "selection.json").read_text())
@@ -267,15 +267,62 @@ def test_a_run_trains_resumes_as_finished_and_refuses_other_arguments(tmp_path):
                                selection["gain"], rtol=1e-9, atol=1e-12)
     assert model.menu_size == (1 if selection["kept"] == "myerson" else 12)
     assert not (tmp_path / "run" / "backup").exists() or not os.listdir(tmp_path / "run" / "backup")
-    again = train_contextual_run("contextual_a", tmp_path / "run", kwargs, training, verbose=0)
+    again = tf_ama.train_run("contextual_a", tmp_path / "run", kwargs, training, verbose=0)
     for a, b in zip(model.get_weights(), again.get_weights()):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="holds another run"):
-        train_contextual_run("contextual_a", tmp_path / "run", {**kwargs, "menu_size": 5},
+    with pytest.raises(ValueError, match="holds a run with a different configuration"):
+        tf_ama.train_run("contextual_a", tmp_path / "run", {**kwargs, "menu_size": 5},
                              training, verbose=0)
-    with pytest.raises(ValueError, match="`restarts` is not supported"):
-        train_contextual_run("contextual_a", tmp_path / "other", kwargs,
-                             contextual_training(restarts=2), verbose=0)
+
+
+def test_a_contextual_run_trains_with_restarts_and_the_active_set(tmp_path, monkeypatch):
+    """Restarts, the active set and the fused kernel are the auction model's, for a menu per
+    auction too."""
+    from tf_ama.core import relaxation
+
+    calls = []
+    kernel = relaxation.batched_revenue_and_gradients
+    monkeypatch.setattr(relaxation, "batched_revenue_and_gradients",
+                        lambda *args, **kwargs: calls.append(args[1].shape) or kernel(
+                            *args, **kwargs))
+    training = contextual_training(steps=20, steps_per_epoch=10, batch_size=16,
+                                   validation_samples=32, restarts=2, restart_steps=10)
+    kwargs = dict(sizes=["2x2"], active_margin=25.0, active_refresh_steps=2, **SMALL)
+    run = tmp_path / "run"
+    model = tf_ama.train_run("contextual_a", run, kwargs, training, verbose=0)
+    config = json.loads((run / "config.json").read_text())
+    assert config["contextual"] and config["start"]["kept"] in (0, 1)
+    assert [row["run"] for row in config["start"]["restarts"]] == ["restarts/0", "restarts/1"]
+    for restart in ("0", "1"):
+        assert (run / "restarts" / restart / "model.keras").exists()
+    header = (run / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"active_entries", "neglected_mass", "val_revenue"} <= set(header)
+    # The fused kernel was traced on menus per auction: [batch, K, m, n].
+    assert calls and all(len(shape) == 4 for shape in calls)
+    assert json.loads((run / "evaluation.json").read_text())["2x2"]["max_regret"] <= 1e-9
+    assert model.sizes == ((2, 2),)
+
+
+def test_the_contextual_step_is_the_gradient_of_the_soft_revenue():
+    """The fused kernel's gradient, carried through the menu network by the tape, is the
+    gradient of `soft_payments` through the network (automatic differentiation)."""
+    model = tf_ama.ContextualAuction("contextual_a", sizes=["2x3"], **SMALL)
+    bids, bidder_context, item_context = model.setting.sample(24, 3, (2, 3))
+    loss, gradients = model._gradients(bids, None, None, (bidder_context, item_context))
+    with tf.GradientTape() as tape:
+        menu = model.menu(bidder_context, item_context)
+        revenue = tf.reduce_mean(tf.reduce_sum(tf_ama.soft_payments(
+            bids, *menu[:3], model.temperature, separable_boosts=menu.separable_boosts), axis=1))
+    expected = [None if g is None else -g
+                for g in tape.gradient(revenue, model.trainable_variables)]
+    np.testing.assert_allclose(float(loss), -float(revenue), rtol=1e-5)
+    for got, want, variable in zip(gradients, expected, model.trainable_variables):
+        assert (got is None) == (want is None), variable.path
+        if want is None:  # not in this size's menu (e.g. heads of other sizes' entries)
+            continue
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=2e-3,
+                                   atol=2e-4 * float(tf.reduce_max(tf.abs(want))) + 1e-7,
+                                   err_msg=variable.path)
 
 
 def test_the_command_line_trains_evaluates_and_exports_a_contextual_run(tmp_path, capsys):

@@ -41,8 +41,7 @@ _EXPORTS = {
     "evaluation.usage": ("format_menu_table", "menu_usage", "prune"),
     "training.annealing": ("TemperatureScheduler", "annealing_schedule", "phase_schedule"),
     "training.config": ("TrainingConfig",),
-    "training.contextual": ("train_contextual_run",),
-    "training.run": ("train_run",),
+    "training.run": ("train_contextual_run", "train_run"),
     "serving.export": ("export_saved_model", "load_menu_model"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

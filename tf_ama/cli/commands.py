@@ -121,8 +121,8 @@ def _train_contextual(args):
     """`tf-ama train contextual_a --sizes 2x5 ...`: `tf_ama.training.contextual`."""
     from tf_ama.training import runs
     from tf_ama.evaluation.contextual import format_reports
-    from tf_ama.training.contextual import (contextual_defaults, read_reports,
-                                            train_contextual_run)
+    from tf_ama.training.contextual import contextual_defaults, read_reports
+    from tf_ama.training.run import train_run
 
     if args.recipe != "default":
         raise ValueError("--recipe: contextual settings have one recipe, the default.")
@@ -132,8 +132,8 @@ def _train_contextual(args):
     given = {name: getattr(args, name) for section in ("model", "training", "contextual")
              for name in args.sections[section] if hasattr(args, name)}
     model_kwargs, training = contextual_defaults(args.setting, given)
-    train_contextual_run(args.setting, args.out, model_kwargs, training)
-    print(format_reports(read_reports(args.out)))  # written by train_contextual_run
+    train_run(args.setting, args.out, model_kwargs, training)
+    print(format_reports(read_reports(args.out)))  # written by train_run
     print(f"\nrun directory: {args.out} (model.keras, evaluation.json, TensorBoard logs in "
           f"{os.path.join(args.out, runs.LOGS)})")
 

@@ -1,10 +1,9 @@
-"""Training runs of contextual auctions: `tf-ama train contextual_a --sizes 2x5`.
+"""Training runs of contextual auctions: `tf-ama train contextual_a --sizes 2x5`, or
+`tf_ama.train_run("contextual_a", out, {"sizes": ["2x5"]})`.
 
-`train_contextual_run(setting, out, ...)` writes the same run directory as `train_run`
-(`tf_ama.training.runs`: config, TensorBoard logs, CSV history, atomic checkpoints, the final model)
-and resumes the same way: the auctions of a step are drawn from a stateless stream keyed by
-the optimizer step, and the checkpoint holds the optimizer's state and step, so a run killed
-at any moment resumes into the model an uninterrupted run ends with.
+`tf_ama.train_run` runs them as any other (the run directory, resuming, restarts, the
+active set with `active_margin`); `ContextualRun` holds what differs, with the defaults of a
+contextual run (`contextual_training`, `contextual_defaults`).
 
 The learning rate decays along a cosine from `learning_rate` to a tenth of it over the run
 (Keras `CosineDecay`, a function of the step: resumable), so that the run ends on a settled
@@ -19,15 +18,14 @@ the one kept, so a run does not end below per-context Myerson by a choice made o
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-import sys
-from typing import Optional
 
 import keras
 
-from tf_ama.training import checkpoints, runs
-from tf_ama.utils import checks, files, seeds
+from tf_ama.training import runs
+from tf_ama.utils import files, seeds
 from tf_ama.data.contexts import get_contextual_setting
 from tf_ama.models.contextual import ContextualAuction, contextual_dataset
 from tf_ama.evaluation.contextual import SizeReport, evaluate_contextual
@@ -44,7 +42,7 @@ FINAL_LEARNING_RATE_FRACTION = 0.1
 SIGNIFICANCE = 2.0
 # TrainingConfig fields a contextual run does not implement, with their neutral values.
 _UNSUPPORTED = dict(final_temperature=None, initial_temperature=None, exact_expectation=False,
-                    restarts=1, restart_steps=None, polish=False, polish_perturbations=0)
+                    polish=False, polish_perturbations=0)
 
 
 def contextual_training(**overrides):
@@ -79,7 +77,7 @@ def contextual_defaults(setting, given):
         given["micro_batch_size"] = None
     for name in ("sizes", "menu_size", "seed", "temperature", "learn_bidder_weights",
                  "micro_batch_size", "hidden", "heads", "blocks", "linear_family_boosts",
-                 "bundles"):
+                 "bundles", "active_margin", "active_refresh_steps"):
         if name in given:
             model[name] = given.pop(name)
     if given:
@@ -112,69 +110,6 @@ def validation_dataset(model, num_samples, seed):
     return dataset
 
 
-def train_contextual_run(setting, out, model_kwargs=None, training=None,
-                         verbose: Optional[int] = None, callbacks=()):
-    """Trains (or resumes, or loads if finished) a contextual run in directory `out`.
-
-    Args:
-      setting: a `ContextualSetting` or a built-in name (`contextual_a`, `contextual_b`).
-      out: the run directory.
-      model_kwargs: keyword arguments of `ContextualAuction` (sizes, menu_size, ...).
-      training: a `TrainingConfig` (default `contextual_training()`).
-    """
-    setting = get_contextual_setting(setting)
-    out = checks.directory("out", out)
-    training = check_training(contextual_training() if training is None else training)
-    model = ContextualAuction(setting, **(model_kwargs or {}))
-    config = {"setting": setting.to_dict(), "model": model.own_config(),
-              "training": training.to_dict(), "contextual": True}
-    config_path = os.path.join(out, runs.CONFIG)
-    backup = os.path.join(out, runs.BACKUP)
-    if os.path.exists(config_path):
-        previous = _in_this_version(runs.read_config(out, repair=True))
-        if {k: previous.get(k) for k in config} != config:
-            raise ValueError(f"{out!r} holds another run ({config_path} differs from these "
-                             "arguments): use another --out, or the same arguments to resume.")
-        files.remove_leftovers(out)
-        if os.path.exists(os.path.join(out, runs.MODEL)):
-            print(f"{out}: this run has finished; loading its model (nothing to train).")
-            checkpoints.remove_all(backup)
-            model = runs.load_run(out)[0]
-            write_reports(out, model, training)  # if a kill came before it was written
-            return model
-    else:
-        os.makedirs(out, exist_ok=True)
-        files.remove_leftovers(out)
-        files.write_json_atomic(config_path, config)
-    validation = validation_dataset(model, training.validation_samples,
-                                    seeds.validation_seed(model.seed))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        training.learning_rate, training.steps, alpha=FINAL_LEARNING_RATE_FRACTION)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), jit_compile=False)
-    resume = checkpoints.latest(backup)
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2
-    model.fit(
-        fresh_valuations(training.batch_size),
-        epochs=training.epochs,
-        steps_per_epoch=training.steps_per_epoch,
-        validation_data=validation,
-        callbacks=[
-            keras.callbacks.CSVLogger(os.path.join(out, runs.HISTORY), append=True),
-            keras.callbacks.TensorBoard(os.path.join(out, runs.LOGS)),
-            *callbacks,
-            checkpoints.EpochCheckpoint(backup, resume, config),
-        ],
-        verbose=verbose,
-        shuffle=False,
-    )
-    model = _trained_unless_myerson_is_as_good(out, model, training)
-    runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
-    checkpoints.remove_all(backup)
-    write_reports(out, model, training)
-    return model
-
-
 def write_reports(out, model, training):
     """Writes `out/evaluation.json`, the exact evaluation of each trained size
     (`evaluate_contextual` on `training.evaluation_samples` auctions), unless it is there."""
@@ -190,22 +125,10 @@ def read_reports(out):
             files.load_json(os.path.join(out, runs.EVALUATION)).items()}
 
 
-def _in_this_version(previous):
-    """A run's recorded config with the model's arguments as this version records them (the
-    arguments added since counting as their defaults), so that an older run resumes."""
-    try:
-        model = ContextualAuction(previous["setting"], **previous["model"])
-    except (KeyError, TypeError, ValueError):
-        return previous  # not a model this version builds: it differs from the arguments
-    return {**previous, "model": model.own_config()}
-
-
-def _trained_unless_myerson_is_as_good(out, model, training):
-    """`model`, or per-context Myerson (the family alone at its start) unless the model's
-    exact revenue beats it on the validation auctions by more than `SIGNIFICANCE` paired
-    standard errors; writes `out/selection.json`."""
-    if not (model.menu_layer.separable and model.setting.has_uniform_bounds):
-        return model
+def trained_unless_myerson_is_as_good(out, myerson, model, training):
+    """`model`, or per-context Myerson (`myerson()` builds it: the family alone at its
+    start) unless the model's exact revenue beats it on the validation auctions by more than
+    `SIGNIFICANCE` paired standard errors; writes `out/selection.json`."""
     reports = evaluate_contextual(model, num_samples=training.validation_samples,
                                   seed=seeds.validation_seed(model.seed)).values()
     gain = sum(r.gain for r in reports) / len(reports)  # the sizes weigh equally
@@ -217,9 +140,7 @@ def _trained_unless_myerson_is_as_good(out, model, training):
         "gain": gain, "gain_stderr": stderr})
     if kept == "trained":
         return model
-    myerson = ContextualAuction(model.setting, model.sizes, menu_size=1, bundles=False,
-                                learn_bidder_weights=False, seed=model.seed,
-                                micro_batch_size=model.micro_batch_size)
+    myerson = myerson()
     myerson.compile(optimizer=keras.optimizers.Adam())  # saved and loaded like the trained
     return myerson
 
@@ -232,3 +153,53 @@ def is_contextual(setting):
             or (isinstance(setting, dict) and "sizes" in setting)
             or setting in list_contextual_settings())
 
+
+class ContextualRun:
+    """What a run of a contextual setting does differently from one of a setting without
+    contexts (`tf_ama.training.kinds.SettingRun`; module doc): its model, defaults, data,
+    learning-rate schedule, start (per-context Myerson) and report."""
+
+    contextual = True
+
+    def __init__(self, setting):
+        self.setting = get_contextual_setting(setting)
+
+    def default_training(self):
+        return contextual_training()
+
+    def model(self, model_kwargs):
+        return ContextualAuction(self.setting, **model_kwargs)
+
+    def check(self, model, training):
+        del model
+        check_training(training)
+
+    def data(self, model, training):
+        """`(training data, validation data)` of `fit`."""
+        return fresh_valuations(training.batch_size), validation_dataset(
+            model, training.validation_samples, seeds.validation_seed(model.seed))
+
+    def learning_rate(self, training, learning_rate):
+        """A cosine from `learning_rate` to `FINAL_LEARNING_RATE_FRACTION` of it over the
+        run's steps (a function of the step: resumable)."""
+        return keras.optimizers.schedules.CosineDecay(
+            learning_rate, training.steps, alpha=FINAL_LEARNING_RATE_FRACTION)
+
+    def jit_compile(self, training):
+        return False if training.jit_compile == "auto" else training.jit_compile
+
+    def start(self, model):
+        """Builds per-context Myerson, the run's known-good start, for a menu with the
+        family on a value model with `uniform_bounds`; else None."""
+        if not (model.menu_layer.separable and self.setting.has_uniform_bounds):
+            return None
+        return functools.partial(ContextualAuction, self.setting, model.sizes, menu_size=1,
+                                 bundles=False, learn_bidder_weights=False, seed=model.seed,
+                                 micro_batch_size=model.micro_batch_size)
+
+    def select(self, out, start, trained, training, learning_rate):
+        del learning_rate
+        return trained_unless_myerson_is_as_good(out, start, trained, training)
+
+    def report(self, out, model, training):
+        write_reports(out, model, training)

@@ -4,6 +4,7 @@ the one these arguments make, read in the form of this version (`check_same_run`
 from __future__ import annotations
 
 from tf_ama.models.auction import AffineMaximizerAuction
+from tf_ama.models.contextual import ContextualAuction
 from tf_ama.training.config import TrainingConfig
 
 
@@ -43,9 +44,9 @@ def _with_new_defaults(previous, config):
     since count as their defaults), the training fields added since as their defaults."""
     previous = dict(previous)
     if isinstance(previous.get("model"), dict) and isinstance(previous.get("setting"), dict):
+        model_class = ContextualAuction if previous.get("contextual") else AffineMaximizerAuction
         try:
-            previous["model"] = AffineMaximizerAuction(previous["setting"],
-                                                       **previous["model"]).own_config()
+            previous["model"] = model_class(previous["setting"], **previous["model"]).own_config()
         except (TypeError, ValueError):
             pass  # not a model this version builds: it differs from `config`
     if isinstance(previous.get("training"), dict):

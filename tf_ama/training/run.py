@@ -20,27 +20,23 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import functools
 import os
 import sys
 import warnings
 from typing import Optional
 
 import keras
-import numpy as np
 
-from tf_ama.data import data_files
-from tf_ama.training import checkpoints, joining, runs
-from tf_ama.utils import checks, distributed, files, footprint, seeds
+from tf_ama.data.datasets import validation_sample
 from tf_ama.menus.layers import LotteryMenu, LotterySeparableMenu
-from tf_ama.data.datasets import (expectation_dataset, fresh_valuations, valuation_dataset,
-                                  validation_dataset, validation_sample)
 from tf_ama.models.auction import AffineMaximizerAuction
-from tf_ama.data.settings import get_setting
+from tf_ama.training import checkpoints, joining, runs
 from tf_ama.training.config import TrainingConfig
 from tf_ama.training.history import copy_history, trim_history
+from tf_ama.training.kinds import run_kind
 from tf_ama.training.resume import check_same_run
-from tf_ama.training.report import write_report
+from tf_ama.training.selection import exact_revenue, polish_run
+from tf_ama.utils import checks, distributed, files, seeds
 
 
 LOTTERY_RUN = "lottery"  # the run folder of a joined menu's lottery phase, inside its run
@@ -54,10 +50,13 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
     returns the trained model.
 
     Args:
-      setting: a `Setting` or a built-in setting name.
+      setting: a `Setting` or a built-in setting name; or a contextual one
+        (`ContextualSetting`, `"contextual_a"`: `tf_ama.training.contextual`).
       out: the run directory (created; re-running with the same arguments resumes).
-      model_kwargs: keyword arguments of `AffineMaximizerAuction` (menu, menu_size, ...).
-      training: a `TrainingConfig`.
+      model_kwargs: keyword arguments of `AffineMaximizerAuction` (menu, menu_size, ...), or
+        of `ContextualAuction` (sizes, menu_size, ...) for a contextual setting.
+      training: a `TrainingConfig` (default: `TrainingConfig()`, or
+        `tf_ama.training.contextual.contextual_training()` for a contextual setting).
       verbose: Keras verbosity (default: progress bar on a terminal, one line per epoch otherwise).
       callbacks: extra Keras callbacks (of both phases of a "lottery+separable" menu).
       recipe: the record of the recipe these arguments come from (`tf_ama.training.recipes.resolve`),
@@ -68,34 +67,39 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
     train in a copy of it (`tf_ama.utils.distributed.run_directory`).
     """
     out = checks.directory("out", out)
-    training = TrainingConfig() if training is None else training
+    kind = run_kind(setting)
+    training = kind.default_training() if training is None else training
     with distributed.run_directory(out) as directory:
         model = _train_run(setting, directory, model_kwargs, training, verbose, callbacks, recipe)
         if distributed.is_chief():  # the one worker that writes the run directory
-            write_report(directory, model, training)
+            kind.report(directory, model, training)
     return model
 
 
-def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=None):
-    """`train_run` in `out`, the run directory this worker writes."""
-    setting = get_setting(setting)
-    training = TrainingConfig() if training is None else training
+def train_contextual_run(setting, out, model_kwargs=None, training=None, verbose=None,
+                         callbacks=()):
+    """Deprecated: `train_run`, which trains contextual settings too."""
+    warnings.warn("tf_ama.train_contextual_run is deprecated: tf_ama.train_run trains "
+                  "contextual settings too (same arguments).", DeprecationWarning, stacklevel=2)
+    return train_run(setting, out, model_kwargs, training, verbose, callbacks)
+
+
+def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=None,
+               restart=False):
+    """`train_run` in `out`, the run directory this worker writes (`restart`: one of a run's
+    restarts, `_restart_phase`)."""
+    kind = run_kind(setting)
+    training = kind.default_training() if training is None else training
     if not isinstance(training, TrainingConfig):
         raise TypeError(f"`training` must be a tf_ama.TrainingConfig; got {type(training).__name__}.")
-    model = AffineMaximizerAuction(setting, **(model_kwargs or {}))
-    _check_memory(setting, model, training)
-    if training.exact_expectation:  # refused here, before any file is written, if not discrete
-        validation = expectation_dataset(
-            setting, replicas=model.distribute_strategy.num_replicas_in_sync)
-        data = validation.repeat()
-    else:
-        data = fresh_valuations(training.batch_size)
-        validation = validation_dataset(setting, training.validation_samples,
-                                        seed=seeds.validation_seed(model.seed))
+    model = kind.model(model_kwargs or {})
+    kind.check(model, training)
+    data, validation = kind.data(model, training)
     config = {
-        "setting": setting.to_dict(),
+        "setting": kind.setting.to_dict(),
         "model": model.own_config(),
         "training": training.to_dict(),
+        **({"contextual": True} if kind.contextual else {}),
     }
     if recipe is not None:
         config["recipe"] = recipe
@@ -106,7 +110,7 @@ def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=
     if os.path.exists(config_path):
         previous = runs.read_config(out, repair=True)
         check_same_run(out, {k: v for k, v in previous.items() if k != "start"}, config,
-                        config_path)
+                       config_path)
         files.remove_leftovers(out)  # of writes a kill interrupted
         model_path = os.path.join(out, runs.MODEL)
         if os.path.exists(model_path):
@@ -123,17 +127,17 @@ def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=
     start = None  # a menu with the family starts at a known-good mechanism: rebuilt by this
     if isinstance(model.menu_layer, LotterySeparableMenu):
         training.check_epochs("joint_steps")
-        config["start"], start = _lottery_phase(setting, out, model, training, verbose,
+        config["start"], start = _lottery_phase(kind.setting, out, model, training, verbose,
                                                 callbacks, previous)
         if previous is not None:
             check_same_run(out, previous, config, config_path)
         epochs = training.joint_steps // training.steps_per_epoch
         learning_rate, annealing = training.joint_learning_rate, []
-    elif getattr(model.menu_layer, "reserves", None) is not None:  # at separate Myerson
-        start = functools.partial(AffineMaximizerAuction.from_config, model.get_config())
+    else:  # a menu with the family starts at a known-good mechanism
+        start = kind.start(model)
     chosen, initial_epoch = None, 0
     if training.restarts > 1 and not isinstance(model.menu_layer, LotterySeparableMenu):
-        config["start"], chosen = _restart_phase(setting, out, model, training, validation,
+        config["start"], chosen = _restart_phase(kind.setting, out, model, training, validation,
                                                  verbose, callbacks, previous)
         initial_epoch = training.selection_steps // training.steps_per_epoch
         if previous is not None:
@@ -151,8 +155,8 @@ def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=
                       {"temperature": model.temperature} if annealing else {})
     trim_history(history, resume.epoch if resume is not None else initial_epoch)
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  jit_compile=training.jit_compile)
+    model.compile(optimizer=keras.optimizers.Adam(kind.learning_rate(training, learning_rate)),
+                  jit_compile=kind.jit_compile(training))
     if chosen is not None:  # continues the chosen restart: its parameters and Adam's state
         _continue_from(model, chosen)
     if verbose is None:
@@ -176,29 +180,15 @@ def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=
             verbose=verbose,
             shuffle=False,  # the data is one repeated batch; there is nothing to shuffle
         )
-    if start is not None:
-        model = _better_of_start_and_end(out, start, model, training, learning_rate)
+    if start is not None and not (restart and kind.contextual):
+        # (A contextual restart is continued, not served: its start, per-context Myerson, is
+        # another architecture, chosen only at the end of the run.)
+        model = kind.select(out, start, model, training, learning_rate)
     if training.polish:
-        _polish(out, setting, model, training, validation)
+        polish_run(out, kind.setting, model, training, validation)
     runs.save_model_atomic(model, os.path.join(out, runs.MODEL))
     checkpoints.remove_all(backup)  # only now: a run killed before resumes from it
     return model
-
-
-def _check_memory(setting, model, training):
-    """Refuses, before anything is written, a run whose step and validation cannot fit in
-    the memory left once `model` is built (`tf_ama.utils.footprint`)."""
-    variables = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-    batch = 0 if training.exact_expectation else training.batch_size
-    validation = 0 if training.exact_expectation else training.validation_samples
-    per_profile = footprint.gigabytes(12 * setting.num_bidders * setting.num_items)
-    footprint.check_fits(
-        f"Training {setting.name} ({setting.shape_name}, batch {batch}, menu of "
-        f"{model.menu_size} entries)",
-        footprint.training_bytes(setting.num_bidders, setting.num_items, variables,
-                                 model.menu_size, batch, validation),
-        f"give a smaller --batch-size (each profile costs {per_profile}), --menu-size or "
-        "--validation-samples, or a setting with fewer items.")
 
 
 @contextlib.contextmanager
@@ -222,76 +212,6 @@ def _refusing_divergence(model, out):
             "lower --temperature.") from None
 
 
-def _better_of_start_and_end(out, start, trained, training, learning_rate):
-    """`trained`, or the model `start()` builds if its exact revenue on the validation sample
-    is higher; the choice is written to `out/selection.json`.
-
-    A menu with the item-separable family starts at a known-good mechanism (separate
-    Myerson; the join of a trained lottery menu), where the relaxation's gradient is mostly
-    sampling noise, which Adam's normalized steps turn into a random walk (the family alone
-    on additive_2x2_uniform: 0.833 at the start, 0.79 after 400 steps at the default
-    learning rate). Keeping the better of the two on validation makes such a run never
-    worse than its start on the validation sample."""
-    from tf_ama.evaluation.reports import evaluate
-
-    start = start()
-    start.compile(optimizer=keras.optimizers.Adam(learning_rate))
-    seed = seeds.validation_seed(trained.seed)
-    # A setting made from data: all of its validation rows (tf_ama.data.empirical).
-    samples = None if data_files.is_empirical(start.setting) else training.validation_samples
-    revenues = {name: evaluate(model, samples, seed, baselines=False, split="validation").revenue
-                for name, model in (("start", start), ("trained", trained))}
-    kept = "trained" if revenues["trained"] >= revenues["start"] else "start"
-    files.write_json_atomic(os.path.join(out, runs.SELECTION), {
-        "validation_revenue": revenues, "validation_samples": training.validation_samples,
-        "seed": seed, "kept": kept})
-    if kept == "start":
-        print(f"{out}: training did not raise the exact validation revenue of the start "
-              f"({revenues['trained']:.4f} vs {revenues['start']:.4f}); keeping the start.")
-    return trained if kept == "trained" else start
-
-
-def _polish(out, setting, model, training, validation):
-    """Polishes `model` in place (`tf_ama.training.polish`) on the validation sample and keeps the
-    result only if its exact revenue on a held-out sample (the exact expectation of a
-    discrete setting; else `validation_samples` profiles drawn with `seeds.holdout_seed`) is
-    higher; the numbers go to `out/polish.json`."""
-    from tf_ama.data.distributions import finite_support
-    from tf_ama.training.polish import polish
-
-    if training.exact_expectation:
-        profiles, probabilities = finite_support(setting.distribution_fn())
-        holdout = validation
-    else:
-        profiles, probabilities = validation_sample(setting, training.validation_samples,
-                                                    seeds.validation_seed(model.seed)), None
-        holdout = valuation_dataset(setting, training.validation_samples,
-                                    seed=seeds.holdout_seed(model.seed))
-    before = [v.numpy() for v in model.weights]
-    revenues = {"trained": _exact_revenue(model, holdout)}
-    searched = polish(model, profiles, probabilities,
-                      perturbations=training.polish_perturbations, seed=model.seed)
-    revenues["polished"] = _exact_revenue(model, holdout)
-    kept = "polished" if revenues["polished"] > revenues["trained"] else "trained"
-    if kept == "trained":
-        model.set_weights(before)
-    files.write_json_atomic(os.path.join(out, runs.POLISH), {
-        "search_revenue": dict(zip(("trained", "polished"), searched)),
-        "holdout_revenue": revenues, "kept": kept,
-        "holdout": "exact expectation" if training.exact_expectation else {
-            "samples": training.validation_samples, "seed": seeds.holdout_seed(model.seed)}})
-    print(f"{out}: the polish moved the exact revenue {searched[0]:.4f} -> {searched[1]:.4f} "
-          f"on the validation sample and {revenues['trained']:.4f} -> "
-          f"{revenues['polished']:.4f} on the held-out one: kept the {kept} menu.")
-
-
-def _exact_revenue(model, dataset):
-    """The exact (weighted) mean revenue of `model` on `dataset` (its `test_step`)."""
-    if model.optimizer is None:
-        model.compile(optimizer=keras.optimizers.Adam())
-    return float(model.evaluate(dataset, verbose=0, return_dict=True)["revenue"])
-
-
 def _restart_phase(setting, out, model, training, validation, verbose, callbacks, previous):
     """Trains (or loads) `training.restarts` initializations of `model` for
     `training.selection_steps`, each in `out/restarts/r` (model seed `seed + 1000 r`, the
@@ -311,13 +231,13 @@ def _restart_phase(setting, out, model, training, validation, verbose, callbacks
         print(f"{out}: restart {restart + 1} of {training.restarts} (model seed {seed}), "
               f"{early.steps} steps in {run}/")
         trained.append(_train_run(setting, os.path.join(out, run), _reseeded(model, seed),
-                                 early, verbose, callbacks))
+                                  early, verbose, callbacks, restart=True))
         rows.append({"run": run, "seed": seed})
     if "kept" in recorded:
         rows, kept = recorded["restarts"], recorded["kept"]
     else:
         for row, restart in zip(rows, trained):
-            row["validation_revenue"] = _exact_revenue(restart, validation)
+            row["validation_revenue"] = exact_revenue(restart, validation)
         kept = max(range(len(rows)), key=lambda r: rows[r]["validation_revenue"])
         print(f"{out}: exact validation revenue of the restarts "
               f"{[round(row['validation_revenue'], 4) for row in rows]}; training restart "
