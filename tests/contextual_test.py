@@ -330,8 +330,10 @@ def test_the_command_line_trains_evaluates_and_exports_a_contextual_run(tmp_path
     assert main(["train", "contextual_b", "--sizes", "3x2", "--steps", "10",
                  "--steps-per-epoch", "10", "--batch-size", "16", "--validation-samples", "16",
                  "--samples", "100", "--menu-size", "4", "--hidden", "8", "--blocks", "1",
-                 "--out", run]) == 0
+                 "--active-margin", "25", "--out", run]) == 0
     assert "3x2" in json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"]["active_margin"] == 25.0
     assert main(["evaluate", run, "--sizes", "5x2", "--samples", "100"]) == 0
     assert "5x2" in capsys.readouterr().out
     assert main(["export", run, "--to", str(tmp_path / "models"), "--sizes", "4x2"]) == 0
