@@ -143,3 +143,42 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_version(tmp_path, mon
     monkeypatch.undo()
     assert json.loads(path.read_text()) == {"revenue": 1.0}
     assert os.listdir(tmp_path) == ["evaluation.json"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("setting, model_kwargs, flags", [
+    ("additive_1x2_uniform", {"menu": "separable"}, ["--menu", "separable"]),
+    ("contextual_a", {"sizes": ["2x2"], "menu_size": 3, "hidden": 4, "heads": 1, "blocks": 1},
+     ["--sizes", "2x2", "--menu-size", "3", "--hidden", "4", "--heads", "1", "--blocks", "1"]),
+], ids=["separable", "contextual"])
+def test_the_library_and_the_command_line_leave_the_same_run_directory(
+        tmp_path, setting, model_kwargs, flags):
+    """`tf_ama.train_run` writes the whole run directory (evaluation.json, the figures);
+    `tf-ama train` with the same arguments writes the same files, with the same report."""
+    from tf_ama.cli.app import main
+
+    sizes = dict(steps=2, steps_per_epoch=1, batch_size=16, validation_samples=32,
+                 evaluation_samples=64)
+    library, command = tmp_path / "library", tmp_path / "command"
+    if setting.startswith("contextual"):  # the command line's contextual defaults
+        from tf_ama.training.contextual import contextual_training
+
+        tf_ama.train_run(setting, library, model_kwargs, contextual_training(**sizes),
+                         verbose=0)
+    else:  # the command line's recipe, as it resolves it
+        from tf_ama.training.recipes import resolve
+
+        model_kwargs, training, recipe = resolve(setting, "default", model_kwargs, sizes)
+        tf_ama.train_run(setting, library, model_kwargs, training, verbose=0, recipe=recipe)
+    assert main(["train", setting, *flags, "--steps", "2", "--steps-per-epoch", "1",
+                 "--batch-size", "16", "--validation-samples", "32", "--samples", "64",
+                 "--out", str(command)]) == 0
+
+    def listing(root):
+        return sorted(os.path.relpath(os.path.join(directory, name), root)
+                      for directory, _, names in os.walk(root) for name in names
+                      if not directory.startswith(str(root / runs.LOGS)))
+
+    assert listing(library) == listing(command)
+    assert {runs.CONFIG, runs.MODEL, runs.HISTORY, runs.EVALUATION} <= set(listing(library))
+    for name in (runs.CONFIG, runs.EVALUATION):  # the same arguments, the same report
+        assert (library / name).read_text() == (command / name).read_text(), name
