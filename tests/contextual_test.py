@@ -368,3 +368,16 @@ def test_linear_family_boosts_extend_the_familys_boost_to_lotteries():
     np.testing.assert_allclose(got, family, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="needs separable=True"):
         ContextualMenu(10, 10, separable=False, linear_family_boosts=True)
+
+
+def test_evaluate_is_the_one_entry_point_for_contextual_models_too():
+    model = ContextualAuction("contextual_a", sizes=["2x2"], **SMALL)
+    reports = tf_ama.evaluate(model, num_samples=64, seed=5, sizes=["2x2", "3x2"])
+    assert reports == evaluate_contextual(model, ["2x2", "3x2"], num_samples=64, seed=5)
+    with pytest.raises(ValueError, match=r"\['outcomes'\]: not for a contextual model"):
+        tf_ama.evaluate(model, num_samples=64, outcomes="x.npz")
+    with pytest.raises(ValueError, match="no one menu to count or prune"):
+        tf_ama.menu_usage(model, num_samples=64)
+    with pytest.raises(ValueError, match="`sizes` is for a contextual model"):
+        tf_ama.evaluate(tf_ama.AffineMaximizerAuction("additive_1x2_uniform", menu_size=2),
+                        num_samples=64, sizes=["2x2"])

@@ -154,30 +154,30 @@ def _load_any(path):
 
 
 def evaluate(args):
-    from tf_ama.evaluation.reports import evaluate
+    from tf_ama.evaluation import reports
 
     model = _load_any(args.path)
     if _contextual_model(model):
-        from tf_ama.evaluation.contextual import evaluate_contextual, format_reports
+        from tf_ama.evaluation.contextual import format_reports
 
         if args.outcomes is not None:
             raise ValueError("--outcomes: not supported for a contextual model (its auctions "
                              "differ in size); evaluate without it.")
-        reports = evaluate_contextual(model, sizes=args.sizes, seed=args.seed,
-                                      **({} if args.samples is None else
-                                         {"num_samples": args.samples}))
-        print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2) if args.json
-              else format_reports(reports))
+        per_size = reports.evaluate(model, num_samples=args.samples, seed=args.seed,
+                                    sizes=args.sizes)
+        print(json.dumps({k: r.to_dict() for k, r in per_size.items()}, indent=2) if args.json
+              else format_reports(per_size))
         return
     if args.sizes is not None:
         raise ValueError("--sizes: only for a contextual model.")
-    progress = _progress(args)
-    report = evaluate(model, num_samples=args.samples, seed=args.seed,
-                      jit_compile=not args.no_xla, progress=progress, outcomes=args.outcomes)
+    report = reports.evaluate(model, num_samples=args.samples, seed=args.seed,
+                              jit_compile=not args.no_xla, progress=_progress(args),
+                              outcomes=args.outcomes)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_table())
     if args.outcomes is not None and not args.json:
         print(f"\nper-profile outcomes written to {args.outcomes} (columns: "
-              "tf_ama.evaluation.outcome_files; read back with tf_ama.evaluation.outcome_files.read_outcomes)")
+              "tf_ama.evaluation.outcome_files; read back with "
+              "tf_ama.evaluation.outcome_files.read_outcomes)")
 
 
 def _progress(args):
@@ -186,7 +186,9 @@ def _progress(args):
 
 
 def _contextual_model(model):
-    return type(model).__name__ == "ContextualAuction"
+    from tf_ama.models.contextual import ContextualAuction
+
+    return isinstance(model, ContextualAuction)
 
 
 def menu(args):

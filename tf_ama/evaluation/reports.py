@@ -47,7 +47,9 @@ from tf_ama.evaluation import outcome_files
 from tf_ama.utils import checks, seeds
 from tf_ama.utils.progress import Progress
 from tf_ama.data.settings import ANCHORS, evaluation_sample
+from tf_ama.evaluation.contextual import evaluate_contextual
 from tf_ama.evaluation.scanning import check_arguments, count_entries, menu_entries, scan
+from tf_ama.models.contextual import ContextualAuction
 
 
 # The two-sided 95 % quantile of the standard normal, 1.959963984540054: the revenue's
@@ -149,7 +151,7 @@ class EvaluationReport:
 
 
 def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_size=None,
-             jit_compile=True, *, progress=False, outcomes=None, split="test",
+             jit_compile=True, *, progress=False, outcomes=None, split="test", sizes=None,
              chunk_size=checks.RENAMED):
     """Exact evaluation of `model` on `num_samples` fresh profiles, in bounded memory.
 
@@ -182,8 +184,15 @@ def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_siz
       chunk_size: deprecated name of `micro_batch_size`.
 
     Returns:
-      An `EvaluationReport` (its `seed` is the seed used).
+      An `EvaluationReport` (its `seed` is the seed used); for a `tf_ama.ContextualAuction`,
+      `{size: SizeReport}` of each of `sizes` (default: the trained ones; any size works;
+      `tf_ama.evaluation.contextual`), where only `num_samples` and `seed` apply too.
     """
+    if isinstance(model, ContextualAuction):
+        return _evaluate_contextual(model, num_samples, seed, micro_batch_size, outcomes, split,
+                                    sizes)
+    if sizes is not None:
+        raise ValueError("`sizes` is for a contextual model (tf_ama.ContextualAuction).")
     num_samples, seed, micro_batch_size, jit_compile = check_arguments(
         model, num_samples, seed, micro_batch_size, chunk_size, jit_compile,
         seeds.evaluation_seed)
@@ -264,6 +273,19 @@ def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_siz
         family_share=(None if menu.separable_boosts is None else
                       sum(e.count for e in entries if e.family) / count),
     )
+
+
+def _evaluate_contextual(model, num_samples, seed, micro_batch_size, outcomes, split, sizes):
+    """`evaluate` of a contextual model, per trained size; refuses what does not apply."""
+    given = [name for name, value, default in (
+        ("micro_batch_size", micro_batch_size, None), ("outcomes", outcomes, None),
+        ("split", split, "test")) if value != default]
+    if given:
+        raise ValueError(f"{given}: not for a contextual model (its auctions differ in size; "
+                         "its menus are computed per auction); evaluate without them.")
+    return evaluate_contextual(model, sizes, num_samples=100_000 if num_samples is None
+                               else checks.integer("num_samples", num_samples, minimum=1),
+                               seed=checks.optional(checks.seed, "seed", seed))
 
 
 def confidence_interval(mean, stderr, z=Z_95):

@@ -70,13 +70,18 @@ def check_arguments(model, num_samples, seed, micro_batch_size, chunk_size, jit_
     `default_seed(model.seed)` (`tf_ama.utils.seeds`), `chunk_size` the deprecated name of
     `micro_batch_size`."""
     from tf_ama.models.auction import AffineMaximizerAuction
+    from tf_ama.models.contextual import ContextualAuction
 
     if not isinstance(model, AffineMaximizerAuction):
         raise TypeError(
             "`model` must be a tf_ama.AffineMaximizerAuction (trained, deterministic or built "
             f"with from_menu); got {type(model).__name__}. Load a run with "
-            "tf_ama.training.runs.load_run(RUN_DIR)."
-        )
+            "tf_ama.training.runs.load_run(RUN_DIR).")
+    if isinstance(model, ContextualAuction):
+        raise ValueError(
+            "A contextual model has a menu per auction, computed from its contexts: there is "
+            "no one menu to count or prune. tf_ama.evaluate(model) reports it per size; "
+            "model.menu(bidder_context, item_context) gives the menus.")
     micro_batch_size = checks.renamed("chunk_size", chunk_size, "micro_batch_size",
                                       micro_batch_size, stacklevel=4)
     return (checks.optional(checks.integer, "num_samples", num_samples, minimum=1),

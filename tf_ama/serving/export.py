@@ -66,6 +66,7 @@ from tf_ama.core.exactness import check_menu_limits
 from tf_ama.core.blocks import outcome_block_size
 from tf_ama.core.mechanism import exact_outcome
 from tf_ama.models.auction import AffineMaximizerAuction
+from tf_ama.models.contextual import ContextualAuction
 from tf_ama.utils.files import write_json_atomic
 from tf_ama.data.settings import Setting
 from tf_ama.serving.checks import MENU_SIGNATURE, SERVING_SIGNATURE
@@ -225,7 +226,7 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
     """
     micro_batch_size = checks.renamed("chunk_size", chunk_size, "micro_batch_size",
                                       micro_batch_size)
-    if type(model).__name__ == "ContextualAuction":
+    if isinstance(model, ContextualAuction):
         if prune:
             raise ExportError("`prune` is for one fixed menu; a contextual model computes a "
                               "menu per auction.")
