@@ -80,7 +80,8 @@ def test_import_tf_ama_is_lazy_and_keeps_every_public_name():
         if name != "__version__":
             module = importlib.import_module(f"tf_ama.{tf_ama._MODULE_OF[name]}")
             assert getattr(tf_ama, name) is getattr(module, name), name
-    assert {"AffineMaximizerAuction", "evaluate", "exactness", "seeds", "cli"} <= set(dir(tf_ama))
+    assert {"AffineMaximizerAuction", "evaluate", "core", "utils", "cli"} <= set(dir(tf_ama))
+    assert {"exactness", "mechanism"} <= set(dir(tf_ama.core))
     from tf_ama import AffineMaximizerAuction, export_saved_model  # noqa: F401
     with pytest.raises(AttributeError, match="module 'tf_ama' has no attribute 'nope'"):
         tf_ama.nope  # noqa: B018

@@ -101,7 +101,7 @@ def test_an_interrupted_evaluation_leaves_nothing(tmp_path, monkeypatch, suffix)
         yield next(scan(*args, **kwargs))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(evaluation, "_scan", failing_scan)
+    monkeypatch.setattr(evaluation, "scan", failing_scan)
     with pytest.raises(KeyboardInterrupt):
         evaluation.evaluate(model, num_samples=100, micro_batch_size=8, outcomes=path)
     assert os.listdir(tmp_path) == [path.name] and path.read_text() == "the previous file"
