@@ -72,60 +72,105 @@ def others_welfare(weighted, boosts):
     return stacked[:, 0] if stacked.shape.rank == 4 else stacked
 
 
+class ListedEntries:
+    """The part of a menu whose entries are listed (`allocations [K, m, n]`, `boosts [K]`,
+    or a menu per profile: `[B, K, m, n]`, `[B, K]`) in one block of profiles: its best
+    entry, and the others' best welfare over it. Each part of a menu (this one, the
+    item-separable family: `tf_ama.core.separable.FamilyEntries`) has these fields, over
+    its own entries:
+
+        best [B], index [B] (menu index of the best entry), allocation [B, m, n],
+        chosen_values [m, B] (values of the best entry), chosen_others [m, B] (`W_-i` of
+        the best entry), others_best [m, B] (`max W_-i`),
+
+    and `best_utility(best_others, weights)` (the best misreport's utility over its entries,
+    for the certificate) and `counterfactual()` (the lowest index attaining its
+    `others_best`). `_outcome_block` combines the parts; a new kind of entries is a new part.
+
+    Works in the bidder-major `[m, B, K]` layout: the contraction is one batched matmul and
+    no `[B, m, K]` tensor is transposed. A menu per profile broadcasts through the same
+    formulas; only the contraction and the gather of the allocation differ.
+    """
+
+    def __init__(self, bids_by_bidder, allocations, boosts, weights):
+        per_profile = allocations.shape.rank == 4
+        num_bidders = bids_by_bidder.shape[0]
+        self.size = tf.shape(allocations)[-3]
+        if per_profile:  # [m, B, 1, n] x [m, B, n, K]
+            values = tf.matmul(bids_by_bidder[:, :, None, :],
+                               tf.transpose(allocations, [2, 0, 3, 1]))[:, :, 0, :]
+        else:
+            values = tf.matmul(bids_by_bidder, tf.transpose(allocations, [1, 2, 0]))  # u: [m, B, K]
+        weighted = weights[:, :, None] * values  # w_i u_ik
+        welfare = tf.reduce_sum(weighted, axis=0) + boosts  # W: [B, K]
+        best = tf.reduce_max(welfare, axis=1, keepdims=True)
+        # Lowest index among the maximizers (tf.argmax does not promise it).
+        self.indices = tf.range(self.size, dtype=tf.int64)
+        self.index = tf.reduce_min(
+            tf.where(welfare == best, self.indices[None, :], tf.cast(self.size, tf.int64)),
+            axis=1)
+        # A menu per profile adds its boosts as [1, B, K], of another shape than the
+        # bidders' [B, K] terms: graph optimization (grappler's AddOpsRewrite) turns a chain
+        # of additions of ONE shape into an AddN that sums in its own order, so the served
+        # graph and eager execution would differ in the last bit (measured from 3 bidders);
+        # with the shapes apart it keeps the sums as written. (One menu's boosts [K] are
+        # apart already.)
+        self.others = others_welfare(weighted, boosts[None] if per_profile else boosts)
+        self.others_best = tf.reduce_max(self.others, axis=2)  # [m, B]
+        # (bidder, profile, k*) for every bidder and profile: gathers of m * B elements.
+        batch = tf.shape(bids_by_bidder, out_type=tf.int64)[1]
+        at_chosen = tf.stack(tf.meshgrid(tf.range(num_bidders, dtype=tf.int64), tf.range(batch),
+                                         indexing="ij")
+                             + [tf.tile(self.index[None], [num_bidders, 1])], axis=-1)  # [m, B, 3]
+        self.values = values
+        self.best = best[:, 0]
+        self.chosen_values = tf.gather_nd(values, at_chosen)  # u_i[k*]: [m, B]
+        self.chosen_others = tf.gather_nd(self.others, at_chosen)  # W_-i[k*]: [m, B]
+        self.allocation = tf.gather(allocations, self.index, batch_dims=int(per_profile))
+
+    def best_utility(self, best_others, weights):
+        """`max_k (u_i[k] - P_i(k))` `[m, B]`, with `P_i(k) = (best_others - W_-i[k]) / w_i`
+        (1 / w_i multiplied rather than divided per element: a division per element costs as
+        much as the rest of the certificate)."""
+        prices = (best_others[:, :, None] - self.others) * (1.0 / weights[:, :, None])
+        return tf.reduce_max(self.values - prices, axis=2)  # best misreport, true values
+
+    def counterfactual(self):
+        """The lowest index attaining `others_best` `[m, B]`: the entry that sets bidder i's
+        payment (if no later part beats it)."""
+        return tf.reduce_min(tf.where(
+            self.others == self.others_best[:, :, None], self.indices[None, None, :],
+            tf.cast(self.size, tf.int64)), axis=2)
+
+
 def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
                    with_counterfactual=False, separable_boosts=None):
     """Exact outcome of one block of profiles; all float64, shapes as in `exact_outcome`.
 
-    Works in the bidder-major `[m, B, K]` layout: the contraction is one batched matmul and
-    no `[B, m, K]` tensor is transposed. With `separable_boosts`, the item-separable family
-    (`tf_ama.core.separable`) joins the explicit menu: each max is the larger of the two parts'.
-    A menu per profile (a leading batch axis on every menu tensor) broadcasts through the same
-    formulas; only the contraction and the gather of the allocation differ.
+    The menu is the union of its parts (`ListedEntries`, then the item-separable family's
+    `tf_ama.core.separable.FamilyEntries` if it joins), in the order of their menu indices:
+    each max is the largest of the parts', ties going to the earlier part (the lower index).
     """
-    num_bidders = bids.shape[1]
-    per_profile = allocations.shape.rank == 4
-    menu_size = tf.shape(allocations)[-3]
     bids_by_bidder = tf.transpose(bids, [1, 0, 2])  # [m, B, n]
-    if per_profile:  # [m, B, 1, n] x [m, B, n, K]
-        values = tf.matmul(bids_by_bidder[:, :, None, :],
-                           tf.transpose(allocations, [2, 0, 3, 1]))[:, :, 0, :]
-        weights = tf.transpose(bidder_weights)  # [m, B]
-    else:
-        values = tf.matmul(bids_by_bidder, tf.transpose(allocations, [1, 2, 0]))  # u: [m, B, K]
-        weights = bidder_weights[:, None]  # [m, 1]
-    weighted = weights[:, :, None] * values  # w_i u_ik
-    welfare = tf.reduce_sum(weighted, axis=0) + boosts  # W: [B, K]
-    best = tf.reduce_max(welfare, axis=1, keepdims=True)
-    # Lowest index among the maximizers (tf.argmax does not promise it).
-    indices = tf.range(menu_size, dtype=tf.int64)
-    menu_index = tf.reduce_min(
-        tf.where(welfare == best, indices[None, :], tf.cast(menu_size, tf.int64)), axis=1)
-    # A menu per profile adds its boosts as [1, B, K], of another shape than the bidders'
-    # [B, K] terms: graph optimization (grappler's AddOpsRewrite) turns a chain of additions
-    # of ONE shape into an AddN that sums in its own order, so the served graph and eager
-    # execution would differ in the last bit (measured from 3 bidders); with the shapes
-    # apart it keeps the sums as written. (One menu's boosts [K] are apart already.)
-    others = others_welfare(weighted, boosts[None] if per_profile else boosts)  # W_-i: [m, B, K]
-    best_others = tf.reduce_max(others, axis=2)  # [m, B]
-    # (bidder, profile, k*) for every bidder and profile: gathers of m * B elements.
-    batch = tf.shape(bids, out_type=tf.int64)[0]
-    at_chosen = tf.stack(tf.meshgrid(tf.range(num_bidders, dtype=tf.int64), tf.range(batch),
-                                     indexing="ij") + [tf.tile(menu_index[None], [num_bidders, 1])],
-                         axis=-1)  # [m, B, 3]
-    chosen_values = tf.gather_nd(values, at_chosen)  # u_i[k*]: [m, B]
-    chosen_others = tf.gather_nd(others, at_chosen)  # W_-i[k*]: [m, B]
-    allocation = tf.gather(allocations, menu_index, batch_dims=int(per_profile))
+    per_profile = allocations.shape.rank == 4
+    weights = tf.transpose(bidder_weights) if per_profile else bidder_weights[:, None]  # [m, B|1]
+    parts = [ListedEntries(bids_by_bidder, allocations, boosts, weights)]
     if separable_boosts is not None:
-        family = separable.family_block(
-            bids_by_bidder, bidder_weights, separable_boosts, tf.cast(menu_size, tf.int64),
-            with_counterfactual)
-        wins = family["best"] > best[:, 0]  # strict: ties go to the explicit menu
-        explicit_others_best = best_others
-        best_others = tf.maximum(best_others, family["others_best"])
-        chosen_values = tf.where(wins[None], family["values"], chosen_values)
-        chosen_others = tf.where(wins[None], family["chosen_others"], chosen_others)
-        menu_index = tf.where(wins, family["index"], menu_index)
-        allocation = tf.where(wins[:, None, None], family["allocation"], allocation)
+        parts.append(separable.FamilyEntries(
+            bids_by_bidder, bidder_weights, separable_boosts,
+            tf.cast(parts[0].size, tf.int64), with_counterfactual))
+    first = parts[0]
+    best, best_others, menu_index = first.best, first.others_best, first.index
+    chosen_values, chosen_others, allocation = (first.chosen_values, first.chosen_others,
+                                                first.allocation)
+    for part in parts[1:]:
+        wins = part.best > best  # strict: ties go to the earlier part
+        best = tf.maximum(best, part.best)
+        best_others = tf.maximum(best_others, part.others_best)
+        chosen_values = tf.where(wins[None], part.chosen_values, chosen_values)
+        chosen_others = tf.where(wins[None], part.chosen_others, chosen_others)
+        menu_index = tf.where(wins, part.index, menu_index)
+        allocation = tf.where(wins[:, None, None], part.allocation, allocation)
     # The max over k includes k*, so the difference is >= 0 (the clip at 0 only matters if
     # XLA rounds the two reads of W_-i differently). The clip at the value received removes
     # the rounding of a near-tie between k* and another entry: IR holds exactly.
@@ -138,26 +183,19 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
         "values": tf.transpose(chosen_values),
     }
     if with_certificate:
-        # P_i(k) = (max W_-i - W_-i[k]) / w_i, with 1 / w_i multiplied rather than divided
-        # per element (a division per element costs as much as the rest of the certificate).
-        prices = (best_others[:, :, None] - others) * (1.0 / weights[:, :, None])  # [m, B, K]
-        best_utility = tf.reduce_max(values - prices, axis=2)  # best misreport, true values
-        if separable_boosts is not None:  # over the family: max_a (w_i u_i + W_-i) = its best
-            best_utility = tf.maximum(
-                best_utility, (family["best"][None] - best_others) * (1.0 / weights))
+        best_utility = first.best_utility(best_others, weights)
+        for part in parts[1:]:
+            best_utility = tf.maximum(best_utility, part.best_utility(best_others, weights))
         outcome["regret"] = tf.transpose(best_utility - (chosen_values - payments))
         # How far the formula's payment exceeds the value before the clip: rounding (~1e-16)
         # for an AMA; anything larger would be a real IR violation.
         outcome["ir_excess"] = tf.transpose(tf.maximum(unclipped - chosen_values, 0.0))
     if with_counterfactual:
-        # The lowest index attaining max_k W_-i[k]: the entry that sets bidder i's payment.
-        explicit_best = explicit_others_best if separable_boosts is not None else best_others
-        counterfactual = tf.reduce_min(tf.where(
-            others == explicit_best[:, :, None], indices[None, None, :],
-            tf.cast(menu_size, tf.int64)), axis=2)
-        if separable_boosts is not None:  # strict again: ties go to the explicit menu
-            counterfactual = tf.where(family["others_best"] > explicit_best,
-                                      family["counterfactual_index"], counterfactual)
+        counterfactual, reached = first.counterfactual(), first.others_best
+        for part in parts[1:]:  # strict again: ties go to the earlier part
+            counterfactual = tf.where(part.others_best > reached, part.counterfactual(),
+                                      counterfactual)
+            reached = tf.maximum(reached, part.others_best)
         outcome["counterfactual_index"] = tf.transpose(counterfactual)
     return outcome
 

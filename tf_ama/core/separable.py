@@ -162,6 +162,29 @@ def family_block(bids_by_bidder, bidder_weights, separable_boosts, explicit_size
     return result
 
 
+class FamilyEntries:
+    """The item-separable family as a part of a menu's exact outcome
+    (`tf_ama.core.mechanism.ListedEntries` lists the fields), from `family_block`: its best
+    allocation and the others' best welfare over the family, never enumerated."""
+
+    def __init__(self, bids_by_bidder, bidder_weights, separable_boosts, explicit_size,
+                 with_counterfactual=False):
+        block = family_block(bids_by_bidder, bidder_weights, separable_boosts, explicit_size,
+                             with_counterfactual)
+        self.best, self.index, self.allocation = block["best"], block["index"], block["allocation"]
+        self.chosen_values, self.chosen_others = block["values"], block["chosen_others"]
+        self.others_best = block["others_best"]
+        self._counterfactual = block.get("counterfactual_index")
+
+    def best_utility(self, best_others, weights):
+        """Over the family, `max_a (w_i u_i(a) + W_-i(a))` is its best welfare: the best
+        misreport's utility is `(best - best_others) / w_i`."""
+        return (self.best[None] - best_others) * (1.0 / weights)
+
+    def counterfactual(self):
+        return self._counterfactual
+
+
 def owner_codes(menu_index, explicit_size, num_bidders, num_items):
     """The owner code of every item `[..., n]` int64 of the entries `menu_index` `[...]`
     (int64): 0 nobody, i + 1 bidder i for a family entry (index `>= explicit_size`, decoded
