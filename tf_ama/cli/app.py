@@ -31,6 +31,8 @@ import os
 import sys
 
 from tf_ama.cli import commands, flags
+from tf_ama.training.config import TrainingConfig
+from tf_ama.utils import defaults as library_defaults
 
 
 def _add_progress_flag(sub):
@@ -69,6 +71,10 @@ def _add_train_arguments(sub):
                   "--micro-batch-size apply too)")}
 
     def add(section, *flags, default=None, help=None, **options):
+        if section == "training" and "dest" not in options:  # the field's own default
+            options["dest"] = flags[0].lstrip("-").replace("-", "_")
+        if section == "training":
+            default = TrainingConfig.__dataclass_fields__[options["dest"]].default
         shown = "default: the recipe's" + ("" if default is None else f", else {default}")
         shown = shown if help is None else f"{help} ({shown})"
         action = groups[section].add_argument(*flags, default=argparse.SUPPRESS, help=shown,
@@ -105,7 +111,7 @@ def _add_train_arguments(sub):
         help="the menu kind (tf_ama.MENU_KINDS): lottery entries, every deterministic "
              "allocation, the item-separable family (additive), or lottery entries joined "
              "with it")
-    add("model", "--menu-size", type=flags.COUNT, default=1024,
+    add("model", "--menu-size", type=flags.COUNT, default=library_defaults.MENU_SIZE,
         help="menu entries K of a lottery menu, the empty entry included")
     add("model", "--micro-batch-size", type=flags.micro_batch, default="auto",
         help="profiles per micro-batch: 'auto' (sized to stay in cache), 'none' (whole batch) "
@@ -114,9 +120,10 @@ def _add_train_arguments(sub):
         help="train over the active set (tf_ama.ActiveSet): the entries within "
              "margin / temperature of the best on a recent batch, each left-out one weighing "
              "at most exp(-margin), e.g. 25; the step then costs what the entries in play cost")
-    add("model", "--active-refresh-steps", type=flags.COUNT, default=10,
+    add("model", "--active-refresh-steps", type=flags.COUNT,
+        default=library_defaults.ACTIVE_REFRESH_STEPS,
         help="with --active-margin, choose the active set again every this many steps")
-    add("model", "--temperature", type=flags.POSITIVE, default=100.0,
+    add("model", "--temperature", type=flags.POSITIVE, default=library_defaults.TEMPERATURE,
         help="lambda, the softmax's inverse temperature in the relaxation (larger is sharper)")
     add("model", "--seed", type=flags.SEED, default=0,
         help="seeds the initial parameters and the training data")
@@ -124,49 +131,46 @@ def _add_train_arguments(sub):
         help="standard deviation of random initial boosts")
     add("model", "--learn-bidder-weights", action=argparse.BooleanOptionalAction, default=None,
         help="learn the bidder weights; else only for asymmetric settings")
-    add("training", "--steps", type=flags.COUNT, default=2000)
-    add("training", "--batch-size", type=flags.COUNT, default=4096)
-    add("training", "--lr", "--learning-rate", dest="learning_rate", type=flags.POSITIVE,
-        default=0.01)
-    add("training", "--final-temperature", type=flags.POSITIVE, default=None,
+    add("training", "--steps", type=flags.COUNT)
+    add("training", "--batch-size", type=flags.COUNT)
+    add("training", "--lr", "--learning-rate", dest="learning_rate", type=flags.POSITIVE)
+    add("training", "--final-temperature", type=flags.POSITIVE,
         help="anneal: raise the temperature geometrically to this value over the last "
              "--anneal-fraction of the epochs (learning rate scaled down in proportion)")
-    add("training", "--anneal-fraction", type=flags.checked("number", float, above=0, maximum=1),
-        default=0.4)
-    add("training", "--initial-temperature", type=flags.POSITIVE, default=None,
+    add("training", "--anneal-fraction", type=flags.checked("number", float, above=0, maximum=1))
+    add("training", "--initial-temperature", type=flags.POSITIVE,
         help="a soft start: lambda rises geometrically from this value to --temperature "
              "over the first --warmup-fraction of the epochs")
-    add("training", "--warmup-fraction", type=flags.checked("number", float, above=0, maximum=1),
-        default=0.5)
-    add("training", "--exact-expectation", action=argparse.BooleanOptionalAction, default=False,
+    add("training", "--warmup-fraction", type=flags.checked("number", float, above=0, maximum=1))
+    add("training", "--exact-expectation", action=argparse.BooleanOptionalAction,
         help="discrete settings (e.g. spherical): train and validate on every profile "
              "weighted by its probability, with no sampling noise (--batch-size and "
              "--validation-samples are then unused)")
-    add("training", "--joint-steps", type=flags.COUNT, default=1000,
+    add("training", "--joint-steps", type=flags.COUNT,
         help="--menu lottery+separable: after --steps of the lottery menu alone (in "
              "OUT/lottery), steps of the lottery menu and the item-separable family together")
     add("training", "--joint-lr", "--joint-learning-rate", dest="joint_learning_rate",
-        type=flags.POSITIVE, default=0.001, help="the learning rate of the --joint-steps")
-    add("training", "--steps-per-epoch", type=flags.COUNT, default=100,
+        type=flags.POSITIVE, help="the learning rate of the --joint-steps")
+    add("training", "--steps-per-epoch", type=flags.COUNT,
         help="steps between validation, logs and checkpoints")
-    add("training", "--validation-samples", type=flags.COUNT, default=10_000)
-    add("training", "--samples", dest="evaluation_samples", type=flags.COUNT, default=100_000,
+    add("training", "--validation-samples", type=flags.COUNT)
+    add("training", "--samples", dest="evaluation_samples", type=flags.COUNT,
         help="fresh samples for the final exact evaluation")
-    add("training", "--jit", dest="jit_compile", default="auto",
+    add("training", "--jit", dest="jit_compile",
         type=lambda text: {"auto": "auto", "on": True, "off": False}.get(text, text),
         choices=("auto", True, False), metavar="{auto,on,off}",
         help="XLA for the training step (Keras 'auto': on with an accelerator)")
-    add("training", "--restarts", type=flags.COUNT, default=1,
+    add("training", "--restarts", type=flags.COUNT,
         help="train this many initializations for --restart-steps, keep the best by exact "
              "validation revenue, train it on (OUT/restarts/R)")
-    add("training", "--restart-steps", type=flags.COUNT, default=None,
+    add("training", "--restart-steps", type=flags.COUNT,
         help="steps before the restarts are compared (default: before annealing, else half)")
-    add("training", "--polish", action=argparse.BooleanOptionalAction, default=False,
+    add("training", "--polish", action=argparse.BooleanOptionalAction,
         help="after training, an exact coordinate search on the boosts and learned weights "
              "(tf_ama.training.polish), kept if it raises the exact revenue on a held-out sample")
     add("training", "--polish-perturbations", type=flags.checked("integer", int, minimum=0),
-        default=0, help="then an iterated local search of this many perturbations (for a "
-                        "discrete prior's exact expectation, which it cannot overfit)")
+        help="then an iterated local search of this many perturbations (for a discrete "
+             "prior's exact expectation, which it cannot overfit)")
     add("contextual", "--sizes", type=flags.sizes, default="the setting's",
         help="market sizes to train on, e.g. 2x5 or 3x5,3x10 (batches of one size at a time)")
     add("contextual", "--hidden", type=flags.COUNT, default=32, help="the menu network's width")

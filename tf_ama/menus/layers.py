@@ -36,6 +36,7 @@ from tf_ama.utils import checks, footprint, seeds
 from tf_ama.menus.compat import LoadedByModel
 from tf_ama.core.exactness import MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
 from tf_ama.core.exactness import DEMANDS
+from tf_ama.utils import defaults
 
 MENU_KINDS = {}  # kind name -> MenuLayer subclass (the registry)
 
@@ -125,8 +126,8 @@ class LotteryMenu(MenuLayer):
 
     SEED_OFFSETS = {"allocation_logits": 1, "item_logits": 1, "bidder_logits": 2, "boosts": 3}
 
-    def __init__(self, num_bidders, num_items, demand="additive", menu_size=1024, seed=0,
-                 init_scale=1.0, boost_init_scale=0.0, **kwargs):
+    def __init__(self, num_bidders, num_items, demand="additive", menu_size=defaults.MENU_SIZE,
+                 seed=0, init_scale=1.0, boost_init_scale=0.0, **kwargs):
         super().__init__(num_bidders, num_items, demand, seed, **kwargs)
         self.menu_size = checks.integer("menu_size", menu_size, minimum=2)
         self.init_scale = checks.number("init_scale", init_scale, above=0)
@@ -323,8 +324,8 @@ class LotterySeparableMenu(ReservesFamily, LotteryMenu):
         Myerson's).
     """
 
-    def __init__(self, num_bidders, num_items, demand="additive", menu_size=1024, seed=0,
-                 init_scale=1.0, boost_init_scale=0.0, reserves=None, **kwargs):
+    def __init__(self, num_bidders, num_items, demand="additive", menu_size=defaults.MENU_SIZE,
+                 seed=0, init_scale=1.0, boost_init_scale=0.0, reserves=None, **kwargs):
         super().__init__(num_bidders, num_items, demand, menu_size, seed, init_scale,
                          boost_init_scale, **kwargs)
         self._add_reserves_family(reserves)

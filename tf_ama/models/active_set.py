@@ -40,6 +40,7 @@ import tensorflow as tf
 from tf_ama.core import relaxation
 from tf_ama.utils import checks
 from tf_ama.core.blocks import refresh_block_size
+from tf_ama.utils import defaults
 
 SMALLEST_CAPACITY = 64
 
@@ -108,7 +109,8 @@ class ActiveSet(keras.layers.Layer):
     with the model and restored on resume, so a resumed run takes the same steps.
     """
 
-    def __init__(self, menu_size, margin=25.0, refresh_steps=10, **kwargs):
+    def __init__(self, menu_size, margin=25.0, refresh_steps=defaults.ACTIVE_REFRESH_STEPS,
+                 **kwargs):
         super().__init__(**kwargs)
         self.menu_size = checks.integer("menu_size", menu_size, minimum=1)
         self.margin = checks.number("margin", margin, above=0)

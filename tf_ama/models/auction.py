@@ -28,6 +28,7 @@ from tf_ama.data.datasets import step_valuations
 from tf_ama.core.mechanism import exact_outcome
 from tf_ama.menus.layers import BidderWeights, FixedMenu, LotteryMenu, make_menu
 from tf_ama.data.settings import Setting, get_setting
+from tf_ama.utils import defaults
 
 
 @keras.saving.register_keras_serializable(package="tf_ama")
@@ -63,9 +64,11 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         `boost_init_scale` for a lottery menu (`tf_ama.LotteryMenu`); and Keras' `name`.
     """
 
-    def __init__(self, setting, menu="lottery", *, temperature=100.0, learn_bidder_weights=None,
+    def __init__(self, setting, menu="lottery", *, temperature=defaults.TEMPERATURE,
+                 learn_bidder_weights=None,
                  seed=0, data_seed=None, micro_batch_size="auto", jit_objective=True,
-                 active_margin=None, active_refresh_steps=10, **menu_options):
+                 active_margin=None, active_refresh_steps=defaults.ACTIVE_REFRESH_STEPS,
+                 **menu_options):
         super().__init__(**{key: menu_options.pop(key) for key in ("name", "trainable", "dtype")
                             if key in menu_options})
         self.setting = self._checked_setting(setting)

@@ -29,6 +29,7 @@ from tf_ama.models.active_set import ActiveSet
 from tf_ama.models.auction import AffineMaximizerAuction
 from tf_ama.core.blocks import outcome_block_size
 from tf_ama.core.mechanism import exact_outcome, validate_bids
+from tf_ama.utils import defaults
 
 
 
@@ -96,9 +97,9 @@ class ContextualAuction(AffineMaximizerAuction):
 
     def __init__(self, setting, sizes=None, *, menu=None, menu_size=64, separable=True,
                  learn_bidder_weights=True, hidden=32, heads=2, blocks=2,
-                 linear_family_boosts=None, bundles=None, temperature=100.0,
+                 linear_family_boosts=None, bundles=None, temperature=defaults.TEMPERATURE,
                  seed=0, data_seed=None, micro_batch_size=None, jit_objective=True,
-                 active_margin=None, active_refresh_steps=10, **kwargs):
+                 active_margin=None, active_refresh_steps=defaults.ACTIVE_REFRESH_STEPS, **kwargs):
         setting = get_contextual_setting(setting)
         self.sizes = tuple(parse_size(s) for s in (setting.sizes if sizes is None else sizes))
         if not self.sizes:

@@ -9,7 +9,6 @@ import functools
 from typing import Optional
 
 from tf_ama.utils import checks
-from tf_ama.training.annealing import TemperatureScheduler, annealing_schedule, warmup_schedule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +122,11 @@ class TrainingConfig:
     def annealing_callbacks(self, temperature):
         """`[TemperatureScheduler]` for this config's soft start and annealing from the
         model's `temperature`, or `[]`."""
+        # Imported here: the rest of this module loads no Keras (tf-ama train --help shows
+        # its defaults).
+        from tf_ama.training.annealing import (TemperatureScheduler, annealing_schedule,
+                                               warmup_schedule)
+
         schedule = None
         if self.final_temperature is not None:
             schedule = annealing_schedule(temperature, self.final_temperature, self.epochs,

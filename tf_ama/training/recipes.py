@@ -33,6 +33,7 @@ import dataclasses
 from typing import Optional
 
 from tf_ama.data.settings import get_setting
+from tf_ama.utils import defaults
 
 RECIPES = ("default", "paper")
 # A deterministic menu on a discrete prior: trained on its exact expectation, then the
@@ -70,7 +71,7 @@ def recipe(setting, name: str = "default", menu: Optional[str] = None) -> Recipe
     if name == "paper":
         return Recipe("paper", "the paper's budget: 9000 steps x 2^15 profiles, K = 4096, "
                       "lambda 100, Adam 0.01, over the active set (~1.5 h on 2 CPU cores)",
-                      {"menu": menu or "lottery", "menu_size": 4096, "temperature": 100.0,
+                      {"menu": menu or "lottery", "menu_size": 4096, "temperature": defaults.TEMPERATURE,
                        "active_margin": 25.0},
                       {"steps": 9000, "batch_size": 2 ** 15, "learning_rate": 0.01})
     return _default(setting, menu)
@@ -79,7 +80,7 @@ def recipe(setting, name: str = "default", menu: Optional[str] = None) -> Recipe
 def _default(setting, menu):
     chosen = _default_for_kind(setting, menu)  # its temperatures are for lambda = 100
     temperature = temperature_for(setting)
-    training = {key: value * temperature / 100.0 if key in ("initial_temperature",
+    training = {key: value * temperature / defaults.TEMPERATURE if key in ("initial_temperature",
                                                             "final_temperature") else value
                 for key, value in chosen.training.items()}
     return dataclasses.replace(chosen, model={**chosen.model, "temperature": temperature},
@@ -108,8 +109,8 @@ def temperature_for(setting, num_samples=10_000, seed=0):
             "values down.")
     mean = float(np.mean(values))
     if not mean > 0:
-        return 100.0
-    return 100.0 / 10.0 ** round(np.log10(2.0 * mean))
+        return defaults.TEMPERATURE
+    return defaults.TEMPERATURE / 10.0 ** round(np.log10(2.0 * mean))
 
 
 def _default_for_kind(setting, menu):
@@ -145,10 +146,11 @@ def _default_for_kind(setting, menu):
     if menu == "lottery+separable":
         return Recipe("default", "a lottery menu, then joined with the item-separable family "
                       "at separate Myerson and trained jointly (tf_ama.training.joining)",
-                      {"menu": menu, "menu_size": 1024},
+                      {"menu": menu, "menu_size": defaults.MENU_SIZE},
                       {"steps": 2000, "batch_size": 4096, "joint_steps": 1000})
-    return Recipe("default", "a lottery menu, K = 1024, 2000 steps x 4096 profiles",
-                  {"menu": menu, "menu_size": 1024}, {"steps": 2000, "batch_size": 4096})
+    return Recipe("default", f"a lottery menu, K = {defaults.MENU_SIZE}, 2000 steps x 4096 "
+                  "profiles", {"menu": menu, "menu_size": defaults.MENU_SIZE},
+                  {"steps": 2000, "batch_size": 4096})
 
 
 def _is_discrete(setting):
