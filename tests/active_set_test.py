@@ -239,7 +239,3 @@ def test_tf_ama_train_takes_the_active_set_flags_and_logs_its_metrics(tmp_path, 
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and all(
         1 <= float(r["active_entries"]) <= 256 and float(r["neglected_mass"]) >= 0 for r in rows)
-    capsys.readouterr()
-    assert main(["train", "contextual_a", "--active-margin", "25",
-                 "--out", str(tmp_path / "contextual")]) == 2
-    assert "Not for a contextual setting: ['active_margin']" in capsys.readouterr().err
