@@ -111,7 +111,7 @@ def load_run(run_dir):
             "the same `tf-ama train ... --out RUN_DIR` command to resume it."
         )
     check_model_file(path)
-    import tf_ama.models.auction  # noqa: F401  (registers the class for deserialization)
+    import tf_ama.models.contextual  # noqa: F401  (registers both auction classes for loading)
 
     with files.reading(f"{path} (a Keras model file) cannot be loaded", "Re-run the same "
                        f"`tf-ama train ... --out {run_dir}` command to train it again."):
