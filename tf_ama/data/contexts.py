@@ -39,6 +39,7 @@ import dataclasses
 import json
 from typing import Any, Callable, Optional
 
+from tf_ama.data.settings import AuctionSetting
 from tf_ama.utils import checks
 
 # TensorFlow is imported only when auctions are drawn, so that listing the settings and
@@ -127,7 +128,7 @@ def size_name(size):
 
 
 @dataclasses.dataclass(frozen=True)
-class ContextualSetting:
+class ContextualSetting(AuctionSetting):
     """A contextual auction setting (additive bidders).
 
     Attributes:
@@ -147,6 +148,9 @@ class ContextualSetting:
     values_params: dict = dataclasses.field(default_factory=dict, hash=False)
     context_low: float = -1.0
     context_high: float = 1.0
+
+    contextual = True  # (a class attribute, not a field)
+    _KIND = "contextual setting"
 
     def __post_init__(self):
         checks.string("name", self.name)
@@ -233,18 +237,9 @@ class ContextualSetting:
         return tf.concat([-0.5 * s, tf.zeros_like(s[:, :1])], axis=1)
 
     def to_dict(self) -> dict[str, Any]:
-        config = dataclasses.asdict(self)
+        config = super().to_dict()
         config["sizes"] = [list(s) for s in self.sizes]
         return config
-
-    @classmethod
-    def from_dict(cls, config):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(f"Unknown contextual setting fields {sorted(unknown)}; known: "
-                             f"{sorted(known)}.")
-        return cls(**config)
 
 
 _CONTEXTUAL_SETTINGS = {

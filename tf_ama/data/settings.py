@@ -37,8 +37,36 @@ from tf_ama.utils import checks
 # that listing the built-in settings (`tf-ama settings`) starts without it.
 
 
+class AuctionSetting:
+    """The base of the setting types: a named, frozen dataclass of JSON-able fields, which a
+    run directory and an export record (`to_dict`) and rebuild (`from_dict`, naming unknown
+    and missing fields). `Setting` has one shape (bidders x items); a contextual setting
+    (`tf_ama.ContextualSetting`, `contextual` True) draws auctions of several shapes, each
+    with public contexts."""
+
+    contextual = False
+    _KIND = "setting"  # what the messages call it
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(config) - known
+        if unknown:
+            raise ValueError(f"Unknown {cls._KIND} fields {sorted(unknown)}; known: "
+                             f"{sorted(known)}.")
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING}
+        if required - set(config):
+            raise ValueError(f"Missing {cls._KIND} fields {sorted(required - set(config))}.")
+        return cls(**config)
+
+
 @dataclasses.dataclass(frozen=True)
-class Setting:
+class Setting(AuctionSetting):
     """A multi-bidder, multi-item auction setting.
 
     Attributes:
@@ -125,21 +153,6 @@ class Setting:
     def shape_name(self) -> str:
         return f"{self.num_bidders}x{self.num_items}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> "Setting":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(f"Unknown setting fields {sorted(unknown)}; known: {sorted(known)}.")
-        required = {f.name for f in dataclasses.fields(cls)
-                    if f.default is dataclasses.MISSING
-                    and f.default_factory is dataclasses.MISSING}
-        if required - set(config):
-            raise ValueError(f"Missing setting fields {sorted(required - set(config))}.")
-        return cls(**config)
 
 
 # Valuation elements per `setting.sample` call of `sample_blocks` (32 MB as float32). Every

@@ -147,9 +147,9 @@ def trained_unless_myerson_is_as_good(out, myerson, model, training):
 
 def is_contextual(setting):
     """Whether `setting` names (or is) a contextual setting."""
-    from tf_ama.data.contexts import ContextualSetting, list_contextual_settings
+    from tf_ama.data.contexts import list_contextual_settings
 
-    return (isinstance(setting, ContextualSetting)
+    return (getattr(setting, "contextual", False)
             or (isinstance(setting, dict) and "sizes" in setting)
             or setting in list_contextual_settings())
 
