@@ -252,7 +252,7 @@ def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
 
 def test_a_run_trains_resumes_as_finished_and_refuses_other_arguments(tmp_path):
     training = contextual_training(steps=20, steps_per_epoch=10, batch_size=16,
-                                   validation_samples=32)
+                                   validation_samples=32, evaluation_samples=64)
     kwargs = dict(sizes=["2x2"], **SMALL)
     model = tf_ama.train_run("contextual_a", tmp_path / "run", kwargs, training, verbose=0)
     for name in ("config.json", "model.keras", "history.csv"):
@@ -285,8 +285,9 @@ def test_a_contextual_run_trains_with_restarts_and_the_active_set(tmp_path, monk
     monkeypatch.setattr(relaxation, "batched_revenue_and_gradients",
                         lambda *args, **kwargs: calls.append(args[1].shape) or kernel(
                             *args, **kwargs))
-    training = contextual_training(steps=20, steps_per_epoch=10, batch_size=16,
-                                   validation_samples=32, restarts=2, restart_steps=10)
+    training = contextual_training(steps=4, steps_per_epoch=2, batch_size=16,
+                                   validation_samples=32, evaluation_samples=64, restarts=2,
+                                   restart_steps=2)
     kwargs = dict(sizes=["2x2"], active_margin=25.0, active_refresh_steps=2, **SMALL)
     run = tmp_path / "run"
     model = tf_ama.train_run("contextual_a", run, kwargs, training, verbose=0)
