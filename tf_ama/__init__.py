@@ -67,8 +67,9 @@ def __dir__():
     return sorted(set(globals()) | set(_MODULE_OF) | set(_submodule_names()))
 
 
-# Keras finds tf_ama's classes in a saved model once tf_ama.models.auction has registered them; this
-# happens as soon as Keras is loaded, before or after `import tf_ama` (tf_ama/models/_registration.py).
-from tf_ama.models import _registration as _keras_registration  # noqa: E402  (standard library only)
+# Keras finds tf_ama's classes in a saved model once tf_ama.models has registered them; this
+# happens as soon as Keras is loaded, before or after `import tf_ama`
+# (tf_ama/models/_registration.py; standard library only).
+from tf_ama.models import _registration  # noqa: E402  isort:skip
 
-_keras_registration.install()
+_registration.install()

@@ -119,8 +119,8 @@ def train_setting(args, strategy):
 
 def _train_contextual(args):
     """`tf-ama train contextual_a --sizes 2x5 ...`: `tf_ama.training.contextual`."""
-    from tf_ama.training import runs
     from tf_ama.evaluation.contextual import format_reports
+    from tf_ama.training import runs
     from tf_ama.training.contextual import contextual_defaults, read_reports
     from tf_ama.training.run import train_run
 

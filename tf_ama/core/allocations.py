@@ -26,8 +26,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from tf_ama.utils import checks
 from tf_ama.core.exactness import DEMANDS, check_menu_limits, real_array
+from tf_ama.utils import checks
 
 MAX_DETERMINISTIC_MENU = 1 << 16
 

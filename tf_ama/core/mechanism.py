@@ -35,8 +35,8 @@ import tensorflow as tf
 
 from tf_ama.core import separable
 from tf_ama.core.blocks import outcome_block_size
-from tf_ama.utils import checks
 from tf_ama.core.validation import validate_bids, validate_menu, validate_separable_boosts
+from tf_ama.utils import checks
 
 
 def others_welfare(weighted, boosts):

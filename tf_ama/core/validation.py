@@ -9,10 +9,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tf_ama.core import separable
-
 from tf_ama.core.exactness import (MAX_ABS_BOOST, MAX_BID, MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT,
                                    real_array)
-
 
 # Profiles are evaluated in blocks of exactly `micro_batch_size` profiles (the batch is
 # zero-padded to whole blocks; `tf_ama.core.blocks.outcome_block_size` by default): a matmul

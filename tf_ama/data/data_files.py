@@ -40,8 +40,8 @@ import re
 
 import numpy as np
 
-from tf_ama.utils import checks, files
 from tf_ama.core.exactness import MAX_EXACT_INTEGER
+from tf_ama.utils import checks, files
 
 FORMATS = (".npy", ".npz", ".csv")
 SPLITS = ("train", "validation", "test")

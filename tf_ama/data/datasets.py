@@ -14,9 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ama.data import distributions
-from tf_ama.utils import checks, seeds
 from tf_ama.data.settings import get_setting
-
+from tf_ama.utils import checks, seeds
 
 
 def fresh_valuations(batch_size):

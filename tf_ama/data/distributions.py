@@ -33,8 +33,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tf_ama.utils import checks
 from tf_ama.core.exactness import real_array
+from tf_ama.utils import checks
 
 tfd = tfp.distributions
 

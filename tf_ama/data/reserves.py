@@ -30,7 +30,6 @@ from tf_ama.data.settings import Setting, get_setting, sample_blocks
 from tf_ama.utils import checks, seeds
 from tf_ama.utils.progress import Progress
 
-
 # The reserve-search sample is drawn with seed `seeds.reserve_seed(seed)`.
 
 

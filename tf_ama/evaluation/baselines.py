@@ -42,11 +42,13 @@ from typing import Any
 
 import numpy as np
 
-from tf_ama.core import allocations as menus, mechanism
-from tf_ama.utils import checks, seeds
-from tf_ama.utils.progress import Progress
+from tf_ama.core import mechanism
+from tf_ama.core.allocations import (MAX_DETERMINISTIC_MENU, deterministic_allocations,
+                                     deterministic_menu_size)
 from tf_ama.data import reserves
 from tf_ama.data.settings import evaluation_sample
+from tf_ama.utils import checks, seeds
+from tf_ama.utils.progress import Progress
 
 BASELINES = ("vcg", "separate_myerson", "grand_bundle")
 
@@ -108,7 +110,7 @@ def second_price_revenues(values, reserve=0.0):
     return np.where(top >= reserve, np.maximum(second, reserve), 0.0)
 
 
-def vcg_revenues(valuations, demand, max_menu_size=menus.MAX_DETERMINISTIC_MENU):
+def vcg_revenues(valuations, demand, max_menu_size=MAX_DETERMINISTIC_MENU):
     """VCG revenue `[batch]` for valuations `[batch, num_bidders, num_items]`.
 
     Additive: sum over items of the second-highest value (a second-price auction per item,
@@ -122,7 +124,7 @@ def vcg_revenues(valuations, demand, max_menu_size=menus.MAX_DETERMINISTIC_MENU)
             return np.zeros(valuations.shape[0])
         second = np.partition(valuations, num_bidders - 2, axis=1)[:, -2, :]
         return second.sum(axis=1)
-    allocations = menus.deterministic_allocations(num_bidders, num_items, demand, max_menu_size)
+    allocations = deterministic_allocations(num_bidders, num_items, demand, max_menu_size)
     outcome = mechanism.exact_outcome(
         valuations, allocations, np.zeros(len(allocations)), np.ones(num_bidders)
     )
@@ -181,9 +183,9 @@ def baseline_details(setting, num_samples=None, seed=1, *,
     item_reserves, bundle_reserve = reserves.search_reserves(setting, num_samples, reserve_seed, additive,
                                               progress)
 
-    vcg_menu_size = menus.deterministic_menu_size(
+    vcg_menu_size = deterministic_menu_size(
         setting.num_bidders, setting.num_items, setting.demand)
-    vcg_applies = additive or vcg_menu_size <= menus.MAX_DETERMINISTIC_MENU
+    vcg_applies = additive or vcg_menu_size <= MAX_DETERMINISTIC_MENU
     # Per-profile revenues, [N] float64 each (80 MB at 10^7 profiles), filled block by block.
     vcg = np.empty(num_samples if vcg_applies else 0)
     myerson = np.empty(num_samples if additive else 0)
@@ -217,7 +219,7 @@ def baseline_details(setting, num_samples=None, seed=1, *,
             "vcg", float("nan"), float("nan"), None,
             f"Not computed: VCG for unit demand runs exact_outcome over every partial matching, "
             f"and this setting has {vcg_menu_size:,} of them "
-            f"(more than {menus.MAX_DETERMINISTIC_MENU:,}).",
+            f"(more than {MAX_DETERMINISTIC_MENU:,}).",
         )
     elif additive:
         results["vcg"] = BaselineResult(

@@ -23,9 +23,9 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tf_ama.utils import seeds
-from tf_ama.data.contexts import parse_size, size_name
 from tf_ama.core.mechanism import exact_outcome
+from tf_ama.data.contexts import parse_size, size_name
+from tf_ama.utils import seeds
 
 BLOCK = 2048  # auctions whose menus are built at once (bounds the float64 menus' memory)
 

@@ -43,14 +43,13 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ama.data import data_files
-from tf_ama.evaluation import outcome_files
-from tf_ama.utils import checks, seeds
-from tf_ama.utils.progress import Progress
 from tf_ama.data.settings import ANCHORS, evaluation_sample
+from tf_ama.evaluation import outcome_files
 from tf_ama.evaluation.contextual import evaluate_contextual
 from tf_ama.evaluation.scanning import check_arguments, count_entries, menu_entries, scan
 from tf_ama.models.contextual import ContextualAuction
-
+from tf_ama.utils import checks, seeds
+from tf_ama.utils.progress import Progress
 
 # The two-sided 95 % quantile of the standard normal, 1.959963984540054: the revenue's
 # confidence interval is revenue +- Z_95 * stderr (a mean of N >> 30 i.i.d. profiles).

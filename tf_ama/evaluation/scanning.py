@@ -17,7 +17,6 @@ from tf_ama.core.blocks import outcome_block_size
 from tf_ama.core.mechanism import exact_outcome
 from tf_ama.utils import checks
 
-
 # Profiles per call of the traced exact_outcome (it blocks them internally).
 _PROFILES_PER_CALL = 1 << 14
 

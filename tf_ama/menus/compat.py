@@ -10,7 +10,7 @@
   work, with a DeprecationWarning naming the new place.
 
 0.1's flat constructor arguments (`menu="lottery", menu_size=...`) are not deprecated: they
-are the options of the named menu kind (`menu_layers.MenuLayer.for_setting`).
+are the options of the named menu kind (`tf_ama.menus.layers.MenuLayer.for_setting`).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ auctions of the best 2x5 run without it, which found it as lotteries only on som
 
 The float64 menu (`dtype=tf.float64`, for the exact outcome) is built from the network's
 float32 outputs cast to float64, the softmax taken in float64: its allocations are feasible
-in float64, as for the learned menus (menu_layers).
+in float64, as for the learned menus (`tf_ama.menus.layers`).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ import functools
 import keras
 import tensorflow as tf
 
-from tf_ama.utils import checks, seeds
 from tf_ama.core.exactness import MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
+from tf_ama.utils import checks, seeds
 
 
 @functools.lru_cache(maxsize=None)

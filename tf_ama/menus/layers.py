@@ -5,8 +5,8 @@ A menu layer owns the variables of one kind of menu and builds, for a dtype, the
 `docs/design.md` §1 and §7). `AffineMaximizerAuction` holds one menu layer and one
 `BidderWeights` layer; it never branches on the kind.
 
-* `LotteryMenu`: K - 1 learned lotteries (`menus.additive_lottery` or
-  `menus.unit_demand_lottery`) and their boosts.
+* `LotteryMenu`: K - 1 learned lotteries (`additive_lottery` or
+  `unit_demand_lottery`) and their boosts.
 * `DeterministicMenu`: every feasible 0/1 allocation, fixed; only the boosts are learned.
 * `FixedMenu`: a given menu (`AffineMaximizerAuction.from_menu`), float64 and not trained:
   served with exactly the given numbers (with the family's given `c` if `separable`).
@@ -31,12 +31,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ama.core import allocations as menus
-from tf_ama.utils import checks, footprint, seeds
+from tf_ama.core.allocations import additive_lottery, deterministic_allocations, unit_demand_lottery
+from tf_ama.core.exactness import DEMANDS, MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
 from tf_ama.menus.compat import LoadedByModel
-from tf_ama.core.exactness import MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
-from tf_ama.core.exactness import DEMANDS
-from tf_ama.utils import defaults
+from tf_ama.utils import checks, defaults, footprint, seeds
 
 MENU_KINDS = {}  # kind name -> MenuLayer subclass (the registry)
 
@@ -153,8 +151,8 @@ class LotteryMenu(MenuLayer):
 
     def allocations_and_boosts(self, dtype):
         logits = [tf.cast(v, dtype) for v in self.allocation_logits]
-        allocations = (menus.additive_lottery(*logits) if self.demand == "additive"
-                       else menus.unit_demand_lottery(*logits))
+        allocations = (additive_lottery(*logits) if self.demand == "additive"
+                       else unit_demand_lottery(*logits))
         return allocations, self._boosts(self.boosts, dtype)
 
     def initial_values(self):
@@ -186,7 +184,7 @@ class LotteryMenu(MenuLayer):
 
 @menu_kind("deterministic")
 class DeterministicMenu(MenuLayer):
-    """Every feasible 0/1 allocation (`menus.deterministic_allocations`, refused with its
+    """Every feasible 0/1 allocation (`deterministic_allocations`, refused with its
     size when too large to enumerate), fixed; only the boosts are learned.
 
     Args:
@@ -206,7 +204,7 @@ class DeterministicMenu(MenuLayer):
                  reserves=None, **kwargs):
         super().__init__(num_bidders, num_items, demand, seed, **kwargs)
         self.boost_init_scale = checks.number("boost_init_scale", boost_init_scale, minimum=0)
-        table = menus.deterministic_allocations(self.num_bidders, self.num_items, self.demand)
+        table = deterministic_allocations(self.num_bidders, self.num_items, self.demand)
         self.menu_size = len(table)
         self.allocations = self.add_weight(
             shape=table.shape, initializer=keras.initializers.Constant(table), trainable=False,
@@ -359,9 +357,9 @@ class FixedMenu(SeparableFamily, MenuLayer):
         self.built = True
 
     def assign_menu(self, allocations, boosts, separable_boosts=None):
-        """Sets the menu to float64 arrays that `menus.validate_fixed_menu` has checked (it does
-        not check them again; `boosts[0]`, the empty entry's, is 0 there), and the family's
-        `c` if the menu is `separable`."""
+        """Sets the menu to float64 arrays that `tf_ama.core.allocations.validate_fixed_menu`
+        has checked (it does not check them again; `boosts[0]`, the empty entry's, is 0
+        there), and the family's `c` if the menu is `separable`."""
         if (separable_boosts is not None) != self.separable:
             raise ValueError("`separable_boosts` must be given exactly when the fixed menu is "
                              f"separable (separable={self.separable}).")

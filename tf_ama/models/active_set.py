@@ -38,9 +38,8 @@ import keras
 import tensorflow as tf
 
 from tf_ama.core import relaxation
-from tf_ama.utils import checks
 from tf_ama.core.blocks import refresh_block_size
-from tf_ama.utils import defaults
+from tf_ama.utils import checks, defaults
 
 SMALLEST_CAPACITY = 64
 

@@ -20,15 +20,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ama.core import allocations as menus, relaxation
-from tf_ama.utils import checks, distributed
-from tf_ama.models.active_set import ActiveSet, Largest
-from tf_ama.menus.compat import Version01Compatibility
-from tf_ama.data.datasets import step_valuations
+from tf_ama.core import relaxation
+from tf_ama.core.allocations import Menu, validate_fixed_menu
 from tf_ama.core.mechanism import exact_outcome
-from tf_ama.menus.layers import BidderWeights, FixedMenu, LotteryMenu, make_menu
+from tf_ama.data.datasets import step_valuations
 from tf_ama.data.settings import Setting, get_setting
-from tf_ama.utils import defaults
+from tf_ama.menus.compat import Version01Compatibility
+from tf_ama.menus.layers import BidderWeights, FixedMenu, LotteryMenu, make_menu
+from tf_ama.models.active_set import ActiveSet, Largest
+from tf_ama.utils import checks, defaults, distributed
 
 
 @keras.saving.register_keras_serializable(package="tf_ama")
@@ -131,14 +131,14 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         """The menu, a `tf_ama.core.allocations.Menu` `(allocations [K, m, n], boosts [K],
         bidder_weights [m], separable_boosts [m + 1, n] or None)` in `dtype` (built from
         parameters cast to `dtype`, so that the float64 menu is exact)."""
-        return menus.Menu(*self.menu_layer.allocations_and_boosts(dtype),
+        return Menu(*self.menu_layer.allocations_and_boosts(dtype),
                           self.bidder_weights_layer.values(dtype),
                           self.menu_layer.separable_boosts(dtype))
 
     def exact_menu(self):
         """The served menu as a `Menu` of float64 numpy arrays (`separable_boosts` None when
         the menu has no family)."""
-        return menus.Menu(*(None if t is None else np.asarray(t) for t in self.menu(tf.float64)))
+        return Menu(*(None if t is None else np.asarray(t) for t in self.menu(tf.float64)))
 
     def call(self, bids):
         """The exact outcome (dict of float64 `allocation`, `payments`, int64 `menu_index`)."""
@@ -150,7 +150,7 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         """A fixed AMA from a given menu (e.g. a published one), validated for feasibility;
         with `separable_boosts` `c` `[m + 1, n]`, the item-separable family joins it."""
         setting = get_setting(setting)
-        allocations, boosts, bidder_weights, separable_boosts = menus.validate_fixed_menu(
+        allocations, boosts, bidder_weights, separable_boosts = validate_fixed_menu(
             allocations, boosts, bidder_weights, setting.num_bidders, setting.num_items,
             setting.demand, separable_boosts)
         model = cls(setting, menu=FixedMenu.for_setting(

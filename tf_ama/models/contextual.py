@@ -21,16 +21,14 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tf_ama.core import allocations as menus
-from tf_ama.utils import checks, seeds
+from tf_ama.core.allocations import Menu
+from tf_ama.core.blocks import outcome_block_size
+from tf_ama.core.mechanism import exact_outcome, validate_bids
 from tf_ama.data.contexts import get_contextual_setting, parse_size, size_name
 from tf_ama.menus.contextual import ContextualMenu
 from tf_ama.models.active_set import ActiveSet
 from tf_ama.models.auction import AffineMaximizerAuction
-from tf_ama.core.blocks import outcome_block_size
-from tf_ama.core.mechanism import exact_outcome, validate_bids
-from tf_ama.utils import defaults
-
+from tf_ama.utils import checks, defaults, seeds
 
 
 def contextual_dataset(setting, size, num_samples, seed, batch_size=4096, dtype=tf.float64):
@@ -151,7 +149,7 @@ class ContextualAuction(AffineMaximizerAuction):
         if self.menu_layer.separable and self.setting.has_uniform_bounds:
             myerson = self.setting.separate_myerson_boosts(tf.cast(bidder_context, dtype),
                                                            tf.cast(item_context, dtype))
-        return menus.Menu(*self.menu_layer(bidder_context, item_context, myerson=myerson,
+        return Menu(*self.menu_layer(bidder_context, item_context, myerson=myerson,
                                            dtype=dtype))
 
     def call(self, inputs, with_certificate=False):
@@ -227,7 +225,7 @@ class ContextualAuction(AffineMaximizerAuction):
             "scale."], summarize=1)
         with tf.control_dependencies([check]):
             unblocked = [tf.identity(t) for t in unblocked]
-        return menus.Menu(*unblocked, *([None] * (4 - len(unblocked))))
+        return Menu(*unblocked, *([None] * (4 - len(unblocked))))
 
     # ------------------------------------------------------------------------------ training
     def _kernel_micro_batch_size(self):

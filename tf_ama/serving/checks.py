@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from tf_ama.core.exactness import (MAX_ABS_BOOST, MAX_BIDDER_WEIGHT, MAX_EXACT_INTEGER,
-                               MIN_BIDDER_WEIGHT)
+                                   MIN_BIDDER_WEIGHT)
 
 FEASIBILITY_TOLERANCE = 1e-9
 # Relative: REST may deliver a bid one ulp (2**-52) off, and the server's float64 value and

@@ -37,11 +37,11 @@ import threading
 
 import numpy as np
 
-from tf_ama.utils import checks
 from tf_ama.core.exactness import MAX_BID, real_array
-from tf_ama.utils.files import parse_json
 from tf_ama.serving.checks import (MENU_SIGNATURE, SERVING_SIGNATURE, ServingError, check_menu,
                                    check_outcome, json_type, malformed)
+from tf_ama.utils import checks
+from tf_ama.utils.files import parse_json
 
 # The longest timeout, in seconds (11.6 days); threads' and gRPC's deadlines overflow far
 # beyond (1e10 s was an OverflowError).

@@ -27,7 +27,6 @@ import os
 import keras
 import tensorflow as tf
 
-from tf_ama.utils.version import VERSION
 from tf_ama.core import exactness, separable
 from tf_ama.data.contexts import parse_size, size_name
 from tf_ama.models.contextual import ContextualAuction, by_size, validate_contexts
@@ -35,6 +34,7 @@ from tf_ama.serving.checks import MENU_SIGNATURE, SERVING_SIGNATURE
 from tf_ama.serving.versions import (ASSETS_EXTRA, CONFIG_FILE, WARMUP_FILE, ExportError,
                                      write_version)
 from tf_ama.utils.files import write_json_atomic
+from tf_ama.utils.version import VERSION
 
 
 class _ContextualServingModule(tf.Module):

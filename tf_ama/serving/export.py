@@ -58,23 +58,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ama.utils.version import VERSION
 from tf_ama.core import exactness, separable
-from tf_ama.utils import checks, seeds
-from tf_ama.evaluation.usage import prune as prune_menu
-from tf_ama.core.exactness import check_menu_limits
 from tf_ama.core.blocks import outcome_block_size
+from tf_ama.core.exactness import check_menu_limits
 from tf_ama.core.mechanism import exact_outcome
+from tf_ama.data.settings import Setting
+from tf_ama.evaluation.usage import prune as prune_menu
 from tf_ama.models.auction import AffineMaximizerAuction
 from tf_ama.models.contextual import ContextualAuction
-from tf_ama.utils.files import write_json_atomic
-from tf_ama.data.settings import Setting
 from tf_ama.serving.checks import MENU_SIGNATURE, SERVING_SIGNATURE
 from tf_ama.serving.versions import (ASSETS_EXTRA, CONFIG_FILE, EXISTING, WARMUP_FILE, ExportError,
                                      check_training_config, read_export_config, reexport_fix,
                                      resolve_version_dir, write_version)
-
-
+from tf_ama.utils import checks, seeds
+from tf_ama.utils.files import write_json_atomic
+from tf_ama.utils.version import VERSION
 
 # What loading a damaged SavedModel raises, by what is damaged (all measured): a truncated
 # variables data file IndexError ("Read less bytes than requested"), a truncated variables

@@ -23,7 +23,6 @@ import tensorflow as tf
 from tf_ama.utils import checks, files
 from tf_ama.utils.files import current_umask
 
-
 CONFIG_FILE = "tf_ama_config.json"
 
 

@@ -24,13 +24,13 @@ import os
 
 import keras
 
-from tf_ama.training import runs
-from tf_ama.utils import files, seeds
 from tf_ama.data.contexts import get_contextual_setting
-from tf_ama.models.contextual import ContextualAuction, contextual_dataset
-from tf_ama.evaluation.contextual import SizeReport, evaluate_contextual
 from tf_ama.data.datasets import fresh_valuations
+from tf_ama.evaluation.contextual import SizeReport, evaluate_contextual
+from tf_ama.models.contextual import ContextualAuction, contextual_dataset
+from tf_ama.training import runs
 from tf_ama.training.config import TrainingConfig
+from tf_ama.utils import files, seeds
 
 # The defaults of a contextual run where `TrainingConfig`'s (made for one fixed menu) do not
 # fit a network: smaller batches at a smaller learning rate. From the Myerson start (with

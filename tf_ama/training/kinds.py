@@ -9,7 +9,7 @@ import functools
 
 import numpy as np
 
-from tf_ama.data.datasets import (expectation_dataset, fresh_valuations, validation_dataset)
+from tf_ama.data.datasets import expectation_dataset, fresh_valuations, validation_dataset
 from tf_ama.data.settings import get_setting
 from tf_ama.models.auction import AffineMaximizerAuction
 from tf_ama.training.config import TrainingConfig

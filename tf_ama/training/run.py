@@ -38,7 +38,6 @@ from tf_ama.training.resume import check_same_run
 from tf_ama.training.selection import exact_revenue, polish_run
 from tf_ama.utils import checks, distributed, files, seeds
 
-
 LOTTERY_RUN = "lottery"  # the run folder of a joined menu's lottery phase, inside its run
 RESTARTS = "restarts"  # the folder of a run's restarts (restarts/0, restarts/1, ...)
 
