@@ -379,6 +379,11 @@ def test_evaluate_is_the_one_entry_point_for_contextual_models_too():
         tf_ama.evaluate(model, num_samples=64, outcomes="x.npz")
     with pytest.raises(ValueError, match="no one menu to count or prune"):
         tf_ama.menu_usage(model, num_samples=64)
+    with pytest.raises(ValueError, match=r"a menu per auction: model.served_menu"):
+        model.exact_menu()
+    with pytest.raises(ValueError, match="Only a lottery menu has winning tickets; this menu "
+                                         "is 'contextual'"):
+        model.winning_ticket([1])
     with pytest.raises(ValueError, match="`sizes` is for a contextual model"):
         tf_ama.evaluate(tf_ama.AffineMaximizerAuction("additive_1x2_uniform", menu_size=2),
                         num_samples=64, sizes=["2x2"])

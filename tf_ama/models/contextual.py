@@ -152,6 +152,10 @@ class ContextualAuction(AffineMaximizerAuction):
         return Menu(*self.menu_layer(bidder_context, item_context, myerson=myerson,
                                            dtype=dtype))
 
+    def exact_menu(self):
+        raise ValueError("A contextual model has a menu per auction: model.served_menu("
+                         "bidder_context, item_context) gives the float64 menus it serves.")
+
     def call(self, inputs, with_certificate=False):
         """The exact outcome (dict of float64 `allocation`, `payments`, `menu_index`,
         `values`, and `regret` if `with_certificate`) of `(bids, bidder_context,
