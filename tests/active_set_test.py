@@ -171,6 +171,7 @@ def test_a_saved_model_keeps_its_active_set(tmp_path):
     assert int(loaded.active_set.size()) == 64
 
 
+@pytest.mark.slow
 def test_two_replicas_choose_the_set_of_the_whole_batch():
     devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
     valuations = tf_ama.get_setting("additive_2x2_uniform").sample(96, seed=5)
@@ -185,6 +186,7 @@ def test_two_replicas_choose_the_set_of_the_whole_batch():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("active_margin", [None, 25.0])
 @pytest.mark.parametrize("micro_batch_size", ["auto", 7, 1000])
 def test_the_whole_step_compiles_with_xla_for_every_batch_and_micro_batch(micro_batch_size,
@@ -220,6 +222,7 @@ def test_bad_active_set_arguments_are_refused_by_name(kwargs, match):
         tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=16, **kwargs)
 
 
+@pytest.mark.slow
 def test_tf_ama_train_takes_the_active_set_flags_and_logs_its_metrics(tmp_path, capsys):
     import csv
     import json

@@ -103,6 +103,7 @@ def test_learning_rate_scales_inversely_with_the_temperature():
     np.testing.assert_allclose(seen, [(100, 0.01), (200, 0.005), (400, 0.0025)], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_follows_the_schedule(tmp_path):
     schedule = annealing.annealing_schedule(100.0, 1000.0, epochs=4, start_epoch=1)
 

@@ -107,6 +107,7 @@ def _read(path, name="evaluation.json"):
         return json.load(file)
 
 
+@pytest.mark.slow
 def test_evaluation_benchmark_smoke():
     benchmark = _load("evaluation_benchmark")
     result = benchmark.main(["--menu-size", "16", "--steps", "2", "--batch-size", "100",
@@ -132,6 +133,7 @@ def test_evaluation_benchmark_smoke():
     assert all(kept[block] <= kept[1024] for block in kept)
 
 
+@pytest.mark.slow
 def test_evaluation_benchmark_model_from(tmp_path):
     """`--model-from` measures a saved model's menu, without training."""
     benchmark = _load("evaluation_benchmark")
@@ -170,6 +172,7 @@ def test_block_bound_keeps_every_maximizer(seed, num_bidders, num_items, block, 
         assert masks.sum(axis=1).max() <= num_bidders + 1
 
 
+@pytest.mark.slow
 def test_exactness_benchmark_smoke():
     benchmark = _load("exactness_benchmark")
 
@@ -255,6 +258,7 @@ def test_serving_benchmark_smoke(tmp_path):
         assert _finite(run["throughput_profiles_per_s"]) and run["throughput_profiles_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_recipe_runs_smoke(tmp_path, monkeypatch, _in_process_tf_ama):
     benchmark = _load("recipe_runs", monkeypatch)
     out, table = tmp_path / "recipes", tmp_path / "recipes.md"

@@ -145,6 +145,7 @@ def test_a_backup_and_restore_run_killed_in_its_first_checkpoint_starts_again(tm
     _assert_same_weights(model, reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damaged", [checkpoints.METADATA, checkpoints.WEIGHTS])
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, reference, damaged):
     out = str(tmp_path / "run")

@@ -113,6 +113,7 @@ def loading_processes():
                 process.kill()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("imports", LOADING_IMPORTS)
 def test_a_fresh_process_that_imported_keras_and_tf_ama_loads_a_saved_model(
         imports, loading_processes):
@@ -123,6 +124,7 @@ def test_a_fresh_process_that_imported_keras_and_tf_ama_loads_a_saved_model(
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_keras_and_tf_ama_model_imported_by_two_threads_do_not_deadlock():
     result, _ = _fresh_python(textwrap.dedent("""
         import threading, tf_ama
@@ -140,6 +142,7 @@ def test_keras_and_tf_ama_model_imported_by_two_threads_do_not_deadlock():
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_a_failing_registration_does_not_break_import_keras():
     """Another library's `import keras` must work even if tf_ama.models.auction cannot be imported."""
     result, loaded = _fresh_python(textwrap.dedent("""
@@ -271,6 +274,7 @@ def _returncode_and_stderr(process):
     return process.returncode, stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", range(len(BAD_INPUT)), ids=[a[0] for a, _ in BAD_INPUT])
 def test_bad_input_prints_one_line_and_exits_2(case, bad_input_processes):
     returncode, stderr = bad_input_processes[case]
@@ -348,6 +352,7 @@ def test_a_damaged_saved_model_is_named_in_one_line(damaged_version, capsys, com
                             f"{os.path.dirname(damaged_version)}).")
 
 
+@pytest.mark.slow
 def test_train_on_the_exact_expectation_of_a_discrete_setting(tmp_path, capsys):
     out = os.path.join(tmp_path, "sph")
     assert main(["train", "unit_demand_2x4_spherical", "--menu-size", "16", "--steps", "20",

@@ -85,6 +85,7 @@ def test_a_contextual_model_saved_before_the_merge_loads_with_bit_identical_outc
     _assert_contextual_outcomes(keras.saving.load_model(path), "model")
 
 
+@pytest.mark.slow
 def test_contextual_runs_written_before_the_merge_load_and_resume(tmp_path):
     from tf_ama.training.contextual import contextual_training
 

@@ -136,6 +136,7 @@ def test_no_misreport_gains_and_the_regret_certificate_is_zero(scale):
             assert np.all(gained <= utility[:, i] + bound)
 
 
+@pytest.mark.slow
 def test_fit_trains_on_fresh_auctions_of_several_sizes_and_validates_on_both():
     model = small_model(sizes=("2x2", "3x2"))
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
@@ -214,6 +215,7 @@ def test_evaluation_reports_exact_revenues_and_paired_gains_per_size():
     assert report.max_regret <= 1e-12 and report.min_utility >= 0
 
 
+@pytest.mark.slow
 def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
     model = small_model(sizes=("2x3",))
     path = tf_ama.export_saved_model(model, tmp_path / "models", sizes=["2x3", "4x3"])
@@ -250,6 +252,7 @@ def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
         tf_ama.load_menu_model(path)
 
 
+@pytest.mark.slow
 def test_a_run_trains_resumes_as_finished_and_refuses_other_arguments(tmp_path):
     training = contextual_training(steps=20, steps_per_epoch=10, batch_size=16,
                                    validation_samples=32, evaluation_samples=64)
@@ -275,6 +278,7 @@ def test_a_run_trains_resumes_as_finished_and_refuses_other_arguments(tmp_path):
                              training, verbose=0)
 
 
+@pytest.mark.slow
 def test_a_contextual_run_trains_with_restarts_and_the_active_set(tmp_path, monkeypatch):
     """Restarts, the active set and the fused kernel are the auction model's, for a menu per
     auction too."""
@@ -326,6 +330,7 @@ def test_the_contextual_step_is_the_gradient_of_the_soft_revenue():
                                    err_msg=variable.path)
 
 
+@pytest.mark.slow
 def test_the_command_line_trains_evaluates_and_exports_a_contextual_run(tmp_path, capsys):
     run = str(tmp_path / "run")
     assert main(["train", "contextual_b", "--sizes", "3x2", "--steps", "10",

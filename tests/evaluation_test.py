@@ -83,6 +83,7 @@ def trained():
 
 
 class TestEvaluate:
+    @pytest.mark.slow
     def test_trained_model_matches_oracle(self, trained):
         # A block size that does not divide the samples: several blocks and a ragged last one.
         report = evaluation.evaluate(trained, num_samples=1500, seed=5, baselines=False,
@@ -410,6 +411,7 @@ def test_progress_bar_goes_to_stderr(capsys):
         evaluation.evaluate(model, num_samples=10, progress=1)
 
 
+@pytest.mark.slow
 def test_memory_benchmark_smoke(tmp_path):
     import importlib.util
     import os

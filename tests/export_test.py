@@ -142,6 +142,7 @@ def _tie_bids(setting):
                      np.arange(np.prod(shape)).reshape(shape) % 2])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["additive_lottery", "unit_demand_lottery", "deterministic",
                                   "ties", "trained", "joined"])
 def test_served_outcome_equals_exact_outcome_bit_for_bit(exported, name):
@@ -553,6 +554,7 @@ def test_export_command_line(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [
     ["--help"],
     ["RUN", "--to", "models/a12", "--prune-samples", "0"],  # refused by the parser

@@ -60,6 +60,7 @@ def test_errors_that_are_not_a_parsers_pass_through():
             raise KeyError("a bug, not bad input")
 
 
+@pytest.mark.slow
 @hypothesis.given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 @hypothesis.settings(max_examples=300, deadline=None)
 def test_any_bytes_are_pythons_json_or_one_line_refusal(data):

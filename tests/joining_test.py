@@ -97,6 +97,7 @@ def reference(tmp_path_factory):
     return out, train_run(SETTING, out, KWARGS, TRAINING, verbose=0)
 
 
+@pytest.mark.slow
 def test_a_joined_run_trains_its_lottery_first_then_both(reference, tmp_path):
     out, model = reference
     with open(os.path.join(out, "config.json")) as file:
@@ -122,6 +123,7 @@ def test_a_joined_run_trains_its_lottery_first_then_both(reference, tmp_path):
         assert len(file.read().splitlines()) == 1 + 2  # the joint phase's 2 epochs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [StopAt(1), _StopJoinedAt(1)], ids=["lottery", "joint"])
 def test_an_interrupted_joined_run_resumes_bit_identically(reference, tmp_path, stop):
     out = str(tmp_path / "run")
@@ -139,6 +141,7 @@ def test_a_different_joint_phase_is_refused_before_anything_trains(reference):
         train_run(SETTING, out, KWARGS, other, verbose=0)
 
 
+@pytest.mark.slow
 def test_tf_ama_train_a_joined_menu(tmp_path, capsys):
     out = str(tmp_path / "cli")
     assert main(["train", SETTING, "--menu", "lottery+separable", "--menu-size", "8",
@@ -155,6 +158,7 @@ def test_tf_ama_train_a_joined_menu(tmp_path, capsys):
         assert 0 < json.load(file)["family_share"] < 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("learning_rate", [0.2, 0.001])
 def test_a_family_run_ends_no_worse_than_its_start_on_validation(tmp_path, learning_rate):
     """The family alone starts at separate Myerson, where the gradient is mostly noise: the
@@ -184,6 +188,7 @@ def test_joint_steps_are_whole_epochs_only_where_they_are_used(tmp_path):
     assert not os.path.exists(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_a_resumed_joint_phase_keeps_its_recorded_shift(reference, tmp_path, monkeypatch):
     """The shift is chosen once; a resumed run joins at the one its config records."""
     out = str(tmp_path / "run")

@@ -215,6 +215,7 @@ def test_resume_after_interruption_ends_where_an_uninterrupted_run_does(tmp_path
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_and_replicas_draw_different_samples():
     devices = tf.config.list_logical_devices("CPU")
     assert len(devices) >= 2, "tests/conftest.py configures two logical CPU devices"
@@ -305,6 +306,7 @@ def test_a_deterministic_menu_too_large_to_enumerate_is_refused_with_its_size():
         tf_ama.AffineMaximizerAuction("additive_5x10_uniform", menu="deterministic")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("weighted", [False, True])
 def test_two_replicas_take_the_same_step_as_one_device_on_the_global_batch(weighted):
     """Gradients are summed across replicas, so each replica's mean counts with its share of
@@ -335,6 +337,7 @@ def _assert_two_replicas_match_one_device(setting, dataset):
     np.testing.assert_allclose(metrics[1], metrics[0], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_two_replicas_train_and_validate_on_the_expectation_dataset_like_one_device():
     _assert_two_replicas_match_one_device(SPHERICAL,
                                           tf_ama.expectation_dataset(SPHERICAL, replicas=2))

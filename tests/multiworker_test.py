@@ -180,6 +180,7 @@ def interrupted(tmp_path_factory):
     return tmp_path, commands, out
 
 
+@pytest.mark.slow
 def test_two_workers_fit_the_weights_of_two_replicas_in_one_process(interrupted, two_replicas):
     tmp_path = interrupted[0]
     with two_replicas.scope():
@@ -206,6 +207,7 @@ def test_workers_seeing_different_run_directories_are_refused_on_both(interrupte
         assert "shared filesystem" in refusal
 
 
+@pytest.mark.slow
 def test_the_readme_command_on_two_workers_resumes_into_the_run_of_one_process(
         interrupted, two_replicas, tmp_path):
     workers_tmp, commands, out = interrupted

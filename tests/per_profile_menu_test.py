@@ -62,6 +62,7 @@ def per_profile_auctions(draw, dyadic=False):
     return np.stack(bids), tuple(menu)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(auction=per_profile_auctions())
 def test_each_profile_gets_its_own_menus_outcome(auction):
@@ -84,6 +85,7 @@ def test_each_profile_gets_its_own_menus_outcome(auction):
     assert np.all(got["payments"] >= 0) and np.all(got["payments"] <= got["values"])
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(auction=per_profile_auctions(dyadic=True))
 def test_on_exact_inputs_each_profile_is_its_own_menus_outcome_to_the_bit(auction):

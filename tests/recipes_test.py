@@ -121,6 +121,7 @@ def restarted(tmp_path_factory):
     return out, train_run(SETTING, out, KWARGS, RESTARTING, verbose=0)
 
 
+@pytest.mark.slow
 def test_restarts_are_recorded_and_the_best_one_is_trained_on(restarted):
     out, model = restarted
     start = runs.read_config(out)["start"]
@@ -139,6 +140,7 @@ def test_restarts_are_recorded_and_the_best_one_is_trained_on(restarted):
     assert rows[0] == "epoch,loss,temperature,val_revenue" and len(rows) == 1 + 3
 
 
+@pytest.mark.slow
 def test_an_interrupted_restarted_run_resumes_bit_identically(restarted, tmp_path):
     # Stopped in the second restart's second epoch, then in the final phase (epoch 2).
     out = str(tmp_path / "run")
@@ -159,6 +161,7 @@ def test_one_restart_is_the_plain_run(tmp_path):
     assert "start" not in runs.read_config(out)
 
 
+@pytest.mark.slow
 def test_a_polished_run_keeps_the_menu_with_the_higher_held_out_revenue(tmp_path):
     out = str(tmp_path / "run")
     model = train_run(SETTING, out, {"menu": "deterministic", "reserves": None},
@@ -209,6 +212,7 @@ def test_train_without_flags_overrides_nothing():
             assert shown == {**menu_defaults, **model_defaults}[name], name
 
 
+@pytest.mark.slow
 def test_tf_ama_train_shows_and_records_its_recipe(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert main(["train", "additive_3x1_exponential", "--steps", "20", "--batch-size", "256",

@@ -145,6 +145,7 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_version(tmp_path, mon
     assert os.listdir(tmp_path) == ["evaluation.json"]  # no temporary left behind
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setting, model_kwargs, flags", [
     ("additive_1x2_uniform", {"menu": "separable"}, ["--menu", "separable"]),
     ("contextual_a", {"sizes": ["2x2"], "menu_size": 3, "hidden": 4, "heads": 1, "blocks": 1},

@@ -118,6 +118,7 @@ def test_from_menu_takes_the_family_and_checks_it():
                                                 np.ones(2), c)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["plain", "xla"])
 @pytest.mark.parametrize("num_bidders, num_items, menu_size, temperature", [
     (2, 3, 5, 3.0), (3, 2, 7, 30.0), (1, 3, 4, 100.0), (2, 2, 1, 10.0)])

@@ -59,6 +59,7 @@ def joined_auctions(draw, dyadic=False):
     return bids, (allocations, boosts, weights), c
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", JIT)
 @PROPERTY
 @given(auction=joined_auctions())

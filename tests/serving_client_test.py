@@ -367,6 +367,7 @@ def test_command_line(deployment, capsys):
     assert "must be >= 0" in err and "not valid JSON" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_contextual_model_is_queried_with_its_contexts(tmp_path, capsys):
     model = tf_ama.ContextualAuction("contextual_a", sizes=["2x3"], menu_size=4, hidden=8,
                                      blocks=1)
