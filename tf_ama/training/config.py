@@ -8,7 +8,6 @@ import dataclasses
 import functools
 from typing import Optional
 
-from tf_ama.utils import checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +51,9 @@ class TrainingConfig:
     polish_perturbations: int = 0  # of the polish's iterated local search (tf_ama.training.polish)
 
     def __post_init__(self):
+        # Imported here: `tf-ama --help` reads this class's defaults and loads no NumPy.
+        from tf_ama.utils import checks
+
         def checked(field, check, *args, **kwargs):  # stored as a plain int / float / bool
             object.__setattr__(self, field, check(field, getattr(self, field), *args, **kwargs))
 
