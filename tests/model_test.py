@@ -70,6 +70,18 @@ def test_menu_is_built_in_float64_before_the_softmax():
     np.testing.assert_allclose(allocations64[1:], shares[:, :-1], rtol=1e-14, atol=1e-15)
 
 
+def test_fit_traces_the_training_step_once(monkeypatch):
+    """The optimizer is built before the first trace (`make_train_function`): a step that
+    created Adam's variables was traced twice by `tf.function`, in every `fit`."""
+    traced = []
+    step = tf_ama.AffineMaximizerAuction.train_step
+    monkeypatch.setattr(tf_ama.AffineMaximizerAuction, "train_step",
+                        lambda self, data: traced.append(data) or step(self, data))
+    model = compiled_model(menu_size=4)
+    model.fit(tf_ama.fresh_valuations(32), epochs=2, steps_per_epoch=2, verbose=0)
+    assert len(traced) == 1 and int(model.optimizer.iterations) == 4
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("setting,menu", [("additive_2x2_uniform", "lottery"),
                                           ("unit_demand_2x4_spherical", "deterministic")])
@@ -83,6 +95,7 @@ def test_revenue_rises_on_a_short_run(setting, menu):
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_run_and_another_seed_does_not():
     runs = []
     for seed in (5, 5, 6):
@@ -95,6 +108,7 @@ def test_same_seed_gives_the_same_run_and_another_seed_does_not():
 
 
 @pytest.mark.parametrize("setting,menu", SHAPES[:3] + SHAPES[4:])
+@pytest.mark.slow
 def test_keras_save_and_load_gives_bit_identical_outcomes(tmp_path, setting, menu):
     model = _model(setting, menu=menu, seed=2)
     model.fit(tf_ama.fresh_valuations(64), epochs=1, steps_per_epoch=3, verbose=0)
@@ -161,6 +175,7 @@ def test_learned_weights_stay_in_the_exactness_contract():
 
 
 @pytest.mark.parametrize("setting", ["additive_2x2_uniform", "unit_demand_2x4_spherical"])
+@pytest.mark.slow
 def test_micro_batch_gradient_equals_full_batch_gradient(setting):
     valuations = tf_ama.get_setting(setting).sample(96, seed=4)
     dataset = tf.data.Dataset.from_tensors(valuations)
@@ -261,6 +276,7 @@ def test_unknown_setting_and_bad_bids_are_refused():
         tf_ama.fresh_valuations(0)
 
 
+@pytest.mark.slow
 def test_initial_logits_are_rebuilt_from_the_seed_and_the_winning_ticket_uses_them():
     model = _model(menu_size=12, seed=4)
     initial = [v.numpy() for v in model.menu_layer.allocation_logits]
@@ -275,6 +291,7 @@ def test_initial_logits_are_rebuilt_from_the_seed_and_the_winning_ticket_uses_th
         model.winning_ticket([12])
 
 
+@pytest.mark.slow
 def test_random_initial_boosts_are_seeded_and_the_winning_ticket_keeps_them():
     assert not _model(seed=4).menu_layer.boosts.numpy().any()  # default: every boost starts at 0
     model = _model(menu_size=400, seed=4, boost_init_scale=2.0)
@@ -293,6 +310,7 @@ def test_random_initial_boosts_are_seeded_and_the_winning_ticket_keeps_them():
     assert ticket.menu_layer.boost_init_scale == 2.0
 
 
+@pytest.mark.slow
 def test_data_seed_changes_the_samples_but_not_the_initialization():
     a, b = _model(seed=3, data_seed=1), _model(seed=3, data_seed=2)
     np.testing.assert_array_equal(a.menu_layer.allocation_logits[0].numpy(), b.menu_layer.allocation_logits[0].numpy())
@@ -343,6 +361,7 @@ def test_two_replicas_train_and_validate_on_the_expectation_dataset_like_one_dev
                                           tf_ama.expectation_dataset(SPHERICAL, replicas=2))
 
 
+@pytest.mark.slow
 def test_the_expectation_dataset_validates_to_the_exact_expected_revenue():
     model = _model(SPHERICAL, seed=1)
     dataset = tf_ama.expectation_dataset(SPHERICAL)
@@ -357,6 +376,7 @@ def test_the_expectation_dataset_validates_to_the_exact_expected_revenue():
     assert revenue == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_a_step_on_the_expectation_dataset_equals_one_on_every_profile_repeated():
     """Base 2: the probabilities are multiplicities / 961, so the 961 profiles with their
     multiplicities are the same expectation; one SGD step must be the same."""
@@ -379,6 +399,7 @@ def test_a_step_on_the_expectation_dataset_equals_one_on_every_profile_repeated(
     assert max(np.abs(u).max() for u in updates[0]) > 1e-4
 
 
+@pytest.mark.slow
 def test_a_weightless_step_under_xla_changes_nothing():
     """XLA drops the asserts; the step must then be a no-op, not write NaN."""
     model = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=16, seed=1,

@@ -180,6 +180,16 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         return self.menu_layer
 
     # ------------------------------------------------------------------------------ training
+    def make_train_function(self, force=False):
+        """Keras's, with the optimizer built first. Without a distribution strategy, Keras
+        builds it inside the first trace of the step; a `tf.function` that creates variables
+        is traced a second time, so every `fit` traced the step twice (half of a small run's
+        time, a contextual network's most)."""
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+        return super().make_train_function(force)
+
     def train_step(self, data):
         """One step of gradient ascent on the soft revenue of the step's valuations (one
         menu, or each auction's menu from its contexts), with the fused kernel."""
