@@ -8,6 +8,7 @@ serves bit for bit the exact outcome of the menu its `menu` signature returns.
 
 import json
 import os
+import pathlib
 
 import keras
 import numpy as np
@@ -31,6 +32,7 @@ def small_model(sizes=("2x3",), **kwargs):
 
 
 @pytest.mark.parametrize("bundles", [False, True])
+@pytest.mark.slow
 def test_the_menu_is_feasible_in_float64_for_any_size(bundles):
     model = small_model(bundles=bundles)
     for size in ("1x1", "2x3", "4x7"):
@@ -80,6 +82,7 @@ def test_the_untrained_family_is_per_context_myerson():
                                   myerson)
 
 
+@pytest.mark.slow
 def test_grand_bundles_start_at_the_family_boost_extended_to_them():
     model = small_model(menu_size=1, bundles=True)
     bids, x, y = model.setting.sample(400, 2, "3x4", tf.float64)
@@ -105,6 +108,7 @@ def test_a_menu_saved_before_its_options_existed_loads_as_it_was():
         assert not getattr(tf_ama.ContextualMenu.from_config(config), option)
 
 
+@pytest.mark.slow
 def test_the_same_seed_builds_the_same_network():
     first, second, other = small_model(seed=3), small_model(seed=3), small_model(seed=4)
     for a, b in zip(first.get_weights(), second.get_weights()):
@@ -112,7 +116,8 @@ def test_the_same_seed_builds_the_same_network():
     assert any(not np.array_equal(a, b) for a, b in zip(first.get_weights(), other.get_weights()))
 
 
-@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e4])
+@pytest.mark.parametrize("scale", [pytest.param(1e-3, marks=pytest.mark.slow), 1.0,
+                                   pytest.param(1e4, marks=pytest.mark.slow)])
 def test_no_misreport_gains_and_the_regret_certificate_is_zero(scale):
     model = small_model(bundles=True)
     _, x, y = model.setting.sample(64, 4, "2x3", tf.float64)
@@ -151,13 +156,9 @@ def test_fit_trains_on_fresh_auctions_of_several_sizes_and_validates_on_both():
                      for (inputs,) in validation])
     np.testing.assert_allclose(model.evaluate(validation, verbose=0, return_dict=True)["revenue"],
                                exact, rtol=1e-5)
-    again = small_model(sizes=("2x2", "3x2"))
-    again.compile(optimizer=keras.optimizers.Adam(1e-2))
-    again.fit(tf_ama.fresh_valuations(32), epochs=2, steps_per_epoch=3, verbose=0)
-    for a, b in zip(model.get_weights(), again.get_weights()):
-        np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_size_unknown_in_the_graph_must_be_one_of_the_models():
     model = small_model(sizes=("2x2",))
     serve = tf.function(lambda b, x, y: model((b, x, y))["payments"], input_signature=[
@@ -215,7 +216,6 @@ def test_evaluation_reports_exact_revenues_and_paired_gains_per_size():
     assert report.max_regret <= 1e-12 and report.min_utility >= 0
 
 
-@pytest.mark.slow
 def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
     model = small_model(sizes=("2x3",))
     path = tf_ama.export_saved_model(model, tmp_path / "models", sizes=["2x3", "4x3"])
@@ -252,15 +252,88 @@ def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
         tf_ama.load_menu_model(path)
 
 
+# One contextual run, trained once by the library and once by the command line with the same
+# arguments: restarts, the active set and the fused kernel on menus per auction.
+RUN_MODEL = dict(sizes=["2x2"], menu_size=3, hidden=4, heads=1, blocks=1, active_margin=25.0,
+                 active_refresh_steps=2)
+RUN_TRAINING = dict(steps=4, steps_per_epoch=2, batch_size=16, validation_samples=32,
+                    evaluation_samples=64, restarts=2, restart_steps=2)
+RUN_FLAGS = ["--sizes", "2x2", "--menu-size", "3", "--hidden", "4", "--heads", "1", "--blocks",
+             "1", "--active-margin", "25", "--active-refresh-steps", "2", "--steps", "4",
+             "--steps-per-epoch", "2", "--batch-size", "16", "--validation-samples", "32",
+             "--samples", "64", "--restarts", "2", "--restart-steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def contextual_runs(tmp_path_factory):
+    """`(root, model, kernel_shapes)`: the library's run in root/library (the returned model),
+    the command line's in root/command, and the shapes the fused kernel was traced on."""
+    from tf_ama.core import relaxation
+
+    root = tmp_path_factory.mktemp("contextual_runs")
+    shapes = []
+    kernel = relaxation.batched_revenue_and_gradients
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(relaxation, "batched_revenue_and_gradients",
+                      lambda *args, **kwargs: shapes.append(args[1].shape) or kernel(
+                          *args, **kwargs))
+        model = tf_ama.train_run("contextual_a", root / "library", RUN_MODEL,
+                                 contextual_training(**RUN_TRAINING), verbose=0)
+    assert main(["train", "contextual_a", *RUN_FLAGS, "--out", str(root / "command")]) == 0
+    return root, model, shapes
+
+
 @pytest.mark.slow
-def test_a_run_trains_resumes_as_finished_and_refuses_other_arguments(tmp_path):
-    training = contextual_training(steps=20, steps_per_epoch=10, batch_size=16,
-                                   validation_samples=32, evaluation_samples=64)
-    kwargs = dict(sizes=["2x2"], **SMALL)
-    model = tf_ama.train_run("contextual_a", tmp_path / "run", kwargs, training, verbose=0)
-    for name in ("config.json", "model.keras", "history.csv"):
-        assert (tmp_path / "run" / name).exists()
-    selection = json.loads((tmp_path / "run" / "selection.json").read_text())
+def test_the_library_and_the_command_line_leave_the_same_contextual_run(contextual_runs):
+    """`tf_ama.train_run` writes the whole run directory; `tf-ama train` with the same
+    arguments writes the same files, the same report and bit for bit the same weights (the
+    same seed trains the same network)."""
+    from tf_ama.training import runs
+
+    root, model, _ = contextual_runs
+
+    def listing(run):
+        return sorted(os.path.relpath(os.path.join(directory, name), run)
+                      for directory, _, names in os.walk(run) for name in names
+                      if runs.LOGS not in pathlib.Path(directory).relative_to(run).parts)
+
+    assert listing(root / "library") == listing(root / "command")
+    assert {runs.CONFIG, runs.MODEL, runs.HISTORY, runs.EVALUATION} <= set(
+        listing(root / "library"))
+    for name in (runs.CONFIG, runs.EVALUATION):
+        assert (root / "library" / name).read_text() == (root / "command" / name).read_text()
+    command, _ = runs.load_run(str(root / "command"))
+    for a, b in zip(model.get_weights(), command.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_a_contextual_run_trains_with_restarts_and_the_active_set(contextual_runs):
+    """Restarts, the active set and the fused kernel are the auction model's, for a menu per
+    auction too."""
+    root, model, shapes = contextual_runs
+    run = root / "library"
+    config = json.loads((run / "config.json").read_text())
+    assert config["contextual"] and config["model"]["active_margin"] == 25.0
+    assert config["start"]["kept"] in (0, 1)
+    assert [row["run"] for row in config["start"]["restarts"]] == ["restarts/0", "restarts/1"]
+    for restart in ("0", "1"):
+        assert (run / "restarts" / restart / "model.keras").exists()
+    header = (run / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"active_entries", "neglected_mass", "val_revenue"} <= set(header)
+    # The fused kernel was traced on menus per auction: [batch, K, m, n].
+    assert shapes and all(len(shape) == 4 for shape in shapes)
+    assert json.loads((run / "evaluation.json").read_text())["2x2"]["max_regret"] <= 1e-9
+    assert model.sizes == ((2, 2),)
+
+
+@pytest.mark.slow
+def test_a_run_keeps_the_better_of_its_menu_and_myerson_and_resumes_as_finished(
+        contextual_runs):
+    root, model, _ = contextual_runs
+    run = root / "library"
+    assert not (run / "backup").exists() or not os.listdir(run / "backup")
+    selection = json.loads((run / "selection.json").read_text())
     validation = validation_dataset(model, 32, 1)
     kept = model.evaluate(validation, verbose=0, return_dict=True)["revenue"]
     significant = selection["gain"] > SIGNIFICANCE * selection["gain_stderr"]
@@ -268,46 +341,36 @@ def test_a_run_trains_resumes_as_finished_and_refuses_other_arguments(tmp_path):
     np.testing.assert_allclose(kept, selection[f"{selection['kept']}_revenue"], rtol=1e-5)
     np.testing.assert_allclose(selection["trained_revenue"] - selection["myerson_revenue"],
                                selection["gain"], rtol=1e-9, atol=1e-12)
-    assert model.menu_size == (1 if selection["kept"] == "myerson" else 12)
-    assert not (tmp_path / "run" / "backup").exists() or not os.listdir(tmp_path / "run" / "backup")
-    again = tf_ama.train_run("contextual_a", tmp_path / "run", kwargs, training, verbose=0)
-    for a, b in zip(model.get_weights(), again.get_weights()):
+    assert model.menu_size == (1 if selection["kept"] == "myerson" else 3)
+    training = contextual_training(**RUN_TRAINING)
+    again = tf_ama.train_run("contextual_a", run, RUN_MODEL, training, verbose=0)
+    for a, b in zip(model.get_weights(), again.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="holds a run with a different configuration"):
-        tf_ama.train_run("contextual_a", tmp_path / "run", {**kwargs, "menu_size": 5},
-                             training, verbose=0)
+        tf_ama.train_run("contextual_a", run, {**RUN_MODEL, "menu_size": 5}, training,
+                         verbose=0)
 
 
 @pytest.mark.slow
-def test_a_contextual_run_trains_with_restarts_and_the_active_set(tmp_path, monkeypatch):
-    """Restarts, the active set and the fused kernel are the auction model's, for a menu per
-    auction too."""
-    from tf_ama.core import relaxation
-
-    calls = []
-    kernel = relaxation.batched_revenue_and_gradients
-    monkeypatch.setattr(relaxation, "batched_revenue_and_gradients",
-                        lambda *args, **kwargs: calls.append(args[1].shape) or kernel(
-                            *args, **kwargs))
-    training = contextual_training(steps=4, steps_per_epoch=2, batch_size=16,
-                                   validation_samples=32, evaluation_samples=64, restarts=2,
-                                   restart_steps=2)
-    kwargs = dict(sizes=["2x2"], active_margin=25.0, active_refresh_steps=2, **SMALL)
-    run = tmp_path / "run"
-    model = tf_ama.train_run("contextual_a", run, kwargs, training, verbose=0)
-    config = json.loads((run / "config.json").read_text())
-    assert config["contextual"] and config["start"]["kept"] in (0, 1)
-    assert [row["run"] for row in config["start"]["restarts"]] == ["restarts/0", "restarts/1"]
-    for restart in ("0", "1"):
-        assert (run / "restarts" / restart / "model.keras").exists()
-    header = (run / "history.csv").read_text().splitlines()[0].split(",")
-    assert {"active_entries", "neglected_mass", "val_revenue"} <= set(header)
-    # The fused kernel was traced on menus per auction: [batch, K, m, n].
-    assert calls and all(len(shape) == 4 for shape in calls)
-    assert json.loads((run / "evaluation.json").read_text())["2x2"]["max_regret"] <= 1e-9
-    assert model.sizes == ((2, 2),)
+def test_the_command_line_evaluates_and_exports_a_contextual_run(contextual_runs, capsys):
+    root, _, _ = contextual_runs
+    run = str(root / "command")
+    assert main(["evaluate", run, "--sizes", "3x2", "--samples", "100"]) == 0
+    assert "3x2" in capsys.readouterr().out
+    assert main(["export", run, "--to", str(root / "models"), "--sizes", "4x2"]) == 0
+    assert (root / "models" / "1" / "saved_model.pb").exists()
 
 
+def test_the_command_line_refuses_contextual_flags_where_they_do_not_apply(tmp_path, capsys):
+    assert main(["train", "additive_2x2_uniform", "--sizes", "2x2", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "only for contextual settings" in capsys.readouterr().err
+    assert main(["train", "contextual_a", "--boost-init-scale", "1", "--out",
+                 str(tmp_path / "y")]) == 2
+    assert "Not for a contextual setting" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_the_contextual_step_is_the_gradient_of_the_soft_revenue():
     """The fused kernel's gradient, carried through the menu network by the tape, is the
     gradient of `soft_payments` through the network (automatic differentiation)."""
@@ -328,28 +391,6 @@ def test_the_contextual_step_is_the_gradient_of_the_soft_revenue():
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=2e-3,
                                    atol=2e-4 * float(tf.reduce_max(tf.abs(want))) + 1e-7,
                                    err_msg=variable.path)
-
-
-@pytest.mark.slow
-def test_the_command_line_trains_evaluates_and_exports_a_contextual_run(tmp_path, capsys):
-    run = str(tmp_path / "run")
-    assert main(["train", "contextual_b", "--sizes", "3x2", "--steps", "10",
-                 "--steps-per-epoch", "10", "--batch-size", "16", "--validation-samples", "16",
-                 "--samples", "100", "--menu-size", "4", "--hidden", "8", "--blocks", "1",
-                 "--active-margin", "25", "--out", run]) == 0
-    assert "3x2" in json.loads((tmp_path / "run" / "evaluation.json").read_text())
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["model"]["active_margin"] == 25.0
-    assert main(["evaluate", run, "--sizes", "5x2", "--samples", "100"]) == 0
-    assert "5x2" in capsys.readouterr().out
-    assert main(["export", run, "--to", str(tmp_path / "models"), "--sizes", "4x2"]) == 0
-    assert (tmp_path / "models" / "1" / "saved_model.pb").exists()
-    assert main(["train", "additive_2x2_uniform", "--sizes", "2x2", "--out",
-                 str(tmp_path / "x")]) == 2
-    assert "only for contextual settings" in capsys.readouterr().err
-    assert main(["train", "contextual_a", "--boost-init-scale", "1", "--out",
-                 str(tmp_path / "y")]) == 2
-    assert "Not for a contextual setting" in capsys.readouterr().err
 
 
 def test_linear_family_boosts_extend_the_familys_boost_to_lotteries():
@@ -376,6 +417,7 @@ def test_linear_family_boosts_extend_the_familys_boost_to_lotteries():
         ContextualMenu(10, 10, separable=False, linear_family_boosts=True)
 
 
+@pytest.mark.slow
 def test_evaluate_is_the_one_entry_point_for_contextual_models_too():
     model = ContextualAuction("contextual_a", sizes=["2x2"], **SMALL)
     reports = tf_ama.evaluate(model, num_samples=64, seed=5, sizes=["2x2", "3x2"])

@@ -64,6 +64,7 @@ def _assert_finished_model(out, finished, tmp_path):
     assert config == json.loads(finished[runs.CONFIG])
 
 
+@pytest.mark.slow
 def test_a_truncated_model_file_names_the_file_and_the_fix_and_retraining_fixes_it(
         tmp_path, finished):
     out = _copy(finished, str(tmp_path / "run"))
@@ -111,6 +112,7 @@ def test_a_truncated_config_names_the_file_and_the_fix(tmp_path, finished):
         assert "\n" not in message
 
 
+@pytest.mark.slow
 def test_a_truncated_config_is_restored_from_the_checkpoint_copy(tmp_path, finished):
     out = str(tmp_path / "run")
     with pytest.raises(Stop):
@@ -146,30 +148,20 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_version(tmp_path, mon
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("setting, model_kwargs, flags", [
-    ("additive_1x2_uniform", {"menu": "separable"}, ["--menu", "separable"]),
-    ("contextual_a", {"sizes": ["2x2"], "menu_size": 3, "hidden": 4, "heads": 1, "blocks": 1},
-     ["--sizes", "2x2", "--menu-size", "3", "--hidden", "4", "--heads", "1", "--blocks", "1"]),
-], ids=["separable", "contextual"])
-def test_the_library_and_the_command_line_leave_the_same_run_directory(
-        tmp_path, setting, model_kwargs, flags):
+def test_the_library_and_the_command_line_leave_the_same_run_directory(tmp_path):
     """`tf_ama.train_run` writes the whole run directory (evaluation.json, the figures);
-    `tf-ama train` with the same arguments writes the same files, with the same report."""
+    `tf-ama train` with the same arguments writes the same files, with the same report.
+    (The same for a contextual run: tests/contextual_test.py.)"""
     from tf_ama.cli.app import main
+    from tf_ama.training.recipes import resolve
 
+    setting, flags = "additive_1x2_uniform", ["--menu", "separable"]
     sizes = dict(steps=2, steps_per_epoch=1, batch_size=16, validation_samples=32,
                  evaluation_samples=64)
     library, command = tmp_path / "library", tmp_path / "command"
-    if setting.startswith("contextual"):  # the command line's contextual defaults
-        from tf_ama.training.contextual import contextual_training
-
-        tf_ama.train_run(setting, library, model_kwargs, contextual_training(**sizes),
-                         verbose=0)
-    else:  # the command line's recipe, as it resolves it
-        from tf_ama.training.recipes import resolve
-
-        model_kwargs, training, recipe = resolve(setting, "default", model_kwargs, sizes)
-        tf_ama.train_run(setting, library, model_kwargs, training, verbose=0, recipe=recipe)
+    # the command line's recipe, as it resolves it
+    model_kwargs, training, recipe = resolve(setting, "default", {"menu": "separable"}, sizes)
+    tf_ama.train_run(setting, library, model_kwargs, training, verbose=0, recipe=recipe)
     assert main(["train", setting, *flags, "--steps", "2", "--steps-per-epoch", "1",
                  "--batch-size", "16", "--validation-samples", "32", "--samples", "64",
                  "--out", str(command)]) == 0
