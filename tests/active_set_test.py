@@ -98,6 +98,7 @@ def test_the_step_over_the_active_set_is_the_full_step_within_the_stated_bound()
     assert not np.any(np.asarray(active[1])[left_out])  # no gradient for the left-out entries
 
 
+@pytest.mark.slow
 def test_a_menu_with_every_entry_in_play_takes_the_full_path_bit_for_bit():
     def trained(active_margin):
         model = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu_size=256, seed=3,
@@ -133,6 +134,7 @@ def train_far(epochs=3, callbacks=(), strategy=None, jit_compile=False, data=Non
     return model, history.history
 
 
+@pytest.mark.slow
 def test_training_uses_the_active_set_and_reports_its_size_and_neglected_mass():
     model, logs = train_far()
     assert all(size == 64.0 for size in logs["active_entries"])
@@ -150,6 +152,7 @@ class StopAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_a_resumed_run_takes_the_same_steps_and_sets(tmp_path):
     straight, _ = train_far()
     backup = os.path.join(tmp_path, "backup")

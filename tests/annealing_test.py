@@ -65,6 +65,7 @@ def test_phase_schedule_steps_through_the_phases():
             annealing.phase_schedule(phase_epochs, values)
 
 
+@pytest.mark.slow
 def test_phase_schedules_set_temperature_and_learning_rate_per_epoch():
     model = _model()
     history = _fit(model, [
@@ -75,6 +76,7 @@ def test_phase_schedules_set_temperature_and_learning_rate_per_epoch():
     np.testing.assert_allclose(history.history["learning_rate"], [0.01, 0.002, 0.002])
 
 
+@pytest.mark.slow
 def test_scheduled_temperature_is_the_temperature_trained_with():
     # A schedule that sets 1000 from the first epoch trains exactly like a model built with
     # temperature 1000 (same seeds); the default temperature trains differently.
@@ -93,6 +95,7 @@ def test_scheduled_temperature_is_the_temperature_trained_with():
     assert history.history["temperature"] == [1000.0] * 3
 
 
+@pytest.mark.slow
 def test_learning_rate_scales_inversely_with_the_temperature():
     model = _model()
     seen = []

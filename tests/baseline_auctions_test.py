@@ -211,6 +211,7 @@ DESIGN = {
 
 
 @pytest.mark.parametrize("name", list(DESIGN))
+@pytest.mark.slow
 def test_additive_uniform_matches_design(details, name):
     result = details(name)
     for key, expected in zip(baselines.BASELINES, DESIGN[name]):

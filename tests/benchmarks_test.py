@@ -375,6 +375,7 @@ def test_contextual_runs_smoke(tmp_path, monkeypatch, _in_process_tf_ama):
            f"{transfer['revenue'] - report['revenue']:+.4f} |" in lines
 
 
+@pytest.mark.slow
 def test_data_runs_smoke(tmp_path, _in_process_tf_ama):
     benchmark = _load("data_runs")
     out = tmp_path / "data"

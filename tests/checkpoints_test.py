@@ -108,6 +108,7 @@ def _legacy_killed_between_weights_and_metadata(backup):
     # BackupAndRestore would load epoch 2's weights and train epochs 1 and 2 again on them.
     (_legacy_killed_between_weights_and_metadata, [1, 2]),
 ], ids=["intact", "truncated-metadata", "truncated-weights", "killed-between-the-two"])
+@pytest.mark.slow
 def test_a_run_in_the_backup_and_restore_layout_resumes(tmp_path, reference, damage,
                                                          epochs_trained):
     out = str(tmp_path / "run")
@@ -131,6 +132,7 @@ def test_a_run_in_the_backup_and_restore_layout_resumes(tmp_path, reference, dam
     assert not os.path.exists(backup)
 
 
+@pytest.mark.slow
 def test_a_backup_and_restore_run_killed_in_its_first_checkpoint_starts_again(tmp_path,
                                                                               reference):
     # Issue #12: killed while latest.weights.h5 was first written, the same command then
@@ -159,6 +161,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, refe
     _assert_same_weights(model, reference)
 
 
+@pytest.mark.slow
 def test_no_intact_checkpoint_is_an_error_naming_the_files_and_the_fix(tmp_path):
     out = str(tmp_path / "run")
     _interrupted(out, 2)
@@ -173,6 +176,7 @@ def test_no_intact_checkpoint_is_an_error_naming_the_files_and_the_fix(tmp_path)
     assert "\n" not in message
 
 
+@pytest.mark.slow
 def test_a_checkpoint_holds_its_weights_and_metadata_together(tmp_path):
     out = str(tmp_path / "run")
     _interrupted(out, 2)
@@ -185,6 +189,7 @@ def test_a_checkpoint_holds_its_weights_and_metadata_together(tmp_path):
         assert checkpoint.config == json.load(file)
 
 
+@pytest.mark.slow
 def test_a_resumed_model_fits_again_from_epoch_zero(tmp_path):
     # Resuming tells `fit` its first epoch; a later `fit` on the returned model must not
     # inherit it (it would skip epochs: here, all of them).
@@ -197,6 +202,7 @@ def test_a_resumed_model_fits_again_from_epoch_zero(tmp_path):
     assert history.epoch == [0]
 
 
+@pytest.mark.slow
 def test_weights_and_metadata_that_disagree_are_refused_naming_both_and_the_fix(tmp_path):
     out = str(tmp_path / "run")
     _interrupted(out, 2)

@@ -378,6 +378,7 @@ def test_train_on_the_exact_expectation_of_a_discrete_setting(tmp_path, capsys):
     assert not os.path.exists(bad)
 
 
+@pytest.mark.slow
 def test_a_run_written_before_newer_arguments_existed_still_resumes(tmp_path, capsys):
     out = os.path.join(tmp_path, "old")
     model_kwargs = {"menu_size": 8}

@@ -47,6 +47,7 @@ def test_a_finished_run_of_0_1_loads_and_is_not_trained_again(tmp_path):
     _assert_recorded_outcomes(model, "run")
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_of_0_1_resumes_into_the_model_it_would_have_finished(tmp_path):
     out = str(tmp_path / "run")
     shutil.copytree(os.path.join(FIXTURES, "run_interrupted"), out)
@@ -77,6 +78,7 @@ def _assert_contextual_outcomes(model, name):
                                           CONTEXTUAL_RECORDED[f"{name}/menu/{key}"])
 
 
+@pytest.mark.slow
 def test_a_contextual_model_saved_before_the_merge_loads_with_bit_identical_outcomes(tmp_path):
     model = keras.saving.load_model(os.path.join(CONTEXTUAL, "model.keras"))
     _assert_contextual_outcomes(model, "model")

@@ -301,6 +301,7 @@ def test_a_dataset_is_saved_atomically_and_becomes_the_data(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["saved.npy"]
 
 
+@pytest.mark.slow
 def test_a_model_trained_on_data_loads_without_the_file(tmp_path):
     path = _write(str(tmp_path / "bids.npy"), _profiles(rows=400))
     setting = tf_ama.empirical_setting(tf_ama.Setting("m23", 2, 3), path)
@@ -352,6 +353,7 @@ TINY = ["--menu", "lottery", "--menu-size", "16", "--steps", "100", "--batch-siz
 SMALL = [*TINY, "--validation-samples", "500", "--samples", "2000"]
 
 
+@pytest.mark.slow
 def test_train_on_a_csv_evaluate_on_held_out_rows_and_export(tmp_path, capsys):
     """The README's two commands on a generated CSV: train (with the final evaluation on the
     held-out test rows), export."""
@@ -417,6 +419,7 @@ def test_data_flags_without_a_file_are_refused(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "r")
 
 
+@pytest.mark.slow
 def test_a_json_setting_equal_to_a_built_in_gives_the_bit_identical_run(tmp_path, capsys):
     from tf_ama.cli.app import main
 

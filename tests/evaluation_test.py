@@ -97,6 +97,7 @@ class TestEvaluate:
         # Training found a few entries out of 48, as in the paper's Table 4.
         assert 1 <= report.entries_used < 48
 
+    @pytest.mark.slow
     def test_micro_batch_size_does_not_change_the_report(self, trained):
         whole = evaluation.evaluate(trained, num_samples=1500, seed=5, baselines=False)
         chunked = evaluation.evaluate(trained, num_samples=1500, seed=5, baselines=False,
@@ -105,6 +106,7 @@ class TestEvaluate:
         np.testing.assert_allclose(whole.revenue, chunked.revenue, rtol=1e-12)
         np.testing.assert_allclose(whole.revenue_stderr, chunked.revenue_stderr, rtol=1e-9)
 
+    @pytest.mark.slow
     def test_xla_and_plain_evaluations_agree(self, trained):
         # evaluate's default (XLA) and the served computation (plain): the same entries, the
         # same revenue up to the last bits; the report otherwise identical.
@@ -121,6 +123,7 @@ class TestEvaluate:
 
     @pytest.mark.parametrize("setting", SETTINGS + ["weighted_2x2"],
                              ids=lambda s: getattr(s, "name", s))
+    @pytest.mark.slow
     def test_ir_and_zero_regret_on_every_shape(self, setting):
         model = make_model(setting)
         report = evaluation.evaluate(model, num_samples=600, seed=2, baselines=False,
@@ -131,6 +134,7 @@ class TestEvaluate:
         _, expected = oracle_report(model, 600, 2)
         assert_report_matches(report, expected)
 
+    @pytest.mark.slow
     def test_ties_and_deterministic_menu(self):
         # Entries 1 and 2 are identical (same allocation and boost): ties go to entry 1.
         setting = tf_ama.get_setting("additive_1x2_uniform")
@@ -164,6 +168,7 @@ class TestEvaluate:
 
 
 class TestMenuUsage:
+    @pytest.mark.slow
     def test_counts_match_oracle(self, trained):
         entries = usage.menu_usage(trained, num_samples=1500, seed=5, micro_batch_size=333)
         outcome, _ = oracle_report(trained, 1500, 5)
@@ -191,6 +196,7 @@ class TestMenuUsage:
 class TestPrune:
     @pytest.mark.parametrize("setting", SETTINGS + ["weighted_2x2", "trained"],
                              ids=lambda s: getattr(s, "name", s))
+    @pytest.mark.slow
     def test_same_outcomes_on_the_pruning_samples(self, setting, trained):
         model = trained if setting == "trained" else make_model(setting)
         pruned = usage.prune(model, num_samples=1200, seed=4)
@@ -216,6 +222,7 @@ class TestPrune:
         else:
             np.testing.assert_allclose(small["payments"], full["payments"], rtol=0, atol=1e-12)
 
+    @pytest.mark.slow
     def test_fresh_samples_revenue_ir_and_regret(self, trained):
         pruned = usage.prune(trained, num_samples=3000, seed=4)
         full = evaluation.evaluate(trained, num_samples=2000, seed=11, baselines=False)
@@ -224,6 +231,7 @@ class TestPrune:
         assert small.ir_violations == 0 and small.max_regret <= 1e-9
         assert small.menu_size < full.menu_size
 
+    @pytest.mark.slow
     def test_counterfactual_entries_are_kept(self):
         # Two unit-demand bidders on the spherical distribution: the entries that set
         # payments (argmax of W_-i) are mostly never chosen; keeping only the chosen ones
@@ -284,6 +292,7 @@ class TestDefaultsAndDeprecations:
     """The seeds of `tf_ama.utils.seeds` by default; `chunk_size`, the old name of
     `micro_batch_size`, still works (with a DeprecationWarning) and changes nothing."""
 
+    @pytest.mark.slow
     def test_evaluate_and_menu_usage_default_to_the_evaluation_seed(self):
         model = random_model("additive_2x2_uniform", menu_size=16, seed=7)
         default = evaluation.evaluate(model, num_samples=300, baselines=False)

@@ -237,6 +237,7 @@ def test_a_family_outside_the_exactness_limits_is_refused_before_writing(tmp_pat
     assert not os.path.exists(tmp_path / "family" / "1")
 
 
+@pytest.mark.slow
 def test_export_with_prune_keeps_the_family(tmp_path):
     model = _joined_model()
     path = export_saved_model(model, tmp_path, prune=True, prune_samples=2000, seed=3)
@@ -321,6 +322,7 @@ def _fake_write(module, directory):
         file.write(b"partial")
 
 
+@pytest.mark.slow
 def test_versions_are_numbered_and_never_overwritten(tmp_path, monkeypatch):
     model = tf_ama.AffineMaximizerAuction("additive_1x2_uniform", menu_size=4)
     assert export_saved_model(model, tmp_path) == str(tmp_path / "1")
@@ -531,6 +533,7 @@ def test_export_with_prune(tmp_path):
                                rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_export_command_line(tmp_path, capsys):
     from tf_ama.training import runs
 

@@ -336,6 +336,7 @@ _CONTEXT_VALUES = st.sampled_from([0.0, 0.5, -1.0, 1e-300, 3.0, 1e4, 1e30, -1e30
                   shape=st.sampled_from(["ok", "bidders", "features", "rank"]),
                   dtype=st.sampled_from([tf.float64, tf.float32]))
 @hypothesis.settings(max_examples=40, deadline=None)
+@pytest.mark.slow
 def test_any_contexts_give_an_exact_outcome_or_a_named_refusal(contextual_model, batch, values,
                                                                shape, dtype):
     bids, x, y = contextual_model.setting.sample(max(batch, 1), 0, "2x3", tf.float64)

@@ -134,6 +134,7 @@ def test_an_interrupted_joined_run_resumes_bit_identically(reference, tmp_path, 
         assert np.array_equal(got, want)
 
 
+@pytest.mark.slow
 def test_a_different_joint_phase_is_refused_before_anything_trains(reference):
     out, _ = reference
     other = TrainingConfig(**{**TRAINING.to_dict(), "joint_steps": 150})

@@ -68,6 +68,7 @@ def assert_matches_oracle(outcome, expected, atol=1e-12):
 @pytest.mark.parametrize("kind", ["lottery", "deterministic"])
 @pytest.mark.parametrize("num_bidders,num_items,demand", SHAPES)
 @pytest.mark.parametrize("jit_compile", JIT)
+@pytest.mark.slow
 def test_exact_outcome_matches_numpy_oracle(num_bidders, num_items, demand, kind, jit_compile):
     if kind == "deterministic" and menus.deterministic_menu_size(
             num_bidders, num_items, demand) > menus.MAX_DETERMINISTIC_MENU:
@@ -121,6 +122,7 @@ def test_chunking_gives_identical_results(micro_batch_size, with_certificate, ji
 
 @pytest.mark.parametrize("micro_batch_size", [None, 3])
 @pytest.mark.parametrize("jit_compile", JIT)
+@pytest.mark.slow
 def test_exact_outcome_in_tf_function_with_unknown_batch(micro_batch_size, jit_compile):
     rng = np.random.RandomState(3)
     allocations, boosts, bidder_weights = random_menu(rng, 2, 2, "unit_demand", "lottery")
@@ -145,6 +147,7 @@ def test_exact_outcome_in_tf_function_with_unknown_batch(micro_batch_size, jit_c
 
 
 @pytest.mark.parametrize("num_bidders,num_items,demand", [(2, 4, "unit_demand"), (3, 10, "additive")])
+@pytest.mark.slow
 def test_xla_and_plain_choose_the_same_entries_and_payments(num_bidders, num_items, demand):
     # Same formula, compiled differently: the same entries everywhere, payments equal up to
     # the last bits (XLA may fuse a multiply into an add), weights not all 1.
@@ -162,6 +165,7 @@ def test_xla_and_plain_choose_the_same_entries_and_payments(num_bidders, num_ite
     assert np.abs(xla["regret"]).max() <= 1e-12
 
 
+@pytest.mark.slow
 def test_xla_outcome_of_a_profile_does_not_depend_on_its_batch():
     rng = np.random.RandomState(22)
     allocations, boosts, bidder_weights = random_menu(rng, 3, 10, "additive", "lottery",

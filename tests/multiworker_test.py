@@ -199,6 +199,7 @@ def test_two_workers_fit_the_weights_of_two_replicas_in_one_process(interrupted,
         assert logged == {k: [float(x) for x in v] for k, v in history.history.items()}
 
 
+@pytest.mark.slow
 def test_workers_seeing_different_run_directories_are_refused_on_both(interrupted):
     tmp_path = interrupted[0]
     for index in range(2):

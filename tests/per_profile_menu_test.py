@@ -175,6 +175,7 @@ def test_bad_menus_per_profile_are_refused_by_name(change, error, match):
 
 @pytest.mark.parametrize("num_bidders", [1, 2, 3, 5])
 @pytest.mark.parametrize("family", [False, True])
+@pytest.mark.slow
 def test_a_traced_graph_serves_the_eager_outcome_to_the_bit(num_bidders, family):
     # Graph optimization may rewrite same-shape additions (AddN) and round them otherwise: a
     # SavedModel must serve what eager exact_outcome computes.

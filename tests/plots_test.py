@@ -37,6 +37,7 @@ def menu_entries():
 
 class TestPlotMenu:
     @pytest.mark.parametrize("max_entries", [24, 3])
+    @pytest.mark.slow
     def test_png_and_table_show_the_same_entries(self, menu_entries, tmp_path, max_entries):
         setting, entries = menu_entries
         assert len(entries) > 3
@@ -50,6 +51,7 @@ class TestPlotMenu:
         assert drawn == listed == [entry.index for entry in entries[:max_entries]]
         assert no_temporary_files(tmp_path)
 
+    @pytest.mark.slow
     def test_overwrites_atomically_and_creates_directories(self, menu_entries, tmp_path):
         setting, entries = menu_entries
         path = str(tmp_path / "new" / "menu.png")
@@ -60,6 +62,7 @@ class TestPlotMenu:
         decoded(path)
         assert no_temporary_files(tmp_path / "new")
 
+    @pytest.mark.slow
     def test_deterministic_menu_of_every_shape(self, tmp_path):
         for name in ("additive_1x2_uniform", "additive_3x1_exponential"):
             model = tf_ama.AffineMaximizerAuction(name, menu="deterministic")
@@ -87,6 +90,7 @@ def test_plot_separable_boosts(setting, tmp_path):
 
 
 class TestTrainingCurves:
+    @pytest.mark.slow
     def test_from_a_real_fit_history(self, tmp_path):
         setting = tf_ama.get_setting("additive_1x2_uniform")
         model = tf_ama.AffineMaximizerAuction(setting, menu_size=16, seed=0)

@@ -152,6 +152,7 @@ def test_an_interrupted_restarted_run_resumes_bit_identically(restarted, tmp_pat
         assert np.array_equal(got, want)
 
 
+@pytest.mark.slow
 def test_one_restart_is_the_plain_run(tmp_path):
     out = str(tmp_path / "run")
     train_run(SETTING, out, KWARGS, TrainingConfig(steps=20, steps_per_epoch=20,

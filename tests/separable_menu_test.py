@@ -34,6 +34,7 @@ def _joined(setting=A22, **options):
     return model
 
 
+@pytest.mark.slow
 def test_the_family_alone_starts_at_separate_myerson():
     """c[nobody, j] = the item's separate-Myerson reserve, c[bidder, j] = 0: on the
     baseline's own sample the auction earns the baseline's revenue."""
@@ -153,6 +154,7 @@ def test_the_training_kernel_with_the_family_equals_autodiff(num_bidders, num_it
             np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-9, atol=1e-13)
 
 
+@pytest.mark.slow
 def test_a_joined_model_trains_deterministically_and_learns_its_family():
     def trained():
         model = _joined(jit_objective=False)
@@ -170,6 +172,7 @@ def test_a_joined_model_trains_deterministically_and_learns_its_family():
     assert all(np.all(np.isfinite(t)) for t in after)
 
 
+@pytest.mark.slow
 def test_evaluate_menu_usage_and_prune_with_the_family():
     model = _joined()
     report = tf_ama.evaluate(model, num_samples=4000, seed=5, baselines=False)

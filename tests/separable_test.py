@@ -87,6 +87,7 @@ def test_joined_outcome_equals_the_enumerated_menu(jit_compile, auction):
 
 @PROPERTY
 @given(auction=joined_auctions(dyadic=True))
+@pytest.mark.slow
 def test_on_exact_inputs_the_joined_outcome_is_the_enumerated_one_to_the_bit(auction):
     bids, (allocations, boosts, weights), c = auction
     got = joined(bids, (allocations, boosts, weights), c)

@@ -884,6 +884,7 @@ _JSON = hypothesis.strategies.recursive(
         lambda change: json.dumps({"outputs": {**{k: v.tolist() for k, v in GOOD.items()},
                                                change[0]: change[1]}}).encode())))
 @hypothesis.settings(max_examples=60, deadline=None)
+@pytest.mark.slow
 def test_any_rest_answer_is_a_checked_outcome_or_one_line_refusal(canned, body):
     """The one contract for a server's answers: a ServingError of one line, or an outcome
     that passed every check (feasible allocations, IR payments, menu indices in range)."""

@@ -112,6 +112,7 @@ def test_same_seed_same_samples_different_seed_different_samples():
                                   setting.sample(8, seed=7).numpy())
 
 
+@pytest.mark.slow
 def test_sampling_is_stateless_in_a_graph():
     setting = tf_ama.get_setting("unit_demand_2x4_spherical")
 

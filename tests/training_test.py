@@ -142,6 +142,7 @@ def test_a_run_killed_at_any_moment_resumes_into_the_bit_identical_model(tmp_pat
         assert mine.read() == theirs.read()
 
 
+@pytest.mark.slow
 def test_a_run_whose_parameters_overflow_stops_with_one_line_and_the_fix(tmp_path):
     """Was the exact outcome's refusal of a NaN `allocations`, deep in a graph's traceback."""
     with pytest.raises(ValueError, match=r"^\S*run: training diverged: the menu's parameters "
