@@ -24,7 +24,9 @@ EXTRAS = {
     "serving": ["tensorflow-serving-api==2.21.0", "requests>=2.31,<3"],
     "notebooks": ["nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
 }
-EXTRAS["test"] = ["pytest==9.2.0", "hypothesis==6.155.2", *EXTRAS["serving"], *EXTRAS["notebooks"]]
+# pytest-xdist: the README's test command runs the suite in two worker processes (`-n 2`).
+EXTRAS["test"] = ["pytest==9.2.0", "pytest-xdist==3.8.0", "hypothesis==6.155.2",
+                  *EXTRAS["serving"], *EXTRAS["notebooks"]]
 
 setup(
     name="tf_ama",

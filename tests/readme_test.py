@@ -21,3 +21,10 @@ def test_readme_opens_with_the_main_job_and_the_test_command():
 def test_ci_runs_exactly_the_readme_test_command():
     ci = open(os.path.join(ROOT, ".ci", "run")).read().splitlines()
     assert _commands()[1] in [line.strip() for line in ci]
+
+
+def test_readme_names_the_fast_tier_of_the_slow_marker_pytest_declares():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    assert '.venv/bin/python -m pytest tests -q -n 2 -m "not slow"' in readme
+    ini = open(os.path.join(ROOT, "pytest.ini")).read()
+    assert re.search(r"^\s+slow:", ini, re.M) and "--dist loadfile" in ini
