@@ -1,5 +1,8 @@
 """Test helpers shared by several test files: `from builders import compiled_model,
-lottery_menu`."""
+lottery_menu, run_listing`."""
+
+import os
+import pathlib
 
 import keras
 import numpy as np
@@ -15,6 +18,16 @@ def compiled_model(setting="additive_2x2_uniform", **kwargs):
     model = tf_ama.AffineMaximizerAuction(setting, **kwargs)
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     return model
+
+
+def run_listing(run):
+    """The files of run directory `run` (a `pathlib.Path`), relative to it, sorted; TensorBoard
+    logs (any `logs` folder, the restarts' too) left out: their names hold times."""
+    from tf_ama.training import runs
+
+    return sorted(os.path.relpath(os.path.join(directory, name), run)
+                  for directory, _, names in os.walk(run) for name in names
+                  if runs.LOGS not in pathlib.Path(directory).relative_to(run).parts)
 
 
 def lottery_menu(rng, num_bidders, num_items, menu_size, boost_scale):

@@ -15,4 +15,3 @@ try:
         _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 except RuntimeError:  # runtime already initialized by another import; keep what exists
     pass
-

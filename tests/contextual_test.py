@@ -8,7 +8,6 @@ serves bit for bit the exact outcome of the menu its `menu` signature returns.
 
 import json
 import os
-import pathlib
 
 import keras
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 import tf_ama
+from builders import run_listing
 from tf_ama.core import exactness
 from tf_ama.cli.app import main
 from tf_ama.models.contextual import ContextualAuction, contextual_dataset
@@ -297,14 +297,9 @@ def test_the_library_and_the_command_line_leave_the_same_contextual_run(contextu
 
     root, model, _ = contextual_runs
 
-    def listing(run):
-        return sorted(os.path.relpath(os.path.join(directory, name), run)
-                      for directory, _, names in os.walk(run) for name in names
-                      if runs.LOGS not in pathlib.Path(directory).relative_to(run).parts)
-
-    assert listing(root / "library") == listing(root / "command")
+    assert run_listing(root / "library") == run_listing(root / "command")
     assert {runs.CONFIG, runs.MODEL, runs.HISTORY, runs.EVALUATION} <= set(
-        listing(root / "library"))
+        run_listing(root / "library"))
     # The same reports, to the last digit: the restarts' validation revenues (config.json),
     # the trained menu's and Myerson's (selection.json), the curves (history.csv).
     for name in (runs.CONFIG, runs.EVALUATION, "selection.json", runs.HISTORY):

@@ -11,6 +11,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+from builders import run_listing
 from interrupt import Stop, StopAt
 
 import tf_ama
@@ -166,12 +167,7 @@ def test_the_library_and_the_command_line_leave_the_same_run_directory(tmp_path)
                  "--batch-size", "16", "--validation-samples", "32", "--samples", "64",
                  "--out", str(command)]) == 0
 
-    def listing(root):
-        return sorted(os.path.relpath(os.path.join(directory, name), root)
-                      for directory, _, names in os.walk(root) for name in names
-                      if not directory.startswith(str(root / runs.LOGS)))
-
-    assert listing(library) == listing(command)
-    assert {runs.CONFIG, runs.MODEL, runs.HISTORY, runs.EVALUATION} <= set(listing(library))
+    assert run_listing(library) == run_listing(command)
+    assert {runs.CONFIG, runs.MODEL, runs.HISTORY, runs.EVALUATION} <= set(run_listing(library))
     for name in (runs.CONFIG, runs.EVALUATION):  # the same arguments, the same report
         assert (library / name).read_text() == (command / name).read_text(), name

@@ -132,8 +132,8 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         bidder_weights [m], separable_boosts [m + 1, n] or None)` in `dtype` (built from
         parameters cast to `dtype`, so that the float64 menu is exact)."""
         return Menu(*self.menu_layer.allocations_and_boosts(dtype),
-                          self.bidder_weights_layer.values(dtype),
-                          self.menu_layer.separable_boosts(dtype))
+                    self.bidder_weights_layer.values(dtype),
+                    self.menu_layer.separable_boosts(dtype))
 
     def exact_menu(self):
         """The served menu as a `Menu` of float64 numpy arrays (`separable_boosts` None when

@@ -150,7 +150,7 @@ class ContextualAuction(AffineMaximizerAuction):
             myerson = self.setting.separate_myerson_boosts(tf.cast(bidder_context, dtype),
                                                            tf.cast(item_context, dtype))
         return Menu(*self.menu_layer(bidder_context, item_context, myerson=myerson,
-                                           dtype=dtype))
+                                     dtype=dtype))
 
     def exact_menu(self):
         raise ValueError("A contextual model has a menu per auction: model.served_menu("

@@ -9,7 +9,6 @@ import functools
 from typing import Optional
 
 
-
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     """How a model is trained (the model's own arguments live in its `get_config`)."""
