@@ -20,8 +20,8 @@ from tf_ama.core import exactness
 from tf_ama.cli.app import main
 from tf_ama.models.contextual import ContextualAuction, contextual_dataset
 from tf_ama.evaluation.contextual import baseline_revenues, evaluate_contextual
-from tf_ama.training.contextual import (SIGNIFICANCE, contextual_training,
-                                        validation_dataset)
+from tf_ama.evaluation.contextual import SIGNIFICANCE, choose_sizes
+from tf_ama.training.contextual import choose_per_size, contextual_training
 from tf_ama.core.mechanism import exact_outcome
 
 SMALL = dict(menu_size=12, hidden=8, heads=2, blocks=1, jit_objective=False)
@@ -80,6 +80,83 @@ def test_the_untrained_family_is_per_context_myerson():
     _, myerson = baseline_revenues(model.setting, bids, x, y)
     np.testing.assert_array_equal(tf.reduce_sum(model((bids, x, y))["payments"], axis=1),
                                   myerson)
+
+
+def _damaged(model):
+    """`model` with its family's correction drawn at random: a menu that earns less than
+    per-context Myerson (its boosts moved away from Myerson's, lotteries untrained)."""
+    kernel = model.menu_layer.family_head.kernel
+    kernel.assign(tf.random.stateless_normal(kernel.shape, [3, 4], stddev=0.3))
+    return model
+
+
+def test_myerson_sizes_serve_per_context_myerson_bit_for_bit_and_only_there(tmp_path):
+    model = _damaged(small_model(sizes=("2x3", "3x2"), bundles=True))
+    served = small_model(sizes=("2x3", "3x2"), bundles=True, myerson_sizes=["3x2"])
+    served.set_weights(model.get_weights())
+    bids, x, y = model.setting.sample(300, 2, "2x3", tf.float64)
+    for key, value in served((bids, x, y)).items():  # the menu where it is served
+        np.testing.assert_array_equal(value, model((bids, x, y))[key], err_msg=key)
+    bids, x, y = model.setting.sample(300, 2, "3x2", tf.float64)
+    outcome = served((bids, x, y), with_certificate=True)
+    _, myerson = baseline_revenues(model.setting, bids, x, y)
+    np.testing.assert_array_equal(tf.reduce_sum(outcome["payments"], axis=1), myerson)
+    assert float(tf.reduce_max(outcome["regret"])) <= 1e-12
+    assert float(tf.reduce_min(outcome["values"] - outcome["payments"])) >= 0.0
+    assert not np.array_equal(myerson, tf.reduce_sum(model((bids, x, y))["payments"], axis=1))
+    menu = served.served_menu(x, y)
+    assert menu.allocations.shape == (300, 1, 3, 2) and served.served_entries(3, 2) == 1
+    np.testing.assert_array_equal(menu.separable_boosts,
+                                  model.setting.separate_myerson_boosts(x, y))
+    # Saved, loaded and configured as it serves; training is unchanged (the network's step).
+    served.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.myerson_sizes == ((3, 2),) and served.get_config()["myerson_sizes"] == ["3x2"]
+    np.testing.assert_array_equal(loaded((bids, x, y))["payments"], outcome["payments"])
+    with pytest.raises(ValueError, match="`myerson_sizes` serve per-context Myerson"):
+        small_model(separable=False, myerson_sizes=["2x3"])
+
+
+def test_choose_sizes_keeps_a_menu_only_above_two_paired_standard_errors():
+    model = _damaged(small_model(sizes=("2x3",)))
+    choices = choose_sizes(model, ["2x3", "3x2"], 200, seed=11)
+    reports = evaluate_contextual(model, ["2x3", "3x2"], num_samples=200, seed=11)
+    for size, choice in choices.items():
+        report = reports[size]
+        assert report.gain < -2 * report.gain_stderr  # the damaged menu loses
+        assert choice == {"kept": "myerson", "revenue": report.revenue,
+                          "myerson": report.myerson, "gain": report.gain,
+                          "gain_stderr": report.gain_stderr, "samples": 200}
+    # The untrained menu's outcome is Myerson's, its payments rounded apart: no gain.
+    untrained = choose_sizes(small_model(), ["2x3"], 50, seed=1)["2x3"]
+    assert untrained["kept"] == "myerson" and abs(untrained["gain"]) <= 1e-15
+    with pytest.raises(ValueError, match="Per-context Myerson is known only"):
+        choose_sizes(small_model(separable=False), ["2x3"], 10, seed=1)
+
+
+def test_a_run_serves_myerson_at_each_size_its_menu_does_not_beat(tmp_path, monkeypatch):
+    """The run's choice, size by size (`choose_per_size`): the sizes where the menu loses
+    serve Myerson, the others the menu; every size lost: Myerson itself."""
+    from tf_ama.training import contextual
+
+    def won_at(*won):
+        def fake(model, sizes, num_samples, seed):
+            assert num_samples == 7 and seed == model.seed + 4
+            return {f"{m}x{n}": {"kept": "trained" if f"{m}x{n}" in won else "myerson",
+                                 "gain": 0.0} for m, n in sizes}
+        return fake
+
+    training = contextual_training(selection_samples=7)
+    myerson = contextual.ContextualRun("contextual_a").start(small_model(sizes=("2x3", "3x2")))
+    for won, kept, sizes, menu_size in (("2x3",), "per size", ((3, 2),), 12), (
+            ("2x3", "3x2"), "trained", (), 12), ((), "myerson", (), 1):
+        monkeypatch.setattr(contextual, "choose_sizes", won_at(*won))
+        model = choose_per_size(tmp_path, myerson, small_model(sizes=("2x3", "3x2")), training)
+        selection = json.loads((tmp_path / "selection.json").read_text())
+        assert selection["kept"] == kept and selection["significance"] == SIGNIFICANCE
+        assert sorted(selection["sizes"]) == ["2x3", "3x2"]
+        assert model.myerson_sizes == sizes and model.menu_size == menu_size
+        assert selection["myerson_sizes"] == [s for s in ("2x3", "3x2") if s not in won]
 
 
 @pytest.mark.slow
@@ -223,7 +300,8 @@ def test_evaluation_reports_exact_revenues_and_paired_gains_per_size():
 
 def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
     model = small_model(sizes=("2x3",))
-    path = tf_ama.export_saved_model(model, tmp_path / "models", sizes=["2x3", "4x3"])
+    path = tf_ama.export_saved_model(model, tmp_path / "models", sizes=["2x3", "4x3"],
+                                     selection_samples=64)
     loaded = tf.saved_model.load(path)
     serve, menu = loaded.signatures["serving_default"], loaded.signatures["menu"]
     for size in ("2x3", "4x3"):
@@ -250,6 +328,13 @@ def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
     config = json.loads((tmp_path / "models" / "1" / "assets.extra" / "tf_ama_config.json")
                         .read_text())
     assert config["serving"]["sizes"] == ["2x3", "4x3"] and config["contextual"]
+    # 4x3, unseen in training, met per-context Myerson at export: the untrained menu's outcome
+    # is Myerson's (payments equal up to rounding), not above it, so Myerson is served there.
+    assert config["serving"]["myerson_sizes"] == ["4x3"]
+    chosen = config["serving"]["chosen_at_export"]
+    assert list(chosen) == ["4x3"] and chosen["4x3"]["kept"] == "myerson"
+    assert abs(chosen["4x3"]["gain"]) <= 1e-15 and chosen["4x3"]["samples"] == 64
+    assert config["model"]["myerson_sizes"] == ["4x3"] and model.myerson_sizes == ()
     assert (tmp_path / "models" / "1" / "assets.extra" / "tf_serving_warmup_requests").exists()
     with pytest.raises(ValueError, match="prune"):
         tf_ama.export_saved_model(model, tmp_path / "models", prune=True)
@@ -262,11 +347,12 @@ def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
 RUN_MODEL = dict(sizes=["2x2"], menu_size=3, hidden=4, heads=1, blocks=1, active_margin=25.0,
                  active_refresh_steps=2)
 RUN_TRAINING = dict(steps=4, steps_per_epoch=2, batch_size=16, validation_samples=32,
-                    evaluation_samples=64, restarts=2, restart_steps=2)
+                    evaluation_samples=64, selection_samples=48, restarts=2, restart_steps=2)
 RUN_FLAGS = ["--sizes", "2x2", "--menu-size", "3", "--hidden", "4", "--heads", "1", "--blocks",
              "1", "--active-margin", "25", "--active-refresh-steps", "2", "--steps", "4",
              "--steps-per-epoch", "2", "--batch-size", "16", "--validation-samples", "32",
-             "--samples", "64", "--restarts", "2", "--restart-steps", "2"]
+             "--samples", "64", "--selection-samples", "48", "--restarts", "2",
+             "--restart-steps", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -340,14 +426,20 @@ def test_a_run_keeps_the_better_of_its_menu_and_myerson_and_resumes_as_finished(
     run = root / "library"
     assert not (run / "backup").exists() or not os.listdir(run / "backup")
     selection = json.loads((run / "selection.json").read_text())
-    validation = validation_dataset(model, 32, 1)
-    kept = model.evaluate(validation, verbose=0, return_dict=True)["revenue"]
-    significant = selection["gain"] > SIGNIFICANCE * selection["gain_stderr"]
-    assert selection["kept"] == ("trained" if significant else "myerson")
-    np.testing.assert_allclose(kept, selection[f"{selection['kept']}_revenue"], rtol=1e-5)
-    np.testing.assert_allclose(selection["trained_revenue"] - selection["myerson_revenue"],
-                               selection["gain"], rtol=1e-9, atol=1e-12)
-    assert model.menu_size == (1 if selection["kept"] == "myerson" else 3)
+    choice = selection["sizes"]["2x2"]
+    assert list(selection["sizes"]) == ["2x2"] and choice["samples"] == 48
+    significant = choice["gain"] > SIGNIFICANCE * choice["gain_stderr"]
+    assert choice["kept"] == ("trained" if significant else "myerson")
+    assert selection["kept"] == choice["kept"]
+    assert selection["myerson_sizes"] == ([] if significant else ["2x2"])
+    np.testing.assert_allclose(choice["revenue"] - choice["myerson"], choice["gain"],
+                               rtol=1e-9, atol=1e-12)
+    # The kept mechanism earns the kept revenue on the selection auctions (seed + 4).
+    assert selection["seed"] == model.seed + 4
+    kept = evaluate_contextual(model, num_samples=48, seed=selection["seed"])["2x2"]
+    np.testing.assert_allclose(kept.revenue, choice["revenue" if significant else "myerson"],
+                               rtol=1e-12)
+    assert model.menu_size == (3 if significant else 1)
     training = contextual_training(**RUN_TRAINING)
     again = tf_ama.train_run("contextual_a", run, RUN_MODEL, training, verbose=0)
     for a, b in zip(model.get_weights(), again.get_weights(), strict=True):
@@ -363,8 +455,19 @@ def test_the_command_line_evaluates_and_exports_a_contextual_run(contextual_runs
     run = str(root / "command")
     assert main(["evaluate", run, "--sizes", "3x2", "--samples", "100"]) == 0
     assert "3x2" in capsys.readouterr().out
-    assert main(["export", run, "--to", str(root / "models"), "--sizes", "4x2"]) == 0
+    assert main(["export", run, "--to", str(root / "models"), "--sizes", "2x2,4x2",
+                 "--selection-samples", "40"]) == 0
     assert (root / "models" / "1" / "saved_model.pb").exists()
+    serving = json.loads((root / "models" / "1" / "assets.extra" / "tf_ama_config.json")
+                         .read_text())["serving"]
+    selection = json.loads((root / "command" / "selection.json").read_text())
+    # 2x2 as the run chose it; 4x2, unseen in training, chosen at export on 40 auctions.
+    assert list(serving["chosen_at_export"]) == (["4x2"] if selection["kept"] != "myerson"
+                                                 else [])
+    for size, choice in serving["chosen_at_export"].items():
+        assert choice["samples"] == 40
+        assert (size in serving["myerson_sizes"]) == (choice["kept"] == "myerson")
+    assert ("2x2" in serving["myerson_sizes"]) == (selection["kept"] == "myerson")
 
 
 def test_the_command_line_refuses_contextual_flags_where_they_do_not_apply(tmp_path, capsys):

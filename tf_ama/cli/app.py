@@ -156,6 +156,9 @@ def _add_train_arguments(sub):
     add("training", "--validation-samples", type=flags.COUNT)
     add("training", "--samples", dest="evaluation_samples", type=flags.COUNT,
         help="fresh samples for the final exact evaluation")
+    add("training", "--selection-samples", type=flags.COUNT,
+        help="a contextual setting: fresh auctions per size on which the trained menu must "
+             "beat per-context Myerson to be served at that size")
     add("training", "--jit", dest="jit_compile",
         type=lambda text: {"auto": "auto", "on": True, "off": False}.get(text, text),
         choices=("auto", True, False), metavar="{auto,on,off}",
@@ -203,10 +206,16 @@ def _add_export_arguments(sub):
                           "validation rows)")
     sub.add_argument("--seed", type=flags.SEED, default=None,
                      help="seed of the --prune profiles and of the warm-up bids (default: the "
-                          "model's seed + 1, its validation sample)")
+                          "model's seed + 1, its validation sample); a contextual model: of "
+                          "--selection-samples")
     sub.add_argument("--sizes", type=flags.sizes, default=None,
                      help="a contextual model: the sizes served, e.g. 2x5,3x7 (default: the "
                           "trained ones)")
+    sub.add_argument("--selection-samples", type=flags.COUNT, default=None,
+                     help="a contextual model: at each served size it was not trained on, "
+                          "fresh auctions on which its menu must beat per-context Myerson to "
+                          "be served there (default 50000; --seed: default the model's seed "
+                          "+ 4)")
     return sub
 
 

@@ -223,7 +223,9 @@ def export(args):
     print(export_saved_model(
         model, args.base_dir, version=args.version, prune=args.prune,
         prune_samples=args.prune_samples, seed=args.seed,
-        training_config=config.get("training"), sizes=args.sizes))
+        training_config=config.get("training"), sizes=args.sizes,
+        **({} if args.selection_samples is None else
+           {"selection_samples": args.selection_samples})))
 
 
 def query(args):

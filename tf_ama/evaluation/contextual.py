@@ -28,6 +28,10 @@ from tf_ama.data.contexts import parse_size, size_name
 from tf_ama.utils import seeds
 
 BLOCK = 2048  # auctions whose menus are built at once (bounds the float64 menus' memory)
+# A menu is served at a size over per-context Myerson only if its paired gain on the size's
+# selection auctions exceeds this many standard errors (`choose_sizes`).
+SIGNIFICANCE = 2.0
+ROUNDING = 1e-9  # nor by a relative gain below this (the same outcomes, rounded apart)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +105,28 @@ def evaluate_contextual(model, sizes=None, num_samples=100_000, seed=None, block
             size_name(size), num_samples, mean, stderr, float(np.concatenate(vcg).mean()),
             myerson_mean, gain, gain_stderr, max(regret), min(utility))
     return reports
+
+
+def choose_sizes(model, sizes, num_samples, seed, significance=SIGNIFICANCE):
+    """The size-by-size choice between `model`'s menu and per-context Myerson: `{size name:
+    record}`, the record `{"kept": "trained" or "myerson", "revenue", "myerson", "gain",
+    "gain_stderr", "samples"}` of `evaluate_contextual` on `num_samples` fresh auctions of the
+    size (`seed`). The menu is kept only if its paired gain exceeds `significance` standard
+    errors (and `ROUNDING` times Myerson's revenue): a gain within noise is not one, and a menu that earns less than Myerson at a size
+    is not served there (`ContextualAuction.myerson_sizes`)."""
+    if not (model.menu_layer.separable and model.setting.has_uniform_bounds):
+        raise ValueError("Per-context Myerson is known only for a menu with the item-separable "
+                         "family on a value model with `uniform_bounds`.")
+    reports = evaluate_contextual(model, sizes, num_samples=num_samples, seed=seed)
+
+    def kept(r):  # a gain at the level of rounding is not one either (same outcomes)
+        return ("trained" if r.gain > max(significance * r.gain_stderr,
+                                          ROUNDING * abs(r.myerson)) else "myerson")
+
+    return {name: {"kept": kept(r),
+                   "revenue": r.revenue, "myerson": r.myerson, "gain": r.gain,
+                   "gain_stderr": r.gain_stderr, "samples": num_samples}
+            for name, r in reports.items()}
 
 
 def format_reports(reports) -> str:

@@ -91,17 +91,25 @@ class ContextualAuction(AffineMaximizerAuction):
       jit_objective: compile the fused kernel with XLA.
       active_margin, active_refresh_steps: the active set (`AffineMaximizerAuction`), one per
         trained size (its number of entries depends on the bidders).
+      myerson_sizes: sizes at which the model serves per-context Myerson (the family at its
+        start, no lotteries) instead of its menu: where the menu did not beat it
+        (`tf_ama.evaluation.contextual.choose_sizes`; a run and an export choose them).
+        Training is unchanged; `served_menu`, calling the model and an export serve them.
     """
 
     def __init__(self, setting, sizes=None, *, menu=None, menu_size=64, separable=True,
                  learn_bidder_weights=True, hidden=32, heads=2, blocks=2,
                  linear_family_boosts=None, bundles=None, temperature=defaults.TEMPERATURE,
                  seed=0, data_seed=None, micro_batch_size=None, jit_objective=True,
-                 active_margin=None, active_refresh_steps=defaults.ACTIVE_REFRESH_STEPS, **kwargs):
+                 active_margin=None, active_refresh_steps=defaults.ACTIVE_REFRESH_STEPS,
+                 myerson_sizes=(), **kwargs):
         setting = get_contextual_setting(setting)
         self.sizes = tuple(parse_size(s) for s in (setting.sizes if sizes is None else sizes))
         if not self.sizes:
             raise ValueError("`sizes` must name at least one size, e.g. ['2x5'].")
+        if isinstance(myerson_sizes, str):
+            myerson_sizes = myerson_sizes.split(",") if myerson_sizes else ()
+        self.myerson_sizes = tuple(sorted(dict.fromkeys(parse_size(s) for s in myerson_sizes)))
         if menu is None:
             menu = ContextualMenu(
                 setting.bidder_features, setting.item_features, menu_size=menu_size,
@@ -114,6 +122,11 @@ class ContextualAuction(AffineMaximizerAuction):
                          micro_batch_size=micro_batch_size, jit_objective=jit_objective,
                          active_margin=active_margin,
                          active_refresh_steps=active_refresh_steps, **kwargs)
+        if self.myerson_sizes and not (self.menu_layer.separable
+                                       and self.setting.has_uniform_bounds):
+            raise ValueError("`myerson_sizes` serve per-context Myerson through the "
+                             "item-separable family: they need separable=True and a value "
+                             "model with `uniform_bounds`.")
 
     def _checked_setting(self, setting):
         return get_contextual_setting(setting)
@@ -178,22 +191,48 @@ class ContextualAuction(AffineMaximizerAuction):
     def _outcome(self, bids, bidder_context, item_context, with_certificate):
         bids = validate_bids(bids, bids.shape[1], bids.shape[2])
         return exact_outcome(bids, *self.served_menu(bidder_context, item_context),
-                             micro_batch_size=self.block_size(bids.shape[1]),
+                             micro_batch_size=self.block_size(*bids.shape[1:]),
                              with_certificate=with_certificate)
 
-    def block_size(self, num_bidders):
-        """Auctions per block of the served menu and outcome: `micro_batch_size`, else
-        `tf_ama.core.blocks.outcome_block_size` for `num_bidders`."""
+    def block_size(self, num_bidders, num_items):
+        """Auctions per block of the served menu and outcome at a size: `micro_batch_size`,
+        else `tf_ama.core.blocks.outcome_block_size` of its bidders and served entries."""
         return self.micro_batch_size or outcome_block_size(
-            num_bidders, self.menu_layer.entries(num_bidders))
+            num_bidders, self.served_entries(num_bidders, num_items))
+
+    def served_entries(self, num_bidders, num_items):
+        """The entries of the menus served at a size: 1 at `myerson_sizes`, else the menu
+        layer's `entries`."""
+        if (num_bidders, num_items) in self.myerson_sizes:
+            return 1
+        return self.menu_layer.entries(num_bidders)
+
+    def serve_myerson_at(self, sizes):
+        """Serves per-context Myerson at `sizes` too (`myerson_sizes`); forgets the traced
+        functions, which served the menu there."""
+        self.myerson_sizes = tuple(sorted({*self.myerson_sizes, *map(parse_size, sizes)}))
+        self.train_function = self.test_function = self.predict_function = None
+        return self
+
+    def myerson_menu(self, bidder_context, item_context):
+        """Per-context Myerson as a float64 menu: the empty entry and the family at Myerson's
+        boosts (`ContextualSetting.separate_myerson_boosts`), every bidder weighing 1."""
+        batch = tf.shape(bidder_context)[0]
+        num_bidders, num_items = bidder_context.shape[1], item_context.shape[1]
+        return Menu(tf.zeros([batch, 1, num_bidders, num_items], tf.float64),
+                    tf.zeros([batch, 1], tf.float64), tf.ones([batch, num_bidders], tf.float64),
+                    self.setting.separate_myerson_boosts(tf.cast(bidder_context, tf.float64),
+                                                         tf.cast(item_context, tf.float64)))
 
     def served_menu(self, bidder_context, item_context):
         """The float64 menus of `menu` (contexts of a static size), computed in blocks of
         exactly `block_size` auctions (padded with copies of the first), so that an auction's
         menu does not depend, bit for bit, on the other auctions in its batch (the network's
-        matmuls may round differently for another number of rows). What the exact outcome
-        (`call`) and the exported `menu` signature serve."""
-        block = self.block_size(bidder_context.shape[1])
+        matmuls may round differently for another number of rows); at `myerson_sizes`,
+        `myerson_menu`. What the exact outcome (`call`) and the exported `menu` signature
+        serve."""
+        num_bidders, num_items = bidder_context.shape[1], item_context.shape[1]
+        block = self.block_size(num_bidders, num_items)
         batch = tf.shape(bidder_context)[0]
         num_blocks = tf.maximum((batch + block - 1) // block, 1)
 
@@ -206,10 +245,11 @@ class ContextualAuction(AffineMaximizerAuction):
             return tf.reshape(padded, tf.concat([[num_blocks, block], tf.shape(context)[1:]], 0))
 
         def menu(contexts):
+            if (num_bidders, num_items) in self.myerson_sizes:
+                return tuple(self.myerson_menu(*contexts))
             return tuple(t for t in self.menu(*contexts, dtype=tf.float64) if t is not None)
 
-        num_bidders, num_items = bidder_context.shape[1], item_context.shape[1]
-        entries = self.menu_layer.entries(num_bidders)
+        entries = self.served_entries(num_bidders, num_items)
         specs = [tf.TensorSpec([block, entries, num_bidders, num_items], tf.float64),
                  tf.TensorSpec([block, entries], tf.float64),
                  tf.TensorSpec([block, num_bidders], tf.float64)]
@@ -286,7 +326,8 @@ class ContextualAuction(AffineMaximizerAuction):
                 "temperature": self.temperature, "seed": self.seed, "data_seed": self.data_seed,
                 "micro_batch_size": self.micro_batch_size, "jit_objective": self.jit_objective,
                 "active_margin": self.active_margin,
-                "active_refresh_steps": self.active_refresh_steps}
+                "active_refresh_steps": self.active_refresh_steps,
+                "myerson_sizes": [size_name(s) for s in self.myerson_sizes]}
 
 
 def _unpack(inputs):

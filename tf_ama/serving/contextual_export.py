@@ -14,7 +14,11 @@ SavedModel holds the menu network's variables; its signatures compute the menu i
 
 The exact outcome is traced for static sizes: the export serves the sizes it is given
 (default: the ones the model was trained on), any other size is refused with a message that
-names the served ones. Bad contexts (NaN, inf, wrong shape, float32) are refused like bad
+names the served ones. At a served size the model was not trained on, its menu first meets
+per-context Myerson on `selection_samples` fresh auctions (`choose_sizes`): where it does not
+beat it by 2 paired standard errors, the export serves per-context Myerson at that size, as
+a run does at its trained sizes (`ContextualAuction.myerson_sizes`). `tf_ama_config.json`
+records the sizes served as Myerson and the choices made at export. Bad contexts (NaN, inf, wrong shape, float32) are refused like bad
 bids. Outcomes are computed in blocks of exactly `micro_batch_size` auctions (menus
 included; default: the model's, else `tf_ama.core.blocks.outcome_block_size` of each size), so
 an auction's outcome does not depend on the other requests in its batch.
@@ -29,10 +33,12 @@ import tensorflow as tf
 
 from tf_ama.core import exactness, separable
 from tf_ama.data.contexts import parse_size, size_name
+from tf_ama.evaluation.contextual import choose_sizes
 from tf_ama.models.contextual import ContextualAuction, by_size, validate_contexts
 from tf_ama.serving.checks import MENU_SIGNATURE, SERVING_SIGNATURE
 from tf_ama.serving.versions import (ASSETS_EXTRA, CONFIG_FILE, WARMUP_FILE, ExportError,
                                      write_version)
+from tf_ama.utils import defaults, seeds
 from tf_ama.utils.files import write_json_atomic
 from tf_ama.utils.version import VERSION
 
@@ -56,7 +62,7 @@ class _ContextualServingModule(tf.Module):
             served = {key: out[key] for key in ("allocation", "payments", "menu_index")}
             if self.model.menu_layer.separable:
                 served["owners"] = separable.owner_codes(
-                    out["menu_index"], self.model.menu_layer.entries(sized.shape[1]),
+                    out["menu_index"], self.model.served_entries(*sized.shape[1:]),
                     sized.shape[1], sized.shape[2])
             return served
 
@@ -91,10 +97,22 @@ def _warmup(path, model, sizes):
             writer.write(log.SerializeToString())
 
 
+def choices(model, sizes, num_samples, seed):
+    """`choose_sizes` at the served `sizes` that `model` was not trained on and does not
+    already serve as per-context Myerson ({} without the item-separable family or
+    `uniform_bounds`, where Myerson is not known): a trained size was chosen by its run."""
+    unseen = [s for s in sizes if s not in model.sizes and s not in model.myerson_sizes]
+    if not unseen or not (model.menu_layer.separable and model.setting.has_uniform_bounds):
+        return {}
+    return choose_sizes(model, unseen, num_samples, seed)
+
+
 def export_contextual(model, base_dir, version=None, sizes=None, training_config=None,
-                      micro_batch_size=None) -> str:
+                      micro_batch_size=None, selection_samples=defaults.SELECTION_SAMPLES,
+                      seed=None) -> str:
     """`tf_ama.export_saved_model` for a `ContextualAuction` (see the module docstring);
-    `sizes`: the served sizes (default: the model's)."""
+    `sizes`: the served sizes (default: the model's); `selection_samples`, `seed`: the
+    auctions of each unseen size on which its menu meets per-context Myerson (`choices`)."""
     if not isinstance(model, ContextualAuction):
         raise ExportError(f"`model` must be a tf_ama.ContextualAuction; got {type(model).__name__}.")
     sizes = tuple(dict.fromkeys(parse_size(s) for s in (model.sizes if sizes is None else sizes)))
@@ -105,6 +123,10 @@ def export_contextual(model, base_dir, version=None, sizes=None, training_config
     serving = ContextualAuction.from_config({**model.get_config(),
                                              "micro_batch_size": micro_batch_size})
     serving.set_weights(model.get_weights())
+    chosen = choices(serving, sizes, selection_samples,
+                     seeds.selection_seed(model.seed) if seed is None else seed)
+    serving.serve_myerson_at([size for size, choice in chosen.items()
+                              if choice["kept"] == "myerson"])
     module = _ContextualServingModule(serving, sizes, micro_batch_size)
     features = module.features
 
@@ -123,7 +145,7 @@ def export_contextual(model, base_dir, version=None, sizes=None, training_config
         write_json_atomic(os.path.join(assets, CONFIG_FILE), {
             "contextual": True,
             "setting": model.setting.to_dict(),
-            "model": {k: v for k, v in model.get_config().items()
+            "model": {k: v for k, v in serving.get_config().items()
                       if k not in ("name", "trainable", "dtype", "setting")},
             "training": training_config,
             "tf_ama_version": VERSION,
@@ -131,6 +153,9 @@ def export_contextual(model, base_dir, version=None, sizes=None, training_config
             "menu_size": int(model.menu_size),
             "serving": {"micro_batch_size": micro_batch_size,
                         "sizes": [size_name(s) for s in sizes],
+                        "myerson_sizes": [size_name(s) for s in serving.myerson_sizes
+                                          if s in sizes],
+                        "chosen_at_export": chosen,
                         "signatures": [SERVING_SIGNATURE, MENU_SIGNATURE]},
             "exactness": exactness.contract(),
         })

@@ -8,6 +8,8 @@ import dataclasses
 import functools
 from typing import Optional
 
+from tf_ama.utils import defaults
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
@@ -19,6 +21,9 @@ class TrainingConfig:
     steps_per_epoch: int = 100
     validation_samples: int = 10_000
     evaluation_samples: int = 100_000
+    # A contextual run: the fresh auctions per size (seed + 4) on which its trained menu must
+    # beat per-context Myerson to be served at that size (tf_ama.training.contextual).
+    selection_samples: int = defaults.SELECTION_SAMPLES
     jit_compile: object = "auto"  # Keras: XLA on accelerators, off on CPU-only machines
     # Temperature annealing (tf_ama.training.annealing): over the last `anneal_fraction` of the epochs,
     # lambda rises geometrically from the model's temperature to `final_temperature`, the
@@ -57,7 +62,7 @@ class TrainingConfig:
             object.__setattr__(self, field, check(field, getattr(self, field), *args, **kwargs))
 
         for field in ("steps", "batch_size", "steps_per_epoch", "validation_samples",
-                      "evaluation_samples", "joint_steps", "restarts"):
+                      "evaluation_samples", "selection_samples", "joint_steps", "restarts"):
             checked(field, checks.integer, minimum=1)
         self.check_epochs("steps")
         checked("restart_steps", functools.partial(checks.optional, checks.integer), minimum=1)

@@ -8,25 +8,30 @@ contextual run (`contextual_training`, `contextual_defaults`).
 The learning rate decays along a cosine from `learning_rate` to a tenth of it over the run
 (Keras `CosineDecay`, a function of the step: resumable), so that the run ends on a settled
 menu rather than on one noisy step. Validation is the exact revenue on `validation_samples`
-fresh auctions of every trained size (seed + 1). A menu with the item-separable family, on a
-value model with `uniform_bounds`, ends as its trained state only if that beats Myerson's
-optimal separate auction per context (the family alone, untrained: a `ContextualAuction` of
-`menu_size=1`) on those auctions by more than `SIGNIFICANCE` paired standard errors, else as
-Myerson; `selection.json` records both revenues, the paired gain with its standard error and
-the one kept, so a run does not end below per-context Myerson by a choice made on noise.
+fresh auctions of every trained size (seed + 1).
+
+A menu with the item-separable family, on a value model with `uniform_bounds`, then meets
+Myerson's optimal separate auction per context, SIZE BY SIZE, on `selection_samples` fresh
+auctions of each size (seed + 4, never seen in training or validation): at a size where its
+paired gain is not above `SIGNIFICANCE` standard errors, the model serves per-context
+Myerson (`ContextualAuction.myerson_sizes`); if that is every size, the run ends as Myerson
+itself (the family alone, untrained: a `ContextualAuction` of `menu_size=1`).
+`selection.json` records each size's revenues, paired gain with its standard error and
+choice, so that a run does not serve less than per-context Myerson at any size it trained on
+by a choice made on noise (docs/design.md §10).
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import os
 
 import keras
 
 from tf_ama.data.contexts import get_contextual_setting
 from tf_ama.data.datasets import fresh_valuations
-from tf_ama.evaluation.contextual import SizeReport, evaluate_contextual
+from tf_ama.evaluation.contextual import (SIGNIFICANCE, SizeReport, choose_sizes,
+                                         evaluate_contextual)
 from tf_ama.models.contextual import ContextualAuction, contextual_dataset
 from tf_ama.training import runs
 from tf_ama.training.config import TrainingConfig
@@ -37,12 +42,8 @@ from tf_ama.utils import files, seeds
 # bundles) 2x5 is within 0.003 of its end after 200 steps (docs/design.md §10).
 CONTEXTUAL_TRAINING = dict(steps=1000, batch_size=512, learning_rate=0.001)
 FINAL_LEARNING_RATE_FRACTION = 0.1
-# A run keeps its trained menu over per-context Myerson only if its paired gain on the
-# validation auctions exceeds this many standard errors: a gain within noise is not one.
-SIGNIFICANCE = 2.0
 # TrainingConfig fields a contextual run does not implement, with their neutral values.
-_UNSUPPORTED = dict(final_temperature=None, initial_temperature=None, exact_expectation=False,
-                    polish=False, polish_perturbations=0)
+_UNSUPPORTED = dict(exact_expectation=False, polish=False, polish_perturbations=0)
 
 
 def contextual_training(**overrides):
@@ -125,21 +126,22 @@ def read_reports(out):
             files.load_json(os.path.join(out, runs.EVALUATION)).items()}
 
 
-def trained_unless_myerson_is_as_good(out, myerson, model, training):
-    """`model`, or per-context Myerson (`myerson()` builds it: the family alone at its
-    start) unless the model's exact revenue beats it on the validation auctions by more than
-    `SIGNIFICANCE` paired standard errors; writes `out/selection.json`."""
-    reports = evaluate_contextual(model, num_samples=training.validation_samples,
-                                  seed=seeds.validation_seed(model.seed)).values()
-    gain = sum(r.gain for r in reports) / len(reports)  # the sizes weigh equally
-    stderr = math.sqrt(sum(r.gain_stderr ** 2 for r in reports)) / len(reports)
-    kept = "trained" if gain > SIGNIFICANCE * stderr else "myerson"
+def choose_per_size(out, myerson, model, training):
+    """`model` serving per-context Myerson at each trained size where its menu does not beat
+    it (`choose_sizes` on `training.selection_samples` fresh auctions per size, the selection
+    seed), or per-context Myerson itself (`myerson()` builds it: the family alone at its
+    start) if that is every size; writes `out/selection.json`, size by size."""
+    seed = seeds.selection_seed(model.seed)
+    choices = choose_sizes(model, model.sizes, training.selection_samples, seed)
+    lost = [size for size, choice in choices.items() if choice["kept"] == "myerson"]
+    kept = ("myerson" if len(lost) == len(choices) else "per size" if lost else "trained")
     files.write_json_atomic(os.path.join(out, runs.SELECTION), {
-        "kept": kept, "trained_revenue": sum(r.revenue for r in reports) / len(reports),
-        "myerson_revenue": sum(r.myerson for r in reports) / len(reports),
-        "gain": gain, "gain_stderr": stderr})
+        "kept": kept, "myerson_sizes": lost, "seed": seed, "significance": SIGNIFICANCE,
+        "sizes": choices})
     if kept == "trained":
         return model
+    if kept == "per size":
+        return model.serve_myerson_at(lost)
     myerson = myerson()
     myerson.compile(optimizer=keras.optimizers.Adam())  # saved and loaded like the trained
     return myerson
@@ -199,7 +201,7 @@ class ContextualRun:
 
     def select(self, out, start, trained, training, learning_rate):
         del learning_rate
-        return trained_unless_myerson_is_as_good(out, start, trained, training)
+        return choose_per_size(out, start, trained, training)
 
     def report(self, out, model, training):
         write_reports(out, model, training)

@@ -7,6 +7,7 @@ derived from the model's seed, so that they never coincide with each other:
     validation (during training, and `prune`'s selection sample)   seed + VALIDATION_OFFSET
     final exact evaluation (`evaluate`, `menu_usage`, the CLI)      seed + EVALUATION_OFFSET
     the polish's held-out check (`TrainingConfig.polish`)            seed + HOLDOUT_OFFSET
+    a contextual menu against per-context Myerson, size by size      seed + SELECTION_OFFSET
     the baselines' reserve search (on evaluation seed `s`)           s + RESERVE_OFFSET
     restart r of a run (`TrainingConfig.restarts`)                   seed + RESTART_STRIDE r
 
@@ -25,6 +26,7 @@ NumPy-free and TensorFlow-free: the CLI imports it to print its defaults.
 VALIDATION_OFFSET = 1
 EVALUATION_OFFSET = 2
 HOLDOUT_OFFSET = 3
+SELECTION_OFFSET = 4
 RESERVE_OFFSET = 1_000_003
 RESTART_STRIDE = 1000
 TRAINING_STREAM_KEY = 0x5EED
@@ -45,6 +47,12 @@ def evaluation_seed(model_seed):
 def holdout_seed(model_seed):
     """The seed of the sample on which a polished menu is checked (`TrainingConfig.polish`)."""
     return model_seed + HOLDOUT_OFFSET
+
+
+def selection_seed(model_seed):
+    """The seed of the sample on which a contextual model's menu and per-context Myerson are
+    compared, size by size (`tf_ama.evaluation.contextual.choose_sizes`)."""
+    return model_seed + SELECTION_OFFSET
 
 
 def reserve_seed(seed):
