@@ -470,6 +470,27 @@ def test_the_command_line_evaluates_and_exports_a_contextual_run(contextual_runs
     assert ("2x2" in serving["myerson_sizes"]) == (selection["kept"] == "myerson")
 
 
+@pytest.mark.slow
+def test_a_contextual_run_anneals_its_temperature_along_its_cosine_learning_rate(tmp_path):
+    import csv
+
+    training = contextual_training(steps=4, steps_per_epoch=1, batch_size=16,
+                                   validation_samples=16, evaluation_samples=16,
+                                   selection_samples=16, final_temperature=400.0,
+                                   anneal_fraction=0.5)
+    tf_ama.train_run("contextual_a", tmp_path / "run", RUN_MODEL, training, verbose=0)
+    with open(tmp_path / "run" / "history.csv") as file:
+        rows = list(csv.DictReader(file))
+    np.testing.assert_allclose([float(row["temperature"]) for row in rows],
+                               [100.0, 100.0, 200.0, 400.0])
+    # (The learning rate stays the run's cosine: a schedule, which the temperature scheduler
+    # would refuse to rescale.)
+    for field, value in (("polish", True), ("exact_expectation", True)):
+        with pytest.raises(ValueError, match=f"`{field}` is not supported for contextual"):
+            tf_ama.train_run("contextual_a", tmp_path / field, RUN_MODEL,
+                             contextual_training(**{field: value}), verbose=0)
+
+
 def test_the_command_line_refuses_contextual_flags_where_they_do_not_apply(tmp_path, capsys):
     assert main(["train", "additive_2x2_uniform", "--sizes", "2x2", "--out",
                  str(tmp_path / "x")]) == 2

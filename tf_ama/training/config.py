@@ -125,9 +125,10 @@ class TrainingConfig:
             return self.epochs
         return self.epochs - max(1, round(self.anneal_fraction * self.epochs))
 
-    def annealing_callbacks(self, temperature):
+    def annealing_callbacks(self, temperature, scale_learning_rate=True):
         """`[TemperatureScheduler]` for this config's soft start and annealing from the
-        model's `temperature`, or `[]`."""
+        model's `temperature`, or `[]`; `scale_learning_rate=False` for a learning rate that
+        follows a schedule of its own (a contextual run's cosine)."""
         # Imported here: the rest of this module loads no Keras (tf-ama train --help shows
         # its defaults).
         from tf_ama.training.annealing import (TemperatureScheduler, annealing_schedule,
@@ -140,7 +141,7 @@ class TrainingConfig:
         if self.warmup_epochs:
             schedule = warmup_schedule(self.initial_temperature, temperature,
                                        self.warmup_epochs, schedule)
-        return [] if schedule is None else [TemperatureScheduler(schedule)]
+        return [] if schedule is None else [TemperatureScheduler(schedule, scale_learning_rate)]
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -122,7 +122,8 @@ def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=
                 checkpoints.remove_all(backup)  # left if killed just before it was removed
                 return runs.load_run(out)[0]
     epochs, learning_rate = training.epochs, training.learning_rate
-    annealing = training.annealing_callbacks(model.temperature)
+    annealing = training.annealing_callbacks(model.temperature,
+                                             scale_learning_rate=not kind.contextual)
     start = None  # a menu with the family starts at a known-good mechanism: rebuilt by this
     if isinstance(model.menu_layer, LotterySeparableMenu):
         training.check_epochs("joint_steps")
