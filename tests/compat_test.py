@@ -60,7 +60,9 @@ def test_an_interrupted_run_of_0_1_resumes_into_the_model_it_would_have_finished
 # joined the one auction model (make.py there wrote them).
 CONTEXTUAL = os.path.join(os.path.dirname(__file__), "fixtures", "contextual_before_merge")
 CONTEXTUAL_RECORDED = np.load(os.path.join(CONTEXTUAL, "outcomes.npz"))
-CONTEXTUAL_MODEL = dict(sizes=["2x3"], menu_size=4, hidden=4, heads=1, blocks=1, seed=5)
+# (bundle_discount 0: the runs were started before it existed, at what is now 0.)
+CONTEXTUAL_MODEL = dict(sizes=["2x3"], menu_size=4, hidden=4, heads=1, blocks=1, seed=5,
+                        bundle_discount=0.0)
 CONTEXTUAL_TRAINING = dict(steps=4, steps_per_epoch=2, batch_size=16, validation_samples=32,
                            evaluation_samples=32)
 

@@ -186,6 +186,10 @@ def _add_train_arguments(sub):
     add("contextual", "--bundles", action=argparse.BooleanOptionalAction,
         default="on with lotteries and the family",
         help="one more entry per bidder: the grand bundle, its boost from the family's")
+    add("contextual", "--bundle-discount", type=flags.checked("number", float),
+        default=library_defaults.BUNDLE_DISCOUNT,
+        help="the learned share of the family's boost the grand bundles are spared, its "
+             "start (0: the menu starts at per-context Myerson)")
     sub.set_defaults(sections=sections, shown_defaults=defaults)
     return sub
 

@@ -22,12 +22,17 @@ a learned correction whose last layer starts at 0, so that the untrained family 
 optimal separate auction of every context.
 
 With `bundles`, bidder i's grand bundle (every item to i) is an entry whose boost is the
-family's boost extended to it, `sum_j c[i, j]`, plus a learned correction from bidder i's
-tokens whose last layer starts at 0: it scores at most as the family does, equal when the
-family gives i every item, so the untrained menu's outcome is still the family's and the
-bundles enter only as training finds them profitable. The grand bundle carried 55 % of the
-auctions of the best 2x5 run without it, which found it as lotteries only on some seeds
-(benchmarks/README.md, "Contextual auctions").
+family's boost extended to it, `sum_j c[i, j]`, times `1 - d`, plus a learned correction from
+bidder i's tokens whose last layer starts at 0. `d`, the `bundle_discount`, is one learned
+scalar that starts at `bundle_discount` (default `tf_ama.utils.defaults.BUNDLE_DISCOUNT`,
+0.3): the bundle is spared that share of the reserve the family charges for its items
+(`c[i, j] = -s_ij / 2 <= 0` at Myerson's), so it wins the auctions where a bidder's whole
+bundle is worth more than its items sold one by one. Without it (`bundle_discount=0`, no
+variable) a bundle scores at most as the family does (equal when the family gives i every item) and the untrained menu's outcome is
+the family's, per-context Myerson; but then no bundle wins an auction, the relaxation's
+weight of each is `exp(-lambda * gap)` and training never finds them (docs/design.md §10:
+`d = 0.3` alone, untrained, is 0.07 above Myerson at A 3x10 and 0.02 at B 5x2, where runs
+from `d = 0` stayed at Myerson).
 
 The float64 menu (`dtype=tf.float64`, for the exact outcome) is built from the network's
 float32 outputs cast to float64, the softmax taken in float64: its allocations are feasible
@@ -42,7 +47,7 @@ import keras
 import tensorflow as tf
 
 from tf_ama.core.exactness import MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
-from tf_ama.utils import checks, seeds
+from tf_ama.utils import checks, defaults, seeds
 
 
 @functools.lru_cache(maxsize=None)
@@ -144,6 +149,9 @@ class ContextualMenu(keras.layers.Layer):
         on with the family.
       bundles: one more entry per bidder, the grand bundle to that bidder (module doc);
         needs `separable`. Default (None): on with the family.
+      bundle_discount: the learned share of the family's boost that the grand bundles are
+        spared, its start (module doc); 0: none, neither started nor learned (the menu
+        then starts at per-context Myerson, as menus saved before it existed do).
       seed: seeds the initial parameters.
     """
 
@@ -151,7 +159,8 @@ class ContextualMenu(keras.layers.Layer):
 
     def __init__(self, bidder_features, item_features, menu_size=64, separable=True,
                  learn_bidder_weights=True, hidden=32, heads=2, blocks=2,
-                 linear_family_boosts=None, bundles=None, seed=0, **kwargs):
+                 linear_family_boosts=None, bundles=None,
+                 bundle_discount=defaults.BUNDLE_DISCOUNT, seed=0, **kwargs):
         kwargs.setdefault("name", "contextual_menu")
         super().__init__(**kwargs)
         self.bidder_features = checks.integer("bidder_features", bidder_features, minimum=1)
@@ -175,6 +184,7 @@ class ContextualMenu(keras.layers.Layer):
         if self.bundles and not self.separable:
             raise ValueError("`bundles` start at the family's boost extended to them: they need "
                              "separable=True.")
+        self.bundle_discount = checks.number("bundle_discount", bundle_discount)
         self.seed = checks.seed("seed", seed)
         seed = seeds.network_seed(self.seed)
 
@@ -206,6 +216,10 @@ class ContextualMenu(keras.layers.Layer):
                                               name="separable_boosts") if self.separable else None
         self.bundle_head = keras.layers.Dense(1, kernel_initializer="zeros",
                                               name="bundle_boosts") if self.bundles else None
+        self.discount = self.add_weight(
+            shape=(), name="bundle_discount",
+            initializer=keras.initializers.Constant(self.bundle_discount)
+        ) if self.bundles and self.bundle_discount else None
 
     def entries(self, num_bidders):
         """`K'`, the explicit entries of a menu for `num_bidders`: `menu_size`, plus one
@@ -272,6 +286,8 @@ class ContextualMenu(keras.layers.Layer):
                                     [batch, num_bidders, num_bidders, num_items])
             correction = tf.reduce_mean(self.bundle_head(tokens[:, :-1])[..., 0], axis=2)
             extended = tf.reduce_sum(separable_boosts[:, :-1], axis=2)
+            if self.discount is not None:
+                extended *= 1.0 - tf.cast(self.discount, dtype)
             allocations = tf.concat([allocations, grand], axis=1)
             boosts = tf.concat([boosts, extended + tf.cast(correction, dtype)], axis=1)
         return allocations, boosts, weights, separable_boosts
@@ -279,8 +295,18 @@ class ContextualMenu(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         """A saved menu. One saved before an option existed behaves as it did: without
-        bundles or the extended family boosts (not today's defaults)."""
-        return cls(**{"bundles": False, "linear_family_boosts": False, **config})
+        bundles, the extended family boosts or the bundles' discount (not today's
+        defaults)."""
+        return cls(**{"bundles": False, "linear_family_boosts": False, "bundle_discount": 0.0,
+                      **config})
+
+    def load_own_variables(self, store):
+        """Keras' loading; a menu saved before the bundle discount existed has no variable
+        for it, which then keeps its start (0, `from_config`)."""
+        if self.discount is not None and len(store.keys()) == 1:
+            self.nobody.assign(store["0"])
+            return
+        super().load_own_variables(store)
 
     def get_config(self):
         return {**super().get_config(), "bidder_features": self.bidder_features,
@@ -288,4 +314,4 @@ class ContextualMenu(keras.layers.Layer):
                 "separable": self.separable, "learn_bidder_weights": self.learn_bidder_weights,
                 "hidden": self.hidden, "heads": self.heads, "blocks": self.blocks,
                 "linear_family_boosts": self.linear_family_boosts, "bundles": self.bundles,
-                "seed": self.seed}
+                "bundle_discount": self.bundle_discount, "seed": self.seed}

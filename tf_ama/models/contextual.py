@@ -80,7 +80,7 @@ class ContextualAuction(AffineMaximizerAuction):
       sizes: the sizes `(m, n)` (or `"3x10"`) trained on; default: the setting's.
       menu: a `ContextualMenu` (or its config); default: built from the options below.
       menu_size, separable, learn_bidder_weights, hidden, heads, blocks,
-        linear_family_boosts, bundles: the menu's options
+        linear_family_boosts, bundles, bundle_discount: the menu's options
         (`ContextualMenu`).
       temperature: `lambda` of the softmax relaxation.
       seed: seeds the initial parameters (and, unless `data_seed` is given, the auctions drawn
@@ -99,7 +99,8 @@ class ContextualAuction(AffineMaximizerAuction):
 
     def __init__(self, setting, sizes=None, *, menu=None, menu_size=64, separable=True,
                  learn_bidder_weights=True, hidden=32, heads=2, blocks=2,
-                 linear_family_boosts=None, bundles=None, temperature=defaults.TEMPERATURE,
+                 linear_family_boosts=None, bundles=None,
+                 bundle_discount=defaults.BUNDLE_DISCOUNT, temperature=defaults.TEMPERATURE,
                  seed=0, data_seed=None, micro_batch_size=None, jit_objective=True,
                  active_margin=None, active_refresh_steps=defaults.ACTIVE_REFRESH_STEPS,
                  myerson_sizes=(), **kwargs):
@@ -115,7 +116,8 @@ class ContextualAuction(AffineMaximizerAuction):
                 setting.bidder_features, setting.item_features, menu_size=menu_size,
                 separable=separable, learn_bidder_weights=learn_bidder_weights, hidden=hidden,
                 heads=heads, blocks=blocks, linear_family_boosts=linear_family_boosts,
-                bundles=bundles, seed=checks.seed("seed", seed))
+                bundles=bundles, bundle_discount=bundle_discount,
+                seed=checks.seed("seed", seed))
         micro_batch_size = checks.optional(checks.integer, "micro_batch_size",
                                            micro_batch_size, minimum=1)
         super().__init__(setting, menu, temperature=temperature, seed=seed, data_seed=data_seed,

@@ -78,7 +78,7 @@ def contextual_defaults(setting, given):
         given["micro_batch_size"] = None
     for name in ("sizes", "menu_size", "seed", "temperature", "learn_bidder_weights",
                  "micro_batch_size", "hidden", "heads", "blocks", "linear_family_boosts",
-                 "bundles", "active_margin", "active_refresh_steps"):
+                 "bundles", "bundle_discount", "active_margin", "active_refresh_steps"):
         if name in given:
             model[name] = given.pop(name)
     if given:
