@@ -4,6 +4,7 @@ transfer to unseen sizes.
     python benchmarks/contextual_runs.py --out runs/contextual --jobs contextual [--rows 0 2]
     python benchmarks/contextual_runs.py --out runs/contextual --jobs lottery
     python benchmarks/contextual_runs.py --out runs/contextual --jobs transfer
+    python benchmarks/contextual_runs.py --out runs/contextual --jobs defaults [--seeds 0]
     python benchmarks/contextual_runs.py --out runs/contextual --table benchmarks/contextual_runs.md
 
 Flags after `--` go to every `tf-ama train` of the contextual and transfer jobs (none for the
@@ -20,6 +21,10 @@ tables; tests/benchmarks_test.py passes tiny sizes).
   2x5 model on 3x10 and the 3x10 model on 2x5, and setting B's 5x2 model on 3x2 and 8x2;
   beside each, a model trained on that size (the row's seed-0 run, else trained here with
   the defaults) on the same auctions: the gap.
+* `defaults` (issue 32): `tf-ama train SETTING --seed S` with no other flag, every size of the
+  setting in one model (a mixture of sizes), per setting and seed; each size's exact revenue
+  as served (the trained menu, or per-context Myerson where the run chose it), and the
+  model's network on sizes between the trained ones that it never saw (`UNSEEN`).
 
 Runs resume where they stopped; finished ones are only read. Minutes are wall-clock minutes
 of each `tf-ama train` process (the machine may be shared: see the README's notes).
@@ -52,6 +57,11 @@ TRANSFER = (
     ("contextual_b", "5x2", "3x2,8x2", 0),
 )
 EVALUATION_SAMPLES = 100_000
+# (setting, seeds): `tf-ama train SETTING --seed S`, the defaults, every size of the setting.
+DEFAULTS = (("contextual_a", (0, 1, 2)), ("contextual_b", (0, 1, 2)))
+# Sizes between contextual_a's trained ones (2x2, 2x5, 2x10, 3x2, 3x5, 3x10) that its default
+# runs never see; contextual_b trains every bidder count from 2 to 10 on its two items.
+UNSEEN = {"contextual_a": "2x3,2x7,3x3,3x7"}
 
 
 def row_dir(out, setting, sizes, seed):
@@ -129,6 +139,62 @@ def transfer_jobs(out, train_flags=(), samples=None):
                 file.write(result.stdout)
 
 
+def defaults_jobs(out, seeds=None, train_flags=(), samples=None):
+    """The default runs, seed by seed (each setting in turn), then their unseen sizes."""
+    for seed in sorted({s for _, row_seeds in DEFAULTS for s in row_seeds}
+                       if seeds is None else seeds):
+        for setting, row_seeds in DEFAULTS:
+            if seeds is None and seed not in row_seeds:
+                continue
+            path = row_dir(out, setting, "defaults", seed)
+            run(["train", setting, "--seed", str(seed), *train_flags], path)
+            target = os.path.join(path, "unseen.json")
+            if setting in UNSEEN and not os.path.exists(target):
+                result = subprocess.run(
+                    [sys.executable, "-m", "tf_ama.cli.app", "evaluate", path, "--sizes",
+                     UNSEEN[setting], "--json",
+                     *(() if samples is None else ("--samples", str(samples)))],
+                    check=True, capture_output=True, text=True)
+                with open(target, "w") as file:
+                    file.write(result.stdout)
+
+
+def defaults_table(out):
+    """Per setting and size: the default runs' served revenue against per-context Myerson,
+    which the run served (t: its menu, M: Myerson), and the size-trained row's revenue."""
+    lines = ["| setting | size | seen in training | revenue: mean (each seed) | per-context "
+             "Myerson | gain over Myerson (paired, each seed) | served (t: menu, M: Myerson) | "
+             "trained on the size alone | minutes per seed (whole run) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for setting, seeds in DEFAULTS:
+        paths = [row_dir(out, setting, "defaults", seed) for seed in seeds]
+        paths = [p for p in paths if os.path.exists(os.path.join(p, "evaluation.json"))]
+        if not paths:
+            continue
+        minutes = f"{statistics.mean(read(p, 'seconds.json') for p in paths) / 60:.1f}"
+        seen = [read(p) for p in paths]
+        unseen = [read(p, "unseen.json") for p in paths
+                  if os.path.exists(os.path.join(p, "unseen.json"))]
+        served = [read(p, "selection.json") for p in paths]
+        for reports, is_seen in ((seen, "yes"), (unseen, "no")):
+            for size in (reports[0] if reports else {}):
+                rows = [r[size] for r in reports]
+                kept = ("-" if is_seen == "no" else " ".join(
+                    "M" if size in s.get("myerson_sizes", ()) or s.get("kept") == "myerson"
+                    else "t" for s in served))
+                alone = [read(row_dir(out, setting, size, seed))[size]["revenue"]
+                         for seed in range(3) if os.path.exists(os.path.join(
+                             row_dir(out, setting, size, seed), "evaluation.json"))]
+                revenues = ", ".join(f"{r['revenue']:.4f}" for r in rows)
+                gains = ", ".join(f"{r['gain']:+.4f} ± {r['gain_stderr']:.4f}" for r in rows)
+                lines.append(
+                    f"| {setting} | {size} | {is_seen} | "
+                    f"**{_mean([r['revenue'] for r in rows])}** ({revenues}) "
+                    f"| {_mean([r['myerson'] for r in rows])} | {gains} | {kept} "
+                    f"| {_mean(alone)} | {minutes if is_seen == 'yes' else '-'} |")
+    return "\n".join(lines)
+
+
 def _row_flags(setting, size):
     """The acceptance row's flags for `setting` and `size` (none if it is not a row)."""
     return next((flags for row_setting, row_size, _, flags in ROWS
@@ -187,12 +253,13 @@ def main(argv=None):
     """Runs the jobs asked for; prints and returns the markdown tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--jobs", choices=("contextual", "lottery", "transfer"))
+    parser.add_argument("--jobs", choices=("contextual", "lottery", "transfer", "defaults"))
     parser.add_argument("--rows", type=int, nargs="*", default=list(range(len(ROWS))))
     parser.add_argument("--seeds", type=int, nargs="*", default=None,
                         help="contextual and lottery jobs: only these seeds (default: the row's)")
     parser.add_argument("--transfer-samples", type=int, default=None,
-                        help="transfer jobs: `tf-ama evaluate --samples` (default: its 100 000)")
+                        help="transfer and defaults jobs: `tf-ama evaluate --samples` of the "
+                             "unseen sizes (default: its 100 000)")
     parser.add_argument("--table", help="write the markdown tables here")
     parser.add_argument("train_flags", nargs="*",
                         help="after `--`: flags for every tf-ama train run (default: none)")
@@ -203,7 +270,9 @@ def main(argv=None):
         lottery_jobs(args.out, args.rows, args.seeds)
     elif args.jobs == "transfer":
         transfer_jobs(args.out, args.train_flags, args.transfer_samples)
-    text = table(args.out)
+    elif args.jobs == "defaults":
+        defaults_jobs(args.out, args.seeds, args.train_flags, args.transfer_samples)
+    text = table(args.out) + "\n\n" + defaults_table(args.out)
     print(text)
     if args.table:
         with open(args.table, "w") as file:
