@@ -41,8 +41,8 @@ TINY_TRAIN = ["--steps", "2", "--steps-per-epoch", "2", "--batch-size", "64",
               "--validation-samples", "200", "--samples", "300"]
 # A contextual run: also a small network and menu.
 TINY_CONTEXTUAL = ["--steps", "2", "--steps-per-epoch", "2", "--batch-size", "16",
-                   "--validation-samples", "16", "--samples", "100", "--menu-size", "4",
-                   "--hidden", "8", "--blocks", "1"]
+                   "--validation-samples", "16", "--samples", "100", "--selection-samples",
+                   "64", "--menu-size", "4", "--hidden", "8", "--blocks", "1"]
 
 
 def _load(name, monkeypatch=None):
@@ -373,6 +373,37 @@ def test_contextual_runs_smoke(tmp_path, monkeypatch, _in_process_tf_ama):
     assert f"| contextual_a | 2x5 | 2x5 | {transfer['revenue']:.4f} | {transfer['vcg']:.4f} | " \
            f"{transfer['myerson']:.4f} | {report['revenue']:.4f} | " \
            f"{transfer['revenue'] - report['revenue']:+.4f} |" in lines
+
+
+@pytest.mark.slow
+def test_contextual_defaults_smoke(tmp_path, monkeypatch, _in_process_tf_ama):
+    """The defaults job (issue 32) on one tiny run of two sizes, with one unseen size: the
+    run, `tf-ama evaluate --sizes` of the unseen one, and the per-size table."""
+    benchmark = _load("contextual_runs", monkeypatch)
+    monkeypatch.setattr(benchmark, "DEFAULTS", (("contextual_a", (0,)),))
+    monkeypatch.setattr(benchmark, "UNSEEN", {"contextual_a": "2x3"})
+    out = str(tmp_path / "contextual")
+    flags = [*TINY_CONTEXTUAL, "--sizes", "2x2,2x5"]
+    text = benchmark.main(["--out", out, "--jobs", "defaults", "--transfer-samples", "100",
+                           "--", *flags])
+    run = benchmark.row_dir(out, "contextual_a", "defaults", 0)
+    assert _in_process_tf_ama == [
+        ["train", "contextual_a", "--seed", "0", *flags, "--out", run],
+        ["evaluate", run, "--sizes", "2x3", "--json", "--samples", "100"]]
+    reports, unseen = _read(run), _read(run, "unseen.json")
+    selection = _read(run, "selection.json")
+    lines = [line for line in text.splitlines() if line.startswith("| contextual_a | 2x")]
+    assert len(lines) == 3
+    for line, (size, report, seen) in zip(lines, [("2x2", reports["2x2"], "yes"),
+                                                   ("2x5", reports["2x5"], "yes"),
+                                                   ("2x3", unseen["2x3"], "no")]):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        served = "M" if size in selection["myerson_sizes"] or selection["kept"] == "myerson" \
+            else "t"
+        assert cells[1:7] == [
+            size, seen, f"**{report['revenue']:.4f}** ({report['revenue']:.4f})",
+            f"{report['myerson']:.4f}", f"{report['gain']:+.4f} ± {report['gain_stderr']:.4f}",
+            served if seen == "yes" else "-"]
 
 
 @pytest.mark.slow
