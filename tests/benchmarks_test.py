@@ -407,6 +407,21 @@ def test_contextual_defaults_smoke(tmp_path, monkeypatch, _in_process_tf_ama):
 
 
 @pytest.mark.slow
+def test_bundle_discount_smoke():
+    """The table of the untrained bundles' discount: one size, two discounts, tiny; each cell
+    is `evaluate_contextual` of that menu; at 0 the menu is per-context Myerson's outcome."""
+    benchmark = _load("bundle_discount")
+    text = benchmark.main(["--sizes", "contextual_b:3x2", "--discounts", "0", "0.3",
+                           "--samples", "300", "--seed", "5"])
+    reports = benchmark.measure("contextual_b", "3x2", [0.0, 0.3], 300, 5)
+    cells = [cell.strip() for cell in text.splitlines()[-1].strip("|").split("|")]
+    assert cells[:3] == ["contextual_b", "3x2", f"{reports[0.0].myerson:.4f}"]
+    assert cells[3:] == [f"{r.revenue:.4f} ({r.gain:+.4f} ± {r.gain_stderr:.4f})"
+                         for r in reports.values()]
+    assert abs(reports[0.0].gain) <= 1e-12 and reports[0.3].gain != 0.0
+
+
+@pytest.mark.slow
 def test_data_runs_smoke(tmp_path, _in_process_tf_ama):
     benchmark = _load("data_runs")
     out = tmp_path / "data"
