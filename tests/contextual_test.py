@@ -115,6 +115,12 @@ def test_myerson_sizes_serve_per_context_myerson_bit_for_bit_and_only_there(tmp_
     np.testing.assert_array_equal(loaded((bids, x, y))["payments"], outcome["payments"])
     with pytest.raises(ValueError, match="`myerson_sizes` serve per-context Myerson"):
         small_model(separable=False, myerson_sizes=["2x3"])
+    for bad in (5, ["abc"], ["0x2"], [None]):
+        with pytest.raises(ValueError, match=r"`myerson_sizes` must be a list of sizes"):
+            small_model(myerson_sizes=bad)
+    with pytest.raises(ValueError, match=r"`sizes` must be a list of sizes"):
+        ContextualAuction("contextual_a", sizes=7, **SMALL)
+    assert small_model(myerson_sizes="3x2,2x3,3x2").myerson_sizes == ((2, 3), (3, 2))
 
 
 def test_choose_sizes_keeps_a_menu_only_above_two_paired_standard_errors():

@@ -105,12 +105,10 @@ class ContextualAuction(AffineMaximizerAuction):
                  active_margin=None, active_refresh_steps=defaults.ACTIVE_REFRESH_STEPS,
                  myerson_sizes=(), **kwargs):
         setting = get_contextual_setting(setting)
-        self.sizes = tuple(parse_size(s) for s in (setting.sizes if sizes is None else sizes))
+        self.sizes = size_list("sizes", setting.sizes if sizes is None else sizes)
         if not self.sizes:
             raise ValueError("`sizes` must name at least one size, e.g. ['2x5'].")
-        if isinstance(myerson_sizes, str):
-            myerson_sizes = myerson_sizes.split(",") if myerson_sizes else ()
-        self.myerson_sizes = tuple(sorted(dict.fromkeys(parse_size(s) for s in myerson_sizes)))
+        self.myerson_sizes = tuple(sorted(set(size_list("myerson_sizes", myerson_sizes))))
         if menu is None:
             menu = ContextualMenu(
                 setting.bidder_features, setting.item_features, menu_size=menu_size,
@@ -330,6 +328,18 @@ class ContextualAuction(AffineMaximizerAuction):
                 "active_margin": self.active_margin,
                 "active_refresh_steps": self.active_refresh_steps,
                 "myerson_sizes": [size_name(s) for s in self.myerson_sizes]}
+
+
+def size_list(name, sizes):
+    """The sizes `(m, n)` of the argument `name`: a list of sizes (`(3, 10)` or `"3x10"`) or
+    one string of them, comma-separated; in order, without repeats."""
+    if isinstance(sizes, str):
+        sizes = sizes.split(",") if sizes else ()
+    try:
+        return tuple(dict.fromkeys(parse_size(size) for size in sizes))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`{name}` must be a list of sizes such as ['2x5', '3x10']; got "
+                         f"{sizes!r} ({error})") from None
 
 
 def _unpack(inputs):
