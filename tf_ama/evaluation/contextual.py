@@ -84,9 +84,11 @@ def evaluate_contextual(model, sizes=None, num_samples=100_000, seed=None, block
         bids, bidder_context, item_context = model.setting.sample(num_samples, seed, size,
                                                                    tf.float64)
         revenue, vcg, myerson, regret, utility = [], [], [], [], []
+        # Traced (once per block shape): what an export serves, and 3-4x faster than eager.
+        outcome_of = tf.function(lambda *part: model(part, with_certificate=True))
         for start in range(0, num_samples, block):
             part = [t[start:start + block] for t in (bids, bidder_context, item_context)]
-            outcome = model(tuple(part), with_certificate=True)
+            outcome = outcome_of(*part)
             revenue.append(tf.reduce_sum(outcome["payments"], axis=1).numpy())
             regret.append(float(tf.reduce_max(outcome["regret"])))
             utility.append(float(tf.reduce_min(outcome["values"] - outcome["payments"])))
