@@ -121,6 +121,15 @@ def test_myerson_sizes_serve_per_context_myerson_bit_for_bit_and_only_there(tmp_
     with pytest.raises(ValueError, match=r"`sizes` must be a list of sizes"):
         ContextualAuction("contextual_a", sizes=7, **SMALL)
     assert small_model(myerson_sizes="3x2,2x3,3x2").myerson_sizes == ((2, 3), (3, 2))
+    assert small_model().serve_myerson_at("3x2").myerson_sizes == ((3, 2),)
+    with pytest.raises(ValueError, match="`myerson_sizes` serve per-context Myerson"):
+        small_model(separable=False).serve_myerson_at(["2x3"])
+    for bad, match in (({"bundle_discount": 1.5}, "bundle_discount"),
+                       ({"bundle_discount": -0.1}, "bundle_discount"),
+                       ({"bundle_discount": 0.2, "bundles": False}, "it needs bundles=True")):
+        with pytest.raises(ValueError, match=match):
+            small_model(**bad)
+    assert small_model(bundles=False).menu_layer.bundle_discount == 0.0
 
 
 def test_choose_sizes_keeps_a_menu_only_above_two_paired_standard_errors():
@@ -133,6 +142,18 @@ def test_choose_sizes_keeps_a_menu_only_above_two_paired_standard_errors():
         assert choice == {"kept": "myerson", "revenue": report.revenue,
                           "myerson": report.myerson, "gain": report.gain,
                           "gain_stderr": report.gain_stderr, "samples": 200}
+    # The bundles' discount alone, untrained, beats Myerson at 2x10 by many standard errors;
+    # a threshold above the gain, not the gain's sign, is what keeps Myerson.
+    discounted = small_model(sizes=("2x10",), bundle_discount=0.3)
+    won = choose_sizes(discounted, ["2x10"], 300, seed=11)["2x10"]
+    assert won["kept"] == "trained" and won["gain"] > 4 * won["gain_stderr"]
+    threshold = won["gain"] / won["gain_stderr"] + 1
+    assert choose_sizes(discounted, ["2x10"], 300, seed=11,
+                        significance=threshold)["2x10"]["kept"] == "myerson"
+    for bad, match in (({"num_samples": 1}, "selection_samples"),
+                       ({"significance": -1.0}, "significance")):
+        with pytest.raises(ValueError, match=match):
+            choose_sizes(discounted, ["2x10"], **{"num_samples": 5, "seed": 1, **bad})
     # The untrained menu's outcome is Myerson's, its payments rounded apart: no gain.
     untrained = choose_sizes(small_model(bundle_discount=0.0), ["2x3"], 50, seed=1)["2x3"]
     assert untrained["kept"] == "myerson" and abs(untrained["gain"]) <= 1e-15
@@ -149,7 +170,7 @@ def test_a_run_serves_myerson_at_each_size_its_menu_does_not_beat(tmp_path, monk
         def fake(model, sizes, num_samples, seed):
             assert num_samples == 7 and seed == model.seed + 4
             return {f"{m}x{n}": {"kept": "trained" if f"{m}x{n}" in won else "myerson",
-                                 "gain": 0.0} for m, n in sizes}
+                                 "gain": 0.0, "gain_stderr": 0.0} for m, n in sizes}
         return fake
 
     training = contextual_training(selection_samples=7)
@@ -162,6 +183,7 @@ def test_a_run_serves_myerson_at_each_size_its_menu_does_not_beat(tmp_path, monk
         assert selection["kept"] == kept and selection["significance"] == SIGNIFICANCE
         assert sorted(selection["sizes"]) == ["2x3", "3x2"]
         assert model.myerson_sizes == sizes and model.menu_size == menu_size
+        assert model.chosen_sizes == ((2, 3), (3, 2))  # an export does not choose again
         assert selection["myerson_sizes"] == [s for s in ("2x3", "3x2") if s not in won]
 
 
@@ -197,6 +219,9 @@ def test_grand_bundles_start_at_the_family_boost_extended_to_them_and_discounted
 
 def test_a_menu_saved_before_its_options_existed_loads_as_it_was():
     config = small_model().menu_layer.get_config()
+    assert config.pop("bundle_discount") == 0.3  # today's default; none before it existed
+    undiscounted = tf_ama.ContextualMenu.from_config(config)
+    assert undiscounted.bundle_discount == 0.0 and undiscounted.discount is None
     for option in ("bundles", "linear_family_boosts"):  # today's defaults: on
         assert config.pop(option)
         assert not getattr(tf_ama.ContextualMenu.from_config(config), option)
@@ -316,7 +341,9 @@ def test_evaluation_reports_exact_revenues_and_paired_gains_per_size():
 
 
 def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
-    model = small_model(sizes=("2x3",), bundle_discount=0.0)  # untrained: Myerson's outcome
+    # A menu that loses to Myerson everywhere; its run chose at 2x3 (and kept it, say), so
+    # the export chooses at 4x3 only, and serves Myerson there.
+    model = _damaged(small_model(sizes=("2x3",), bundle_discount=0.0)).chose_at(["2x3"])
     path = tf_ama.export_saved_model(model, tmp_path / "models", sizes=["2x3", "4x3"],
                                      selection_samples=64)
     loaded = tf.saved_model.load(path)
@@ -334,8 +361,13 @@ def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
         alone = serve(bids=bids[4:5], bidder_context=x[4:5], item_context=y[4:5])
         for key in ("allocation", "payments", "menu_index", "owners"):
             np.testing.assert_array_equal(alone[key][0], served[key][4], err_msg=key)
-        np.testing.assert_allclose(served["payments"], model((bids, x, y))["payments"],
-                                   atol=1e-5)
+        if size == "2x3":  # the network's menu (float32 rounded apart in the graph)
+            np.testing.assert_allclose(served["payments"], model((bids, x, y))["payments"],
+                                       atol=1e-5)
+        else:  # per-context Myerson, bit for bit
+            _, myerson = baseline_revenues(model.setting, bids, x, y)
+            np.testing.assert_array_equal(tf.reduce_sum(served["payments"], axis=1), myerson)
+            assert served_menu["allocations"].shape[1] == 1
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"served here \(2x3, 4x3\)"):
         serve(**dict(zip(("bids", "bidder_context", "item_context"),
                          model.setting.sample(1, 0, "4x4", tf.float64))))
@@ -345,13 +377,25 @@ def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
     config = json.loads((tmp_path / "models" / "1" / "assets.extra" / "tf_ama_config.json")
                         .read_text())
     assert config["serving"]["sizes"] == ["2x3", "4x3"] and config["contextual"]
-    # 4x3, unseen in training, met per-context Myerson at export: the untrained menu's outcome
-    # is Myerson's (payments equal up to rounding), not above it, so Myerson is served there.
+    # 4x3 met per-context Myerson at export (seed: the model's seed + 4), and lost.
     assert config["serving"]["myerson_sizes"] == ["4x3"]
     chosen = config["serving"]["chosen_at_export"]
     assert list(chosen) == ["4x3"] and chosen["4x3"]["kept"] == "myerson"
-    assert abs(chosen["4x3"]["gain"]) <= 1e-15 and chosen["4x3"]["samples"] == 64
+    assert chosen["4x3"]["gain"] < 0 and chosen["4x3"]["samples"] == 64
+    assert chosen["4x3"]["seed"] == model.seed + 4
     assert config["model"]["myerson_sizes"] == ["4x3"] and model.myerson_sizes == ()
+    assert config["model"]["chosen_sizes"] == ["2x3", "4x3"]
+    # A model that never chose (e.g. trained by `fit`): the export chooses at every size.
+    again = tf_ama.export_saved_model(_damaged(small_model(sizes=("2x3",), bundle_discount=0.0)),
+                                      tmp_path / "models", sizes="2x3", selection_samples=64,
+                                      seed=3)
+    serving = json.loads((tmp_path / "models" / os.path.basename(again) / "assets.extra"
+                          / "tf_ama_config.json").read_text())["serving"]
+    assert serving["myerson_sizes"] == ["2x3"] and serving["chosen_at_export"]["2x3"]["seed"] == 3
+    for bad, match in (({"selection_samples": 1}, "selection_samples"), ({"seed": -1}, "seed"),
+                       ({"sizes": 5}, "`sizes` must be a list of sizes")):
+        with pytest.raises(ValueError, match=match):
+            tf_ama.export_saved_model(model, tmp_path / "models", **bad)
     assert (tmp_path / "models" / "1" / "assets.extra" / "tf_serving_warmup_requests").exists()
     with pytest.raises(ValueError, match="prune"):
         tf_ama.export_saved_model(model, tmp_path / "models", prune=True)

@@ -136,7 +136,8 @@ def _add_train_arguments(sub):
     add("training", "--lr", "--learning-rate", dest="learning_rate", type=flags.POSITIVE)
     add("training", "--final-temperature", type=flags.POSITIVE,
         help="anneal: raise the temperature geometrically to this value over the last "
-             "--anneal-fraction of the epochs (learning rate scaled down in proportion)")
+             "--anneal-fraction of the epochs (learning rate scaled down in proportion; a "
+             "contextual run keeps its cosine)")
     add("training", "--anneal-fraction", type=flags.checked("number", float, above=0, maximum=1))
     add("training", "--initial-temperature", type=flags.POSITIVE,
         help="a soft start: lambda rises geometrically from this value to --temperature "
@@ -156,7 +157,7 @@ def _add_train_arguments(sub):
     add("training", "--validation-samples", type=flags.COUNT)
     add("training", "--samples", dest="evaluation_samples", type=flags.COUNT,
         help="fresh samples for the final exact evaluation")
-    add("training", "--selection-samples", type=flags.COUNT,
+    add("training", "--selection-samples", type=flags.checked("integer", int, minimum=2),
         help="a contextual setting: fresh auctions per size on which the trained menu must "
              "beat per-context Myerson to be served at that size")
     add("training", "--jit", dest="jit_compile",
@@ -186,8 +187,9 @@ def _add_train_arguments(sub):
     add("contextual", "--bundles", action=argparse.BooleanOptionalAction,
         default="on with lotteries and the family",
         help="one more entry per bidder: the grand bundle, its boost from the family's")
-    add("contextual", "--bundle-discount", type=flags.checked("number", float),
-        default=library_defaults.BUNDLE_DISCOUNT,
+    add("contextual", "--bundle-discount",
+        type=flags.checked("number", float, minimum=0, maximum=1),
+        default=f"{library_defaults.BUNDLE_DISCOUNT:g} with bundles, 0 without",
         help="the learned share of the family's boost the grand bundles are spared, its "
              "start (0: the menu starts at per-context Myerson)")
     sub.set_defaults(sections=sections, shown_defaults=defaults)
@@ -215,7 +217,8 @@ def _add_export_arguments(sub):
     sub.add_argument("--sizes", type=flags.sizes, default=None,
                      help="a contextual model: the sizes served, e.g. 2x5,3x7 (default: the "
                           "trained ones)")
-    sub.add_argument("--selection-samples", type=flags.COUNT, default=None,
+    sub.add_argument("--selection-samples", type=flags.checked("integer", int, minimum=2),
+                     default=None,
                      help="a contextual model: at each served size it was not trained on, "
                           "fresh auctions on which its menu must beat per-context Myerson to "
                           "be served there (default 50000; --seed: default the model's seed "

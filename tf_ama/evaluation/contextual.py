@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from tf_ama.core.mechanism import exact_outcome
 from tf_ama.data.contexts import parse_size, size_name
-from tf_ama.utils import seeds
+from tf_ama.utils import checks, seeds
 
 BLOCK = 2048  # auctions whose menus are built at once (bounds the float64 menus' memory)
 # A menu is served at a size over per-context Myerson only if its paired gain on the size's
@@ -119,7 +119,10 @@ def choose_sizes(model, sizes, num_samples, seed, significance=SIGNIFICANCE):
     if not (model.menu_layer.separable and model.setting.has_uniform_bounds):
         raise ValueError("Per-context Myerson is known only for a menu with the item-separable "
                          "family on a value model with `uniform_bounds`.")
-    reports = evaluate_contextual(model, sizes, num_samples=num_samples, seed=seed)
+    num_samples = checks.integer("selection_samples", num_samples, minimum=2)
+    significance = checks.number("significance", significance, minimum=0)
+    reports = evaluate_contextual(model, sizes, num_samples=num_samples,
+                                  seed=checks.seed("seed", seed))
 
     def kept(r):  # a gain at the level of rounding is not one either (same outcomes)
         return ("trained" if r.gain > max(significance * r.gain_stderr,

@@ -150,8 +150,9 @@ class ContextualMenu(keras.layers.Layer):
       bundles: one more entry per bidder, the grand bundle to that bidder (module doc);
         needs `separable`. Default (None): on with the family.
       bundle_discount: the learned share of the family's boost that the grand bundles are
-        spared, its start (module doc); 0: none, neither started nor learned (the menu
-        then starts at per-context Myerson, as menus saved before it existed do).
+        spared, its start in [0, 1] (module doc); 0: none, neither started nor learned (the
+        menu then starts at per-context Myerson, as menus saved before it existed do).
+        Default (None): `tf_ama.utils.defaults.BUNDLE_DISCOUNT` with bundles, else 0.
       seed: seeds the initial parameters.
     """
 
@@ -159,8 +160,8 @@ class ContextualMenu(keras.layers.Layer):
 
     def __init__(self, bidder_features, item_features, menu_size=64, separable=True,
                  learn_bidder_weights=True, hidden=32, heads=2, blocks=2,
-                 linear_family_boosts=None, bundles=None,
-                 bundle_discount=defaults.BUNDLE_DISCOUNT, seed=0, **kwargs):
+                 linear_family_boosts=None, bundles=None, bundle_discount=None, seed=0,
+                 **kwargs):
         kwargs.setdefault("name", "contextual_menu")
         super().__init__(**kwargs)
         self.bidder_features = checks.integer("bidder_features", bidder_features, minimum=1)
@@ -184,7 +185,13 @@ class ContextualMenu(keras.layers.Layer):
         if self.bundles and not self.separable:
             raise ValueError("`bundles` start at the family's boost extended to them: they need "
                              "separable=True.")
-        self.bundle_discount = checks.number("bundle_discount", bundle_discount)
+        if bundle_discount is None:  # the default with bundles; none without
+            bundle_discount = defaults.BUNDLE_DISCOUNT if self.bundles else 0.0
+        self.bundle_discount = checks.number("bundle_discount", bundle_discount, minimum=0,
+                                             maximum=1)
+        if self.bundle_discount and not self.bundles:
+            raise ValueError("`bundle_discount` is the grand bundles' discount: it needs "
+                             "bundles=True (or leave it at None).")
         self.seed = checks.seed("seed", seed)
         seed = seeds.network_seed(self.seed)
 
@@ -299,14 +306,6 @@ class ContextualMenu(keras.layers.Layer):
         defaults)."""
         return cls(**{"bundles": False, "linear_family_boosts": False, "bundle_discount": 0.0,
                       **config})
-
-    def load_own_variables(self, store):
-        """Keras' loading; a menu saved before the bundle discount existed has no variable
-        for it, which then keeps its start (0, `from_config`)."""
-        if self.discount is not None and len(store.keys()) == 1:
-            self.nobody.assign(store["0"])
-            return
-        super().load_own_variables(store)
 
     def get_config(self):
         return {**super().get_config(), "bidder_features": self.bidder_features,

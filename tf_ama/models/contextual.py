@@ -95,20 +95,23 @@ class ContextualAuction(AffineMaximizerAuction):
         start, no lotteries) instead of its menu: where the menu did not beat it
         (`tf_ama.evaluation.contextual.choose_sizes`; a run and an export choose them).
         Training is unchanged; `served_menu`, calling the model and an export serve them.
+      chosen_sizes: the sizes at which that choice was made (a run's trained sizes): an
+        export makes it at every other size it serves.
     """
 
     def __init__(self, setting, sizes=None, *, menu=None, menu_size=64, separable=True,
                  learn_bidder_weights=True, hidden=32, heads=2, blocks=2,
-                 linear_family_boosts=None, bundles=None,
-                 bundle_discount=defaults.BUNDLE_DISCOUNT, temperature=defaults.TEMPERATURE,
+                 linear_family_boosts=None, bundles=None, bundle_discount=None,
+                 temperature=defaults.TEMPERATURE,
                  seed=0, data_seed=None, micro_batch_size=None, jit_objective=True,
                  active_margin=None, active_refresh_steps=defaults.ACTIVE_REFRESH_STEPS,
-                 myerson_sizes=(), **kwargs):
+                 myerson_sizes=(), chosen_sizes=(), **kwargs):
         setting = get_contextual_setting(setting)
         self.sizes = size_list("sizes", setting.sizes if sizes is None else sizes)
         if not self.sizes:
             raise ValueError("`sizes` must name at least one size, e.g. ['2x5'].")
-        self.myerson_sizes = tuple(sorted(set(size_list("myerson_sizes", myerson_sizes))))
+        self.myerson_sizes = ()
+        self.chosen_sizes = tuple(sorted(set(size_list("chosen_sizes", chosen_sizes))))
         if menu is None:
             menu = ContextualMenu(
                 setting.bidder_features, setting.item_features, menu_size=menu_size,
@@ -122,11 +125,7 @@ class ContextualAuction(AffineMaximizerAuction):
                          micro_batch_size=micro_batch_size, jit_objective=jit_objective,
                          active_margin=active_margin,
                          active_refresh_steps=active_refresh_steps, **kwargs)
-        if self.myerson_sizes and not (self.menu_layer.separable
-                                       and self.setting.has_uniform_bounds):
-            raise ValueError("`myerson_sizes` serve per-context Myerson through the "
-                             "item-separable family: they need separable=True and a value "
-                             "model with `uniform_bounds`.")
+        self.serve_myerson_at(myerson_sizes)
 
     def _checked_setting(self, setting):
         return get_contextual_setting(setting)
@@ -208,10 +207,22 @@ class ContextualAuction(AffineMaximizerAuction):
         return self.menu_layer.entries(num_bidders)
 
     def serve_myerson_at(self, sizes):
-        """Serves per-context Myerson at `sizes` too (`myerson_sizes`); forgets the traced
-        functions, which served the menu there."""
-        self.myerson_sizes = tuple(sorted({*self.myerson_sizes, *map(parse_size, sizes)}))
+        """Serves per-context Myerson at `sizes` too (`myerson_sizes`, a list of sizes or
+        one string of them); forgets the traced functions, which served the menu there."""
+        sizes = size_list("myerson_sizes", sizes)
+        if sizes and not (self.menu_layer.separable and self.setting.has_uniform_bounds):
+            raise ValueError("`myerson_sizes` serve per-context Myerson through the "
+                             "item-separable family: they need separable=True and a value "
+                             "model with `uniform_bounds`.")
+        self.myerson_sizes = tuple(sorted({*self.myerson_sizes, *sizes}))
         self.train_function = self.test_function = self.predict_function = None
+        return self
+
+    def chose_at(self, sizes):
+        """Records that the choice between the menu and per-context Myerson was made at
+        `sizes` (`chosen_sizes`)."""
+        self.chosen_sizes = tuple(sorted({*self.chosen_sizes,
+                                          *size_list("chosen_sizes", sizes)}))
         return self
 
     def myerson_menu(self, bidder_context, item_context):
@@ -327,7 +338,8 @@ class ContextualAuction(AffineMaximizerAuction):
                 "micro_batch_size": self.micro_batch_size, "jit_objective": self.jit_objective,
                 "active_margin": self.active_margin,
                 "active_refresh_steps": self.active_refresh_steps,
-                "myerson_sizes": [size_name(s) for s in self.myerson_sizes]}
+                "myerson_sizes": [size_name(s) for s in self.myerson_sizes],
+                "chosen_sizes": [size_name(s) for s in self.chosen_sizes]}
 
 
 def size_list(name, sizes):

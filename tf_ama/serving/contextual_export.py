@@ -14,11 +14,11 @@ SavedModel holds the menu network's variables; its signatures compute the menu i
 
 The exact outcome is traced for static sizes: the export serves the sizes it is given
 (default: the ones the model was trained on), any other size is refused with a message that
-names the served ones. At a served size the model was not trained on, its menu first meets
-per-context Myerson on `selection_samples` fresh auctions (`choose_sizes`): where it does not
-beat it by 2 paired standard errors, the export serves per-context Myerson at that size, as
-a run does at its trained sizes (`ContextualAuction.myerson_sizes`). `tf_ama_config.json`
-records the sizes served as Myerson and the choices made at export. Bad contexts (NaN, inf, wrong shape, float32) are refused like bad
+names the served ones. At a served size where the model has not made that choice
+(`chosen_sizes`: a run makes it at its trained sizes), its menu first meets per-context
+Myerson on `selection_samples` fresh auctions (`choose_sizes`): where it does not beat it by
+2 paired standard errors, the export serves per-context Myerson at that size, as a run does
+at its trained sizes (`ContextualAuction.myerson_sizes`). `tf_ama_config.json` records the sizes served as Myerson and the choices made at export. Bad contexts (NaN, inf, wrong shape, float32) are refused like bad
 bids. Outcomes are computed in blocks of exactly `micro_batch_size` auctions (menus
 included; default: the model's, else `tf_ama.core.blocks.outcome_block_size` of each size), so
 an auction's outcome does not depend on the other requests in its batch.
@@ -32,13 +32,13 @@ import keras
 import tensorflow as tf
 
 from tf_ama.core import exactness, separable
-from tf_ama.data.contexts import parse_size, size_name
+from tf_ama.data.contexts import size_name
 from tf_ama.evaluation.contextual import choose_sizes
-from tf_ama.models.contextual import ContextualAuction, by_size, validate_contexts
+from tf_ama.models.contextual import ContextualAuction, by_size, size_list, validate_contexts
 from tf_ama.serving.checks import MENU_SIGNATURE, SERVING_SIGNATURE
 from tf_ama.serving.versions import (ASSETS_EXTRA, CONFIG_FILE, WARMUP_FILE, ExportError,
                                      write_version)
-from tf_ama.utils import defaults, seeds
+from tf_ama.utils import checks, defaults, seeds
 from tf_ama.utils.files import write_json_atomic
 from tf_ama.utils.version import VERSION
 
@@ -98,24 +98,31 @@ def _warmup(path, model, sizes):
 
 
 def choices(model, sizes, num_samples, seed):
-    """`choose_sizes` at the served `sizes` that `model` was not trained on and does not
-    already serve as per-context Myerson ({} without the item-separable family or
-    `uniform_bounds`, where Myerson is not known): a trained size was chosen by its run."""
-    unseen = [s for s in sizes if s not in model.sizes and s not in model.myerson_sizes]
-    if not unseen or not (model.menu_layer.separable and model.setting.has_uniform_bounds):
+    """`choose_sizes` at the served `sizes` where `model` has not made that choice
+    (`chosen_sizes`: a run's trained sizes) and does not already serve per-context Myerson
+    ({} without the item-separable family or `uniform_bounds`, where Myerson is not known);
+    each record with its `seed`."""
+    open_sizes = [s for s in sizes if s not in model.chosen_sizes and s not in model.myerson_sizes]
+    if not open_sizes or not (model.menu_layer.separable and model.setting.has_uniform_bounds):
         return {}
-    return choose_sizes(model, unseen, num_samples, seed)
+    return {size: {**choice, "seed": seed}
+            for size, choice in choose_sizes(model, open_sizes, num_samples, seed).items()}
 
 
 def export_contextual(model, base_dir, version=None, sizes=None, training_config=None,
-                      micro_batch_size=None, selection_samples=defaults.SELECTION_SAMPLES,
-                      seed=None) -> str:
+                      micro_batch_size=None, selection_samples=None, seed=None) -> str:
     """`tf_ama.export_saved_model` for a `ContextualAuction` (see the module docstring);
-    `sizes`: the served sizes (default: the model's); `selection_samples`, `seed`: the
-    auctions of each unseen size on which its menu meets per-context Myerson (`choices`)."""
+    `sizes`: the served sizes (default: the model's); `selection_samples` (default
+    `tf_ama.utils.defaults.SELECTION_SAMPLES`), `seed` (default the model's selection seed):
+    the auctions of each size not chosen yet on which its menu meets per-context Myerson
+    (`choices`)."""
     if not isinstance(model, ContextualAuction):
         raise ExportError(f"`model` must be a tf_ama.ContextualAuction; got {type(model).__name__}.")
-    sizes = tuple(dict.fromkeys(parse_size(s) for s in (model.sizes if sizes is None else sizes)))
+    sizes = size_list("sizes", model.sizes if sizes is None else sizes)
+    selection_samples = checks.integer("selection_samples", defaults.SELECTION_SAMPLES
+                                       if selection_samples is None else selection_samples,
+                                       minimum=2)
+    seed = seeds.selection_seed(model.seed) if seed is None else checks.seed("seed", seed)
     if not sizes:
         raise ExportError("`sizes` must name at least one size to serve, e.g. ['2x5'].")
     if micro_batch_size is None:  # the model's: per size, `outcome_block_size`
@@ -123,10 +130,9 @@ def export_contextual(model, base_dir, version=None, sizes=None, training_config
     serving = ContextualAuction.from_config({**model.get_config(),
                                              "micro_batch_size": micro_batch_size})
     serving.set_weights(model.get_weights())
-    chosen = choices(serving, sizes, selection_samples,
-                     seeds.selection_seed(model.seed) if seed is None else seed)
+    chosen = choices(serving, sizes, selection_samples, seed)
     serving.serve_myerson_at([size for size, choice in chosen.items()
-                              if choice["kept"] == "myerson"])
+                              if choice["kept"] == "myerson"]).chose_at(list(chosen))
     module = _ContextualServingModule(serving, sizes, micro_batch_size)
     features = module.features
 

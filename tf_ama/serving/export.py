@@ -70,7 +70,7 @@ from tf_ama.serving.checks import MENU_SIGNATURE, SERVING_SIGNATURE
 from tf_ama.serving.versions import (ASSETS_EXTRA, CONFIG_FILE, EXISTING, WARMUP_FILE, ExportError,
                                      check_training_config, read_export_config, reexport_fix,
                                      resolve_version_dir, write_version)
-from tf_ama.utils import checks, defaults, seeds
+from tf_ama.utils import checks, seeds
 from tf_ama.utils.files import write_json_atomic
 from tf_ama.utils.version import VERSION
 
@@ -191,7 +191,7 @@ def _write_assets(model, directory, pruned, training_config, micro_batch_size, s
 
 def export_saved_model(model, base_dir, version=None, prune=False, prune_samples=None,
                        seed=None, training_config=None, micro_batch_size=None, *,
-                       sizes=None, selection_samples=defaults.SELECTION_SAMPLES,
+                       sizes=None, selection_samples=None,
                        chunk_size=checks.RENAMED) -> str:
     """Exports `model` as `<base_dir>/<version>` (TF Serving layout); returns that path.
 
@@ -212,10 +212,11 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
         exported menu. (`chunk_size`: its deprecated name.)
       sizes: a contextual model only: the sizes `(m, n)` (or `"3x7"`) served (default: the
         ones it was trained on).
-      selection_samples: a contextual model only: at each served size it was not trained on,
-        its menu meets per-context Myerson on this many fresh auctions (`seed`, default the
-        model's selection seed) and is served there only if it beats it
-        (`tf_ama.serving.contextual_export`).
+      selection_samples: a contextual model only: at each served size where it has not
+        chosen between its menu and per-context Myerson (a run chooses at its trained
+        sizes), its menu meets Myerson on this many fresh auctions (`seed`, default the
+        model's selection seed; default 50 000, `tf_ama.utils.defaults.SELECTION_SAMPLES`)
+        and is served there only if it beats it (`tf_ama.serving.contextual_export`).
 
     Returns:
       The path of the new version folder.
@@ -240,10 +241,10 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
         from tf_ama.serving.contextual_export import export_contextual
 
         return export_contextual(model, base_dir, version, sizes, training_config,
-                                 micro_batch_size, checks.integer(
-                                     "selection_samples", selection_samples, minimum=1), seed)
-    if sizes is not None:
-        raise ExportError("`sizes` is for a contextual model (tf_ama.ContextualAuction).")
+                                 micro_batch_size, selection_samples, seed)
+    for name, value in (("sizes", sizes), ("selection_samples", selection_samples)):
+        if value is not None:
+            raise ExportError(f"`{name}` is for a contextual model (tf_ama.ContextualAuction).")
     _check_arguments(model, base_dir, version, prune, prune_samples, micro_batch_size)
     try:
         import tensorflow_serving.apis  # noqa: F401  (the warm-up requests)

@@ -62,8 +62,9 @@ class TrainingConfig:
             object.__setattr__(self, field, check(field, getattr(self, field), *args, **kwargs))
 
         for field in ("steps", "batch_size", "steps_per_epoch", "validation_samples",
-                      "evaluation_samples", "selection_samples", "joint_steps", "restarts"):
+                      "evaluation_samples", "joint_steps", "restarts"):
             checked(field, checks.integer, minimum=1)
+        checked("selection_samples", checks.integer, minimum=2)  # a standard error needs 2
         self.check_epochs("steps")
         checked("restart_steps", functools.partial(checks.optional, checks.integer), minimum=1)
         if not (isinstance(self.jit_compile, bool) or self.jit_compile == "auto"):

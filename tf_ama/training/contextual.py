@@ -138,13 +138,16 @@ def choose_per_size(out, myerson, model, training):
     files.write_json_atomic(os.path.join(out, runs.SELECTION), {
         "kept": kept, "myerson_sizes": lost, "seed": seed, "significance": SIGNIFICANCE,
         "sizes": choices})
-    if kept == "trained":
-        return model
-    if kept == "per size":
-        return model.serve_myerson_at(lost)
+    print(f"{out}: " + ", ".join(
+        f"{size} {'menu' if c['kept'] == 'trained' else 'per-context Myerson'} "
+        f"({c['gain']:+.4f} ± {c['gain_stderr']:.4f} over Myerson)"
+        for size, c in choices.items()) + f", on {training.selection_samples} fresh auctions "
+        "per size.")
+    if kept != "myerson":
+        return model.serve_myerson_at(lost).chose_at(model.sizes)
     myerson = myerson()
     myerson.compile(optimizer=keras.optimizers.Adam())  # saved and loaded like the trained
-    return myerson
+    return myerson.chose_at(model.sizes)
 
 
 def is_contextual(setting):
