@@ -3,7 +3,7 @@ UNTRAINED menu of per-context Myerson and one grand bundle per bidder, as a func
 bundles' discount (`ContextualMenu(bundle_discount=d)`: bidder i's bundle boosted by
 `(1 - d) sum_j c[i, j]`, a share `d` of the reserve the family charges for the items spared).
 
-    python benchmarks/bundle_discount.py                       # the table of benchmarks/README.md
+    python benchmarks/bundle_discount.py      # the table of benchmarks/README.md (issue 32)
     python benchmarks/bundle_discount.py --sizes contextual_b:5x2 --discounts 0 0.3 --samples 2000
 
 At `d = 0` no bundle wins an auction (each scores at most as the family), so the relaxation

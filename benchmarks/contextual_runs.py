@@ -178,14 +178,17 @@ def defaults_table(out):
                   if os.path.exists(os.path.join(p, "unseen.json"))]
         served = [read(p, "selection.json") for p in paths]
         for reports, is_seen in ((seen, "yes"), (unseen, "no")):
-            for size in (reports[0] if reports else {}):
+            for size in sorted(reports[0] if reports else {},
+                               key=lambda name: tuple(map(int, name.split("x")))):
                 rows = [r[size] for r in reports]
                 kept = ("-" if is_seen == "no" else " ".join(
                     "M" if size in s.get("myerson_sizes", ()) or s.get("kept") == "myerson"
                     else "t" for s in served))
                 alone = [read(row_dir(out, setting, size, seed))[size]["revenue"]
-                         for seed in range(3) if os.path.exists(os.path.join(
-                             row_dir(out, setting, size, seed), "evaluation.json"))]
+                         for row_setting, row_size, row_seeds, _ in ROWS
+                         if (row_setting, row_size) == (setting, size) for seed in row_seeds
+                         if os.path.exists(os.path.join(row_dir(out, setting, size, seed),
+                                                        "evaluation.json"))]
                 revenues = ", ".join(f"{r['revenue']:.4f}" for r in rows)
                 gains = ", ".join(f"{r['gain']:+.4f} ± {r['gain_stderr']:.4f}" for r in rows)
                 lines.append(
