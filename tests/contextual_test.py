@@ -132,6 +132,7 @@ def test_myerson_sizes_serve_per_context_myerson_bit_for_bit_and_only_there(tmp_
     assert small_model(bundles=False).menu_layer.bundle_discount == 0.0
 
 
+@pytest.mark.slow
 def test_choose_sizes_keeps_a_menu_only_above_two_paired_standard_errors():
     model = _damaged(small_model(sizes=("2x3",), bundle_discount=0.0))
     choices = choose_sizes(model, ["2x3", "3x2"], 200, seed=11)
@@ -386,12 +387,11 @@ def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
     assert config["model"]["myerson_sizes"] == ["4x3"] and model.myerson_sizes == ()
     assert config["model"]["chosen_sizes"] == ["2x3", "4x3"]
     # A model that never chose (e.g. trained by `fit`): the export chooses at every size.
-    again = tf_ama.export_saved_model(_damaged(small_model(sizes=("2x3",), bundle_discount=0.0)),
-                                      tmp_path / "models", sizes="2x3", selection_samples=64,
-                                      seed=3)
-    serving = json.loads((tmp_path / "models" / os.path.basename(again) / "assets.extra"
-                          / "tf_ama_config.json").read_text())["serving"]
-    assert serving["myerson_sizes"] == ["2x3"] and serving["chosen_at_export"]["2x3"]["seed"] == 3
+    from tf_ama.serving.contextual_export import choices
+
+    never = _damaged(small_model(sizes=("2x3",), bundle_discount=0.0))
+    chosen = choices(never, ((2, 3), (4, 3)), 64, 3)
+    assert list(chosen) == ["2x3", "4x3"] and chosen["2x3"]["seed"] == 3
     for bad, match in (({"selection_samples": 1}, "selection_samples"), ({"seed": -1}, "seed"),
                        ({"sizes": 5}, "`sizes` must be a list of sizes")):
         with pytest.raises(ValueError, match=match):
@@ -535,15 +535,14 @@ def test_the_command_line_evaluates_and_exports_a_contextual_run(contextual_runs
 def test_a_contextual_run_anneals_its_temperature_along_its_cosine_learning_rate(tmp_path):
     import csv
 
-    training = contextual_training(steps=4, steps_per_epoch=1, batch_size=16,
+    training = contextual_training(steps=2, steps_per_epoch=1, batch_size=16,
                                    validation_samples=16, evaluation_samples=16,
                                    selection_samples=16, final_temperature=400.0,
                                    anneal_fraction=0.5)
     tf_ama.train_run("contextual_a", tmp_path / "run", RUN_MODEL, training, verbose=0)
     with open(tmp_path / "run" / "history.csv") as file:
         rows = list(csv.DictReader(file))
-    np.testing.assert_allclose([float(row["temperature"]) for row in rows],
-                               [100.0, 100.0, 200.0, 400.0])
+    np.testing.assert_allclose([float(row["temperature"]) for row in rows], [100.0, 400.0])
     # (The learning rate stays the run's cosine: a schedule, which the temperature scheduler
     # would refuse to rescale.)
     for field, value in (("polish", True), ("exact_expectation", True)):
