@@ -86,7 +86,9 @@ def evaluate_contextual(model, sizes=None, num_samples=100_000, seed=None, block
         revenue, vcg, myerson, regret, utility = [], [], [], [], []
         # Traced (once per block shape) beyond one block: what an export serves, and 3-4x
         # faster than eager once the trace (seconds) is paid for.
-        outcome_of = lambda *part: model(part, with_certificate=True)  # noqa: E731
+        def outcome_of(*part):
+            return model(part, with_certificate=True)
+
         if num_samples > block:
             outcome_of = tf.function(outcome_of)
         for start in range(0, num_samples, block):
@@ -117,9 +119,10 @@ def choose_sizes(model, sizes, num_samples, seed, significance=SIGNIFICANCE):
     record}`, the record `{"kept": "trained" or "myerson", "revenue", "myerson", "gain",
     "gain_stderr", "samples"}` of `evaluate_contextual` on `num_samples` fresh auctions of the
     size (`seed`). The menu is kept only if its paired gain exceeds `significance` standard
-    errors (and `ROUNDING` times Myerson's revenue): a gain within noise is not one, and a menu that earns less than Myerson at a size
-    is not served there (`ContextualAuction.myerson_sizes`)."""
-    if not (model.menu_layer.separable and model.setting.has_uniform_bounds):
+    errors (and `ROUNDING` times Myerson's revenue): a gain within noise is not one, and a
+    menu that earns less than Myerson at a size is not served there
+    (`ContextualAuction.myerson_sizes`)."""
+    if not model.knows_myerson:
         raise ValueError("Per-context Myerson is known only for a menu with the item-separable "
                          "family on a value model with `uniform_bounds`.")
     num_samples = checks.integer("selection_samples", num_samples, minimum=2)

@@ -28,9 +28,10 @@ scalar that starts at `bundle_discount` (default `tf_ama.utils.defaults.BUNDLE_D
 0.3): the bundle is spared that share of the reserve the family charges for its items
 (`c[i, j] = -s_ij / 2 <= 0` at Myerson's), so it wins the auctions where a bidder's whole
 bundle is worth more than its items sold one by one. Without it (`bundle_discount=0`, no
-variable) a bundle scores at most as the family does (equal when the family gives i every item) and the untrained menu's outcome is
-the family's, per-context Myerson; but then no bundle wins an auction, the relaxation's
-weight of each is `exp(-lambda * gap)` and training never finds them (docs/design.md §10:
+variable) a bundle scores at most as the family does (equal when the family gives i every
+item) and the untrained menu's outcome is the family's, per-context Myerson; but then no
+bundle wins an auction, the relaxation's weight of each is `exp(-lambda * gap)` and
+training never finds them (docs/design.md §10:
 `d = 0.3` alone, untrained, is 0.07 above Myerson at A 3x10 and 0.02 at B 5x2, where runs
 from `d = 0` stayed at Myerson).
 

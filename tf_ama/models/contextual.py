@@ -158,7 +158,7 @@ class ContextualAuction(AffineMaximizerAuction):
         batch axis (`allocations [B, K, m, n]`, `boosts [B, K]`, `bidder_weights [B, m]`,
         `separable_boosts [B, m + 1, n]` or None), in `dtype`."""
         myerson = None
-        if self.menu_layer.separable and self.setting.has_uniform_bounds:
+        if self.knows_myerson:
             myerson = self.setting.separate_myerson_boosts(tf.cast(bidder_context, dtype),
                                                            tf.cast(item_context, dtype))
         return Menu(*self.menu_layer(bidder_context, item_context, myerson=myerson,
@@ -206,11 +206,17 @@ class ContextualAuction(AffineMaximizerAuction):
             return 1
         return self.menu_layer.entries(num_bidders)
 
+    @property
+    def knows_myerson(self):
+        """Whether per-context Myerson is an AMA of this model's menu: the item-separable
+        family, on a value model with `uniform_bounds` (docs/design.md §10)."""
+        return self.menu_layer.separable and self.setting.has_uniform_bounds
+
     def serve_myerson_at(self, sizes):
         """Serves per-context Myerson at `sizes` too (`myerson_sizes`, a list of sizes or
         one string of them); forgets the traced functions, which served the menu there."""
         sizes = size_list("myerson_sizes", sizes)
-        if sizes and not (self.menu_layer.separable and self.setting.has_uniform_bounds):
+        if sizes and not self.knows_myerson:
             raise ValueError("`myerson_sizes` serve per-context Myerson through the "
                              "item-separable family: they need separable=True and a value "
                              "model with `uniform_bounds`.")

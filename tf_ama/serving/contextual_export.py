@@ -18,10 +18,12 @@ names the served ones. At a served size where the model has not made that choice
 (`chosen_sizes`: a run makes it at its trained sizes), its menu first meets per-context
 Myerson on `selection_samples` fresh auctions (`choose_sizes`): where it does not beat it by
 2 paired standard errors, the export serves per-context Myerson at that size, as a run does
-at its trained sizes (`ContextualAuction.myerson_sizes`). `tf_ama_config.json` records the sizes served as Myerson and the choices made at export. Bad contexts (NaN, inf, wrong shape, float32) are refused like bad
-bids. Outcomes are computed in blocks of exactly `micro_batch_size` auctions (menus
-included; default: the model's, else `tf_ama.core.blocks.outcome_block_size` of each size), so
-an auction's outcome does not depend on the other requests in its batch.
+at its trained sizes (`ContextualAuction.myerson_sizes`). `tf_ama_config.json` records the
+sizes served as Myerson and the choices made at export. Bad contexts (NaN, inf, wrong shape,
+float32) are refused like bad bids. Outcomes are computed in blocks of exactly
+`micro_batch_size` auctions (menus included; default: the model's, else
+`tf_ama.core.blocks.outcome_block_size` of each size), so an auction's outcome does not
+depend on the other requests in its batch.
 """
 
 from __future__ import annotations
@@ -102,8 +104,9 @@ def choices(model, sizes, num_samples, seed):
     (`chosen_sizes`: a run's trained sizes) and does not already serve per-context Myerson
     ({} without the item-separable family or `uniform_bounds`, where Myerson is not known);
     each record with its `seed`."""
-    open_sizes = [s for s in sizes if s not in model.chosen_sizes and s not in model.myerson_sizes]
-    if not open_sizes or not (model.menu_layer.separable and model.setting.has_uniform_bounds):
+    open_sizes = [s for s in sizes
+                  if s not in model.chosen_sizes and s not in model.myerson_sizes]
+    if not open_sizes or not model.knows_myerson:
         return {}
     return {size: {**choice, "seed": seed}
             for size, choice in choose_sizes(model, open_sizes, num_samples, seed).items()}

@@ -196,7 +196,7 @@ class ContextualRun:
     def start(self, model):
         """Builds per-context Myerson, the run's known-good start, for a menu with the
         family on a value model with `uniform_bounds`; else None."""
-        if not (model.menu_layer.separable and self.setting.has_uniform_bounds):
+        if not model.knows_myerson:
             return None
         return functools.partial(ContextualAuction, self.setting, model.sizes, menu_size=1,
                                  bundles=False, learn_bidder_weights=False, seed=model.seed,
