@@ -408,12 +408,13 @@ def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
 RUN_MODEL = dict(sizes=["2x2"], menu_size=3, hidden=4, heads=1, blocks=1, active_margin=25.0,
                  active_refresh_steps=2)
 RUN_TRAINING = dict(steps=4, steps_per_epoch=2, batch_size=16, validation_samples=32,
-                    evaluation_samples=64, selection_samples=48, restarts=2, restart_steps=2)
+                    evaluation_samples=64, selection_samples=48, restarts=2, restart_steps=2,
+                    final_temperature=400.0, anneal_fraction=0.5)
 RUN_FLAGS = ["--sizes", "2x2", "--menu-size", "3", "--hidden", "4", "--heads", "1", "--blocks",
              "1", "--active-margin", "25", "--active-refresh-steps", "2", "--steps", "4",
              "--steps-per-epoch", "2", "--batch-size", "16", "--validation-samples", "32",
              "--samples", "64", "--selection-samples", "48", "--restarts", "2",
-             "--restart-steps", "2"]
+             "--restart-steps", "2", "--final-temperature", "400", "--anneal-fraction", "0.5"]
 
 
 @pytest.fixture(scope="module")
@@ -447,9 +448,15 @@ def test_the_library_and_the_command_line_leave_the_same_contextual_run(contextu
     assert run_listing(root / "library") == run_listing(root / "command")
     assert {runs.CONFIG, runs.MODEL, runs.HISTORY, runs.EVALUATION} <= set(
         run_listing(root / "library"))
-    # The same reports, to the last digit: the restarts' validation revenues (config.json),
-    # the trained menu's and Myerson's (selection.json), the curves (history.csv).
-    for name in (runs.CONFIG, runs.EVALUATION, "selection.json", runs.HISTORY):
+    # The same reports, to the last digit: the restarts' validation revenues (config.json;
+    # the command line's records its recipe too), the trained menu's and Myerson's
+    # (selection.json), the curves (history.csv).
+    library, command = (runs.read_config(str(root / run)) for run in ("library", "command"))
+    recipe = command.pop("recipe")
+    assert library == command and "recipe" not in library
+    assert recipe["training"] == {"steps": 1000, "batch_size": 512, "learning_rate": 0.001}
+    assert set(recipe["overridden"]) >= {"sizes", "menu_size", "steps", "final_temperature"}
+    for name in (runs.EVALUATION, "selection.json", runs.HISTORY):
         assert (root / "library" / name).read_text() == (root / "command" / name).read_text()
     # The same weights: of the run, and of each trained restart (the run keeps Myerson when
     # its trained menu is not significantly better, so the restarts are what trained).
@@ -532,19 +539,19 @@ def test_the_command_line_evaluates_and_exports_a_contextual_run(contextual_runs
 
 
 @pytest.mark.slow
-def test_a_contextual_run_anneals_its_temperature_along_its_cosine_learning_rate(tmp_path):
+def test_a_contextual_run_anneals_its_temperature_along_its_cosine_learning_rate(
+        contextual_runs):
     import csv
 
-    training = contextual_training(steps=2, steps_per_epoch=1, batch_size=16,
-                                   validation_samples=16, evaluation_samples=16,
-                                   selection_samples=16, final_temperature=400.0,
-                                   anneal_fraction=0.5)
-    tf_ama.train_run("contextual_a", tmp_path / "run", RUN_MODEL, training, verbose=0)
-    with open(tmp_path / "run" / "history.csv") as file:
+    root, _, _ = contextual_runs
+    with open(root / "library" / "history.csv") as file:
         rows = list(csv.DictReader(file))
     np.testing.assert_allclose([float(row["temperature"]) for row in rows], [100.0, 400.0])
     # (The learning rate stays the run's cosine: a schedule, which the temperature scheduler
     # would refuse to rescale.)
+
+
+def test_a_contextual_run_refuses_the_polish_and_the_exact_expectation(tmp_path):
     for field, value in (("polish", True), ("exact_expectation", True)):
         with pytest.raises(ValueError, match=f"`{field}` is not supported for contextual"):
             tf_ama.train_run("contextual_a", tmp_path / field, RUN_MODEL,

@@ -267,3 +267,45 @@ def test_the_kept_restarts_history_keeps_its_own_temperatures(tmp_path):
     copy_history(str(source), str(target), {"temperature": 100.0})
     assert target.read_text().splitlines() == ["epoch,loss,temperature,val_revenue",
                                                "0,-1,100.0,0.5"]
+
+
+@pytest.mark.parametrize("num_sizes,steps", [(1, 1000), (2, 1000), (3, 1500), (6, 3000),
+                                             (9, 3000)])
+def test_a_contextual_budget_is_500_steps_per_size_from_1000_to_3000(num_sizes, steps):
+    assert recipes.contextual_steps(num_sizes) == steps
+
+
+@pytest.mark.parametrize("setting,given,steps,menu_size", [
+    ("contextual_a", {}, 3000, 128),  # its 6 sizes, 3x10 among them
+    ("contextual_a", {"sizes": "2x5"}, 1000, 64),
+    ("contextual_a", {"sizes": ["2x2", "2x5", "3x5"]}, 1500, 64),
+    ("contextual_b", {}, 3000, 128),  # its 9 sizes, 10x2 among them
+    ("contextual_a", {"sizes": "2x5", "menu": "separable"}, 1000, 1),
+])
+def test_a_contextual_recipe_follows_its_sizes(setting, given, steps, menu_size):
+    from tf_ama.training.contextual import contextual_training
+
+    model_kwargs, training, record = recipes.resolve(setting, "default", given)
+    assert (training.steps, training.batch_size, training.learning_rate) == (steps, 512, 0.001)
+    assert model_kwargs["menu_size"] == menu_size and record["overridden"] == sorted(given)
+    both = given.get("menu", "lottery+separable") == "lottery+separable"
+    assert model_kwargs["bundles"] == model_kwargs["linear_family_boosts"] == both
+    assert f"{steps} steps of 512 auctions" in record["summary"]
+    # The library's default for the same sizes (tf_ama.train_run without a TrainingConfig).
+    assert contextual_training(given.get("sizes"), setting) == training
+    assert json.loads(json.dumps(record)) == record
+
+
+@pytest.mark.parametrize("given,message", [
+    ({"menu": "separable", "menu_size": 8}, "menu_size=8: --menu separable is the item-separable"),
+    ({"menu": "deterministic"}, "`menu` must be one of"),
+    ({"initialization": "myerson"}, r"Not for a contextual setting: \['initialization'\]"),
+    ({"sizes": "2x"}, "`sizes` must be a list of sizes"),
+])
+def test_bad_contextual_recipe_arguments_are_refused_by_name(given, message):
+    with pytest.raises(ValueError, match=message):
+        recipes.resolve("contextual_a", "default", given)
+    with pytest.raises(ValueError, match="contextual settings have one recipe"):
+        recipes.resolve("contextual_a", "paper")
+    with pytest.raises(ValueError, match="`sizes`: only for a contextual setting"):
+        recipes.recipe(SETTING, sizes="2x2")

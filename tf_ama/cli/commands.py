@@ -50,7 +50,7 @@ def baselines(args):
 def train(args):
     """`tf-ama train`; with TF_CONFIG set, as one worker of several (tf_ama.utils.distributed):
     every worker trains, the chief alone evaluates the model and writes the run directory."""
-    from tf_ama.training.contextual import is_contextual
+    from tf_ama.data.contexts import is_contextual
 
     if is_contextual(args.setting):
         if os.environ.get("TF_CONFIG", "").strip():
@@ -118,21 +118,21 @@ def train_setting(args, strategy):
 
 
 def _train_contextual(args):
-    """`tf-ama train contextual_a --sizes 2x5 ...`: `tf_ama.training.contextual`."""
+    """`tf-ama train contextual_a --sizes 2x5 ...`: `tf_ama.training.contextual`, by the
+    contextual recipe (`tf_ama.training.recipes`)."""
     from tf_ama.evaluation.contextual import format_reports
     from tf_ama.training import runs
-    from tf_ama.training.contextual import contextual_defaults, read_reports
+    from tf_ama.training.contextual import read_reports
+    from tf_ama.training.recipes import resolve
     from tf_ama.training.run import train_run
 
-    if args.recipe != "default":
-        raise ValueError("--recipe: contextual settings have one recipe, the default.")
     if args.valuations is not None:
         raise ValueError("--valuations: contextual settings draw their own contexts and "
                          "values; data files are for settings without contexts.")
-    given = {name: getattr(args, name) for section in ("model", "training", "contextual")
-             for name in args.sections[section] if hasattr(args, name)}
-    model_kwargs, training = contextual_defaults(args.setting, given)
-    train_run(args.setting, args.out, model_kwargs, training)
+    model_kwargs, training, recipe = resolve(args.setting, args.recipe, *(
+        {name: getattr(args, name) for section in sections for name in args.sections[section]
+         if hasattr(args, name)} for sections in (("model", "contextual"), ("training",))))
+    train_run(args.setting, args.out, model_kwargs, training, recipe=recipe)
     print(format_reports(read_reports(args.out)))  # written by train_run
     print(f"\nrun directory: {args.out} (model.keras, evaluation.json, TensorBoard logs in "
           f"{os.path.join(args.out, runs.LOGS)})")

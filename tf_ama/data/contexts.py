@@ -265,3 +265,10 @@ def get_contextual_setting(name):
                          f"{', '.join(_CONTEXTUAL_SETTINGS)}; define your own with "
                          "tf_ama.ContextualSetting(...).")
     return _CONTEXTUAL_SETTINGS[name]
+
+
+def is_contextual(setting):
+    """Whether `setting` names (or is) a contextual setting."""
+    return (getattr(setting, "contextual", False)
+            or (isinstance(setting, dict) and "sizes" in setting)
+            or setting in list_contextual_settings())

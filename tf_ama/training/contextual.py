@@ -2,8 +2,8 @@
 `tf_ama.train_run("contextual_a", out, {"sizes": ["2x5"]})`.
 
 `tf_ama.train_run` runs them as any other (the run directory, resuming, restarts, the
-active set with `active_margin`); `ContextualRun` holds what differs, with the defaults of a
-contextual run (`contextual_training`, `contextual_defaults`).
+active set with `active_margin`); `ContextualRun` holds what differs. The defaults are the
+contextual recipe's (`tf_ama.training.recipes`; `contextual_training`).
 
 The learning rate decays along a cosine from `learning_rate` to a tenth of it over the run
 (Keras `CosineDecay`, a function of the step: resumable), so that the run ends on a settled
@@ -35,62 +35,18 @@ from tf_ama.evaluation.contextual import (SIGNIFICANCE, SizeReport, choose_sizes
 from tf_ama.models.contextual import ContextualAuction, contextual_dataset
 from tf_ama.training import runs
 from tf_ama.training.config import TrainingConfig
+from tf_ama.training.recipes import recipe
 from tf_ama.utils import files, seeds
 
-# The defaults of a contextual run where `TrainingConfig`'s (made for one fixed menu) do not
-# fit a network: smaller batches at a smaller learning rate. From the Myerson start (with
-# bundles) 2x5 is within 0.003 of its end after 200 steps (docs/design.md §10).
-CONTEXTUAL_TRAINING = dict(steps=1000, batch_size=512, learning_rate=0.001)
 FINAL_LEARNING_RATE_FRACTION = 0.1
 # TrainingConfig fields a contextual run does not implement, with their neutral values.
 _UNSUPPORTED = dict(exact_expectation=False, polish=False, polish_perturbations=0)
 
 
-def contextual_training(**overrides):
-    """The `TrainingConfig` of a contextual run: `CONTEXTUAL_TRAINING` and `overrides`."""
-    return TrainingConfig(**{**CONTEXTUAL_TRAINING, **overrides})
-
-
-def default_menu_size(sizes):
-    """64 entries; 128 when a trained size has 20 or more bidder-item pairs (3x10)."""
-    return 128 if max(m * n for m, n in sizes) >= 20 else 64
-
-
-# `tf-ama train --menu` for a contextual menu: whether the family joins, and whether there
-# are lotteries (menu_size 1: the family alone).
-_MENU_KINDS = {"lottery+separable": True, "lottery": False, "separable": True}
-
-
-def contextual_defaults(setting, given):
-    """`(model_kwargs, TrainingConfig)` of `tf-ama train` for a contextual setting: the
-    command line's `given` arguments (names as in `AffineMaximizerAuction`, `TrainingConfig`
-    and `ContextualAuction`) over the defaults; arguments that have no meaning for a
-    contextual menu are refused by name."""
-    setting = get_contextual_setting(setting)
-    given = dict(given)
-    kind = given.pop("menu", "lottery+separable")
-    if kind not in _MENU_KINDS:
-        raise ValueError(f"--menu {kind}: a contextual menu is one of {sorted(_MENU_KINDS)}.")
-    training_fields = {f for f in TrainingConfig.__dataclass_fields__}
-    training = {k: given.pop(k) for k in list(given) if k in training_fields}
-    model = {"separable": _MENU_KINDS[kind]}
-    if given.get("micro_batch_size") == "auto":
-        given["micro_batch_size"] = None
-    for name in ("sizes", "menu_size", "seed", "temperature", "learn_bidder_weights",
-                 "micro_batch_size", "hidden", "heads", "blocks", "linear_family_boosts",
-                 "bundles", "bundle_discount", "active_margin", "active_refresh_steps"):
-        if name in given:
-            model[name] = given.pop(name)
-    if given:
-        raise ValueError(f"Not for a contextual setting: {sorted(given)}.")
-    sizes = model.setdefault("sizes", setting.sizes)
-    model["menu_size"] = 1 if kind == "separable" else model.get("menu_size",
-                                                                 default_menu_size(sizes))
-    for option in ("linear_family_boosts", "bundles"):  # with lotteries and the family
-        model.setdefault(option, kind == "lottery+separable")
-    if model.get("learn_bidder_weights") is None:
-        model.pop("learn_bidder_weights", None)
-    return model, contextual_training(**training)
+def contextual_training(sizes=None, setting="contextual_a", **overrides):
+    """The `TrainingConfig` of a contextual run of `sizes` (default: all of the setting's)
+    by its recipe (`tf_ama.training.recipes`), with `overrides`."""
+    return TrainingConfig(**{**recipe(setting, sizes=sizes).training, **overrides})
 
 
 def check_training(training):
@@ -150,15 +106,6 @@ def choose_per_size(out, myerson, model, training):
     return myerson.chose_at(model.sizes)
 
 
-def is_contextual(setting):
-    """Whether `setting` names (or is) a contextual setting."""
-    from tf_ama.data.contexts import list_contextual_settings
-
-    return (getattr(setting, "contextual", False)
-            or (isinstance(setting, dict) and "sizes" in setting)
-            or setting in list_contextual_settings())
-
-
 class ContextualRun:
     """What a run of a contextual setting does differently from one of a setting without
     contexts (`tf_ama.training.kinds.SettingRun`; module doc): its model, defaults, data,
@@ -169,8 +116,8 @@ class ContextualRun:
     def __init__(self, setting):
         self.setting = get_contextual_setting(setting)
 
-    def default_training(self):
-        return contextual_training()
+    def default_training(self, model_kwargs):
+        return contextual_training((model_kwargs or {}).get("sizes"), self.setting)
 
     def model(self, model_kwargs):
         return ContextualAuction(self.setting, **model_kwargs)

@@ -9,11 +9,12 @@ import functools
 
 import numpy as np
 
+from tf_ama.data.contexts import is_contextual
 from tf_ama.data.datasets import expectation_dataset, fresh_valuations, validation_dataset
 from tf_ama.data.settings import get_setting
 from tf_ama.models.auction import AffineMaximizerAuction
 from tf_ama.training.config import TrainingConfig
-from tf_ama.training.contextual import ContextualRun, is_contextual
+from tf_ama.training.contextual import ContextualRun
 from tf_ama.training.report import write_report
 from tf_ama.training.selection import better_of_start_and_end
 from tf_ama.utils import footprint, seeds
@@ -32,7 +33,8 @@ class SettingRun:
     def __init__(self, setting):
         self.setting = get_setting(setting)
 
-    def default_training(self):
+    def default_training(self, model_kwargs):
+        del model_kwargs
         return TrainingConfig()
 
     def model(self, model_kwargs):

@@ -25,6 +25,11 @@ Recipes (`RECIPES`):
     (additive), annealing and the polish.
   paper: the paper's budget (9000 steps x 2^15 profiles, K = 4096, lambda 100, Adam 0.01),
     its steps over the active set (`tf_ama.ActiveSet`, margin 25), which makes it a CPU run.
+
+A contextual setting (`tf-ama train contextual_a [--sizes 2x5,3x10]`) has one recipe, the
+default (`_contextual`): its arguments are those of `ContextualAuction`, and its budget grows
+with the sizes trained together, since each step trains one of them
+(`contextual_steps`; docs/design.md §10).
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from tf_ama.data.contexts import get_contextual_setting, is_contextual, size_name
 from tf_ama.data.settings import get_setting
-from tf_ama.utils import defaults
+from tf_ama.utils import checks, defaults
 
 RECIPES = ("default", "paper")
 # A deterministic menu on a discrete prior: trained on its exact expectation, then the
@@ -41,6 +47,21 @@ RECIPES = ("default", "paper")
 # itself, which it cannot overfit).
 _DISCRETE_DETERMINISTIC = {"exact_expectation": True, "steps_per_epoch": 500,
                            "polish_perturbations": 1000}
+# A contextual run: a network's menu learns on smaller batches at a smaller learning rate
+# than a fixed menu. Each step trains one size, so the run has `CONTEXTUAL_STEPS_PER_SIZE`
+# steps per trained size, within `CONTEXTUAL_STEPS` (a size alone: the 1000 steps measured
+# for it; every size of a built-in setting: 3000, within 30 minutes on 2 cores).
+CONTEXTUAL_TRAINING = {"batch_size": 512, "learning_rate": 0.001}
+CONTEXTUAL_STEPS_PER_SIZE = 500
+CONTEXTUAL_STEPS = (1000, 3000)
+# `--menu` of a contextual setting: whether the item-separable family joins (menu_size 1
+# with the family: the family alone).
+CONTEXTUAL_MENUS = {"lottery+separable": True, "lottery": False, "separable": True}
+# The arguments of `ContextualAuction` a contextual recipe's model may be given.
+CONTEXTUAL_MODEL_ARGS = ("sizes", "menu_size", "seed", "temperature", "learn_bidder_weights",
+                         "micro_batch_size", "hidden", "heads", "blocks",
+                         "linear_family_boosts", "bundles", "bundle_discount", "active_margin",
+                         "active_refresh_steps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,11 +78,13 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
-def recipe(setting, name: str = "default", menu: Optional[str] = None) -> Recipe:
+def recipe(setting, name: str = "default", menu: Optional[str] = None, sizes=None) -> Recipe:
     """The recipe `name` (`RECIPES`) for `setting`, for menu kind `menu` (default: the
-    recipe's choice)."""
-    from tf_ama.utils import checks
-
+    recipe's choice); for a contextual setting, for its `sizes` (default: all of them)."""
+    if is_contextual(setting):
+        return _contextual(get_contextual_setting(setting), name, menu, sizes)
+    if sizes is not None:
+        raise ValueError("`sizes`: only for a contextual setting (e.g. contextual_a).")
     setting = get_setting(setting)
     name = checks.choice("recipe", name, RECIPES)
     if menu is not None:
@@ -153,6 +176,41 @@ def _default_for_kind(setting, menu):
                   {"steps": 2000, "batch_size": 4096})
 
 
+def contextual_steps(num_sizes):
+    """The steps of a contextual run training `num_sizes` sizes together."""
+    low, high = CONTEXTUAL_STEPS
+    return min(high, max(low, CONTEXTUAL_STEPS_PER_SIZE * num_sizes))
+
+
+def default_menu_size(sizes):
+    """A contextual menu's lotteries: 64; 128 when a trained size has 20 or more bidder-item
+    pairs (3x10)."""
+    return 128 if max(m * n for m, n in sizes) >= 20 else 64
+
+
+def _contextual(setting, name, menu, sizes):
+    from tf_ama.models.contextual import size_list
+
+    if name != "default":
+        raise ValueError(f"--recipe {name}: contextual settings have one recipe, the default.")
+    menu = checks.choice("menu", "lottery+separable" if menu is None else menu,
+                         tuple(CONTEXTUAL_MENUS))
+    parsed = size_list("sizes", setting.sizes if sizes is None else sizes)
+    both = menu == "lottery+separable"
+    steps = contextual_steps(len(parsed))
+    entries = ("the item-separable family alone" if menu == "separable" else
+               f"a network's menu of {default_menu_size(parsed)} lotteries"
+               + (" and bundles with the item-separable family" if both else ""))
+    summary = (f"{entries}; {steps} steps of {CONTEXTUAL_TRAINING['batch_size']} auctions "
+               f"over {len(parsed)} size{'s' if len(parsed) > 1 else ''}, then the choice "
+               "against per-context Myerson, size by size")
+    model = {"sizes": [size_name(size) for size in parsed],
+             "separable": CONTEXTUAL_MENUS[menu],
+             "menu_size": 1 if menu == "separable" else default_menu_size(parsed),
+             "linear_family_boosts": both, "bundles": both}
+    return Recipe("default", summary, model, {"steps": steps, **CONTEXTUAL_TRAINING})
+
+
 def _is_discrete(setting):
     """True when the setting's prior has a finite support small enough to train on its exact
     expectation (`tf_ama.expectation_dataset`)."""
@@ -173,7 +231,13 @@ def resolve(setting, name: str = "default", model_overrides=None, training_overr
     from tf_ama.training.config import TrainingConfig
 
     model_overrides, training_overrides = dict(model_overrides or {}), dict(training_overrides or {})
-    chosen = recipe(setting, name, model_overrides.get("menu"))
+    overridden = sorted({*model_overrides, *training_overrides})
+    if is_contextual(setting):
+        chosen = recipe(setting, name, model_overrides.pop("menu", None),
+                        model_overrides.get("sizes"))
+        model_overrides = _contextual_overrides(chosen, model_overrides)
+    else:
+        chosen = recipe(setting, name, model_overrides.get("menu"))
     model_kwargs = {**chosen.model, **model_overrides}
     fields = {**chosen.training, **training_overrides}
     if "steps_per_epoch" not in training_overrides:  # a short run is one epoch
@@ -181,6 +245,23 @@ def resolve(setting, name: str = "default", model_overrides=None, training_overr
         fields["steps_per_epoch"] = min(fields.get("steps_per_epoch",
                                                    TrainingConfig.steps_per_epoch), steps)
     training = TrainingConfig(**fields)
-    record = {**chosen.to_dict(),
-              "overridden": sorted({*model_overrides, *training_overrides})}
+    record = {**chosen.to_dict(), "overridden": overridden}
     return model_kwargs, training, record
+
+
+def _contextual_overrides(chosen, model_overrides):
+    """`model_overrides` for `ContextualAuction` (`micro_batch_size` "auto" is None, a
+    `learn_bidder_weights` of None is its default); refuses, by name, arguments a contextual
+    menu has no use for, and a menu size beside `--menu separable` (the family alone)."""
+    unknown = sorted(set(model_overrides) - set(CONTEXTUAL_MODEL_ARGS))
+    if unknown:
+        raise ValueError(f"Not for a contextual setting: {unknown}.")
+    if chosen.model["menu_size"] == 1 and model_overrides.get("menu_size", 1) != 1:
+        raise ValueError(f"menu_size={model_overrides['menu_size']}: --menu separable is the "
+                         "item-separable family alone (one entry); drop --menu-size, or "
+                         "choose --menu lottery+separable.")
+    if model_overrides.get("micro_batch_size") == "auto":
+        model_overrides["micro_batch_size"] = None
+    if model_overrides.get("learn_bidder_weights", False) is None:
+        del model_overrides["learn_bidder_weights"]
+    return model_overrides

@@ -54,8 +54,8 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
       out: the run directory (created; re-running with the same arguments resumes).
       model_kwargs: keyword arguments of `AffineMaximizerAuction` (menu, menu_size, ...), or
         of `ContextualAuction` (sizes, menu_size, ...) for a contextual setting.
-      training: a `TrainingConfig` (default: `TrainingConfig()`, or
-        `tf_ama.training.contextual.contextual_training()` for a contextual setting).
+      training: a `TrainingConfig` (default: `TrainingConfig()`, or the contextual recipe's
+        for the sizes of `model_kwargs`, `tf_ama.training.contextual.contextual_training`).
       verbose: Keras verbosity (default: progress bar on a terminal, one line per epoch otherwise).
       callbacks: extra Keras callbacks (of both phases of a "lottery+separable" menu).
       recipe: the record of the recipe these arguments come from (`tf_ama.training.recipes.resolve`),
@@ -67,7 +67,7 @@ def train_run(setting, out, model_kwargs=None, training=None, verbose: Optional[
     """
     out = checks.directory("out", out)
     kind = run_kind(setting)
-    training = kind.default_training() if training is None else training
+    training = kind.default_training(model_kwargs) if training is None else training
     with distributed.run_directory(out) as directory:
         model = _train_run(setting, directory, model_kwargs, training, verbose, callbacks, recipe)
         if distributed.is_chief():  # the one worker that writes the run directory
@@ -88,7 +88,7 @@ def _train_run(setting, out, model_kwargs, training, verbose, callbacks, recipe=
     """`train_run` in `out`, the run directory this worker writes (`restart`: one of a run's
     restarts, `_restart_phase`)."""
     kind = run_kind(setting)
-    training = kind.default_training() if training is None else training
+    training = kind.default_training(model_kwargs) if training is None else training
     if not isinstance(training, TrainingConfig):
         raise TypeError(f"`training` must be a tf_ama.TrainingConfig; got {type(training).__name__}.")
     model = kind.model(model_kwargs or {})
