@@ -276,11 +276,8 @@ def test_fit_trains_on_fresh_auctions_of_several_sizes_and_validates_on_both():
                      for (inputs,) in validation])
     np.testing.assert_allclose(model.evaluate(validation, verbose=0, return_dict=True)["revenue"],
                                exact, rtol=1e-5)
-    again = small_model(sizes=("2x2", "3x2"))
-    again.compile(optimizer=keras.optimizers.Adam(1e-2))
-    again.fit(tf_ama.fresh_valuations(32), epochs=2, steps_per_epoch=3, verbose=0)
-    for a, b in zip(model.get_weights(), again.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    # (The same seed trains the same weights, bit for bit: the contextual_runs fixture's two
+    # runs, below.)
 
 
 @pytest.mark.slow

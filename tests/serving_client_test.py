@@ -371,7 +371,8 @@ def test_command_line(deployment, capsys):
 def test_a_contextual_model_is_queried_with_its_contexts(tmp_path, capsys):
     model = tf_ama.ContextualAuction("contextual_a", sizes=["2x3"], menu_size=4, hidden=8,
                                      blocks=1)
-    served = _Served("ctx", export_saved_model(model, tmp_path / "ctx"))
+    # (the choice against Myerson at export is tested in contextual_test.py: a small sample)
+    served = _Served("ctx", export_saved_model(model, tmp_path / "ctx", selection_samples=200))
     bids, x, y = (t.numpy() for t in model.setting.sample(5, 3, "2x3", tf.float64))
     want = served.run("serving_default", {"bids": bids, "bidder_context": x, "item_context": y})
     with StandInRestServer(served) as rest, StandInGrpcServer(served) as grpc_server:

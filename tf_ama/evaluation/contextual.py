@@ -28,6 +28,10 @@ from tf_ama.data.contexts import parse_size, size_name
 from tf_ama.utils import checks, seeds
 
 BLOCK = 2048  # auctions whose menus are built at once (bounds the float64 menus' memory)
+# Beyond this many blocks an evaluation traces its block (the menus, the exact outcome and
+# both baselines) once: the trace costs about 3 s, a block 0.1-1 s less traced than eager
+# (benchmarks/README.md, "Contextual auctions at every size").
+TRACED_FROM_BLOCKS = 4
 # A menu is served at a size over per-context Myerson only if its paired gain on the size's
 # selection auctions exceeds this many standard errors (`choose_sizes`).
 SIGNIFICANCE = 2.0
@@ -61,7 +65,13 @@ def _mean_and_stderr(values):
 def baseline_revenues(setting, bids, bidder_context, item_context):
     """`(vcg [B], myerson [B] or None)`: each auction's revenue under VCG and under
     Myerson's optimal separate auction for its context (float64 inputs)."""
-    batch, num_bidders, num_items = bids.shape
+    vcg, myerson = _baselines(setting, bids, bidder_context, item_context)
+    return vcg.numpy(), None if myerson is None else myerson.numpy()
+
+
+def _baselines(setting, bids, bidder_context, item_context):
+    """`baseline_revenues` as tensors (traceable)."""
+    batch, num_bidders, num_items = tf.unstack(tf.shape(bids))
     empty = (tf.zeros([batch, 1, num_bidders, num_items], tf.float64),
              tf.zeros([batch, 1], tf.float64), tf.ones([batch, num_bidders], tf.float64))
     c = tf.zeros([batch, num_bidders + 1, num_items], tf.float64)
@@ -70,8 +80,8 @@ def baseline_revenues(setting, bids, bidder_context, item_context):
     myerson = None
     if myerson_c is not None:
         myerson = tf.reduce_sum(exact_outcome(bids, *empty, separable_boosts=myerson_c)[
-            "payments"], axis=1).numpy()
-    return vcg.numpy(), myerson
+            "payments"], axis=1)
+    return vcg, myerson
 
 
 def evaluate_contextual(model, sizes=None, num_samples=100_000, seed=None, block=BLOCK):
@@ -83,34 +93,35 @@ def evaluate_contextual(model, sizes=None, num_samples=100_000, seed=None, block
     for size in (model.sizes if sizes is None else [parse_size(s) for s in sizes]):
         bids, bidder_context, item_context = model.setting.sample(num_samples, seed, size,
                                                                    tf.float64)
-        revenue, vcg, myerson, regret, utility = [], [], [], [], []
-        # Traced (once per block shape) beyond one block: what an export serves, and 3-4x
-        # faster than eager once the trace (seconds) is paid for.
-        def outcome_of(*part):
-            return model(part, with_certificate=True)
 
-        if num_samples > block:
-            outcome_of = tf.function(outcome_of)
-        for start in range(0, num_samples, block):
-            part = [t[start:start + block] for t in (bids, bidder_context, item_context)]
-            outcome = outcome_of(*part)
-            revenue.append(tf.reduce_sum(outcome["payments"], axis=1).numpy())
-            regret.append(float(tf.reduce_max(outcome["regret"])))
-            utility.append(float(tf.reduce_min(outcome["values"] - outcome["payments"])))
-            part_vcg, part_myerson = baseline_revenues(model.setting, *part)
-            vcg.append(part_vcg)
-            if part_myerson is not None:
-                myerson.append(part_myerson)
+        def block_of(*part):
+            """Each auction's revenue, the block's largest regret certificate and smallest
+            utility, and each auction's VCG and Myerson revenues."""
+            outcome = model(part, with_certificate=True)
+            return (tf.reduce_sum(outcome["payments"], axis=1), tf.reduce_max(outcome["regret"]),
+                    tf.reduce_min(outcome["values"] - outcome["payments"]),
+                    *_baselines(model.setting, *part))
+
+        if num_samples > TRACED_FROM_BLOCKS * block:  # traced once, for any number of
+            # auctions: what an export serves, and 2-3x faster than eager once the trace
+            # (about 3 s) is paid for
+            block_of = tf.function(block_of, input_signature=[
+                tf.TensorSpec([None, *t.shape[1:]], tf.float64)
+                for t in (bids, bidder_context, item_context)])
+        parts = [block_of(*(t[start:start + block] for t in (bids, bidder_context, item_context)))
+                 for start in range(0, num_samples, block)]
+        revenue, regret, utility, vcg, myerson = (
+            None if part[0] is None else [t.numpy() for t in part] for part in zip(*parts))
         revenue = np.concatenate(revenue)
         mean, stderr = _mean_and_stderr(revenue)
         gain = gain_stderr = myerson_mean = None
-        if myerson:
+        if myerson is not None:
             myerson = np.concatenate(myerson)
             myerson_mean = float(myerson.mean())
             gain, gain_stderr = _mean_and_stderr(revenue - myerson)
         reports[size_name(size)] = SizeReport(
             size_name(size), num_samples, mean, stderr, float(np.concatenate(vcg).mean()),
-            myerson_mean, gain, gain_stderr, max(regret), min(utility))
+            myerson_mean, gain, gain_stderr, float(max(regret)), float(min(utility)))
     return reports
 
 
