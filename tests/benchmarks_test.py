@@ -481,3 +481,18 @@ def test_train_step_benchmark_smoke(monkeypatch, capsys):
         assert all(_finite(row[key]) and row[key] > 0
                    for key in ("seconds_per_step", "median_seconds", "peak_gb", "tensor_peak_gb"))
         assert row["tensor_peak_gb"] < row["peak_gb"]  # the tensors are part of the process
+
+
+@pytest.mark.slow
+def test_contextual_evaluation_smoke():
+    """The eager / traced table: one size, one tiny sample; both modes ran (the default
+    threshold restored after) and gave the same revenue (else `main` raises)."""
+    from tf_ama.evaluation import contextual
+
+    benchmark = _load("contextual_evaluation")
+    text = benchmark.main(["--sizes", "contextual_a:2x2", "--samples", "100"])
+    cells = [cell.strip() for cell in text.splitlines()[-1].strip("|").split("|")]
+    assert cells[:3] == ["contextual_a", "2x2", "100 (1)"]
+    assert float(cells[3]) > 0 and float(cells[4]) > 0
+    assert float(cells[5]) == pytest.approx(float(cells[3]) / float(cells[4]), abs=0.01)
+    assert contextual.TRACED_FROM_BLOCKS == 4
