@@ -489,10 +489,11 @@ def test_contextual_evaluation_smoke():
     threshold restored after) and gave the same revenue (else `main` raises)."""
     from tf_ama.evaluation import contextual
 
+    threshold = contextual.TRACED_FROM_BLOCKS
     benchmark = _load("contextual_evaluation")
     text = benchmark.main(["--sizes", "contextual_a:2x2", "--samples", "100"])
     cells = [cell.strip() for cell in text.splitlines()[-1].strip("|").split("|")]
     assert cells[:3] == ["contextual_a", "2x2", "100 (1)"]
     assert float(cells[3]) > 0 and float(cells[4]) > 0
     assert float(cells[5]) == pytest.approx(float(cells[3]) / float(cells[4]), abs=0.01)
-    assert contextual.TRACED_FROM_BLOCKS == 4
+    assert contextual.TRACED_FROM_BLOCKS == threshold

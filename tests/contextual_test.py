@@ -19,8 +19,8 @@ from builders import run_listing
 from tf_ama.core import exactness
 from tf_ama.cli.app import main
 from tf_ama.models.contextual import ContextualAuction, contextual_dataset
-from tf_ama.evaluation.contextual import baseline_revenues, evaluate_contextual
-from tf_ama.evaluation.contextual import SIGNIFICANCE, choose_sizes
+from tf_ama.evaluation.contextual import (SIGNIFICANCE, TRACED_FROM_BLOCKS, baseline_revenues,
+                                         choose_sizes, evaluate_contextual)
 from tf_ama.training.contextual import choose_per_size, contextual_training
 from tf_ama.core.mechanism import exact_outcome
 
@@ -324,9 +324,14 @@ def test_no_auctions_give_empty_outcomes_and_huge_contexts_are_named():
         model((bids, x * 1e30, y))
 
 
-def test_evaluation_reports_exact_revenues_and_paired_gains_per_size():
+@pytest.mark.parametrize("block", [128, 50])  # 3 blocks, eager; 6, traced (TRACED_FROM_BLOCKS)
+def test_evaluation_reports_exact_revenues_and_paired_gains_per_size(block):
     model = small_model(sizes=("2x2",))
-    reports = evaluate_contextual(model, sizes=["2x2", "3x3"], num_samples=300, seed=7, block=128)
+    reports = evaluate_contextual(model, sizes=["2x2", "3x3"], num_samples=300, seed=7,
+                                  block=block)
+    assert (300 > TRACED_FROM_BLOCKS * block) == (block == 50)
+    with pytest.raises(ValueError, match="`num_samples` must be an int >= 2"):
+        evaluate_contextual(model, num_samples=1)  # (a standard error needs two)
     bids, x, y = model.setting.sample(300, 7, "3x3", tf.float64)
     revenue = tf.reduce_sum(model((bids, x, y))["payments"], axis=1).numpy()
     vcg, myerson = baseline_revenues(model.setting, bids, x, y)

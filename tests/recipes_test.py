@@ -229,7 +229,10 @@ def test_tf_ama_train_shows_and_records_its_recipe(tmp_path, capsys):
     assert main(["train", "additive_3x1_exponential", "--steps", "20", "--batch-size", "256",
                  "--validation-samples", "500", "--samples", "1000", "--out", out]) == 0
     assert main(["train", "additive_3x1_exponential", "--out", out]) == 2
-    assert "already holds a run with a different configuration" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "already holds a run with a different configuration" in error
+    # Only training fields differ: the recorded values, as the flags that give them.
+    assert "give the recorded ones: --batch-size 256 --samples 1000 --steps 20" in error
 
 
 def test_a_soft_start_raises_lambda_to_the_models_temperature_then_anneals(tmp_path):
@@ -291,20 +294,24 @@ def test_a_contextual_recipe_follows_its_sizes(setting, given, steps, menu_size)
     both = given.get("menu", "lottery+separable") == "lottery+separable"
     assert model_kwargs["bundles"] == model_kwargs["linear_family_boosts"] == both
     assert f"{steps} steps of 512 auctions" in record["summary"]
-    # The library's default for the same sizes (tf_ama.train_run without a TrainingConfig).
+    # The library's default for the same sizes (tf_ama.train_run without a TrainingConfig);
+    # without sizes or a setting, one size's.
     assert contextual_training(given.get("sizes"), setting) == training
+    assert contextual_training().steps == 1000
     assert json.loads(json.dumps(record)) == record
 
 
 @pytest.mark.parametrize("given,message", [
     ({"menu": "separable", "menu_size": 8}, "menu_size=8: --menu separable is the item-separable"),
-    ({"menu": "deterministic"}, "`menu` must be one of"),
+    ({"menu": "deterministic"}, r"`menu \(of a contextual setting\)` must be one of"),
     ({"initialization": "myerson"}, r"Not for a contextual setting: \['initialization'\]"),
     ({"sizes": "2x"}, "`sizes` must be a list of sizes"),
 ])
 def test_bad_contextual_recipe_arguments_are_refused_by_name(given, message):
     with pytest.raises(ValueError, match=message):
         recipes.resolve("contextual_a", "default", given)
+    with pytest.raises(ValueError, match=r"Not for a contextual setting: \['joint_steps'\]"):
+        recipes.resolve("contextual_a", "default", {}, {"joint_steps": 5})
     with pytest.raises(ValueError, match="contextual settings have one recipe"):
         recipes.resolve("contextual_a", "paper")
     with pytest.raises(ValueError, match="`sizes`: only for a contextual setting"):

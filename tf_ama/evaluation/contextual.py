@@ -89,6 +89,7 @@ def evaluate_contextual(model, sizes=None, num_samples=100_000, seed=None, block
     auctions of each size (default: the model's; any size works, e.g. unseen ones), seeded
     by `seed` (default: the evaluation seed, model seed + 2)."""
     seed = seeds.evaluation_seed(model.seed) if seed is None else seed
+    num_samples = checks.integer("num_samples", num_samples, minimum=2)
     reports = {}
     for size in (model.sizes if sizes is None else [parse_size(s) for s in sizes]):
         bids, bidder_context, item_context = model.setting.sample(num_samples, seed, size,

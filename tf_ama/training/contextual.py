@@ -32,10 +32,9 @@ from tf_ama.data.contexts import get_contextual_setting
 from tf_ama.data.datasets import fresh_valuations
 from tf_ama.evaluation.contextual import (SIGNIFICANCE, SizeReport, choose_sizes,
                                          evaluate_contextual)
-from tf_ama.models.contextual import ContextualAuction, contextual_dataset
-from tf_ama.training import runs
+from tf_ama.models.contextual import ContextualAuction, contextual_dataset, size_list
+from tf_ama.training import recipes, runs
 from tf_ama.training.config import TrainingConfig
-from tf_ama.training.recipes import recipe
 from tf_ama.utils import files, seeds
 
 FINAL_LEARNING_RATE_FRACTION = 0.1
@@ -43,10 +42,15 @@ FINAL_LEARNING_RATE_FRACTION = 0.1
 _UNSUPPORTED = dict(exact_expectation=False, polish=False, polish_perturbations=0)
 
 
-def contextual_training(sizes=None, setting="contextual_a", **overrides):
-    """The `TrainingConfig` of a contextual run of `sizes` (default: all of the setting's)
-    by its recipe (`tf_ama.training.recipes`), with `overrides`."""
-    return TrainingConfig(**{**recipe(setting, sizes=sizes).training, **overrides})
+def contextual_training(sizes=None, setting=None, **overrides):
+    """The `TrainingConfig` of a contextual run by its recipe (`tf_ama.training.recipes`),
+    with `overrides`: for `sizes` (a list, or a string such as "2x5,3x10"), or else for
+    every size of `setting`, or else for one size."""
+    if sizes is not None:
+        num_sizes = len(size_list("sizes", sizes))
+    else:
+        num_sizes = 1 if setting is None else len(get_contextual_setting(setting).sizes)
+    return TrainingConfig(**{**recipes.contextual_training(num_sizes), **overrides})
 
 
 def check_training(training):

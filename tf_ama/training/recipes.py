@@ -182,6 +182,11 @@ def contextual_steps(num_sizes):
     return min(high, max(low, CONTEXTUAL_STEPS_PER_SIZE * num_sizes))
 
 
+def contextual_training(num_sizes):
+    """The `TrainingConfig` fields of the contextual recipe for `num_sizes` sizes."""
+    return {"steps": contextual_steps(num_sizes), **CONTEXTUAL_TRAINING}
+
+
 def default_menu_size(sizes):
     """A contextual menu's lotteries: 64; 128 when a trained size has 20 or more bidder-item
     pairs (3x10)."""
@@ -193,8 +198,8 @@ def _contextual(setting, name, menu, sizes):
 
     if name != "default":
         raise ValueError(f"--recipe {name}: contextual settings have one recipe, the default.")
-    menu = checks.choice("menu", "lottery+separable" if menu is None else menu,
-                         tuple(CONTEXTUAL_MENUS))
+    menu = checks.choice("menu (of a contextual setting)",
+                         "lottery+separable" if menu is None else menu, tuple(CONTEXTUAL_MENUS))
     parsed = size_list("sizes", setting.sizes if sizes is None else sizes)
     both = menu == "lottery+separable"
     steps = contextual_steps(len(parsed))
@@ -208,7 +213,7 @@ def _contextual(setting, name, menu, sizes):
              "separable": CONTEXTUAL_MENUS[menu],
              "menu_size": 1 if menu == "separable" else default_menu_size(parsed),
              "linear_family_boosts": both, "bundles": both}
-    return Recipe("default", summary, model, {"steps": steps, **CONTEXTUAL_TRAINING})
+    return Recipe("default", summary, model, contextual_training(len(parsed)))
 
 
 def _is_discrete(setting):
@@ -235,7 +240,7 @@ def resolve(setting, name: str = "default", model_overrides=None, training_overr
     if is_contextual(setting):
         chosen = recipe(setting, name, model_overrides.pop("menu", None),
                         model_overrides.get("sizes"))
-        model_overrides = _contextual_overrides(chosen, model_overrides)
+        model_overrides = _contextual_overrides(chosen, model_overrides, training_overrides)
     else:
         chosen = recipe(setting, name, model_overrides.get("menu"))
     model_kwargs = {**chosen.model, **model_overrides}
@@ -249,11 +254,13 @@ def resolve(setting, name: str = "default", model_overrides=None, training_overr
     return model_kwargs, training, record
 
 
-def _contextual_overrides(chosen, model_overrides):
+def _contextual_overrides(chosen, model_overrides, training_overrides):
     """`model_overrides` for `ContextualAuction` (`micro_batch_size` "auto" is None, a
     `learn_bidder_weights` of None is its default); refuses, by name, arguments a contextual
-    menu has no use for, and a menu size beside `--menu separable` (the family alone)."""
-    unknown = sorted(set(model_overrides) - set(CONTEXTUAL_MODEL_ARGS))
+    menu has no use for (the join's: its menu has the family from the start), and a menu
+    size beside `--menu separable` (the family alone)."""
+    unknown = sorted(set(model_overrides) - set(CONTEXTUAL_MODEL_ARGS)
+                     | set(training_overrides) & {"joint_steps", "joint_learning_rate"})
     if unknown:
         raise ValueError(f"Not for a contextual setting: {unknown}.")
     if chosen.model["menu_size"] == 1 and model_overrides.get("menu_size", 1) != 1:

@@ -16,12 +16,29 @@ def check_same_run(out, previous, config, source):
     config = {k: v for k, v in config.items() if k != "recipe"}
     previous = _with_new_defaults(previous, config)
     if previous != config:
+        differences = _differences(previous, config)
         raise ValueError(
             f"--out {out!r} already holds a run with a different configuration ({source}; "
-            f"it differs in {', '.join(_differences(previous, config))}); resume it with the "
-            "same arguments (and data) or choose another --out directory.\n"
+            f"it differs in {', '.join(differences)}); resume it with the "
+            f"same arguments (and data) or choose another --out directory.{_hint(previous, differences)}\n"
             f"  existing: {previous}\n  requested: {config}"
         )
+
+
+def _hint(previous, differences):
+    """When only training fields differ: the recorded values, as flags (a default, such as
+    a recipe's budget, may have changed since the run started: docs/changes.md)."""
+    if not differences or not all(path.startswith("training.") for path in differences):
+        return ""
+    recorded = {path.split(".", 1)[1]: previous["training"].get(path.split(".", 1)[1])
+                for path in differences}
+    return (" Only training fields differ; if the run was started with defaults that have "
+            "changed since (docs/changes.md), give the recorded ones: " + " ".join(
+                f"--{_FLAGS.get(field, field.replace('_', '-'))} {value}"
+                for field, value in recorded.items()) + ".")
+
+
+_FLAGS = {"evaluation_samples": "samples"}  # `tf-ama train` flags not named as their field
 
 
 _ABSENT = object()  # a field one config has and the other lacks
