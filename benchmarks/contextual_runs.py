@@ -25,6 +25,9 @@ tables; tests/benchmarks_test.py passes tiny sizes).
   setting in one model (a mixture of sizes), per setting and seed; each size's exact revenue
   as served (the trained menu, or per-context Myerson where the run chose it), and the
   model's network on sizes between the trained ones that it never saw (`UNSEEN`).
+* `alone` (issue 32): `tf-ama train SETTING --sizes SIZE --seed S` for each size the
+  defaults train (or `--sizes`), seed 0 unless `--seeds`: the size-trained model beside
+  each row of the defaults table, for the mixture's gap.
 
 Runs resume where they stopped; finished ones are only read. Minutes are wall-clock minutes
 of each `tf-ama train` process (the machine may be shared: see the README's notes).
@@ -160,6 +163,19 @@ def defaults_jobs(out, seeds=None, train_flags=(), samples=None):
                     file.write(result.stdout)
 
 
+def alone_jobs(out, sizes=None, seeds=None, train_flags=()):
+    """Each size of the default runs trained alone, seed by seed (0 unless `seeds`)."""
+    from tf_ama.data.contexts import get_contextual_setting
+
+    for seed in seeds or (0,):
+        for setting, _ in DEFAULTS:
+            names = [f"{m}x{n}" for m, n in get_contextual_setting(setting).sizes]
+            for size in names if sizes is None else [s for s in sizes if s in names]:
+                run(["train", setting, "--sizes", size, "--seed", str(seed),
+                     *_row_flags(setting, size), *train_flags],
+                    row_dir(out, setting, size, seed))
+
+
 def defaults_table(out):
     """Per setting and size: the default runs' served revenue against per-context Myerson,
     which the run served (t: its menu, M: Myerson), and the size-trained row's revenue."""
@@ -185,10 +201,8 @@ def defaults_table(out):
                     "M" if size in s.get("myerson_sizes", ()) or s.get("kept") == "myerson"
                     else "t" for s in served))
                 alone = [read(row_dir(out, setting, size, seed))[size]["revenue"]
-                         for row_setting, row_size, row_seeds, _ in ROWS
-                         if (row_setting, row_size) == (setting, size) for seed in row_seeds
-                         if os.path.exists(os.path.join(row_dir(out, setting, size, seed),
-                                                        "evaluation.json"))]
+                         for seed in seeds if os.path.exists(os.path.join(
+                             row_dir(out, setting, size, seed), "evaluation.json"))]
                 revenues = ", ".join(f"{r['revenue']:.4f}" for r in rows)
                 gains = ", ".join(f"{r['gain']:+.4f} ± {r['gain_stderr']:.4f}" for r in rows)
                 lines.append(
@@ -257,10 +271,15 @@ def main(argv=None):
     """Runs the jobs asked for; prints and returns the markdown tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--jobs", choices=("contextual", "lottery", "transfer", "defaults"))
+    parser.add_argument("--jobs",
+                        choices=("contextual", "lottery", "transfer", "defaults", "alone"))
     parser.add_argument("--rows", type=int, nargs="*", default=list(range(len(ROWS))))
     parser.add_argument("--seeds", type=int, nargs="*", default=None,
-                        help="contextual and lottery jobs: only these seeds (default: the row's)")
+                        help="contextual, lottery, defaults and alone jobs: only these seeds "
+                             "(default: the row's; alone: 0)")
+    parser.add_argument("--sizes", nargs="*", default=None,
+                        help="alone jobs: only these sizes (default: every size the defaults "
+                             "train)")
     parser.add_argument("--transfer-samples", type=int, default=None,
                         help="transfer and defaults jobs: `tf-ama evaluate --samples` of the "
                              "unseen sizes (default: its 100 000)")
@@ -276,6 +295,8 @@ def main(argv=None):
         transfer_jobs(args.out, args.train_flags, args.transfer_samples)
     elif args.jobs == "defaults":
         defaults_jobs(args.out, args.seeds, args.train_flags, args.transfer_samples)
+    elif args.jobs == "alone":
+        alone_jobs(args.out, args.sizes, args.seeds, args.train_flags)
     text = table(args.out) + "\n\n" + defaults_table(args.out)
     print(text)
     if args.table:

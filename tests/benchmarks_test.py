@@ -378,7 +378,8 @@ def test_contextual_runs_smoke(tmp_path, monkeypatch, _in_process_tf_ama):
 @pytest.mark.slow
 def test_contextual_defaults_smoke(tmp_path, monkeypatch, _in_process_tf_ama):
     """The defaults job (issue 32) on one tiny run, with one unseen size: the run, `tf-ama
-    evaluate --sizes` of the unseen one, and the per-size table."""
+    evaluate --sizes` of the unseen one, and the per-size table; then the alone job, whose
+    size-trained run the table puts beside the mixture's row."""
     benchmark = _load("contextual_runs", monkeypatch)
     monkeypatch.setattr(benchmark, "DEFAULTS", (("contextual_a", (0,)),))
     monkeypatch.setattr(benchmark, "UNSEEN", {"contextual_a": "2x3"})
@@ -403,6 +404,18 @@ def test_contextual_defaults_smoke(tmp_path, monkeypatch, _in_process_tf_ama):
             size, seen, f"**{report['revenue']:.4f}** ({report['revenue']:.4f})",
             f"{report['myerson']:.4f}", f"{report['gain']:+.4f} ± {report['gain_stderr']:.4f}",
             served if seen == "yes" else "-"]
+        assert cells[7] == "-"  # no size-trained run yet
+
+    # The alone job trains the seen size by itself; the table puts it beside the mixture.
+    _in_process_tf_ama.clear()
+    text = benchmark.main(["--out", out, "--jobs", "alone", "--sizes", "2x2", "2x3",
+                           "--", *TINY_CONTEXTUAL])
+    alone = benchmark.row_dir(out, "contextual_a", "2x2", 0)
+    assert _in_process_tf_ama == [  # 2x3 is not a size contextual_a trains: skipped
+        ["train", "contextual_a", "--sizes", "2x2", "--seed", "0", *TINY_CONTEXTUAL, "--out",
+         alone]]
+    (line,) = [line for line in text.splitlines() if line.startswith("| contextual_a | 2x2 |")]
+    assert line.split("|")[8].strip() == f"{_read(alone)['2x2']['revenue']:.4f}"
 
 
 @pytest.mark.slow
