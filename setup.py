@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
     "matplotlib==3.11.2",
     "h5py==3.14.0",  # tf_ama.training.checkpoints writes weights with it (a keras dependency too)
+    "scipy==1.17.1",  # tf_ama.evaluation.optimum: the optimal mechanism's linear program (HiGHS)
 ]
 
 EXTRAS = {

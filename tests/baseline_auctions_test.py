@@ -201,10 +201,12 @@ def test_unit_demand_vcg_matches_brute_force(num_bidders, num_items):
 # Whole settings.
 
 # docs/design.md §5. The grand-bundle entries are rounded; numeric integration
-# (`exact_grand_bundle`) gives 0.83924, 2.18843, 5.00302, 5.45605.
+# (`exact_grand_bundle`) gives 0.83924, 1.27775, 2.18843, 2.82567, 5.00302, 5.45605.
 DESIGN = {
     "additive_2x2_uniform": (0.6667, 0.8333, 0.8390),
+    "additive_2x3_uniform": (1.0, 1.25, 1.2778),
     "additive_2x5_uniform": (1.6667, 2.0833, 2.189),
+    "additive_5x5_uniform": (3.3333, 3.3594, 2.8257),
     "additive_3x10_uniform": (5.0, 5.3125, 5.002),
     "additive_5x10_uniform": (6.6667, 6.7188, 5.455),
 }

@@ -27,7 +27,7 @@ def settings(args):
         anchor = ANCHORS.get(name)
         rows.append((name, setting.shape_name, setting.demand,
                      f"{setting.distribution}({params})",
-                     f"{anchor[1]} ({anchor[0]})" if anchor else ""))
+                     f"{anchor.revenue} ({anchor.label})" if anchor else ""))
     for name in list_contextual_settings():  # contexts: tf-ama train NAME --sizes MxN
         setting = get_contextual_setting(name)
         rows.append((name, ",".join(f"{m}x{n}" for m, n in setting.sizes), setting.demand,

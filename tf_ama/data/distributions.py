@@ -13,6 +13,8 @@ Built-in families (the `distribution` field of a `Setting`):
 * `spherical`: bidders i.i.d. on `P` discrete points in `num_items` dimensions, after the
   construction of Briest et al. (2010) used in the paper's section 6.2: point `k` is
   `base**k * directions[k]` with probability proportional to `base**-k`.
+* `discrete`: bidders independent on finitely many types, given as `points` and
+  `probabilities` (per bidder or shared).
 
 Any TFP distribution class of scalars is a family too, by its class name (e.g. `"Beta"`,
 `"Gamma"`, `"LogNormal"`, `"TruncatedNormal"`): its parameters, each a scalar or per bidder and
@@ -103,10 +105,46 @@ def spherical(num_bidders, num_items, base=2.0, directions=SPHERICAL_DIRECTIONS,
     base = checks.number("base", base, above=0)
     num_points = directions.shape[0]
     scale = base ** np.arange(num_points)
-    points = directions * scale[:, None]  # [P, n]
-    logits = -np.arange(num_points) * np.log(base)  # prob ∝ base^-k
+    return _points(num_bidders, num_items, directions * scale[:, None],
+                   np.exp(-np.arange(num_points) * np.log(base)), dtype, "SphericalValuations")
+
+
+def discrete(num_bidders, num_items, points, probabilities, dtype=tf.float32):
+    """Bidders independent on finitely many types: `points` `[P, num_items]` (the same for
+    every bidder) or `[num_bidders, P, num_items]`, each type's values; `probabilities`
+    `[P]` or `[num_bidders, P]`, each bidder's summing to 1. A prior on finitely many types
+    trains on its exact expectation and has a computable optimum
+    (`tf_ama.evaluation.optimum`)."""
+    points = real_array(points, "points").astype(np.float64)
+    probabilities = real_array(probabilities, "probabilities").astype(np.float64)
+    if points.ndim not in (2, 3) or points.shape[-1] != num_items or (
+            points.ndim == 3 and points.shape[0] != num_bidders):
+        raise ValueError(f"`points` must have shape [P, num_items={num_items}] or "
+                         f"[num_bidders={num_bidders}, P, num_items]; got "
+                         f"{list(points.shape)}.")
+    num_points = points.shape[-2]
+    if probabilities.shape not in ((num_points,), (num_bidders, num_points)):
+        raise ValueError(f"`probabilities` must have shape [P={num_points}] or [num_bidders="
+                         f"{num_bidders}, P], one per point; got {list(probabilities.shape)}.")
+    if not np.all(np.isfinite(points)) or np.any(points < 0):
+        raise ValueError("`points` must be finite and >= 0 (values).")
+    if not np.all(np.isfinite(probabilities)) or np.any(probabilities <= 0):
+        raise ValueError("`probabilities` must be finite and > 0 (leave out a point of "
+                         "probability 0).")
+    if np.any(np.abs(probabilities.sum(axis=-1) - 1.0) > 1e-9):
+        raise ValueError(f"`probabilities` must sum to 1 for each bidder (within 1e-9); they "
+                         f"sum to {probabilities.sum(axis=-1).tolist()}. Divide them by the "
+                         "sum if they are weights.")
+    return _points(num_bidders, num_items, points, probabilities, dtype, "DiscreteValuations")
+
+
+def _points(num_bidders, num_items, points, probabilities, dtype, name):
+    """`Independent(MixtureSameFamily(Categorical, Independent(Deterministic)))`: each
+    bidder on the rows of `points` with `probabilities` (proportional; `bidder_types`
+    reads the shape back)."""
+    num_points = points.shape[-2]
     points = np.broadcast_to(points, (num_bidders, num_points, num_items))
-    logits = np.broadcast_to(logits, (num_bidders, num_points))
+    logits = np.broadcast_to(np.log(probabilities), (num_bidders, num_points))
     components = tfd.Independent(
         tfd.Deterministic(loc=tf.constant(points, dtype)), reinterpreted_batch_ndims=1
     )
@@ -114,7 +152,7 @@ def spherical(num_bidders, num_items, base=2.0, directions=SPHERICAL_DIRECTIONS,
         mixture_distribution=tfd.Categorical(logits=tf.constant(logits, dtype)),
         components_distribution=components,
     )
-    return tfd.Independent(mixture, reinterpreted_batch_ndims=1, name="SphericalValuations")
+    return tfd.Independent(mixture, reinterpreted_batch_ndims=1, name=name)
 
 
 def tfp_class(num_bidders, num_items, class_name, dtype=tf.float32, **params):
@@ -177,6 +215,7 @@ _FACTORIES: dict[str, Callable] = {
     "uniform": uniform,
     "exponential": exponential,
     "spherical": spherical,
+    "discrete": discrete,
     "empirical": _empirical,
 }
 
@@ -216,40 +255,55 @@ def make_distribution(name, num_bidders, num_items, params=None, dtype=tf.float3
     return dist
 
 
-def finite_support(dist, max_profiles=1 << 16):
-    """Every profile of a discrete distribution and its probability, as float64 numpy arrays
-    `(profiles [S, num_bidders, num_items], probabilities [S])`, probabilities summing to 1.
-
-    Knows the shape of `spherical` (and of any distribution built the same way): bidders
-    independent, each a `tfd.MixtureSameFamily` of `tfd.Deterministic` points, i.e.
-    `Independent(MixtureSameFamily(Categorical, Independent(Deterministic)))` with the bidders
-    as the mixture's batch. `S` is the product of the bidders' point counts; more than
-    `max_profiles` is refused (sample instead).
-    """
+def bidder_types(dist):
+    """Each bidder's finitely many types and their probabilities, as float64 numpy arrays
+    `(values [num_bidders, P, num_items], probabilities [num_bidders, P])`, for bidders
+    independent on `P` points each: `Independent(MixtureSameFamily(Categorical,
+    Independent(Deterministic)))` with the bidders as the mixture's batch (the shape of
+    `spherical`). Parameters shared by the bidders are repeated for each. Other
+    distributions are refused (sample from them instead)."""
     mixture = dist.distribution if isinstance(dist, tfd.Independent) else None
     points = (mixture.components_distribution
               if isinstance(mixture, tfd.MixtureSameFamily) else None)
     if not (isinstance(points, tfd.Independent)
             and isinstance(points.distribution, tfd.Deterministic)):
         raise ValueError(
-            f"finite_support knows bidders independent on finitely many points "
+            f"A finite type space needs bidders independent on finitely many points "
             f"(Independent(MixtureSameFamily(Categorical, Independent(Deterministic))), e.g. "
             f"'spherical'); got {dist.name}. Sample from it instead.")
     probabilities = np.asarray(mixture.mixture_distribution.probs_parameter(), np.float64)
     num_bidders, num_items = dist.event_shape.as_list()
     num_points = probabilities.shape[-1]
-    # Parameters shared by the bidders broadcast to one row per bidder.
     probabilities = np.broadcast_to(probabilities, (num_bidders, num_points))
-    locations = np.broadcast_to(np.asarray(points.distribution.loc, np.float64),
-                                (num_bidders, num_points, num_items))
+    values = np.broadcast_to(np.asarray(points.distribution.loc, np.float64),
+                             (num_bidders, num_points, num_items))
+    return values, probabilities
+
+
+def type_profiles(num_points, num_bidders):
+    """`[P**m, m]`: every profile's type index per bidder, in the order of `finite_support`
+    (the last bidder's type changing fastest)."""
+    return np.indices((num_points,) * num_bidders).reshape(num_bidders, -1).T
+
+
+def finite_support(dist, max_profiles=1 << 16):
+    """Every profile of a discrete distribution and its probability, as float64 numpy arrays
+    `(profiles [S, num_bidders, num_items], probabilities [S])`, probabilities summing to 1.
+
+    Knows the distributions of `bidder_types` (e.g. `spherical`): `S` is the product of the
+    bidders' point counts, the profiles in the order of `type_profiles`; more than
+    `max_profiles` is refused (sample instead).
+    """
+    values, probabilities = bidder_types(dist)
+    num_bidders, num_points = probabilities.shape
     if num_points ** num_bidders > max_profiles:
         raise ValueError(
             f"The support has {num_points}**{num_bidders} = {num_points ** num_bidders:,} "
             f"profiles, more than max_profiles={max_profiles:,}. Sample instead, or raise "
             "max_profiles.")
-    choice = np.indices((num_points,) * num_bidders).reshape(num_bidders, -1).T  # [S, m]
+    choice = type_profiles(num_points, num_bidders)  # [S, m]
     bidders = np.arange(num_bidders)
-    profiles = locations[bidders, choice]  # [S, m, n]
+    profiles = values[bidders, choice]  # [S, m, n]
     joint = np.prod(probabilities[bidders, choice], axis=1)
     return profiles, joint / joint.sum()
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -244,7 +244,9 @@ _SETTINGS = {
     "unit_demand_1x2_uniform": Setting("unit_demand_1x2_uniform", 1, 2, "unit_demand"),
     "additive_2x2_uniform": Setting("additive_2x2_uniform", 2, 2),
     "unit_demand_2x2_uniform": Setting("unit_demand_2x2_uniform", 2, 2, "unit_demand"),
+    "additive_2x3_uniform": Setting("additive_2x3_uniform", 2, 3),
     "additive_2x5_uniform": Setting("additive_2x5_uniform", 2, 5),
+    "additive_5x5_uniform": Setting("additive_5x5_uniform", 5, 5),
     "additive_3x10_uniform": Setting("additive_3x10_uniform", 3, 10),
     "additive_5x10_uniform": Setting("additive_5x10_uniform", 5, 10),
     "additive_3x1_exponential": Setting(
@@ -256,16 +258,29 @@ _SETTINGS = {
 }
 _BUILT_IN.checked_elsewhere = False
 
-# Known optimal or reference revenues (docs/design.md §4), for reports.
+
+class Anchor(NamedTuple):
+    """A revenue to compare with: `label` says whose; `optimum`, whether no strategyproof
+    mechanism earns more (then `tf_ama.evaluation.optimum.best_possible` reports it)."""
+
+    label: str
+    revenue: float
+    optimum: bool = False
+
+
+# Known optimal or reference revenues of the built-in settings (docs/design.md §4), for
+# reports. The spherical prior's optimum is also what its linear program computes
+# (`tf_ama.evaluation.optimum`; tests/optimum_test.py checks the two agree).
 ANCHORS = {
-    "additive_1x2_uniform": ("optimum (Manelli-Vincent)", 0.5491),
-    "additive_1x2_uniform_4_16_4_7": ("optimum (Daskalakis et al.)", 9.778),
-    "unit_demand_1x2_uniform": ("optimum 2/(3*sqrt(3))", 0.3849),
-    "additive_3x1_exponential": ("Myerson optimum", 2.754),
-    "unit_demand_2x4_spherical": ("optimum of any DSIC mechanism", 2.349),
-    "additive_2x2_uniform": ("paper's lottery AMA", 0.868),
-    "additive_2x5_uniform": ("paper's lottery AMA", 2.2354),
-    "additive_3x10_uniform": ("paper's lottery AMA", 5.345),
+    "additive_1x2_uniform": Anchor("optimum (Manelli-Vincent)", 0.5491, True),
+    "additive_1x2_uniform_4_16_4_7": Anchor("optimum (Daskalakis et al.)", 9.778, True),
+    "unit_demand_1x2_uniform": Anchor("optimum 2/(3*sqrt(3))", 0.3849, True),
+    "additive_3x1_exponential": Anchor("Myerson optimum", 2.754, True),
+    "unit_demand_2x4_spherical": Anchor("optimum of any DSIC mechanism", 2.349, True),
+    "additive_2x2_uniform": Anchor("paper's lottery AMA", 0.868),
+    "additive_2x5_uniform": Anchor("paper's lottery AMA", 2.2354),
+    "additive_3x10_uniform": Anchor("paper's lottery AMA", 5.345),
+    "additive_5x5_uniform": Anchor("CITransNet, approximately strategyproof", 3.4759),
 }
 
 

@@ -46,6 +46,7 @@ from tf_ama.data import data_files
 from tf_ama.data.settings import ANCHORS, evaluation_sample
 from tf_ama.evaluation import outcome_files
 from tf_ama.evaluation.contextual import evaluate_contextual
+from tf_ama.evaluation.optimum import best_possible
 from tf_ama.evaluation.scanning import check_arguments, count_entries, menu_entries, scan
 from tf_ama.models.contextual import ContextualAuction
 from tf_ama.utils import checks, seeds
@@ -83,6 +84,8 @@ class EvaluationReport:
       baselines: name -> `BaselineResult.to_dict()` on the same number of samples and seed.
       family_share: the fraction of profiles on which an entry of the item-separable family
         was chosen (`tf_ama.core.separable`), None for a menu without the family.
+      best_possible: `{"revenue", "label"}`, the most any strategyproof mechanism earns in
+        the setting (`tf_ama.evaluation.optimum.best_possible`), None where it is unknown.
     """
 
     setting: str
@@ -101,6 +104,7 @@ class EvaluationReport:
     menu_size: int
     baselines: dict = dataclasses.field(default_factory=dict)
     family_share: float | None = None
+    best_possible: dict | None = None
 
     def to_dict(self) -> dict:
         """A JSON-serializable dict of every field."""
@@ -143,9 +147,13 @@ class EvaluationReport:
                 stderr = "" if stderr is None else f"{stderr:.4f}"
                 lines.append(f"  {name:<22}{result['revenue']:>9.4f}{stderr:>9}"
                              f"{self.revenue - result['revenue']:>+10.4f}")
-        if self.setting in ANCHORS:
-            label, value = ANCHORS[self.setting]
-            lines.append(f"  reference: {label} {value}")
+        if self.best_possible is not None:
+            best = self.best_possible
+            lines.append(f"  {'best possible':<22}{best['revenue']:.4f} ({best['label']}): "
+                         f"this AMA earns {self.revenue / best['revenue']:.2%} of it")
+        elif self.setting in ANCHORS:
+            anchor = ANCHORS[self.setting]
+            lines.append(f"  reference: {anchor.label} {anchor.revenue}")
         return "\n".join(lines)
 
 
@@ -271,7 +279,12 @@ def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_siz
         baselines=details,
         family_share=(None if menu.separable_boosts is None else
                       sum(e.count for e in entries if e.family) / count),
+        best_possible=_as_dict(best_possible(model.setting)),
     )
+
+
+def _as_dict(reference):
+    return None if reference is None else dataclasses.asdict(reference)
 
 
 def _evaluate_contextual(model, num_samples, seed, micro_batch_size, outcomes, split, sizes):
