@@ -181,7 +181,8 @@ def defaults_table(out):
     which the run served (t: its menu, M: Myerson), and the size-trained row's revenue."""
     lines = ["| setting | size | seen in training | revenue: mean (each seed) | per-context "
              "Myerson | gain over Myerson (paired, each seed) | served (t: menu, M: Myerson) | "
-             "trained on the size alone | minutes per seed (whole run) |",
+             "trained on the size alone (the mixture's gap to it) | minutes per seed (whole "
+             "run) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for setting, seeds in DEFAULTS:
         paths = [row_dir(out, setting, "defaults", seed) for seed in seeds]
@@ -209,7 +210,7 @@ def defaults_table(out):
                     f"| {setting} | {size} | {is_seen} | "
                     f"**{_mean([r['revenue'] for r in rows])}** ({revenues}) "
                     f"| {_mean([r['myerson'] for r in rows])} | {gains} | {kept} "
-                    f"| {_mean(alone)} | {minutes if is_seen == 'yes' else '-'} |")
+                    f"| {_alone(alone, rows)} | {minutes if is_seen == 'yes' else '-'} |")
     return "\n".join(lines)
 
 
@@ -217,6 +218,14 @@ def _row_flags(setting, size):
     """The acceptance row's flags for `setting` and `size` (none if it is not a row)."""
     return next((flags for row_setting, row_size, _, flags in ROWS
                  if (row_setting, row_size) == (setting, size)), ())
+
+
+def _alone(alone, rows):
+    """The size-trained revenue (mean of its seeds) and the mixture's relative gap to it."""
+    if not alone:
+        return "-"
+    mixture = statistics.mean(r["revenue"] for r in rows)
+    return f"{statistics.mean(alone):.4f} ({mixture / statistics.mean(alone) - 1:+.1%})"
 
 
 def _mean(values):

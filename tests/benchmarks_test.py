@@ -415,7 +415,8 @@ def test_contextual_defaults_smoke(tmp_path, monkeypatch, _in_process_tf_ama):
         ["train", "contextual_a", "--sizes", "2x2", "--seed", "0", *TINY_CONTEXTUAL, "--out",
          alone]]
     (line,) = [line for line in text.splitlines() if line.startswith("| contextual_a | 2x2 |")]
-    assert line.split("|")[8].strip() == f"{_read(alone)['2x2']['revenue']:.4f}"
+    revenue, mixture = _read(alone)["2x2"]["revenue"], reports["2x2"]["revenue"]
+    assert line.split("|")[8].strip() == f"{revenue:.4f} ({mixture / revenue - 1:+.1%})"
 
 
 @pytest.mark.slow

@@ -192,6 +192,9 @@ def _add_train_arguments(sub):
         default=f"{library_defaults.BUNDLE_DISCOUNT:g} with bundles, 0 without",
         help="the learned share of the family's boost the grand bundles are spared, its "
              "start (0: the menu starts at per-context Myerson)")
+    add("contextual", "--relative-loss", action=argparse.BooleanOptionalAction, default="off",
+        help="descend minus the log of each step's soft revenue, so that every size counts "
+             "by its relative gain (lifts small sizes, lowers large ones; docs/design.md §10)")
     sub.set_defaults(sections=sections, shown_defaults=defaults)
     return sub
 

@@ -52,7 +52,8 @@ DATA_FLAGS = {"--validation-fraction": "validation_fraction", "--test-fraction":
 
 CONTEXTUAL_FLAGS = {"--sizes": "sizes", "--hidden": "hidden", "--heads": "heads",
                     "--blocks": "blocks", "--linear-family-boosts": "linear_family_boosts",
-                    "--bundles": "bundles", "--bundle-discount": "bundle_discount"}
+                    "--bundles": "bundles", "--bundle-discount": "bundle_discount",
+                    "--relative-loss": "relative_loss"}
 
 
 def sizes(text):

@@ -9,8 +9,9 @@
 
 Each training step draws fresh auctions of one size (the sizes in turn, `step % len(sizes)`;
 contexts and values from the setting, seeded by `data_seed`, the step and the replica), and
-minimizes minus the soft revenue (`relaxation.soft_payments` with a menu per auction) by
-automatic differentiation through the menu network (`ContextualMenu`). `test_step` and
+minimizes minus their soft revenue (`relaxation.soft_payments` with a menu per auction; or its
+log, `relative_loss`) by automatic differentiation through the menu network
+(`ContextualMenu`). `test_step` and
 calling the model give the EXACT outcome (`tf_ama.exact_outcome` on the float64 menu the
 network computes for each auction's contexts). The menu never sees a bid: the mechanism is
 strategyproof and IR for every context (docs/design.md §10).
@@ -28,7 +29,7 @@ from tf_ama.data.contexts import get_contextual_setting, parse_size, size_name
 from tf_ama.menus.contextual import ContextualMenu
 from tf_ama.models.active_set import ActiveSet
 from tf_ama.models.auction import AffineMaximizerAuction
-from tf_ama.utils import checks, defaults, seeds
+from tf_ama.utils import checks, defaults, distributed, seeds
 
 
 def contextual_dataset(setting, size, num_samples, seed, batch_size=4096, dtype=tf.float64):
@@ -91,6 +92,11 @@ class ContextualAuction(AffineMaximizerAuction):
       jit_objective: compile the fused kernel with XLA.
       active_margin, active_refresh_steps: the active set (`AffineMaximizerAuction`), one per
         trained size (its number of entries depends on the bidders).
+      relative_loss: each step descends minus the log of its soft revenue (the gradient of
+        the soft revenue divided by it), so that every size counts by its relative gain,
+        whatever its revenue's scale (a 3x10 auction earns about 7 times a 2x2 one). Off by
+        default: it lifts the small sizes and lowers the large ones (docs/design.md §10).
+        The loss logged is minus the soft revenue either way.
       myerson_sizes: sizes at which the model serves per-context Myerson (the family at its
         start, no lotteries) instead of its menu: where the menu did not beat it
         (`tf_ama.evaluation.contextual.choose_sizes`; a run and an export choose them).
@@ -105,12 +111,13 @@ class ContextualAuction(AffineMaximizerAuction):
                  temperature=defaults.TEMPERATURE,
                  seed=0, data_seed=None, micro_batch_size=None, jit_objective=True,
                  active_margin=None, active_refresh_steps=defaults.ACTIVE_REFRESH_STEPS,
-                 myerson_sizes=(), chosen_sizes=(), **kwargs):
+                 relative_loss=False, myerson_sizes=(), chosen_sizes=(), **kwargs):
         setting = get_contextual_setting(setting)
         self.sizes = size_list("sizes", setting.sizes if sizes is None else sizes)
         if not self.sizes:
             raise ValueError("`sizes` must name at least one size, e.g. ['2x5'].")
         self.myerson_sizes = ()
+        self.relative_loss = checks.boolean("relative_loss", relative_loss)
         self.chosen_sizes = tuple(sorted(set(size_list("chosen_sizes", chosen_sizes))))
         if menu is None:
             menu = ContextualMenu(
@@ -304,8 +311,8 @@ class ContextualAuction(AffineMaximizerAuction):
             size = tuple(bids.shape[1:])
             active = (self.active_sets[self.sizes.index(size)]
                       if self.active_sets and size in self.sizes else None)
-            return self._gradients(tf.cast(bids, tf.float32), None, active,
-                                   (bidder_context, item_context))
+            return self._size_gradients(tf.cast(bids, tf.float32), active,
+                                        (bidder_context, item_context))
         step = self.optimizer.iterations
         context = tf.distribute.get_replica_context()
         replica = context.replica_id_in_sync_group if context is not None else 0
@@ -320,7 +327,7 @@ class ContextualAuction(AffineMaximizerAuction):
                 bids, bidder_context, item_context = self.setting.sample(
                     batch_size, seed, self.sizes[index])
                 active = self.active_sets[index] if self.active_sets else None
-                loss, found = self._gradients(bids, None, active, (bidder_context, item_context))
+                loss, found = self._size_gradients(bids, active, (bidder_context, item_context))
                 # Every branch gives a gradient for every variable (tf.switch_case).
                 return loss, [tf.zeros_like(v) if g is None else g
                               for g, v in zip(found, variables)]
@@ -328,6 +335,16 @@ class ContextualAuction(AffineMaximizerAuction):
 
         index = tf.cast(step % len(self.sizes), tf.int32)
         return tf.switch_case(index, [branch(k) for k in range(len(self.sizes))])
+
+    def _size_gradients(self, bids, active, contexts):
+        """`_gradients` of auctions of one size; with `relative_loss`, those of minus the log
+        of their soft revenue: `d(-log R) = -dR / R`, with `R` summed over the replicas."""
+        loss, gradients = self._gradients(bids, None, active, contexts)
+        if self.relative_loss:
+            revenue = tf.maximum(tf.stop_gradient(-distributed.sum_over_replicas(loss)),
+                                 TINY_REVENUE)
+            gradients = [g if g is None else g / tf.cast(revenue, g.dtype) for g in gradients]
+        return loss, gradients
 
     def _exact_revenues(self, data):
         inputs = keras.utils.unpack_x_y_sample_weight(data)[0]
@@ -344,8 +361,14 @@ class ContextualAuction(AffineMaximizerAuction):
                 "micro_batch_size": self.micro_batch_size, "jit_objective": self.jit_objective,
                 "active_margin": self.active_margin,
                 "active_refresh_steps": self.active_refresh_steps,
+                "relative_loss": self.relative_loss,
                 "myerson_sizes": [size_name(s) for s in self.myerson_sizes],
                 "chosen_sizes": [size_name(s) for s in self.chosen_sizes]}
+
+
+# The soft revenue below which `relative_loss` stops dividing by it (a menu earning nothing on
+# a batch would otherwise take an unbounded step).
+TINY_REVENUE = 1e-6
 
 
 def size_list(name, sizes):
