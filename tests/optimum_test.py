@@ -156,6 +156,11 @@ def test_best_possible_uses_proven_optima_only():
     # An anchor is for the built-in setting, not for another one of the same name.
     other = tf_ama.Setting("additive_1x2_uniform", 1, 2, "additive", "uniform", {"high": 2.0})
     assert best_possible(other) is None
+    # A prior of more profiles than a report solves unasked (17**2 = 289 > 256): None there,
+    # optimal_mechanism when asked.
+    many = discrete_setting(np.arange(1.0, 18.0)[:, None], np.full(17, 1 / 17), 2)
+    assert best_possible(many) is None
+    assert optimal_mechanism(many).revenue > 0
 
 
 def test_bad_input_names_the_argument():
