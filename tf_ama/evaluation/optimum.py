@@ -5,11 +5,12 @@ r"""The most revenue any strategyproof mechanism earns: known optima, and linear
     optimal_mechanism("unit_demand_2x4_spherical", deterministic=True).revenue   # 1.907...
 
 `best_possible(setting)` is what `tf_ama.evaluate` and `tf-ama evaluate` print as "x % of the
-best possible": for a prior on finitely many types (up to `REPORTED_PROFILES` profiles), the
-optimum of the linear program below;
-otherwise the setting's anchor (`tf_ama.data.settings.ANCHORS`) when it is a proven optimum
-(one bidder and two items, one item and i.i.d. bidders); else None (no optimum is known for
-additive 2x2 U[0, 1] and up).
+best possible": for a prior on finitely many types, the optimum of the linear program below
+(unasked up to `REPORTED_PROFILES` profiles; `optimal_mechanism` computes larger ones);
+otherwise a built-in setting's anchor (`tf_ama.data.settings.ANCHORS`) when it is a proven
+optimum (one bidder and two items, one item and i.i.d. bidders); else None (no optimum is
+known for additive 2x2 U[0, 1] and up: `reference(setting)` is then the anchor printed
+beside the result, e.g. the paper's number).
 
 **The linear program** (docs/design.md §4). Bidders are independent, bidder `i` on types
 `t = 0..P-1` with values `v_i(t)` (`tf_ama.data.distributions.bidder_types`); a profile `s`
@@ -91,15 +92,23 @@ def best_possible(setting):
         values, _ = bidder_types(setting.distribution_fn())
     except ValueError:  # not a finite type space
         anchor = ANCHORS.get(setting.name)
-        if anchor is None or not anchor.optimum or not _is_builtin(setting):
-            return None
-        return Reference(anchor.revenue, anchor.label)
+        return reference(setting) if anchor is not None and anchor.optimum else None
     profiles = values.shape[1] ** setting.num_bidders
     if profiles > REPORTED_PROFILES:  # optimal_mechanism(setting) computes it when asked
         return None
     optimum = optimal_mechanism(setting)
     return Reference(optimum.revenue, "optimum of any strategyproof mechanism (linear "
                      f"program over its {profiles} type profiles)")
+
+
+def reference(setting):
+    """The anchor of a built-in setting (`ANCHORS`: a proven optimum or a published revenue),
+    as a `Reference`; None for any other setting, also one named like a built-in."""
+    setting = get_setting(setting)
+    anchor = ANCHORS.get(setting.name)
+    if anchor is None or not _is_builtin(setting):
+        return None
+    return Reference(anchor.revenue, anchor.label)
 
 
 def optimal_mechanism(setting, deterministic=False, max_profiles=MAX_PROFILES):
@@ -170,14 +179,14 @@ def optimal_mechanism(setting, deterministic=False, max_profiles=MAX_PROFILES):
         result = optimize.milp(
             objective, constraints=optimize.LinearConstraint(matrix, -np.inf, bounds),
             integrality=np.concatenate([np.ones(x_index.size), np.zeros(p_index.size)]),
-            bounds=optimize.Bounds(lower, upper))
+            bounds=optimize.Bounds(lower, upper), options={"mip_rel_gap": 1e-9})
     else:
         result = optimize.linprog(objective, A_ub=matrix, b_ub=bounds,
                                   bounds=np.stack([lower, upper], axis=1), method="highs")
     if result.status != 0:
         raise RuntimeError(f"setting {setting.name!r}: the optimal mechanism's program was not "
                            f"solved ({result.message}).")
-    allocations = np.clip(result.x[x_index], 0.0, 1.0)
+    allocations = result.x[x_index]  # within [0, 1] up to the solver's tolerance
     payments = result.x[p_index] * unit
     return Optimum(float(probabilities @ payments.sum(axis=1)), deterministic, profiles,
                    probabilities, allocations, payments)

@@ -43,10 +43,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ama.data import data_files
-from tf_ama.data.settings import ANCHORS, evaluation_sample
+from tf_ama.data.settings import evaluation_sample
 from tf_ama.evaluation import outcome_files
 from tf_ama.evaluation.contextual import evaluate_contextual
-from tf_ama.evaluation.optimum import best_possible
+from tf_ama.evaluation.optimum import best_possible, reference
 from tf_ama.evaluation.scanning import check_arguments, count_entries, menu_entries, scan
 from tf_ama.models.contextual import ContextualAuction
 from tf_ama.utils import checks, seeds
@@ -86,6 +86,8 @@ class EvaluationReport:
         was chosen (`tf_ama.core.separable`), None for a menu without the family.
       best_possible: `{"revenue", "label"}`, the most any strategyproof mechanism earns in
         the setting (`tf_ama.evaluation.optimum.best_possible`), None where it is unknown.
+      reference: `{"revenue", "label"}`, a built-in setting's published or optimal revenue
+        (`tf_ama.evaluation.optimum.reference`), None for other settings.
     """
 
     setting: str
@@ -105,6 +107,7 @@ class EvaluationReport:
     baselines: dict = dataclasses.field(default_factory=dict)
     family_share: float | None = None
     best_possible: dict | None = None
+    reference: dict | None = None
 
     def to_dict(self) -> dict:
         """A JSON-serializable dict of every field."""
@@ -149,11 +152,12 @@ class EvaluationReport:
                              f"{self.revenue - result['revenue']:>+10.4f}")
         if self.best_possible is not None:
             best = self.best_possible
+            share = (f"this AMA earns {self.revenue / best['revenue']:.2%} of it"
+                     if best["revenue"] > 0 else "no mechanism earns anything")
             lines.append(f"  {'best possible':<22}{best['revenue']:.4f} ({best['label']}): "
-                         f"this AMA earns {self.revenue / best['revenue']:.2%} of it")
-        elif self.setting in ANCHORS:
-            anchor = ANCHORS[self.setting]
-            lines.append(f"  reference: {anchor.label} {anchor.revenue}")
+                         f"{share}")
+        elif self.reference is not None:
+            lines.append(f"  reference: {self.reference['label']} {self.reference['revenue']}")
         return "\n".join(lines)
 
 
@@ -280,6 +284,7 @@ def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_siz
         family_share=(None if menu.separable_boosts is None else
                       sum(e.count for e in entries if e.family) / count),
         best_possible=_as_dict(best_possible(model.setting)),
+        reference=_as_dict(reference(model.setting)),
     )
 
 

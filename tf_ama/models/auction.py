@@ -214,10 +214,12 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         """The fused kernel's micro-batches (`micro_batch_size`)."""
         return self.micro_batch_size
 
-    def _gradients(self, valuations, sample_weight, active_set, contexts=()):
+    def _gradients(self, valuations, sample_weight, active_set, contexts=(), share=None):
         """`(loss, gradients)`: this replica's share of minus the soft revenue of
         `valuations` (weighted by `sample_weight`), and its gradients with respect to the
-        trainable variables, under the menu of `contexts` (none for one menu)."""
+        trainable variables, under the menu of `contexts` (none for one menu). `share`, if
+        given, is this replica's share of the global batch, known without a cross-replica
+        sum (which cannot run inside a `tf.switch_case` branch)."""
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
             # Built once per step, whatever the micro-batches.
@@ -233,7 +235,8 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         else:
             revenue, menu_gradients = self._active_step(active_set, valuations, menu,
                                                         sample_weight)
-        share = distributed.replica_share(valuations, sample_weight)  # summed over replicas
+        if share is None:
+            share = distributed.replica_share(valuations, sample_weight)  # summed over replicas
         gradients = tape.gradient([t for t in menu if t is not None], variables,
                                   output_gradients=[-g * share for g in menu_gradients])
         return -revenue * share, gradients

@@ -311,11 +311,19 @@ class ContextualAuction(AffineMaximizerAuction):
             size = tuple(bids.shape[1:])
             active = (self.active_sets[self.sizes.index(size)]
                       if self.active_sets and size in self.sizes else None)
-            return self._size_gradients(tf.cast(bids, tf.float32), active,
-                                        (bidder_context, item_context))
+            loss, gradients = self._gradients(tf.cast(bids, tf.float32), None, active,
+                                              (bidder_context, item_context))
+            return loss, self._relative(loss, gradients)
         step = self.optimizer.iterations
         context = tf.distribute.get_replica_context()
         replica = context.replica_id_in_sync_group if context is not None else 0
+        replicas = context.num_replicas_in_sync if context is not None else 1
+        if self.active_sets and replicas > 1:  # its refresh gathers every replica's gaps
+            raise ValueError(
+                "A contextual model trained on fresh auctions with several replicas cannot "
+                "use the active set (`active_margin`): each size's step runs in a branch of "
+                "its own, where replicas cannot synchronize. Drop active_margin (--active-"
+                "margin), or train on one device.")
         seed = tf.random.experimental.stateless_fold_in(
             tf.constant([self.data_seed, seeds.CONTEXTUAL_STREAM_KEY], tf.int32), step)
         seed = tf.random.experimental.stateless_fold_in(seed, replica)
@@ -327,24 +335,27 @@ class ContextualAuction(AffineMaximizerAuction):
                 bids, bidder_context, item_context = self.setting.sample(
                     batch_size, seed, self.sizes[index])
                 active = self.active_sets[index] if self.active_sets else None
-                loss, found = self._size_gradients(bids, active, (bidder_context, item_context))
+                # Every replica draws a batch of the same size: its share is 1 / replicas.
+                loss, found = self._gradients(bids, None, active,
+                                              (bidder_context, item_context), 1.0 / replicas)
                 # Every branch gives a gradient for every variable (tf.switch_case).
                 return loss, [tf.zeros_like(v) if g is None else g
                               for g, v in zip(found, variables)]
             return gradients
 
         index = tf.cast(step % len(self.sizes), tf.int32)
-        return tf.switch_case(index, [branch(k) for k in range(len(self.sizes))])
+        loss, gradients = tf.switch_case(index, [branch(k) for k in range(len(self.sizes))])
+        return loss, self._relative(loss, gradients)
 
-    def _size_gradients(self, bids, active, contexts):
-        """`_gradients` of auctions of one size; with `relative_loss`, those of minus the log
-        of their soft revenue: `d(-log R) = -dR / R`, with `R` summed over the replicas."""
-        loss, gradients = self._gradients(bids, None, active, contexts)
-        if self.relative_loss:
-            revenue = tf.maximum(tf.stop_gradient(-distributed.sum_over_replicas(loss)),
-                                 TINY_REVENUE)
-            gradients = [g if g is None else g / tf.cast(revenue, g.dtype) for g in gradients]
-        return loss, gradients
+    def _relative(self, loss, gradients):
+        """With `relative_loss`, the gradients of minus the log of the soft revenue: `d(-log
+        R) = -dR / R`, `R` the step's soft revenue summed over the replicas (outside any
+        branch: replicas synchronize only there), at least `TINY_REVENUE`."""
+        if not self.relative_loss:
+            return gradients
+        revenue = tf.maximum(tf.stop_gradient(-distributed.sum_over_replicas(loss)),
+                             TINY_REVENUE)
+        return [g if g is None else g / tf.cast(revenue, g.dtype) for g in gradients]
 
     def _exact_revenues(self, data):
         inputs = keras.utils.unpack_x_y_sample_weight(data)[0]
