@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ama.data import data_files
-from tf_ama.data.distributions import bidder_types, type_profiles
+from tf_ama.data.distributions import bidder_types, finite_support, type_profiles
 from tf_ama.data.settings import ANCHORS, Setting, get_setting
 from tf_ama.utils import checks
 
@@ -121,8 +121,9 @@ def optimal_mechanism(setting, deterministic=False, max_profiles=MAX_PROFILES):
     setting = get_setting(setting)
     deterministic = checks.boolean("deterministic", deterministic)
     max_profiles = checks.integer("max_profiles", max_profiles, minimum=1)
+    dist = setting.distribution_fn(tf.float64)
     try:
-        values, type_probabilities = bidder_types(setting.distribution_fn(tf.float64))
+        values, _ = bidder_types(dist)
     except ValueError as error:
         raise ValueError(f"setting {setting.name!r}: the optimal mechanism is computed for a "
                          f"prior on finitely many types per bidder ({error})") from None
@@ -131,12 +132,9 @@ def optimal_mechanism(setting, deterministic=False, max_profiles=MAX_PROFILES):
         raise ValueError(f"setting {setting.name!r} has {num_types}**{m} = {num_types ** m:,} "
                          f"type profiles, more than max_profiles={max_profiles:,}: raise "
                          "max_profiles (the program grows with the profiles).")
-    choice = type_profiles(num_types, m)  # [S, m]
+    profiles, probabilities = finite_support(dist, max_profiles)  # [S, m, n], [S]
+    choice = type_profiles(num_types, m)  # [S, m]: each profile's types, in the same order
     num_profiles = len(choice)
-    bidders = np.arange(m)
-    profiles = values[bidders, choice]  # [S, m, n]
-    probabilities = np.prod(type_probabilities[bidders, choice], axis=1)
-    probabilities = probabilities / probabilities.sum()
     # Solved in units of the largest value (the solver's tolerances are absolute), so that
     # the optimum scales with the values; an all-zero prior earns 0.
     unit = float(profiles.max()) or 1.0

@@ -288,8 +288,8 @@ def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_siz
     )
 
 
-def _as_dict(reference):
-    return None if reference is None else dataclasses.asdict(reference)
+def _as_dict(found):
+    return None if found is None else dataclasses.asdict(found)
 
 
 def _evaluate_contextual(model, num_samples, seed, micro_batch_size, outcomes, split, sizes):
