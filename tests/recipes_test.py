@@ -25,6 +25,7 @@ RESTARTING = TrainingConfig(steps=60, steps_per_epoch=20, batch_size=256,
     ("additive_3x1_exponential", None, "separable"),
     ("additive_2x2_uniform", None, "lottery+separable"),
     ("additive_3x10_uniform", None, "lottery+separable"),
+    ("additive_5x5_uniform", None, "deterministic"),
     ("unit_demand_2x2_uniform", None, "lottery"),
     ("unit_demand_2x4_spherical", None, "lottery"),
     ("additive_2x2_uniform", "deterministic", "deterministic"),
@@ -35,6 +36,32 @@ def test_the_default_recipe_follows_the_settings_kind(setting, menu, kind):
     assert chosen.name == "default" and chosen.model["menu"] == kind and chosen.summary
     TrainingConfig(**chosen.training)  # every field is one of TrainingConfig's
     tf_ama.AffineMaximizerAuction(setting, **chosen.model)  # and of the model's
+
+
+@pytest.mark.parametrize("bidders,items,kind", [
+    (2, 6, "lottery+separable"),  # 729 allocations: fewer than a lottery menu's 1024 entries
+    (2, 7, "deterministic"),  # 2187
+    (5, 5, "deterministic"),  # 7776
+    (2, 9, "lottery+separable"),  # 19 683: beyond LARGE_DETERMINISTIC
+    (1, 11, "lottery"),  # one bidder: 2048 bundles, but a lottery menu (measured only on 5x5)
+])
+def test_the_deterministic_menu_is_the_default_between_the_lottery_menu_and_its_limit(
+        bidders, items, kind):
+    setting = tf_ama.Setting(f"s{bidders}x{items}", bidders, items)
+    chosen = recipes.recipe(setting)
+    assert chosen.model["menu"] == kind
+    if kind == "deterministic":  # large: 1000 steps, no polish, annealed
+        assert chosen.training["steps"] == 1000 and not chosen.training["polish"]
+        assert chosen.training["final_temperature"] == 1000.0
+        assert str((bidders + 1) ** items) in chosen.summary
+
+
+def test_a_small_deterministic_menu_is_polished_and_a_large_one_is_not():
+    small = recipes.recipe("additive_2x5_uniform", menu="deterministic").training  # 243
+    large = recipes.recipe("additive_5x5_uniform", menu="deterministic").training  # 7776
+    assert small["polish"] and small["steps"] == 4000
+    assert not large["polish"] and large["steps"] == 1000
+    assert recipes.POLISHED_DETERMINISTIC < 7776 <= recipes.LARGE_DETERMINISTIC
 
 
 @pytest.mark.parametrize("setting,temperature", [

@@ -17,12 +17,15 @@ Recipes (`RECIPES`):
     - additive, one item: the item-separable family alone, which starts at separate
       Myerson (Myerson's optimal auction for i.i.d. regular bidders).
     - additive, several items and bidders: the lottery menu joined with the
-      item-separable family (`tf_ama.training.joining`).
+      item-separable family (`tf_ama.training.joining`); but when the setting has more
+      0/1 allocations than a lottery menu has entries and at most `LARGE_DETERMINISTIC`
+      (5x5: 7776), every allocation with its own boost (`--menu deterministic`, below).
     - a discrete prior (e.g. spherical): the exact expectation, a large lottery menu,
       restarts selected on exact revenue, annealing to lambda 1000, then the polish.
     - otherwise: a lottery menu.
     `--menu deterministic`: every 0/1 allocation, boosts starting at separate Myerson
-    (additive), annealing and the polish.
+    (additive), annealing and the polish; above `POLISHED_DETERMINISTIC` allocations,
+    1000 steps and no polish (`_LARGE_DETERMINISTIC`).
   paper: the paper's budget (9000 steps x 2^15 profiles, K = 4096, lambda 100, Adam 0.01),
     its steps over the active set (`tf_ama.ActiveSet`, margin 25), which makes it a CPU run.
 
@@ -47,6 +50,15 @@ RECIPES = ("default", "paper")
 # itself, which it cannot overfit).
 _DISCRETE_DETERMINISTIC = {"exact_expectation": True, "steps_per_epoch": 500,
                            "polish_perturbations": 1000}
+# The deterministic menu above `POLISHED_DETERMINISTIC` allocations: each step costs in
+# proportion to them (5x5, 7776: about 0.6 s on 2 cores), its validation revenue stops
+# rising after a few hundred steps, and the polish's coordinate search over thousands of
+# boosts would outlast the run (and overfit its 10 000 validation profiles). Up to
+# `LARGE_DETERMINISTIC` allocations it is the default of an additive setting with more of
+# them than a lottery menu's `defaults.MENU_SIZE` (benchmarks/README.md, "Revenue frontier").
+POLISHED_DETERMINISTIC = 1024
+LARGE_DETERMINISTIC = 8192
+_LARGE_DETERMINISTIC = {"steps": 1000, "polish": False}
 # A contextual run: a network's menu learns on smaller batches at a smaller learning rate
 # than a fixed menu. Each step trains one size, so the run has `CONTEXTUAL_STEPS_PER_SIZE`
 # steps per trained size, within `CONTEXTUAL_STEPS` (a size alone: the 1000 steps measured
@@ -137,14 +149,19 @@ def temperature_for(setting, num_samples=10_000, seed=0):
 
 
 def _default_for_kind(setting, menu):
+    from tf_ama.core.allocations import deterministic_menu_size
+
     additive, discrete = setting.demand == "additive", _is_discrete(setting)
+    allocations = deterministic_menu_size(setting.num_bidders, setting.num_items,
+                                          setting.demand)
     if menu is None:
         if discrete:
             menu = "lottery"
         elif additive and setting.num_items == 1:
             menu = "separable"
         elif additive and setting.num_bidders > 1:
-            menu = "lottery+separable"
+            menu = ("deterministic" if defaults.MENU_SIZE < allocations <= LARGE_DETERMINISTIC
+                    else "lottery+separable")
         else:
             menu = "lottery"
     if menu == "separable":
@@ -152,11 +169,14 @@ def _default_for_kind(setting, menu):
                       "(optimal for one item and i.i.d. regular bidders)",
                       {"menu": menu}, {"steps": 500})
     if menu == "deterministic":
-        return Recipe("default", "every 0/1 allocation, boosts from separate Myerson "
-                      "(additive), bidder weights learned, annealed to lambda 1000, polished",
+        large = allocations > POLISHED_DETERMINISTIC and not discrete
+        return Recipe("default", f"every 0/1 allocation ({allocations}), boosts from separate "
+                      "Myerson (additive), bidder weights learned, annealed to lambda 1000"
+                      + (", 1000 steps, no polish" if large else ", polished"),
                       {"menu": menu, "learn_bidder_weights": True},
                       {"steps": 4000, "final_temperature": 1000.0, "anneal_fraction": 0.25,
-                       "polish": True, **(_DISCRETE_DETERMINISTIC if discrete else {})})
+                       "polish": True, **(_DISCRETE_DETERMINISTIC if discrete else {}),
+                       **(_LARGE_DETERMINISTIC if large else {})})
     if discrete and menu == "lottery":
         return Recipe("default", "the exact expectation of a discrete prior, K = 4096 "
                       "lotteries, lambda rising from 10 to 100, best of 8 initializations "
