@@ -17,6 +17,7 @@ loaded 2-core machine), hence one run per kind, and `slow` on the tests that pay
 """
 
 import contextlib
+import itertools
 import importlib.util
 import io
 import json
@@ -432,6 +433,76 @@ def test_bundle_discount_smoke():
     assert cells[3:] == [f"{r.revenue:.4f} ({r.gain:+.4f} ± {r.gain_stderr:.4f})"
                          for r in reports.values()]
     assert abs(reports[0.0].gain) <= 1e-12 and reports[0.3].gain != 0.0
+
+
+def test_boost_structure_fits_a_menu_whose_boosts_are_in_the_family():
+    """A deterministic 2x2 menu at separate Myerson is item-separable: both fits give its
+    boosts and its exact revenue back. Boosts with a price per bundle size are only in the
+    larger family: the separable fit misses them (and earns otherwise), the bundle-size fit
+    does not."""
+    benchmark = _load("boost_structure")
+    model = tf_ama.AffineMaximizerAuction("additive_2x2_uniform", menu="deterministic")
+    rng = np.random.default_rng(0)
+    validation, evaluation = rng.uniform(size=(2, 2000, 2, 2))
+    start = benchmark.structure(model, validation, evaluation)
+    for name in ("separable", "bundle sizes"):
+        assert start[name]["rms_residual"] < 1e-6
+        assert start[name]["revenue"] == pytest.approx(start["trained"]["revenue"], abs=1e-9)
+    allocations = model.menu_layer.allocations.numpy()
+    owner = benchmark.owners(allocations)
+    np.testing.assert_array_equal(owner[0], [2, 2])  # the empty entry: both items kept
+    assert sorted(map(tuple, owner)) == sorted(itertools.product(range(3), repeat=2))
+    counts = (owner < 2).sum(axis=1)  # items sold; a price of 0.3 for selling both
+    boosts = model.menu_layer.boosts.numpy() - 0.3 * (counts[1:] == 2)
+    model.menu_layer.boosts.assign(boosts.astype(np.float32))
+    priced = benchmark.structure(model, validation, evaluation)
+    assert priced["bundle sizes"]["rms_residual"] < 1e-6 < priced["separable"]["rms_residual"]
+    assert priced["bundle sizes"]["revenue"] == pytest.approx(priced["trained"]["revenue"],
+                                                              abs=1e-6)
+    assert abs(priced["separable"]["revenue"] - priced["trained"]["revenue"]) > 1e-4
+
+
+@pytest.mark.parametrize("num_bidders,num_items,scale", [
+    (2, 3, 1.0), (3, 2, 1e-3), (2, 4, 1e3), (1, 3, 1.0), (3, 3, 10.0)])
+def test_bundle_size_payments_are_the_enumerated_amas(num_bidders, num_items, scale):
+    """The dynamic program's payments are `tf_ama.exact_outcome`'s on the menu of every 0/1
+    allocation with the family's boost `sum_j c[o_j, j] + sum_o g[o, k_o]`."""
+    benchmark = _load("bundle_size_search")
+    rng = np.random.default_rng(num_bidders * 10 + num_items)
+    c = rng.normal(scale=0.3 * scale, size=(num_bidders + 1, num_items))
+    g = rng.normal(scale=0.3 * scale, size=(num_bidders + 1, num_items + 1))
+    g[:, 0] = 0.0
+    values = rng.uniform(high=scale, size=(200, num_bidders, num_items))
+    allocations = tf_ama.deterministic_allocations(num_bidders, num_items, "additive")
+    owner = np.where(allocations.sum(axis=1) > 0.5, allocations.argmax(axis=1), num_bidders)
+    counts = np.stack([(owner == o).sum(axis=1) for o in range(num_bidders + 1)], axis=1)
+    boosts = (c[owner, np.arange(num_items)].sum(axis=1)
+              + g[np.arange(num_bidders + 1), counts].sum(axis=1))
+    exact = tf_ama.exact_outcome(values, allocations, boosts, np.ones(num_bidders))
+    np.testing.assert_allclose(benchmark.payments(values, c, g), exact["payments"].numpy(),
+                               rtol=1e-9, atol=1e-12 * scale)
+
+
+def test_bundle_size_search_starts_at_separate_myerson_and_only_climbs(capsys):
+    """With g = 0 the symmetric member is separate Myerson (`exact_outcome` with the
+    item-separable family); the search's revenue never falls below its start."""
+    benchmark = _load("bundle_size_search")
+    values = np.random.default_rng(3).uniform(size=(300, 2, 3))
+    reserves = np.array([0.5, 0.4, 0.6])
+    c, g = benchmark.symmetric(np.zeros(7), reserves, 2)
+    family = np.zeros((3, 3))
+    family[2] = reserves
+    separate = tf_ama.exact_outcome(values, np.zeros((1, 2, 3)), np.zeros(1), np.ones(2),
+                                    family)["payments"].numpy()
+    np.testing.assert_allclose(benchmark.payments(values, c, g), separate, atol=1e-12)
+    theta, revenue = benchmark.search(values, reserves, [0.3, 0.1], log=lambda line: None)
+    assert revenue >= separate.sum(axis=1).mean() - 1e-12
+    assert revenue == pytest.approx(benchmark.payments(
+        values, *benchmark.symmetric(theta, reserves, 2)).sum(axis=1).mean(), abs=1e-12)
+    report = benchmark.main(["additive_2x2_uniform", "--profiles", "200", "--test-profiles",
+                             "300", "--steps", "0.3"])
+    assert len(report["theta"]) == 5 and report["gain_stderr"] >= 0.0
+    assert "additive_2x2_uniform: bundle sizes" in capsys.readouterr().out
 
 
 @pytest.mark.slow
