@@ -24,25 +24,29 @@ import numpy as np
 from tf_ama.core.allocations import deterministic_allocations
 
 
-def family_boosts(c, exact=False):
-    """Boost of every entry of the item-separable family with boosts `c` `[m + 1, n]`, in the
-    order of `menus.deterministic_allocations`: a plain loop (Fractions if `exact`)."""
+def family_boosts(c, exact=False, g=None):
+    """Boost of every entry of the item-separable family with boosts `c` `[m + 1, n]` (and
+    the bundle-size family's `g` `[m + 1, n + 1]`: owner o's boost for holding k items), in
+    the order of `menus.deterministic_allocations`: a plain loop (Fractions if `exact`)."""
     num_bidders, num_items = c.shape[0] - 1, c.shape[1]
     rows = []
     for codes in itertools.product(range(num_bidders + 1), repeat=num_items):
         terms = [c[code - 1 if code else num_bidders, j] for j, code in enumerate(codes)]
+        if g is not None:
+            for owner in range(num_bidders + 1):  # owner code: 0 nobody, i + 1 bidder i
+                terms.append(g[owner - 1 if owner else num_bidders, codes.count(owner)])
         rows.append(sum((Fraction(float(t)) for t in terms), Fraction(0)) if exact
                     else float(sum(terms)))
     return np.array(rows, dtype=object if exact else np.float64)
 
 
-def enumerated(allocations, boosts, c, exact=False):
-    """A menu joined with the family of boosts `c` as an explicit one: the K entries, then
-    the whole family, enumerated."""
+def enumerated(allocations, boosts, c, exact=False, g=None):
+    """A menu joined with the family of boosts `c` (and `g`) as an explicit one: the K
+    entries, then the whole family, enumerated."""
     num_bidders, num_items = allocations.shape[1:]
     family = deterministic_allocations(num_bidders, num_items, "additive")
     all_boosts = np.concatenate([np.asarray(boosts, object if exact else np.float64),
-                                 family_boosts(c, exact)])
+                                 family_boosts(c, exact, g)])
     return np.concatenate([allocations, family]), all_boosts
 
 

@@ -10,6 +10,12 @@ block size). Each size is a power of two, clipped to the pass's own range:
   1024 profiles: every block is computed whole, padding included (so that a profile's
   outcome does not depend, bit for bit, on its batch), and a served request of one profile
   computes a whole block, so the cap bounds the latency of batch 1;
+* `program_block_size`: the exact outcome with the bundle-size family
+  (`tf_ama.core.bundle_sizes`), whose dynamic program holds `[bidder, profile, count state,
+  owner]` tensors: about `PROGRAM_BLOCK_ELEMENTS` elements (64 MB of float64), at most
+  1024 profiles. Its steps are many small ops, so a larger block pays (3x10, 4096
+  profiles: 20.7 s in blocks of 8, 1.8 s in blocks of 512; benchmarks/README.md, "The
+  bundle-size family");
 * `training_block_size`: the fused training kernel (`tf_ama.core.relaxation`), at most
   4096: its last micro-batch is not padded, so a larger cap costs a small batch nothing;
 * `refresh_block_size`: the active set's refresh pass (`tf_ama.models.active_set`), twice
@@ -21,6 +27,7 @@ block size). Each size is a power of two, clipped to the pass's own range:
 from __future__ import annotations
 
 CACHE_BLOCK_ELEMENTS = 1 << 18
+PROGRAM_BLOCK_ELEMENTS = 1 << 23
 
 
 def cache_sized_batch(num_bidders, menu_size, elements, smallest, largest):
@@ -35,6 +42,13 @@ def outcome_block_size(num_bidders, menu_size):
     """Profiles per block of the exact outcome: a power of two in [8, 1024] (a ~2 MB float64
     block)."""
     return cache_sized_batch(num_bidders, menu_size, CACHE_BLOCK_ELEMENTS, 8, 1024)
+
+
+def program_block_size(num_bidders, count_states):
+    """Profiles per block of the bundle-size family's dynamic program: a power of two in
+    [8, 1024] with `num_bidders * (num_bidders + 1) * count_states` elements per profile."""
+    return cache_sized_batch(num_bidders, num_bidders * count_states, PROGRAM_BLOCK_ELEMENTS,
+                             8, 1024)
 
 
 def training_block_size(num_bidders, menu_size):

@@ -11,13 +11,16 @@ Accepted (anything else is refused with an error that names the argument):
 
 * menus: allocations finite, in [0, 1], feasible; `|boosts| <= MAX_ABS_BOOST`;
   `MIN_BIDDER_WEIGHT <= bidder_weights <= MAX_BIDDER_WEIGHT`; the item-separable family's
-  boosts `c` (`tf_ama.core.separable`) finite with `separable_scale(c) <= MAX_ABS_BOOST`;
+  boosts `c` (`tf_ama.core.separable`) finite with `separable_scale(c) <= MAX_ABS_BOOST`,
+  and the bundle-size family's `g` (`tf_ama.core.bundle_sizes`) finite with
+  `separable_scale(c, g) <= MAX_ABS_BOOST`;
 * bids: float64, finite, `0 <= bid <= MAX_BID`.
 
 Guaranteed for every accepted input, with `u = 2**-53`, `n` items, `m` bidders,
 `B = max_k |b_k|` (with the family, the larger of that and `separable_scale(c) =
-sum_j max_o |c[o, j]|`: its welfare is summed item by item, so the rounding scales with the
-table's entries even where a family entry's boost cancels them) and, for bidder `i`, the
+sum_j max_o |c[o, j]|`, plus `sum_o max_k |g[o, k]|` for the bundle-size family: its
+welfare is summed item by item, so the rounding scales with the table's entries even where
+a family entry's boost cancels them) and, for bidder `i`, the
 scale of the OTHER bidders' bids
 
     T_i = B + sum_{l != i} w_l sum_j v[l, j]          (no term of bidder i's own bids)
@@ -98,24 +101,34 @@ def real_array(value, name):
     return array
 
 
-def separable_scale(separable_boosts):
-    """`sum_j max_o |c[o, j]|` of the family's boosts `c` `[m + 1, n]` (0 for None): bounds
-    every family entry's boost, and is the family's `B` in the error bounds."""
-    if separable_boosts is None:
-        return 0.0
-    table = np.abs(np.asarray(separable_boosts, np.float64))
-    return float(np.sum(np.max(table, axis=0))) if table.size else 0.0
+def separable_scale(separable_boosts, size_boosts=None):
+    """`sum_j max_o |c[o, j]|` of the family's boosts `c` `[m + 1, n]` (0 for None), plus
+    `sum_o max_k |g[o, k]|` of the bundle-size family's `g` `[m + 1, n + 1]`
+    (`tf_ama.core.bundle_sizes`) if given: bounds every family entry's boost, and is the
+    family's `B` in the error bounds."""
+    total = 0.0
+    for table, axis in ((separable_boosts, 0), (size_boosts, 1)):
+        if table is not None:
+            table = np.abs(np.asarray(table, np.float64))
+            total += float(np.sum(np.max(table, axis=axis))) if table.size else 0.0
+    return total
 
 
-def check_menu_limits(boosts, bidder_weights, separable_boosts=None):
+def check_menu_limits(boosts, bidder_weights, separable_boosts=None, size_boosts=None):
     """Raises ValueError naming the argument if boosts, bidder weights or the family's boosts
     are outside the contract (finite, `|boosts| <= MAX_ABS_BOOST`, weights in
-    [MIN, MAX_BIDDER_WEIGHT], `separable_scale(separable_boosts) <= MAX_ABS_BOOST`)."""
+    [MIN, MAX_BIDDER_WEIGHT], `separable_scale(separable_boosts, size_boosts) <=
+    MAX_ABS_BOOST`)."""
     scale = separable_scale(separable_boosts)
     if not scale <= MAX_ABS_BOOST:  # NaN and inf too
         raise ValueError(
             f"`separable_boosts` must be finite with sum_j max_o |c[o, j]| <= "
             f"{MAX_ABS_BOOST:g}; got {scale:g}.")
+    scale = separable_scale(separable_boosts, size_boosts)
+    if not scale <= MAX_ABS_BOOST:
+        raise ValueError(
+            f"`size_boosts` must be finite with sum_j max_o |c[o, j]| + sum_o max_k |g[o, k]| "
+            f"<= {MAX_ABS_BOOST:g}; got {scale:g}.")
     boosts = np.asarray(boosts, np.float64)
     bidder_weights = np.asarray(bidder_weights, np.float64)
     if not np.all(np.isfinite(boosts)) or np.any(np.abs(boosts) > MAX_ABS_BOOST):
@@ -143,7 +156,8 @@ def contract() -> dict:
         "regret_error_bound": "2 payment_error_bound + welfare_error_bound / w_i",
         "scales": "T_i = B + sum_{l != i} w_l sum_j v[l, j]; T = the same over all l; "
                   "B = max_k |b_k|, with the item-separable family max(B, sum_j max_o "
-                  "|c[o, j]|)",
+                  "|c[o, j]|), with the bundle-size family max(B, sum_j max_o |c[o, j]| + "
+                  "sum_o max_k |g[o, k]|)",
         "guarantees": "outputs finite; 0 <= payment <= value; the served entry maximizes "
                       "welfare and each payment equals the exact AMA payment of the served "
                       "entry, up to the bounds; bids outside [0, max_bid] are refused",
@@ -151,12 +165,12 @@ def contract() -> dict:
     }
 
 
-def _scales(bids, boosts, bidder_weights, separable_boosts=None):
+def _scales(bids, boosts, bidder_weights, separable_boosts=None, size_boosts=None):
     """`(T_i [batch, m], T [batch])` of the module docstring, in float64."""
     bids = np.asarray(bids, np.float64)
     bidder_weights = np.asarray(bidder_weights, np.float64)
     largest_boost = max(float(np.max(np.abs(np.asarray(boosts, np.float64)))),
-                        separable_scale(separable_boosts))
+                        separable_scale(separable_boosts, size_boosts))
     weighted_totals = bidder_weights * bids.sum(axis=2)  # [batch, m]
     zeros = np.zeros_like(weighted_totals[:, :1])
     # The others' sum from their own terms (bidders before i plus bidders after i), not as
@@ -174,25 +188,28 @@ def _underflow(num_bidders, num_items):
     return (2 * num_items + 1) * num_bidders * UNDERFLOW
 
 
-def welfare_error_bound(bids, boosts, bidder_weights, separable_boosts=None):
+def welfare_error_bound(bids, boosts, bidder_weights, separable_boosts=None, size_boosts=None):
     """`[batch]`: how far below the maximum the served entry's exact welfare can be."""
     _, num_bidders, num_items = np.shape(bids)
     return 2 * (num_items + num_bidders + 1) * UNIT_ROUNDOFF * _scales(
-        bids, boosts, bidder_weights, separable_boosts)[1] + _underflow(num_bidders, num_items)
+        bids, boosts, bidder_weights, separable_boosts, size_boosts)[1] + _underflow(
+            num_bidders, num_items)
 
 
-def payment_error_bound(bids, boosts, bidder_weights, separable_boosts=None):
+def payment_error_bound(bids, boosts, bidder_weights, separable_boosts=None, size_boosts=None):
     """`[batch, num_bidders]`: how far a served payment can be from the exact AMA payment of
     the served entry. Independent of bidder i's own bids."""
     _, num_bidders, num_items = np.shape(bids)
-    others, _ = _scales(bids, boosts, bidder_weights, separable_boosts)
+    others, _ = _scales(bids, boosts, bidder_weights, separable_boosts, size_boosts)
     return (12 * (num_items + num_bidders + 2) * UNIT_ROUNDOFF * others
             + 4 * _underflow(num_bidders, num_items)) / np.asarray(bidder_weights, np.float64)
 
 
-def regret_error_bound(valuations, boosts, bidder_weights, separable_boosts=None):
+def regret_error_bound(valuations, boosts, bidder_weights, separable_boosts=None,
+                       size_boosts=None):
     """`[batch, num_bidders]`: the most any report can gain bidder i over truthful bidding,
     at true `valuations`, through rounding (0 in exact arithmetic: the AMA is strategyproof)."""
-    return 2 * payment_error_bound(valuations, boosts, bidder_weights, separable_boosts) + (
-        welfare_error_bound(valuations, boosts, bidder_weights, separable_boosts)[:, None]
+    family = (separable_boosts, size_boosts)
+    return 2 * payment_error_bound(valuations, boosts, bidder_weights, *family) + (
+        welfare_error_bound(valuations, boosts, bidder_weights, *family)[:, None]
         / np.asarray(bidder_weights, np.float64))

@@ -33,9 +33,10 @@ import functools
 
 import tensorflow as tf
 
-from tf_ama.core import separable
-from tf_ama.core.blocks import outcome_block_size
-from tf_ama.core.validation import validate_bids, validate_menu, validate_separable_boosts
+from tf_ama.core import bundle_sizes, separable
+from tf_ama.core.blocks import outcome_block_size, program_block_size
+from tf_ama.core.validation import (validate_bids, validate_menu, validate_separable_boosts,
+                                    validate_size_boosts)
 from tf_ama.utils import checks
 
 
@@ -144,18 +145,24 @@ class ListedEntries:
 
 
 def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
-                   with_counterfactual=False, separable_boosts=None):
+                   with_counterfactual=False, separable_boosts=None, size_boosts=None):
     """Exact outcome of one block of profiles; all float64, shapes as in `exact_outcome`.
 
     The menu is the union of its parts (`ListedEntries`, then the item-separable family's
-    `tf_ama.core.separable.FamilyEntries` if it joins), in the order of their menu indices:
+    `tf_ama.core.separable.FamilyEntries` if it joins, or the bundle-size family's
+    `tf_ama.core.bundle_sizes.SizeFamilyEntries` with `size_boosts`), in the order of their
+    menu indices:
     each max is the largest of the parts', ties going to the earlier part (the lower index).
     """
     bids_by_bidder = tf.transpose(bids, [1, 0, 2])  # [m, B, n]
     per_profile = allocations.shape.rank == 4
     weights = tf.transpose(bidder_weights) if per_profile else bidder_weights[:, None]  # [m, B|1]
     parts = [ListedEntries(bids_by_bidder, allocations, boosts, weights)]
-    if separable_boosts is not None:
+    if size_boosts is not None:
+        parts.append(bundle_sizes.SizeFamilyEntries(
+            bids_by_bidder, bidder_weights, separable_boosts, size_boosts,
+            tf.cast(parts[0].size, tf.int64), with_counterfactual))
+    elif separable_boosts is not None:
         parts.append(separable.FamilyEntries(
             bids_by_bidder, bidder_weights, separable_boosts,
             tf.cast(parts[0].size, tf.int64), with_counterfactual))
@@ -200,7 +207,8 @@ def _outcome_block(bids, allocations, boosts, bidder_weights, with_certificate,
     return outcome
 
 
-def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=None, *,
+def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=None,
+                  size_boosts=None, *,
                   micro_batch_size=None, with_certificate=False, with_counterfactual=False,
                   jit_compile=False, chunk_size=checks.RENAMED):
     """The exact AMA outcome in float64 for a batch of bid profiles.
@@ -218,6 +226,10 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=No
         item-separable family joins the menu (`tf_ama.core.separable`: every allocation of each
         item to one bidder or nobody, boost `sum_j c[o_j, j]`; its entries follow the
         explicit ones, menu index `menu_size + rank`). Additive valuations only.
+      size_boosts: None, or float64 `g` `[num_bidders + 1, num_items + 1]` (with
+        `separable_boosts`): the family becomes the bundle-size family
+        (`tf_ama.core.bundle_sizes`: each entry's boost adds `sum_o g[o, k_o]`, owner `o`
+        holding `k_o` items), same entries and menu indices. One menu only.
       micro_batch_size: profiles per block (bounds memory to a few `[micro_batch_size,
         num_bidders + 1, menu_size]` tensors; default `tf_ama.core.blocks.outcome_block_size`). Every block
         has exactly this many profiles (zero-padded), so a profile's outcome does not depend
@@ -259,6 +271,9 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=No
     if separable_boosts is not None:
         separable_boosts = validate_separable_boosts(separable_boosts, menu_size, num_bidders,
                                                       num_items)
+    if size_boosts is not None:
+        size_boosts = validate_size_boosts(size_boosts, separable_boosts, num_bidders,
+                                           num_items)
     # Static shape from here on (validate_bids has asserted it, also for an unknown rank).
     bids = tf.ensure_shape(validate_bids(bids, num_bidders, num_items),
                            [None, num_bidders, num_items])
@@ -282,6 +297,9 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=No
         minimum=1)
     if micro_batch_size is None:
         micro_batch_size = outcome_block_size(num_bidders, menu_size)
+        if size_boosts is not None:
+            micro_batch_size = min(micro_batch_size, program_block_size(
+                num_bidders, bundle_sizes.count_state_number(num_bidders, num_items)))
 
     # The checks above run as ordinary TensorFlow ops, outside the compiled part; only the
     # arithmetic is compiled.
@@ -289,12 +307,13 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=No
                    with_counterfactual=bool(with_counterfactual))
     if jit_compile:
         return _compiled_blocks(**options)(bids, allocations, boosts, bidder_weights,
-                                           separable_boosts)
-    return _blocks(bids, allocations, boosts, bidder_weights, separable_boosts, **options)
+                                           separable_boosts, size_boosts)
+    return _blocks(bids, allocations, boosts, bidder_weights, separable_boosts, size_boosts,
+                   **options)
 
 
-def _blocks(bids, allocations, boosts, bidder_weights, separable_boosts=None, *,
-            micro_batch_size, with_certificate, with_counterfactual):
+def _blocks(bids, allocations, boosts, bidder_weights, separable_boosts=None, size_boosts=None,
+            *, micro_batch_size, with_certificate, with_counterfactual):
     """The outcome of validated bids, block by block (see `exact_outcome`). A menu per
     profile is cut into the same blocks as the bids (padded with the empty menu, weights 1)."""
     menu = (allocations, boosts, bidder_weights, separable_boosts)
@@ -304,7 +323,7 @@ def _blocks(bids, allocations, boosts, bidder_weights, separable_boosts=None, *,
     def block(tensors):
         block_menu = tensors[1:] if per_profile else menu
         return _outcome_block(tensors[0], *block_menu[:3], with_certificate,
-                              with_counterfactual, block_menu[3])
+                              with_counterfactual, block_menu[3], size_boosts)
 
     if bids.shape[0] == micro_batch_size:
         return block(blocked)
@@ -367,14 +386,14 @@ def _with_none(block):
     return lambda tensors: block((*tensors, None))
 
 
-def regret_certificate(bids, allocations, boosts, bidder_weights, separable_boosts=None, *,
-                       micro_batch_size=None, chunk_size=checks.RENAMED):
+def regret_certificate(bids, allocations, boosts, bidder_weights, separable_boosts=None,
+                       size_boosts=None, *, micro_batch_size=None, chunk_size=checks.RENAMED):
     """The exact regret certificate `[batch, num_bidders]` (0 up to rounding for an AMA);
     `chunk_size` is the deprecated name of `micro_batch_size`."""
     micro_batch_size = checks.renamed("chunk_size", chunk_size, "micro_batch_size",
                                       micro_batch_size)
     return exact_outcome(bids, allocations, boosts, bidder_weights,
-                         separable_boosts=separable_boosts, micro_batch_size=micro_batch_size,
-                         with_certificate=True)["regret"]
+                         separable_boosts=separable_boosts, size_boosts=size_boosts,
+                         micro_batch_size=micro_batch_size, with_certificate=True)["regret"]
 
 

@@ -56,7 +56,7 @@ def _powers(num_bidders, num_items):
                        tf.int64)
 
 
-def _rank(codes, num_bidders, num_items):
+def owner_rank(codes, num_bidders, num_items):
     """Index within the family of owner codes `[..., n]`: item 0 most significant."""
     return tf.reduce_sum(codes * _powers(num_bidders, num_items), axis=-1)
 
@@ -74,7 +74,7 @@ def bidder_major(bidder_weights, separable_boosts):
     return bidder_weights[:, None, None], separable_boosts[:, None, :]
 
 
-def _scores(bids_by_bidder, bidder_weights, separable_boosts):
+def owner_scores(bids_by_bidder, bidder_weights, separable_boosts):
     """`(s [m + 1, B, n], s_-i [m, m + 1, B, n])` in owner-code order, from bids `[m, B, n]`
     and one menu's or each profile's weights and `c` (`bidder_major`)."""
     num_bidders = bids_by_bidder.shape[0]
@@ -100,7 +100,7 @@ def soft_family(valuations, bidder_weights, separable_boosts, temperature):
     expected_without [B, m])`: `log sum_a exp(l W(a))`, `E_{softmax(l W)} W_-i`,
     `log sum_a exp(l W_-i(a))` and `E_{softmax(l W_-i)} W_-i`.
     """
-    scores, others_scores = _scores(tf.transpose(valuations, [1, 0, 2]), bidder_weights,
+    scores, others_scores = owner_scores(tf.transpose(valuations, [1, 0, 2]), bidder_weights,
                                     separable_boosts)
     log_z = tf.reduce_sum(tf.reduce_logsumexp(temperature * scores, axis=0), axis=-1)
     chosen = tf.nn.softmax(temperature * scores, axis=0)  # per item, over owners
@@ -136,7 +136,7 @@ def family_block(bids_by_bidder, bidder_weights, separable_boosts, explicit_size
         `W_-i` over the family.
     """
     num_bidders, _, num_items = bids_by_bidder.shape
-    scores, others_scores = _scores(bids_by_bidder, bidder_weights, separable_boosts)
+    scores, others_scores = owner_scores(bids_by_bidder, bidder_weights, separable_boosts)
     owners = _lowest_maximizer(scores)  # [B, n]
     best = tf.reduce_sum(tf.reduce_max(scores, axis=0), axis=1)  # [B]
     codes = tf.range(num_bidders + 1, dtype=tf.int64)[:, None, None]  # [m + 1, 1, 1]
@@ -149,7 +149,7 @@ def family_block(bids_by_bidder, bidder_weights, separable_boosts, explicit_size
     result = {
         "best": best,
         "owners": owners,
-        "index": explicit_size + _rank(owners, num_bidders, num_items),
+        "index": explicit_size + owner_rank(owners, num_bidders, num_items),
         "allocation": tf.cast(tf.transpose(bidder_chosen, [1, 0, 2]), tf.float64),
         "values": values,
         "others_best": others_best,
@@ -157,7 +157,7 @@ def family_block(bids_by_bidder, bidder_weights, separable_boosts, explicit_size
     }
     if with_counterfactual:
         others_owners = _lowest_maximizer(tf.transpose(others_scores, [1, 0, 2, 3]))  # [m, B, n]
-        result["counterfactual_index"] = explicit_size + _rank(others_owners, num_bidders,
+        result["counterfactual_index"] = explicit_size + owner_rank(others_owners, num_bidders,
                                                                num_items)
     return result
 

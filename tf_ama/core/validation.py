@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_ama.core import separable
+from tf_ama.core import bundle_sizes, separable
 from tf_ama.core.exactness import (MAX_ABS_BOOST, MAX_BID, MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT,
                                    real_array)
 
@@ -94,6 +94,40 @@ def validate_separable_boosts(separable_boosts, menu_size, num_bidders, num_item
     ]
     with tf.control_dependencies(checked):
         return tf.identity(separable_boosts)
+
+
+def validate_size_boosts(size_boosts, separable_boosts, num_bidders, num_items):
+    """In-graph checks of the bundle-size family's `g` (tf_ama.core.bundle_sizes); returns it."""
+    size_boosts = float64_tensor(size_boosts, "size_boosts")
+    if separable_boosts is None:
+        raise ValueError("`size_boosts` extends the item-separable family: give "
+                         "`separable_boosts` too (zeros for none).")
+    if separable_boosts.shape.rank != 2 or size_boosts.shape.rank != 2:
+        raise ValueError("`size_boosts` is for one menu: a menu per profile (a leading batch "
+                         f"axis) is not supported; got shape {size_boosts.shape}.")
+    if size_boosts.shape != [num_bidders + 1, num_items + 1]:
+        raise ValueError(
+            f"`size_boosts` must have shape [num_bidders + 1={num_bidders + 1}, num_items + "
+            f"1={num_items + 1}] (g[o, k]: a row per bidder, then nobody's; a column per "
+            f"bundle size 0..{num_items}); got {size_boosts.shape}.")
+    states = bundle_sizes.count_state_number(num_bidders, num_items)
+    if states > bundle_sizes.MAX_COUNT_STATES:
+        raise ValueError(
+            f"`size_boosts`: {num_bidders} bidders and {num_items} items have {states} "
+            f"count vectors, more than the {bundle_sizes.MAX_COUNT_STATES} the exact dynamic "
+            "program holds; use the item-separable family (no `size_boosts`) at this size.")
+    # An entry's boost is sum_j c[o_j, j] + sum_o g[o, k_o]: bounded like an explicit boost.
+    largest = (tf.reduce_sum(tf.reduce_max(tf.abs(separable_boosts), axis=0))
+               + tf.reduce_sum(tf.reduce_max(tf.abs(size_boosts), axis=1)))
+    checked = [
+        tf.debugging.assert_all_finite(size_boosts, "`size_boosts` must be finite"),
+        tf.debugging.assert_less_equal(
+            largest, tf.constant(MAX_ABS_BOOST, tf.float64),
+            f"`size_boosts` must satisfy sum_j max_o |c[o, j]| + sum_o max_k |g[o, k]| <= "
+            f"{MAX_ABS_BOOST:g} (tf_ama.core.exactness: it bounds every entry's boost)"),
+    ]
+    with tf.control_dependencies(checked):
+        return tf.identity(size_boosts)
 
 
 def validate_bids(bids, num_bidders, num_items, name="bids"):

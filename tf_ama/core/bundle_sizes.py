@@ -1,0 +1,175 @@
+r"""The bundle-size family: the item-separable family plus a boost for each bundle's size.
+
+For additive bidders, the family holds every allocation `a` that gives each item `j` to one
+owner `o_j` (a bidder, or nobody), owner `o` getting `k_o` items, with the boost
+
+    lambda(a) = sum_j c[o_j, j] + sum_o g[o, k_o]     c: `separable_boosts` [m + 1, n]
+                                                      g: `size_boosts` [m + 1, n + 1]
+
+(rows 0..m-1 the bidders, row m "nobody"; `g[o, k]` is the boost of owner `o` holding `k`
+items). With `g = 0` it is the item-separable family (`tf_ama.core.separable`); with `g` it
+can price a bundle by its size, which the item-separable family cannot (docs/design.md §7).
+Joined with an explicit menu it is an AMA over the union, so strategyproof and IR for every
+`c` and `g`. Its entries, their order and their menu indices are the item-separable
+family's: owner codes 0 = nobody and i + 1 = bidder i, item 0 most significant.
+
+The (m + 1)^n entries are never enumerated. The welfare is a sum over items plus a function of
+the bidders' item counts, so its maximum is a dynamic program over count vectors
+(`count_tables`: every `k` of the bidders with `sum k <= n`, `C(n + m, m)` of them: 286 for
+3x10, 3003 for 5x10). Backwards over the items:
+
+    V_n(k) = G(k) = sum_i g[i, k_i] + g[m, n - sum_i k_i]
+    V_j(k) = max_o  s[o, j] + V_{j+1}(k + e_o)          (e_nobody = 0)
+
+with the owner scores `s` of `tf_ama.core.separable` (`s[o, j] = w_o v[o, j] + c[o, j]`).
+`V_0(0)` is the best welfare. Rounding is monotone, so `V_0(0)` is exactly the largest of
+the entries' welfares each computed as `s[o_0, 0] + (s[o_1, 1] + (... + G(k)))`, and the
+entry served is the lexicographically first one attaining it (each step takes the lowest
+owner code whose continuation attains `V_j`): ties go to the lowest menu index, as in a
+listed menu. The welfare of the others of bidder i is the same program on `s_-i` (bidder i's
+bid left out). `W_-i` of the served entry is summed along its path in the same order, so
+where that entry is also best for the others (e.g. bidder i wins nothing) the two agree bit
+for bit and the payment is exactly 0.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from tf_ama.core import separable
+
+# The dynamic program keeps a value per count vector and profile: refuse sizes whose count
+# vectors are too many to hold (C(n + m, m); 5x10 has 3003, 10x10 184 756).
+MAX_COUNT_STATES = 200_000
+
+
+def count_state_number(num_bidders, num_items):
+    """`C(n + m, m)`: how many count vectors of the bidders have `sum <= n`."""
+    return int(np.prod([num_items + i for i in range(1, num_bidders + 1)], dtype=object)
+               // np.prod(range(1, num_bidders + 1), dtype=object))
+
+
+class CountTables(NamedTuple):
+    """`states [S, m]` int64 (state 0 is all zeros), `successor [S, m + 1]` int64 (owner-code
+    order: the state after one more item goes to nobody (the same state) or to bidder i;
+    `S` where the counts would exceed n)."""
+
+    states: np.ndarray
+    successor: np.ndarray
+
+
+@functools.cache
+def count_tables(num_bidders, num_items):
+    """The count vectors and their successors (`CountTables`), built once per shape."""
+    states = [s for s in itertools.product(range(num_items + 1), repeat=num_bidders)
+              if sum(s) <= num_items]
+    states.sort(key=lambda s: (sum(s), s))  # state 0: nobody holds anything yet
+    index = {s: t for t, s in enumerate(states)}
+    successor = np.full((len(states), num_bidders + 1), len(states), np.int64)
+    for t, s in enumerate(states):
+        successor[t, 0] = t
+        for i in range(num_bidders):
+            index_after = index.get(s[:i] + (s[i] + 1,) + s[i + 1:])
+            if index_after is not None:
+                successor[t, i + 1] = index_after
+    return CountTables(np.array(states, np.int64).reshape(len(states), num_bidders), successor)
+
+
+def state_boosts(size_boosts, num_items):
+    """`G(k)` `[S]` for every count vector: the bidders' `g[i, k_i]` summed in bidder order,
+    then nobody's `g[m, n - sum k]`; one fixed order, the same for every profile."""
+    num_bidders = size_boosts.shape[0] - 1
+    states = count_tables(num_bidders, num_items).states
+    total = tf.gather(size_boosts[num_bidders], num_items - states.sum(axis=1))
+    terms = [tf.gather(size_boosts[i], states[:, i]) for i in range(num_bidders)]
+    for term in terms[::-1]:  # g[0] + (g[1] + (... + nobody's))
+        total = term + total
+    return total
+
+
+def _backward(scores, boosts_by_state, tables):
+    """The program's values from the last item back. `scores` `[..., n, m + 1]` (owner-code
+    order). Returns `(V_0 [..., S], choices)`: `choices[j]` `[..., S]` int64 is the lowest owner
+    code whose continuation attains `V_j`."""
+    num_items = scores.shape[-2]
+    successor = tf.constant(tables.successor)
+    value = tf.broadcast_to(boosts_by_state, tf.concat([tf.shape(scores)[:-2],
+                                                        tf.shape(boosts_by_state)], 0))
+    codes = tf.range(scores.shape[-1], dtype=tf.int64)
+    unreachable = tf.fill(tf.concat([tf.shape(value)[:-1], [1]], 0),
+                          tf.constant(-np.inf, scores.dtype))
+    choices = [None] * num_items
+    for j in reversed(range(num_items)):
+        ahead = tf.gather(tf.concat([value, unreachable], -1), successor, axis=-1)  # [..., S, m+1]
+        options = scores[..., j, None, :] + ahead
+        value = tf.reduce_max(options, axis=-1)
+        choices[j] = tf.reduce_min(tf.where(options == value[..., None], codes,
+                                            tf.int64.max), axis=-1)
+    return value, choices
+
+
+def _follow(choices, tables):
+    """The owner codes `[..., n]` and final count state `[...]` of the path from state 0."""
+    successor = tf.constant(tables.successor)
+    state = tf.zeros(tf.shape(choices[0])[:-1], tf.int64)
+    codes = []
+    for choice in choices:
+        code = tf.gather(choice, state[..., None], batch_dims=state.shape.rank)[..., 0]
+        codes.append(code)
+        state = tf.gather_nd(successor, tf.stack([state, code], -1))
+    return tf.stack(codes, -1), state
+
+
+def _along(scores, codes, final_boost):
+    """`s[o_0, 0] + (s[o_1, 1] + (... + G))` of the path `codes` `[..., n]`: `scores`
+    `[..., n, m + 1]`, `final_boost` `[...]`."""
+    picked = tf.gather(scores, codes[..., None], batch_dims=codes.shape.rank)[..., 0]
+    total = final_boost
+    for j in reversed(range(codes.shape[-1])):
+        total = picked[..., j] + total
+    return total
+
+
+class SizeFamilyEntries:
+    """The bundle-size family as a part of a menu's exact outcome (the fields of
+    `tf_ama.core.mechanism.ListedEntries`), from the dynamic program: its best entry and the
+    others' best welfare over it, never enumerated."""
+
+    def __init__(self, bids_by_bidder, bidder_weights, separable_boosts, size_boosts,
+                 explicit_size, with_counterfactual=False):
+        num_bidders, _, num_items = bids_by_bidder.shape
+        tables = count_tables(num_bidders, num_items)
+        scores, others_scores = separable.owner_scores(bids_by_bidder, bidder_weights,
+                                                       separable_boosts)
+        scores = tf.transpose(scores, [1, 2, 0])  # [B, n, m + 1]
+        others_scores = tf.transpose(others_scores, [0, 2, 3, 1])  # [m, B, n, m + 1]
+        by_state = state_boosts(size_boosts, num_items)
+        best, choices = _backward(scores, by_state, tables)
+        owners, final_state = _follow(choices, tables)  # [B, n], [B]
+        others_best, others_choices = _backward(others_scores, by_state, tables)
+        self.best, self.others_best = best[..., 0], others_best[..., 0]
+        self.index = explicit_size + separable.owner_rank(owners, num_bidders, num_items)
+        bidder_chosen = tf.equal(tf.range(1, num_bidders + 1, dtype=tf.int64)[:, None, None],
+                                 owners[None])  # [m, B, n]
+        self.allocation = tf.cast(tf.transpose(bidder_chosen, [1, 0, 2]), tf.float64)
+        self.chosen_values = tf.reduce_sum(tf.where(bidder_chosen, bids_by_bidder, 0.0), axis=2)
+        self.chosen_others = _along(others_scores, tf.tile(owners[None], [num_bidders, 1, 1]),
+                                    tf.gather(by_state, final_state)[None])
+        self._counterfactual = None
+        if with_counterfactual:
+            others_owners, _ = _follow(others_choices, tables)  # [m, B, n]
+            self._counterfactual = explicit_size + separable.owner_rank(
+                others_owners, num_bidders, num_items)
+
+    def best_utility(self, best_others, weights):
+        """`max_a (w_i u_i(a) + W_-i(a))` over the family is its best welfare, as for the
+        item-separable family."""
+        return (self.best[None] - best_others) * (1.0 / weights)
+
+    def counterfactual(self):
+        return self._counterfactual
