@@ -59,7 +59,7 @@ def run_one(args):
             valuations, _ = step_valuations(data, model.setting, model.valuation_distribution,
                                             model.data_seed, model.optimizer.iterations)
             with tf.GradientTape() as tape:
-                allocations, boosts, weights, _ = model.menu(valuations.dtype)
+                allocations, boosts, weights, *_ = model.menu(valuations.dtype)
                 payments = soft_payments(valuations, allocations, boosts, weights,
                                          model.temperature)
                 loss = -tf.reduce_mean(tf.reduce_sum(payments, axis=1))

@@ -49,7 +49,7 @@ def samples(model, num_samples, seed):
 
 def oracle_report(model, num_samples, seed):
     """Everything `evaluate` reports, from the loop-based oracle on the same profiles."""
-    allocations, boosts, bidder_weights, _ = model.exact_menu()
+    allocations, boosts, bidder_weights, *_ = model.exact_menu()
     outcome = numpy_ama(samples(model, num_samples, seed), allocations, boosts, bidder_weights)
     revenue = outcome["payments"].sum(axis=1)
     used = np.unique(outcome["menu_index"])
@@ -205,7 +205,7 @@ class TestPrune:
         assert pruned.menu_size == len(kept) <= model.menu_size
         used = {entry.index for entry in usage.menu_usage(model, 1200, seed=4)}
         assert used <= set(kept.tolist())
-        allocations, boosts, bidder_weights, _ = model.exact_menu()
+        allocations, boosts, bidder_weights, *_ = model.exact_menu()
         pruned_allocations, pruned_boosts, pruned_weights, _ = pruned.exact_menu()
         np.testing.assert_array_equal(pruned_allocations, allocations[kept])
         np.testing.assert_array_equal(pruned_boosts, boosts[kept])
@@ -240,7 +240,7 @@ class TestPrune:
         used = sorted({0} | {e.index for e in usage.menu_usage(model, 1000, seed=4)})
         pruned = usage.prune(model, num_samples=1000, seed=4)
         assert len(pruned.kept_indices) > len(used)
-        allocations, boosts, bidder_weights, _ = model.exact_menu()
+        allocations, boosts, bidder_weights, *_ = model.exact_menu()
         chosen_only = tf_ama.AffineMaximizerAuction.from_menu(
             model.setting, allocations[used], boosts[used], bidder_weights)
         bids = tf.constant(samples(model, 1000, 4))
@@ -375,7 +375,7 @@ class TestStreaming:
                                    revenue.std(ddof=1) / np.sqrt(1000), rtol=1e-9)
         np.testing.assert_allclose(report.revenue_per_bidder,
                                    outcome["payments"].numpy().mean(axis=0), rtol=1e-13)
-        allocations, boosts, bidder_weights, _ = model.exact_menu()
+        allocations, boosts, bidder_weights, *_ = model.exact_menu()
         oracle = numpy_ama(bids, allocations, boosts, bidder_weights)
         np.testing.assert_array_equal(outcome["menu_index"], oracle["menu_index"])
         assert report.entries_used == len(np.unique(oracle["menu_index"]))

@@ -163,7 +163,7 @@ def test_validate_fixed_menu_accepts_and_converts():
     menu = good_fixed_menu()
     menu["allocations"] = menu["allocations"].tolist()  # lists and float32 are fine
     menu["boosts"] = menu["boosts"].astype(np.float32)
-    allocations, boosts, bidder_weights, _ = menus.validate_fixed_menu(**menu)
+    allocations, boosts, bidder_weights, *_ = menus.validate_fixed_menu(**menu)
     for array in (allocations, boosts, bidder_weights):
         assert isinstance(array, np.ndarray) and array.dtype == np.float64
     np.testing.assert_array_equal(allocations, good_fixed_menu()["allocations"])

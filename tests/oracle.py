@@ -50,7 +50,8 @@ def enumerated(allocations, boosts, c, exact=False, g=None):
     return np.concatenate([allocations, family]), all_boosts
 
 
-def numpy_ama(bids, allocations, boosts, bidder_weights, separable_boosts=None):
+def numpy_ama(bids, allocations, boosts, bidder_weights, separable_boosts=None,
+              size_boosts=None):
     """The exact AMA outcome by loops.
 
     Args:
@@ -60,6 +61,8 @@ def numpy_ama(bids, allocations, boosts, bidder_weights, separable_boosts=None):
       bidder_weights: `[num_bidders]`.
       separable_boosts: None, or `c` `[m + 1, n]`: the item-separable family joins the menu,
         enumerated (`enumerated`).
+      size_boosts: None, or `g` `[m + 1, n + 1]` (with `separable_boosts`): the family is
+        the bundle-size family, enumerated.
 
     Returns:
       A dict of NumPy arrays: `allocation` `[batch, num_bidders, num_items]`, `payments`
@@ -69,7 +72,9 @@ def numpy_ama(bids, allocations, boosts, bidder_weights, separable_boosts=None):
     """
     if separable_boosts is not None:
         allocations, boosts = enumerated(np.asarray(allocations, np.float64), boosts,
-                                         np.asarray(separable_boosts, np.float64))
+                                         np.asarray(separable_boosts, np.float64),
+                                         g=None if size_boosts is None
+                                         else np.asarray(size_boosts, np.float64))
     bids = np.asarray(bids, dtype=np.float64)
     allocations = np.asarray(allocations, dtype=np.float64)
     boosts = np.asarray(boosts, dtype=np.float64)

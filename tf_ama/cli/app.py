@@ -109,8 +109,9 @@ def _add_train_arguments(sub):
                           "the paper's budget (9000 x 2^15, K = 4096) over the active set")
     add("model", "--menu", choices=flags.TRAINABLE_MENU_KINDS, default="lottery",
         help="the menu kind (tf_ama.MENU_KINDS): lottery entries, every deterministic "
-             "allocation, the item-separable family (additive), or lottery entries joined "
-             "with it")
+             "allocation, the item-separable family (additive), lottery entries joined "
+             "with it, or the bundle-size family (additive: the item-separable family plus "
+             "a boost per owner and bundle size)")
     add("model", "--menu-size", type=flags.COUNT, default=library_defaults.MENU_SIZE,
         help="menu entries K of a lottery menu, the empty entry included")
     add("model", "--micro-batch-size", type=flags.micro_batch, default="auto",

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from tf_ama.core.bundle_sizes import check_count_states
 from tf_ama.core.exactness import DEMANDS, check_menu_limits, real_array
 from tf_ama.utils import checks
 
@@ -35,13 +36,15 @@ MAX_DETERMINISTIC_MENU = 1 << 16
 class Menu(NamedTuple):
     """A whole menu: `allocations [K, m, n]`, `boosts [K]`, `bidder_weights [m]`, and the
     item-separable family's `separable_boosts` `[m + 1, n]` (`tf_ama.core.separable`) or None when
-    the menu has no family. In the order `tf_ama.exact_outcome` takes them:
+    the menu has no family, and the bundle-size family's `size_boosts` `[m + 1, n + 1]`
+    (`tf_ama.core.bundle_sizes`) or None. In the order `tf_ama.exact_outcome` takes them:
     `exact_outcome(bids, *menu)`."""
 
     allocations: Any
     boosts: Any
     bidder_weights: Any
     separable_boosts: Any = None
+    size_boosts: Any = None
 _TOLERANCE = 1e-9
 
 
@@ -122,13 +125,14 @@ def deterministic_allocations(num_bidders, num_items, demand, max_size=MAX_DETER
 
 
 def validate_fixed_menu(allocations, boosts, bidder_weights, num_bidders, num_items, demand,
-                        separable_boosts=None):
+                        separable_boosts=None, size_boosts=None):
     """Checks a user-given menu and returns it as a `Menu` of float64 numpy arrays.
 
     Raises ValueError naming the argument for wrong shapes, non-finite values, infeasible
     allocations, a first entry that is not the empty allocation with boost 0, or boosts,
     bidder weights and the item-separable family's `separable_boosts` (`[m + 1, n]`, None:
-    no family; additive only) outside the limits of `tf_ama.core.exactness` (e.g. a weight of
+    no family; additive only) and `size_boosts` (`[m + 1, n + 1]`, with `separable_boosts`)
+    outside the limits of `tf_ama.core.exactness` (e.g. a weight of
     5e-324, which would make every payment inexact).
     """
     _check_setting_shape(num_bidders, num_items, demand)
@@ -136,6 +140,11 @@ def validate_fixed_menu(allocations, boosts, bidder_weights, num_bidders, num_it
     given = [("allocations", allocations), ("boosts", boosts), ("bidder_weights", bidder_weights)]
     if separable_boosts is not None:
         given.append(("separable_boosts", separable_boosts))
+    if size_boosts is not None:
+        if separable_boosts is None:
+            raise ValueError("`size_boosts` extends the item-separable family: give "
+                             "`separable_boosts` too (zeros for none).")
+        given.append(("size_boosts", size_boosts))
     for name, value in given:
         try:  # no silent coercion: a complex boost would lose its imaginary part
             array = real_array(value, name).astype(np.float64)
@@ -178,7 +187,15 @@ def validate_fixed_menu(allocations, boosts, bidder_weights, num_bidders, num_it
     if np.any(bidder_weights <= 0):
         raise ValueError(f"`bidder_weights` must be > 0; got {bidder_weights.tolist()}.")
     # the exactness contract (tf_ama.core.exactness)
-    check_menu_limits(boosts, bidder_weights, separable_boosts)
+    size_boosts = arrays.get("size_boosts")
+    if size_boosts is not None:
+        if size_boosts.shape != (num_bidders + 1, num_items + 1):
+            raise ValueError(
+                f"`size_boosts` must have shape [num_bidders + 1={num_bidders + 1}, num_items + "
+                f"1={num_items + 1}] (a row per bidder, then nobody's); got "
+                f"{list(size_boosts.shape)}.")
+        check_count_states(num_bidders, num_items)
+    check_menu_limits(boosts, bidder_weights, separable_boosts, size_boosts)
     if np.any(allocations < 0):
         raise ValueError("`allocations` must be >= 0.")
     over = allocations.sum(axis=1).max()
@@ -200,4 +217,4 @@ def validate_fixed_menu(allocations, boosts, bidder_weights, num_bidders, num_it
             "Prepend it (np.concatenate([np.zeros((1, m, n)), allocations])) and shift all "
             "boosts by the same constant so that boosts[0] == 0; the mechanism is unchanged."
         )
-    return Menu(allocations, boosts, bidder_weights, separable_boosts)
+    return Menu(allocations, boosts, bidder_weights, separable_boosts, size_boosts)

@@ -54,6 +54,16 @@ def count_state_number(num_bidders, num_items):
                // np.prod(range(1, num_bidders + 1), dtype=object))
 
 
+def check_count_states(num_bidders, num_items):
+    """Raises ValueError naming `size_boosts` if the program's count vectors are too many."""
+    states = count_state_number(num_bidders, num_items)
+    if states > MAX_COUNT_STATES:
+        raise ValueError(
+            f"`size_boosts`: {num_bidders} bidders and {num_items} items have {states} "
+            f"count vectors, more than the {MAX_COUNT_STATES} the exact dynamic program "
+            "holds; use the item-separable family (no `size_boosts`) at this size.")
+
+
 class CountTables(NamedTuple):
     """`states [S, m]` int64 (state 0 is all zeros), `successor [S, m + 1]` int64 (owner-code
     order: the state after one more item goes to nobody (the same state) or to bidder i;
@@ -92,10 +102,10 @@ def state_boosts(size_boosts, num_items):
     return total
 
 
-def _backward(scores, boosts_by_state, tables):
+def _backward(scores, boosts_by_state, tables, with_choices=True):
     """The program's values from the last item back. `scores` `[..., n, m + 1]` (owner-code
     order). Returns `(V_0 [..., S], choices)`: `choices[j]` `[..., S]` int64 is the lowest owner
-    code whose continuation attains `V_j`."""
+    code whose continuation attains `V_j` (None unless `with_choices`)."""
     num_items = scores.shape[-2]
     successor = tf.constant(tables.successor)
     value = tf.broadcast_to(boosts_by_state, tf.concat([tf.shape(scores)[:-2],
@@ -108,9 +118,10 @@ def _backward(scores, boosts_by_state, tables):
         ahead = tf.gather(tf.concat([value, unreachable], -1), successor, axis=-1)  # [..., S, m+1]
         options = scores[..., j, None, :] + ahead
         value = tf.reduce_max(options, axis=-1)
-        choices[j] = tf.reduce_min(tf.where(options == value[..., None], codes,
-                                            tf.int64.max), axis=-1)
-    return value, choices
+        if with_choices:
+            choices[j] = tf.reduce_min(tf.where(options == value[..., None], codes,
+                                                tf.int64.max), axis=-1)
+    return value, choices if with_choices else None
 
 
 def _follow(choices, tables):
@@ -151,7 +162,8 @@ class SizeFamilyEntries:
         by_state = state_boosts(size_boosts, num_items)
         best, choices = _backward(scores, by_state, tables)
         owners, final_state = _follow(choices, tables)  # [B, n], [B]
-        others_best, others_choices = _backward(others_scores, by_state, tables)
+        others_best, others_choices = _backward(others_scores, by_state, tables,
+                                                with_counterfactual)
         self.best, self.others_best = best[..., 0], others_best[..., 0]
         self.index = explicit_size + separable.owner_rank(owners, num_bidders, num_items)
         bidder_chosen = tf.equal(tf.range(1, num_bidders + 1, dtype=tf.int64)[:, None, None],
@@ -173,3 +185,71 @@ class SizeFamilyEntries:
 
     def counterfactual(self):
         return self._counterfactual
+
+
+# Stands in for log 0 in the soft program: finite, so that a count vector not yet reachable
+# gives weights 0 (not a softmax of -inf's, NaN) and gradients 0.
+_LOG_ZERO = -1e30
+
+
+@functools.cache
+def _predecessors(num_bidders, num_items):
+    """`[S, m + 1]` int64: the state before one more item went to each owner (owner-code
+    order; `S` where there is none: a bidder holding no item)."""
+    tables = count_tables(num_bidders, num_items)
+    size = len(tables.states)
+    before = np.full((size, num_bidders + 1), size, np.int64)
+    for state, after in enumerate(tables.successor):
+        for code, target in enumerate(after):
+            if target < size:
+                before[target, code] = state
+    return before
+
+
+def _soft_program(measure, values, boosts_by_state, temperature):
+    """`(log sum_a exp(l M(a)), E_{softmax(l M)} V(a))` by the forward algorithm over count
+    states, for `M(a) = sum_j measure[o_j, j] + G(k)` and `V(a) = sum_j values[o_j, j] + G(k)`:
+    `measure` `[..., n, m + 1]`, `values` broadcastable to it with more leading axes (each
+    carried expectation has its own), `boosts_by_state` `G` `[S]`. Returns `[...]` and the
+    expectations' shape without the last two axes."""
+    num_items, num_owners = values.shape[-2], values.shape[-1]
+    before = tf.constant(_predecessors(num_owners - 1, num_items))
+    size = before.shape[0]
+    log_alpha = tf.concat([tf.zeros(tf.concat([tf.shape(measure)[:-2], [1]], 0), measure.dtype),
+                           tf.fill(tf.concat([tf.shape(measure)[:-2], [size - 1]], 0),
+                                   tf.constant(_LOG_ZERO, measure.dtype))], -1)
+    expected = tf.zeros(tf.concat([tf.shape(values)[:-2], [size]], 0), values.dtype)
+    pad = tf.fill(tf.concat([tf.shape(measure)[:-2], [1]], 0),
+                  tf.constant(_LOG_ZERO, measure.dtype))
+    for j in range(num_items):
+        logits = (tf.gather(tf.concat([log_alpha, pad], -1), before, axis=-1)
+                  + temperature * measure[..., j, None, :])  # [..., S, m + 1]
+        log_alpha = tf.reduce_logsumexp(logits, axis=-1)
+        weights = tf.nn.softmax(logits, axis=-1)
+        carried = tf.gather(tf.concat([expected, tf.zeros_like(expected[..., :1])], -1),
+                            before, axis=-1)  # [..., S, m + 1]
+        expected = tf.reduce_sum(weights * (carried + values[..., j, None, :]), axis=-1)
+    final = log_alpha + temperature * boosts_by_state
+    share = tf.nn.softmax(final, axis=-1)
+    return (tf.reduce_logsumexp(final, axis=-1),
+            tf.reduce_sum(share * (expected + boosts_by_state), axis=-1))
+
+
+def soft_family(valuations, bidder_weights, separable_boosts, size_boosts, temperature):
+    """The bundle-size family's part of the softmax relaxation, exactly (the statistics of
+    `tf_ama.core.separable.soft_family`): the softmax over its entries is a chain over the
+    items whose state is the count vector, so its log-partition and the expectations of the
+    others' welfare come from the forward algorithm (`_soft_program`), `O(n C(n + m, m)
+    (m + 1))` per profile and statistic. Returns `(log_z [B], expected_with [B, m],
+    log_z_others [B, m], expected_without [B, m])`."""
+    num_items = valuations.shape[-1]
+    scores, others_scores = separable.owner_scores(tf.transpose(valuations, [1, 0, 2]),
+                                                   bidder_weights, separable_boosts)
+    scores = tf.transpose(scores, [1, 2, 0])  # [B, n, m + 1]
+    others_scores = tf.transpose(others_scores, [0, 2, 3, 1])  # [m, B, n, m + 1]
+    by_state = state_boosts(size_boosts, num_items)
+    log_z, expected_with = _soft_program(scores, others_scores, by_state, temperature)
+    log_z_others, expected_without = _soft_program(others_scores, others_scores, by_state,
+                                                   temperature)
+    return (log_z, tf.transpose(expected_with), tf.transpose(log_z_others),
+            tf.transpose(expected_without))

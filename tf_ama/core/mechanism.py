@@ -34,6 +34,7 @@ import functools
 import tensorflow as tf
 
 from tf_ama.core import bundle_sizes, separable
+from tf_ama.core.allocations import Menu
 from tf_ama.core.blocks import outcome_block_size, program_block_size
 from tf_ama.core.validation import (validate_bids, validate_menu, validate_separable_boosts,
                                     validate_size_boosts)
@@ -296,10 +297,8 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=No
         checks.renamed("chunk_size", chunk_size, "micro_batch_size", micro_batch_size),
         minimum=1)
     if micro_batch_size is None:
-        micro_batch_size = outcome_block_size(num_bidders, menu_size)
-        if size_boosts is not None:
-            micro_batch_size = min(micro_batch_size, program_block_size(
-                num_bidders, bundle_sizes.count_state_number(num_bidders, num_items)))
+        micro_batch_size = menu_block_size(Menu(allocations, boosts, bidder_weights,
+                                                separable_boosts, size_boosts))
 
     # The checks above run as ordinary TensorFlow ops, outside the compiled part; only the
     # arithmetic is compiled.
@@ -310,6 +309,17 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=No
                                            separable_boosts, size_boosts)
     return _blocks(bids, allocations, boosts, bidder_weights, separable_boosts, size_boosts,
                    **options)
+
+
+def menu_block_size(menu):
+    """The exact outcome's default block of profiles for `menu` (a `Menu`): a listed
+    menu's `outcome_block_size`, at most `program_block_size` with the bundle-size family."""
+    menu_size, num_bidders, num_items = menu.allocations.shape[-3:]
+    size = outcome_block_size(num_bidders, menu_size)
+    if menu.size_boosts is None:
+        return size
+    return min(size, program_block_size(
+        num_bidders, bundle_sizes.count_state_number(num_bidders, num_items)))
 
 
 def _blocks(bids, allocations, boosts, bidder_weights, separable_boosts=None, size_boosts=None,

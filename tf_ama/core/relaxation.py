@@ -31,17 +31,18 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
-from tf_ama.core import separable
+from tf_ama.core import bundle_sizes, separable
 from tf_ama.core.blocks import training_block_size
 from tf_ama.utils import checks
 
 
 def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature,
-                          sample_weight, separable_boosts=None):
+                          sample_weight, separable_boosts=None, size_boosts=None):
     """Soft revenue SUMMED over the batch, each profile times its `sample_weight` `[B]`, and
     its gradients (also weighted sums) with respect to `allocations` `[K, m, n]`, `boosts`
     `[K]` and `bidder_weights` `[m]` (formulas above), and `separable_boosts` `[m + 1, n]`
-    when the item-separable family joins the menu (`joined_revenue_and_gradients`).
+    when the item-separable family joins the menu (`joined_revenue_and_gradients`), and
+    `size_boosts` `[m + 1, n + 1]` when that family is the bundle-size family.
 
     Sums, so that micro-batches add up; `temperature` is a scalar tensor. Internally the
     `[m, B, K]` (bidder-major) layout makes both contractions plain batched matmuls, with no
@@ -53,7 +54,8 @@ def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, tempe
     """
     if separable_boosts is not None:
         return joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights,
-                                            temperature, sample_weight, separable_boosts)
+                                            temperature, sample_weight, separable_boosts,
+                                            size_boosts)
     lam = temperature
     w = weights_by_bidder(bidder_weights)  # [m, 1, 1], or [m, B, 1] for a menu per profile
     # Divisions are multiplications by reciprocals: a division per element of an [m, B, K]
@@ -82,7 +84,7 @@ def revenue_and_gradients(valuations, allocations, boosts, bidder_weights, tempe
 
 
 def joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature,
-                                 sample_weight, separable_boosts):
+                                 sample_weight, separable_boosts, size_boosts=None):
     r"""`revenue_and_gradients` when the item-separable family (`tf_ama.core.separable`) joins the
     explicit menu: each softmax is over the union, a two-part mixture.
 
@@ -91,8 +93,8 @@ def joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights
     is a function of the eight (`relaxation.soft_payments`): with the family's share
     `f = sigmoid(log Z_F - log Z_E)`, `E_pi O_i = E_E + f (E_F - E_E)`, and the same for
     `E_s,i`. The gradient goes back through that small function and the family's factorized
-    statistics (`separable.soft_family`, `[m + 1, B, n]`-sized) by automatic
-    differentiation, and through the explicit part's statistics by hand:
+    statistics (`separable.soft_family`, `[m + 1, B, n]`-sized; with `size_boosts`,
+    `bundle_sizes.soft_family`'s forward algorithm) by automatic differentiation, and through the explicit part's statistics by hand:
 
         d/dW[k]   = l pi_E[k] (g_logZ + sum_i g_Epi,i (O_i[k] - E_pi,i))
         d/dO_i[k] = g_Epi,i pi_E[k] + s_E,i[k] (l g_logZi + g_Es,i (1 + l (O_i[k] - E_s,i)))
@@ -108,9 +110,14 @@ def joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights
     expected_with = tf.reduce_sum(chosen[None] * others, axis=-1)  # [m, B]
     expected_without = tf.reduce_sum(counterfactual * others, axis=-1)  # [m, B]
     statistics = [log_z, expected_with, log_z_others, expected_without]
+    family_tensors = [separable_boosts] + ([] if size_boosts is None else [size_boosts])
     with tf.GradientTape() as tape:
-        tape.watch([*statistics, bidder_weights, separable_boosts])
-        family = separable.soft_family(valuations, bidder_weights, separable_boosts, lam)
+        tape.watch([*statistics, bidder_weights, *family_tensors])
+        if size_boosts is None:
+            family = separable.soft_family(valuations, bidder_weights, separable_boosts, lam)
+        else:
+            family = bundle_sizes.soft_family(valuations, bidder_weights, separable_boosts,
+                                              size_boosts, lam)
         family_log_z, family_with, family_log_z_others, family_without = family
         share = tf.sigmoid(family_log_z - log_z)  # [B]
         share_others = tf.sigmoid(family_log_z_others - tf.transpose(log_z_others))  # [B, m]
@@ -120,8 +127,8 @@ def joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights
                     - (with_ + share[:, None] * (family_with - with_))) / (
                         bidder_weights if _per_profile(allocations) else bidder_weights[None])
         total = tf.reduce_sum(sample_weight[:, None] * payments)
-    g_log_z, g_with, g_log_z_others, g_without, g_weights, g_separable = tape.gradient(
-        total, [*statistics, bidder_weights, separable_boosts])
+    g_log_z, g_with, g_log_z_others, g_without, g_weights, *g_family = tape.gradient(
+        total, [*statistics, bidder_weights, *family_tensors])
     grad_welfare = lam * chosen * (g_log_z[:, None] + tf.reduce_sum(
         g_with[..., None] * (others - expected_with[..., None]), axis=0))
     grad_others = (g_with[..., None] * chosen[None] + counterfactual * (
@@ -132,7 +139,7 @@ def joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights
         w, bids_by_bidder, values, grad_welfare, grad_others, _per_profile(allocations))
     if _per_profile(allocations):
         grad_weights = tf.transpose(grad_weights)
-    return total, (grad_allocations, grad_boosts, grad_weights + g_weights, g_separable)
+    return total, (grad_allocations, grad_boosts, grad_weights + g_weights, *g_family)
 
 
 def _per_profile(allocations):
@@ -203,7 +210,7 @@ _KERNELS = {
 
 def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weights, temperature,
                                   micro_batch_size=None, jit_compile=False, sample_weight=None,
-                                  separable_boosts=None):
+                                  separable_boosts=None, size_boosts=None):
     """Mean soft revenue of the batch and its gradients, over micro-batches of the batch.
 
     The batch is cut into micro-batches of `micro_batch_size` profiles (the last one may be
@@ -220,10 +227,13 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
         expectation.
       separable_boosts: None, or `c` `[m + 1, n]`: the item-separable family joins the menu
         (`joined_revenue_and_gradients`).
+      size_boosts: None, or `g` `[m + 1, n + 1]` (with `separable_boosts`): that family is
+        the bundle-size family (`tf_ama.core.bundle_sizes`).
 
     Returns:
       `(revenue, (grad_allocations, grad_boosts, grad_weights))`, (weighted) means over the
-      batch, and `grad_separable_boosts` last in the tuple when `separable_boosts` is given.
+      batch, and `grad_separable_boosts` (then `grad_size_boosts`) last in the tuple when
+      `separable_boosts` (`size_boosts`) is given.
       For a menu per profile (leading batch axis on every menu tensor), each profile's own
       gradients (its share of the mean), micro-batched with its menus.
     """
@@ -238,6 +248,10 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
     menu = (allocations, boosts, bidder_weights)
     if separable_boosts is not None:
         menu += (separable_boosts,)
+    if size_boosts is not None:
+        if per_profile:
+            raise ValueError("`size_boosts` is for one menu, not a menu per profile.")
+        menu += (size_boosts,)
     if micro is None:
         total, gradients = kernel(valuations, *menu[:3], temperature, sample_weight, *menu[3:])
     elif per_profile:
@@ -313,7 +327,7 @@ def over_micro_batches(kernel, arrays, micro_batch_size, combine, initial):
 
 
 def soft_payments(valuations, allocations, boosts, bidder_weights, temperature,
-                  separable_boosts=None):
+                  separable_boosts=None, size_boosts=None):
     """The softmax relaxation of the AMA payments, differentiable.
 
     Args:
@@ -325,6 +339,9 @@ def soft_payments(valuations, allocations, boosts, bidder_weights, temperature,
       separable_boosts: None, or `c` `[num_bidders + 1, num_items]`: the item-separable
         family joins the menu (`tf_ama.core.separable`); each softmax is then over the union, a
         two-part mixture whose family part factorizes over items (`separable.soft_family`).
+      size_boosts: None, or `g` `[num_bidders + 1, num_items + 1]` (with `separable_boosts`):
+        the family is the bundle-size family, its part a chain over count vectors
+        (`bundle_sizes.soft_family`).
 
     Returns:
       `[batch, num_bidders]` soft payments
@@ -345,8 +362,10 @@ def soft_payments(valuations, allocations, boosts, bidder_weights, temperature,
     expected_without = tf.reduce_sum(counterfactual * others, axis=-1)
     expected_with = tf.einsum("bk,bik->bi", chosen, others)
     if separable_boosts is not None:
-        log_z, family_with, log_z_others, family_without = separable.soft_family(
-            valuations, bidder_weights, separable_boosts, temperature)
+        log_z, family_with, log_z_others, family_without = (
+            separable.soft_family(valuations, bidder_weights, separable_boosts, temperature)
+            if size_boosts is None else bundle_sizes.soft_family(
+                valuations, bidder_weights, separable_boosts, size_boosts, temperature))
         # The family's share of each partition function, Z_F / (Z_F + Z_explicit).
         share = tf.sigmoid(log_z - tf.reduce_logsumexp(temperature * welfare, axis=-1))
         share_others = tf.sigmoid(

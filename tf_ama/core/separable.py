@@ -195,12 +195,17 @@ def owner_codes(menu_index, explicit_size, num_bidders, num_items):
     return tf.where(rank[..., None] >= 0, codes, tf.constant(-1, tf.int64))
 
 
-def family_entries(ranks, separable_boosts):
+def family_entries(ranks, separable_boosts, size_boosts=None):
     """`(allocations [R, m, n], boosts [R])` of the family entries `ranks` `[R]` as NumPy
-    arrays (float64 `c`), decoded all at once."""
+    arrays (float64 `c`; with the bundle-size family's `g` `[m + 1, n + 1]`
+    (`tf_ama.core.bundle_sizes`), each boost adds `sum_o g[o, k_o]`), decoded all at once."""
     num_bidders, num_items = separable_boosts.shape[0] - 1, separable_boosts.shape[1]
     codes = owner_codes(np.asarray(ranks, np.int64), 0, num_bidders, num_items).numpy()
     allocations = (codes[:, None, :] == np.arange(1, num_bidders + 1)[None, :, None])
     rows = np.where(codes == 0, num_bidders, codes - 1)  # c's row of each item's owner
-    return (allocations.astype(np.float64),
-            np.sum(separable_boosts[rows, np.arange(num_items)], axis=1))
+    boosts = np.sum(separable_boosts[rows, np.arange(num_items)], axis=1)
+    if size_boosts is not None:
+        counts = allocations.sum(axis=2)  # [R, m]
+        boosts = (boosts + np.sum(size_boosts[np.arange(num_bidders), counts], axis=1)
+                  + size_boosts[num_bidders, num_items - counts.sum(axis=1)])
+    return allocations.astype(np.float64), boosts

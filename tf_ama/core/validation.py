@@ -110,12 +110,7 @@ def validate_size_boosts(size_boosts, separable_boosts, num_bidders, num_items):
             f"`size_boosts` must have shape [num_bidders + 1={num_bidders + 1}, num_items + "
             f"1={num_items + 1}] (g[o, k]: a row per bidder, then nobody's; a column per "
             f"bundle size 0..{num_items}); got {size_boosts.shape}.")
-    states = bundle_sizes.count_state_number(num_bidders, num_items)
-    if states > bundle_sizes.MAX_COUNT_STATES:
-        raise ValueError(
-            f"`size_boosts`: {num_bidders} bidders and {num_items} items have {states} "
-            f"count vectors, more than the {bundle_sizes.MAX_COUNT_STATES} the exact dynamic "
-            "program holds; use the item-separable family (no `size_boosts`) at this size.")
+    bundle_sizes.check_count_states(num_bidders, num_items)
     # An entry's boost is sum_j c[o_j, j] + sum_o g[o, k_o]: bounded like an explicit boost.
     largest = (tf.reduce_sum(tf.reduce_max(tf.abs(separable_boosts), axis=0))
                + tf.reduce_sum(tf.reduce_max(tf.abs(size_boosts), axis=1)))

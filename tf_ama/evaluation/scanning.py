@@ -168,11 +168,12 @@ def count_entries(counts, menu_index):
 
 def menu_entries(model, counts):
     """The `MenuEntry` of every index in `counts`, most used first (ties by index)."""
-    allocations, boosts, _, separable_boosts = model.exact_menu()
+    allocations, boosts, _, separable_boosts, size_boosts = model.exact_menu()
     order = sorted(counts, key=lambda k: (-counts[k], k))
     family = [k for k in order if k >= model.menu_size]
     if family:  # decoded all at once: a large family can have many thousands in use
-        decoded = separable.family_entries(np.asarray(family) - model.menu_size, separable_boosts)
+        decoded = separable.family_entries(np.asarray(family) - model.menu_size, separable_boosts,
+                                           size_boosts)
         family = dict(zip(family, zip(*decoded)))
     total = sum(counts.values())
     entries = []

@@ -96,9 +96,10 @@ def prune(model, num_samples=None, seed=None, micro_batch_size=None, jit_compile
             keep[indices[indices < model.menu_size]] = True  # the family is kept whole
     keep[0] = True
     kept = np.flatnonzero(keep).astype(np.int64)
-    allocations, boosts, bidder_weights, separable_boosts = model.exact_menu()
+    menu = model.exact_menu()
     pruned = type(model).from_menu(
-        model.setting, allocations[kept], boosts[kept], bidder_weights, separable_boosts,
-        temperature=model.temperature, seed=model.seed)
+        model.setting, menu.allocations[kept], menu.boosts[kept], menu.bidder_weights,
+        menu.separable_boosts, menu.size_boosts, temperature=model.temperature,
+        seed=model.seed)
     pruned.kept_indices = kept
     return pruned

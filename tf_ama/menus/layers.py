@@ -14,10 +14,14 @@ A menu layer owns the variables of one kind of menu and builds, for a dtype, the
   deterministic allocation, boost `sum_j c[o_j, j]` with `c` `[m + 1, n]` learned; it starts
   at separate Myerson (`c[nobody, j]` the item's reserve, `c[bidder, j] = 0`).
 * `LotterySeparableMenu` (`"lottery+separable"`): a lottery menu joined with that family.
+* `BundleSizesMenu` (`"bundle-sizes"`): the bundle-size family alone
+  (`tf_ama.core.bundle_sizes`): the item-separable family plus a learned boost `g[o, k]` for
+  owner `o` holding `k` items, `g` `[m + 1, n + 1]` starting at 0 (separate Myerson).
 
-A menu with the family has `separable_boosts(dtype)` (`c`; None for the others): its
-(m + 1)^n entries follow the `menu_size` explicit ones and are never enumerated. Additive
-bidders only (docs/design.md §7).
+A menu with the family has `separable_boosts(dtype)` (`c`; None for the others) and
+`size_boosts(dtype)` (`g`; None but for the bundle-size family): its (m + 1)^n entries
+follow the `menu_size` explicit ones and are never enumerated. Additive bidders only
+(docs/design.md §7).
 
 Adding a menu kind touches one new class and the registry: subclass `MenuLayer`, decorate
 it with `@menu_kind("name")`, create the variables in `__init__`, implement
@@ -34,6 +38,7 @@ import tensorflow as tf
 from tf_ama.core.allocations import additive_lottery, deterministic_allocations, unit_demand_lottery
 from tf_ama.core.exactness import DEMANDS, MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
 from tf_ama.menus.compat import LoadedByModel
+from tf_ama.menus.families import ReservesFamily, SeparableFamily, SizeFamily, checked_reserves
 from tf_ama.utils import checks, defaults, footprint, seeds
 
 MENU_KINDS = {}  # kind name -> MenuLayer subclass (the registry)
@@ -93,6 +98,11 @@ class MenuLayer(LoadedByModel, keras.layers.Layer):
 
     def separable_boosts(self, dtype):
         """The item-separable family's `c` `[m + 1, n]` in `dtype`, or None (no family)."""
+        del dtype
+        return None
+
+    def size_boosts(self, dtype):
+        """The bundle-size family's `g` `[m + 1, n + 1]` in `dtype`, or None (none)."""
         del dtype
         return None
 
@@ -209,7 +219,7 @@ class DeterministicMenu(MenuLayer):
         self.allocations = self.add_weight(
             shape=table.shape, initializer=keras.initializers.Constant(table), trainable=False,
             dtype="float32", name="allocations")
-        self.reserves = _checked_reserves(reserves, self.num_items)
+        self.reserves = checked_reserves(reserves, self.num_items)
         start = (np.zeros(self.menu_size - 1) if self.reserves is None else
                  -table[1:].sum(axis=1) @ np.asarray(self.reserves))
         random = (self.initializer("boosts", self.boost_init_scale)((self.menu_size - 1,))
@@ -235,61 +245,6 @@ class DeterministicMenu(MenuLayer):
                 "reserves": self.reserves}
 
 
-def _checked_reserves(reserves, num_items):
-    """`reserves` as a list of `num_items` finite numbers, or None."""
-    if reserves is None:
-        return None
-    reserves = list(reserves)
-    if len(reserves) != num_items:
-        raise ValueError(f"`reserves` must have one value per item ({num_items}); "
-                         f"got {len(reserves)}.")
-    return [checks.number(f"reserves[{j}]", r) for j, r in enumerate(reserves)]
-
-
-class SeparableFamily:
-    """Mixin of the menu layers that hold the item-separable family's boosts `c` `[m + 1, n]`
-    (`tf_ama.core.separable`; rows the bidders, then nobody) as variable `family_boosts`."""
-
-    def _add_family(self, initial, trainable=True, dtype="float32"):
-        if self.demand != "additive":
-            raise ValueError(
-                f"Menu {self.kind!r} holds the item-separable family, which is for additive "
-                "bidders; unit-demand bidders' deterministic allocations are matchings, which "
-                "it cannot express: use menu='lottery' or menu='deterministic'.")
-        self.family_boosts = self.add_weight(
-            shape=(self.num_bidders + 1, self.num_items), trainable=trainable, dtype=dtype,
-            initializer=keras.initializers.Constant(initial), name="separable_boosts")
-
-    def separable_boosts(self, dtype):
-        return tf.cast(self.family_boosts, dtype)
-
-
-class ReservesFamily(SeparableFamily):
-    """The learned family of the `"separable"` and `"lottery+separable"` kinds, initialized
-    at a second-price auction per item with reserves `reserves` `[n]`: `c[nobody, j]` the
-    reserve, `c[bidder, j] = 0` (separate Myerson for i.i.d. regular bidders; all 0 is VCG).
-    `for_setting` takes the setting's separate-Myerson reserves
-    (`tf_ama.data.reserves.separate_reserves`) when none are given."""
-
-    @classmethod
-    def for_setting(cls, setting, **options):
-        if options.get("reserves") is None and setting.demand == "additive":
-            from tf_ama.data.reserves import separate_reserves
-
-            options["reserves"] = separate_reserves(setting)
-        return super().for_setting(setting, **options)
-
-    def _add_reserves_family(self, reserves):
-        self.reserves = _checked_reserves(
-            [0.0] * self.num_items if reserves is None else reserves, self.num_items)
-        initial = np.zeros((self.num_bidders + 1, self.num_items), np.float32)
-        initial[-1] = self.reserves
-        self._add_family(initial)
-
-    def get_config(self):
-        return {**super().get_config(), "reserves": self.reserves}
-
-
 @menu_kind("separable")
 class SeparableMenu(ReservesFamily, MenuLayer):
     """The item-separable family alone: a learned item-wise auction with bidder- and
@@ -312,6 +267,23 @@ class SeparableMenu(ReservesFamily, MenuLayer):
         return (tf.zeros([1, self.num_bidders, self.num_items], dtype), tf.zeros([1], dtype))
 
 
+@menu_kind("bundle-sizes")
+class BundleSizesMenu(SizeFamily, SeparableMenu):
+    """The bundle-size family alone: the item-separable family (`ReservesFamily`, starting
+    at separate Myerson) plus a learned boost per owner and bundle size (`SizeFamily`,
+    starting at 0). Its explicit part is the empty entry. Its exact outcome and training
+    cost grow with the bidders' count vectors, `C(n + m, m)` (286 at 3x10, 3003 at 5x10).
+
+    Args:
+      reserves: `[n]` initial reserves (default in `for_setting`: separate Myerson's).
+    """
+
+    def __init__(self, num_bidders, num_items, demand="additive", seed=0, reserves=None,
+                 **kwargs):
+        super().__init__(num_bidders, num_items, demand, seed, reserves, **kwargs)
+        self._add_sizes()
+
+
 @menu_kind("lottery+separable")
 class LotterySeparableMenu(ReservesFamily, LotteryMenu):
     """A lottery menu (`LotteryMenu`, same options) joined with the item-separable family
@@ -330,23 +302,29 @@ class LotterySeparableMenu(ReservesFamily, LotteryMenu):
 
 
 @menu_kind("fixed")
-class FixedMenu(SeparableFamily, MenuLayer):
+class FixedMenu(SizeFamily, SeparableFamily, MenuLayer):
     """A given menu, float64 and not trained (`AffineMaximizerAuction.from_menu` validates and
     assigns it): served with exactly the given numbers. Its bidder weights are given too.
 
     Args:
       menu_size: `K`, the explicit entries.
       separable: the item-separable family joins the menu, with given float64 `c`.
+      bundle_sizes: with `separable`, the family is the bundle-size family, with given
+        float64 `g`.
     """
 
     given_bidder_weights = True
     unused_options = ("init_scale", "boost_init_scale")
 
     def __init__(self, num_bidders, num_items, demand="additive", menu_size=1, seed=0,
-                 separable=False, **kwargs):
+                 separable=False, bundle_sizes=False, **kwargs):
         super().__init__(num_bidders, num_items, demand, seed, **kwargs)
         self.menu_size = checks.integer("menu_size", menu_size, minimum=1)
         self.separable = checks.boolean("separable", separable)
+        self.bundle_sizes = checks.boolean("bundle_sizes", bundle_sizes)
+        if self.bundle_sizes and not self.separable:
+            raise ValueError("`bundle_sizes` extends the item-separable family: set "
+                             "`separable=True` too.")
         shape = (self.menu_size, self.num_bidders, self.num_items)
         self.allocations = self.add_weight(shape=shape, initializer="zeros", trainable=False,
                                            dtype="float64", name="allocations")
@@ -354,19 +332,26 @@ class FixedMenu(SeparableFamily, MenuLayer):
                                       trainable=False, dtype="float64", name="boosts")
         if self.separable:
             self._add_family(0.0, trainable=False, dtype="float64")
+        if self.bundle_sizes:
+            self._add_sizes(trainable=False, dtype="float64")
         self.built = True
 
-    def assign_menu(self, allocations, boosts, separable_boosts=None):
+    def assign_menu(self, allocations, boosts, separable_boosts=None, size_boosts=None):
         """Sets the menu to float64 arrays that `tf_ama.core.allocations.validate_fixed_menu`
         has checked (it does not check them again; `boosts[0]`, the empty entry's, is 0
-        there), and the family's `c` if the menu is `separable`."""
+        there), and the family's `c` (and `g`) if the menu is `separable` (`bundle_sizes`)."""
         if (separable_boosts is not None) != self.separable:
             raise ValueError("`separable_boosts` must be given exactly when the fixed menu is "
                              f"separable (separable={self.separable}).")
+        if (size_boosts is not None) != self.bundle_sizes:
+            raise ValueError("`size_boosts` must be given exactly when the fixed menu has "
+                             f"bundle sizes (bundle_sizes={self.bundle_sizes}).")
         self.allocations.assign(allocations)
         self.boosts.assign(boosts[1:])
         if self.separable:
             self.family_boosts.assign(separable_boosts)
+        if self.bundle_sizes:
+            self.bundle_size_boosts.assign(size_boosts)
 
     def allocations_and_boosts(self, dtype):
         return tf.cast(self.allocations, dtype), self._boosts(self.boosts, dtype)
@@ -374,8 +359,12 @@ class FixedMenu(SeparableFamily, MenuLayer):
     def separable_boosts(self, dtype):
         return super().separable_boosts(dtype) if self.separable else None
 
+    def size_boosts(self, dtype):
+        return super().size_boosts(dtype) if self.bundle_sizes else None
+
     def get_config(self):
-        return {**super().get_config(), "menu_size": self.menu_size, "separable": self.separable}
+        return {**super().get_config(), "menu_size": self.menu_size, "separable": self.separable,
+                "bundle_sizes": self.bundle_sizes}
 
 
 @keras.saving.register_keras_serializable(package="tf_ama")

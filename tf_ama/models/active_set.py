@@ -182,7 +182,8 @@ class ActiveSet(keras.layers.Layer):
         sized for the set in use (`tf_ama.core.blocks.training_block_size`)."""
         def step(capacity):
             options = dict(micro_batch_size=micro_batch_size, jit_compile=jit_compile,
-                           sample_weight=sample_weight, separable_boosts=menu.separable_boosts)
+                           sample_weight=sample_weight, separable_boosts=menu.separable_boosts,
+                           size_boosts=menu.size_boosts)
             if capacity == self.menu_size:
                 return relaxation.batched_revenue_and_gradients(
                     valuations, *menu[:3], temperature, **options)

@@ -133,7 +133,7 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
         parameters cast to `dtype`, so that the float64 menu is exact)."""
         return Menu(*self.menu_layer.allocations_and_boosts(dtype),
                     self.bidder_weights_layer.values(dtype),
-                    self.menu_layer.separable_boosts(dtype))
+                    self.menu_layer.separable_boosts(dtype), self.menu_layer.size_boosts(dtype))
 
     def exact_menu(self):
         """The served menu as a `Menu` of float64 numpy arrays (`separable_boosts` None when
@@ -146,16 +146,21 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
 
     @classmethod
     def from_menu(cls, setting, allocations, boosts, bidder_weights, separable_boosts=None,
-                  **kwargs):
+                  size_boosts=None, **kwargs):
         """A fixed AMA from a given menu (e.g. a published one), validated for feasibility;
-        with `separable_boosts` `c` `[m + 1, n]`, the item-separable family joins it."""
+        with `separable_boosts` `c` `[m + 1, n]`, the item-separable family joins it, and
+        with `size_boosts` `g` `[m + 1, n + 1]` too, the bundle-size family."""
         setting = get_setting(setting)
-        allocations, boosts, bidder_weights, separable_boosts = validate_fixed_menu(
-            allocations, boosts, bidder_weights, setting.num_bidders, setting.num_items,
-            setting.demand, separable_boosts)
+        menu = validate_fixed_menu(allocations, boosts, bidder_weights, setting.num_bidders,
+                                   setting.num_items, setting.demand, separable_boosts,
+                                   size_boosts)
         model = cls(setting, menu=FixedMenu.for_setting(
-            setting, menu_size=len(allocations), separable=separable_boosts is not None), **kwargs)
-        model.menu_layer.assign_menu(allocations, boosts, separable_boosts)
+            setting, menu_size=len(menu.allocations),
+            separable=menu.separable_boosts is not None,
+            bundle_sizes=menu.size_boosts is not None), **kwargs)
+        model.menu_layer.assign_menu(menu.allocations, menu.boosts, menu.separable_boosts,
+                                     menu.size_boosts)
+        bidder_weights = menu.bidder_weights
         model.bidder_weights_layer.given_weights.assign(bidder_weights)
         return model
 
@@ -231,7 +236,7 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
                 valuations, *menu[:3], self.temperature,
                 micro_batch_size=self._kernel_micro_batch_size(),
                 jit_compile=self.jit_objective, sample_weight=sample_weight,
-                separable_boosts=menu.separable_boosts)
+                separable_boosts=menu.separable_boosts, size_boosts=menu.size_boosts)
         else:
             revenue, menu_gradients = self._active_step(active_set, valuations, menu,
                                                         sample_weight)

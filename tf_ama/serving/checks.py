@@ -24,7 +24,9 @@ them: numpy arrays (gRPC tensors) or JSON values (REST). Either way:
 * a model with the item-separable family (`tf_ama.core.separable`): menu `separable_boosts`
   `[m + 1, n]`, finite with `sum_j max_o |c[o, j]| <= MAX_ABS_BOOST`; outcome `owners`
   `[batch, n]` integers, per profile either all -1 (an explicit entry) or owner codes in
-  `[0, m]` (0 nobody, `i + 1` bidder `i`) that are exactly the returned allocation.
+  `[0, m]` (0 nobody, `i + 1` bidder `i`) that are exactly the returned allocation;
+* a model with the bundle-size family (`tf_ama.core.bundle_sizes`): also menu `size_boosts`
+  `[m + 1, n + 1]`, finite with the sum above plus `sum_o max_k |g[o, k]| <= MAX_ABS_BOOST`.
 """
 
 from __future__ import annotations
@@ -208,7 +210,7 @@ def _check_owners(owners, allocation):
 
 def check_menu(outputs):
     """The checked menu: `allocations` float64 `[K, m, n]`, `boosts` `[K]`, `bidder_weights`
-    `[m]` (and `separable_boosts` `[m + 1, n]` if served); or a ServingError naming what is wrong (see the module docstring)."""
+    `[m]` (and `separable_boosts` `[m + 1, n]`, `size_boosts` `[m + 1, n + 1]` if served); or a ServingError naming what is wrong (see the module docstring)."""
     _require(outputs, MENU_OUTPUTS, "the `menu` signature of a tf_ama model")
     allocations = to_array("allocations", outputs["allocations"])
     if allocations.ndim != 3 or allocations.shape[0] == 0:
@@ -229,6 +231,14 @@ def check_menu(outputs):
             raise malformed("separable_boosts", f"finite with sum_j max_o |c[o, j]| <= "
                             f"{MAX_ABS_BOOST:g}", f"{float(largest)!r}")
         checked["separable_boosts"] = table
+        if "size_boosts" in outputs:
+            sizes = _shaped("size_boosts", to_array("size_boosts", outputs["size_boosts"]),
+                            (num_bidders + 1, allocations.shape[2] + 1))
+            largest += np.sum(np.max(np.abs(sizes), axis=1)) if sizes.size else 0.0
+            if not largest <= MAX_ABS_BOOST:
+                raise malformed("size_boosts", "finite with sum_j max_o |c[o, j]| + sum_o "
+                                f"max_k |g[o, k]| <= {MAX_ABS_BOOST:g}", f"{float(largest)!r}")
+            checked["size_boosts"] = sizes
     bad = ~(np.abs(boosts) <= MAX_ABS_BOOST)
     if np.any(bad):
         raise malformed("boosts", f"finite with |boost| <= {MAX_ABS_BOOST:g}",

@@ -59,9 +59,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ama.core import exactness, separable
-from tf_ama.core.blocks import outcome_block_size
 from tf_ama.core.exactness import check_menu_limits
-from tf_ama.core.mechanism import exact_outcome
+from tf_ama.core.mechanism import exact_outcome, menu_block_size
 from tf_ama.data.settings import Setting
 from tf_ama.evaluation.usage import prune as prune_menu
 from tf_ama.models.auction import AffineMaximizerAuction
@@ -208,8 +207,7 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
         default seed: the model's validation seed, `tf_ama.utils.seeds.validation_seed(model.seed)`.
       training_config: optional JSON-serializable dict stored in `tf_ama_config.json`.
       micro_batch_size: profiles per block of the exported graph (see the module docstring);
-        default `tf_ama.core.blocks.outcome_block_size(num_bidders, menu_size)` of the
-        exported menu. (`chunk_size`: its deprecated name.)
+        default `tf_ama.core.mechanism.menu_block_size` of the exported menu. (`chunk_size`: its deprecated name.)
       sizes: a contextual model only: the sizes `(m, n)` (or `"3x7"`) served (default: the
         ones it was trained on).
       selection_samples: a contextual model only: at each served size where it has not
@@ -263,15 +261,15 @@ def export_saved_model(model, base_dir, version=None, prune=False, prune_samples
         kept_indices = getattr(model, "kept_indices", None)
     menu = model.exact_menu()
     try:  # before anything is written: the exact outcome refuses such a menu at every request
-        check_menu_limits(menu.boosts, menu.bidder_weights, menu.separable_boosts)
+        check_menu_limits(menu.boosts, menu.bidder_weights, menu.separable_boosts,
+                          menu.size_boosts)
     except ValueError as error:
         raise ExportError(
             f"Not exported: the served auction would refuse every request for this menu. {error} "
             "(Multiplying all bidder weights and boosts by one positive constant leaves the "
             "auction unchanged.)") from None
     if micro_batch_size is None:
-        micro_batch_size = outcome_block_size(model.setting.num_bidders,
-                                                    len(menu.allocations))
+        micro_batch_size = menu_block_size(menu)
     module = _ServingModule(menu, micro_batch_size)
 
     def write(directory):
@@ -322,7 +320,8 @@ def load_menu_model(saved_model_version_dir):
         return AffineMaximizerAuction.from_menu(
             setting, menu["allocations"].numpy(), menu["boosts"].numpy(),
             menu["bidder_weights"].numpy(),
-            menu["separable_boosts"].numpy() if "separable_boosts" in menu else None,
+            *(menu[name].numpy() if name in menu else None
+              for name in ("separable_boosts", "size_boosts")),
             **{key: config["model"][key] for key in ("temperature",) if key in config["model"]})
     except ValueError as error:
         raise ExportError(

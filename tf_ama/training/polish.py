@@ -53,7 +53,11 @@ def polish(model, valuations, sample_weight=None, rounds=3, perturbations=0, see
     valuations = np.asarray(valuations, np.float64)
     weights_p = (np.full(len(valuations), 1.0 / len(valuations)) if sample_weight is None
                  else np.asarray(sample_weight, np.float64) / np.sum(sample_weight))
-    allocations, boosts, bidder_weights, family = model.exact_menu()
+    allocations, boosts, bidder_weights, family, size_boosts = model.exact_menu()
+    if size_boosts is not None:
+        raise ValueError("The polish searches the boosts beside the item-separable family; "
+                         "it does not cover the bundle-size family (menu 'bundle-sizes'): "
+                         "train it with polish=False (--no-polish).")
     problem = (valuations, weights_p, allocations, family, model.learn_bidder_weights)
 
     def stored(boosts, bidder_weights):

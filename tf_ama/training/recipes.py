@@ -168,6 +168,10 @@ def _default_for_kind(setting, menu):
         return Recipe("default", "the item-separable family alone, at separate Myerson "
                       "(optimal for one item and i.i.d. regular bidders)",
                       {"menu": menu}, {"steps": 500})
+    if menu == "bundle-sizes":
+        return Recipe("default", "the bundle-size family alone (item-separable boosts and a "
+                      "boost per owner and bundle size), from separate Myerson",
+                      {"menu": menu}, {"steps": 1000, "batch_size": 512})
     if menu == "deterministic":
         large = allocations > POLISHED_DETERMINISTIC and not discrete
         return Recipe("default", f"every 0/1 allocation ({allocations}), boosts from separate "
