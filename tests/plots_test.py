@@ -89,6 +89,16 @@ def test_plot_separable_boosts(setting, tmp_path):
                                     str(tmp_path / "none.png"))
 
 
+def test_plot_the_bundle_size_family_adds_its_boosts_per_size(tmp_path):
+    model = tf_ama.AffineMaximizerAuction("additive_2x3_uniform", menu="bundle-sizes")
+    two = decoded(plots.plot_separable_boosts(
+        tf_ama.AffineMaximizerAuction("additive_2x3_uniform", menu="separable"),
+        str(tmp_path / "separable.png")))
+    three = decoded(plots.plot_separable_boosts(model, str(tmp_path / "sizes.png")))
+    assert three.shape[1] > 1.3 * two.shape[1]  # a third panel: g[owner, k]
+    assert no_temporary_files(tmp_path)
+
+
 class TestTrainingCurves:
     @pytest.mark.slow
     def test_from_a_real_fit_history(self, tmp_path):

@@ -107,7 +107,8 @@ def plot_separable_boosts(model, path):
     boost is `sum_j c[owner_j, j]`). Right, what they mean item by item: the bid at which
     bidder `i` outbids "nobody" for item `j`, `(c[nobody, j] - c[i, j]) / w_i`, its reserve
     when the family's allocation is served (separate Myerson: every row at the item's
-    reserve).
+    reserve). With the bundle-size family, a third panel draws `g[owner, k]`, each owner's
+    boost for holding `k` items, a line per owner.
 
     Returns:
       `path`.
@@ -120,9 +121,10 @@ def plot_separable_boosts(model, path):
     num_bidders, num_items = model.setting.num_bidders, model.setting.num_items
     reserves = (c[-1][None, :] - c[:-1]) / weights[:, None]
     cell = 0.55 if num_items <= 5 else 0.45
-    figure = Figure(figsize=(2 * (cell * num_items + 1.6) + 0.6, cell * (num_bidders + 1) + 1.6),
-                    layout="constrained")
-    left, right = figure.subplots(1, 2)
+    panels = 2 if menu.size_boosts is None else 3
+    figure = Figure(figsize=(panels * (cell * num_items + 1.6) + 0.6,
+                             cell * (num_bidders + 1) + 1.6), layout="constrained")
+    left, right, *sizes = figure.subplots(1, panels)
     fontsize = 8 if num_items <= 5 else 6.5
     for axis, values, labels, title, cmap in (
             (left, c, [f"b{i + 1}" for i in range(num_bidders)] + ["nobody"],
@@ -141,7 +143,17 @@ def plot_separable_boosts(model, path):
         axis.set_title(title, fontsize=9)
         axis.tick_params(length=0)
         figure.colorbar(image, ax=axis, shrink=0.8, aspect=20)
-    figure.suptitle(f"{model.setting.name}: the item-separable family", fontsize=10)
+    if sizes:
+        for row, label in zip(menu.size_boosts, [f"b{i + 1}" for i in range(num_bidders)]
+                              + ["nobody"]):
+            sizes[0].plot(range(num_items + 1), row, marker="o", markersize=3, label=label)
+        sizes[0].set_xticks(range(num_items + 1))
+        sizes[0].set_xlabel("bundle size k", fontsize=8)
+        sizes[0].set_title("boost per bundle size g[owner, k]", fontsize=9)
+        sizes[0].tick_params(labelsize=7)
+        sizes[0].legend(fontsize=6.5)
+    family = "item-separable" if menu.size_boosts is None else "bundle-size"
+    figure.suptitle(f"{model.setting.name}: the {family} family", fontsize=10)
     return _save_atomic(figure, path)
 
 

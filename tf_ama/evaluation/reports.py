@@ -137,7 +137,9 @@ class EvaluationReport:
         if self.family_share is not None:
             lines[-1] = (f"  {'menu entries used':<22}{self.entries_used}: explicit ones (of "
                          f"{self.menu_size}, {self.lottery_entries_used} lotteries) and "
-                         "allocations of the item-separable family")
+                         f"allocations of the "
+                         f"{'bundle-size' if self.menu_type == 'bundle-sizes' else 'item-separable'}"
+                         " family")
             lines.append(f"  {'family chosen on':<22}{self.family_share:.2%} of the profiles")
         if self.baselines:
             lines += ["", f"  {'mechanism':<22}{'revenue':>9}{'stderr':>9}{'AMA minus':>10}",
