@@ -211,3 +211,26 @@ def test_export_serves_the_family_and_loads_back(tmp_path):
     model.menu_layer.bundle_size_boosts.assign(np.full((3, 4), 5e37, np.float32))
     with pytest.raises(ExportError, match=r"Not exported: .*`size_boosts` must be finite"):
         export_saved_model(model, tmp_path / "huge")
+
+
+def test_a_lottery_menu_joins_the_family_in_the_phases_of_lottery_separable():
+    from tf_ama.training.joining import join, lottery_options
+
+    joined = tf_ama.AffineMaximizerAuction(A23, menu="lottery+bundle-sizes", menu_size=8,
+                                           seed=1)
+    lottery = tf_ama.AffineMaximizerAuction(A23, menu="lottery", **{
+        k: v for k, v in lottery_options(joined.menu_layer).items()
+        if k in ("menu_size", "seed", "init_scale", "boost_init_scale")})
+    join(joined, lottery, 0.25)
+    menu = joined.exact_menu()
+    np.testing.assert_array_equal(menu.size_boosts, 0.0)
+    np.testing.assert_array_equal(menu.allocations, lottery.exact_menu().allocations)
+    np.testing.assert_allclose(menu.boosts[1:], lottery.exact_menu().boosts[1:] + 0.25,
+                               rtol=1e-6)
+    bids = np.random.default_rng(3).uniform(size=(200, 2, 3))
+    oracle = numpy_ama(bids, *menu)
+    np.testing.assert_allclose(joined(tf.constant(bids))["payments"].numpy(),
+                               oracle["payments"], rtol=0, atol=1e-13)
+    joined.compile(optimizer=keras.optimizers.Adam(0.01))
+    joined.fit(tf_ama.fresh_valuations(64), epochs=1, steps_per_epoch=2, verbose=0)
+    assert np.any(joined.exact_menu().size_boosts != 0)

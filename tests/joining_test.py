@@ -79,7 +79,8 @@ def test_choose_shift_takes_the_best_exact_validation_revenue(lottery):
 
 
 def test_only_a_joined_menu_has_a_lottery_part():
-    with pytest.raises(ValueError, match="Only a 'lottery\\+separable' menu .* is 'separable'"):
+    with pytest.raises(ValueError, match="Only a 'lottery\\+separable' or "
+                                         "'lottery\\+bundle-sizes' menu .* is 'separable'"):
         joining.lottery_options(tf_ama.SeparableMenu(2, 2))
 
 

@@ -36,7 +36,7 @@ def checked(check, parse, **bounds):
 # The menu kinds `tf-ama train` builds (tf_ama.MENU_KINDS without "fixed", which only a given
 # menu makes); listed here so that the command line starts without TensorFlow.
 TRAINABLE_MENU_KINDS = ("lottery", "deterministic", "separable", "lottery+separable",
-                        "bundle-sizes")
+                        "bundle-sizes", "lottery+bundle-sizes")
 
 
 RECIPES = ("default", "paper")  # tf_ama.training.recipes.RECIPES (tests/cli_test.py checks)

@@ -54,14 +54,16 @@ def count_state_number(num_bidders, num_items):
                // np.prod(range(1, num_bidders + 1), dtype=object))
 
 
-def check_count_states(num_bidders, num_items):
-    """Raises ValueError naming `size_boosts` if the program's count vectors are too many."""
+def check_count_states(num_bidders, num_items, name="`size_boosts`",
+                       fix="use the item-separable family (no `size_boosts`) at this size"):
+    """Raises ValueError naming `name`, with `fix`, if the program's count vectors are too
+    many."""
     states = count_state_number(num_bidders, num_items)
     if states > MAX_COUNT_STATES:
         raise ValueError(
-            f"`size_boosts`: {num_bidders} bidders and {num_items} items have {states} "
-            f"count vectors, more than the {MAX_COUNT_STATES} the exact dynamic program "
-            "holds; use the item-separable family (no `size_boosts`) at this size.")
+            f"{name}: {num_bidders} bidders and {num_items} items have {states} count "
+            f"vectors, more than the {MAX_COUNT_STATES} the exact dynamic program holds; "
+            f"{fix}.")
 
 
 class CountTables(NamedTuple):

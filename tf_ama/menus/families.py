@@ -75,7 +75,8 @@ class SizeFamily:
     as variable `bundle_size_boosts`, beside the family's `c`."""
 
     def _add_sizes(self, trainable=True, dtype="float32"):
-        check_count_states(self.num_bidders, self.num_items)
+        check_count_states(self.num_bidders, self.num_items, f"Menu {self.kind!r}",
+                           "use menu 'separable' or 'lottery+separable' at this size")
         self.bundle_size_boosts = self.add_weight(
             shape=(self.num_bidders + 1, self.num_items + 1), trainable=trainable, dtype=dtype,
             initializer="zeros", name="size_boosts")

@@ -16,7 +16,8 @@ A menu layer owns the variables of one kind of menu and builds, for a dtype, the
 * `LotterySeparableMenu` (`"lottery+separable"`): a lottery menu joined with that family.
 * `BundleSizesMenu` (`"bundle-sizes"`): the bundle-size family alone
   (`tf_ama.core.bundle_sizes`): the item-separable family plus a learned boost `g[o, k]` for
-  owner `o` holding `k` items, `g` `[m + 1, n + 1]` starting at 0 (separate Myerson).
+  owner `o` holding `k` items, `g` `[m + 1, n + 1]` starting at 0 (separate Myerson);
+  `LotteryBundleSizesMenu` (`"lottery+bundle-sizes"`) joins a lottery menu to it.
 
 A menu with the family has `separable_boosts(dtype)` (`c`; None for the others) and
 `size_boosts(dtype)` (`g`; None but for the bundle-size family): its (m + 1)^n entries
@@ -299,6 +300,17 @@ class LotterySeparableMenu(ReservesFamily, LotteryMenu):
         super().__init__(num_bidders, num_items, demand, menu_size, seed, init_scale,
                          boost_init_scale, **kwargs)
         self._add_reserves_family(reserves)
+
+
+@menu_kind("lottery+bundle-sizes")
+class LotteryBundleSizesMenu(SizeFamily, LotterySeparableMenu):
+    """A lottery menu joined with the bundle-size family (`SizeFamily`, `g` starting at 0):
+    trained in the phases of `"lottery+separable"` (`tf_ama.training.joining`), same
+    options."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._add_sizes()
 
 
 @menu_kind("fixed")

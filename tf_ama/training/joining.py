@@ -29,10 +29,11 @@ SHIFT_FRACTIONS = tuple(round(0.02 * k, 2) for k in range(-10, 51))
 
 
 def lottery_options(layer):
-    """The `LotteryMenu` config of a `LotterySeparableMenu` (its lottery part)."""
+    """The `LotteryMenu` config of a `LotterySeparableMenu` (its lottery part; also of
+    `"lottery+bundle-sizes"`, whose family's `g` starts at 0 when joined)."""
     if not isinstance(layer, LotterySeparableMenu):
-        raise ValueError(f"Only a 'lottery+separable' menu has a lottery part to train first; "
-                         f"this menu is {layer.kind!r}.")
+        raise ValueError(f"Only a 'lottery+separable' or 'lottery+bundle-sizes' menu has a "
+                         f"lottery part to train first; this menu is {layer.kind!r}.")
     config = layer.get_config()
     del config["reserves"]
     return config

@@ -190,8 +190,9 @@ def _default_for_kind(setting, menu):
                        "warmup_fraction": 0.5, "final_temperature": 1000.0,
                        "anneal_fraction": 0.25, "exact_expectation": True, "restarts": 8,
                        "polish": True})
-    if menu == "lottery+separable":
-        return Recipe("default", "a lottery menu, then joined with the item-separable family "
+    if menu in ("lottery+separable", "lottery+bundle-sizes"):
+        family = "item-separable" if menu == "lottery+separable" else "bundle-size"
+        return Recipe("default", f"a lottery menu, then joined with the {family} family "
                       "at separate Myerson and trained jointly (tf_ama.training.joining)",
                       {"menu": menu, "menu_size": defaults.MENU_SIZE},
                       {"steps": 2000, "batch_size": 4096, "joint_steps": 1000})
