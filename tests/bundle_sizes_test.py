@@ -16,7 +16,7 @@ from oracle import enumerated, fraction_ama
 from tf_ama.core import bundle_sizes, exactness
 from tf_ama.core.mechanism import exact_outcome
 
-PROPERTY = settings(max_examples=20, deadline=None, derandomize=True,
+PROPERTY = settings(max_examples=12, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 OUTPUTS = ("allocation", "payments", "menu_index", "values", "regret", "counterfactual_index")
 
@@ -89,7 +89,7 @@ def test_the_program_serves_the_enumerated_menu_within_the_contract(auction):
 
 
 @pytest.mark.slow
-@PROPERTY
+@settings(PROPERTY, max_examples=5)
 @given(auction=auctions())
 def test_compiled_with_xla_too(auction):
     bids, menu, c, g = auction
