@@ -23,7 +23,9 @@ exact revenue on `--test-profiles` other profiles (seed + 2). Exact in float64 N
 dynamic program's maximum and, for each bidder, its maximum without that bidder's values (the
 AMA payments, docs/design.md §1); tests/benchmarks_test.py checks it against
 `tf_ama.exact_outcome` on every allocation enumerated. A measurement for the revenue
-frontier (benchmarks/README.md), not yet a menu kind of the package.
+frontier (benchmarks/README.md); the menu kind `"bundle-sizes"` (`tf_ama.core.bundle_sizes`)
+holds the whole family (`c` and `g` per bidder) and trains it by `fit`: this exact search
+of its symmetric members is a cross-check of that training.
 """
 
 from __future__ import annotations

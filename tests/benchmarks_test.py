@@ -505,6 +505,16 @@ def test_bundle_size_search_starts_at_separate_myerson_and_only_climbs(capsys):
     assert "additive_2x2_uniform: bundle sizes" in capsys.readouterr().out
 
 
+def test_bundle_sizes_benchmark_smoke(capsys):
+    benchmark = _load("bundle_sizes_benchmark")
+    [result] = benchmark.main(["--settings", "additive_2x3_uniform", "--profiles", "64",
+                               "--batch", "16", "--repeats", "1"])
+    assert result["outcome_ratio"][f"block {result['default_block']}"] == 1.0
+    assert set(result["step_seconds"]) == {"plain", "XLA"}
+    assert all(v > 0 for v in result["outcome_seconds"].values())
+    assert "additive_2x3_uniform: exact outcome of 64 profiles" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_data_runs_smoke(tmp_path, _in_process_tf_ama):
     benchmark = _load("data_runs")
