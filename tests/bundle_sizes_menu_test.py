@@ -234,3 +234,16 @@ def test_a_lottery_menu_joins_the_family_in_the_phases_of_lottery_separable():
     joined.compile(optimizer=keras.optimizers.Adam(0.01))
     joined.fit(tf_ama.fresh_valuations(64), epochs=1, steps_per_epoch=2, verbose=0)
     assert np.any(joined.exact_menu().size_boosts != 0)
+
+
+def test_the_serving_client_checks_the_size_boosts():
+    from tf_ama.serving.checks import ServingError, check_menu
+
+    menu = {k: v.tolist() for k, v in _model().exact_menu()._asdict().items()}
+    checked = check_menu(menu)
+    np.testing.assert_array_equal(checked["size_boosts"], np.asarray(menu["size_boosts"]))
+    for bad, message in (([[0.0] * 3] * 3, r"`size_boosts`.*shape \[3, 4\]"),
+                         ([[float("nan")] * 4] * 3, "`size_boosts`.*finite"),
+                         ([[1e38] * 4] * 3, r"sum_o max_k \|g\[o, k\]\|")):
+        with pytest.raises(ServingError, match=message):
+            check_menu({**menu, "size_boosts": bad})

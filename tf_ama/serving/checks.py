@@ -210,7 +210,8 @@ def _check_owners(owners, allocation):
 
 def check_menu(outputs):
     """The checked menu: `allocations` float64 `[K, m, n]`, `boosts` `[K]`, `bidder_weights`
-    `[m]` (and `separable_boosts` `[m + 1, n]`, `size_boosts` `[m + 1, n + 1]` if served); or a ServingError naming what is wrong (see the module docstring)."""
+    `[m]` (and `separable_boosts` `[m + 1, n]`, `size_boosts` `[m + 1, n + 1]` if served); or
+    a ServingError naming what is wrong (see the module docstring)."""
     _require(outputs, MENU_OUTPUTS, "the `menu` signature of a tf_ama model")
     allocations = to_array("allocations", outputs["allocations"])
     if allocations.ndim != 3 or allocations.shape[0] == 0:
