@@ -199,6 +199,9 @@ def test_export_serves_the_family_and_loads_back(tmp_path):
     assert np.array_equal(served["menu_index"].numpy(), oracle["menu_index"])
     np.testing.assert_allclose(served["payments"].numpy(), oracle["payments"], rtol=0,
                                atol=1e-13)
+    eager = model(tf.constant(bids))  # what the SavedModel serves, bit for bit
+    for key in ("allocation", "payments", "menu_index"):
+        np.testing.assert_array_equal(served[key].numpy(), eager[key].numpy(), err_msg=key)
     owners = served["owners"].numpy()
     allocation = served["allocation"].numpy()
     for profile in range(len(bids)):

@@ -126,16 +126,23 @@ def test_with_no_size_boosts_it_is_the_item_separable_family(num_bidders, num_it
         np.testing.assert_array_equal(with_g[key], separable[key].numpy(), err_msg=key)
 
 
-def test_a_bidder_who_wins_nothing_pays_exactly_zero():
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_a_bidder_who_wins_nothing_pays_exactly_zero(mode):
+    """Also in a graph (as served), where graph optimization must not reorder the sums."""
     rng = np.random.default_rng(7)
     num_bidders, num_items = 3, 5
+    graph = tf.function(lambda bids, *menu: exact_outcome(bids, *menu, with_certificate=True))
     for scale in (1e-3, 1.0, 1e5):
         bids = scale * rng.uniform(size=(300, num_bidders, num_items))
         c = scale * rng.normal(size=(num_bidders + 1, num_items))
         g = scale * rng.normal(size=(num_bidders + 1, num_items + 1))
         menu = (np.zeros((1, num_bidders, num_items)), np.array([-1e9 * scale]),
                 rng.uniform(0.5, 2.0, num_bidders))
-        got = served(bids, menu, c, g)
+        if mode == "eager":
+            got = served(bids, menu, c, g)
+        else:
+            got = {k: v.numpy() for k, v in graph(tf.constant(bids), *(
+                tf.constant(t) for t in (*menu, c, g))).items()}
         losers = got["allocation"].sum(axis=2) == 0
         assert losers.any() and np.all(got["payments"][losers] == 0.0)
         assert np.all(np.abs(got["regret"]) <= 1e-9 * scale)
@@ -166,6 +173,22 @@ def test_a_profile_gets_the_same_outcome_alone_and_in_any_batch():
         alone = served(bids[b:b + 1], menu, c, g, micro_batch_size=8)
         for key in OUTPUTS:
             np.testing.assert_array_equal(alone[key][0], batch[key][b], err_msg=key)
+
+
+def test_a_graph_serves_what_eager_execution_computes_bit_for_bit():
+    """Graph optimization may reorder a chain of additions; the program's sums must not move."""
+    rng = np.random.default_rng(12)
+    for num_bidders, num_items in ((3, 6), (4, 3)):
+        bids = rng.uniform(size=(200, num_bidders, num_items))
+        menu = (np.zeros((1, num_bidders, num_items)), np.array([-1e3]),
+                rng.uniform(0.5, 2.0, num_bidders), rng.normal(size=(num_bidders + 1, num_items)),
+                rng.normal(size=(num_bidders + 1, num_items + 1)))
+        eager = exact_outcome(bids, *menu, with_certificate=True, with_counterfactual=True)
+        graph = tf.function(lambda bids, *menu: exact_outcome(
+            bids, *menu, with_certificate=True, with_counterfactual=True))(
+                tf.constant(bids), *(tf.constant(t) for t in menu))
+        for key in OUTPUTS:
+            np.testing.assert_array_equal(graph[key].numpy(), eager[key].numpy(), err_msg=key)
 
 
 def test_zero_and_huge_bids():

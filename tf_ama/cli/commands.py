@@ -171,7 +171,8 @@ def evaluate(args):
     if args.sizes is not None:
         raise ValueError("--sizes: only for a contextual model.")
     report = reports.evaluate(model, num_samples=args.samples, seed=args.seed,
-                              jit_compile=not args.no_xla, progress=_progress(args),
+                              jit_compile=False if args.no_xla else "auto",
+                              progress=_progress(args),
                               outcomes=args.outcomes)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_table())
     if args.outcomes is not None and not args.json:
@@ -199,7 +200,7 @@ def menu(args):
         raise ValueError("A contextual model has a menu per auction; see its `menu` signature "
                          "once exported (tf-ama export), or model.menu(contexts) in Python.")
     entries = menu_usage(model, num_samples=args.samples, seed=args.seed,
-                         jit_compile=not args.no_xla)
+                         jit_compile=False if args.no_xla else "auto")
     print(format_menu_table(entries))
     if args.plot:
         from tf_ama.evaluation.plots import plot_menu

@@ -92,38 +92,57 @@ def count_tables(num_bidders, num_items):
     return CountTables(np.array(states, np.int64).reshape(len(states), num_bidders), successor)
 
 
+def _sum_in_order(terms, last):
+    """`terms[0] + (terms[1] + (... + (terms[-1] + last)))` for `terms` `[T, ...]`, in that
+    order, bit for bit: a loop, not a chain of additions, which graph optimization
+    (grappler's AddOpsRewrite) may turn into one AddN that sums in its own order, so that a
+    served graph would round otherwise than eager execution and than the program."""
+    _, total = tf.while_loop(
+        lambda t, _: t >= 0, lambda t, total: (t - 1, terms[t] + total),
+        (tf.shape(terms)[0] - 1, tf.broadcast_to(last, tf.shape(terms)[1:])),
+        maximum_iterations=terms.shape[0])  # static: XLA and gradients need it
+    return total
+
+
 def state_boosts(size_boosts, num_items):
     """`G(k)` `[S]` for every count vector: the bidders' `g[i, k_i]` summed in bidder order,
     then nobody's `g[m, n - sum k]`; one fixed order, the same for every profile."""
     num_bidders = size_boosts.shape[0] - 1
     states = count_tables(num_bidders, num_items).states
-    total = tf.gather(size_boosts[num_bidders], num_items - states.sum(axis=1))
-    terms = [tf.gather(size_boosts[i], states[:, i]) for i in range(num_bidders)]
-    for term in terms[::-1]:  # g[0] + (g[1] + (... + nobody's))
-        total = term + total
-    return total
+    terms = tf.stack([tf.gather(size_boosts[i], states[:, i]) for i in range(num_bidders)])
+    return _sum_in_order(terms, tf.gather(size_boosts[num_bidders],
+                                          num_items - states.sum(axis=1)))
 
 
 def _backward(scores, boosts_by_state, tables, with_choices=True):
     """The program's values from the last item back. `scores` `[..., n, m + 1]` (owner-code
     order). Returns `(V_0 [..., S], choices)`: `choices[j]` `[..., S]` int64 is the lowest owner
-    code whose continuation attains `V_j` (None unless `with_choices`)."""
-    num_items = scores.shape[-2]
+    code whose continuation attains `V_j` (None unless `with_choices`).
+
+    Works state-major (`[S, ...]`): each successor's values are then a whole row, copied
+    contiguously, rather than one element per profile (benchmarks/README.md, "The
+    bundle-size family")."""
+    rank = scores.shape.rank
+    num_items, num_owners = scores.shape[-2], scores.shape[-1]
+    batch_axes = list(range(rank - 2))
+    by_item = tf.transpose(scores, [rank - 2, rank - 1, *batch_axes])  # [n, m + 1, ...]
+    batch_shape = tf.shape(scores)[:-2]
     successor = tf.constant(tables.successor)
-    value = tf.broadcast_to(boosts_by_state, tf.concat([tf.shape(scores)[:-2],
-                                                        tf.shape(boosts_by_state)], 0))
-    codes = tf.range(scores.shape[-1], dtype=tf.int64)
-    unreachable = tf.fill(tf.concat([tf.shape(value)[:-1], [1]], 0),
-                          tf.constant(-np.inf, scores.dtype))
+    value = tf.broadcast_to(tf.reshape(boosts_by_state, [-1] + [1] * (rank - 2)),
+                            tf.concat([tf.shape(boosts_by_state), batch_shape], 0))  # [S, ...]
+    unreachable = tf.fill(tf.concat([[1], batch_shape], 0), tf.constant(-np.inf, scores.dtype))
+    codes = tf.reshape(tf.range(num_owners, dtype=tf.int64), [1, -1] + [1] * (rank - 2))
+    to_profile_major = [*range(1, rank - 1), 0]
     choices = [None] * num_items
     for j in reversed(range(num_items)):
-        ahead = tf.gather(tf.concat([value, unreachable], -1), successor, axis=-1)  # [..., S, m+1]
-        options = scores[..., j, None, :] + ahead
-        value = tf.reduce_max(options, axis=-1)
+        ahead = tf.gather(tf.concat([value, unreachable], 0), successor)  # [S, m + 1, ...]
+        options = by_item[j][None] + ahead
+        value = tf.reduce_max(options, axis=1)
         if with_choices:
-            choices[j] = tf.reduce_min(tf.where(options == value[..., None], codes,
-                                                tf.int64.max), axis=-1)
-    return value, choices if with_choices else None
+            choice = tf.reduce_min(tf.where(options == value[:, None], codes, tf.int64.max),
+                                   axis=1)
+            choices[j] = tf.transpose(choice, to_profile_major)
+    return tf.transpose(value, to_profile_major), choices if with_choices else None
 
 
 def _follow(choices, tables):
@@ -142,10 +161,8 @@ def _along(scores, codes, final_boost):
     """`s[o_0, 0] + (s[o_1, 1] + (... + G))` of the path `codes` `[..., n]`: `scores`
     `[..., n, m + 1]`, `final_boost` `[...]`."""
     picked = tf.gather(scores, codes[..., None], batch_dims=codes.shape.rank)[..., 0]
-    total = final_boost
-    for j in reversed(range(codes.shape[-1])):
-        total = picked[..., j] + total
-    return total
+    return _sum_in_order(tf.transpose(picked, [codes.shape.rank - 1,
+                                               *range(codes.shape.rank - 1)]), final_boost)
 
 
 class SizeFamilyEntries:
@@ -213,28 +230,42 @@ def _soft_program(measure, values, boosts_by_state, temperature):
     states, for `M(a) = sum_j measure[o_j, j] + G(k)` and `V(a) = sum_j values[o_j, j] + G(k)`:
     `measure` `[..., n, m + 1]`, `values` broadcastable to it with more leading axes (each
     carried expectation has its own), `boosts_by_state` `G` `[S]`. Returns `[...]` and the
-    expectations' shape without the last two axes."""
+    expectations' shape without the last two axes. State-major inside, as `_backward`."""
     num_items, num_owners = values.shape[-2], values.shape[-1]
     before = tf.constant(_predecessors(num_owners - 1, num_items))
     size = before.shape[0]
-    log_alpha = tf.concat([tf.zeros(tf.concat([tf.shape(measure)[:-2], [1]], 0), measure.dtype),
-                           tf.fill(tf.concat([tf.shape(measure)[:-2], [size - 1]], 0),
-                                   tf.constant(_LOG_ZERO, measure.dtype))], -1)
-    expected = tf.zeros(tf.concat([tf.shape(values)[:-2], [size]], 0), values.dtype)
-    pad = tf.fill(tf.concat([tf.shape(measure)[:-2], [1]], 0),
-                  tf.constant(_LOG_ZERO, measure.dtype))
+
+    def owner_major(tensor):  # [..., n, m + 1] -> [n, m + 1, ...]
+        rank = tensor.shape.rank
+        return tf.transpose(tensor, [rank - 2, rank - 1, *range(rank - 2)])
+
+    extra = values.shape.rank - measure.shape.rank  # leading axes of the expectations only
+
+    def spread(tensor, axis):  # ones for those axes after `axis`, to broadcast like `values`
+        shape = tf.shape(tensor)
+        return tf.reshape(tensor, tf.concat([shape[:axis], tf.ones([extra], tf.int32),
+                                             shape[axis:]], 0))
+
+    measure, values = owner_major(measure), owner_major(values)
+    measure_shape, values_shape = tf.shape(measure)[2:], tf.shape(values)[2:]
+    log_alpha = tf.concat([tf.zeros(tf.concat([[1], measure_shape], 0), measure.dtype),
+                           tf.fill(tf.concat([[size], measure_shape], 0),
+                                   tf.constant(_LOG_ZERO, measure.dtype))], 0)  # [S + 1, ...]
+    expected = tf.zeros(tf.concat([[size + 1], values_shape], 0), values.dtype)
     for j in range(num_items):
-        logits = (tf.gather(tf.concat([log_alpha, pad], -1), before, axis=-1)
-                  + temperature * measure[..., j, None, :])  # [..., S, m + 1]
-        log_alpha = tf.reduce_logsumexp(logits, axis=-1)
-        weights = tf.nn.softmax(logits, axis=-1)
-        carried = tf.gather(tf.concat([expected, tf.zeros_like(expected[..., :1])], -1),
-                            before, axis=-1)  # [..., S, m + 1]
-        expected = tf.reduce_sum(weights * (carried + values[..., j, None, :]), axis=-1)
-    final = log_alpha + temperature * boosts_by_state
-    share = tf.nn.softmax(final, axis=-1)
-    return (tf.reduce_logsumexp(final, axis=-1),
-            tf.reduce_sum(share * (expected + boosts_by_state), axis=-1))
+        logits = tf.gather(log_alpha, before) + temperature * measure[j][None]  # [S, m + 1, ...]
+        weights = spread(tf.nn.softmax(logits, axis=1), 2)
+        step = tf.reduce_sum(weights * (tf.gather(expected, before) + values[j][None]), axis=1)
+        # Row S stays log 0 (expectation 0): the predecessor of a count that has none.
+        log_alpha = tf.concat([tf.reduce_logsumexp(logits, axis=1), log_alpha[-1:]], 0)
+        expected = tf.concat([step, expected[-1:]], 0)
+    boosts = tf.reshape(boosts_by_state, [-1] + [1] * (log_alpha.shape.rank - 1))
+    final = log_alpha[:-1] + temperature * boosts
+    share = spread(tf.nn.softmax(final, axis=0), 1)
+    expected_boosted = expected[:-1] + tf.reshape(boosts_by_state,
+                                                  [-1] + [1] * (expected.shape.rank - 1))
+    return (tf.reduce_logsumexp(final, axis=0),
+            tf.reduce_sum(share * expected_boosted, axis=0))
 
 
 def soft_family(valuations, bidder_weights, separable_boosts, size_boosts, temperature):

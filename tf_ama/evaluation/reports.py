@@ -164,7 +164,7 @@ class EvaluationReport:
 
 
 def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_size=None,
-             jit_compile=True, *, progress=False, outcomes=None, split="test", sizes=None,
+             jit_compile="auto", *, progress=False, outcomes=None, split="test", sizes=None,
              chunk_size=checks.RENAMED):
     """Exact evaluation of `model` on `num_samples` fresh profiles, in bounded memory.
 
@@ -181,11 +181,12 @@ def evaluate(model, num_samples=None, seed=None, baselines=True, micro_batch_siz
         that training and validation never drew (what `tf-ama train` evaluates on).
       baselines: also compute `tf_ama.baselines(...)` on the same profiles (paired).
       micro_batch_size: profiles per block of `exact_outcome` (default
-        `tf_ama.core.blocks.outcome_block_size`, ~2 MB float64 blocks).
+        `tf_ama.core.mechanism.menu_block_size`: ~2 MB float64 blocks for a listed menu).
       jit_compile: compute the blocks with XLA (`exact_outcome(..., jit_compile=True)`:
         faster, benchmarks/README.md, "Exact evaluation"; payments may differ from the
         served ones in the last bits, ~1e-15). False evaluates exactly the computation the
-        exported model serves.
+        exported model serves. "auto" (default): XLA, but for a menu with the bundle-size
+        family, whose program runs faster without it.
       progress: show a progress bar (`keras.utils.Progbar`) on standard error, over the
         profiles evaluated, then over those the baselines draw.
       outcomes: None, or a file path ending in `.npz` or `.csv`: every profile's bids, menu

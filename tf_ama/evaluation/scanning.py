@@ -13,8 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ama.core import separable
-from tf_ama.core.blocks import outcome_block_size
-from tf_ama.core.mechanism import exact_outcome
+from tf_ama.core.mechanism import exact_outcome, menu_block_size
 from tf_ama.utils import checks
 
 # Profiles per call of the traced exact_outcome (it blocks them internally).
@@ -67,7 +66,9 @@ def check_arguments(model, num_samples, seed, micro_batch_size, chunk_size, jit_
                      default_seed):
     """`(num_samples, seed, micro_batch_size, jit_compile)` checked, the seed defaulting to
     `default_seed(model.seed)` (`tf_ama.utils.seeds`), `chunk_size` the deprecated name of
-    `micro_batch_size`."""
+    `micro_batch_size`; `jit_compile` "auto" is XLA unless the menu has the bundle-size
+    family, whose dynamic program XLA runs about twice slower than TensorFlow's own kernels
+    (benchmarks/README.md, "The bundle-size family")."""
     from tf_ama.models.auction import AffineMaximizerAuction
     from tf_ama.models.contextual import ContextualAuction
 
@@ -86,7 +87,8 @@ def check_arguments(model, num_samples, seed, micro_batch_size, chunk_size, jit_
     return (checks.optional(checks.integer, "num_samples", num_samples, minimum=1),
             checks.seed("seed", default_seed(model.seed) if seed is None else seed),
             checks.optional(checks.integer, "micro_batch_size", micro_batch_size, minimum=1),
-            checks.boolean("jit_compile", jit_compile))
+            (model.menu_layer.size_boosts(tf.float64) is None if jit_compile == "auto"
+             else checks.boolean("jit_compile", jit_compile)))
 
 
 def _slices(blocks, size):
@@ -120,8 +122,7 @@ def scan(model, sample, micro_batch_size, menu, with_certificate=False,
     so a profile's outcome depends neither on its slice nor on its sample block.)
     """
     num_samples, profiles = sample  # settings.evaluation_sample
-    micro = micro_batch_size or outcome_block_size(model.setting.num_bidders,
-                                                         model.menu_size)
+    micro = micro_batch_size or menu_block_size(menu)
     # exact_outcome works through blocks of `micro` profiles inside one call; a slice of whole
     # blocks per call keeps the Python overhead small. The blocks are spread evenly over a
     # multiple of _CALLS_IN_FLIGHT calls (no call runs alone at the end), so that the padding

@@ -15,7 +15,7 @@ from tf_ama.evaluation.scanning import check_arguments, count_entries, menu_entr
 from tf_ama.utils import checks, seeds
 
 
-def menu_usage(model, num_samples=None, seed=None, micro_batch_size=None, jit_compile=True,
+def menu_usage(model, num_samples=None, seed=None, micro_batch_size=None, jit_compile="auto",
                *, chunk_size=checks.RENAMED):
     """The menu entries chosen on `settings.sample_blocks(setting, num_samples, seed)`, most
     used first (arguments as in `evaluate`: by default the evaluation seed `model.seed + 2`;
