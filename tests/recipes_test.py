@@ -10,6 +10,7 @@ import pytest
 from interrupt import Stop, StopAt
 
 import tf_ama
+from tf_ama.core import bundle_sizes
 from tf_ama.training import recipes, runs
 from tf_ama.cli.app import build_parser, main
 from tf_ama.training.run import RESTARTS, TrainingConfig, train_run
@@ -24,8 +25,10 @@ RESTARTING = TrainingConfig(steps=60, steps_per_epoch=20, batch_size=256,
 @pytest.mark.parametrize("setting,menu,kind", [
     ("additive_3x1_exponential", None, "separable"),
     ("additive_2x2_uniform", None, "lottery+separable"),
-    ("additive_3x10_uniform", None, "lottery+separable"),
+    ("additive_3x10_uniform", None, "bundle-sizes"),
+    ("additive_5x10_uniform", None, "bundle-sizes"),
     ("additive_5x5_uniform", None, "deterministic"),
+    ("additive_2x5_uniform", "lottery+bundle-sizes", "lottery+bundle-sizes"),
     ("unit_demand_2x2_uniform", None, "lottery"),
     ("unit_demand_2x4_spherical", None, "lottery"),
     ("additive_2x2_uniform", "deterministic", "deterministic"),
@@ -42,10 +45,12 @@ def test_the_default_recipe_follows_the_settings_kind(setting, menu, kind):
     (2, 6, "lottery+separable"),  # 729 allocations: fewer than a lottery menu's 1024 entries
     (2, 7, "deterministic"),  # 2187
     (5, 5, "deterministic"),  # 7776
-    (2, 9, "lottery+separable"),  # 19 683: beyond LARGE_DETERMINISTIC
+    (2, 9, "bundle-sizes"),  # 19 683: beyond LARGE_DETERMINISTIC; 55 count vectors
+    (10, 5, "bundle-sizes"),  # 161 051 allocations, 3003 count vectors: a large program
+    (20, 4, "lottery+separable"),  # 10 626 count vectors: beyond BUNDLE_SIZE_STATES
     (1, 11, "lottery"),  # one bidder: 2048 bundles, but a lottery menu (measured only on 5x5)
 ])
-def test_the_deterministic_menu_is_the_default_between_the_lottery_menu_and_its_limit(
+def test_the_deterministic_menu_then_the_bundle_size_family_are_the_defaults_by_size(
         bidders, items, kind):
     setting = tf_ama.Setting(f"s{bidders}x{items}", bidders, items)
     chosen = recipes.recipe(setting)
@@ -54,6 +59,12 @@ def test_the_deterministic_menu_is_the_default_between_the_lottery_menu_and_its_
         assert chosen.training["steps"] == 1000 and not chosen.training["polish"]
         assert chosen.training["final_temperature"] == 1000.0
         assert str((bidders + 1) ** items) in chosen.summary
+    if kind == "bundle-sizes":  # fewer, smaller steps above LARGE_PROGRAM count vectors
+        states = bundle_sizes.count_state_number(bidders, items)
+        large = states > recipes.LARGE_PROGRAM
+        assert chosen.training == ({"steps": 200, "batch_size": 128} if large
+                                   else {"steps": 600, "batch_size": 512})
+        assert f"{states} count vectors" in chosen.summary
 
 
 def test_a_small_deterministic_menu_is_polished_and_a_large_one_is_not():

@@ -19,7 +19,10 @@ Recipes (`RECIPES`):
     - additive, several items and bidders: the lottery menu joined with the
       item-separable family (`tf_ama.training.joining`); but when the setting has more
       0/1 allocations than a lottery menu has entries and at most `LARGE_DETERMINISTIC`
-      (5x5: 7776), every allocation with its own boost (`--menu deterministic`, below).
+      (5x5: 7776), every allocation with its own boost (`--menu deterministic`, below);
+      and with more than that and at most `BUNDLE_SIZE_STATES` count vectors (3x10: 286,
+      5x10: 3003), the bundle-size family alone (`--menu bundle-sizes`: 600 steps of 512
+      profiles; above `LARGE_PROGRAM` count vectors 200 steps of 128).
     - a discrete prior (e.g. spherical): the exact expectation, a large lottery menu,
       restarts selected on exact revenue, annealing to lambda 1000, then the polish.
     - otherwise: a lottery menu.
@@ -59,6 +62,15 @@ _DISCRETE_DETERMINISTIC = {"exact_expectation": True, "steps_per_epoch": 500,
 POLISHED_DETERMINISTIC = 1024
 LARGE_DETERMINISTIC = 8192
 _LARGE_DETERMINISTIC = {"steps": 1000, "polish": False}
+# The bundle-size family (tf_ama.core.bundle_sizes): the default beyond LARGE_DETERMINISTIC
+# allocations while its program has at most BUNDLE_SIZE_STATES count vectors, C(n + m, m).
+# Its step costs in proportion to them: above LARGE_PROGRAM (5x10: 3003, about 2 s for 128
+# profiles on 2 cores) the run has fewer and smaller steps; its exact validation revenue
+# stops rising after ~100 of them (benchmarks/README.md, "Revenue frontier").
+BUNDLE_SIZE_STATES = 4096
+LARGE_PROGRAM = 1000
+_BUNDLE_SIZES = {"steps": 600, "batch_size": 512}
+_LARGE_PROGRAM = {"steps": 200, "batch_size": 128}
 # A contextual run: a network's menu learns on smaller batches at a smaller learning rate
 # than a fixed menu. Each step trains one size, so the run has `CONTEXTUAL_STEPS_PER_SIZE`
 # steps per trained size, within `CONTEXTUAL_STEPS` (a size alone: the 1000 steps measured
@@ -150,10 +162,12 @@ def temperature_for(setting, num_samples=10_000, seed=0):
 
 def _default_for_kind(setting, menu):
     from tf_ama.core.allocations import deterministic_menu_size
+    from tf_ama.core.bundle_sizes import count_state_number
 
     additive, discrete = setting.demand == "additive", _is_discrete(setting)
     allocations = deterministic_menu_size(setting.num_bidders, setting.num_items,
                                           setting.demand)
+    states = count_state_number(setting.num_bidders, setting.num_items)
     if menu is None:
         if discrete:
             menu = "lottery"
@@ -161,7 +175,8 @@ def _default_for_kind(setting, menu):
             menu = "separable"
         elif additive and setting.num_bidders > 1:
             menu = ("deterministic" if defaults.MENU_SIZE < allocations <= LARGE_DETERMINISTIC
-                    else "lottery+separable")
+                    else "bundle-sizes" if allocations > LARGE_DETERMINISTIC and states
+                    <= BUNDLE_SIZE_STATES else "lottery+separable")
         else:
             menu = "lottery"
     if menu == "separable":
@@ -169,9 +184,11 @@ def _default_for_kind(setting, menu):
                       "(optimal for one item and i.i.d. regular bidders)",
                       {"menu": menu}, {"steps": 500})
     if menu == "bundle-sizes":
-        return Recipe("default", "the bundle-size family alone (item-separable boosts and a "
-                      "boost per owner and bundle size), from separate Myerson",
-                      {"menu": menu}, {"steps": 1000, "batch_size": 512})
+        large = states > LARGE_PROGRAM
+        return Recipe("default", f"the bundle-size family alone (item-separable boosts and a "
+                      f"boost per owner and bundle size; {states} count vectors), from "
+                      "separate Myerson" + (", 200 steps of 128" if large else ""),
+                      {"menu": menu}, _LARGE_PROGRAM if large else _BUNDLE_SIZES)
     if menu == "deterministic":
         large = allocations > POLISHED_DETERMINISTIC and not discrete
         return Recipe("default", f"every 0/1 allocation ({allocations}), boosts from separate "

@@ -285,7 +285,9 @@ def _lottery_phase(setting, out, model, training, verbose, callbacks, previous):
         validation = validation_sample(setting, training.validation_samples,
                                        seeds.validation_seed(model.seed))
         shift, revenues = joining.choose_shift(model, lottery, validation)
-        print(f"{out}: the lottery menu of {LOTTERY_RUN}/ joined with the item-separable family "
+        family = ("bundle-size" if model.menu_layer.size_boosts("float32") is not None
+                  else "item-separable")
+        print(f"{out}: the lottery menu of {LOTTERY_RUN}/ joined with the {family} family "
               f"at separate Myerson, its boosts shifted by {shift:g} (exact validation revenue "
               f"{revenues[shift]:.4f}); training both for {training.joint_steps} steps.")
     initial = model.get_config()
