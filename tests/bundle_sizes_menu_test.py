@@ -250,3 +250,17 @@ def test_the_serving_client_checks_the_size_boosts():
                          ([[1e38] * 4] * 3, r"sum_o max_k \|g\[o, k\]\|")):
         with pytest.raises(ServingError, match=message):
             check_menu({**menu, "size_boosts": bad})
+
+
+def test_a_run_can_fall_back_to_its_start_at_separate_myerson():
+    """The run's known-good start (`better_of_start_and_end` keeps it if training did not
+    beat it on the validation sample) is the family at separate Myerson: g = 0."""
+    from tf_ama.training.kinds import SettingRun
+
+    model = _model()
+    start = SettingRun(model.setting).start(model)()
+    menu, fresh = start.exact_menu(), tf_ama.AffineMaximizerAuction(A23, menu="bundle-sizes",
+                                                                    seed=2).exact_menu()
+    np.testing.assert_array_equal(menu.size_boosts, 0.0)
+    for got, want in zip(menu, fresh, strict=True):
+        assert np.array_equal(got, want)
