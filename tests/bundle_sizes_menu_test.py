@@ -264,3 +264,29 @@ def test_a_run_can_fall_back_to_its_start_at_separate_myerson():
     np.testing.assert_array_equal(menu.size_boosts, 0.0)
     for got, want in zip(menu, fresh, strict=True):
         assert np.array_equal(got, want)
+
+
+def test_the_training_step_cuts_a_large_program_into_small_micro_batches(monkeypatch):
+    """5x10's program: a batch of 512 at once asked for 8.7 GB in one allocation; "auto"
+    micro-batches hold `PROGRAM_TRAINING_ELEMENTS` (8 profiles at 5x10), whatever the
+    batch. (Shown on 2x3 with the budget made small enough to cut it too.)"""
+    from tf_ama.core import blocks, relaxation
+
+    assert blocks.program_block_size(5, bundle_sizes.count_state_number(5, 10),
+                                     blocks.PROGRAM_TRAINING_ELEMENTS) == 8
+    cut = []
+    original = relaxation.over_micro_batches
+    monkeypatch.setattr(relaxation, "over_micro_batches", lambda kernel, arrays, micro, *rest: (
+        cut.append(micro), original(kernel, arrays, micro, *rest))[1])
+    monkeypatch.setattr(relaxation, "PROGRAM_TRAINING_ELEMENTS", 8 * 2 * 3 * 10)  # 2x3: 8
+    menu = _model().menu(tf.float64)
+    valuations = tf.constant(np.random.default_rng(5).uniform(size=(20, 2, 3)))
+    options = dict(separable_boosts=menu.separable_boosts, size_boosts=menu.size_boosts)
+    revenue, gradients = batched_revenue_and_gradients(valuations, *menu[:3], 5.0,
+                                                       micro_batch_size="auto", **options)
+    assert cut == [8]
+    whole, whole_gradients = batched_revenue_and_gradients(valuations, *menu[:3], 5.0,
+                                                           micro_batch_size=None, **options)
+    np.testing.assert_allclose(revenue.numpy(), whole.numpy(), rtol=1e-12)
+    for got, want in zip(gradients, whole_gradients, strict=True):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-9, atol=1e-13)

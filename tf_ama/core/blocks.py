@@ -28,6 +28,10 @@ from __future__ import annotations
 
 CACHE_BLOCK_ELEMENTS = 1 << 18
 PROGRAM_BLOCK_ELEMENTS = 1 << 23
+# The relaxation's program keeps about ten such tensors per item for its gradient: its
+# micro-batches hold 8 times fewer elements (5x10: 8 profiles; a whole batch of 512 asked
+# for 8.7 GB in one allocation).
+PROGRAM_TRAINING_ELEMENTS = 1 << 20
 
 
 def cache_sized_batch(num_bidders, menu_size, elements, smallest, largest):
@@ -44,11 +48,11 @@ def outcome_block_size(num_bidders, menu_size):
     return cache_sized_batch(num_bidders, menu_size, CACHE_BLOCK_ELEMENTS, 8, 1024)
 
 
-def program_block_size(num_bidders, count_states):
+def program_block_size(num_bidders, count_states, elements=PROGRAM_BLOCK_ELEMENTS):
     """Profiles per block of the bundle-size family's dynamic program: a power of two in
-    [8, 1024] with `num_bidders * (num_bidders + 1) * count_states` elements per profile."""
-    return cache_sized_batch(num_bidders, num_bidders * count_states, PROGRAM_BLOCK_ELEMENTS,
-                             8, 1024)
+    [8, 1024] with `num_bidders * (num_bidders + 1) * count_states` elements per profile
+    (`elements` in all; `PROGRAM_TRAINING_ELEMENTS` for the training step's micro-batches)."""
+    return cache_sized_batch(num_bidders, num_bidders * count_states, elements, 8, 1024)
 
 
 def training_block_size(num_bidders, menu_size):

@@ -232,7 +232,7 @@ def exact_outcome(bids, allocations, boosts, bidder_weights, separable_boosts=No
         (`tf_ama.core.bundle_sizes`: each entry's boost adds `sum_o g[o, k_o]`, owner `o`
         holding `k_o` items), same entries and menu indices. One menu only.
       micro_batch_size: profiles per block (bounds memory to a few `[micro_batch_size,
-        num_bidders + 1, menu_size]` tensors; default `tf_ama.core.blocks.outcome_block_size`). Every block
+        num_bidders + 1, menu_size]` tensors; default `menu_block_size`). Every block
         has exactly this many profiles (zero-padded), so a profile's outcome does not depend
         on its batch, bit for bit.
       with_certificate: also return `regret`, the exact regret certificate `[batch, num_bidders]`,

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ama.core import bundle_sizes, separable
-from tf_ama.core.blocks import training_block_size
+from tf_ama.core.blocks import PROGRAM_TRAINING_ELEMENTS, program_block_size, training_block_size
 from tf_ama.utils import checks
 
 
@@ -94,7 +94,8 @@ def joined_revenue_and_gradients(valuations, allocations, boosts, bidder_weights
     `f = sigmoid(log Z_F - log Z_E)`, `E_pi O_i = E_E + f (E_F - E_E)`, and the same for
     `E_s,i`. The gradient goes back through that small function and the family's factorized
     statistics (`separable.soft_family`, `[m + 1, B, n]`-sized; with `size_boosts`,
-    `bundle_sizes.soft_family`'s forward algorithm) by automatic differentiation, and through the explicit part's statistics by hand:
+    `bundle_sizes.soft_family`'s forward algorithm) by automatic differentiation, and
+    through the explicit part's statistics by hand:
 
         d/dW[k]   = l pi_E[k] (g_logZ + sum_i g_Epi,i (O_i[k] - E_pi,i))
         d/dO_i[k] = g_Epi,i pi_E[k] + s_E,i[k] (l g_logZi + g_Es,i (1 + l (O_i[k] - E_s,i)))
@@ -214,9 +215,10 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
     """Mean soft revenue of the batch and its gradients, over micro-batches of the batch.
 
     The batch is cut into micro-batches of `micro_batch_size` profiles (the last one may be
-    smaller; "auto": `tf_ama.core.blocks.training_block_size` for this menu's explicit entries); their
-    summed revenues and gradients add up to the whole batch's exactly (up to float
-    rounding), while only a few `[micro_batch_size, m, K]` tensors are alive at a time,
+    smaller; "auto": `tf_ama.core.blocks.training_block_size` for this menu's explicit
+    entries, at most `program_block_size(..., PROGRAM_TRAINING_ELEMENTS)` with the
+    bundle-size family); their summed revenues and gradients add up to the whole batch's
+    exactly (up to float rounding), while only a few `[micro_batch_size, m, K]` tensors are alive at a time,
     small enough to stay in cache. `jit_compile` compiles the per-micro-batch kernel
     with XLA, which fuses its elementwise passes.
 
@@ -245,6 +247,10 @@ def batched_revenue_and_gradients(valuations, allocations, boosts, bidder_weight
     per_profile = _per_profile(allocations)
     micro = (training_block_size(valuations.shape[1], allocations.shape[int(per_profile)])
              if micro_batch_size == "auto" else micro_batch_size)
+    if micro_batch_size == "auto" and size_boosts is not None:  # the program's memory
+        states = bundle_sizes.count_state_number(*valuations.shape[1:])
+        micro = min(micro, program_block_size(valuations.shape[1], states,
+                                              PROGRAM_TRAINING_ELEMENTS))
     menu = (allocations, boosts, bidder_weights)
     if separable_boosts is not None:
         menu += (separable_boosts,)
