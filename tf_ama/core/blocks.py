@@ -14,8 +14,8 @@ block size). Each size is a power of two, clipped to the pass's own range:
   (`tf_ama.core.bundle_sizes`), whose dynamic program holds `[bidder, profile, count state,
   owner]` tensors: about `PROGRAM_BLOCK_ELEMENTS` elements (64 MB of float64), at most
   1024 profiles. Its steps are many small ops, so a larger block pays (3x10, 4096
-  profiles: 20.7 s in blocks of 8, 1.8 s in blocks of 512; benchmarks/README.md, "The
-  bundle-size family");
+  profiles: 43.6 s in blocks of 8, 1.39 s in blocks of 1024; benchmarks/README.md,
+  "Revenue frontier", "The program's cost");
 * `training_block_size`: the fused training kernel (`tf_ama.core.relaxation`), at most
   4096: its last micro-batch is not padded, so a larger cap costs a small batch nothing;
 * `refresh_block_size`: the active set's refresh pass (`tf_ama.models.active_set`), twice

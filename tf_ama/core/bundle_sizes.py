@@ -120,8 +120,8 @@ def _backward(scores, boosts_by_state, tables, with_choices=True):
     code whose continuation attains `V_j` (None unless `with_choices`).
 
     Works state-major (`[S, ...]`): each successor's values are then a whole row, copied
-    contiguously, rather than one element per profile (benchmarks/README.md, "The
-    bundle-size family")."""
+    contiguously, rather than one element per profile (benchmarks/README.md, "Revenue
+    frontier", "The program's cost")."""
     rank = scores.shape.rank
     num_items, num_owners = scores.shape[-2], scores.shape[-1]
     batch_axes = list(range(rank - 2))

@@ -68,7 +68,7 @@ def check_arguments(model, num_samples, seed, micro_batch_size, chunk_size, jit_
     `default_seed(model.seed)` (`tf_ama.utils.seeds`), `chunk_size` the deprecated name of
     `micro_batch_size`; `jit_compile` "auto" is XLA unless the menu has the bundle-size
     family, whose dynamic program XLA runs about twice slower than TensorFlow's own kernels
-    (benchmarks/README.md, "The bundle-size family")."""
+    (benchmarks/README.md, "Revenue frontier", "The program's cost")."""
     from tf_ama.models.auction import AffineMaximizerAuction
     from tf_ama.models.contextual import ContextualAuction
 
