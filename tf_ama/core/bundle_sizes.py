@@ -35,7 +35,7 @@ for bit and the payment is exactly 0.
 from __future__ import annotations
 
 import functools
-import itertools
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -43,15 +43,26 @@ import tensorflow as tf
 
 from tf_ama.core import separable
 
-# The dynamic program keeps a value per count vector and profile: refuse sizes whose count
-# vectors are too many to hold (C(n + m, m); 5x10 has 3003, 10x10 184 756).
-MAX_COUNT_STATES = 200_000
+# The dynamic program keeps `m (m + 1)` values per count vector and profile, in blocks of
+# at least 8 profiles: refuse sizes whose count vectors are too many to hold that way
+# (C(n + m, m); 5x10 has 3003, 7x10 19 448, 10x10 184 756).
+MAX_COUNT_STATES = 20_000
 
 
 def count_state_number(num_bidders, num_items):
     """`C(n + m, m)`: how many count vectors of the bidders have `sum <= n`."""
-    return int(np.prod([num_items + i for i in range(1, num_bidders + 1)], dtype=object)
-               // np.prod(range(1, num_bidders + 1), dtype=object))
+    return math.comb(num_items + num_bidders, num_bidders)
+
+
+def _count_vectors(num_bidders, budget):
+    """Every vector of `num_bidders` item counts with sum <= `budget` (a recursion: never
+    the (n + 1)^m candidates)."""
+    if num_bidders == 0:
+        yield ()
+        return
+    for first in range(budget + 1):
+        for rest in _count_vectors(num_bidders - 1, budget - first):
+            yield (first, *rest)
 
 
 def check_count_states(num_bidders, num_items, name="`size_boosts`",
@@ -78,8 +89,7 @@ class CountTables(NamedTuple):
 @functools.cache
 def count_tables(num_bidders, num_items):
     """The count vectors and their successors (`CountTables`), built once per shape."""
-    states = [s for s in itertools.product(range(num_items + 1), repeat=num_bidders)
-              if sum(s) <= num_items]
+    states = list(_count_vectors(num_bidders, num_items))
     states.sort(key=lambda s: (sum(s), s))  # state 0: nobody holds anything yet
     index = {s: t for t, s in enumerate(states)}
     successor = np.full((len(states), num_bidders + 1), len(states), np.int64)
