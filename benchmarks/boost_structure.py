@@ -55,8 +55,8 @@ def structure(model, validation, evaluation):
 
     import tf_ama
 
-    allocations, boosts, weights, family = (None if t is None else np.asarray(t, np.float64)
-                                            for t in model.menu(tf.float64))
+    allocations, boosts, weights, family, _ = (None if t is None else np.asarray(t, np.float64)
+                                               for t in model.menu(tf.float64))
     if family is not None or not np.all((allocations == 0) | (allocations == 1)):
         raise ValueError("boost_structure: the run's menu must be deterministic "
                          "(`tf-ama train SETTING --menu deterministic`), without the family.")

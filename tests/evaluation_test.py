@@ -178,7 +178,7 @@ class TestMenuUsage:
         assert [entry.count for entry in entries] == sorted(
             (entry.count for entry in entries), reverse=True)
         assert sum(entry.share for entry in entries) == pytest.approx(1.0)
-        allocations, boosts, _, _ = trained.exact_menu()
+        allocations, boosts, *_ = trained.exact_menu()
         for entry in entries:
             np.testing.assert_array_equal(entry.allocation, allocations[entry.index])
             assert entry.boost == boosts[entry.index]
@@ -206,7 +206,7 @@ class TestPrune:
         used = {entry.index for entry in usage.menu_usage(model, 1200, seed=4)}
         assert used <= set(kept.tolist())
         allocations, boosts, bidder_weights, *_ = model.exact_menu()
-        pruned_allocations, pruned_boosts, pruned_weights, _ = pruned.exact_menu()
+        pruned_allocations, pruned_boosts, pruned_weights, *_ = pruned.exact_menu()
         np.testing.assert_array_equal(pruned_allocations, allocations[kept])
         np.testing.assert_array_equal(pruned_boosts, boosts[kept])
         np.testing.assert_array_equal(pruned_weights, bidder_weights)

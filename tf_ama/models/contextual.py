@@ -269,9 +269,9 @@ class ContextualAuction(AffineMaximizerAuction):
             return tf.reshape(padded, tf.concat([[num_blocks, block], tf.shape(context)[1:]], 0))
 
         def menu(contexts):
-            if (num_bidders, num_items) in self.myerson_sizes:
-                return tuple(self.myerson_menu(*contexts))
-            return tuple(t for t in self.menu(*contexts, dtype=tf.float64) if t is not None)
+            built = (self.myerson_menu(*contexts) if (num_bidders, num_items) in self.myerson_sizes
+                     else self.menu(*contexts, dtype=tf.float64))
+            return tuple(t for t in built if t is not None)
 
         entries = self.served_entries(num_bidders, num_items)
         specs = [tf.TensorSpec([block, entries, num_bidders, num_items], tf.float64),
