@@ -129,15 +129,16 @@ class AffineMaximizerAuction(Version01Compatibility, keras.Model):
 
     def menu(self, dtype=tf.float32):
         """The menu, a `tf_ama.core.allocations.Menu` `(allocations [K, m, n], boosts [K],
-        bidder_weights [m], separable_boosts [m + 1, n] or None)` in `dtype` (built from
-        parameters cast to `dtype`, so that the float64 menu is exact)."""
+        bidder_weights [m], separable_boosts [m + 1, n] or None, size_boosts [m + 1, n + 1]
+        or None)` in `dtype` (built from parameters cast to `dtype`, so that the float64 menu
+        is exact)."""
         return Menu(*self.menu_layer.allocations_and_boosts(dtype),
                     self.bidder_weights_layer.values(dtype),
                     self.menu_layer.separable_boosts(dtype), self.menu_layer.size_boosts(dtype))
 
     def exact_menu(self):
         """The served menu as a `Menu` of float64 numpy arrays (`separable_boosts` None when
-        the menu has no family)."""
+        the menu has no family, `size_boosts` None but for the bundle-size family)."""
         return Menu(*(None if t is None else np.asarray(t) for t in self.menu(tf.float64)))
 
     def call(self, bids):
