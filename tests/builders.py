@@ -1,12 +1,14 @@
 """Test helpers shared by several test files: `from builders import compiled_model,
-lottery_menu, run_listing`."""
+lottery_menu, plain_and_xla, run_listing`."""
 
 import os
 import pathlib
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
+from hypothesis import given, settings
 
 import tf_ama
 from tf_ama.core import allocations as menus
@@ -40,3 +42,20 @@ def lottery_menu(rng, num_bidders, num_items, menu_size, boost_scale):
     boosts = boost_scale * rng.normal(size=menu_size)
     boosts[0] = 0.0
     return allocations, boosts
+
+
+def plain_and_xla(check, strategy, budget, xla_examples):
+    """Two slow hypothesis tests of `check(drawn, jit_compile)` on examples of `strategy`:
+    plain with the settings `budget`, and compiled with XLA on only `xla_examples` of them
+    (each example compiles its own shapes, seconds apiece; the plain test covers the
+    strategy's range, the XLA one the compiled kernel). Assign the pair to two `test_`
+    names of the module."""
+    def test(jit_compile, examples):
+        @pytest.mark.slow
+        @settings(budget, max_examples=examples)
+        @given(drawn=strategy)
+        def run(drawn):
+            check(drawn, jit_compile)
+        return run
+
+    return test(False, budget.max_examples), test(True, xla_examples)

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from builders import lottery_menu
+from builders import lottery_menu, plain_and_xla
 from oracle import fraction_ama
 
 from tf_ama.core import exactness, mechanism
@@ -28,6 +28,7 @@ INVALID = tf.errors.InvalidArgumentError
 # Hypothesis: no deadline (XLA compiles once per new shape) and a fixed budget per test.
 PROPERTY = settings(max_examples=40, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+XLA_EXAMPLES = 8  # of each property compiled with XLA (builders.plain_and_xla)
 
 # --- Strategies -----------------------------------------------------------------------------
 
@@ -190,13 +191,14 @@ def test_boosts_outside_the_contract_are_refused():
 # --- Properties over random menus and bids --------------------------------------------------
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("jit_compile", JIT)
-@PROPERTY
-@given(auction=auctions())
-def test_exact_outcome_is_within_the_contract(jit_compile, auction):
+def assert_the_outcome_within_the_contract(auction, jit_compile):
     bids, *menu = auction
     assert_within_contract(bids, menu, outcome_of(bids, menu, jit_compile))
+
+
+(test_exact_outcome_is_within_the_contract,
+ test_compiled_with_xla_the_exact_outcome_is_within_the_contract) = plain_and_xla(
+    assert_the_outcome_within_the_contract, auctions(), PROPERTY, XLA_EXAMPLES)
 
 
 def dyadic(draw, shape, numerators, denominator):
@@ -224,11 +226,7 @@ def dyadic_auctions(draw):
     return bids, allocations, boosts, bidder_weights
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("jit_compile", JIT)
-@PROPERTY
-@given(auction=dyadic_auctions())
-def test_exact_arithmetic_inputs_give_the_exact_outcome_ties_included(jit_compile, auction):
+def assert_the_rational_outcome(auction, jit_compile):
     bids, *menu = auction
     outcome = outcome_of(bids, menu, jit_compile)
     for profile in range(len(bids)):
@@ -238,6 +236,11 @@ def test_exact_arithmetic_inputs_give_the_exact_outcome_ties_included(jit_compil
             # Equal as numbers: the float payment IS the rational one.
             assert Fraction(outcome["payments"][profile, bidder]) == exact["payment"](
                 bidder, exact["menu_index"])
+
+
+(test_exact_arithmetic_inputs_give_the_exact_outcome_ties_included,
+ test_compiled_with_xla_exact_arithmetic_inputs_give_the_exact_outcome) = plain_and_xla(
+    assert_the_rational_outcome, dyadic_auctions(), PROPERTY, XLA_EXAMPLES)
 
 
 @st.composite
@@ -254,11 +257,7 @@ def misreports(draw):
     return true_values, bidder, report, (allocations, boosts, bidder_weights)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("jit_compile", JIT)
-@PROPERTY
-@given(case=misreports())
-def test_no_report_gains_more_than_the_regret_bound(jit_compile, case):
+def assert_no_gain_above_the_bound(case, jit_compile):
     true_values, bidder, report, menu = case
     allocations, boosts, bidder_weights = menu
     deviated = true_values.copy()
@@ -275,6 +274,11 @@ def test_no_report_gains_more_than_the_regret_bound(jit_compile, case):
     for profile in range(len(true_values)):
         gain = utility(lying, profile) - utility(truthful, profile)
         assert gain <= Fraction(bound[profile]), f"profile {profile}: gain {float(gain):.3g}"
+
+
+(test_no_report_gains_more_than_the_regret_bound,
+ test_compiled_with_xla_no_report_gains_more_than_the_regret_bound) = plain_and_xla(
+    assert_no_gain_above_the_bound, misreports(), PROPERTY, XLA_EXAMPLES)
 
 
 # --- The exported serving signature ---------------------------------------------------------

@@ -7,14 +7,13 @@ must choose the same entry (ties included), charge the same payments up to the c
 bounds (to the bit on dyadic inputs), certify zero regret, and be batch invariant.
 """
 
-from fractions import Fraction
 
 import itertools
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from builders import lottery_menu
+from builders import lottery_menu, plain_and_xla
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oracle import enumerated, fraction_ama
@@ -24,7 +23,6 @@ from tf_ama.core.mechanism import exact_outcome
 from tf_ama.core.relaxation import soft_payments
 from tf_ama.core.allocations import deterministic_allocations
 
-JIT = [pytest.param(False, id="plain"), pytest.param(True, id="xla")]
 PROPERTY = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 OUTPUTS = ("allocation", "payments", "menu_index", "values", "regret", "counterfactual_index")
@@ -59,11 +57,7 @@ def joined_auctions(draw, dyadic=False):
     return bids, (allocations, boosts, weights), c
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("jit_compile", JIT)
-@PROPERTY
-@given(auction=joined_auctions())
-def test_joined_outcome_equals_the_enumerated_menu(jit_compile, auction):
+def assert_the_enumerated_menu(auction, jit_compile):
     bids, (allocations, boosts, weights), c = auction
     got = joined(bids, (allocations, boosts, weights), c, jit_compile)
     explicit_allocations, explicit_boosts = enumerated(allocations, boosts, c)
@@ -83,6 +77,11 @@ def test_joined_outcome_equals_the_enumerated_menu(jit_compile, auction):
     chosen = welfare[np.arange(len(bids)), got["menu_index"]]
     assert np.all(best - chosen <= exactness.welfare_error_bound(bids, boosts, weights, c))
     np.testing.assert_array_equal(got["allocation"], explicit_allocations[got["menu_index"]])
+
+
+(test_joined_outcome_equals_the_enumerated_menu,
+ test_compiled_with_xla_the_joined_outcome_equals_the_enumerated_menu) = plain_and_xla(
+    assert_the_enumerated_menu, joined_auctions(), PROPERTY, 6)
 
 
 @PROPERTY
