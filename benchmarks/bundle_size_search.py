@@ -1,7 +1,7 @@
 """The bundle-size family of AMAs, searched exactly: a measurement of what it can earn.
 
     python benchmarks/bundle_size_search.py SETTING [--profiles 3000] [--test-profiles 20000]
-        [--steps 0.3 0.1 0.03 0.01] [--seed 0]
+        [--steps 0.3 0.1 0.03 0.01] [--seed 0] [--family {bundle-sizes,count-vectors}]
 
 For additive bidders with weights 1, the AMA over every 0/1 allocation `a` (item j to owner
 `o_j`, a bidder or nobody; owner `o` gets `k_o` items) with the boost
@@ -26,6 +26,14 @@ AMA payments, docs/design.md §1); tests/benchmarks_test.py checks it against
 frontier (benchmarks/README.md); the menu kind `"bundle-sizes"` (`tf_ama.core.bundle_sizes`)
 holds the whole family (`c` and `g` per bidder) and trains it by `fit`: this exact search
 of its symmetric members is a cross-check of that training.
+
+`--family count-vectors` searches a larger family instead: one boost per count vector
+`(k_1, ..., k_m)` (nobody holding the rest), the same for every ordering of the bidders,
+`G[sorted counts]`, in place of `sum_o g[o, k_o]`. With items i.i.d., every deterministic
+boost that is the same for every ordering of the items and of the bidders is such a `G` plus
+item terms, so this search measures what the symmetric deterministic AMAs can earn at all
+(the shift and one `G` per class but the empty one: 2x5 12 numbers, 5x5 19, 3x10 67). It
+starts where the bundle-size search ends, a member of this family too.
 """
 
 from __future__ import annotations
@@ -53,9 +61,10 @@ def count_states(num_bidders, num_items):
     return np.array(states).reshape(len(states), num_bidders), predecessor
 
 
-def _maximize(values, c, g, tables, without=None):
+def _maximize(values, c, terminal, tables, without=None):
     """The maximum of the boosted welfare over every allocation, `[P]`, with bidder `without`'s
-    values left out; with `without` None also each bidder's value of a maximizer `[P, m]`."""
+    values left out; with `without` None also each bidder's value of a maximizer `[P, m]`.
+    `terminal [S]` is the boost of each final count vector (state)."""
     states, predecessor = tables
     num_profiles, num_bidders, num_items = values.shape
     gains = np.concatenate([values, np.zeros((num_profiles, 1, num_items))], axis=1) + c
@@ -73,8 +82,7 @@ def _maximize(values, c, g, tables, without=None):
         options = np.stack(options)
         choices[j] = np.argmax(options, axis=0)
         best = np.max(options, axis=0)
-    kept = num_items - states.sum(axis=1)
-    total = best + g[np.arange(num_bidders), states].sum(axis=1) + g[num_bidders, kept]
+    total = best + terminal
     state = np.argmax(total, axis=1)
     maximum = total[np.arange(num_profiles), state]
     if without is not None:
@@ -89,12 +97,21 @@ def _maximize(values, c, g, tables, without=None):
     return maximum, won
 
 
-def payments(values, c, g, tables=None):
+def size_terminal(g, states):
+    """The boost `sum_o g[o, k_o]` of each count vector in `states [S, m]`."""
+    num_bidders, num_items = states.shape[1], g.shape[1] - 1
+    kept = num_items - states.sum(axis=1)
+    return g[np.arange(num_bidders), states].sum(axis=1) + g[num_bidders, kept]
+
+
+def payments(values, c, g, tables=None, terminal=None):
     """The AMA's payments `[P, m]` on float64 `values [P, m, n]` for boosts `c [m + 1, n]` and
-    `g [m + 1, n + 1]`: `p_i = max_a W_-i(a) - W_-i(a*)`."""
+    `g [m + 1, n + 1]` (or, given, `terminal [S]` per count vector in place of `g`):
+    `p_i = max_a W_-i(a) - W_-i(a*)`."""
     tables = tables or count_states(*values.shape[1:])
-    maximum, won = _maximize(values, c, g, tables)
-    return np.stack([_maximize(values, c, g, tables, without=i) - (maximum - won[:, i])
+    terminal = size_terminal(g, tables[0]) if terminal is None else terminal
+    maximum, won = _maximize(values, c, terminal, tables)
+    return np.stack([_maximize(values, c, terminal, tables, without=i) - (maximum - won[:, i])
                      for i in range(values.shape[1])], axis=1)
 
 
@@ -110,17 +127,55 @@ def symmetric(theta, reserves, num_bidders):
     return c, g
 
 
-def search(values, reserves, steps, log=print):
-    """Coordinate search of the symmetric members on `values`, from separate Myerson (the
-    items' `reserves`); returns `(theta, revenue on values)`."""
+def count_classes(states):
+    """`(classes, class_of [S])`: the distinct sorted count vectors of `states [S, m]` (one
+    per ordering of the bidders), class 0 the empty one, and each state's class."""
+    keys = [tuple(sorted(state)) for state in states.tolist()]
+    classes = sorted(set(keys), key=lambda key: (sum(key), key))
+    index = {key: k for k, key in enumerate(classes)}
+    return classes, np.array([index[key] for key in keys])
+
+
+def member(theta, reserves, tables, family):
+    """`(c, terminal)` of the searched member `theta` (`symmetric`, or for `family`
+    "count-vectors" `[shift, G(class 1..)]` with `G` 0 at the empty count vector)."""
+    num_bidders = tables[0].shape[1]
+    if family == "bundle-sizes":
+        c, g = symmetric(theta, reserves, num_bidders)
+        return c, size_terminal(g, tables[0])
+    c, _ = symmetric(np.zeros(2 * len(reserves) + 1), np.asarray(reserves) + theta[0],
+                     num_bidders)
+    return c, np.r_[0.0, theta[1:]][count_classes(tables[0])[1]]
+
+
+def parameters(num_bidders, num_items, family):
+    """The number of searched numbers of `family` at this size."""
+    if family == "bundle-sizes":
+        return 2 * num_items + 1
+    return len(count_classes(count_states(num_bidders, num_items)[0])[0])
+
+
+def as_count_vectors(theta, reserves, tables):
+    """The count-vector member `[shift, G]` that is the bundle-size member `theta`."""
+    c, terminal = member(theta, reserves, tables, "bundle-sizes")
+    classes, class_of = count_classes(tables[0])
+    first = [list(class_of).index(k) for k in range(len(classes))]  # a state of each class
+    return np.r_[theta[0], terminal[first[1:]] - terminal[first[0]]]
+
+
+def search(values, reserves, steps, log=print, family="bundle-sizes", start=None):
+    """Coordinate search of the symmetric members of `family` on `values`, from `start`
+    (default: separate Myerson, the items' `reserves`); returns `(theta, revenue on
+    values)`."""
     num_bidders, num_items = values.shape[1:]
     tables = count_states(num_bidders, num_items)
 
     def revenue(theta):
-        return float(payments(values, *symmetric(theta, reserves, num_bidders),
-                              tables).sum(axis=1).mean())
+        c, terminal = member(theta, reserves, tables, family)
+        return float(payments(values, c, None, tables, terminal).sum(axis=1).mean())
 
-    theta = np.zeros(2 * num_items + 1)
+    theta = (np.zeros(parameters(num_bidders, num_items, family)) if start is None
+             else np.asarray(start, np.float64))
     current = revenue(theta)
     for step in steps:
         improved = True
@@ -145,6 +200,8 @@ def main(argv=None):
     parser.add_argument("--test-profiles", type=int, default=20_000)
     parser.add_argument("--steps", type=float, nargs="+", default=[0.3, 0.1, 0.03, 0.01])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--family", choices=("bundle-sizes", "count-vectors"),
+                        default="bundle-sizes")
     args = parser.parse_args(argv)
 
     import tf_ama
@@ -156,19 +213,27 @@ def main(argv=None):
     reserves = np.asarray(separate_reserves(setting), np.float64)
     sample = lambda seed, size: np.asarray(setting.sample(size, seed), np.float64)
     start = time.perf_counter()
-    theta, train = search(sample(args.seed, args.profiles), reserves, args.steps)
+    values = sample(args.seed, args.profiles)
+    theta, train = search(values, reserves, args.steps)
+    if args.family == "count-vectors":  # from the bundle-size member found, which it holds
+        tables = count_states(setting.num_bidders, setting.num_items)
+        theta, train = search(values, reserves, args.steps, family=args.family,
+                              start=as_count_vectors(theta, reserves, tables))
     test_values = sample(args.seed + 2, args.test_profiles)
     spent = time.perf_counter() - start
-    revenues = {name: payments(test_values, *symmetric(point, reserves, setting.num_bidders))
-                .sum(axis=1) for name, point in
-                (("separate Myerson", np.zeros(len(theta))), ("bundle sizes", theta))}
-    gain = revenues["bundle sizes"] - revenues["separate Myerson"]
-    report = {"setting": args.setting, "theta": [round(float(t), 6) for t in theta],
+    tables = count_states(setting.num_bidders, setting.num_items)
+    name = args.family.replace("-", " ")
+    revenues = {label: payments(test_values, c, None, tables, terminal).sum(axis=1)
+                for label, point in (("separate Myerson", np.zeros(len(theta))), (name, theta))
+                for c, terminal in [member(point, reserves, tables, args.family)]}
+    gain = revenues[name] - revenues["separate Myerson"]
+    report = {"setting": args.setting, "family": args.family,
+              "theta": [round(float(t), 6) for t in theta],
               "search_revenue": train, "seconds": round(spent, 1),
-              "test_revenue": float(revenues["bundle sizes"].mean()),
+              "test_revenue": float(revenues[name].mean()),
               "separate_myerson": float(revenues["separate Myerson"].mean()),
               "gain_stderr": float(gain.std(ddof=1) / np.sqrt(len(gain)))}
-    print(f"{args.setting}: bundle sizes {report['test_revenue']:.4f}, separate Myerson "
+    print(f"{args.setting}: {name} {report['test_revenue']:.4f}, separate Myerson "
           f"{report['separate_myerson']:.4f} (paired gain standard error "
           f"{report['gain_stderr']:.4f}) on {args.test_profiles} profiles of seed "
           f"{args.seed + 2}; searched on {args.profiles} profiles in {spent:.0f} s")

@@ -483,6 +483,36 @@ def test_bundle_size_payments_are_the_enumerated_amas(num_bidders, num_items, sc
                                rtol=1e-9, atol=1e-12 * scale)
 
 
+def test_a_count_vector_member_is_the_enumerated_ama():
+    """`--family count-vectors`: the boost `G` of each sorted count vector, the same for the
+    two orders of the bidders, served by the dynamic program as `tf_ama.exact_outcome` serves
+    the listed menu; at `G = sum_o g[o, k_o]` it is the bundle-size member."""
+    benchmark = _load("bundle_size_search")
+    rng = np.random.default_rng(5)
+    reserves = np.array([0.5, 0.4, 0.6])
+    tables = benchmark.count_states(2, 3)
+    classes, _ = benchmark.count_classes(tables[0])
+    assert classes[0] == (0, 0) and len(classes) == benchmark.parameters(2, 3, "count-vectors")
+    theta = np.r_[0.1, rng.normal(scale=0.3, size=len(classes) - 1)]
+    values = rng.uniform(size=(200, 2, 3))
+
+    def served(theta, family):  # the dynamic program's payments
+        c, terminal = benchmark.member(theta, reserves, tables, family)
+        return benchmark.payments(values, c, None, tables, terminal)
+
+    allocations = tf_ama.deterministic_allocations(2, 3, "additive")
+    held = allocations.sum(axis=2).astype(int)  # [K, 2]: each bidder's item count
+    boosts = ((1 - allocations.sum(axis=1)) @ (reserves + 0.1)
+              + np.r_[0.0, theta[1:]][[classes.index(tuple(sorted(k))) for k in held]])
+    exact = tf_ama.exact_outcome(values, allocations, boosts, np.ones(2))
+    np.testing.assert_allclose(served(theta, "count-vectors"), exact["payments"].numpy(),
+                               rtol=1e-9, atol=1e-12)
+    sizes = np.r_[0.1, 0.2, -0.1, 0.3, -0.2, 0.1, 0.4]  # shift, g of a bidder, of nobody
+    np.testing.assert_allclose(
+        served(benchmark.as_count_vectors(sizes, reserves, tables), "count-vectors"),
+        served(sizes, "bundle-sizes"), rtol=1e-12, atol=1e-12)
+
+
 def test_bundle_size_search_starts_at_separate_myerson_and_only_climbs(capsys):
     """With g = 0 the symmetric member is separate Myerson (`exact_outcome` with the
     item-separable family); the search's revenue never falls below its start."""
@@ -503,6 +533,13 @@ def test_bundle_size_search_starts_at_separate_myerson_and_only_climbs(capsys):
                              "300", "--steps", "0.3"])
     assert len(report["theta"]) == 5 and report["gain_stderr"] >= 0.0
     assert "additive_2x2_uniform: bundle sizes" in capsys.readouterr().out
+    report = benchmark.main(["additive_2x2_uniform", "--profiles", "200", "--test-profiles",
+                             "300", "--steps", "0.3", "--family", "count-vectors"])
+    assert report["family"] == "count-vectors" and len(report["theta"]) == 4  # shift, 3 G
+    _, revenue = benchmark.search(values, reserves, [0.3], log=lambda line: None,
+                                  family="count-vectors")
+    assert revenue >= separate.sum(axis=1).mean() - 1e-12
+    assert "additive_2x2_uniform: count vectors" in capsys.readouterr().out
 
 
 def test_bundle_sizes_benchmark_smoke(capsys):
