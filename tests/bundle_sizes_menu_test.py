@@ -237,6 +237,9 @@ def test_a_lottery_menu_joins_the_family_in_the_phases_of_lottery_separable():
     joined.compile(optimizer=keras.optimizers.Adam(0.01))
     joined.fit(tf_ama.fresh_valuations(64), epochs=1, steps_per_epoch=2, verbose=0)
     assert np.any(joined.exact_menu().size_boosts != 0)
+    # The report names the family the explicit entries are joined with.
+    table = tf_ama.evaluate(joined, 200, seed=0, baselines=False).format_table()
+    assert "and allocations of the bundle-size family" in table and "family chosen on" in table
 
 
 def test_the_serving_client_checks_the_size_boosts():

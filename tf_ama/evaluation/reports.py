@@ -138,7 +138,7 @@ class EvaluationReport:
             lines[-1] = (f"  {'menu entries used':<22}{self.entries_used}: explicit ones (of "
                          f"{self.menu_size}, {self.lottery_entries_used} lotteries) and "
                          f"allocations of the "
-                         f"{'bundle-size' if self.menu_type == 'bundle-sizes' else 'item-separable'}"
+                         f"{'bundle-size' if self.menu_type.endswith('bundle-sizes') else 'item-separable'}"
                          " family")
             lines.append(f"  {'family chosen on':<22}{self.family_share:.2%} of the profiles")
         if self.baselines:
