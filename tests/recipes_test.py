@@ -28,7 +28,9 @@ RESTARTING = TrainingConfig(steps=60, steps_per_epoch=20, batch_size=256,
     ("additive_3x10_uniform", None, "bundle-sizes"),
     ("additive_5x10_uniform", None, "bundle-sizes"),
     ("additive_5x5_uniform", None, "deterministic"),
-    ("additive_2x5_uniform", "lottery+bundle-sizes", "lottery+bundle-sizes"),
+    ("additive_2x5_uniform", None, "lottery+bundle-sizes"),
+    ("additive_2x3_uniform", None, "lottery+separable"),
+    ("additive_2x5_uniform", "lottery+separable", "lottery+separable"),
     ("unit_demand_2x2_uniform", None, "lottery"),
     ("unit_demand_2x4_spherical", None, "lottery"),
     ("additive_2x2_uniform", "deterministic", "deterministic"),
@@ -42,7 +44,10 @@ def test_the_default_recipe_follows_the_settings_kind(setting, menu, kind):
 
 
 @pytest.mark.parametrize("bidders,items,kind", [
-    (2, 6, "lottery+separable"),  # 729 allocations: fewer than a lottery menu's 1024 entries
+    (2, 6, "lottery+bundle-sizes"),  # 729 allocations: fewer than a lottery menu's 1024
+    (4, 2, "lottery+separable"),  # 25 allocations, but 2 items
+    (3, 3, "lottery+separable"),  # 64 allocations, 3 items
+    (3, 4, "lottery+bundle-sizes"),  # 256 allocations, 4 items
     (2, 7, "deterministic"),  # 2187
     (5, 5, "deterministic"),  # 7776
     (2, 9, "bundle-sizes"),  # 19 683: beyond LARGE_DETERMINISTIC; 55 count vectors
