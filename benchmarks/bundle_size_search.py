@@ -157,7 +157,7 @@ def parameters(num_bidders, num_items, family):
 
 def as_count_vectors(theta, reserves, tables):
     """The count-vector member `[shift, G]` that is the bundle-size member `theta`."""
-    c, terminal = member(theta, reserves, tables, "bundle-sizes")
+    _, terminal = member(theta, reserves, tables, "bundle-sizes")
     classes, class_of = count_classes(tables[0])
     first = [list(class_of).index(k) for k in range(len(classes))]  # a state of each class
     return np.r_[theta[0], terminal[first[1:]] - terminal[first[0]]]
@@ -213,15 +213,14 @@ def main(argv=None):
     reserves = np.asarray(separate_reserves(setting), np.float64)
     sample = lambda seed, size: np.asarray(setting.sample(size, seed), np.float64)
     start = time.perf_counter()
+    tables = count_states(setting.num_bidders, setting.num_items)
     values = sample(args.seed, args.profiles)
     theta, train = search(values, reserves, args.steps)
     if args.family == "count-vectors":  # from the bundle-size member found, which it holds
-        tables = count_states(setting.num_bidders, setting.num_items)
         theta, train = search(values, reserves, args.steps, family=args.family,
                               start=as_count_vectors(theta, reserves, tables))
     test_values = sample(args.seed + 2, args.test_profiles)
     spent = time.perf_counter() - start
-    tables = count_states(setting.num_bidders, setting.num_items)
     name = args.family.replace("-", " ")
     revenues = {label: payments(test_values, c, None, tables, terminal).sum(axis=1)
                 for label, point in (("separate Myerson", np.zeros(len(theta))), (name, theta))

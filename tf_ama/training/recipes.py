@@ -168,6 +168,17 @@ def temperature_for(setting, num_samples=10_000, seed=0):
     return defaults.TEMPERATURE / 10.0 ** round(np.log10(2.0 * mean))
 
 
+def _additive_menu(allocations, states, num_items):
+    """The default menu kind of an additive setting with several bidders and items, from its
+    0/1 allocations, its count vectors and its items (module docstring)."""
+    if allocations <= defaults.MENU_SIZE:
+        return ("lottery+bundle-sizes" if num_items >= JOINED_BUNDLE_SIZE_ITEMS
+                else "lottery+separable")
+    if allocations <= LARGE_DETERMINISTIC:
+        return "deterministic"
+    return "bundle-sizes" if states <= BUNDLE_SIZE_STATES else "lottery+separable"
+
+
 def _default_for_kind(setting, menu):
     from tf_ama.core.allocations import deterministic_menu_size
     from tf_ama.core.bundle_sizes import count_state_number
@@ -182,11 +193,7 @@ def _default_for_kind(setting, menu):
         elif additive and setting.num_items == 1:
             menu = "separable"
         elif additive and setting.num_bidders > 1:
-            menu = ("deterministic" if defaults.MENU_SIZE < allocations <= LARGE_DETERMINISTIC
-                    else "bundle-sizes" if allocations > LARGE_DETERMINISTIC and states
-                    <= BUNDLE_SIZE_STATES else "lottery+bundle-sizes"
-                    if allocations <= defaults.MENU_SIZE
-                    and setting.num_items >= JOINED_BUNDLE_SIZE_ITEMS else "lottery+separable")
+            menu = _additive_menu(allocations, states, setting.num_items)
         else:
             menu = "lottery"
     if menu == "separable":
