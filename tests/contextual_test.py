@@ -53,8 +53,9 @@ def test_the_menu_is_feasible_in_float64_for_any_size(bundles):
         assert menu.separable_boosts.shape == (16, m + 1, n)
 
 
-def test_permuting_bidders_and_items_permutes_the_menu():
-    model = small_model(bundles=True)
+@pytest.mark.parametrize("size_features", [(), ("bidders", "items")])
+def test_permuting_bidders_and_items_permutes_the_menu(size_features):
+    model = small_model(bundles=True, size_features=size_features)
     for layer in (model.menu_layer.bundle_head, model.menu_layer.family_head):
         layer.kernel.assign(tf.random.stateless_normal(layer.kernel.shape, [5, 6]))
     _, x, y = model.setting.sample(8, 1, "3x4", tf.float64)
@@ -345,8 +346,11 @@ def test_evaluation_reports_exact_revenues_and_paired_gains_per_size(block):
 
 def test_the_export_serves_the_exact_outcome_of_its_menu_bit_for_bit(tmp_path):
     # A menu that loses to Myerson everywhere; its run chose at 2x3 (and kept it, say), so
-    # the export chooses at 4x3 only, and serves Myerson there.
-    model = _damaged(small_model(sizes=("2x3",), bundle_discount=0.0)).chose_at(["2x3"])
+    # the export chooses at 4x3 only, and serves Myerson there. Its network sees the size
+    # (`size_features`), which the export's graph computes per traced size.
+    model = _damaged(small_model(sizes=("2x3",), bundle_discount=0.0,
+                                 size_features=["bidders", "items"])
+                     ).chose_at(["2x3"])
     path = tf_ama.export_saved_model(model, tmp_path / "models", sizes=["2x3", "4x3"],
                                      selection_samples=64)
     loaded = tf.saved_model.load(path)

@@ -196,6 +196,10 @@ def _add_train_arguments(sub):
     add("contextual", "--relative-loss", action=argparse.BooleanOptionalAction, default="off",
         help="descend minus the log of each step's soft revenue, so that every size counts "
              "by its relative gain (lifts small sizes, lowers large ones; docs/design.md §10)")
+    add("contextual", "--size-features", type=flags.size_dimensions,
+        default="the dimensions in which the trained sizes differ",
+        help="the dimensions of the auction's size every token of the menu's network also "
+             "sees (log m, log n): bidders,items, bidders, items or none")
     sub.set_defaults(sections=sections, shown_defaults=defaults)
     return sub
 

@@ -54,7 +54,7 @@ DATA_FLAGS = {"--validation-fraction": "validation_fraction", "--test-fraction":
 CONTEXTUAL_FLAGS = {"--sizes": "sizes", "--hidden": "hidden", "--heads": "heads",
                     "--blocks": "blocks", "--linear-family-boosts": "linear_family_boosts",
                     "--bundles": "bundles", "--bundle-discount": "bundle_discount",
-                    "--relative-loss": "relative_loss"}
+                    "--relative-loss": "relative_loss", "--size-features": "size_features"}
 
 
 def sizes(text):
@@ -64,6 +64,17 @@ def sizes(text):
         return [parse_size(part) for part in text.split(",")]
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def size_dimensions(text):
+    """`--size-features`: "bidders,items", "bidders", "items" or "none"."""
+    from tf_ama.data.contexts import size_dimensions as check  # no TensorFlow
+
+    try:
+        return list(check("size_features", [] if text == "none" else text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be bidders,items, bidders, items or none; got {text!r}") from None
 
 
 SEED = checked("seed", int)

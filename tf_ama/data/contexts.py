@@ -127,6 +127,27 @@ def size_name(size):
     return f"{size[0]}x{size[1]}"
 
 
+# The dimensions of an auction's size a menu's network may see (`size_features`), in order.
+SIZE_DIMENSIONS = ("bidders", "items")
+
+
+def size_dimensions(name, dimensions):
+    """`dimensions` (a list of `SIZE_DIMENSIONS` names, or one of them) as a tuple in their
+    order; refused, naming `name`, if it holds anything else or a repeat."""
+    if isinstance(dimensions, str):
+        dimensions = (dimensions,)
+    if not isinstance(dimensions, (list, tuple)) or len(set(dimensions)) != len(dimensions) or any(
+            d not in SIZE_DIMENSIONS for d in dimensions):
+        raise ValueError(f"`{name}` must be a list of distinct dimensions of {SIZE_DIMENSIONS} "
+                         f"(e.g. ['bidders', 'items'], or [] for none); got {dimensions!r}.")
+    return tuple(d for d in SIZE_DIMENSIONS if d in dimensions)
+
+
+def varying_dimensions(sizes):
+    """The `SIZE_DIMENSIONS` in which `sizes` (pairs `(m, n)`) differ."""
+    return tuple(d for d, values in zip(SIZE_DIMENSIONS, zip(*sizes)) if len(set(values)) > 1)
+
+
 @dataclasses.dataclass(frozen=True)
 class ContextualSetting(AuctionSetting):
     """A contextual auction setting (additive bidders).

@@ -14,7 +14,10 @@ context. The network works on a grid of (bidder or nobody) x item tokens: each t
 its bidder's and its item's context (nobody's is learned), and each `AxialBlock` lets every
 token attend to its row (the bidder's items) and its column (the item's bidders and nobody),
 Keras `MultiHeadAttention` as in the encoders of keras-hub, plus the grid's mean. Nothing
-depends on the order of bidders or items: permuting them permutes the menu (tested).
+depends on the order of bidders or items: permuting them permutes the menu (tested). With
+`size_features`, each token's input also holds `log m` and/or `log n`: attention and the mean
+average over the tokens, so without them the network hardly tells a 2x2 auction from a 3x10
+one, and a network trained on both serves each a compromise (docs/design.md §10).
 
 With `separable`, `c` starts at `myerson` (Myerson's optimal auction of each item alone for
 the context, `ContextualSetting.separate_myerson_boosts`; zero, i.e. VCG, without one) plus
@@ -48,6 +51,7 @@ import keras
 import tensorflow as tf
 
 from tf_ama.core.exactness import MAX_BIDDER_WEIGHT, MIN_BIDDER_WEIGHT
+from tf_ama.data.contexts import size_dimensions
 from tf_ama.utils import checks, defaults, seeds
 
 
@@ -154,6 +158,10 @@ class ContextualMenu(keras.layers.Layer):
         spared, its start in [0, 1] (module doc); 0: none, neither started nor learned (the
         menu then starts at per-context Myerson, as menus saved before it existed do).
         Default (None): `tf_ama.utils.defaults.BUNDLE_DISCOUNT` with bundles, else 0.
+      size_features: the dimensions of the auction's size that every token also sees, a
+        subset of `tf_ama.data.contexts.SIZE_DIMENSIONS` ("bidders": `log m`, "items": `log n`), so that a menu
+        trained on several sizes can differ between them beyond what attention over the
+        tokens tells (docs/design.md §10); () for none.
       seed: seeds the initial parameters.
     """
 
@@ -161,8 +169,8 @@ class ContextualMenu(keras.layers.Layer):
 
     def __init__(self, bidder_features, item_features, menu_size=64, separable=True,
                  learn_bidder_weights=True, hidden=32, heads=2, blocks=2,
-                 linear_family_boosts=None, bundles=None, bundle_discount=None, seed=0,
-                 **kwargs):
+                 linear_family_boosts=None, bundles=None, bundle_discount=None,
+                 size_features=(), seed=0, **kwargs):
         kwargs.setdefault("name", "contextual_menu")
         super().__init__(**kwargs)
         self.bidder_features = checks.integer("bidder_features", bidder_features, minimum=1)
@@ -193,6 +201,7 @@ class ContextualMenu(keras.layers.Layer):
         if self.bundle_discount and not self.bundles:
             raise ValueError("`bundle_discount` is the grand bundles' discount: it needs "
                              "bundles=True (or leave it at None).")
+        self.size_features = size_dimensions("size_features", size_features)
         self.seed = checks.seed("seed", seed)
         seed = seeds.network_seed(self.seed)
 
@@ -253,6 +262,12 @@ class ContextualMenu(keras.layers.Layer):
             tf.broadcast_to(rows[:, :, None, :], [batch, num_rows, num_items, self.bidder_features]),
             tf.broadcast_to(item_context[:, None, :, :],
                             [batch, num_rows, num_items, self.item_features])], axis=-1)
+        if self.size_features:
+            counts = {"bidders": num_rows - 1, "items": num_items}
+            size = tf.math.log(tf.cast(tf.stack([counts[d] for d in self.size_features]),
+                                       tf.float32))
+            pairs = tf.concat([pairs, tf.broadcast_to(
+                size, [batch, num_rows, num_items, len(self.size_features)])], axis=-1)
         tokens = self.embed(pairs)
         for block in self.grid:
             tokens = tokens + block(tokens)
@@ -306,7 +321,7 @@ class ContextualMenu(keras.layers.Layer):
         bundles, the extended family boosts or the bundles' discount (not today's
         defaults)."""
         return cls(**{"bundles": False, "linear_family_boosts": False, "bundle_discount": 0.0,
-                      **config})
+                      "size_features": (), **config})
 
     def get_config(self):
         return {**super().get_config(), "bidder_features": self.bidder_features,
@@ -314,4 +329,6 @@ class ContextualMenu(keras.layers.Layer):
                 "separable": self.separable, "learn_bidder_weights": self.learn_bidder_weights,
                 "hidden": self.hidden, "heads": self.heads, "blocks": self.blocks,
                 "linear_family_boosts": self.linear_family_boosts, "bundles": self.bundles,
-                "bundle_discount": self.bundle_discount, "seed": self.seed}
+                "bundle_discount": self.bundle_discount,
+                "size_features": list(self.size_features),
+                "seed": self.seed}

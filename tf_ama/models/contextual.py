@@ -25,7 +25,8 @@ import tensorflow as tf
 from tf_ama.core.allocations import Menu
 from tf_ama.core.blocks import outcome_block_size
 from tf_ama.core.mechanism import exact_outcome, validate_bids
-from tf_ama.data.contexts import get_contextual_setting, parse_size, size_name
+from tf_ama.data.contexts import (get_contextual_setting, parse_size, size_name,
+                                varying_dimensions)
 from tf_ama.menus.contextual import ContextualMenu
 from tf_ama.models.active_set import ActiveSet
 from tf_ama.models.auction import AffineMaximizerAuction
@@ -81,8 +82,11 @@ class ContextualAuction(AffineMaximizerAuction):
       sizes: the sizes `(m, n)` (or `"3x10"`) trained on; default: the setting's.
       menu: a `ContextualMenu` (or its config); default: built from the options below.
       menu_size, separable, learn_bidder_weights, hidden, heads, blocks,
-        linear_family_boosts, bundles, bundle_discount: the menu's options
-        (`ContextualMenu`).
+        linear_family_boosts, bundles, bundle_discount, size_features: the menu's options
+        (`ContextualMenu`). `size_features` defaults to the dimensions in which `sizes`
+        differ (`varying_dimensions`: none for one size), so that the network tells the
+        trained sizes apart and never sees a dimension that did not vary in training
+        (docs/design.md §10).
       temperature: `lambda` of the softmax relaxation.
       seed: seeds the initial parameters (and, unless `data_seed` is given, the auctions drawn
         in training).
@@ -108,7 +112,7 @@ class ContextualAuction(AffineMaximizerAuction):
     def __init__(self, setting, sizes=None, *, menu=None, menu_size=64, separable=True,
                  learn_bidder_weights=True, hidden=32, heads=2, blocks=2,
                  linear_family_boosts=None, bundles=None, bundle_discount=None,
-                 temperature=defaults.TEMPERATURE,
+                 size_features=None, temperature=defaults.TEMPERATURE,
                  seed=0, data_seed=None, micro_batch_size=None, jit_objective=True,
                  active_margin=None, active_refresh_steps=defaults.ACTIVE_REFRESH_STEPS,
                  relative_loss=False, myerson_sizes=(), chosen_sizes=(), **kwargs):
@@ -119,13 +123,15 @@ class ContextualAuction(AffineMaximizerAuction):
         self.myerson_sizes = ()
         self.relative_loss = checks.boolean("relative_loss", relative_loss)
         self.chosen_sizes = tuple(sorted(set(size_list("chosen_sizes", chosen_sizes))))
+        if size_features is None:  # a dimension that never varied in training tells nothing
+            size_features = varying_dimensions(self.sizes)
         if menu is None:
             menu = ContextualMenu(
                 setting.bidder_features, setting.item_features, menu_size=menu_size,
                 separable=separable, learn_bidder_weights=learn_bidder_weights, hidden=hidden,
                 heads=heads, blocks=blocks, linear_family_boosts=linear_family_boosts,
                 bundles=bundles, bundle_discount=bundle_discount,
-                seed=checks.seed("seed", seed))
+                size_features=size_features, seed=checks.seed("seed", seed))
         micro_batch_size = checks.optional(checks.integer, "micro_batch_size",
                                            micro_batch_size, minimum=1)
         super().__init__(setting, menu, temperature=temperature, seed=seed, data_seed=data_seed,

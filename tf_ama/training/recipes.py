@@ -93,7 +93,7 @@ CONTEXTUAL_MENUS = {"lottery+separable": True, "lottery": False, "separable": Tr
 CONTEXTUAL_MODEL_ARGS = ("sizes", "menu_size", "seed", "temperature", "learn_bidder_weights",
                          "micro_batch_size", "hidden", "heads", "blocks",
                          "linear_family_boosts", "bundles", "bundle_discount", "active_margin",
-                         "active_refresh_steps", "relative_loss")
+                         "active_refresh_steps", "relative_loss", "size_features")
 
 
 @dataclasses.dataclass(frozen=True)
