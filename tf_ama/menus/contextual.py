@@ -159,9 +159,9 @@ class ContextualMenu(keras.layers.Layer):
         menu then starts at per-context Myerson, as menus saved before it existed do).
         Default (None): `tf_ama.utils.defaults.BUNDLE_DISCOUNT` with bundles, else 0.
       size_features: the dimensions of the auction's size that every token also sees, a
-        subset of `tf_ama.data.contexts.SIZE_DIMENSIONS` ("bidders": `log m`, "items": `log n`), so that a menu
-        trained on several sizes can differ between them beyond what attention over the
-        tokens tells (docs/design.md §10); () for none.
+        subset of `tf_ama.data.contexts.SIZE_DIMENSIONS` ("bidders": `log m`, "items":
+        `log n`), so that a menu trained on several sizes can differ between them beyond
+        what attention over the tokens tells (docs/design.md §10); () for none.
       seed: seeds the initial parameters.
     """
 
