@@ -70,13 +70,10 @@ def test_the_option_is_recorded_checked_and_given_by_the_command_line(tmp_path, 
 def resolve_contextual(*flags):
     """The recipe `tf-ama train contextual_a --sizes 2x3 FLAGS` resolves to."""
     from tf_ama.cli.app import build_parser
-    from tf_ama.training import recipes
+    from tf_ama.cli.commands import contextual_recipe
 
-    args = build_parser().parse_args([
-        "train", "contextual_a", "--sizes", "2x3", *flags, "--out", "unused"])
-    overrides = {dest: getattr(args, dest) for dest in ("sizes", "relative_loss")
-                 if hasattr(args, dest)}
-    return recipes.resolve("contextual_a", model_overrides=overrides)
+    return contextual_recipe(build_parser().parse_args([
+        "train", "contextual_a", "--sizes", "2x3", *flags, "--out", "unused"]))
 
 
 @pytest.mark.slow

@@ -70,15 +70,12 @@ def test_the_option_is_saved_and_a_menu_saved_before_it_loads_without_it(tmp_pat
 
 def test_the_command_line_chooses_them(capsys):
     from tf_ama.cli.app import build_parser, main
-    from tf_ama.training import recipes
+    from tf_ama.cli.commands import contextual_recipe
 
     for flags, want in (((), ("items",)), (("--size-features", "none"), ()),
                         (("--size-features", "items,bidders"), BOTH)):
-        args = build_parser().parse_args(["train", "contextual_a", "--sizes", "2x2,2x3",
-                                          *flags, "--out", "unused"])
-        overrides = {dest: getattr(args, dest) for dest in ("sizes", "size_features")
-                     if hasattr(args, dest)}
-        model_kwargs, _, _ = recipes.resolve("contextual_a", model_overrides=overrides)
+        model_kwargs, _, _ = contextual_recipe(build_parser().parse_args([
+            "train", "contextual_a", "--sizes", "2x2,2x3", *flags, "--out", "unused"]))
         built = ContextualAuction("contextual_a", **{**model_kwargs, **SMALL})
         assert built.menu_layer.size_features == want
     with pytest.raises(SystemExit):

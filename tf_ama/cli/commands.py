@@ -123,19 +123,26 @@ def _train_contextual(args):
     from tf_ama.evaluation.contextual import format_reports
     from tf_ama.training import runs
     from tf_ama.training.contextual import read_reports
-    from tf_ama.training.recipes import resolve
     from tf_ama.training.run import train_run
 
     if args.valuations is not None:
         raise ValueError("--valuations: contextual settings draw their own contexts and "
                          "values; data files are for settings without contexts.")
-    model_kwargs, training, recipe = resolve(args.setting, args.recipe, *(
-        {name: getattr(args, name) for section in sections for name in args.sections[section]
-         if hasattr(args, name)} for sections in (("model", "contextual"), ("training",))))
+    model_kwargs, training, recipe = contextual_recipe(args)
     train_run(args.setting, args.out, model_kwargs, training, recipe=recipe)
     print(format_reports(read_reports(args.out)))  # written by train_run
     print(f"\nrun directory: {args.out} (model.keras, evaluation.json, TensorBoard logs in "
           f"{os.path.join(args.out, runs.LOGS)})")
+
+
+def contextual_recipe(args):
+    """`(model_kwargs, TrainingConfig, record)` of `tf-ama train CONTEXTUAL_SETTING ...`:
+    the contextual recipe, with the fields of the flags given (the others are not set)."""
+    from tf_ama.training.recipes import resolve
+
+    return resolve(args.setting, args.recipe, *(
+        {name: getattr(args, name) for section in sections for name in args.sections[section]
+         if hasattr(args, name)} for sections in (("model", "contextual"), ("training",))))
 
 
 def _load_any(path):
